@@ -1,0 +1,257 @@
+//! Files and directories that appear whole or not at all.
+//!
+//! Everything the workbench writes goes to a temporary name beside its destination, is closed and
+//! fsynced, renamed into place, and then the directory is fsynced so the rename itself survives a
+//! power cut. A crash at any point leaves either the old file or the new one, plus at most a
+//! stray temporary that the next run ignores and [`Drop`] removes when it can.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{Error, Result};
+
+/// fsyncs a directory so that renames into it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    // Directories cannot be opened for writing; a read-only handle is enough for fsync on Linux.
+    let d = File::open(dir).map_err(|e| Error::write(dir, e))?;
+    d.sync_all().map_err(|e| Error::write(dir, e))
+}
+
+fn parent_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn temp_sibling(dest: &Path, tag: &str) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    parent_of(dest).join(format!(".{name}.{tag}-{}-{n}", std::process::id()))
+}
+
+/// A file written under a temporary name and renamed over `dest` on [`AtomicFile::commit`].
+pub struct AtomicFile {
+    file: Option<File>,
+    temp: PathBuf,
+    dest: PathBuf,
+}
+
+impl AtomicFile {
+    /// Creates the temporary file beside `dest`.
+    pub fn create(dest: impl Into<PathBuf>) -> Result<Self> {
+        let dest = dest.into();
+        let temp = temp_sibling(&dest, "tmp");
+        let file = File::create_new(&temp).map_err(|e| Error::write(&temp, e))?;
+        Ok(AtomicFile {
+            file: Some(file),
+            temp,
+            dest,
+        })
+    }
+
+    /// The open temporary file.
+    pub fn file(&mut self) -> &mut File {
+        self.file.as_mut().expect("file is open until commit")
+    }
+
+    /// Takes the file out (for writers that own their sink); give it back with [`Self::commit_file`].
+    pub fn take_file(&mut self) -> File {
+        self.file.take().expect("file is open until commit")
+    }
+
+    /// Where the file will appear.
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+
+    /// Flushes, fsyncs, renames into place and fsyncs the directory.
+    pub fn commit(mut self) -> Result<()> {
+        let file = self.file.take().expect("file is open until commit");
+        self.commit_file(file)
+    }
+
+    /// Like [`Self::commit`], for a file that was taken out with [`Self::take_file`].
+    pub fn commit_file(mut self, mut file: File) -> Result<()> {
+        file.flush().map_err(|e| Error::write(&self.dest, e))?;
+        file.sync_all().map_err(|e| Error::write(&self.dest, e))?;
+        drop(file);
+        std::fs::rename(&self.temp, &self.dest).map_err(|e| Error::write(&self.dest, e))?;
+        // The temporary is gone; nothing for Drop to clean.
+        self.temp = PathBuf::new();
+        sync_dir(&parent_of(&self.dest))
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if !self.temp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
+/// Writes `bytes` to `dest` atomically.
+pub fn write_file(dest: impl Into<PathBuf>, bytes: &[u8]) -> Result<()> {
+    let mut f = AtomicFile::create(dest)?;
+    let dest = f.dest().to_path_buf();
+    f.file().write_all(bytes).map_err(|e| Error::write(&dest, e))?;
+    f.commit()
+}
+
+/// A directory built under a temporary name and renamed into place on [`AtomicDir::commit`].
+///
+/// If the build fails or the process dies, the destination is untouched and the temporary is
+/// removed (by [`Drop`], or ignored as a dot-name by the next run).
+pub struct AtomicDir {
+    temp: PathBuf,
+    dest: PathBuf,
+    replace: bool,
+}
+
+impl AtomicDir {
+    /// Starts building `dest`. Unless `replace`, a `dest` that exists and is not empty is an error.
+    pub fn create(dest: impl Into<PathBuf>, replace: bool) -> Result<Self> {
+        let dest = dest.into();
+        if !replace && dest.exists() {
+            let empty = dest.is_dir()
+                && std::fs::read_dir(&dest)
+                    .map(|mut d| d.next().is_none())
+                    .unwrap_or(false);
+            if !empty {
+                return Err(Error::invalid(format!(
+                    "`{}` already exists\n\nhint: choose another output directory, or pass `--force` to replace it",
+                    dest.display()
+                )));
+            }
+        }
+        let parent = parent_of(&dest);
+        std::fs::create_dir_all(&parent).map_err(|e| Error::write(&parent, e))?;
+        let temp = temp_sibling(&dest, "partial");
+        std::fs::create_dir(&temp).map_err(|e| Error::write(&temp, e))?;
+        Ok(AtomicDir {
+            temp,
+            dest,
+            replace,
+        })
+    }
+
+    /// The temporary directory to write into.
+    pub fn path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// Where the directory will appear.
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+
+    /// fsyncs the tree, renames it into place (moving an old `dest` aside first) and fsyncs the
+    /// parent.
+    pub fn commit(mut self) -> Result<PathBuf> {
+        sync_tree(&self.temp)?;
+        let parent = parent_of(&self.dest);
+        let mut old = None;
+        if self.dest.exists() {
+            if !self.replace {
+                // Only an empty directory can be here (checked at create).
+                std::fs::remove_dir(&self.dest).map_err(|e| Error::write(&self.dest, e))?;
+            } else {
+                let aside = temp_sibling(&self.dest, "old");
+                std::fs::rename(&self.dest, &aside).map_err(|e| Error::write(&self.dest, e))?;
+                old = Some(aside);
+            }
+        }
+        std::fs::rename(&self.temp, &self.dest).map_err(|e| Error::write(&self.dest, e))?;
+        self.temp = PathBuf::new();
+        sync_dir(&parent)?;
+        if let Some(old) = old {
+            let _ = std::fs::remove_dir_all(&old);
+        }
+        Ok(self.dest.clone())
+    }
+}
+
+impl Drop for AtomicDir {
+    fn drop(&mut self) {
+        if !self.temp.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.temp);
+        }
+    }
+}
+
+/// fsyncs every directory under `root` (files are fsynced by their writers).
+fn sync_tree(root: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(root).map_err(|e| Error::write(root, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::write(root, e))?;
+        if entry.file_type().map_err(|e| Error::write(entry.path(), e))?.is_dir() {
+            sync_tree(&entry.path())?;
+        }
+    }
+    sync_dir(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_file_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("x.bin");
+        {
+            let mut f = AtomicFile::create(&dest).unwrap();
+            f.file().write_all(b"half").unwrap();
+        }
+        assert!(!dest.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_committed_file_replaces_the_old_one_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("x.txt");
+        write_file(&dest, b"old").unwrap();
+        write_file(&dest, b"new").unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"new");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_directory_appears_only_on_commit_and_refuses_to_clobber() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("set");
+        let d = AtomicDir::create(&dest, false).unwrap();
+        std::fs::write(d.path().join("a"), b"1").unwrap();
+        assert!(!dest.exists());
+        d.commit().unwrap();
+        assert!(dest.join("a").exists());
+
+        let err = AtomicDir::create(&dest, false).err().unwrap();
+        assert!(err.to_string().contains("already exists"), "{err}");
+
+        let d = AtomicDir::create(&dest, true).unwrap();
+        std::fs::write(d.path().join("b"), b"2").unwrap();
+        d.commit().unwrap();
+        assert!(dest.join("b").exists() && !dest.join("a").exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_failed_directory_build_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("set");
+        {
+            let d = AtomicDir::create(&dest, false).unwrap();
+            std::fs::write(d.path().join("a"), b"1").unwrap();
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}

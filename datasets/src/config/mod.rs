@@ -1,0 +1,602 @@
+//! The job config: one TOML file describes a whole run, section by section, one section per stage.
+//!
+//! Every section is read with `deny_unknown_fields`, so a typo is an error that names the file,
+//! line, column and key, never a silently ignored setting. `--set section.key=value` overrides go
+//! through the same types and checks. The resolved config (every default filled in) is what gets
+//! hashed, written into the run directory, and printed by `workbench config check`.
+//!
+//! Sections for stages that have not landed yet exist but take no keys; they grow as their
+//! stages do.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::set::Splits;
+
+/// A config that could not be read: where, which key, what was expected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    /// The config file, or `--set` for an override.
+    pub origin: String,
+    /// 1-based line and column in the file, when known.
+    pub position: Option<(usize, usize)>,
+    /// The dotted key, when known.
+    pub key: Option<String>,
+    /// What is wrong and what is expected.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Invalid config `{}`", self.origin)?;
+        if let Some((line, col)) = self.position {
+            write!(f, " at line {line}, column {col}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ", key `{key}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The whole job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the run lives and how it is seeded.
+    pub run: RunConfig,
+    /// Gold, prompt and eval sets, and how they are cleaned.
+    #[serde(default)]
+    pub data: DataConfig,
+    /// The teacher model (lands with the model and teacher stages).
+    #[serde(default)]
+    pub teacher: TeacherConfig,
+    /// The student model (lands with the model and distillation stages).
+    #[serde(default)]
+    pub student: StudentConfig,
+    /// Synthetic-set generation (lands with the generation stage).
+    #[serde(default)]
+    pub generate: GenerateConfig,
+    /// Distillation (lands with the distillation stage).
+    #[serde(default)]
+    pub distill: DistillConfig,
+    /// Expert review (lands with the annotation stage).
+    #[serde(default)]
+    pub annotate: AnnotateConfig,
+    /// The expert fine-tune (lands with the fine-tune stage).
+    #[serde(default)]
+    pub finetune: FinetuneConfig,
+    /// Evaluation (lands with the evaluation stage).
+    #[serde(default)]
+    pub eval: EvalConfig,
+    /// How sets are written: splits, shards, licence.
+    #[serde(default)]
+    pub export: ExportConfig,
+}
+
+/// `[run]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Name of the run: its directory is `<dir>/<name>`. Letters, digits, `-`, `_`, `.`.
+    pub name: String,
+    /// Parent directory of run directories, relative to the current directory.
+    #[serde(default = "default_runs_dir")]
+    pub dir: PathBuf,
+    /// Seed of everything random in the run (data generation, splits, sampling, training).
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_runs_dir() -> PathBuf {
+    PathBuf::from("runs")
+}
+
+/// Where a set comes from: a file or set directory, with an optional column mapping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// A JSONL, JSON, CSV or Parquet file, or a set directory; relative to the config file.
+    pub path: PathBuf,
+    /// Our column name → the source's column name, e.g. `{ prompt = "question", reference = "answer" }`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub map: BTreeMap<String, String>,
+}
+
+/// A built-in task generator: the project makes its own data, deterministically from the seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BuiltinTask {
+    /// Free-form English dates to ISO 8601 (`3rd of March 2021` → `2021-03-03`).
+    Dates,
+}
+
+/// How near-duplicates are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DedupMode {
+    /// Keep everything.
+    None,
+    /// Drop rows whose normalised text is identical to an earlier row's.
+    Exact,
+    /// Exact, then MinHash LSH on word n-grams above `near_threshold` Jaccard similarity.
+    Near,
+}
+
+/// `[data]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Generate the sets with a built-in task instead of reading files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<BuiltinTask>,
+    /// Gold examples (prompt + reference) that train the local teacher; with `task`, how many to make.
+    #[serde(default = "default_gold_size")]
+    pub gold_size: usize,
+    /// Prompts without answers that the teacher labels; with `task`, how many to make.
+    #[serde(default = "default_prompts_size")]
+    pub prompts_size: usize,
+    /// Held-out prompts with references; with `task`, how many to make.
+    #[serde(default = "default_eval_size")]
+    pub eval_size: usize,
+    /// Gold set from a file (instead of `task`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gold: Option<SourceConfig>,
+    /// Prompt pool from a file (instead of `task`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompts: Option<SourceConfig>,
+    /// Eval set from a file (instead of `task`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval: Option<SourceConfig>,
+    /// Duplicate removal in gold and prompt sets.
+    #[serde(default = "default_dedup")]
+    pub dedup: DedupMode,
+    /// Jaccard similarity above which two prompts are near-duplicates (0 to 1).
+    #[serde(default = "default_near_threshold")]
+    pub near_threshold: f64,
+    /// Words per shingle for near-duplicate detection.
+    #[serde(default = "default_shingle_words")]
+    pub shingle_words: usize,
+    /// Drop gold and prompt rows that share an n-gram with the eval set.
+    #[serde(default = "default_true")]
+    pub decontaminate: bool,
+    /// Words per n-gram for decontamination (GPT-3 used 13); shorter eval items match whole.
+    #[serde(default = "default_decontam_ngram")]
+    pub decontam_ngram: usize,
+}
+
+fn default_gold_size() -> usize {
+    400
+}
+fn default_prompts_size() -> usize {
+    2000
+}
+fn default_eval_size() -> usize {
+    200
+}
+fn default_dedup() -> DedupMode {
+    DedupMode::Exact
+}
+fn default_near_threshold() -> f64 {
+    0.8
+}
+fn default_shingle_words() -> usize {
+    3
+}
+fn default_true() -> bool {
+    true
+}
+fn default_decontam_ngram() -> usize {
+    13
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            task: None,
+            gold_size: default_gold_size(),
+            prompts_size: default_prompts_size(),
+            eval_size: default_eval_size(),
+            gold: None,
+            prompts: None,
+            eval: None,
+            dedup: default_dedup(),
+            near_threshold: default_near_threshold(),
+            shingle_words: default_shingle_words(),
+            decontaminate: true,
+            decontam_ngram: default_decontam_ngram(),
+        }
+    }
+}
+
+macro_rules! pending_section {
+    ($name:ident, $section:literal) => {
+        #[doc = concat!("`[", $section, "]`: takes no keys until its stage lands.")]
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {}
+    };
+}
+
+pending_section!(TeacherConfig, "teacher");
+pending_section!(StudentConfig, "student");
+pending_section!(GenerateConfig, "generate");
+pending_section!(DistillConfig, "distill");
+pending_section!(AnnotateConfig, "annotate");
+pending_section!(FinetuneConfig, "finetune");
+pending_section!(EvalConfig, "eval");
+
+/// `[export]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportConfig {
+    /// Split names and shares for exported sets, e.g. `{ train = 0.9, test = 0.1 }`.
+    #[serde(default = "default_splits")]
+    pub splits: BTreeMap<String, f64>,
+    /// Target size of one Parquet shard, in MiB.
+    #[serde(default = "default_shard_mib")]
+    pub shard_mib: u64,
+    /// Rows per Parquet row group, at most.
+    #[serde(default = "default_row_group_rows")]
+    pub row_group_rows: usize,
+    /// zstd level of every Parquet file (1 fastest, 22 smallest).
+    #[serde(default = "default_zstd_level")]
+    pub zstd_level: i32,
+    /// Licence identifier written into dataset cards (`apache-2.0`, `cc-by-4.0`, `other`, ...).
+    #[serde(default = "default_license")]
+    pub license: String,
+}
+
+fn default_splits() -> BTreeMap<String, f64> {
+    BTreeMap::from([("train".to_string(), 1.0)])
+}
+fn default_shard_mib() -> u64 {
+    256
+}
+fn default_row_group_rows() -> usize {
+    100_000
+}
+fn default_zstd_level() -> i32 {
+    1
+}
+fn default_license() -> String {
+    "unknown".into()
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        ExportConfig {
+            splits: default_splits(),
+            shard_mib: default_shard_mib(),
+            row_group_rows: default_row_group_rows(),
+            zstd_level: default_zstd_level(),
+            license: default_license(),
+        }
+    }
+}
+
+impl ExportConfig {
+    /// The split assignment, seeded by the run's seed.
+    pub fn splits(&self, seed: u64) -> Splits {
+        Splits {
+            shares: self.splits.clone(),
+            seed,
+        }
+    }
+}
+
+/// A loaded config and where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The resolved config.
+    pub config: Config,
+    /// The file it was read from.
+    pub path: PathBuf,
+}
+
+impl LoadedConfig {
+    /// Resolves a path written in the config: relative paths are relative to the config file.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.path.parent().unwrap_or(Path::new(".")).join(p)
+        }
+    }
+
+    /// The run directory: `<run.dir>/<run.name>`.
+    pub fn run_dir(&self) -> PathBuf {
+        self.config.run.dir.join(&self.config.run.name)
+    }
+}
+
+/// One `--set a.b=c` override.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Override {
+    /// The dotted key, `a.b`.
+    pub key: String,
+    /// The value as typed, parsed as TOML when it can be (`3`, `true`, `[1, 2]`), else a string.
+    pub value: String,
+}
+
+impl Override {
+    /// Parses `a.b=c`.
+    pub fn parse(s: &str) -> Result<Override, ConfigError> {
+        let Some((key, value)) = s.split_once('=') else {
+            return Err(ConfigError {
+                origin: format!("--set {s}"),
+                position: None,
+                key: None,
+                message: "expected `section.key=value`, e.g. `--set run.seed=3`".into(),
+            });
+        };
+        let key = key.trim();
+        if key.is_empty() || key.split('.').any(str::is_empty) {
+            return Err(ConfigError {
+                origin: format!("--set {s}"),
+                position: None,
+                key: None,
+                message: "the key is empty; expected `section.key=value`".into(),
+            });
+        }
+        Ok(Override {
+            key: key.to_string(),
+            value: value.trim().to_string(),
+        })
+    }
+
+    fn origin(&self) -> String {
+        format!("--set {}={}", self.key, self.value)
+    }
+
+    fn toml_value(&self) -> toml::Value {
+        let doc = format!("v = {}", self.value);
+        match toml::from_str::<toml::Table>(&doc) {
+            Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(self.value.clone())),
+            Err(_) => toml::Value::String(self.value.clone()),
+        }
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map_or(before.chars().count(), |i| before[i + 1..].chars().count()) + 1;
+    (line, col)
+}
+
+fn tidy(message: &str) -> String {
+    let m = message.trim().trim_end_matches('.');
+    // serde's "unknown field `x`, expected one of `a`, `b`" reads better as a key.
+    m.replace("unknown field", "unknown key").replace("missing field", "missing key")
+}
+
+fn path_string(path: &serde_path_to_error::Path) -> Option<String> {
+    let s = path.to_string();
+    (s != "." && !s.is_empty()).then_some(s)
+}
+
+/// Deserialises `T` from TOML text, reporting line, column and key.
+fn from_text<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T, ConfigError> {
+    let de = toml::Deserializer::parse(text).map_err(|e| ConfigError {
+        origin: origin.to_string(),
+        position: e.span().map(|s| line_col(text, s.start)),
+        key: None,
+        message: tidy(e.message()),
+    })?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = path_string(e.path());
+        let inner = e.into_inner();
+        ConfigError {
+            origin: origin.to_string(),
+            position: inner.span().map(|s| line_col(text, s.start)),
+            key,
+            message: tidy(inner.message()),
+        }
+    })
+}
+
+fn from_table<T: serde::de::DeserializeOwned>(table: toml::Table, origin: &str) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(table).map_err(|e| ConfigError {
+        origin: origin.to_string(),
+        position: None,
+        key: path_string(e.path()),
+        message: tidy(e.inner().message()),
+    })
+}
+
+fn set_path(table: &mut toml::Table, o: &Override) -> Result<(), ConfigError> {
+    let parts: Vec<&str> = o.key.split('.').collect();
+    let mut t = table;
+    for (i, part) in parts[..parts.len() - 1].iter().enumerate() {
+        let entry = t
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = match entry {
+            toml::Value::Table(inner) => inner,
+            _ => {
+                return Err(ConfigError {
+                    origin: o.origin(),
+                    position: None,
+                    key: Some(parts[..=i].join(".")),
+                    message: "is a value, not a section; it has no keys to set".into(),
+                });
+            }
+        };
+    }
+    t.insert(parts[parts.len() - 1].to_string(), o.toml_value());
+    Ok(())
+}
+
+impl Config {
+    /// Reads a config file and applies overrides; every error names the file or the override.
+    pub fn load(path: impl AsRef<Path>, overrides: &[Override]) -> crate::Result<LoadedConfig> {
+        let path = path.as_ref();
+        if path.is_dir() {
+            return Err(crate::Error::invalid(format!(
+                "`{}` is a directory; expected a TOML config file such as `configs/demo.toml`",
+                path.display()
+            )));
+        }
+        let text = std::fs::read(path).map_err(|e| crate::Error::read(path, e))?;
+        let text = String::from_utf8(text).map_err(|e| ConfigError {
+            origin: path.display().to_string(),
+            position: None,
+            key: None,
+            message: format!("the file is not valid UTF-8 (byte {})", e.utf8_error().valid_up_to()),
+        })?;
+        let config = Config::from_str_with(&text, &path.display().to_string(), overrides)?;
+        Ok(LoadedConfig {
+            config,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Parses config text (named `origin` in errors) and applies overrides.
+    pub fn from_str_with(text: &str, origin: &str, overrides: &[Override]) -> Result<Config, ConfigError> {
+        let config: Config = if overrides.is_empty() {
+            from_text(text, origin)?
+        } else {
+            let mut table: toml::Table = from_text(text, origin)?;
+            for o in overrides {
+                set_path(&mut table, o)?;
+            }
+            match from_table::<Config>(table, origin) {
+                Ok(c) => c,
+                Err(mut e) => {
+                    // Blame the file when the file alone has the same problem; else the override.
+                    if let Err(file_error) = from_text::<Config>(text, origin)
+                        && file_error.key == e.key
+                    {
+                        return Err(file_error);
+                    }
+                    if let Some(o) = overrides.iter().find(|o| {
+                        e.key.as_deref().is_some_and(|k| k == o.key || k.starts_with(&format!("{}.", o.key)) || o.key.starts_with(&format!("{k}.")))
+                    }) {
+                        e.origin = o.origin();
+                    }
+                    return Err(e);
+                }
+            }
+        };
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot: names, ranges, sizes.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let err = |key: &str, message: String| ConfigError {
+            origin: origin.to_string(),
+            position: None,
+            key: Some(key.to_string()),
+            message,
+        };
+        let name = &self.run.name;
+        if name.is_empty()
+            || name.starts_with('.')
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(err(
+                "run.name",
+                format!("`{name}` is not a usable directory name; use letters, digits, `-`, `_` and `.`"),
+            ));
+        }
+        let d = &self.data;
+        if !(d.near_threshold > 0.0 && d.near_threshold <= 1.0) {
+            return Err(err("data.near_threshold", format!("is {}; expected a number in (0, 1]", d.near_threshold)));
+        }
+        for (key, v) in [
+            ("data.shingle_words", d.shingle_words),
+            ("data.decontam_ngram", d.decontam_ngram),
+        ] {
+            if v == 0 {
+                return Err(err(key, "is 0; expected at least 1".into()));
+            }
+        }
+        if d.task.is_some() {
+            for (key, v) in [
+                ("data.gold_size", d.gold_size),
+                ("data.prompts_size", d.prompts_size),
+                ("data.eval_size", d.eval_size),
+            ] {
+                if v == 0 {
+                    return Err(err(key, "is 0; the built-in task needs at least one row".into()));
+                }
+            }
+            for (key, src) in [("data.gold", &d.gold), ("data.prompts", &d.prompts), ("data.eval", &d.eval)] {
+                if src.is_some() {
+                    return Err(err(key, "is set together with `data.task`; use one or the other".into()));
+                }
+            }
+        } else if d.gold.is_none() && d.prompts.is_none() {
+            return Err(err(
+                "data",
+                "names no data: set `task = \"dates\"`, or `gold` / `prompts` / `eval` sources".into(),
+            ));
+        }
+        for (key, src) in [("data.gold", &d.gold), ("data.prompts", &d.prompts), ("data.eval", &d.eval)] {
+            if let Some(src) = src {
+                for target in src.map.keys() {
+                    if !crate::import::MAPPABLE.contains(&target.as_str()) {
+                        return Err(err(
+                            &format!("{key}.map.{target}"),
+                            format!("`{target}` is not a column the workbench reads; expected one of {}", crate::import::MAPPABLE.join(", ")),
+                        ));
+                    }
+                }
+            }
+        }
+        let e = &self.export;
+        self.export.splits(self.run.seed).validate().map_err(|x| err("export.splits", x.to_string()))?;
+        if e.shard_mib == 0 {
+            return Err(err("export.shard_mib", "is 0; expected at least 1".into()));
+        }
+        if e.row_group_rows == 0 {
+            return Err(err("export.row_group_rows", "is 0; expected at least 1".into()));
+        }
+        if !(1..=22).contains(&e.zstd_level) {
+            return Err(err("export.zstd_level", format!("is {}; expected 1 to 22", e.zstd_level)));
+        }
+        Ok(())
+    }
+
+    /// The resolved config as TOML (every default filled in).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("the config serialises")
+    }
+
+    /// Hash of the resolved config: what stage outputs record and run directories compare.
+    pub fn hash(&self) -> String {
+        let h = blake3::hash(self.to_toml().as_bytes());
+        h.to_hex()[..16].to_string()
+    }
+
+    /// Hash of the settings one stage depends on (`sections` of the resolved config, plus the
+    /// seed), so changing `[eval]` does not redo the teacher.
+    pub fn stage_hash(&self, sections: &[&str]) -> String {
+        let value = toml::Value::try_from(self).expect("the config serialises");
+        let mut h = blake3::Hasher::new();
+        h.update(&self.run.seed.to_le_bytes());
+        for s in sections {
+            h.update(s.as_bytes());
+            if let Some(v) = value.get(s) {
+                h.update(toml::to_string(v).unwrap_or_default().as_bytes());
+            }
+        }
+        h.finalize().to_hex()[..16].to_string()
+    }
+
+    /// JSON Schema of the config file, for editors.
+    pub fn json_schema() -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(Config)).expect("schemas serialise")
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,109 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+[run]
+name = "t"
+
+[data]
+task = "dates"
+"#;
+
+fn load(text: &str, overrides: &[&str]) -> Result<Config, ConfigError> {
+    let overrides: Vec<Override> = overrides.iter().map(|o| Override::parse(o).unwrap()).collect();
+    Config::from_str_with(text, "x.toml", &overrides)
+}
+
+#[test]
+fn defaults_fill_every_section() {
+    let c = load(MINIMAL, &[]).unwrap();
+    assert_eq!(c.run.dir, PathBuf::from("runs"));
+    assert_eq!(c.data.decontam_ngram, 13);
+    assert_eq!(c.export.splits, default_splits());
+}
+
+#[test]
+fn an_unknown_key_names_line_column_and_key() {
+    let e = load("[run]\nname = \"t\"\nnmae = 3\n", &[]).unwrap_err();
+    assert_eq!(e.position, Some((3, 1)), "{e}");
+    assert_eq!(e.key.as_deref(), Some("run.nmae"), "{e}");
+    assert!(e.message.contains("unknown key `nmae`"), "{e}");
+    assert!(e.message.contains("expected one of"), "{e}");
+}
+
+#[test]
+fn a_wrong_type_names_the_key_and_the_expected_type() {
+    let e = load("[run]\nname = \"t\"\nseed = \"three\"\n[data]\ntask = \"dates\"\n", &[]).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("run.seed"), "{e}");
+    assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
+    assert!(e.message.contains("u64") || e.message.contains("integer"), "{e}");
+}
+
+#[test]
+fn malformed_toml_names_the_position() {
+    let e = load("[run\nname = 1\n", &[]).unwrap_err();
+    assert_eq!(e.position.map(|p| p.0), Some(1), "{e}");
+}
+
+#[test]
+fn overrides_are_typed_and_checked() {
+    let c = load(MINIMAL, &["run.seed=42", "data.near_threshold=0.5", "export.license=mit"]).unwrap();
+    assert_eq!(c.run.seed, 42);
+    assert_eq!(c.data.near_threshold, 0.5);
+    assert_eq!(c.export.license, "mit");
+
+    let e = load(MINIMAL, &["run.sed=1"]).unwrap_err();
+    assert_eq!(e.origin, "--set run.sed=1", "{e}");
+    assert!(e.message.contains("unknown key `sed`"), "{e}");
+
+    let e = load(MINIMAL, &["run.seed=abc"]).unwrap_err();
+    assert_eq!(e.origin, "--set run.seed=abc", "{e}");
+    assert_eq!(e.key.as_deref(), Some("run.seed"), "{e}");
+
+    let e = load(MINIMAL, &["run.name.x=1"]).unwrap_err();
+    assert!(e.message.contains("not a section"), "{e}");
+}
+
+#[test]
+fn an_override_can_supply_a_missing_key() {
+    let c = load("[data]\ntask = \"dates\"\n[run]\n", &["run.name=from-cli"]).unwrap();
+    assert_eq!(c.run.name, "from-cli");
+}
+
+#[test]
+fn semantic_checks_name_the_key() {
+    let e = load(MINIMAL, &["data.near_threshold=1.5"]).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("data.near_threshold"));
+    let e = load(MINIMAL, &["run.name=../escape"]).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("run.name"));
+    let e = load(MINIMAL, &["export.shard_mib=0"]).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("export.shard_mib"));
+    let e = load("[run]\nname = \"t\"\n", &[]).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("data"));
+}
+
+#[test]
+fn the_resolved_config_round_trips_and_hashes_stably() {
+    let c = load(MINIMAL, &[]).unwrap();
+    let again = load(&c.to_toml(), &[]).unwrap();
+    assert_eq!(c, again);
+    assert_eq!(c.hash(), again.hash());
+    let other = load(MINIMAL, &["run.seed=1"]).unwrap();
+    assert_ne!(c.hash(), other.hash());
+}
+
+#[test]
+fn stage_hashes_only_move_with_their_sections() {
+    let a = load(MINIMAL, &[]).unwrap();
+    let b = load(MINIMAL, &["export.license=mit"]).unwrap();
+    assert_eq!(a.stage_hash(&["data"]), b.stage_hash(&["data"]));
+    assert_ne!(a.stage_hash(&["export"]), b.stage_hash(&["export"]));
+}
+
+#[test]
+fn the_json_schema_describes_every_section() {
+    let schema = Config::json_schema();
+    let text = schema.to_string();
+    for section in ["run", "data", "teacher", "export"] {
+        assert!(text.contains(&format!("\"{section}\"")), "{section}");
+    }
+}

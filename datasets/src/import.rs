@@ -1,0 +1,479 @@
+//! `workbench datasets import`: any JSONL, JSON, CSV or Parquet file (or a set directory) in,
+//! a set in the Hugging Face layout out, cleaned on the way.
+//!
+//! Columns are matched by our names (see [`MAPPABLE`]) after an optional mapping, so Alpaca-style
+//! JSON, TRL conversational sets, HH-RLHF pairs and our own Parquet all import without a script.
+//! Rows stream through in batches; the output directory appears only when everything succeeded.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use arrow_array::RecordBatch;
+use arrow_schema::{Field, Schema};
+use serde::Serialize;
+
+use crate::decontam::Decontaminator;
+use crate::dedup::{ExactDedup, FilterReport, NearDedup};
+use crate::error::{ColumnError, Error, Result};
+use crate::jsonl::{self, JsonRow, Mapping, RowAt};
+use crate::parquet::ParquetFile;
+use crate::record::{BatchFields, PreferenceRow, Record, RowFields, Sample, SftRow, now_micros};
+use crate::schema::Kind;
+use crate::set::{Set, SetOptions, SetSummary, SetWriter};
+
+/// The columns the workbench reads (the targets of `--map`).
+pub const MAPPABLE: &[&str] = &[
+    "id",
+    "prompt",
+    "messages",
+    "completion",
+    "completion_ids",
+    "teacher_topk",
+    "teacher",
+    "logprob_mean",
+    "entropy_mean",
+    "reference",
+    "template",
+    "seed",
+    "created_at",
+    "chosen",
+    "rejected",
+    "source",
+];
+
+/// Parses `prompt=question,reference=answer`.
+pub fn parse_mapping(spec: &str) -> Result<Mapping> {
+    let mut map = Mapping::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((target, source)) = part.split_once('=') else {
+            return Err(Error::invalid(format!(
+                "`--map {part}`: expected `OURS=THEIRS`, e.g. `--map prompt=question,reference=answer`"
+            )));
+        };
+        let (target, source) = (target.trim(), source.trim());
+        if !MAPPABLE.contains(&target) {
+            return Err(Error::invalid(format!(
+                "`--map {part}`: `{target}` is not a column the workbench reads; expected one of {}",
+                MAPPABLE.join(", ")
+            )));
+        }
+        if source.is_empty() {
+            return Err(Error::invalid(format!("`--map {part}`: the source column name is empty")));
+        }
+        map.insert(target.to_string(), source.to_string());
+    }
+    Ok(map)
+}
+
+/// File formats the importer reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// One JSON object per line.
+    Jsonl,
+    /// One JSON array of objects.
+    Json,
+    /// Comma- or tab-separated, with a header.
+    Csv,
+    /// One Parquet file.
+    Parquet,
+    /// A directory of Parquet files (a set, ours or a Hugging Face download).
+    Set,
+}
+
+/// A file or set to import from, with its column mapping.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Where it is.
+    pub path: PathBuf,
+    /// What it is.
+    pub format: Format,
+    /// Our column → its column.
+    pub map: Mapping,
+}
+
+/// A record the importer can build from a row's fields.
+pub trait Importable: Record {
+    /// Builds the record.
+    fn from_fields(fields: RowFields, now: i64) -> Result<Self, ColumnError>;
+    /// The text duplicates and contamination are judged on.
+    fn text(&self) -> String;
+}
+
+impl Importable for Sample {
+    fn from_fields(fields: RowFields, now: i64) -> Result<Self, ColumnError> {
+        fields.into_sample(now)
+    }
+    fn text(&self) -> String {
+        self.prompt.clone()
+    }
+}
+
+impl Importable for SftRow {
+    fn from_fields(fields: RowFields, _: i64) -> Result<Self, ColumnError> {
+        fields.into_sft()
+    }
+    fn text(&self) -> String {
+        format!("{}\n{}", self.prompt, self.completion)
+    }
+}
+
+impl Importable for PreferenceRow {
+    fn from_fields(fields: RowFields, _: i64) -> Result<Self, ColumnError> {
+        fields.into_preference()
+    }
+    fn text(&self) -> String {
+        if self.prompt.is_empty() {
+            self.chosen.clone()
+        } else {
+            self.prompt.clone()
+        }
+    }
+}
+
+impl Source {
+    /// Opens `path`, detecting the format from its extension (and, for `.json`, its first byte).
+    pub fn open(path: impl Into<PathBuf>, map: Mapping) -> Result<Source> {
+        let path = path.into();
+        let meta = std::fs::metadata(&path).map_err(|e| Error::read(&path, e))?;
+        let format = if meta.is_dir() {
+            if !Set::is_set(&path) && !has_parquet(&path) {
+                return Err(Error::invalid(format!(
+                    "`{}` is a directory without Parquet files; expected a data file (JSONL, JSON, CSV, Parquet) or a set directory",
+                    path.display()
+                )));
+            }
+            Format::Set
+        } else {
+            if meta.len() == 0 {
+                return Err(Error::invalid(format!("`{}` is empty; nothing to import", path.display())));
+            }
+            let ext = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase)
+                .unwrap_or_default();
+            match ext.as_str() {
+                "jsonl" | "ndjson" => Format::Jsonl,
+                "json" => {
+                    if jsonl::is_array(&path)? {
+                        Format::Json
+                    } else {
+                        Format::Jsonl
+                    }
+                }
+                "csv" | "tsv" => Format::Csv,
+                "parquet" | "pq" => Format::Parquet,
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "`{}`: unknown file type `.{ext}`; expected .jsonl, .json, .csv, .tsv or .parquet",
+                        path.display()
+                    )));
+                }
+            }
+        };
+        Ok(Source { path, format, map })
+    }
+
+    fn parquet_files(&self) -> Result<Vec<PathBuf>> {
+        match self.format {
+            Format::Parquet => Ok(vec![self.path.clone()]),
+            Format::Set => {
+                if Set::is_set(&self.path) {
+                    Ok(Set::open(&self.path)?.shards().iter().map(|s| s.path.clone()).collect())
+                } else {
+                    let mut files: Vec<PathBuf> = std::fs::read_dir(&self.path)
+                        .map_err(|e| Error::read(&self.path, e))?
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+                        .collect();
+                    files.sort();
+                    Ok(files)
+                }
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// The source's column names (for JSON, the keys of the first row).
+    pub fn columns(&self) -> Result<Vec<String>> {
+        match self.format {
+            Format::Parquet | Format::Set => {
+                let files = self.parquet_files()?;
+                let first = files.first().ok_or_else(|| {
+                    Error::invalid(format!("`{}` has no Parquet files", self.path.display()))
+                })?;
+                Ok(ParquetFile::open(first)?
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect())
+            }
+            Format::Csv => crate::csv::header(&self.path),
+            Format::Jsonl | Format::Json => {
+                let mut keys = None;
+                let grab = |_: RowAt, row: JsonRow| {
+                    keys = Some(row.keys().cloned().collect::<Vec<_>>());
+                    Err(Error::invalid("stop"))
+                };
+                let r = if self.format == Format::Jsonl {
+                    jsonl::read_lines(&self.path, grab)
+                } else {
+                    jsonl::read_array(&self.path, grab)
+                };
+                match (keys, r) {
+                    (Some(k), _) => Ok(k),
+                    (None, Err(e)) => Err(e),
+                    (None, Ok(_)) => Err(Error::invalid(format!(
+                        "`{}` has no rows; nothing to import",
+                        self.path.display()
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// Checks that every mapped column exists; returns the columns that will be ignored.
+    pub fn check_mapping(&self) -> Result<Vec<String>> {
+        let columns = self.columns()?;
+        for (target, source) in &self.map {
+            if !columns.contains(source) {
+                return Err(Error::invalid(format!(
+                    "`--map {target}={source}`: `{}` has no column `{source}`; its columns are: {}",
+                    self.path.display(),
+                    columns.join(", ")
+                )));
+            }
+        }
+        let used: BTreeSet<&str> = MAPPABLE
+            .iter()
+            .map(|t| self.map.get(*t).map(String::as_str).unwrap_or(t))
+            .collect();
+        Ok(columns.into_iter().filter(|c| !used.contains(c.as_str())).collect())
+    }
+
+    /// The kind of set this source makes: preference when it has `chosen` and `rejected`.
+    pub fn detect_kind(&self) -> Result<Kind> {
+        let columns = self.columns()?;
+        let has = |t: &str| columns.iter().any(|c| c == self.map.get(t).map(String::as_str).unwrap_or(t));
+        Ok(if has("chosen") && has("rejected") {
+            Kind::Preference
+        } else {
+            Kind::Sample
+        })
+    }
+
+    /// Streams the source as records in batches of about `batch_rows`.
+    pub fn for_each<R: Importable>(&self, batch_rows: usize, mut f: impl FnMut(Vec<R>) -> Result<()>) -> Result<u64> {
+        let now = now_micros();
+        let batch_rows = batch_rows.max(1);
+        let mut rows = 0u64;
+        match self.format {
+            Format::Parquet | Format::Set => {
+                for path in self.parquet_files()? {
+                    let file = ParquetFile::open(&path)?;
+                    for b in file.batches(batch_rows) {
+                        let (group, batch) = b?;
+                        let batch = rename(&batch, &self.map);
+                        let fields = BatchFields::read(&batch).map_err(|e| e.at(&path, Some(group)))?;
+                        let records = (0..fields.len())
+                            .map(|i| {
+                                R::from_fields(fields.row(i), now).map_err(|mut e| {
+                                    e.message = format!("row {i} of the row group's batch: {}", e.message);
+                                    e.at(&path, Some(group))
+                                })
+                            })
+                            .collect::<Result<Vec<R>>>()?;
+                        rows += records.len() as u64;
+                        f(records)?;
+                    }
+                }
+            }
+            Format::Jsonl | Format::Json | Format::Csv => {
+                let mut pending = Vec::with_capacity(batch_rows);
+                let path = self.path.clone();
+                let mut each = |at: RowAt, row: JsonRow| -> Result<()> {
+                    let record = jsonl::row_fields(&row, &self.map)
+                        .and_then(|fields| R::from_fields(fields, now))
+                        .map_err(|e| jsonl::row_error(&path, at, format!("column `{}` {}", e.column, e.message)))?;
+                    pending.push(record);
+                    rows += 1;
+                    if pending.len() >= batch_rows {
+                        f(std::mem::take(&mut pending))?;
+                    }
+                    Ok(())
+                };
+                let n = match self.format {
+                    Format::Jsonl => jsonl::read_lines(&self.path, &mut each)?,
+                    Format::Json => jsonl::read_array(&self.path, &mut each)?,
+                    _ => crate::csv::read_records(&self.path, &mut each)?,
+                };
+                if !pending.is_empty() {
+                    f(pending)?;
+                }
+                if n == 0 {
+                    return Err(Error::invalid(format!(
+                        "`{}` has no rows; nothing to import",
+                        self.path.display()
+                    )));
+                }
+            }
+        }
+        Ok(rows)
+    }
+}
+
+fn has_parquet(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok()).any(|e| e.path().extension().is_some_and(|x| x == "parquet")))
+        .unwrap_or(false)
+}
+
+/// Renames mapped columns to our names (dropping a same-named column the mapping replaces).
+fn rename(batch: &RecordBatch, map: &Mapping) -> RecordBatch {
+    if map.is_empty() {
+        return batch.clone();
+    }
+    let schema = batch.schema();
+    let mapped_sources: BTreeSet<&str> = map.values().map(String::as_str).collect();
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        let name = field.name().as_str();
+        let target = map.iter().find(|(_, s)| s.as_str() == name).map(|(t, _)| t.clone());
+        let new_name = match target {
+            Some(t) => t,
+            // A column named like a target that is fed from elsewhere is shadowed.
+            None if map.contains_key(name) && !mapped_sources.contains(name) => continue,
+            None => name.to_string(),
+        };
+        fields.push(Field::new(new_name, field.data_type().clone(), true));
+        columns.push(column.clone());
+    }
+    RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns).expect("same columns, renamed")
+}
+
+/// How an import cleans its rows.
+#[derive(Debug, Default)]
+pub struct Filters {
+    /// Exact-duplicate removal.
+    pub exact: Option<ExactDedup>,
+    /// Near-duplicate removal.
+    pub near: Option<NearDedup>,
+    /// Eval-overlap removal.
+    pub decontam: Option<Decontaminator>,
+}
+
+impl Filters {
+    /// Keeps the rows every filter keeps, in order.
+    pub fn apply<R: Importable>(&mut self, rows: Vec<R>) -> Vec<R> {
+        rows.into_iter()
+            .filter(|r| {
+                let text = r.text();
+                let id = r.id().to_string();
+                self.decontam.as_mut().is_none_or(|d| d.keep(&id, &text))
+                    && self.exact.as_mut().is_none_or(|d| d.keep(&id, &text))
+                    && self.near.as_mut().is_none_or(|d| d.keep(&id, &text))
+            })
+            .collect()
+    }
+
+    /// What each filter removed.
+    pub fn reports(&self) -> Vec<FilterReport> {
+        let mut out = Vec::new();
+        if let Some(d) = &self.decontam {
+            out.push(d.report.clone());
+        }
+        if let Some(d) = &self.exact {
+            out.push(d.report.clone());
+        }
+        if let Some(d) = &self.near {
+            out.push(d.report.clone());
+        }
+        out
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportReport {
+    /// The input.
+    pub source: PathBuf,
+    /// Its format.
+    pub format: Format,
+    /// The kind of set written.
+    pub kind: Kind,
+    /// Rows read.
+    pub rows_read: u64,
+    /// Columns of the input the workbench does not read.
+    pub ignored_columns: Vec<String>,
+    /// What each filter removed.
+    pub filters: Vec<FilterReport>,
+    /// The set written.
+    pub set: SetSummary,
+}
+
+/// Imports `source` into a new set at `out`; `progress` is called with the rows read so far.
+pub fn import(
+    source: &Source,
+    out: &Path,
+    kind: Option<Kind>,
+    mut filters: Filters,
+    mut options: SetOptions,
+    progress: &mut dyn FnMut(u64),
+) -> Result<ImportReport> {
+    let ignored_columns = source.check_mapping()?;
+    let kind = match kind {
+        Some(k) => k,
+        None => source.detect_kind()?,
+    };
+    options.card.provenance.insert(0, ("imported from".into(), format!("`{}`", source.path.display())));
+    if !source.map.is_empty() {
+        let map: Vec<String> = source.map.iter().map(|(t, s)| format!("{t}={s}")).collect();
+        options.card.provenance.push(("column mapping".into(), format!("`{}`", map.join(","))));
+    }
+    let mut writer = SetWriter::create(out, kind, options)?;
+    let rows_read = match kind {
+        Kind::Sample => run::<Sample>(source, &mut writer, &mut filters, progress)?,
+        Kind::Sft => run::<SftRow>(source, &mut writer, &mut filters, progress)?,
+        Kind::Preference => run::<PreferenceRow>(source, &mut writer, &mut filters, progress)?,
+        Kind::Annotation => {
+            return Err(Error::invalid(
+                "Annotations are not imported from files; they come from the annotation database",
+            ));
+        }
+    };
+    let reports = filters.reports();
+    writer.card_mut().provenance.extend(
+        reports
+            .iter()
+            .map(|r| (r.name.clone(), format!("removed {} of {} rows", r.removed, r.seen))),
+    );
+    let set = writer.finish()?;
+    Ok(ImportReport {
+        source: source.path.clone(),
+        format: source.format,
+        kind,
+        rows_read,
+        ignored_columns,
+        filters: reports,
+        set,
+    })
+}
+
+fn run<R: Importable>(
+    source: &Source,
+    writer: &mut SetWriter,
+    filters: &mut Filters,
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64> {
+    let mut read = 0;
+    source.for_each::<R>(8192, |rows| {
+        read += rows.len() as u64;
+        let kept = filters.apply(rows);
+        writer.write(&kept)?;
+        progress(read);
+        Ok(())
+    })
+}
