@@ -1,1 +1,82 @@
-fn main(){}
+//! `workbench`: the thin command line over the `datasets`, `distill` and `annotate` crates.
+//!
+//! Parse, turn raw arguments into a validated plan, call a library, report. Exit codes: 0 success,
+//! 1 failure at run time, 2 bad input (config, file, argument).
+
+mod cli;
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::output::Output;
+
+/// An error in the user's input that the libraries do not know about (a bad flag combination).
+#[derive(Debug)]
+pub struct BadInput(pub String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+fn exit_code(error: &anyhow::Error) -> ExitCode {
+    for cause in error.chain() {
+        if let Some(e) = cause.downcast_ref::<datasets::Error>() {
+            return ExitCode::from(if e.is_bad_input() { 2 } else { 1 });
+        }
+        if cause.downcast_ref::<BadInput>().is_some()
+            || cause
+                .downcast_ref::<datasets::config::ConfigError>()
+                .is_some()
+        {
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::from(1)
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp
+                | clap::error::ErrorKind::DisplayVersion
+                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(2),
+            };
+        }
+    };
+    let out = Output::new(cli.quiet);
+    out.init_logging();
+    let result = match cli.command {
+        Command::Run(args) => commands::run::run(&out, args),
+        Command::Config(cmd) => commands::config::run(&out, cmd),
+        Command::Datasets(cmd) => commands::datasets::run(&out, cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            out.error(&e);
+            exit_code(&e)
+        }
+    }
+}

@@ -101,7 +101,9 @@ impl Drop for AtomicFile {
 pub fn write_file(dest: impl Into<PathBuf>, bytes: &[u8]) -> Result<()> {
     let mut f = AtomicFile::create(dest)?;
     let dest = f.dest().to_path_buf();
-    f.file().write_all(bytes).map_err(|e| Error::write(&dest, e))?;
+    f.file()
+        .write_all(bytes)
+        .map_err(|e| Error::write(&dest, e))?;
     f.commit()
 }
 
@@ -191,7 +193,11 @@ fn sync_tree(root: &Path) -> Result<()> {
     let entries = std::fs::read_dir(root).map_err(|e| Error::write(root, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| Error::write(root, e))?;
-        if entry.file_type().map_err(|e| Error::write(entry.path(), e))?.is_dir() {
+        if entry
+            .file_type()
+            .map_err(|e| Error::write(entry.path(), e))?
+            .is_dir()
+        {
             sync_tree(&entry.path())?;
         }
     }

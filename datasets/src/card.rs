@@ -54,8 +54,12 @@ pub fn size_category(rows: u64) -> &'static str {
 /// A YAML scalar, quoted when plain style would change its meaning.
 fn scalar(s: &str) -> String {
     let plain = !s.is_empty()
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./<>*".contains(c))
-        && !matches!(s, "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "~")
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./<>*".contains(c))
+        && !matches!(
+            s,
+            "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "~"
+        )
         && s.parse::<f64>().is_err();
     if plain {
         s.to_string()
@@ -147,7 +151,12 @@ fn field(out: &mut String, f: &Field, indent: usize) -> Result<()> {
 }
 
 /// The whole `README.md`.
-pub fn render(info: &CardInfo, kind: Kind, schema: &SchemaRef, summary: &SetSummary) -> Result<String> {
+pub fn render(
+    info: &CardInfo,
+    kind: Kind,
+    schema: &SchemaRef,
+    summary: &SetSummary,
+) -> Result<String> {
     let mut y = String::new();
     y.push_str("---\n");
     writeln!(y, "license: {}", scalar(&info.license)).ok();
@@ -162,7 +171,13 @@ pub fn render(info: &CardInfo, kind: Kind, schema: &SchemaRef, summary: &SetSumm
     writeln!(y, "pretty_name: {}", scalar(&info.title)).ok();
     y.push_str("configs:\n- config_name: default\n  data_files:\n");
     for s in &summary.splits {
-        writeln!(y, "  - split: {}\n    path: {}", scalar(&s.name), scalar(&format!("data/{}-*", s.name))).ok();
+        writeln!(
+            y,
+            "  - split: {}\n    path: {}",
+            scalar(&s.name),
+            scalar(&format!("data/{}-*", s.name))
+        )
+        .ok();
     }
     y.push_str("dataset_info:\n  features:\n");
     for f in schema.fields() {
@@ -170,7 +185,13 @@ pub fn render(info: &CardInfo, kind: Kind, schema: &SchemaRef, summary: &SetSumm
     }
     y.push_str("  splits:\n");
     for s in &summary.splits {
-        writeln!(y, "  - name: {}\n    num_examples: {}", scalar(&s.name), s.rows).ok();
+        writeln!(
+            y,
+            "  - name: {}\n    num_examples: {}",
+            scalar(&s.name),
+            s.rows
+        )
+        .ok();
     }
     let download: u64 = summary.splits.iter().map(|s| s.bytes).sum();
     writeln!(y, "  download_size: {download}").ok();
@@ -187,7 +208,15 @@ pub fn render(info: &CardInfo, kind: Kind, schema: &SchemaRef, summary: &SetSumm
     .ok();
     y.push_str("| split | rows | files | bytes |\n|---|---:|---:|---:|\n");
     for s in &summary.splits {
-        writeln!(y, "| {} | {} | {} | {} |", s.name, s.rows, s.files.len(), s.bytes).ok();
+        writeln!(
+            y,
+            "| {} | {} | {} | {} |",
+            s.name,
+            s.rows,
+            s.files.len(),
+            s.bytes
+        )
+        .ok();
     }
     y.push_str("\n## Columns\n\n| column | type |\n|---|---|\n");
     for f in schema.fields() {
@@ -234,12 +263,20 @@ mod tests {
         for f in crate::schema::sample_schema().fields() {
             field(&mut out, f, 0).unwrap();
         }
-        assert!(out.contains("- name: completion_ids\n  list: uint32\n"), "{out}");
         assert!(
-            out.contains("- name: teacher_topk\n  list:\n    list:\n    - name: id\n      dtype: uint32\n"),
+            out.contains("- name: completion_ids\n  list: uint32\n"),
             "{out}"
         );
-        assert!(out.contains("- name: messages\n  list:\n  - name: role\n    dtype: string\n"), "{out}");
+        assert!(
+            out.contains(
+                "- name: teacher_topk\n  list:\n    list:\n    - name: id\n      dtype: uint32\n"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("- name: messages\n  list:\n  - name: role\n    dtype: string\n"),
+            "{out}"
+        );
         assert!(out.contains("dtype: \"timestamp[us, tz=UTC]\""), "{out}");
     }
 }

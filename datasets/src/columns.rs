@@ -30,7 +30,8 @@ pub fn find<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a ArrayRef> {
     batch.column_by_name(name)
 }
 
-fn type_name(dt: &DataType) -> String {
+/// A compact, readable name of an Arrow type: `list<struct<id: uint32, logprob: float>>`.
+pub fn type_name(dt: &DataType) -> String {
     match dt {
         DataType::List(f) | DataType::LargeList(f) | DataType::ListView(f) => {
             format!("list<{}>", type_name(f.data_type()))
@@ -43,24 +44,50 @@ fn type_name(dt: &DataType) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string".into(),
+        DataType::Timestamp(unit, tz) => {
+            let unit = match unit {
+                arrow_schema::TimeUnit::Second => "s",
+                arrow_schema::TimeUnit::Millisecond => "ms",
+                arrow_schema::TimeUnit::Microsecond => "us",
+                arrow_schema::TimeUnit::Nanosecond => "ns",
+            };
+            match tz {
+                Some(tz) => format!("timestamp[{unit}, tz={tz}]"),
+                None => format!("timestamp[{unit}]"),
+            }
+        }
         other => other.to_string().to_lowercase(),
     }
 }
 
-fn cast_to(array: &ArrayRef, to: &DataType, column: &str, expected: &str) -> Result<ArrayRef, ColumnError> {
+fn cast_to(
+    array: &ArrayRef,
+    to: &DataType,
+    column: &str,
+    expected: &str,
+) -> Result<ArrayRef, ColumnError> {
     if array.data_type() == to {
         return Ok(array.clone());
     }
-    if !arrow_cast::can_cast_types(array.data_type(), to) || is_nested(array.data_type()) != is_nested(to) {
+    if !arrow_cast::can_cast_types(array.data_type(), to)
+        || is_nested(array.data_type()) != is_nested(to)
+    {
         return Err(ColumnError::new(
             column,
-            format!("has type {}; expected {expected}", type_name(array.data_type())),
+            format!(
+                "has type {}; expected {expected}",
+                type_name(array.data_type())
+            ),
         ));
     }
     cast_with_options(array, to, &STRICT).map_err(|e| {
         ColumnError::new(
             column,
-            format!("cannot be read as {expected} (type {}): {e}", type_name(array.data_type())),
+            format!(
+                "cannot be read as {expected} (type {}): {e}",
+                type_name(array.data_type())
+            ),
         )
     })
 }
@@ -83,7 +110,11 @@ pub fn text(batch: &RecordBatch, name: &str) -> Result<Option<StringArray>, Colu
 }
 
 /// A text column every row of which has a value.
-pub fn required_text(batch: &RecordBatch, name: &str, what: &str) -> Result<StringArray, ColumnError> {
+pub fn required_text(
+    batch: &RecordBatch,
+    name: &str,
+    what: &str,
+) -> Result<StringArray, ColumnError> {
     let Some(array) = text(batch, name)? else {
         return Err(ColumnError::new(
             name,
@@ -129,13 +160,21 @@ macro_rules! primitive_reader {
 primitive_reader!(f32s, Float32Array, DataType::Float32, "float32");
 primitive_reader!(u64s, UInt64Array, DataType::UInt64, "uint64");
 primitive_reader!(u8s, UInt8Array, DataType::UInt8, "uint8");
-primitive_reader!(timestamps, TimestampMicrosecondArray, timestamp_type(), "a timestamp");
+primitive_reader!(
+    timestamps,
+    TimestampMicrosecondArray,
+    timestamp_type(),
+    "a timestamp"
+);
 
 /// Normalises any list flavour to a `ListArray` (32-bit offsets) without touching the values.
 fn as_list(array: &ArrayRef, name: &str, expected: &str) -> Result<ListArray, ColumnError> {
     match array.data_type() {
         DataType::List(_) => Ok(downcast::<ListArray>(array, name)?.clone()),
-        DataType::LargeList(field) | DataType::FixedSizeList(field, _) | DataType::ListView(field) | DataType::LargeListView(field) => {
+        DataType::LargeList(field)
+        | DataType::FixedSizeList(field, _)
+        | DataType::ListView(field)
+        | DataType::LargeListView(field) => {
             let to = DataType::List(field.clone());
             let cast = cast_to(array, &to, name, expected)?;
             Ok(downcast::<ListArray>(&cast, name)?.clone())
@@ -198,7 +237,10 @@ pub fn messages_array(array: &ArrayRef, name: &str) -> Result<MessagesColumn, Co
     let DataType::Struct(_) = list.values().data_type() else {
         return Err(ColumnError::new(
             name,
-            format!("has type {}; expected {MESSAGES}", type_name(array.data_type())),
+            format!(
+                "has type {}; expected {MESSAGES}",
+                type_name(array.data_type())
+            ),
         ));
     };
     let values = list.values().clone();
@@ -256,7 +298,12 @@ pub fn u32_lists(batch: &RecordBatch, name: &str) -> Result<Option<U32ListColumn
         return Ok(None);
     };
     let list = as_list(array, name, "a list of token ids")?;
-    let values = cast_to(list.values(), &DataType::UInt32, name, "a list of uint32 token ids")?;
+    let values = cast_to(
+        list.values(),
+        &DataType::UInt32,
+        name,
+        "a list of uint32 token ids",
+    )?;
     let values = downcast::<UInt32Array>(&values, name)?.clone();
     if values.null_count() > 0 {
         return Err(ColumnError::new(name, "contains a null token id"));
@@ -287,7 +334,10 @@ impl StringListColumn {
 }
 
 /// Reads a list of strings.
-pub fn string_lists(batch: &RecordBatch, name: &str) -> Result<Option<StringListColumn>, ColumnError> {
+pub fn string_lists(
+    batch: &RecordBatch,
+    name: &str,
+) -> Result<Option<StringListColumn>, ColumnError> {
     let Some(array) = find(batch, name) else {
         return Ok(None);
     };
@@ -326,7 +376,10 @@ impl TopKColumn {
         let o = self.outer.offsets();
         (o[i] as usize..o[i + 1] as usize)
             .map(|t| {
-                let (s, e) = (self.inner_offsets[t] as usize, self.inner_offsets[t + 1] as usize);
+                let (s, e) = (
+                    self.inner_offsets[t] as usize,
+                    self.inner_offsets[t + 1] as usize,
+                );
                 self.ids.values()[s..e]
                     .iter()
                     .zip(&self.logprobs.values()[s..e])
@@ -359,11 +412,17 @@ pub fn topk(batch: &RecordBatch, name: &str) -> Result<Option<TopKColumn>, Colum
     let st = downcast::<StructArray>(&values, name)?;
     let child = |child: &str, to: DataType, what: &str| -> Result<ArrayRef, ColumnError> {
         let col = st.column_by_name(child).ok_or_else(|| {
-            ColumnError::new(name, format!("top-k entries have no `{child}` field; expected {TOPK}"))
+            ColumnError::new(
+                name,
+                format!("top-k entries have no `{child}` field; expected {TOPK}"),
+            )
         })?;
         let cast = cast_to(col, &to, name, what)?;
         if cast.null_count() > 0 {
-            return Err(ColumnError::new(name, format!("a top-k entry has a null `{child}`")));
+            return Err(ColumnError::new(
+                name,
+                format!("a top-k entry has a null `{child}`"),
+            ));
         }
         Ok(cast)
     };

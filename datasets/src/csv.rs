@@ -21,13 +21,22 @@ fn delimiter(path: &Path) -> u8 {
 fn csv_error(path: &Path, e: &csv::Error) -> Error {
     let line = e.position().map(|p| p.line()).unwrap_or(0);
     let message = match e.kind() {
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
-            format!("has {len} fields but the header has {expected_len}; quote fields that contain the delimiter")
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
+            format!(
+                "has {len} fields but the header has {expected_len}; quote fields that contain the delimiter"
+            )
         }
         csv::ErrorKind::Utf8 { err, .. } => {
-            format!("field {} is not valid UTF-8; re-encode the file as UTF-8", err.field() + 1)
+            format!(
+                "field {} is not valid UTF-8; re-encode the file as UTF-8",
+                err.field() + 1
+            )
         }
-        csv::ErrorKind::Io(io) => return Error::read(path, std::io::Error::new(io.kind(), io.to_string())),
+        csv::ErrorKind::Io(io) => {
+            return Error::read(path, std::io::Error::new(io.kind(), io.to_string()));
+        }
         _ => e.to_string(),
     };
     row_error(path, RowAt::Line(line), message)
@@ -39,18 +48,27 @@ pub fn header(path: &Path) -> Result<Vec<String>> {
         .delimiter(delimiter(path))
         .from_path(path)
         .map_err(|e| match e.kind() {
-            csv::ErrorKind::Io(io) => Error::read(path, std::io::Error::new(io.kind(), io.to_string())),
+            csv::ErrorKind::Io(io) => {
+                Error::read(path, std::io::Error::new(io.kind(), io.to_string()))
+            }
             _ => csv_error(path, &e),
         })?;
     let headers = reader.headers().map_err(|e| csv_error(path, &e))?;
-    Ok(headers.iter().map(|h| h.trim_start_matches('\u{feff}').to_string()).collect())
+    Ok(headers
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').to_string())
+        .collect())
 }
 
 /// Calls `f` with every record of a CSV file as a JSON-like row.
 pub fn read_records(path: &Path, mut f: impl FnMut(RowAt, JsonRow) -> Result<()>) -> Result<u64> {
     let names = header(path)?;
     if names.is_empty() || names.iter().all(String::is_empty) {
-        return Err(row_error(path, RowAt::Line(1), "has no header row; the first line must name the columns".into()));
+        return Err(row_error(
+            path,
+            RowAt::Line(1),
+            "has no header row; the first line must name the columns".into(),
+        ));
     }
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter(path))
@@ -69,7 +87,11 @@ pub fn read_records(path: &Path, mut f: impl FnMut(RowAt, JsonRow) -> Result<()>
             .iter()
             .zip(record.iter())
             .map(|(name, cell)| {
-                let value = if cell.is_empty() { Value::Null } else { Value::String(cell.to_string()) };
+                let value = if cell.is_empty() {
+                    Value::Null
+                } else {
+                    Value::String(cell.to_string())
+                };
                 (name.clone(), value)
             })
             .collect();

@@ -64,7 +64,11 @@ pub fn normalize(text: &str) -> String {
 
 /// The words of normalised text.
 pub fn words(text: &str) -> Vec<String> {
-    normalize(text).split(' ').filter(|w| !w.is_empty()).map(str::to_string).collect()
+    normalize(text)
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn hash64(bytes: &[u8]) -> u64 {
@@ -108,7 +112,11 @@ impl ExactDedup {
         };
         let removed = first.is_some();
         self.report.record(removed, id, || {
-            format!("same text as {}: \"{}\"", first.unwrap_or_default(), shorten(text))
+            format!(
+                "same text as {}: \"{}\"",
+                first.unwrap_or_default(),
+                shorten(text)
+            )
         });
         !removed
     }
@@ -179,7 +187,12 @@ impl NearDedup {
         let (bands, rows) = optimal_bands(threshold, num_perm);
         let mut state = seed ^ 0x5EED_D3D0;
         let perms = (0..bands * rows)
-            .map(|_| (splitmix(&mut state) % (MERSENNE_61 - 1) + 1, splitmix(&mut state) % MERSENNE_61))
+            .map(|_| {
+                (
+                    splitmix(&mut state) % (MERSENNE_61 - 1) + 1,
+                    splitmix(&mut state) % MERSENNE_61,
+                )
+            })
             .collect();
         NearDedup {
             shingle_words: shingle_words.max(1),

@@ -58,7 +58,9 @@ pub fn parse_mapping(spec: &str) -> Result<Mapping> {
             )));
         }
         if source.is_empty() {
-            return Err(Error::invalid(format!("`--map {part}`: the source column name is empty")));
+            return Err(Error::invalid(format!(
+                "`--map {part}`: the source column name is empty"
+            )));
         }
         map.insert(target.to_string(), source.to_string());
     }
@@ -146,7 +148,10 @@ impl Source {
             Format::Set
         } else {
             if meta.len() == 0 {
-                return Err(Error::invalid(format!("`{}` is empty; nothing to import", path.display())));
+                return Err(Error::invalid(format!(
+                    "`{}` is empty; nothing to import",
+                    path.display()
+                )));
             }
             let ext = path
                 .extension()
@@ -180,7 +185,11 @@ impl Source {
             Format::Parquet => Ok(vec![self.path.clone()]),
             Format::Set => {
                 if Set::is_set(&self.path) {
-                    Ok(Set::open(&self.path)?.shards().iter().map(|s| s.path.clone()).collect())
+                    Ok(Set::open(&self.path)?
+                        .shards()
+                        .iter()
+                        .map(|s| s.path.clone())
+                        .collect())
                 } else {
                     let mut files: Vec<PathBuf> = std::fs::read_dir(&self.path)
                         .map_err(|e| Error::read(&self.path, e))?
@@ -250,13 +259,20 @@ impl Source {
             .iter()
             .map(|t| self.map.get(*t).map(String::as_str).unwrap_or(t))
             .collect();
-        Ok(columns.into_iter().filter(|c| !used.contains(c.as_str())).collect())
+        Ok(columns
+            .into_iter()
+            .filter(|c| !used.contains(c.as_str()))
+            .collect())
     }
 
     /// The kind of set this source makes: preference when it has `chosen` and `rejected`.
     pub fn detect_kind(&self) -> Result<Kind> {
         let columns = self.columns()?;
-        let has = |t: &str| columns.iter().any(|c| c == self.map.get(t).map(String::as_str).unwrap_or(t));
+        let has = |t: &str| {
+            columns
+                .iter()
+                .any(|c| c == self.map.get(t).map(String::as_str).unwrap_or(t))
+        };
         Ok(if has("chosen") && has("rejected") {
             Kind::Preference
         } else {
@@ -265,7 +281,11 @@ impl Source {
     }
 
     /// Streams the source as records in batches of about `batch_rows`.
-    pub fn for_each<R: Importable>(&self, batch_rows: usize, mut f: impl FnMut(Vec<R>) -> Result<()>) -> Result<u64> {
+    pub fn for_each<R: Importable>(
+        &self,
+        batch_rows: usize,
+        mut f: impl FnMut(Vec<R>) -> Result<()>,
+    ) -> Result<u64> {
         let now = now_micros();
         let batch_rows = batch_rows.max(1);
         let mut rows = 0u64;
@@ -276,11 +296,13 @@ impl Source {
                     for b in file.batches(batch_rows) {
                         let (group, batch) = b?;
                         let batch = rename(&batch, &self.map);
-                        let fields = BatchFields::read(&batch).map_err(|e| e.at(&path, Some(group)))?;
+                        let fields =
+                            BatchFields::read(&batch).map_err(|e| e.at(&path, Some(group)))?;
                         let records = (0..fields.len())
                             .map(|i| {
                                 R::from_fields(fields.row(i), now).map_err(|mut e| {
-                                    e.message = format!("row {i} of the row group's batch: {}", e.message);
+                                    e.message =
+                                        format!("row {i} of the row group's batch: {}", e.message);
                                     e.at(&path, Some(group))
                                 })
                             })
@@ -296,7 +318,13 @@ impl Source {
                 let mut each = |at: RowAt, row: JsonRow| -> Result<()> {
                     let record = jsonl::row_fields(&row, &self.map)
                         .and_then(|fields| R::from_fields(fields, now))
-                        .map_err(|e| jsonl::row_error(&path, at, format!("column `{}` {}", e.column, e.message)))?;
+                        .map_err(|e| {
+                            jsonl::row_error(
+                                &path,
+                                at,
+                                format!("column `{}` {}", e.column, e.message),
+                            )
+                        })?;
                     pending.push(record);
                     rows += 1;
                     if pending.len() >= batch_rows {
@@ -326,7 +354,10 @@ impl Source {
 
 fn has_parquet(dir: &Path) -> bool {
     std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok()).any(|e| e.path().extension().is_some_and(|x| x == "parquet")))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .any(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+        })
         .unwrap_or(false)
 }
 
@@ -341,7 +372,10 @@ fn rename(batch: &RecordBatch, map: &Mapping) -> RecordBatch {
     let mut columns = Vec::new();
     for (field, column) in schema.fields().iter().zip(batch.columns()) {
         let name = field.name().as_str();
-        let target = map.iter().find(|(_, s)| s.as_str() == name).map(|(t, _)| t.clone());
+        let target = map
+            .iter()
+            .find(|(_, s)| s.as_str() == name)
+            .map(|(t, _)| t.clone());
         let new_name = match target {
             Some(t) => t,
             // A column named like a target that is fed from elsewhere is shadowed.
@@ -351,7 +385,8 @@ fn rename(batch: &RecordBatch, map: &Mapping) -> RecordBatch {
         fields.push(Field::new(new_name, field.data_type().clone(), true));
         columns.push(column.clone());
     }
-    RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns).expect("same columns, renamed")
+    RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
+        .expect("same columns, renamed")
 }
 
 /// How an import cleans its rows.
@@ -428,10 +463,19 @@ pub fn import(
         Some(k) => k,
         None => source.detect_kind()?,
     };
-    options.card.provenance.insert(0, ("imported from".into(), format!("`{}`", source.path.display())));
+    options.card.provenance.insert(
+        0,
+        (
+            "imported from".into(),
+            format!("`{}`", source.path.display()),
+        ),
+    );
     if !source.map.is_empty() {
         let map: Vec<String> = source.map.iter().map(|(t, s)| format!("{t}={s}")).collect();
-        options.card.provenance.push(("column mapping".into(), format!("`{}`", map.join(","))));
+        options
+            .card
+            .provenance
+            .push(("column mapping".into(), format!("`{}`", map.join(","))));
     }
     let mut writer = SetWriter::create(out, kind, options)?;
     let rows_read = match kind {
@@ -445,11 +489,12 @@ pub fn import(
         }
     };
     let reports = filters.reports();
-    writer.card_mut().provenance.extend(
-        reports
-            .iter()
-            .map(|r| (r.name.clone(), format!("removed {} of {} rows", r.removed, r.seen))),
-    );
+    writer.card_mut().provenance.extend(reports.iter().map(|r| {
+        (
+            r.name.clone(),
+            format!("removed {} of {} rows", r.removed, r.seen),
+        )
+    }));
     let set = writer.finish()?;
     Ok(ImportReport {
         source: source.path.clone(),

@@ -51,7 +51,9 @@ pub fn read_lines(path: &Path, mut f: impl FnMut(RowAt, JsonRow) -> Result<()>) 
     let mut rows = 0u64;
     loop {
         buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(|e| Error::read(path, e))?;
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| Error::read(path, e))?;
         if n == 0 {
             break;
         }
@@ -64,7 +66,10 @@ pub fn read_lines(path: &Path, mut f: impl FnMut(RowAt, JsonRow) -> Result<()>) 
             row_error(
                 path,
                 RowAt::Line(line),
-                format!("not valid UTF-8 (at byte {} of the line); re-encode the file as UTF-8", e.valid_up_to()),
+                format!(
+                    "not valid UTF-8 (at byte {} of the line); re-encode the file as UTF-8",
+                    e.valid_up_to()
+                ),
             )
         })?;
         let text = text.trim();
@@ -72,7 +77,11 @@ pub fn read_lines(path: &Path, mut f: impl FnMut(RowAt, JsonRow) -> Result<()>) 
             continue;
         }
         let value: Value = serde_json::from_str(text).map_err(|e| {
-            row_error(path, RowAt::Line(line), format!("not valid JSON (column {}): {e}", e.column()))
+            row_error(
+                path,
+                RowAt::Line(line),
+                format!("not valid JSON (column {}): {e}", e.column()),
+            )
         })?;
         let Value::Object(obj) = value else {
             return Err(row_error(
@@ -92,7 +101,9 @@ pub fn is_array(path: &Path) -> Result<bool> {
     let mut file = std::fs::File::open(path).map_err(|e| Error::read(path, e))?;
     let mut head = [0u8; 4096];
     let n = file.read(&mut head).map_err(|e| Error::read(path, e))?;
-    let head = head[..n].strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&head[..n]);
+    let head = head[..n]
+        .strip_prefix(b"\xEF\xBB\xBF")
+        .unwrap_or(&head[..n]);
     Ok(head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'['))
 }
 
@@ -212,13 +223,24 @@ fn text(row: &JsonRow, map: &Mapping, target: &str) -> Result<Option<String>, Co
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(Value::Number(n)) => Ok(Some(n.to_string())),
         Some(Value::Bool(b)) => Ok(Some(b.to_string())),
-        Some(other) => Err(err(map, target, format!("is {}; expected text", kind_of(other)))),
+        Some(other) => Err(err(
+            map,
+            target,
+            format!("is {}; expected text", kind_of(other)),
+        )),
     }
 }
 
 fn messages_of(v: &Value, map: &Mapping, target: &str) -> Result<Vec<Message>, ColumnError> {
     let Value::Array(items) = v else {
-        return Err(err(map, target, format!("is {}; expected a list of {{role, content}} messages", kind_of(v))));
+        return Err(err(
+            map,
+            target,
+            format!(
+                "is {}; expected a list of {{role, content}} messages",
+                kind_of(v)
+            ),
+        ));
     };
     items
         .iter()
@@ -238,21 +260,40 @@ fn messages_of(v: &Value, map: &Mapping, target: &str) -> Result<Vec<Message>, C
         .collect()
 }
 
-fn messages(row: &JsonRow, map: &Mapping, target: &str) -> Result<Option<Vec<Message>>, ColumnError> {
-    get(row, map, target).map(|v| messages_of(&unpack(v), map, target)).transpose()
+fn messages(
+    row: &JsonRow,
+    map: &Mapping,
+    target: &str,
+) -> Result<Option<Vec<Message>>, ColumnError> {
+    get(row, map, target)
+        .map(|v| messages_of(&unpack(v), map, target))
+        .transpose()
 }
 
-fn text_or_conv(row: &JsonRow, map: &Mapping, target: &str) -> Result<Option<TextOrConv>, ColumnError> {
+fn text_or_conv(
+    row: &JsonRow,
+    map: &Mapping,
+    target: &str,
+) -> Result<Option<TextOrConv>, ColumnError> {
     let Some(v) = get(row, map, target) else {
         return Ok(None);
     };
     match &*unpack(v) {
-        Value::Array(_) => Ok(Some(TextOrConv::Conv(messages_of(&unpack(v), map, target)?))),
+        Value::Array(_) => Ok(Some(TextOrConv::Conv(messages_of(
+            &unpack(v),
+            map,
+            target,
+        )?))),
         _ => Ok(text(row, map, target)?.map(TextOrConv::Text)),
     }
 }
 
-fn number<T: TryFrom<u64> + std::str::FromStr>(row: &JsonRow, map: &Mapping, target: &str, what: &str) -> Result<Option<T>, ColumnError> {
+fn number<T: TryFrom<u64> + std::str::FromStr>(
+    row: &JsonRow,
+    map: &Mapping,
+    target: &str,
+    what: &str,
+) -> Result<Option<T>, ColumnError> {
     match get(row, map, target) {
         None => Ok(None),
         Some(Value::Number(n)) => n
@@ -265,7 +306,11 @@ fn number<T: TryFrom<u64> + std::str::FromStr>(row: &JsonRow, map: &Mapping, tar
             .parse()
             .map(Some)
             .map_err(|_| err(map, target, format!("is `{s}`; expected {what}"))),
-        Some(other) => Err(err(map, target, format!("is {}; expected {what}", kind_of(other)))),
+        Some(other) => Err(err(
+            map,
+            target,
+            format!("is {}; expected {what}", kind_of(other)),
+        )),
     }
 }
 
@@ -278,28 +323,46 @@ fn float(row: &JsonRow, map: &Mapping, target: &str) -> Result<Option<f32>, Colu
             .parse()
             .map(Some)
             .map_err(|_| err(map, target, format!("is `{s}`; expected a number"))),
-        Some(other) => Err(err(map, target, format!("is {}; expected a number", kind_of(other)))),
+        Some(other) => Err(err(
+            map,
+            target,
+            format!("is {}; expected a number", kind_of(other)),
+        )),
     }
 }
 
 fn timestamp(row: &JsonRow, map: &Mapping, target: &str) -> Result<Option<i64>, ColumnError> {
     match get(row, map, target) {
         None => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .map(Some)
-            .ok_or_else(|| err(map, target, format!("is {n}; expected microseconds since 1970 or an RFC 3339 time"))),
+        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| {
+            err(
+                map,
+                target,
+                format!("is {n}; expected microseconds since 1970 or an RFC 3339 time"),
+            )
+        }),
         Some(Value::String(s)) => {
             let s = s.trim();
             chrono::DateTime::parse_from_rfc3339(s)
                 .map(|t| t.timestamp_micros())
                 .or_else(|_| {
-                    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").map(|t| t.and_utc().timestamp_micros())
+                    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+                        .map(|t| t.and_utc().timestamp_micros())
                 })
                 .map(Some)
-                .map_err(|_| err(map, target, format!("is `{s}`; expected an RFC 3339 time such as 2024-05-01T12:00:00Z")))
+                .map_err(|_| {
+                    err(
+                        map,
+                        target,
+                        format!("is `{s}`; expected an RFC 3339 time such as 2024-05-01T12:00:00Z"),
+                    )
+                })
         }
-        Some(other) => Err(err(map, target, format!("is {}; expected a time", kind_of(other)))),
+        Some(other) => Err(err(
+            map,
+            target,
+            format!("is {}; expected a time", kind_of(other)),
+        )),
     }
 }
 
@@ -308,20 +371,34 @@ fn ids(row: &JsonRow, map: &Mapping, target: &str) -> Result<Option<Vec<u32>>, C
         return Ok(None);
     };
     let Value::Array(items) = &*unpack(v) else {
-        return Err(err(map, target, format!("is {}; expected a list of token ids", kind_of(v))));
+        return Err(err(
+            map,
+            target,
+            format!("is {}; expected a list of token ids", kind_of(v)),
+        ));
     };
     items
         .iter()
         .map(|x| {
             x.as_u64()
                 .and_then(|v| u32::try_from(v).ok())
-                .ok_or_else(|| err(map, target, format!("holds {x}; token ids are integers from 0 to 4294967295")))
+                .ok_or_else(|| {
+                    err(
+                        map,
+                        target,
+                        format!("holds {x}; token ids are integers from 0 to 4294967295"),
+                    )
+                })
         })
         .collect::<Result<Vec<u32>, _>>()
         .map(Some)
 }
 
-fn topk(row: &JsonRow, map: &Mapping, target: &str) -> Result<Option<Vec<Vec<TopLogprob>>>, ColumnError> {
+fn topk(
+    row: &JsonRow,
+    map: &Mapping,
+    target: &str,
+) -> Result<Option<Vec<Vec<TopLogprob>>>, ColumnError> {
     let Some(v) = get(row, map, target) else {
         return Ok(None);
     };
@@ -347,7 +424,10 @@ fn topk(row: &JsonRow, map: &Mapping, target: &str) -> Result<Option<Vec<Vec<Top
                 Value::Array(pair) if pair.len() == 2 => (pair.first(), pair.get(1)),
                 _ => return Err(bad()),
             };
-            let id = id.and_then(Value::as_u64).and_then(|v| u32::try_from(v).ok()).ok_or_else(bad)?;
+            let id = id
+                .and_then(Value::as_u64)
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or_else(bad)?;
             let logprob = lp.and_then(Value::as_f64).ok_or_else(bad)? as f32;
             list.push(TopLogprob { id, logprob });
         }
@@ -389,8 +469,13 @@ mod tests {
 
     #[test]
     fn a_conversational_row_gives_prompt_messages_and_answer() {
-        let row = obj(r#"{"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}"#);
-        let s = row_fields(&row, &Mapping::new()).unwrap().into_sample(0).unwrap();
+        let row = obj(
+            r#"{"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}"#,
+        );
+        let s = row_fields(&row, &Mapping::new())
+            .unwrap()
+            .into_sample(0)
+            .unwrap();
         assert_eq!(s.prompt, "hi");
         assert_eq!(s.messages.len(), 2);
         assert_eq!(s.completion.as_deref(), Some("hello"));
@@ -399,9 +484,15 @@ mod tests {
     #[test]
     fn mapping_renames_source_keys() {
         let row = obj(r#"{"question": "2+2?", "answer": 4}"#);
-        let map = Mapping::from([("prompt".into(), "question".into()), ("reference".into(), "answer".into())]);
+        let map = Mapping::from([
+            ("prompt".into(), "question".into()),
+            ("reference".into(), "answer".into()),
+        ]);
         let s = row_fields(&row, &map).unwrap().into_sample(0).unwrap();
-        assert_eq!((s.prompt.as_str(), s.reference.as_deref()), ("2+2?", Some("4")));
+        assert_eq!(
+            (s.prompt.as_str(), s.reference.as_deref()),
+            ("2+2?", Some("4"))
+        );
     }
 
     #[test]
@@ -415,9 +506,20 @@ mod tests {
 
     #[test]
     fn topk_accepts_objects_and_pairs() {
-        let row = obj(r#"{"prompt": "p", "completion_ids": [5, 6], "teacher_topk": [[{"id": 5, "logprob": -0.1}], [[6, -0.2], [7, -3.0]]]}"#);
-        let s = row_fields(&row, &Mapping::new()).unwrap().into_sample(0).unwrap();
-        assert_eq!(s.teacher_topk[1][1], TopLogprob { id: 7, logprob: -3.0 });
+        let row = obj(
+            r#"{"prompt": "p", "completion_ids": [5, 6], "teacher_topk": [[{"id": 5, "logprob": -0.1}], [[6, -0.2], [7, -3.0]]]}"#,
+        );
+        let s = row_fields(&row, &Mapping::new())
+            .unwrap()
+            .into_sample(0)
+            .unwrap();
+        assert_eq!(
+            s.teacher_topk[1][1],
+            TopLogprob {
+                id: 7,
+                logprob: -3.0
+            }
+        );
     }
 
     #[test]

@@ -7,20 +7,28 @@
 
 pub mod atomic;
 pub mod card;
+pub mod columns;
+pub mod config;
 pub mod csv;
 pub mod decontam;
 pub mod dedup;
-pub mod jsonl;
-pub mod columns;
 pub mod error;
+pub mod export;
+pub mod import;
+pub mod inspect;
+pub mod jsonl;
 pub mod parquet;
+pub mod prepare;
 pub mod record;
+pub mod rundir;
 pub mod schema;
 pub mod set;
+pub mod tasks;
+pub mod text;
 
 pub use error::{ColumnError, Error, Result};
-pub use record::{Annotation, Decision, Message, Preference, PreferenceRow, Record, Sample, SftRow, TopLogprob};
+pub use record::{
+    Annotation, Decision, Message, Preference, PreferenceRow, Record, Sample, SftRow, TopLogprob,
+};
 pub use schema::Kind;
 pub use set::{Set, SetOptions, SetSummary, SetWriter, Splits};
-pub mod config;
-pub mod import;

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
@@ -17,7 +19,10 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use crate::atomic::AtomicFile;
 use crate::error::{Error, Result};
 use crate::record::Record;
-use crate::schema::{META_CONFIG_HASH, META_SCHEMA_VERSION, META_WORKBENCH_VERSION, SCHEMA_VERSION, WORKBENCH_VERSION};
+use crate::schema::{
+    META_CONFIG_HASH, META_SCHEMA_VERSION, META_WORKBENCH_VERSION, SCHEMA_VERSION,
+    WORKBENCH_VERSION,
+};
 
 /// How Parquet files are written.
 #[derive(Debug, Clone)]
@@ -50,7 +55,10 @@ impl Default for WriteOptions {
 impl WriteOptions {
     fn properties(&self, schema: &SchemaRef) -> Result<WriterProperties> {
         let level = ZstdLevel::try_new(self.zstd_level).map_err(|e| {
-            Error::invalid(format!("zstd level {} is out of range: {e}", self.zstd_level))
+            Error::invalid(format!(
+                "zstd level {} is out of range: {e}",
+                self.zstd_level
+            ))
         })?;
         let mut kv: BTreeMap<String, String> = schema
             .metadata()
@@ -104,14 +112,25 @@ pub struct ParquetWriter {
 
 impl ParquetWriter {
     /// Starts a file at `dest` with `schema`.
-    pub fn create(dest: impl Into<PathBuf>, schema: SchemaRef, options: &WriteOptions) -> Result<Self> {
+    pub fn create(
+        dest: impl Into<PathBuf>,
+        schema: SchemaRef,
+        options: &WriteOptions,
+    ) -> Result<Self> {
         let dest = dest.into();
         let props = options.properties(&schema)?;
         let mut atomic = AtomicFile::create(&dest)?;
         let file = atomic.take_file();
-        let writer = ArrowWriter::try_new(file, schema, Some(props))
-            .map_err(|e| Error::ParquetWrite { path: dest, source: e })?;
-        Ok(ParquetWriter { writer, atomic, rows: 0 })
+        let writer =
+            ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| Error::ParquetWrite {
+                path: dest,
+                source: e,
+            })?;
+        Ok(ParquetWriter {
+            writer,
+            atomic,
+            rows: 0,
+        })
     }
 
     /// Appends a batch; a row group is flushed when it reaches its row or byte bound.
@@ -150,15 +169,27 @@ impl ParquetWriter {
 
     /// Writes the footer, fsyncs, and renames the file into place.
     pub fn finish(self) -> Result<FileSummary> {
-        let ParquetWriter { mut writer, atomic, rows } = self;
+        let ParquetWriter {
+            mut writer,
+            atomic,
+            rows,
+        } = self;
         let dest = atomic.dest().to_path_buf();
-        let fail = |source| Error::ParquetWrite { path: dest.clone(), source };
+        let fail = |source| Error::ParquetWrite {
+            path: dest.clone(),
+            source,
+        };
         writer.flush().map_err(fail)?;
         let row_groups = writer.flushed_row_groups().len();
         let file = writer.into_inner().map_err(fail)?;
         let bytes = file.metadata().map_err(|e| Error::write(&dest, e))?.len();
         atomic.commit_file(file)?;
-        Ok(FileSummary { path: dest, rows, bytes, row_groups })
+        Ok(FileSummary {
+            path: dest,
+            rows,
+            bytes,
+            row_groups,
+        })
     }
 }
 
@@ -189,21 +220,31 @@ impl ParquetFile {
                 source: None,
             });
         }
-        let metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| {
-            let message = if len < 12 {
-                "the file is too short to be Parquet".to_string()
-            } else {
-                match &e {
-                    ParquetError::General(m) if m.contains("magic") || m.contains("footer") => {
-                        "not a Parquet file, or truncated (no valid footer at its end)".to_string()
+        let metadata =
+            ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| {
+                let message = if len < 12 {
+                    "the file is too short to be Parquet".to_string()
+                } else {
+                    match &e {
+                        ParquetError::General(m) if m.contains("magic") || m.contains("footer") => {
+                            "not a Parquet file, or truncated (no valid footer at its end)"
+                                .to_string()
+                        }
+                        ParquetError::EOF(_) => "the file is truncated".to_string(),
+                        other => format!("the footer is unreadable: {other}"),
                     }
-                    ParquetError::EOF(_) => "the file is truncated".to_string(),
-                    other => format!("the footer is unreadable: {other}"),
+                };
+                Error::ParquetRead {
+                    path: path.clone(),
+                    message,
+                    source: Some(e),
                 }
-            };
-            Error::ParquetRead { path: path.clone(), message, source: Some(e) }
-        })?;
-        Ok(ParquetFile { path, file, metadata })
+            })?;
+        Ok(ParquetFile {
+            path,
+            file,
+            metadata,
+        })
     }
 
     /// The file's path.
@@ -248,7 +289,11 @@ impl ParquetFile {
 
     /// The file's `created_by`.
     pub fn created_by(&self) -> Option<String> {
-        self.metadata.metadata().file_metadata().created_by().map(str::to_string)
+        self.metadata
+            .metadata()
+            .file_metadata()
+            .created_by()
+            .map(str::to_string)
     }
 
     /// Key-value metadata, sorted by key (the embedded Arrow schema left out).
@@ -271,7 +316,11 @@ impl ParquetFile {
     pub fn batches(&self, batch_size: usize) -> Batches {
         Batches {
             path: self.path.clone(),
-            file: self.file.try_clone().map_err(|e| Error::read(&self.path, e)).map_err(Some),
+            file: self
+                .file
+                .try_clone()
+                .map_err(|e| Error::read(&self.path, e))
+                .map_err(Some),
             metadata: self.metadata.clone(),
             batch_size: batch_size.max(1),
             next_group: 0,
@@ -280,7 +329,10 @@ impl ParquetFile {
     }
 
     /// Every row as a typed record, batch by batch; a column error names this file and row group.
-    pub fn records<R: Record>(&self, batch_size: usize) -> impl Iterator<Item = Result<Vec<R>>> + use<R> {
+    pub fn records<R: Record>(
+        &self,
+        batch_size: usize,
+    ) -> impl Iterator<Item = Result<Vec<R>>> + use<R> {
         let path = self.path.clone();
         self.batches(batch_size).map(move |b| {
             let (g, batch) = b?;
@@ -297,7 +349,10 @@ pub struct Batches {
     metadata: ArrowReaderMetadata,
     batch_size: usize,
     next_group: usize,
-    current: Option<(usize, parquet::arrow::arrow_reader::ParquetRecordBatchReader)>,
+    current: Option<(
+        usize,
+        parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+    )>,
 }
 
 impl Batches {
@@ -361,7 +416,11 @@ impl Iterator for Batches {
 }
 
 /// Writes `rows` to a new Parquet file at `dest` in one go (small files: metrics, fixtures).
-pub fn write_records<R: Record>(dest: impl Into<PathBuf>, rows: &[R], options: &WriteOptions) -> Result<FileSummary> {
+pub fn write_records<R: Record>(
+    dest: impl Into<PathBuf>,
+    rows: &[R],
+    options: &WriteOptions,
+) -> Result<FileSummary> {
     let mut w = ParquetWriter::create(dest, R::schema(), options)?;
     for chunk in rows.chunks(4096) {
         w.write_records(chunk)?;

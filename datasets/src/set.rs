@@ -59,7 +59,9 @@ impl Splits {
                 None => (part, "1"),
             };
             let share: f64 = share.parse().map_err(|_| {
-                Error::invalid(format!("split `{part}`: `{share}` is not a number; write e.g. `train=0.9,test=0.1`"))
+                Error::invalid(format!(
+                    "split `{part}`: `{share}` is not a number; write e.g. `train=0.9,test=0.1`"
+                ))
             })?;
             shares.insert(name.to_string(), share);
         }
@@ -71,7 +73,9 @@ impl Splits {
     /// Checks names and shares.
     pub fn validate(&self) -> Result<()> {
         if self.shares.is_empty() {
-            return Err(Error::invalid("No splits given; name at least one, e.g. `train=1`"));
+            return Err(Error::invalid(
+                "No splits given; name at least one, e.g. `train=1`",
+            ));
         }
         for (name, share) in &self.shares {
             let valid_name = !name.is_empty()
@@ -199,9 +203,19 @@ impl SetWriter {
             .splits
             .names()
             .into_iter()
-            .map(|name| SplitWriter { name, current: None, shards: Vec::new() })
+            .map(|name| SplitWriter {
+                name,
+                current: None,
+                shards: Vec::new(),
+            })
             .collect();
-        Ok(SetWriter { kind, schema: kind.schema(), dir, options, splits })
+        Ok(SetWriter {
+            kind,
+            schema: kind.schema(),
+            dir,
+            options,
+            splits,
+        })
     }
 
     /// Where the set will appear.
@@ -237,13 +251,20 @@ impl SetWriter {
         if self.splits.len() == 1 {
             return self.write_to(0, batch);
         }
-        let id_column = if self.kind == Kind::Annotation { "item_id" } else { "id" };
+        let id_column = if self.kind == Kind::Annotation {
+            "item_id"
+        } else {
+            "id"
+        };
         let ids = batch
             .column_by_name(id_column)
             .and_then(|c| c.as_any().downcast_ref::<StringArray>())
             .ok_or_else(|| {
-                ColumnError::new(id_column, "is missing or not text; rows cannot be assigned to splits")
-                    .at(self.dir.dest(), None)
+                ColumnError::new(
+                    id_column,
+                    "is missing or not text; rows cannot be assigned to splits",
+                )
+                .at(self.dir.dest(), None)
             })?;
         let mut routes: Vec<Vec<u32>> = vec![Vec::new(); self.splits.len()];
         for (i, id) in ids.iter().enumerate() {
@@ -266,7 +287,11 @@ impl SetWriter {
         let s = &mut self.splits[split];
         if s.current.is_none() {
             let path = data.join(format!("{}-{:05}.parquet", s.name, s.shards.len()));
-            s.current = Some(ParquetWriter::create(path, self.schema.clone(), &self.options.parquet)?);
+            s.current = Some(ParquetWriter::create(
+                path,
+                self.schema.clone(),
+                &self.options.parquet,
+            )?);
         }
         let writer = s.current.as_mut().expect("created above");
         writer.write(batch)?;
@@ -308,14 +333,21 @@ impl SetWriter {
             let mut files = Vec::with_capacity(n);
             let (mut rows, mut bytes) = (0, 0);
             for (i, shard) in s.shards.iter().enumerate() {
-                let rel = PathBuf::from("data").join(format!("{}-{i:05}-of-{n:05}.parquet", s.name));
-                std::fs::rename(&shard.path, root.join(&rel)).map_err(|e| Error::write(&shard.path, e))?;
+                let rel =
+                    PathBuf::from("data").join(format!("{}-{i:05}-of-{n:05}.parquet", s.name));
+                std::fs::rename(&shard.path, root.join(&rel))
+                    .map_err(|e| Error::write(&shard.path, e))?;
                 rows += shard.rows;
                 bytes += shard.bytes;
                 files.push(rel);
             }
             summary.rows += rows;
-            summary.splits.push(SplitSummary { name: s.name.clone(), rows, bytes, files });
+            summary.splits.push(SplitSummary {
+                name: s.name.clone(),
+                rows,
+                bytes,
+                files,
+            });
         }
         atomic::sync_dir(&root.join("data"))?;
         let readme = card::render(&self.options.card, self.kind, &self.schema, &summary)?;
@@ -326,7 +358,11 @@ impl SetWriter {
 }
 
 /// Writes `rows` as a new set in one go.
-pub fn write_set<R: Record>(dest: impl Into<PathBuf>, rows: &[R], options: SetOptions) -> Result<SetSummary> {
+pub fn write_set<R: Record>(
+    dest: impl Into<PathBuf>,
+    rows: &[R],
+    options: SetOptions,
+) -> Result<SetSummary> {
     let mut w = SetWriter::create(dest, R::KIND, options)?;
     for chunk in rows.chunks(4096) {
         w.write(chunk)?;
@@ -381,7 +417,10 @@ impl Set {
         let shards: Vec<Shard> = paths
             .into_iter()
             .map(|path| {
-                let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                let stem = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 let split = split_of_file_name(&stem);
                 Shard { split, path }
             })
@@ -438,7 +477,8 @@ impl Set {
             .iter()
             .filter(move |s| split.is_none_or(|name| s.split == name))
             .flat_map(move |s| {
-                let it: Box<dyn Iterator<Item = Result<Vec<R>>>> = match ParquetFile::open(&s.path) {
+                let it: Box<dyn Iterator<Item = Result<Vec<R>>>> = match ParquetFile::open(&s.path)
+                {
                     Ok(file) => Box::new(file.records::<R>(batch_size)),
                     Err(e) => Box::new(std::iter::once(Err(e))),
                 };
@@ -514,9 +554,24 @@ mod tests {
 
     #[test]
     fn bad_split_specs_are_refused_with_the_reason() {
-        assert!(Splits::parse("train=x", 0).unwrap_err().to_string().contains("not a number"));
-        assert!(Splits::parse("train=-1", 0).unwrap_err().to_string().contains("positive"));
-        assert!(Splits::parse("../x=1", 0).unwrap_err().to_string().contains("not allowed"));
+        assert!(
+            Splits::parse("train=x", 0)
+                .unwrap_err()
+                .to_string()
+                .contains("not a number")
+        );
+        assert!(
+            Splits::parse("train=-1", 0)
+                .unwrap_err()
+                .to_string()
+                .contains("positive")
+        );
+        assert!(
+            Splits::parse("../x=1", 0)
+                .unwrap_err()
+                .to_string()
+                .contains("not allowed")
+        );
         assert!(Splits::parse("", 0).is_err());
     }
 
@@ -532,7 +587,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let rows: Vec<Sample> = (0..3000)
             .map(|i| {
-                let mut s = Sample::from_prompt(format!("prompt number {i} {}", "x".repeat(i % 50)));
+                let mut s =
+                    Sample::from_prompt(format!("prompt number {i} {}", "x".repeat(i % 50)));
                 s.completion = Some(format!("answer {i}"));
                 s.id = s.content_id();
                 s
@@ -541,7 +597,10 @@ mod tests {
         let options = SetOptions {
             splits: Splits::parse("train=0.9,test=0.1", 1).unwrap(),
             shard_bytes: 16 << 10,
-            parquet: WriteOptions { max_row_group_rows: 500, ..Default::default() },
+            parquet: WriteOptions {
+                max_row_group_rows: 500,
+                ..Default::default()
+            },
             ..Default::default()
         };
         let dest = dir.path().join("set");

@@ -357,7 +357,9 @@ impl Override {
     fn toml_value(&self) -> toml::Value {
         let doc = format!("v = {}", self.value);
         match toml::from_str::<toml::Table>(&doc) {
-            Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(self.value.clone())),
+            Ok(mut t) => t
+                .remove("v")
+                .unwrap_or(toml::Value::String(self.value.clone())),
             Err(_) => toml::Value::String(self.value.clone()),
         }
     }
@@ -367,14 +369,18 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map_or(before.chars().count(), |i| before[i + 1..].chars().count()) + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.chars().count(), |i| before[i + 1..].chars().count())
+        + 1;
     (line, col)
 }
 
 fn tidy(message: &str) -> String {
     let m = message.trim().trim_end_matches('.');
     // serde's "unknown field `x`, expected one of `a`, `b`" reads better as a key.
-    m.replace("unknown field", "unknown key").replace("missing field", "missing key")
+    m.replace("unknown field", "unknown key")
+        .replace("missing field", "missing key")
 }
 
 fn path_string(path: &serde_path_to_error::Path) -> Option<String> {
@@ -402,7 +408,10 @@ fn from_text<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result
     })
 }
 
-fn from_table<T: serde::de::DeserializeOwned>(table: toml::Table, origin: &str) -> Result<T, ConfigError> {
+fn from_table<T: serde::de::DeserializeOwned>(
+    table: toml::Table,
+    origin: &str,
+) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(table).map_err(|e| ConfigError {
         origin: origin.to_string(),
         position: None,
@@ -449,7 +458,10 @@ impl Config {
             origin: path.display().to_string(),
             position: None,
             key: None,
-            message: format!("the file is not valid UTF-8 (byte {})", e.utf8_error().valid_up_to()),
+            message: format!(
+                "the file is not valid UTF-8 (byte {})",
+                e.utf8_error().valid_up_to()
+            ),
         })?;
         let config = Config::from_str_with(&text, &path.display().to_string(), overrides)?;
         Ok(LoadedConfig {
@@ -459,7 +471,11 @@ impl Config {
     }
 
     /// Parses config text (named `origin` in errors) and applies overrides.
-    pub fn from_str_with(text: &str, origin: &str, overrides: &[Override]) -> Result<Config, ConfigError> {
+    pub fn from_str_with(
+        text: &str,
+        origin: &str,
+        overrides: &[Override],
+    ) -> Result<Config, ConfigError> {
         let config: Config = if overrides.is_empty() {
             from_text(text, origin)?
         } else {
@@ -477,7 +493,11 @@ impl Config {
                         return Err(file_error);
                     }
                     if let Some(o) = overrides.iter().find(|o| {
-                        e.key.as_deref().is_some_and(|k| k == o.key || k.starts_with(&format!("{}.", o.key)) || o.key.starts_with(&format!("{k}.")))
+                        e.key.as_deref().is_some_and(|k| {
+                            k == o.key
+                                || k.starts_with(&format!("{}.", o.key))
+                                || o.key.starts_with(&format!("{k}."))
+                        })
                     }) {
                         e.origin = o.origin();
                     }
@@ -500,16 +520,23 @@ impl Config {
         let name = &self.run.name;
         if name.is_empty()
             || name.starts_with('.')
-            || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         {
             return Err(err(
                 "run.name",
-                format!("`{name}` is not a usable directory name; use letters, digits, `-`, `_` and `.`"),
+                format!(
+                    "`{name}` is not a usable directory name; use letters, digits, `-`, `_` and `.`"
+                ),
             ));
         }
         let d = &self.data;
         if !(d.near_threshold > 0.0 && d.near_threshold <= 1.0) {
-            return Err(err("data.near_threshold", format!("is {}; expected a number in (0, 1]", d.near_threshold)));
+            return Err(err(
+                "data.near_threshold",
+                format!("is {}; expected a number in (0, 1]", d.near_threshold),
+            ));
         }
         for (key, v) in [
             ("data.shingle_words", d.shingle_words),
@@ -526,42 +553,69 @@ impl Config {
                 ("data.eval_size", d.eval_size),
             ] {
                 if v == 0 {
-                    return Err(err(key, "is 0; the built-in task needs at least one row".into()));
+                    return Err(err(
+                        key,
+                        "is 0; the built-in task needs at least one row".into(),
+                    ));
                 }
             }
-            for (key, src) in [("data.gold", &d.gold), ("data.prompts", &d.prompts), ("data.eval", &d.eval)] {
+            for (key, src) in [
+                ("data.gold", &d.gold),
+                ("data.prompts", &d.prompts),
+                ("data.eval", &d.eval),
+            ] {
                 if src.is_some() {
-                    return Err(err(key, "is set together with `data.task`; use one or the other".into()));
+                    return Err(err(
+                        key,
+                        "is set together with `data.task`; use one or the other".into(),
+                    ));
                 }
             }
         } else if d.gold.is_none() && d.prompts.is_none() {
             return Err(err(
                 "data",
-                "names no data: set `task = \"dates\"`, or `gold` / `prompts` / `eval` sources".into(),
+                "names no data: set `task = \"dates\"`, or `gold` / `prompts` / `eval` sources"
+                    .into(),
             ));
         }
-        for (key, src) in [("data.gold", &d.gold), ("data.prompts", &d.prompts), ("data.eval", &d.eval)] {
+        for (key, src) in [
+            ("data.gold", &d.gold),
+            ("data.prompts", &d.prompts),
+            ("data.eval", &d.eval),
+        ] {
             if let Some(src) = src {
                 for target in src.map.keys() {
                     if !crate::import::MAPPABLE.contains(&target.as_str()) {
                         return Err(err(
                             &format!("{key}.map.{target}"),
-                            format!("`{target}` is not a column the workbench reads; expected one of {}", crate::import::MAPPABLE.join(", ")),
+                            format!(
+                                "`{target}` is not a column the workbench reads; expected one of {}",
+                                crate::import::MAPPABLE.join(", ")
+                            ),
                         ));
                     }
                 }
             }
         }
         let e = &self.export;
-        self.export.splits(self.run.seed).validate().map_err(|x| err("export.splits", x.to_string()))?;
+        self.export
+            .splits(self.run.seed)
+            .validate()
+            .map_err(|x| err("export.splits", x.to_string()))?;
         if e.shard_mib == 0 {
             return Err(err("export.shard_mib", "is 0; expected at least 1".into()));
         }
         if e.row_group_rows == 0 {
-            return Err(err("export.row_group_rows", "is 0; expected at least 1".into()));
+            return Err(err(
+                "export.row_group_rows",
+                "is 0; expected at least 1".into(),
+            ));
         }
         if !(1..=22).contains(&e.zstd_level) {
-            return Err(err("export.zstd_level", format!("is {}; expected 1 to 22", e.zstd_level)));
+            return Err(err(
+                "export.zstd_level",
+                format!("is {}; expected 1 to 22", e.zstd_level),
+            ));
         }
         Ok(())
     }

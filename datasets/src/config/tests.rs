@@ -9,7 +9,10 @@ task = "dates"
 "#;
 
 fn load(text: &str, overrides: &[&str]) -> Result<Config, ConfigError> {
-    let overrides: Vec<Override> = overrides.iter().map(|o| Override::parse(o).unwrap()).collect();
+    let overrides: Vec<Override> = overrides
+        .iter()
+        .map(|o| Override::parse(o).unwrap())
+        .collect();
     Config::from_str_with(text, "x.toml", &overrides)
 }
 
@@ -32,10 +35,17 @@ fn an_unknown_key_names_line_column_and_key() {
 
 #[test]
 fn a_wrong_type_names_the_key_and_the_expected_type() {
-    let e = load("[run]\nname = \"t\"\nseed = \"three\"\n[data]\ntask = \"dates\"\n", &[]).unwrap_err();
+    let e = load(
+        "[run]\nname = \"t\"\nseed = \"three\"\n[data]\ntask = \"dates\"\n",
+        &[],
+    )
+    .unwrap_err();
     assert_eq!(e.key.as_deref(), Some("run.seed"), "{e}");
     assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
-    assert!(e.message.contains("u64") || e.message.contains("integer"), "{e}");
+    assert!(
+        e.message.contains("u64") || e.message.contains("integer"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -46,7 +56,15 @@ fn malformed_toml_names_the_position() {
 
 #[test]
 fn overrides_are_typed_and_checked() {
-    let c = load(MINIMAL, &["run.seed=42", "data.near_threshold=0.5", "export.license=mit"]).unwrap();
+    let c = load(
+        MINIMAL,
+        &[
+            "run.seed=42",
+            "data.near_threshold=0.5",
+            "export.license=mit",
+        ],
+    )
+    .unwrap();
     assert_eq!(c.run.seed, 42);
     assert_eq!(c.data.near_threshold, 0.5);
     assert_eq!(c.export.license, "mit");

@@ -79,7 +79,10 @@ impl RowFields {
     /// `(prompt text, messages before the answer, answer carried by the conversation)`.
     ///
     /// With `pop_answer`, a conversation's final assistant turn is taken off as the answer.
-    fn prompt_parts(&mut self, pop_answer: bool) -> Result<(String, Vec<Message>, Option<String>), ColumnError> {
+    fn prompt_parts(
+        &mut self,
+        pop_answer: bool,
+    ) -> Result<(String, Vec<Message>, Option<String>), ColumnError> {
         let (text, mut messages) = match (self.prompt.take(), self.messages.take()) {
             (Some(TextOrConv::Text(p)), m) => (Some(p), m.unwrap_or_default()),
             (Some(TextOrConv::Conv(p)), Some(m)) => (last_user(&p), m),
@@ -182,28 +185,44 @@ impl RowFields {
         let chosen = self
             .chosen
             .take()
-            .ok_or_else(|| ColumnError::new("chosen", "is missing; a preference pair needs `chosen` and `rejected`"))?
+            .ok_or_else(|| {
+                ColumnError::new(
+                    "chosen",
+                    "is missing; a preference pair needs `chosen` and `rejected`",
+                )
+            })?
             .into_answer();
         let rejected = self
             .rejected
             .take()
-            .ok_or_else(|| ColumnError::new("rejected", "is missing; a preference pair needs `chosen` and `rejected`"))?
+            .ok_or_else(|| {
+                ColumnError::new(
+                    "rejected",
+                    "is missing; a preference pair needs `chosen` and `rejected`",
+                )
+            })?
             .into_answer();
         Ok(PreferenceRow::new(prompt, chosen, rejected, self.source))
     }
 }
 
 pub(crate) fn cell_text(a: &Option<StringArray>, i: usize) -> Option<String> {
-    a.as_ref().and_then(|a| a.is_valid(i).then(|| a.value(i).to_string()))
+    a.as_ref()
+        .and_then(|a| a.is_valid(i).then(|| a.value(i).to_string()))
 }
 
-pub(crate) fn cell_value<T: arrow_array::ArrowPrimitiveType>(a: &Option<arrow_array::PrimitiveArray<T>>, i: usize) -> Option<T::Native> {
+pub(crate) fn cell_value<T: arrow_array::ArrowPrimitiveType>(
+    a: &Option<arrow_array::PrimitiveArray<T>>,
+    i: usize,
+) -> Option<T::Native> {
     a.as_ref().and_then(|a| a.is_valid(i).then(|| a.value(i)))
 }
 
 fn cell_text_or_conv(c: &Option<TextOrMessages>, i: usize) -> Option<TextOrConv> {
     match c.as_ref()? {
-        TextOrMessages::Text(a) => a.is_valid(i).then(|| TextOrConv::Text(a.value(i).to_string())),
+        TextOrMessages::Text(a) => a
+            .is_valid(i)
+            .then(|| TextOrConv::Text(a.value(i).to_string())),
         TextOrMessages::Messages(m) => m.is_valid(i).then(|| TextOrConv::Conv(m.get(i))),
     }
 }
@@ -268,7 +287,11 @@ impl BatchFields {
         RowFields {
             id: cell_text(&self.id, i),
             prompt: cell_text_or_conv(&self.prompt, i),
-            messages: self.messages.as_ref().filter(|m| m.is_valid(i)).map(|m| m.get(i)),
+            messages: self
+                .messages
+                .as_ref()
+                .filter(|m| m.is_valid(i))
+                .map(|m| m.get(i)),
             completion: cell_text_or_conv(&self.completion, i),
             has_completion_column: self.completion.is_some(),
             completion_ids: self.completion_ids.as_ref().map(|c| c.get(i).to_vec()),

@@ -17,10 +17,10 @@ use serde::{Deserialize, Serialize};
 use crate::columns;
 
 mod fields;
-pub use fields::{BatchFields, RowFields, TextOrConv};
-use fields::{at_row, cell_text, cell_value};
 use crate::error::{ColumnError, Error, Result};
 use crate::schema::{self, Kind};
+pub use fields::{BatchFields, RowFields, TextOrConv};
+use fields::{at_row, cell_text, cell_value};
 
 /// One chat message.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -349,7 +349,10 @@ impl IdHasher {
 // ---------------------------------------------------------------------------------------------
 // Building columns.
 
-fn offsets_from_lengths(lengths: impl Iterator<Item = usize>, what: &str) -> Result<OffsetBuffer<i32>> {
+fn offsets_from_lengths(
+    lengths: impl Iterator<Item = usize>,
+    what: &str,
+) -> Result<OffsetBuffer<i32>> {
     let mut offsets = Vec::with_capacity(lengths.size_hint().0 + 1);
     let mut total: usize = 0;
     offsets.push(0i32);
@@ -426,15 +429,26 @@ impl Record for Sample {
     fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
         let schema = Self::schema();
         let ids: ArrayRef = {
-            let offsets = offsets_from_lengths(rows.iter().map(|r| r.completion_ids.len()), "token ids")?;
-            let values: Vec<u32> = rows.iter().flat_map(|r| r.completion_ids.iter().copied()).collect();
+            let offsets =
+                offsets_from_lengths(rows.iter().map(|r| r.completion_ids.len()), "token ids")?;
+            let values: Vec<u32> = rows
+                .iter()
+                .flat_map(|r| r.completion_ids.iter().copied())
+                .collect();
             let field = list_child(field_of(&schema, "completion_ids").data_type());
-            Arc::new(ListArray::new(field, offsets, Arc::new(UInt32Array::from(values)), None))
+            Arc::new(ListArray::new(
+                field,
+                offsets,
+                Arc::new(UInt32Array::from(values)),
+                None,
+            ))
         };
         let topk: ArrayRef = {
-            let outer = offsets_from_lengths(rows.iter().map(|r| r.teacher_topk.len()), "token positions")?;
+            let outer =
+                offsets_from_lengths(rows.iter().map(|r| r.teacher_topk.len()), "token positions")?;
             let inner = offsets_from_lengths(
-                rows.iter().flat_map(|r| r.teacher_topk.iter().map(|t| t.len())),
+                rows.iter()
+                    .flat_map(|r| r.teacher_topk.iter().map(|t| t.len())),
                 "top-k entries",
             )?;
             let total = inner.last() as usize;
@@ -446,18 +460,30 @@ impl Record for Sample {
             }
             let structs = StructArray::new(
                 schema::top_logprob_fields(),
-                vec![Arc::new(UInt32Array::from(tok)), Arc::new(Float32Array::from(lp))],
+                vec![
+                    Arc::new(UInt32Array::from(tok)),
+                    Arc::new(Float32Array::from(lp)),
+                ],
                 None,
             );
             let outer_field = list_child(field_of(&schema, "teacher_topk").data_type());
             let inner_field = list_child(outer_field.data_type());
             let inner_list = ListArray::new(inner_field, inner, Arc::new(structs), None);
-            Arc::new(ListArray::new(outer_field, outer, Arc::new(inner_list), None))
+            Arc::new(ListArray::new(
+                outer_field,
+                outer,
+                Arc::new(inner_list),
+                None,
+            ))
         };
         let columns: Vec<ArrayRef> = vec![
             string_column(rows.iter().map(|r| r.id.as_str())),
             string_column(rows.iter().map(|r| r.prompt.as_str())),
-            messages_column(&schema, "messages", rows.iter().map(|r| r.messages.as_slice()))?,
+            messages_column(
+                &schema,
+                "messages",
+                rows.iter().map(|r| r.messages.as_slice()),
+            )?,
             opt_string_column(rows.iter().map(|r| r.completion.as_deref())),
             ids,
             topk,
@@ -492,7 +518,10 @@ impl Record for Annotation {
         let schema = Self::schema();
         let labels: ArrayRef = {
             let offsets = offsets_from_lengths(rows.iter().map(|r| r.labels.len()), "labels")?;
-            let values = string_column(rows.iter().flat_map(|r| r.labels.iter().map(String::as_str)));
+            let values = string_column(
+                rows.iter()
+                    .flat_map(|r| r.labels.iter().map(String::as_str)),
+            );
             let field = list_child(field_of(&schema, "labels").data_type());
             Arc::new(ListArray::new(field, offsets, values, None))
         };
@@ -505,7 +534,9 @@ impl Record for Annotation {
             opt_string_column(rows.iter().map(|r| r.preference.map(Preference::as_str))),
             labels,
             opt_string_column(rows.iter().map(|r| r.comment.as_deref())),
-            Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.duration_ms))),
+            Arc::new(UInt64Array::from_iter_values(
+                rows.iter().map(|r| r.duration_ms),
+            )),
             timestamp_column(rows.iter().map(|r| r.created_at)),
         ];
         batch(schema, columns)
@@ -535,14 +566,20 @@ impl Record for Annotation {
                 let preference = match cell_text(&preference, i) {
                     None => None,
                     Some(p) => Some(Preference::parse(&p).ok_or_else(|| {
-                        ColumnError::new("preference", format!("row {i} is `{p}`; expected A, B or tie"))
+                        ColumnError::new(
+                            "preference",
+                            format!("row {i} is `{p}`; expected A, B or tie"),
+                        )
                     })?),
                 };
                 let rating = cell_value(&rating, i);
                 if let Some(r) = rating
                     && !(1..=5).contains(&r)
                 {
-                    return Err(ColumnError::new("rating", format!("row {i} is {r}; expected 1 to 5")));
+                    return Err(ColumnError::new(
+                        "rating",
+                        format!("row {i} is {r}; expected 1 to 5"),
+                    ));
                 }
                 Ok(Annotation {
                     item_id: item_id.value(i).to_string(),
@@ -572,7 +609,11 @@ impl Record for SftRow {
         let schema = Self::schema();
         let columns: Vec<ArrayRef> = vec![
             string_column(rows.iter().map(|r| r.id.as_str())),
-            messages_column(&schema, "messages", rows.iter().map(|r| r.messages.as_slice()))?,
+            messages_column(
+                &schema,
+                "messages",
+                rows.iter().map(|r| r.messages.as_slice()),
+            )?,
             string_column(rows.iter().map(|r| r.prompt.as_str())),
             string_column(rows.iter().map(|r| r.completion.as_str())),
             opt_string_column(rows.iter().map(|r| r.source.as_deref())),

@@ -21,7 +21,10 @@ fn opt_text() -> impl Strategy<Value = Option<String>> {
 
 fn messages() -> impl Strategy<Value = Vec<Message>> {
     prop::collection::vec(
-        (prop_oneof![Just("system"), Just("user"), Just("assistant")], text())
+        (
+            prop_oneof![Just("system"), Just("user"), Just("assistant")],
+            text(),
+        )
             .prop_map(|(r, c)| Message::new(r, c)),
         0..4,
     )
@@ -32,7 +35,9 @@ fn messages() -> impl Strategy<Value = Vec<Message>> {
 fn topk(tokens: usize, k: usize, seed: u64) -> (Vec<u32>, Vec<Vec<TopLogprob>>) {
     let mut s = seed;
     let mut next = || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         s >> 33
     };
     let ids: Vec<u32> = (0..tokens).map(|_| next() as u32).collect();
@@ -217,12 +222,19 @@ fn a_wrongly_typed_column_is_named() {
     use std::sync::Arc;
     let batch = RecordBatch::try_from_iter(vec![
         ("prompt", Arc::new(StringArray::from(vec!["a"])) as ArrayRef),
-        ("completion_ids", Arc::new(Float64Array::from(vec![1.5])) as ArrayRef),
+        (
+            "completion_ids",
+            Arc::new(Float64Array::from(vec![1.5])) as ArrayRef,
+        ),
     ])
     .unwrap();
     let e = Sample::from_batch(&batch).unwrap_err();
     assert_eq!(e.column, "completion_ids");
-    assert!(e.message.contains("expected a list of token ids"), "{}", e.message);
+    assert!(
+        e.message.contains("expected a list of token ids"),
+        "{}",
+        e.message
+    );
 }
 
 #[test]
@@ -236,7 +248,10 @@ fn files_carry_schema_version_workbench_version_and_config_hash() {
     write_records(&path, &[Sample::from_prompt("p")], &options).unwrap();
     let kv = ParquetFile::open(&path).unwrap().key_value_metadata();
     assert_eq!(kv[schema::META_SCHEMA_VERSION], schema::SCHEMA_VERSION);
-    assert_eq!(kv[schema::META_WORKBENCH_VERSION], schema::WORKBENCH_VERSION);
+    assert_eq!(
+        kv[schema::META_WORKBENCH_VERSION],
+        schema::WORKBENCH_VERSION
+    );
     assert_eq!(kv[schema::META_CONFIG_HASH], "abc123");
     assert_eq!(kv[schema::META_KIND], "sample");
 }

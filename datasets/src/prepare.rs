@@ -1,0 +1,219 @@
+//! The `data` stage of a run: the gold, prompt and eval sets, made by a built-in task or
+//! imported from the files the config names, then cleaned (decontaminated against the eval set,
+//! deduplicated) and written as sets under `runs/<name>/data/`.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::card::CardInfo;
+use crate::config::{BuiltinTask, DedupMode, LoadedConfig, SourceConfig};
+use crate::decontam::Decontaminator;
+use crate::dedup::{ExactDedup, FilterReport, NearDedup};
+use crate::error::Result;
+use crate::import::{Filters, Source};
+use crate::parquet::WriteOptions;
+use crate::record::Sample;
+use crate::set::{SetOptions, SetWriter, Splits};
+
+/// The stage's name (its directory under the run).
+pub const STAGE: &str = "data";
+
+/// The config sections the stage depends on.
+pub const SECTIONS: &[&str] = &["data", "export"];
+
+/// One set the stage wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct PreparedSet {
+    /// `gold`, `prompts` or `eval`.
+    pub name: String,
+    /// Rows read or generated.
+    pub rows_in: u64,
+    /// Rows written.
+    pub rows: u64,
+    /// What each filter removed.
+    pub filters: Vec<FilterReport>,
+}
+
+/// What the stage did.
+#[derive(Debug, Clone, Serialize)]
+pub struct DataSummary {
+    /// Where the data came from.
+    pub source: String,
+    /// The sets.
+    pub sets: Vec<PreparedSet>,
+}
+
+enum Input {
+    Rows(Vec<Sample>),
+    File(Source),
+}
+
+fn set_options(
+    loaded: &LoadedConfig,
+    config_hash: &str,
+    name: &str,
+    split: &str,
+    source: &str,
+) -> SetOptions {
+    let e = &loaded.config.export;
+    SetOptions {
+        splits: Splits::single(split),
+        shard_bytes: e.shard_mib << 20,
+        parquet: WriteOptions {
+            max_row_group_rows: e.row_group_rows,
+            zstd_level: e.zstd_level,
+            config_hash: Some(config_hash.to_string()),
+            ..Default::default()
+        },
+        card: CardInfo {
+            title: format!("{} · {name}", loaded.config.run.name),
+            description: format!(
+                "The `{name}` set of the workbench run `{}`.",
+                loaded.config.run.name
+            ),
+            license: e.license.clone(),
+            tags: vec!["workbench".into()],
+            provenance: vec![
+                ("source".into(), source.to_string()),
+                ("config hash".into(), config_hash.to_string()),
+            ],
+        },
+        replace: false,
+    }
+}
+
+fn write(
+    input: Input,
+    out: &Path,
+    options: SetOptions,
+    filters: &mut Filters,
+    progress: &mut dyn FnMut(&str, u64),
+    name: &str,
+) -> Result<(u64, u64)> {
+    let mut writer = SetWriter::create(out, crate::schema::Kind::Sample, options)?;
+    let (mut read, mut kept) = (0u64, 0u64);
+    let mut push = |rows: Vec<Sample>, writer: &mut SetWriter| -> Result<()> {
+        read += rows.len() as u64;
+        let rows = filters.apply(rows);
+        kept += rows.len() as u64;
+        progress(name, read);
+        writer.write(&rows)
+    };
+    match input {
+        Input::Rows(rows) => {
+            for chunk in rows.chunks(8192) {
+                push(chunk.to_vec(), &mut writer)?;
+            }
+        }
+        Input::File(source) => {
+            source.check_mapping()?;
+            source.for_each::<Sample>(8192, |rows| push(rows, &mut writer))?;
+        }
+    }
+    writer.finish()?;
+    Ok((read, kept))
+}
+
+/// Builds the gold, prompt and eval sets into `out` (a stage directory).
+pub fn prepare(
+    loaded: &LoadedConfig,
+    out: &Path,
+    config_hash: &str,
+    progress: &mut dyn FnMut(&str, u64),
+) -> Result<DataSummary> {
+    let c = &loaded.config;
+    let d = &c.data;
+    let open = |s: &SourceConfig| Source::open(loaded.resolve(&s.path), s.map.clone());
+    let (source, gold, prompts, eval) = match d.task {
+        Some(task) => {
+            let sets =
+                crate::tasks::generate(task, c.run.seed, d.gold_size, d.prompts_size, d.eval_size);
+            let name = match task {
+                BuiltinTask::Dates => "built-in task `dates`",
+            };
+            (
+                name.to_string(),
+                Some(Input::Rows(sets.gold)),
+                Some(Input::Rows(sets.prompts)),
+                Some(Input::Rows(sets.eval)),
+            )
+        }
+        None => (
+            format!("files named in `{}`", loaded.path.display()),
+            d.gold.as_ref().map(open).transpose()?.map(Input::File),
+            d.prompts.as_ref().map(open).transpose()?.map(Input::File),
+            d.eval.as_ref().map(open).transpose()?.map(Input::File),
+        ),
+    };
+
+    let mut sets = Vec::new();
+    // Eval first: the other sets are decontaminated against it.
+    let mut eval_texts: Vec<String> = Vec::new();
+    if let Some(eval) = eval {
+        let dest = out.join("eval");
+        let mut filters = Filters {
+            exact: (d.dedup != DedupMode::None).then(ExactDedup::new),
+            ..Default::default()
+        };
+        let (rows_in, rows) = write(
+            eval,
+            &dest,
+            set_options(loaded, config_hash, "eval", "test", &source),
+            &mut filters,
+            progress,
+            "eval",
+        )?;
+        for rows in crate::set::Set::open(&dest)?.records::<Sample>(None, 8192) {
+            eval_texts.extend(rows?.into_iter().map(|s| s.prompt));
+        }
+        sets.push(PreparedSet {
+            name: "eval".into(),
+            rows_in,
+            rows,
+            filters: filters.reports(),
+        });
+    }
+
+    // One dedup state across gold then prompts: a prompt that repeats a gold item is dropped.
+    let mut exact = (d.dedup != DedupMode::None).then(ExactDedup::new);
+    let mut near = (d.dedup == DedupMode::Near)
+        .then(|| NearDedup::new(d.near_threshold, d.shingle_words, c.run.seed));
+    for (name, input) in [("gold", gold), ("prompts", prompts)] {
+        let Some(input) = input else { continue };
+        let mut filters = Filters {
+            exact: exact.take(),
+            near: near.take(),
+            decontam: (d.decontaminate && !eval_texts.is_empty()).then(|| {
+                Decontaminator::new(eval_texts.iter().map(String::as_str), d.decontam_ngram)
+            }),
+        };
+        // Reports count per set: reset them, keep the state.
+        for r in [
+            filters.exact.as_mut().map(|f| &mut f.report),
+            filters.near.as_mut().map(|f| &mut f.report),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *r = FilterReport::new(r.name.clone());
+        }
+        let (rows_in, rows) = write(
+            input,
+            &out.join(name),
+            set_options(loaded, config_hash, name, "train", &source),
+            &mut filters,
+            progress,
+            name,
+        )?;
+        sets.push(PreparedSet {
+            name: name.into(),
+            rows_in,
+            rows,
+            filters: filters.reports(),
+        });
+        exact = filters.exact;
+        near = filters.near;
+    }
+    Ok(DataSummary { source, sets })
+}

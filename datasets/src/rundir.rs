@@ -1,0 +1,236 @@
+//! The run directory: `runs/<name>/`, where `workbench run` keeps everything.
+//!
+//! It is re-entrant. The resolved config is written first (`config.toml`, with its hash on the
+//! first line); a directory made by a different config is refused unless the user forces it.
+//! Each stage writes its output into a temporary directory and renames it into place with a
+//! `STAGE.json` marker inside that records the hash of the settings the stage depends on, so a
+//! finished stage is skipped, a stage whose settings changed is redone, and a stage killed
+//! half-way leaves nothing that looks finished.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::atomic::{self, AtomicDir};
+use crate::config::LoadedConfig;
+use crate::error::{Error, Result};
+
+const HASH_PREFIX: &str = "# workbench config hash: ";
+
+/// An open run directory.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    dir: PathBuf,
+    config_hash: String,
+}
+
+/// What a finished stage recorded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageMarker {
+    /// The stage.
+    pub stage: String,
+    /// Hash of the settings it depends on.
+    pub stage_hash: String,
+    /// Hash of the whole config it ran under.
+    pub config_hash: String,
+    /// When it finished (RFC 3339).
+    pub finished_at: String,
+    /// What it made, for `run` summaries and the report.
+    pub summary: serde_json::Value,
+}
+
+/// Where a stage stands.
+#[derive(Debug, Clone)]
+pub enum StageState {
+    /// Not run, or killed before it finished.
+    Missing,
+    /// Finished under the same settings: skip it.
+    Done(StageMarker),
+    /// Finished under other settings: redo it.
+    Stale(StageMarker),
+}
+
+impl RunDir {
+    /// Opens (creating if needed) the run directory of a config and writes its resolved config.
+    ///
+    /// A directory whose `config.toml` has another hash is an error unless `force`, in which case
+    /// the new config replaces it and stages whose settings changed will be redone.
+    pub fn open(loaded: &LoadedConfig, force: bool) -> Result<RunDir> {
+        let dir = loaded.run_dir();
+        let hash = loaded.config.hash();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;
+        let config_path = dir.join("config.toml");
+        if config_path.exists() {
+            let existing =
+                std::fs::read_to_string(&config_path).map_err(|e| Error::read(&config_path, e))?;
+            let found = existing
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix(HASH_PREFIX))
+                .map(str::trim)
+                .unwrap_or("unknown")
+                .to_string();
+            if found != hash && !force {
+                return Err(Error::RunMismatch {
+                    dir,
+                    found,
+                    expected: hash,
+                });
+            }
+        }
+        let text = format!(
+            "{HASH_PREFIX}{hash}\n# The resolved config of this run, written by `workbench` before any work.\n\n{}",
+            loaded.config.to_toml()
+        );
+        atomic::write_file(&config_path, text.as_bytes())?;
+        Ok(RunDir {
+            dir,
+            config_hash: hash,
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Hash of the run's config.
+    pub fn config_hash(&self) -> &str {
+        &self.config_hash
+    }
+
+    /// The directory of a stage.
+    pub fn stage_dir(&self, stage: &str) -> PathBuf {
+        self.dir.join(stage)
+    }
+
+    /// Where a stage stands, given the hash of its settings now.
+    pub fn stage_state(&self, stage: &str, stage_hash: &str) -> StageState {
+        match read_marker(&self.stage_dir(stage)) {
+            Some(m) if m.stage_hash == stage_hash => StageState::Done(m),
+            Some(m) => StageState::Stale(m),
+            None => StageState::Missing,
+        }
+    }
+
+    /// Starts (or restarts) a stage: a temporary directory that replaces the stage directory on
+    /// [`Stage::finish`].
+    pub fn begin(&self, stage: &str, stage_hash: &str) -> Result<Stage> {
+        Ok(Stage {
+            dir: AtomicDir::create(self.stage_dir(stage), true)?,
+            marker: StageMarker {
+                stage: stage.to_string(),
+                stage_hash: stage_hash.to_string(),
+                config_hash: self.config_hash.clone(),
+                finished_at: String::new(),
+                summary: serde_json::Value::Null,
+            },
+        })
+    }
+}
+
+fn read_marker(stage_dir: &Path) -> Option<StageMarker> {
+    let text = std::fs::read_to_string(stage_dir.join("STAGE.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// A stage being built.
+pub struct Stage {
+    dir: AtomicDir,
+    marker: StageMarker,
+}
+
+impl Stage {
+    /// The temporary directory to write the stage's outputs into.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Where the stage will appear.
+    pub fn dest(&self) -> &Path {
+        self.dir.dest()
+    }
+
+    /// Writes the marker and moves the stage into place.
+    pub fn finish(mut self, summary: serde_json::Value) -> Result<StageMarker> {
+        self.marker.finished_at =
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        self.marker.summary = summary;
+        let text = serde_json::to_string_pretty(&self.marker).expect("markers serialise");
+        atomic::write_file(self.dir.path().join("STAGE.json"), text.as_bytes())?;
+        self.dir.commit()?;
+        Ok(self.marker)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Override};
+
+    fn loaded(dir: &Path, overrides: &[&str]) -> LoadedConfig {
+        let text = format!(
+            "[run]\nname = \"r\"\ndir = \"{}\"\n[data]\ntask = \"dates\"\n",
+            dir.display()
+        );
+        let o: Vec<Override> = overrides
+            .iter()
+            .map(|o| Override::parse(o).unwrap())
+            .collect();
+        LoadedConfig {
+            config: Config::from_str_with(&text, "t.toml", &o).unwrap(),
+            path: dir.join("t.toml"),
+        }
+    }
+
+    #[test]
+    fn the_resolved_config_is_written_first_with_its_hash() {
+        let tmp = tempfile::tempdir().unwrap();
+        let l = loaded(tmp.path(), &[]);
+        let run = RunDir::open(&l, false).unwrap();
+        let text = std::fs::read_to_string(run.path().join("config.toml")).unwrap();
+        assert!(text.starts_with(&format!("{HASH_PREFIX}{}", l.config.hash())));
+        assert!(
+            text.contains("decontam_ngram = 13"),
+            "defaults are resolved: {text}"
+        );
+        // Same config again: fine.
+        RunDir::open(&l, false).unwrap();
+    }
+
+    #[test]
+    fn another_config_is_refused_unless_forced() {
+        let tmp = tempfile::tempdir().unwrap();
+        RunDir::open(&loaded(tmp.path(), &[]), false).unwrap();
+        let other = loaded(tmp.path(), &["run.seed=9"]);
+        let e = RunDir::open(&other, false).unwrap_err();
+        assert!(matches!(e, Error::RunMismatch { .. }), "{e}");
+        assert!(e.to_string().contains("--force"), "{e}");
+        RunDir::open(&other, true).unwrap();
+    }
+
+    #[test]
+    fn stages_are_missing_then_done_then_stale() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir::open(&loaded(tmp.path(), &[]), false).unwrap();
+        assert!(matches!(run.stage_state("data", "h1"), StageState::Missing));
+        let stage = run.begin("data", "h1").unwrap();
+        std::fs::write(stage.path().join("x"), b"1").unwrap();
+        assert!(
+            matches!(run.stage_state("data", "h1"), StageState::Missing),
+            "not before finish"
+        );
+        stage.finish(serde_json::json!({"rows": 1})).unwrap();
+        assert!(matches!(run.stage_state("data", "h1"), StageState::Done(_)));
+        assert!(matches!(
+            run.stage_state("data", "h2"),
+            StageState::Stale(_)
+        ));
+        // A killed restart leaves the finished stage as it was.
+        {
+            let _half = run.begin("data", "h2").unwrap();
+        }
+        assert!(matches!(run.stage_state("data", "h1"), StageState::Done(_)));
+        assert!(run.stage_dir("data").join("x").exists());
+    }
+}

@@ -1,0 +1,144 @@
+//! Built-in tasks: data the project makes itself, deterministically from a seed, so the embedded
+//! default runs with no downloads.
+//!
+//! A task makes three sets, as any user's data would come: a **gold** set (prompt + reference)
+//! that trains the local teacher, a larger **prompt** pool without answers that the teacher
+//! labels, and an **eval** set with references. Nothing downstream knows which task made them.
+
+pub mod dates;
+
+use crate::config::BuiltinTask;
+use crate::record::{Sample, now_micros};
+
+/// A small deterministic generator (SplitMix64): the data must not change when a dependency
+/// changes its RNG, so the generator is ours.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x6A09_E667_F3BC_C908)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        // Multiply-shift: unbiased enough for data generation, and stable.
+        ((self.next_u64() as u128 * n as u128) >> 64) as u64
+    }
+}
+
+/// The three sets of a task.
+#[derive(Debug, Clone)]
+pub struct TaskSets {
+    /// Prompt + reference, for training the teacher.
+    pub gold: Vec<Sample>,
+    /// Prompts only, for the teacher to label.
+    pub prompts: Vec<Sample>,
+    /// Prompt + reference, held out.
+    pub eval: Vec<Sample>,
+}
+
+fn make(rng: &mut Rng, n: usize, with_reference: bool, template: &str, now: i64) -> Vec<Sample> {
+    (0..n)
+        .map(|_| {
+            let date = dates::random_date(rng);
+            let surface = dates::surface(rng, date);
+            let mut s = Sample::from_prompt(dates::prompt(&surface));
+            if with_reference {
+                s.reference = Some(dates::answer(date));
+            }
+            s.template = Some(template.to_string());
+            s.created_at = now;
+            s
+        })
+        .collect()
+}
+
+/// Makes a task's sets from a seed; the same seed gives the same rows (but `created_at`).
+pub fn generate(
+    task: BuiltinTask,
+    seed: u64,
+    gold: usize,
+    prompts: usize,
+    eval: usize,
+) -> TaskSets {
+    let now = now_micros();
+    match task {
+        BuiltinTask::Dates => {
+            // Independent streams per set, so growing one set does not reshuffle the others.
+            let template = "dates-v1";
+            TaskSets {
+                gold: make(
+                    &mut Rng::new(seed.wrapping_mul(3).wrapping_add(1)),
+                    gold,
+                    true,
+                    template,
+                    now,
+                ),
+                prompts: make(
+                    &mut Rng::new(seed.wrapping_mul(3).wrapping_add(2)),
+                    prompts,
+                    false,
+                    template,
+                    now,
+                ),
+                eval: make(
+                    &mut Rng::new(seed.wrapping_mul(3).wrapping_add(3)),
+                    eval,
+                    true,
+                    template,
+                    now,
+                ),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_sets() {
+        let a = generate(BuiltinTask::Dates, 5, 10, 20, 5);
+        let b = generate(BuiltinTask::Dates, 5, 10, 20, 5);
+        let ids = |s: &[Sample]| s.iter().map(|x| x.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&a.gold), ids(&b.gold));
+        assert_eq!(ids(&a.prompts), ids(&b.prompts));
+        assert_eq!(ids(&a.eval), ids(&b.eval));
+        let c = generate(BuiltinTask::Dates, 6, 10, 20, 5);
+        assert_ne!(ids(&a.gold), ids(&c.gold));
+    }
+
+    #[test]
+    fn gold_and_eval_have_references_and_prompts_do_not() {
+        let s = generate(BuiltinTask::Dates, 1, 5, 5, 5);
+        assert!(
+            s.gold
+                .iter()
+                .all(|x| x.reference.as_deref().is_some_and(|r| r.len() == 10))
+        );
+        assert!(s.eval.iter().all(|x| x.reference.is_some()));
+        assert!(s.prompts.iter().all(|x| x.reference.is_none()));
+    }
+
+    #[test]
+    fn below_stays_in_range() {
+        let mut r = Rng::new(0);
+        for n in [1, 2, 7, 1000] {
+            for _ in 0..1000 {
+                assert!(r.below(n) < n);
+            }
+        }
+    }
+}

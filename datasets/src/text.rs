@@ -1,0 +1,42 @@
+//! Text from data files made safe to print on a terminal.
+//!
+//! A prompt or a Parquet metadata value is untrusted: an escape sequence inside it (CSI colour
+//! and cursor codes, OSC 52 clipboard writes, OSC 8 links) would be obeyed by the terminal if
+//! printed raw. Everything the workbench shows from data goes through [`inert`].
+
+/// `s` with every control character (C0 but newline and tab, DEL, C1) shown as an escape, so it
+/// reaches the terminal as harmless visible text.
+pub fn inert(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' | '\t' => out.push(c),
+            c if c.is_control() => out.extend(c.escape_default()),
+            // Bidirectional overrides can make shown text differ from stored text.
+            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Like [`inert`], on one line: newlines and tabs are escaped too.
+pub fn inert_line(s: &str) -> String {
+    inert(s).replace('\n', "\\n").replace('\t', "\\t")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_sequences_become_visible_text() {
+        let osc52 = "\u{1b}]52;c;ZXZpbA==\u{7}";
+        let shown = inert(osc52);
+        assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
+        assert!(shown.contains("\\u{1b}]52"), "{shown}");
+        assert_eq!(inert("plain é 👩‍🔬\nnext"), "plain é 👩‍🔬\nnext");
+        assert_eq!(inert("\u{9b}31m"), "\\u{9b}31m");
+        assert_eq!(inert_line("a\nb"), "a\\nb");
+    }
+}

@@ -1,0 +1,166 @@
+//! The command line: clap definitions only. Names follow `DESIGN.md`; tests and users rely on them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Turn a large teacher model into a small student, then make the student better with expert
+/// feedback. Logs go to stderr (`RUST_LOG` sets the level); data goes to stdout.
+#[derive(Debug, Parser)]
+#[command(name = "workbench", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// No progress bars or logs, only errors.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole loop on a config; re-entrant (finished stages are skipped).
+    Run(RunArgs),
+    /// Validate a config, or print its JSON Schema.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Import, export and inspect sets (Parquet in the Hugging Face layout).
+    #[command(subcommand)]
+    Datasets(DatasetsCommand),
+}
+
+/// A config file and `--set` overrides.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// The TOML job config, e.g. `configs/demo.toml`.
+    pub config: PathBuf,
+    /// Override a config key, typed and checked like the file: `--set run.seed=3`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Use the run directory even if a different config made it; stages whose settings changed
+    /// are redone.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a config and print it resolved (every default filled in) as TOML.
+    Check {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Print the resolved config as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the JSON Schema of config files, for editors.
+    Schema,
+}
+
+/// What kind of set to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    /// Prompts, completions and teacher logprobs (the sample schema).
+    Samples,
+    /// Supervised fine-tuning rows (TRL: `messages`, `prompt`/`completion`).
+    Sft,
+    /// Preference pairs (TRL: `prompt`/`chosen`/`rejected`).
+    Preference,
+}
+
+/// Duplicate removal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DedupArg {
+    /// Keep everything.
+    None,
+    /// Identical normalised text.
+    Exact,
+    /// Exact, then MinHash LSH near-duplicates.
+    Near,
+}
+
+/// How a set is laid out.
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// The set directory to write.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Split names and shares, e.g. `train=0.9,test=0.1` (rows go by a seeded hash of their id).
+    #[arg(long, default_value = "train=1", value_name = "SPLITS")]
+    pub split: String,
+    /// Seed of the split assignment.
+    #[arg(long, default_value_t = 0)]
+    pub split_seed: u64,
+    /// Target size of one Parquet shard, in MiB.
+    #[arg(long, default_value_t = 256)]
+    pub shard_mib: u64,
+    /// Licence written into the dataset card (`apache-2.0`, `cc-by-4.0`, `other`, ...).
+    #[arg(long, default_value = "unknown")]
+    pub license: String,
+    /// Replace `--out` if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetsCommand {
+    /// Read JSONL, JSON, CSV or Parquet (ours, pyarrow's, HF `datasets`') and write a set.
+    Import {
+        /// The input file, or a directory of Parquet files.
+        input: PathBuf,
+        /// Map our columns to the input's: `prompt=question,reference=answer`.
+        #[arg(long, value_name = "OURS=THEIRS,...")]
+        map: Option<String>,
+        /// The kind of set to write (default: `preference` when the input has `chosen` and
+        /// `rejected`, else `samples`).
+        #[arg(long, value_enum)]
+        kind: Option<KindArg>,
+        /// Remove duplicates.
+        #[arg(long, value_enum, default_value_t = DedupArg::None)]
+        dedup: DedupArg,
+        /// Jaccard similarity above which rows are near-duplicates (with `--dedup near`).
+        #[arg(long, default_value_t = 0.8)]
+        near_threshold: f64,
+        /// Words per shingle for near-duplicates.
+        #[arg(long, default_value_t = 3)]
+        shingle_words: usize,
+        /// Drop rows that share an n-gram with this eval set (file or set).
+        #[arg(long, value_name = "EVAL")]
+        decontaminate: Option<PathBuf>,
+        /// Words per n-gram for decontamination.
+        #[arg(long, default_value_t = 13)]
+        ngram: usize,
+        #[command(flatten)]
+        set: SetArgs,
+    },
+    /// Write a set, or a run's set, with TRL's column conventions.
+    Export {
+        /// A set directory, a data file, or a run directory (`runs/NAME`).
+        input: PathBuf,
+        /// What to export.
+        #[arg(long, value_enum)]
+        kind: KindArg,
+        #[command(flatten)]
+        set: SetArgs,
+    },
+    /// Show schema, rows, row groups, metadata and the first rows of a Parquet file or a set.
+    Inspect {
+        /// A Parquet file or a set directory.
+        path: PathBuf,
+        /// Print as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// How many rows to show.
+        #[arg(long, default_value_t = 3)]
+        head: usize,
+    },
+}
