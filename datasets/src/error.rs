@@ -71,7 +71,7 @@ pub enum Error {
     },
 
     /// A configuration file or override is invalid.
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
 
     /// Input that is well-formed but cannot be used (missing columns, empty set, bad option).

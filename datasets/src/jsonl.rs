@@ -200,10 +200,10 @@ fn source<'a>(map: &'a Mapping, target: &'a str) -> &'a str {
 fn unpack(v: &Value) -> std::borrow::Cow<'_, Value> {
     if let Value::String(s) = v {
         let t = s.trim_start();
-        if t.starts_with('[') || t.starts_with('{') {
-            if let Ok(parsed) = serde_json::from_str::<Value>(s) {
-                return std::borrow::Cow::Owned(parsed);
-            }
+        if (t.starts_with('[') || t.starts_with('{'))
+            && let Ok(parsed) = serde_json::from_str::<Value>(s)
+        {
+            return std::borrow::Cow::Owned(parsed);
         }
     }
     std::borrow::Cow::Borrowed(v)

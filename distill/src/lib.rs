@@ -1,1 +1,6 @@
-//! placeholder
+//! Distillation: the Llama-family model in burn, tokenizers, teachers (local and OpenAI-compatible),
+//! generation, training (KD, SFT, DPO), evaluation and checkpoints.
+//!
+//! Its place in the loop: it reads the sets `datasets` writes (gold, prompts, synthetic) and writes
+//! checkpoints and new sets back through `datasets`. It never imports `annotate`: expert feedback
+//! reaches it as files. The model and teacher stages land here next (see the README's status table).

@@ -376,11 +376,41 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 fn tidy(message: &str) -> String {
     let m = message.trim().trim_end_matches('.');
     // serde's "unknown field `x`, expected one of `a`, `b`" reads better as a key.
-    m.replace("unknown field", "unknown key")
-        .replace("missing field", "missing key")
+    let mut m = m
+        .replace("unknown field", "unknown key")
+        .replace("missing field", "missing key");
+    if let Some(rest) = m.strip_prefix("unknown key `") {
+        let unknown = rest.split('`').next().unwrap_or("");
+        let best = m
+            .split('`')
+            .skip(3)
+            .step_by(2)
+            .map(|k| (edit_distance(unknown, k), k))
+            .filter(|(d, _)| *d <= 2)
+            .min();
+        if let Some((_, k)) = best {
+            m = format!("{m}; did you mean `{k}`?");
+        }
+    }
+    m
 }
 
 fn path_string(path: &serde_path_to_error::Path) -> Option<String> {

@@ -31,6 +31,7 @@ fn an_unknown_key_names_line_column_and_key() {
     assert_eq!(e.key.as_deref(), Some("run.nmae"), "{e}");
     assert!(e.message.contains("unknown key `nmae`"), "{e}");
     assert!(e.message.contains("expected one of"), "{e}");
+    assert!(e.message.ends_with("did you mean `name`?"), "{e}");
 }
 
 #[test]

@@ -172,7 +172,7 @@ pub fn surface(rng: &mut Rng, date: NaiveDate) -> String {
         14 => format!("{} the {}, {}", month_name(rng, m), day_text(rng, d), y),
         _ => format!("{} {} {}", month_name(rng, m), d, year_text(rng, y)),
     };
-    let noisy = match rng.below(12) {
+    match rng.below(12) {
         0 => format!("on {core}"),
         1 => format!("date: {core}"),
         2 => format!("{core} (approx.)"),
@@ -180,8 +180,7 @@ pub fn surface(rng: &mut Rng, date: NaiveDate) -> String {
         4 => format!("received {core}"),
         5 => format!("due by {core}"),
         _ => core,
-    };
-    noisy
+    }
 }
 
 /// The prompt for a surface form.

@@ -1,0 +1,155 @@
+//! `workbench config check | schema`, and bad configs.
+
+use crate::common::{Sandbox, root};
+
+#[test]
+fn the_demo_config_checks_and_prints_resolved() {
+    let sb = Sandbox::new();
+    let demo = root().join("configs/demo.toml");
+    let r = sb.run(&["config", "check", demo.to_str().unwrap()]).ok();
+    assert!(r.stdout.contains("[run]\nname = \"demo\""), "{}", r.stdout);
+    // Defaults are filled in.
+    assert!(r.stdout.contains("decontam_ngram = 13"), "{}", r.stdout);
+    assert!(r.stderr.contains("is valid"), "{}", r.stderr);
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(r"\(config hash [0-9a-f]+\)", "(config hash [HASH])");
+    settings.add_filter(r"resolved from `[^`]+`", "resolved from `[CONFIG]`");
+    settings.bind(|| insta::assert_snapshot!("demo_resolved", r.stdout));
+}
+
+#[test]
+fn config_check_json_is_the_same_config() {
+    let sb = Sandbox::new();
+    let demo = root().join("configs/demo.toml");
+    let r = sb
+        .run(&["config", "check", demo.to_str().unwrap(), "--json"])
+        .ok();
+    let v = r.json();
+    assert_eq!(v["run"]["name"], "demo");
+    assert_eq!(v["data"]["task"], "dates");
+}
+
+#[test]
+fn the_schema_is_json_schema_with_every_section() {
+    let sb = Sandbox::new();
+    let v = sb.run(&["config", "schema"]).ok().json();
+    assert!(v["$schema"].as_str().unwrap().contains("json-schema.org"));
+    for section in [
+        "run", "data", "teacher", "student", "generate", "distill", "annotate", "finetune", "eval",
+        "export",
+    ] {
+        assert!(v["properties"][section].is_object(), "{section} missing");
+    }
+}
+
+fn check(sb: &Sandbox, text: &str, extra: &[&str]) -> crate::common::Run {
+    let path = sb.write("c.toml", text);
+    let mut args = vec!["config", "check", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    sb.run(&args)
+}
+
+#[test]
+fn malformed_toml_names_line_and_column() {
+    let sb = Sandbox::new();
+    let r = check(&sb, "[run]\nname = \"x\n", &[]).bad_input();
+    assert!(r.stderr.contains("c.toml` at line 2"), "{}", r.stderr);
+}
+
+#[test]
+fn an_unknown_key_names_the_key_and_what_is_expected() {
+    let sb = Sandbox::new();
+    let r = check(
+        &sb,
+        "[run]\nname = \"x\"\n[data]\ntask = \"dates\"\ngold_sise = 3\n",
+        &[],
+    )
+    .bad_input();
+    insta::assert_snapshot!(
+        "unknown_key",
+        r.stderr.replace(sb.path().to_str().unwrap(), "[TMP]")
+    );
+}
+
+#[test]
+fn a_wrong_type_names_the_key() {
+    let sb = Sandbox::new();
+    let r = check(
+        &sb,
+        "[run]\nname = \"x\"\n[data]\ntask = \"dates\"\ngold_size = \"many\"\n",
+        &[],
+    )
+    .bad_input();
+    assert!(
+        r.stderr.contains("line 5") && r.stderr.contains("key `data.gold_size`"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn an_unknown_builtin_task_lists_the_known_ones() {
+    let sb = Sandbox::new();
+    let r = check(&sb, "[run]\nname = \"x\"\n[data]\ntask = \"poems\"\n", &[]).bad_input();
+    assert!(r.stderr.contains("`dates`"), "{}", r.stderr);
+}
+
+#[test]
+fn overrides_are_checked_like_the_file() {
+    let sb = Sandbox::new();
+    let ok = "[run]\nname = \"x\"\n[data]\ntask = \"dates\"\n";
+    let r = check(&sb, ok, &["--set", "run.seed=5"]).ok();
+    assert!(r.stdout.contains("seed = 5"), "{}", r.stdout);
+    let r = check(&sb, ok, &["--set", "run.sede=5"]).bad_input();
+    assert!(
+        r.stderr.contains("--set run.sede=5") && r.stderr.contains("unknown key `sede`"),
+        "{}",
+        r.stderr
+    );
+    let r = check(&sb, ok, &["--set", "data.gold_size=-1"]).bad_input();
+    assert!(r.stderr.contains("data.gold_size"), "{}", r.stderr);
+    let r = check(&sb, ok, &["--set", "nonsense"]).bad_input();
+    assert!(r.stderr.contains("section.key=value"), "{}", r.stderr);
+}
+
+#[test]
+fn zero_sizes_are_refused_with_the_key() {
+    let sb = Sandbox::new();
+    let r = check(
+        &sb,
+        "[run]\nname = \"x\"\n[data]\ntask = \"dates\"\neval_size = 0\n",
+        &[],
+    )
+    .bad_input();
+    assert!(r.stderr.contains("data.eval_size"), "{}", r.stderr);
+}
+
+#[test]
+fn a_missing_config_or_a_directory_is_bad_input() {
+    let sb = Sandbox::new();
+    let r = sb.run(&["config", "check", "nope.toml"]).bad_input();
+    assert!(r.stderr.contains("nope.toml"), "{}", r.stderr);
+    std::fs::create_dir(sb.join("adir")).unwrap();
+    let r = sb.run(&["config", "check", "adir"]).bad_input();
+    assert!(r.stderr.contains("is a directory"), "{}", r.stderr);
+}
+
+#[test]
+fn an_empty_or_binary_config_is_bad_input() {
+    let sb = Sandbox::new();
+    sb.write("empty.toml", "");
+    let r = sb.run(&["config", "check", "empty.toml"]).bad_input();
+    assert!(r.stderr.contains("missing key `run`"), "{}", r.stderr);
+    sb.write("bin.toml", b"\xff\xfe\x00[run]");
+    let r = sb.run(&["config", "check", "bin.toml"]).bad_input();
+    assert!(r.stderr.contains("UTF-8"), "{}", r.stderr);
+}
+
+#[test]
+fn unknown_subcommands_and_flags_exit_2() {
+    let sb = Sandbox::new();
+    sb.run(&["frobnicate"]).bad_input();
+    sb.run(&["config", "check"]).bad_input();
+    let r = sb.run(&["--help"]).ok();
+    assert!(r.stdout.contains("datasets"), "{}", r.stdout);
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests of the `workbench` binary: what a user types, what they see, what is on disk.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod config;
+mod datasets;
+mod interop;
+mod run;

@@ -1,0 +1,142 @@
+//! `workbench run`: the run directory, re-entrancy, and refusing another config's directory.
+
+use crate::common::{Sandbox, tiny_config};
+
+#[test]
+fn run_writes_the_resolved_config_then_the_data_sets() {
+    let sb = Sandbox::new();
+    let cfg = tiny_config(&sb, "tiny", "");
+    let r = sb.run(&["run", cfg.to_str().unwrap()]).ok();
+    assert!(r.stderr.contains("data: gold 30 rows"), "{}", r.stderr);
+    assert!(r.stderr.contains("data: eval 12 rows"), "{}", r.stderr);
+    let config = std::fs::read_to_string(sb.join("runs/tiny/config.toml")).unwrap();
+    assert!(config.starts_with("# workbench config hash: "), "{config}");
+    for set in ["gold", "prompts", "eval"] {
+        assert!(
+            sb.join(&format!("runs/tiny/data/{set}/README.md")).exists(),
+            "{set}"
+        );
+    }
+    let marker: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(sb.join("runs/tiny/data/STAGE.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(marker["stage"], "data");
+    // Every file carries the config hash.
+    let hash = config
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("# workbench config hash: ");
+    let v = sb
+        .run(&["datasets", "inspect", "runs/tiny/data/gold", "--json"])
+        .ok()
+        .json();
+    assert_eq!(v["files"][0]["metadata"]["workbench.config_hash"], hash);
+    // The eval set's references are there; the prompt pool has none.
+    assert!(v["first_rows"][0]["reference"].as_str().unwrap().len() == 10);
+}
+
+#[test]
+fn a_second_run_skips_finished_stages() {
+    let sb = Sandbox::new();
+    let cfg = tiny_config(&sb, "tiny", "");
+    sb.run(&["run", cfg.to_str().unwrap()]).ok();
+    let before = std::fs::metadata(sb.join("runs/tiny/data/STAGE.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let r = sb.run(&["run", cfg.to_str().unwrap()]).ok();
+    assert!(r.stderr.contains("data: up to date"), "{}", r.stderr);
+    let after = std::fs::metadata(sb.join("runs/tiny/data/STAGE.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn another_config_is_refused_unless_forced_and_then_redoes_what_changed() {
+    let sb = Sandbox::new();
+    let cfg = tiny_config(&sb, "tiny", "");
+    sb.run(&["run", cfg.to_str().unwrap()]).ok();
+    let r = sb
+        .run(&["run", cfg.to_str().unwrap(), "--set", "data.gold_size=20"])
+        .bad_input();
+    assert!(
+        r.stderr.contains("made by a different config") && r.stderr.contains("--force"),
+        "{}",
+        r.stderr
+    );
+    let r = sb
+        .run(&[
+            "run",
+            cfg.to_str().unwrap(),
+            "--set",
+            "data.gold_size=20",
+            "--force",
+        ])
+        .ok();
+    assert!(
+        r.stderr.contains("settings changed") && r.stderr.contains("data: gold 20 rows"),
+        "{}",
+        r.stderr
+    );
+    // A change in a section the data stage does not read does not redo it.
+    let r = sb
+        .run(&[
+            "run",
+            cfg.to_str().unwrap(),
+            "--set",
+            "data.gold_size=20",
+            "--set",
+            "run.dir=\"runs\"",
+            "--force",
+        ])
+        .ok();
+    assert!(r.stderr.contains("up to date"), "{}", r.stderr);
+}
+
+#[test]
+fn data_can_come_from_files_with_a_column_mapping() {
+    let sb = Sandbox::new();
+    sb.write(
+        "gold.csv",
+        "question,answer\nWhat is 2+2?,4\nWhat is 3+3?,6\nCapital of Peru?,Lima\n",
+    );
+    sb.write(
+        "eval.jsonl",
+        "{\"q\": \"What is 2+2?\", \"a\": \"4\"}\n{\"q\": \"What is 5+5?\", \"a\": \"10\"}\n",
+    );
+    let cfg = sb.write(
+        "files.toml",
+        "[run]\nname = \"files\"\n\n[data]\ngold = { path = \"gold.csv\", map = { prompt = \"question\", reference = \"answer\" } }\neval = { path = \"eval.jsonl\", map = { prompt = \"q\", reference = \"a\" } }\n",
+    );
+    let r = sb.run(&["run", cfg.to_str().unwrap()]).ok();
+    // "What is 2+2?" is in the eval set: decontamination drops it from gold.
+    assert!(r.stderr.contains("data: gold 2 rows (of 3"), "{}", r.stderr);
+    assert!(r.stderr.contains("decontamination"), "{}", r.stderr);
+}
+
+#[test]
+fn a_bad_data_file_stops_the_run_with_nothing_half_written() {
+    let sb = Sandbox::new();
+    sb.write("gold.jsonl", "{\"prompt\": \"a\"}\n{oops\n");
+    let cfg = sb.write(
+        "bad.toml",
+        "[run]\nname = \"bad\"\n\n[data]\ngold = { path = \"gold.jsonl\" }\n",
+    );
+    let r = sb.run(&["run", cfg.to_str().unwrap()]).bad_input();
+    assert!(r.stderr.contains("gold.jsonl` line 2"), "{}", r.stderr);
+    assert!(!sb.join("runs/bad/data").exists());
+    assert_eq!(sb.entries("runs/bad"), ["config.toml"]);
+}
+
+#[test]
+fn the_readme_first_command_runs_the_demo() {
+    let sb = Sandbox::new();
+    let demo = crate::common::root().join("configs/demo.toml");
+    let r = sb.run(&["run", demo.to_str().unwrap()]).ok();
+    assert!(r.stderr.contains("data: eval"), "{}", r.stderr);
+    assert!(r.stderr.contains("not built yet"), "{}", r.stderr);
+}

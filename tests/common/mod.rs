@@ -1,0 +1,170 @@
+//! Helpers for the CLI tests: a sandbox directory, the `workbench` binary, and the Python venv
+//! the interop checks use.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What a command did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts success and returns self.
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Asserts exit code 2 (bad input) and no panic.
+    #[track_caller]
+    pub fn bad_input(self) -> Self {
+        assert_eq!(
+            self.code, 2,
+            "expected exit 2\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self.no_panic()
+    }
+
+    #[track_caller]
+    pub fn no_panic(self) -> Self {
+        assert!(
+            !self.stderr.contains("panicked"),
+            "panicked:\n{}",
+            self.stderr
+        );
+        assert!(
+            !self.stderr.contains("RUST_BACKTRACE"),
+            "panicked:\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    /// The stdout parsed as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+/// A temporary working directory for one test.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        Sandbox {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// Writes a file (creating parent directories) and returns its path.
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    /// Runs `workbench ARGS` in the sandbox, without colour or user log settings.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = Command::new(env!("CARGO_BIN_EXE_workbench"))
+            .args(args)
+            .current_dir(self.path())
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("workbench runs");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Entries directly in the sandbox directory (to check nothing half-written is left).
+    pub fn entries(&self, sub: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.join(sub))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+/// The project root (for `configs/`).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The interop venv's Python, from `WORKBENCH_PYTHON` (set by `.ci/run` after
+/// `scripts/python-env.sh`). Absent: the check is skipped with a message, except under CI, where
+/// it must run.
+pub fn python() -> Option<PathBuf> {
+    match std::env::var_os("WORKBENCH_PYTHON") {
+        Some(p) if Path::new(&p).exists() => Some(PathBuf::from(p)),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => {
+            panic!("CI must run the interop checks: set WORKBENCH_PYTHON=$(scripts/python-env.sh)")
+        }
+        _ => {
+            eprintln!(
+                "skipped: interop check needs Python with pyarrow, pandas, polars, duckdb and datasets; \
+                 run `export WORKBENCH_PYTHON=$(scripts/python-env.sh)` first"
+            );
+            None
+        }
+    }
+}
+
+/// Runs a Python script from `tests/interop/` with arguments; panics with its output on failure.
+pub fn run_python(python: &Path, script: &str, args: &[&Path]) -> String {
+    let out = Command::new(python)
+        .arg(root().join("tests/interop").join(script))
+        .args(args)
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "{script} failed:\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    stdout
+}
+
+/// A tiny run config in the sandbox, with `extra` appended (TOML).
+pub fn tiny_config(sb: &Sandbox, name: &str, extra: &str) -> PathBuf {
+    sb.write(
+        &format!("{name}.toml"),
+        format!(
+            "[run]\nname = \"{name}\"\nseed = 3\n\n[data]\ntask = \"dates\"\ngold_size = 30\nprompts_size = 60\neval_size = 12\n{extra}"
+        ),
+    )
+}
