@@ -11,10 +11,13 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::ColumnPath;
 
 use crate::atomic::AtomicFile;
 use crate::error::{Error, Result};
@@ -38,6 +41,8 @@ pub struct WriteOptions {
     pub config_hash: Option<String>,
     /// More key-value metadata.
     pub metadata: Vec<(String, String)>,
+    /// Threads that encode columns (default: the machine's cores, up to 4).
+    pub threads: Option<usize>,
 }
 
 impl Default for WriteOptions {
@@ -48,6 +53,7 @@ impl Default for WriteOptions {
             zstd_level: 1,
             config_hash: None,
             metadata: Vec::new(),
+            threads: None,
         }
     }
 }
@@ -73,7 +79,30 @@ impl WriteOptions {
         for (k, v) in &self.metadata {
             kv.insert(k.clone(), v.clone());
         }
-        Ok(WriterProperties::builder()
+        let mut builder = WriterProperties::builder();
+        // Token ids and logprobs are high-cardinality numbers: a dictionary costs a hash per
+        // value (40% of write time when it was on) for little or no size gain under zstd, and
+        // BYTE_STREAM_SPLIT groups the bytes of floats so zstd finds their redundancy. Every
+        // reader users have (pyarrow, polars, DuckDB, Spark) decodes both.
+        for path in [
+            &["completion_ids", "list", "element"][..],
+            &["teacher_topk", "list", "element", "list", "element", "id"][..],
+            &[
+                "teacher_topk",
+                "list",
+                "element",
+                "list",
+                "element",
+                "logprob",
+            ][..],
+        ] {
+            let column = ColumnPath::new(path.iter().map(|p| p.to_string()).collect());
+            builder = builder.set_column_dictionary_enabled(column.clone(), false);
+            if path.last() == Some(&"logprob") {
+                builder = builder.set_column_encoding(column, Encoding::BYTE_STREAM_SPLIT);
+            }
+        }
+        Ok(builder
             .set_compression(Compression::ZSTD(level))
             .set_max_row_group_row_count(Some(self.max_row_group_rows.max(1)))
             .set_max_row_group_bytes(Some(self.max_row_group_bytes.max(1)))
@@ -104,10 +133,82 @@ pub struct FileSummary {
 
 /// Writes record batches to one Parquet file under a temporary name; the file appears at its
 /// destination, whole, on [`ParquetWriter::finish`]. Dropped unfinished, it leaves nothing.
+///
+/// Columns are encoded and compressed in parallel: each leaf column (the top-k ids, the top-k
+/// logprobs, the prompt, ...) has its own encoder, and the encoders of one row group are shared
+/// out over the cores, heaviest first. Only the open row group is buffered, so memory is bounded
+/// by [`WriteOptions::max_row_group_bytes`] whatever the number of rows.
 pub struct ParquetWriter {
-    writer: ArrowWriter<File>,
+    file: SerializedFileWriter<File>,
+    factory: ArrowRowGroupWriterFactory,
+    schema: SchemaRef,
+    /// Encoders of the open row group, one per leaf column.
+    columns: Option<Vec<ArrowColumnWriter>>,
+    group_rows: usize,
+    groups_done: usize,
+    max_rows: usize,
+    max_bytes: usize,
+    threads: usize,
     atomic: AtomicFile,
     rows: u64,
+}
+
+/// Maps `f` over `items` on up to `threads` threads, giving each thread an even share of the
+/// total weight (greedy, heaviest first); outputs come back in input order.
+fn par_map<I: Send, O: Send>(
+    threads: usize,
+    items: Vec<(I, usize)>,
+    f: impl Fn(I) -> Result<O, ParquetError> + Sync,
+) -> Result<Vec<O>, ParquetError> {
+    if threads <= 1 || items.len() <= 1 {
+        return items.into_iter().map(|(item, _)| f(item)).collect();
+    }
+    let n = items.len();
+    let mut order: Vec<(usize, I, usize)> = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, (item, w))| (i, item, w))
+        .collect();
+    order.sort_by_key(|(_, _, w)| std::cmp::Reverse(*w));
+    let mut buckets: Vec<(usize, Vec<(usize, I)>)> =
+        (0..threads.min(n)).map(|_| (0, Vec::new())).collect();
+    for (i, item, w) in order {
+        let lightest = buckets
+            .iter_mut()
+            .min_by_key(|(load, _)| *load)
+            .expect("a bucket");
+        lightest.0 += w.max(1);
+        lightest.1.push((i, item));
+    }
+    let f = &f;
+    let run = move |bucket: Vec<(usize, I)>| -> Result<Vec<(usize, O)>, ParquetError> {
+        bucket
+            .into_iter()
+            .map(|(i, item)| Ok((i, f(item)?)))
+            .collect()
+    };
+    let parts = std::thread::scope(|scope| {
+        let mut buckets = buckets.into_iter().map(|(_, b)| b);
+        let mine = buckets.next().unwrap_or_default();
+        let handles: Vec<_> = buckets.map(|b| scope.spawn(move || run(b))).collect();
+        let mut parts = vec![run(mine)];
+        for h in handles {
+            parts.push(h.join().unwrap_or_else(|_| {
+                Err(ParquetError::General("an encoder thread panicked".into()))
+            }));
+        }
+        parts
+    });
+    let mut out: Vec<Option<O>> = (0..n).map(|_| None).collect();
+    for part in parts {
+        for (i, o) in part? {
+            out[i] = Some(o);
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|o| o.expect("every item mapped"))
+        .collect())
 }
 
 impl ParquetWriter {
@@ -121,22 +222,114 @@ impl ParquetWriter {
         let props = options.properties(&schema)?;
         let mut atomic = AtomicFile::create(&dest)?;
         let file = atomic.take_file();
-        let writer =
-            ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| Error::ParquetWrite {
-                path: dest,
-                source: e,
-            })?;
+        let fail = |source| Error::ParquetWrite {
+            path: dest.clone(),
+            source,
+        };
+        // ArrowWriter embeds the Arrow schema in the footer and maps types; then we take over
+        // the row groups ourselves.
+        let (file, factory) = ArrowWriter::try_new(file, schema.clone(), Some(props))
+            .and_then(ArrowWriter::into_serialized_writer)
+            .map_err(fail)?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(ParquetWriter {
-            writer,
+            file,
+            factory,
+            schema,
+            columns: None,
+            group_rows: 0,
+            groups_done: 0,
+            max_rows: options.max_row_group_rows.max(1),
+            max_bytes: options.max_row_group_bytes.max(1),
+            threads: options.threads.unwrap_or(cores.min(4)).max(1),
             atomic,
             rows: 0,
         })
     }
 
-    /// Appends a batch; a row group is flushed when it reaches its row or byte bound.
+    /// Appends a batch; a row group is closed when it reaches its row or byte bound.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.writer.write(batch).map_err(|e| self.error(e))?;
-        self.rows += batch.num_rows() as u64;
+        if batch.schema().fields() != self.schema.fields() {
+            return Err(Error::invalid(format!(
+                "A batch written to `{}` has another schema than the file",
+                self.atomic.dest().display()
+            )));
+        }
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let n = (batch.num_rows() - offset).min(self.max_rows - self.group_rows);
+            self.write_slice(&batch.slice(offset, n))
+                .map_err(|e| self.error(e))?;
+            offset += n;
+            self.rows += n as u64;
+            if self.group_rows >= self.max_rows || self.open_bytes() >= self.max_bytes {
+                self.close_row_group().map_err(|e| self.error(e))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_slice(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
+        if self.columns.is_none() {
+            self.columns = Some(self.factory.create_column_writers(self.groups_done)?);
+        }
+        // Levels of nested columns (the top-k is a list of lists) are real work: compute them
+        // in parallel too, then share a column's weight out over its leaves.
+        let columns: Vec<_> = self
+            .schema
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .map(|(field, array)| ((field, array), array.get_array_memory_size()))
+            .collect();
+        let per_column = par_map(self.threads, columns, |(field, array)| {
+            let parts = compute_leaves(field, array)?;
+            let weight = array.get_array_memory_size() / parts.len().max(1);
+            Ok(parts
+                .into_iter()
+                .map(move |leaf| (leaf, weight))
+                .collect::<Vec<_>>())
+        })?;
+        let leaves = per_column.into_iter().flatten();
+        let writers = self.columns.as_mut().expect("created above");
+        let work = writers
+            .iter_mut()
+            .zip(leaves)
+            .map(|(w, (leaf, weight))| ((w, leaf), weight))
+            .collect();
+        par_map(self.threads, work, |(w, leaf)| w.write(&leaf))?;
+        self.group_rows += batch.num_rows();
+        Ok(())
+    }
+
+    fn open_bytes(&self) -> usize {
+        self.columns.as_ref().map_or(0, |c| {
+            c.iter()
+                .map(ArrowColumnWriter::get_estimated_total_bytes)
+                .sum()
+        })
+    }
+
+    fn close_row_group(&mut self) -> Result<(), ParquetError> {
+        let Some(writers) = self.columns.take() else {
+            return Ok(());
+        };
+        // Closing compresses each column's last page: share that out too.
+        let work = writers
+            .into_iter()
+            .map(|w| {
+                let weight = w.get_estimated_total_bytes();
+                (w, weight)
+            })
+            .collect();
+        let chunks = par_map(self.threads, work, ArrowColumnWriter::close)?;
+        let mut group = self.file.next_row_group()?;
+        for chunk in chunks {
+            chunk.append_to_row_group(&mut group)?;
+        }
+        group.close()?;
+        self.groups_done += 1;
+        self.group_rows = 0;
         Ok(())
     }
 
@@ -152,7 +345,7 @@ impl ParquetWriter {
 
     /// Bytes on disk so far plus the estimated encoded size of the open row group.
     pub fn estimated_size(&self) -> u64 {
-        (self.writer.bytes_written() + self.writer.in_progress_size()) as u64
+        (self.file.bytes_written() + self.open_bytes()) as u64
     }
 
     /// Where the file will appear.
@@ -168,27 +361,27 @@ impl ParquetWriter {
     }
 
     /// Writes the footer, fsyncs, and renames the file into place.
-    pub fn finish(self) -> Result<FileSummary> {
+    pub fn finish(mut self) -> Result<FileSummary> {
+        self.close_row_group().map_err(|e| self.error(e))?;
         let ParquetWriter {
-            mut writer,
+            file,
             atomic,
             rows,
+            groups_done,
+            ..
         } = self;
         let dest = atomic.dest().to_path_buf();
-        let fail = |source| Error::ParquetWrite {
+        let file = file.into_inner().map_err(|source| Error::ParquetWrite {
             path: dest.clone(),
             source,
-        };
-        writer.flush().map_err(fail)?;
-        let row_groups = writer.flushed_row_groups().len();
-        let file = writer.into_inner().map_err(fail)?;
+        })?;
         let bytes = file.metadata().map_err(|e| Error::write(&dest, e))?.len();
         atomic.commit_file(file)?;
         Ok(FileSummary {
             path: dest,
             rows,
             bytes,
-            row_groups,
+            row_groups: groups_done,
         })
     }
 }
@@ -323,9 +516,52 @@ impl ParquetFile {
                 .map_err(Some),
             metadata: self.metadata.clone(),
             batch_size: batch_size.max(1),
-            next_group: 0,
+            groups: (0..self.num_row_groups()).collect(),
+            next: 0,
             current: None,
         }
+    }
+
+    /// Like [`ParquetFile::batches`], decoding row groups on up to `threads` threads ahead of the
+    /// consumer, in order. Memory stays bounded: each thread holds at most two batches.
+    pub fn batches_parallel(&self, batch_size: usize, threads: usize) -> ParallelBatches {
+        let groups = self.num_row_groups();
+        let threads = threads.clamp(1, groups.max(1));
+        let mut receivers = Vec::with_capacity(threads);
+        for w in 0..threads {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Message>(2);
+            let template = self.batches(batch_size);
+            let mine: Vec<usize> = (w..groups).step_by(threads).collect();
+            std::thread::spawn(move || {
+                for g in mine {
+                    let mut reader = template.for_groups(vec![g]);
+                    for item in &mut reader {
+                        let msg = match item {
+                            Ok((g, batch)) => Message::Batch(g, batch),
+                            Err(e) => Message::Failed(e),
+                        };
+                        if tx.send(msg).is_err() {
+                            return;
+                        }
+                    }
+                    if tx.send(Message::EndOfGroup).is_err() {
+                        return;
+                    }
+                }
+            });
+            receivers.push(rx);
+        }
+        ParallelBatches {
+            receivers,
+            worker: 0,
+            done: groups == 0,
+        }
+    }
+
+    /// Every batch with its row group, decoded on the machine's cores (up to 4).
+    pub fn batches_auto(&self, batch_size: usize) -> ParallelBatches {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.batches_parallel(batch_size, cores.min(4))
     }
 
     /// Every row as a typed record, batch by batch; a column error names this file and row group.
@@ -334,7 +570,7 @@ impl ParquetFile {
         batch_size: usize,
     ) -> impl Iterator<Item = Result<Vec<R>>> + use<R> {
         let path = self.path.clone();
-        self.batches(batch_size).map(move |b| {
+        self.batches_auto(batch_size).map(move |b| {
             let (g, batch) = b?;
             R::from_batch(&batch).map_err(|e| e.at(&path, Some(g)))
         })
@@ -348,14 +584,65 @@ pub struct Batches {
     file: Result<File, Option<Error>>,
     metadata: ArrowReaderMetadata,
     batch_size: usize,
-    next_group: usize,
+    /// The row groups to read, in order, and the index of the next one.
+    groups: Vec<usize>,
+    next: usize,
     current: Option<(
         usize,
         parquet::arrow::arrow_reader::ParquetRecordBatchReader,
     )>,
 }
 
+enum Message {
+    Batch(usize, RecordBatch),
+    EndOfGroup,
+    Failed(Error),
+}
+
+/// Batches decoded ahead on several threads; see [`ParquetFile::batches_parallel`].
+pub struct ParallelBatches {
+    receivers: Vec<std::sync::mpsc::Receiver<Message>>,
+    worker: usize,
+    done: bool,
+}
+
+impl Iterator for ParallelBatches {
+    type Item = Result<(usize, RecordBatch)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // Worker w decodes row groups w, w + n, ...: taking groups from the workers in turn
+        // gives them back in file order.
+        while !self.done {
+            match self.receivers[self.worker].recv() {
+                Ok(Message::Batch(g, batch)) => return Some(Ok((g, batch))),
+                Ok(Message::EndOfGroup) => self.worker = (self.worker + 1) % self.receivers.len(),
+                Ok(Message::Failed(e)) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+                // A worker that has finished all its groups: so has everyone after it.
+                Err(_) => self.done = true,
+            }
+        }
+        None
+    }
+}
+
 impl Batches {
+    /// The same file, reading only `groups`.
+    fn for_groups(&self, groups: Vec<usize>) -> Batches {
+        Batches {
+            path: self.path.clone(),
+            // Its own handle: a cloned one shares the file offset with the other threads.
+            file: File::open(&self.path).map_err(|e| Some(Error::read(&self.path, e))),
+            metadata: self.metadata.clone(),
+            batch_size: self.batch_size,
+            groups,
+            next: 0,
+            current: None,
+        }
+    }
+
     fn row_group_error(&self, index: usize, message: String) -> Error {
         Error::ParquetRead {
             path: self.path.clone(),
@@ -378,17 +665,14 @@ impl Iterator for Batches {
                     Some(Ok(batch)) => return Some(Ok((g, batch))),
                     Some(Err(e)) => {
                         self.current = None;
-                        self.next_group = usize::MAX;
+                        self.next = usize::MAX;
                         return Some(Err(self.row_group_error(g, e.to_string())));
                     }
                     None => self.current = None,
                 }
             }
-            if self.next_group >= self.metadata.metadata().num_row_groups() {
-                return None;
-            }
-            let g = self.next_group;
-            self.next_group += 1;
+            let &g = self.groups.get(self.next)?;
+            self.next += 1;
             let file = match &mut self.file {
                 Ok(f) => f.try_clone().map_err(|e| Error::read(&self.path, e)),
                 Err(e) => Err(e.take()?),
@@ -396,7 +680,7 @@ impl Iterator for Batches {
             let file = match file {
                 Ok(f) => f,
                 Err(e) => {
-                    self.next_group = usize::MAX;
+                    self.next = usize::MAX;
                     return Some(Err(e));
                 }
             };
@@ -407,7 +691,7 @@ impl Iterator for Batches {
             {
                 Ok(reader) => self.current = Some((g, reader)),
                 Err(e) => {
-                    self.next_group = usize::MAX;
+                    self.next = usize::MAX;
                     return Some(Err(self.row_group_error(g, e.to_string())));
                 }
             }

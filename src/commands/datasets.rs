@@ -135,7 +135,7 @@ pub fn run(out: &Output, cmd: DatasetsCommand) -> Result<()> {
                     input.display()
                 ),
             )?;
-            let bar = out.progress("import", "rows", None);
+            let bar = out.progress("import", "rows", source.row_count());
             let report = datasets::import::import(
                 &source,
                 &set.out,
