@@ -15,6 +15,10 @@ if ! command -v "$python" >/dev/null 2>&1; then
 fi
 hash="$(sha256sum "$req" | cut -c1-16)"
 venv="${WORKBENCH_VENV_ROOT:-$HOME/.cache/workbench}/venv-$(basename "$req" .txt)-$hash"
+mkdir -p "$(dirname "$venv")"
+# One installer at a time per venv (tests and benchmarks may ask at once).
+exec 9>"$venv.lock"
+flock 9
 if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
   echo "Creating the Python venv for interop checks at \`$venv\` (once per machine)" >&2
   rm -rf "$venv"

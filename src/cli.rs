@@ -27,6 +27,69 @@ pub enum Command {
     /// Import, export and inspect sets (Parquet in the Hugging Face layout).
     #[command(subcommand)]
     Datasets(DatasetsCommand),
+    /// Look inside a checkpoint.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Serve a checkpoint with an OpenAI-compatible API (`/v1/completions`, `/v1/chat/completions`).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Logits of every input position (for parity checks against transformers).
+    Logits {
+        /// A checkpoint directory in the Hugging Face layout (config.json, model.safetensors).
+        #[arg(long, value_name = "DIR")]
+        model: PathBuf,
+        /// Text to encode with the checkpoint's tokenizer (special tokens added as transformers
+        /// adds them).
+        #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+        text: Option<String>,
+        /// Token ids, comma-separated: `1,2,3`.
+        #[arg(long, value_delimiter = ',', num_args = 1..)]
+        ids: Option<Vec<u32>>,
+        /// Print `{"logits": [[...], ...]}` (one vocabulary-size row per position) on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Where to run: `cpu` (default), `cuda:N`, `wgpu` (with those features).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+    /// Load a checkpoint (f32, f16 or bf16; single or sharded) and write it in the workbench's
+    /// Hugging Face layout (f32 safetensors, config, generation config, tokenizer).
+    Convert {
+        /// The checkpoint to read.
+        #[arg(long, value_name = "DIR")]
+        model: PathBuf,
+        /// The directory to write.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Replace `--out` if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A checkpoint directory in the Hugging Face layout, with its tokenizer.
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// Address to listen on; loopback by default (the data stays on this machine).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: std::net::SocketAddr,
+    /// Model id clients use (default: the directory name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Most tokens one request may generate.
+    #[arg(long, default_value_t = 1024)]
+    pub max_tokens: usize,
+    /// Largest request body, in KiB.
+    #[arg(long, default_value_t = 1024)]
+    pub max_body_kib: usize,
+    /// Where to run: `cpu` (default), `cuda:N`, `wgpu` (with those features).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 /// A config file and `--set` overrides.

@@ -31,6 +31,9 @@ fn exit_code(error: &anyhow::Error) -> ExitCode {
         if let Some(e) = cause.downcast_ref::<datasets::Error>() {
             return ExitCode::from(if e.is_bad_input() { 2 } else { 1 });
         }
+        if let Some(e) = cause.downcast_ref::<distill::Error>() {
+            return ExitCode::from(if e.is_bad_input() { 2 } else { 1 });
+        }
         if cause.downcast_ref::<BadInput>().is_some()
             || cause
                 .downcast_ref::<datasets::config::ConfigError>()
@@ -70,6 +73,8 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(&out, args),
         Command::Config(cmd) => commands::config::run(&out, cmd),
         Command::Datasets(cmd) => commands::datasets::run(&out, cmd),
+        Command::Model(cmd) => commands::model::run(&out, cmd),
+        Command::Serve(args) => commands::model::serve(&out, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

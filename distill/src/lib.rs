@@ -3,4 +3,13 @@
 //!
 //! Its place in the loop: it reads the sets `datasets` writes (gold, prompts, synthetic) and writes
 //! checkpoints and new sets back through `datasets`. It never imports `annotate`: expert feedback
-//! reaches it as files. The model and teacher stages land here next (see the README's status table).
+//! reaches it as files.
+
+pub mod backend;
+pub mod data;
+pub mod error;
+pub mod generate;
+pub mod model;
+pub mod serve;
+
+pub use error::{Error, Result};

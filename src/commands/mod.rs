@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod datasets;
+pub mod model;
 pub mod run;
 
 use ::datasets::config::{Config, LoadedConfig, Override};

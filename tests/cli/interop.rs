@@ -2,7 +2,10 @@
 //! `datasets`; Parquet that pyarrow writes in the HF shapes imports unchanged. The scripts live in
 //! `tests/interop/`; the venv comes from `scripts/python-env.sh`.
 
-use crate::common::{Sandbox, python, run_python};
+use std::ffi::OsStr;
+
+use crate::common::{Sandbox, python, root, run_python, run_python_args, torch_python};
+use crate::model::Server;
 
 #[test]
 fn sets_we_export_open_in_every_python_client() {
@@ -128,4 +131,64 @@ fn parquet_written_by_pyarrow_in_hf_shapes_imports_unchanged() {
     // Round trip back to pyarrow: the top-k survived.
     let out = run_python(&py, "check_topk.py", &[&sb.join("topk")]);
     assert!(out.contains("top-k ok"), "{out}");
+}
+
+#[test]
+fn the_openai_client_talks_to_our_server() {
+    let Some(py) = python() else { return };
+    let dir = root().join("distill/tests/fixtures/models/llama-gqa");
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let server = Server::start(&dir);
+    let base = format!("http://{}/v1", server.addr);
+    let prompt = expected["inputs"][2].to_string();
+    let greedy = expected["greedy"][2].to_string();
+    let args: Vec<&OsStr> = vec![
+        OsStr::new(&base),
+        OsStr::new("llama-gqa"),
+        OsStr::new(&prompt),
+        OsStr::new(&greedy),
+    ];
+    let out = run_python_args(&py, "openai_client.py", &args);
+    assert!(out.contains("openai client ok"), "{out}");
+}
+
+#[test]
+fn checkpoints_we_save_load_in_transformers_with_equal_logits() {
+    let Some(py) = torch_python() else { return };
+    let sb = Sandbox::new();
+    for name in [
+        "llama-gqa",
+        "qwen2-tied-bf16",
+        "llama-head-dim",
+        "mistral-legacy-rope",
+    ] {
+        let src = root().join("distill/tests/fixtures/models").join(name);
+        sb.run(&[
+            "model",
+            "convert",
+            "--model",
+            src.to_str().unwrap(),
+            "--out",
+            name,
+        ])
+        .ok();
+        let ids: Vec<Vec<u32>> = vec![vec![1, 2, 3], (5..40).collect(), vec![511]];
+        let logits: Vec<serde_json::Value> = ids
+            .iter()
+            .map(|i| {
+                let list = i.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+                sb.run(&["model", "logits", "--model", name, "--ids", &list, "--json"])
+                    .ok()
+                    .json()["logits"]
+                    .clone()
+            })
+            .collect();
+        let expected = sb.write(
+            &format!("{name}.json"),
+            serde_json::json!({"ids": ids, "logits": logits}).to_string(),
+        );
+        let out = run_python(&py, "check_saved_model.py", &[&sb.join(name), &expected]);
+        assert!(out.contains("saved checkpoint ok"), "{name}: {out}");
+    }
 }

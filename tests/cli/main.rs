@@ -6,4 +6,5 @@ mod common;
 mod config;
 mod datasets;
 mod interop;
+mod model;
 mod run;

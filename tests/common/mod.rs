@@ -143,8 +143,35 @@ pub fn python() -> Option<PathBuf> {
     }
 }
 
+/// The torch + transformers venv's Python, from `WORKBENCH_TORCH_PYTHON` (set by `.ci/run` after
+/// `scripts/python-env.sh scripts/requirements-torch.txt`). Skipped like [`python`] when absent.
+pub fn torch_python() -> Option<PathBuf> {
+    match std::env::var_os("WORKBENCH_TORCH_PYTHON") {
+        Some(p) if Path::new(&p).exists() => Some(PathBuf::from(p)),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => panic!(
+            "CI must run the transformers checks: set WORKBENCH_TORCH_PYTHON=$(scripts/python-env.sh scripts/requirements-torch.txt)"
+        ),
+        _ => {
+            eprintln!(
+                "skipped: this check needs Python with torch and transformers; run \
+                 `export WORKBENCH_TORCH_PYTHON=$(scripts/python-env.sh scripts/requirements-torch.txt)` first"
+            );
+            None
+        }
+    }
+}
+
 /// Runs a Python script from `tests/interop/` with arguments; panics with its output on failure.
 pub fn run_python(python: &Path, script: &str, args: &[&Path]) -> String {
+    run_python_args(
+        python,
+        script,
+        &args.iter().map(|p| p.as_os_str()).collect::<Vec<_>>(),
+    )
+}
+
+/// Like [`run_python`], with any arguments.
+pub fn run_python_args(python: &Path, script: &str, args: &[&std::ffi::OsStr]) -> String {
     let out = Command::new(python)
         .arg(root().join("tests/interop").join(script))
         .args(args)

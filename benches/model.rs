@@ -1,0 +1,162 @@
+//! The model's speed: training steps and KV-cache generation, beside PyTorch and transformers.
+//!
+//! ```text
+//! cargo bench --bench model -- train --config benches/configs/student-4m.json [--batch 16] [--seq 128] [--steps 20] [--warmup 3]
+//! cargo bench --bench model -- generate --model DIR [--batch 1] [--prompt-len 16] [--new 64] [--reps 3]
+//! cargo bench --bench model -- init --config CONFIG.json --out DIR     (a random checkpoint both sides load)
+//! ```
+//!
+//! Prints one JSON object per run, like the Python peers `benches/model_train.py` and
+//! `benches/generate.py`; `benches/run.sh` runs them side by side and prints the ratios.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use burn::tensor::activation::log_softmax;
+use distill::generate::{GenerateOptions, generate};
+use distill::model::{ModelConfig, checkpoint};
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn path_arg(args: &[String], name: &str) -> PathBuf {
+    let Some(p) = args
+        .iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+    else {
+        eprintln!("missing {name}");
+        std::process::exit(2);
+    };
+    PathBuf::from(p)
+}
+
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+}
+
+fn random_ids(rng: &mut Lcg, n: usize, vocab: usize) -> Vec<i64> {
+    (0..n).map(|_| (rng.next() % vocab as u64) as i64).collect()
+}
+
+fn train(args: &[String]) {
+    let config = ModelConfig::from_file(&path_arg(args, "--config")).expect("config");
+    let (batch, seq) = (arg(args, "--batch", 16usize), arg(args, "--seq", 128usize));
+    let (steps, warmup) = (arg(args, "--steps", 20usize), arg(args, "--warmup", 3usize));
+    let device = distill::backend::cpu().autodiff();
+    device.seed(0);
+    let mut model = config.init(&device);
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(0.1)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
+        .init();
+    let mut rng = Lcg(7);
+    let mut timed = 0.0;
+    let mut last_loss = 0.0;
+    for step in 0..warmup + steps {
+        let ids = random_ids(&mut rng, batch * (seq + 1), config.vocab_size);
+        let all = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, seq + 1]), &device);
+        let input = all.clone().narrow(1, 0, seq);
+        let target = all.narrow(1, 1, seq);
+        let t = Instant::now();
+        let logits = model.forward(input);
+        let lp = log_softmax(logits, 2);
+        let picked = lp.gather(2, target.unsqueeze_dim::<3>(2));
+        let loss = picked.mean().neg();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-3, model, grads);
+        last_loss = loss.into_scalar::<f32>();
+        if step >= warmup {
+            timed += t.elapsed().as_secs_f64();
+        }
+    }
+    let tokens = (batch * seq * steps) as f64;
+    println!(
+        "{{\"impl\": \"workbench\", \"phase\": \"train\", \"params\": {}, \"tokens_per_s\": {:.0}, \"step_ms\": {:.1}, \"threads\": {}, \"loss\": {last_loss:.3}}}",
+        config.num_params(),
+        tokens / timed,
+        timed * 1000.0 / steps as f64,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+}
+
+fn init(args: &[String]) {
+    let config = ModelConfig::from_file(&path_arg(args, "--config")).expect("config");
+    let device = distill::backend::cpu();
+    device.seed(0);
+    let model = config.init(&device);
+    checkpoint::save_weights(&model, &path_arg(args, "--out")).expect("save");
+}
+
+fn bench_generate(args: &[String]) {
+    let dir = path_arg(args, "--model");
+    let (batch, prompt_len) = (
+        arg(args, "--batch", 1usize),
+        arg(args, "--prompt-len", 16usize),
+    );
+    let (new, reps) = (arg(args, "--new", 64usize), arg(args, "--reps", 3usize));
+    let model = checkpoint::load(&dir, &distill::backend::cpu()).expect("load");
+    let vocab = model.config().vocab_size;
+    let mut rng = Lcg(11);
+    let prompts: Vec<Vec<u32>> = (0..batch)
+        .map(|_| {
+            random_ids(&mut rng, prompt_len, vocab)
+                .into_iter()
+                .map(|x| x as u32)
+                .collect()
+        })
+        .collect();
+    let options = GenerateOptions {
+        max_new_tokens: new,
+        logprobs: 20,
+        ..Default::default()
+    };
+    // One warm-up, then the best of `reps`.
+    let _ = generate(&model, &prompts, &options, None).expect("generate");
+    let mut best = f64::INFINITY;
+    for _ in 0..reps {
+        let t = Instant::now();
+        let out = generate(&model, &prompts, &options, None).expect("generate");
+        best = best.min(t.elapsed().as_secs_f64());
+        assert!(out.iter().all(|g| g.ids.len() == new));
+    }
+    println!(
+        "{{\"impl\": \"workbench\", \"phase\": \"generate\", \"batch\": {batch}, \"new_tokens_per_s\": {:.1}, \"seconds\": {best:.3}, \"top_logprobs\": 20}}",
+        (batch * new) as f64 / best
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    match args.first().map(String::as_str) {
+        Some("train") => train(&args),
+        Some("generate") => bench_generate(&args),
+        Some("init") => init(&args),
+        _ => {
+            eprintln!(
+                "usage: model (train --config FILE | generate --model DIR | init --config FILE --out DIR) [options]"
+            );
+            std::process::exit(2);
+        }
+    }
+}

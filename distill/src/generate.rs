@@ -1,0 +1,493 @@
+//! Batched generation with a KV cache: what a local teacher writes and what distillation learns
+//! from.
+//!
+//! Prompts of different lengths are left-padded into one batch (padding keys get a large negative
+//! attention bias, positions count from each prompt's first real token), prefilled in one pass,
+//! then decoded one token per step for every row at once. The model runs on the device; sampling
+//! runs on the host per row: temperature, top-k, top-p, a seeded generator per row, EOS and stop
+//! strings. For every generated token the result carries the sampled id, its logprob and the
+//! top-k (id, logprob) of the full distribution at temperature 1, plus its entropy: the teacher
+//! signal that `teacher_topk`, `logprob_mean` and `entropy_mean` store.
+
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use datasets::TopLogprob;
+use datasets::tasks::Rng;
+
+use crate::error::{Error, Result};
+use crate::model::{KvCache, Model};
+
+/// Turns token ids back into text (for stop strings).
+pub type Decode<'a> = &'a dyn Fn(&[u32]) -> String;
+
+/// Attention bias of a padding key: large and finite, so a row that only sees padding still has
+/// a well-defined (uniform) softmax instead of NaNs.
+const PAD_BIAS: f32 = -1.0e9;
+
+/// How to generate.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    /// Tokens to generate at most.
+    pub max_new_tokens: usize,
+    /// Sampling temperature; 0 is greedy.
+    pub temperature: f32,
+    /// Sample only among the `top_k` most likely tokens (0: no limit).
+    pub top_k: usize,
+    /// Sample only from the smallest set whose probability reaches `top_p` (1: no limit).
+    pub top_p: f32,
+    /// Seed of the per-row generators (row `i` uses `seed + i`).
+    pub seed: u64,
+    /// How many (id, logprob) of the full distribution to return per token (0: none).
+    pub logprobs: usize,
+    /// Tokens that end a sequence (kept as its last token).
+    pub eos_ids: Vec<u32>,
+    /// Texts that end a sequence (cut before the text; needs a decoder).
+    pub stop: Vec<String>,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            max_new_tokens: 64,
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            seed: 0,
+            logprobs: 20,
+            eos_ids: Vec::new(),
+            stop: Vec::new(),
+        }
+    }
+}
+
+/// Why a sequence ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FinishReason {
+    /// It produced an EOS token or a stop string.
+    Stop,
+    /// It reached `max_new_tokens`.
+    Length,
+}
+
+/// What one prompt produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generated {
+    /// New token ids (an EOS that ended it included; a stop string's tokens not).
+    pub ids: Vec<u32>,
+    /// Logprob of each new token under the model (temperature 1).
+    pub logprobs: Vec<f32>,
+    /// The top-k of the full distribution at each new token.
+    pub top: Vec<Vec<TopLogprob>>,
+    /// Entropy (nats) of the full distribution at each new token.
+    pub entropy: Vec<f32>,
+    /// Why it ended.
+    pub finish: FinishReason,
+}
+
+impl Generated {
+    /// Mean logprob of the new tokens.
+    pub fn logprob_mean(&self) -> Option<f32> {
+        (!self.logprobs.is_empty())
+            .then(|| self.logprobs.iter().sum::<f32>() / self.logprobs.len() as f32)
+    }
+
+    /// Mean entropy of the new tokens.
+    pub fn entropy_mean(&self) -> Option<f32> {
+        (!self.entropy.is_empty())
+            .then(|| self.entropy.iter().sum::<f32>() / self.entropy.len() as f32)
+    }
+}
+
+/// The distribution at one position, computed on the host.
+struct Step {
+    logprobs: Vec<f32>,
+    entropy: f32,
+}
+
+fn log_softmax(logits: &[f32]) -> Step {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&x| ((x - max) as f64).exp()).sum();
+    let lse = max as f64 + sum.ln();
+    let logprobs: Vec<f32> = logits.iter().map(|&x| (x as f64 - lse) as f32).collect();
+    let entropy = -logprobs
+        .iter()
+        .map(|&lp| {
+            let p = (lp as f64).exp();
+            if p > 0.0 { p * lp as f64 } else { 0.0 }
+        })
+        .sum::<f64>();
+    Step {
+        logprobs,
+        entropy: entropy as f32,
+    }
+}
+
+/// The `k` most likely tokens, most likely first (ties broken by lower id).
+pub fn top_k(logprobs: &[f32], k: usize) -> Vec<TopLogprob> {
+    let k = k.min(logprobs.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    let mut idx: Vec<u32> = (0..logprobs.len() as u32).collect();
+    let cmp = |a: &u32, b: &u32| {
+        logprobs[*b as usize]
+            .partial_cmp(&logprobs[*a as usize])
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.cmp(b))
+    };
+    if k < idx.len() {
+        idx.select_nth_unstable_by(k - 1, cmp);
+        idx.truncate(k);
+    }
+    idx.sort_by(cmp);
+    idx.into_iter()
+        .map(|id| TopLogprob {
+            id,
+            logprob: logprobs[id as usize],
+        })
+        .collect()
+}
+
+/// Picks the next token from logits under the options (host side).
+fn choose(logits: &[f32], step: &Step, options: &GenerateOptions, rng: &mut Rng) -> u32 {
+    if options.temperature <= 0.0 {
+        // Greedy: the first maximum, as torch.argmax returns.
+        let mut best = 0usize;
+        for (i, &x) in logits.iter().enumerate() {
+            if x > logits[best] {
+                best = i;
+            }
+        }
+        return best as u32;
+    }
+    let t = options.temperature as f64;
+    let mut cand: Vec<(u32, f64)> = step
+        .logprobs
+        .iter()
+        .enumerate()
+        .map(|(i, &lp)| (i as u32, lp as f64 / t))
+        .collect();
+    cand.sort_by(|a, b| {
+        b.1.partial_cmp(&a.1)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.0.cmp(&b.0))
+    });
+    if options.top_k > 0 {
+        cand.truncate(options.top_k);
+    }
+    let max = cand.first().map_or(0.0, |c| c.1);
+    let mut probs: Vec<f64> = cand.iter().map(|c| (c.1 - max).exp()).collect();
+    let total: f64 = probs.iter().sum();
+    probs.iter_mut().for_each(|p| *p /= total);
+    if options.top_p < 1.0 {
+        let mut acc = 0.0;
+        let mut keep = probs.len();
+        for (i, p) in probs.iter().enumerate() {
+            acc += p;
+            if acc >= options.top_p as f64 {
+                keep = i + 1;
+                break;
+            }
+        }
+        probs.truncate(keep);
+        cand.truncate(keep);
+        let total: f64 = probs.iter().sum();
+        probs.iter_mut().for_each(|p| *p /= total);
+    }
+    let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    let mut acc = 0.0;
+    for (c, p) in cand.iter().zip(&probs) {
+        acc += p;
+        if u < acc {
+            return c.0;
+        }
+    }
+    cand.last().map_or(0, |c| c.0)
+}
+
+/// Cuts a sequence at the first stop string: returns how many tokens to keep, or `None`.
+fn stop_at(ids: &[u32], stops: &[String], decode: &dyn Fn(&[u32]) -> String) -> Option<usize> {
+    let text = decode(ids);
+    let start = stops.iter().filter_map(|s| text.find(s.as_str())).min()?;
+    // The longest prefix of tokens whose text ends before the stop string begins.
+    let mut keep = 0;
+    for n in (0..=ids.len()).rev() {
+        if decode(&ids[..n]).len() <= start {
+            keep = n;
+            break;
+        }
+    }
+    Some(keep)
+}
+
+/// Generates a continuation for every prompt (token ids), in one batch.
+pub fn generate(
+    model: &Model,
+    prompts: &[Vec<u32>],
+    options: &GenerateOptions,
+    decode: Option<Decode<'_>>,
+) -> Result<Vec<Generated>> {
+    generate_with(model, prompts, options, decode, &mut |_, _| true)
+}
+
+/// A token as it is produced, for streaming.
+#[derive(Debug, Clone)]
+pub struct TokenEvent<'a> {
+    /// The token.
+    pub id: u32,
+    /// Its logprob.
+    pub logprob: f32,
+    /// The top-k at its position.
+    pub top: &'a [TopLogprob],
+}
+
+/// Like [`generate`], calling `on_token(row, token)` as each token is produced; returning `false`
+/// stops that row (its client went away). Tokens later cut by a stop string were reported too:
+/// the final [`Generated`] is the truth.
+pub fn generate_with(
+    model: &Model,
+    prompts: &[Vec<u32>],
+    options: &GenerateOptions,
+    decode: Option<Decode<'_>>,
+    on_token: &mut dyn FnMut(usize, TokenEvent<'_>) -> bool,
+) -> Result<Vec<Generated>> {
+    if prompts.is_empty() {
+        return Ok(Vec::new());
+    }
+    if let Some(i) = prompts.iter().position(Vec::is_empty) {
+        return Err(Error::invalid(format!(
+            "Prompt {i} has no tokens; generation needs at least one"
+        )));
+    }
+    if !options.stop.is_empty() && decode.is_none() {
+        return Err(Error::invalid(
+            "Stop strings need a tokenizer to decode the output",
+        ));
+    }
+    let config = model.config();
+    let vocab = config.vocab_size as u32;
+    if let Some((i, id)) = prompts
+        .iter()
+        .enumerate()
+        .find_map(|(i, p)| p.iter().find(|&&t| t >= vocab).map(|t| (i, *t)))
+    {
+        return Err(Error::invalid(format!(
+            "Prompt {i} has token id {id}, outside the model's vocabulary of {vocab}; is the tokenizer the model's?"
+        )));
+    }
+    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    let limit = config
+        .sliding_window
+        .unwrap_or(usize::MAX)
+        .min(config.max_position_embeddings);
+    if longest + options.max_new_tokens > limit {
+        return Err(Error::invalid(format!(
+            "A prompt of {longest} tokens plus {} new tokens exceeds the model's {limit} positions",
+            options.max_new_tokens
+        )));
+    }
+    let device = model.device();
+    let b = prompts.len();
+    let pad = config
+        .pad_token_id
+        .or(config.eos_token_ids.first().copied())
+        .unwrap_or(0);
+
+    // Prefill: left-padded prompts.
+    let mut flat = Vec::with_capacity(b * longest);
+    let mut positions = Vec::with_capacity(b);
+    let mut bias: Vec<Vec<f32>> = Vec::with_capacity(b);
+    for p in prompts {
+        let padding = longest - p.len();
+        flat.extend(std::iter::repeat_n(pad as i64, padding));
+        flat.extend(p.iter().map(|&t| t as i64));
+        positions.push(
+            (0..longest)
+                .map(|j| j.saturating_sub(padding))
+                .collect::<Vec<_>>(),
+        );
+        let mut row = vec![PAD_BIAS; padding];
+        row.extend(std::iter::repeat_n(0.0, p.len()));
+        bias.push(row);
+    }
+    let any_padding = prompts.iter().any(|p| p.len() != longest);
+    let mut cache = KvCache::new(config.num_hidden_layers);
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(flat, [b, longest]), &device);
+    let mut logits = model.step(
+        ids,
+        &positions,
+        any_padding.then_some(bias.as_slice()),
+        &mut cache,
+    );
+
+    let mut rngs: Vec<Rng> = (0..b)
+        .map(|i| Rng::new(options.seed.wrapping_add(i as u64)))
+        .collect();
+    let mut out: Vec<Generated> = (0..b)
+        .map(|_| Generated {
+            ids: Vec::new(),
+            logprobs: Vec::new(),
+            top: Vec::new(),
+            entropy: Vec::new(),
+            finish: FinishReason::Length,
+        })
+        .collect();
+    let mut done = vec![false; b];
+    let mut next_pos: Vec<usize> = prompts.iter().map(Vec::len).collect();
+    for _ in 0..options.max_new_tokens {
+        let host: Vec<f32> = logits
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| Error::invalid(format!("Failed to read logits: {e:?}")))?;
+        let v = config.vocab_size;
+        let mut next = Vec::with_capacity(b);
+        for r in 0..b {
+            if done[r] {
+                next.push(pad);
+                continue;
+            }
+            let row = &host[r * v..(r + 1) * v];
+            let step = log_softmax(row);
+            let id = choose(row, &step, options, &mut rngs[r]);
+            let g = &mut out[r];
+            g.ids.push(id);
+            g.logprobs.push(step.logprobs[id as usize]);
+            g.top.push(top_k(&step.logprobs, options.logprobs));
+            g.entropy.push(step.entropy);
+            let wanted = on_token(
+                r,
+                TokenEvent {
+                    id,
+                    logprob: step.logprobs[id as usize],
+                    top: g.top.last().map_or(&[], Vec::as_slice),
+                },
+            );
+            if !wanted || options.eos_ids.contains(&id) {
+                done[r] = true;
+                g.finish = FinishReason::Stop;
+            } else if let Some(decode) = decode
+                && !options.stop.is_empty()
+                && let Some(keep) = stop_at(&g.ids, &options.stop, decode)
+            {
+                g.ids.truncate(keep);
+                g.logprobs.truncate(keep);
+                g.top.truncate(keep);
+                g.entropy.truncate(keep);
+                done[r] = true;
+                g.finish = FinishReason::Stop;
+            }
+            next.push(id);
+        }
+        if done.iter().all(|&d| d) {
+            break;
+        }
+        // Decode step: one token per row at its own position.
+        for (r, row) in bias.iter_mut().enumerate() {
+            row.push(if done[r] { PAD_BIAS } else { 0.0 });
+        }
+        let pos: Vec<Vec<usize>> = next_pos.iter().map(|&p| vec![p]).collect();
+        next_pos.iter_mut().for_each(|p| *p += 1);
+        let ids = Tensor::<2, Int>::from_data(
+            TensorData::new(next.iter().map(|&t| t as i64).collect::<Vec<_>>(), [b, 1]),
+            &device,
+        );
+        let need_bias = any_padding || done.iter().any(|&d| d);
+        logits = model.step(ids, &pos, need_bias.then_some(bias.as_slice()), &mut cache);
+    }
+    Ok(out)
+}
+
+/// Logits of every position of one sequence, `[len][vocab]` (for parity checks).
+pub fn logits(model: &Model, ids: &[u32]) -> Result<Vec<Vec<f32>>> {
+    if ids.is_empty() {
+        return Err(Error::invalid(
+            "No input tokens; give at least one id or a non-empty text",
+        ));
+    }
+    let vocab = model.config().vocab_size;
+    if let Some(&bad) = ids.iter().find(|&&t| t as usize >= vocab) {
+        return Err(Error::invalid(format!(
+            "Token id {bad} is outside the model's vocabulary of {vocab}"
+        )));
+    }
+    if ids.len() > model.config().max_position_embeddings {
+        return Err(Error::invalid(format!(
+            "{} tokens exceed the model's {} positions",
+            ids.len(),
+            model.config().max_position_embeddings
+        )));
+    }
+    let device = model.device();
+    let t = Tensor::<2, Int>::from_data(
+        TensorData::new(
+            ids.iter().map(|&t| t as i64).collect::<Vec<_>>(),
+            [1, ids.len()],
+        ),
+        &device,
+    );
+    let out = model.forward(t);
+    let flat: Vec<f32> = out
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::invalid(format!("Failed to read logits: {e:?}")))?;
+    Ok(flat.chunks(vocab).map(<[f32]>::to_vec).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_is_sorted_and_breaks_ties_by_id() {
+        let lp = [-2.0, -0.5, -0.5, -3.0, -0.1];
+        let t = top_k(&lp, 3);
+        let ids: Vec<u32> = t.iter().map(|x| x.id).collect();
+        assert_eq!(ids, [4, 1, 2]);
+        assert!(top_k(&lp, 0).is_empty());
+        assert_eq!(top_k(&lp, 10).len(), 5);
+    }
+
+    #[test]
+    fn log_softmax_normalises_and_entropy_is_right() {
+        let s = log_softmax(&[0.0, 0.0, 0.0, 0.0]);
+        let total: f32 = s.logprobs.iter().map(|x| x.exp()).sum();
+        assert!((total - 1.0).abs() < 1e-6);
+        assert!((s.entropy - 4f32.ln()).abs() < 1e-5);
+    }
+
+    #[test]
+    fn sampling_is_seeded_and_respects_top_k() {
+        let logits: Vec<f32> = (0..50).map(|i| (i as f32) * 0.1).collect();
+        let step = log_softmax(&logits);
+        let options = GenerateOptions {
+            temperature: 1.0,
+            top_k: 3,
+            ..Default::default()
+        };
+        let draw = |seed| {
+            let mut rng = Rng::new(seed);
+            (0..200)
+                .map(|_| choose(&logits, &step, &options, &mut rng))
+                .collect::<Vec<_>>()
+        };
+        let a = draw(1);
+        assert_eq!(a, draw(1));
+        assert_ne!(a, draw(2));
+        assert!(a.iter().all(|&id| id >= 47), "only the top 3 of 50");
+    }
+
+    #[test]
+    fn stop_strings_cut_before_the_text() {
+        let decode = |ids: &[u32]| {
+            ids.iter()
+                .map(|&i| char::from(b'a' + i as u8))
+                .collect::<String>()
+        };
+        // "abcd": stop at "cd" keeps "ab".
+        assert_eq!(stop_at(&[0, 1, 2, 3], &["cd".into()], &decode), Some(2));
+        assert_eq!(stop_at(&[0, 1], &["cd".into()], &decode), None);
+    }
+}

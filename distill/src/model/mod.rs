@@ -1,0 +1,300 @@
+//! The Llama-family decoder: the teacher and the student are this model at two sizes.
+//!
+//! Number for number the Hugging Face architecture (`LlamaForCausalLM`, `Qwen2ForCausalLM`,
+//! `MistralForCausalLM`), so a checkpoint loads from and saves to the Hub layout and gives the
+//! same logits as `transformers` (see `checkpoint.rs` and the parity tests).
+
+pub mod checkpoint;
+pub mod config;
+pub mod layers;
+
+use std::sync::Arc;
+
+use burn::module::Param;
+use burn::prelude::*;
+use burn::tensor::TensorData;
+
+pub use config::{ModelConfig, ModelType, RopeScaling};
+use layers::{Attention, Block, LayerCache, Mlp, Proj, RmsNorm, Rope};
+
+/// Standard deviation of initial weights (Hugging Face's `initializer_range`).
+const INIT_STD: f64 = 0.02;
+
+/// The decoder.
+#[derive(Module, Debug)]
+pub struct Model {
+    /// `[vocab, hidden]`
+    pub embed_tokens: Param<Tensor<2>>,
+    pub layers: Vec<Block>,
+    pub norm: RmsNorm,
+    /// `[hidden, vocab]`; `None` when tied to the embedding.
+    pub lm_head: Option<Param<Tensor<2>>>,
+    /// The shape; not a parameter.
+    #[module(skip)]
+    pub config: Arc<ModelConfig>,
+    /// `inv_freq` per rotary pair (host side; tables are built per forward for its positions).
+    #[module(skip)]
+    pub inv_freq: Arc<Vec<f64>>,
+}
+
+/// Keys and values of every layer for the positions seen so far.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    layers: Vec<LayerCache>,
+    len: usize,
+}
+
+impl KvCache {
+    /// An empty cache for `layers` layers.
+    pub fn new(layers: usize) -> Self {
+        KvCache {
+            layers: vec![LayerCache::default(); layers],
+            len: 0,
+        }
+    }
+
+    /// Positions cached so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// The rotary inverse frequencies, with the config's scaling applied.
+fn inv_freq(config: &ModelConfig) -> Vec<f64> {
+    let d = config.head_dim;
+    let base: Vec<f64> = (0..d / 2)
+        .map(|i| 1.0 / config.rope_theta.powf((2 * i) as f64 / d as f64))
+        .collect();
+    match &config.rope_scaling {
+        RopeScaling::Default => base,
+        RopeScaling::Linear { factor } => base.iter().map(|f| f / factor).collect(),
+        RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_position_embeddings,
+        } => {
+            let old = *original_max_position_embeddings as f64;
+            let low_wavelen = old / low_freq_factor;
+            let high_wavelen = old / high_freq_factor;
+            base.iter()
+                .map(|&f| {
+                    let wavelen = 2.0 * std::f64::consts::PI / f;
+                    if wavelen < high_wavelen {
+                        f
+                    } else if wavelen > low_wavelen {
+                        f / factor
+                    } else {
+                        let smooth = (old / wavelen - low_freq_factor)
+                            / (high_freq_factor - low_freq_factor);
+                        (1.0 - smooth) * f / factor + smooth * f
+                    }
+                })
+                .collect()
+        }
+    }
+}
+
+impl ModelConfig {
+    /// A freshly initialised model of this shape (normal(0, 0.02) weights, unit norms), seeded by
+    /// the device's seed.
+    pub fn init(&self, device: &Device) -> Model {
+        let c = self;
+        let layers = (0..c.num_hidden_layers)
+            .map(|_| Block {
+                input_layernorm: RmsNorm::init(c.hidden_size, c.rms_norm_eps, device),
+                self_attn: Attention {
+                    q_proj: Proj::init(
+                        c.hidden_size,
+                        c.num_attention_heads * c.head_dim,
+                        c.qkv_bias,
+                        INIT_STD,
+                        device,
+                    ),
+                    k_proj: Proj::init(
+                        c.hidden_size,
+                        c.num_key_value_heads * c.head_dim,
+                        c.qkv_bias,
+                        INIT_STD,
+                        device,
+                    ),
+                    v_proj: Proj::init(
+                        c.hidden_size,
+                        c.num_key_value_heads * c.head_dim,
+                        c.qkv_bias,
+                        INIT_STD,
+                        device,
+                    ),
+                    o_proj: Proj::init(
+                        c.num_attention_heads * c.head_dim,
+                        c.hidden_size,
+                        c.o_bias,
+                        INIT_STD,
+                        device,
+                    ),
+                    heads: c.num_attention_heads,
+                    kv_heads: c.num_key_value_heads,
+                    head_dim: c.head_dim,
+                },
+                post_attention_layernorm: RmsNorm::init(c.hidden_size, c.rms_norm_eps, device),
+                mlp: Mlp {
+                    gate_proj: Proj::init(
+                        c.hidden_size,
+                        c.intermediate_size,
+                        c.mlp_bias,
+                        INIT_STD,
+                        device,
+                    ),
+                    up_proj: Proj::init(
+                        c.hidden_size,
+                        c.intermediate_size,
+                        c.mlp_bias,
+                        INIT_STD,
+                        device,
+                    ),
+                    down_proj: Proj::init(
+                        c.intermediate_size,
+                        c.hidden_size,
+                        c.mlp_bias,
+                        INIT_STD,
+                        device,
+                    ),
+                },
+            })
+            .collect();
+        let normal = burn::tensor::Distribution::Normal(0.0, INIT_STD);
+        Model {
+            embed_tokens: Param::from_tensor(Tensor::random(
+                [c.vocab_size, c.hidden_size],
+                normal,
+                device,
+            )),
+            layers,
+            norm: RmsNorm::init(c.hidden_size, c.rms_norm_eps, device),
+            lm_head: (!c.tie_word_embeddings).then(|| {
+                Param::from_tensor(Tensor::random(
+                    [c.hidden_size, c.vocab_size],
+                    normal,
+                    device,
+                ))
+            }),
+            inv_freq: Arc::new(inv_freq(c)),
+            config: Arc::new(c.clone()),
+        }
+    }
+}
+
+impl Model {
+    /// The model's shape.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.embed_tokens.val().device()
+    }
+
+    /// Rotary tables for per-row positions (`positions[b][s]`).
+    fn rope(&self, positions: &[Vec<usize>], device: &Device) -> Rope {
+        let b = positions.len();
+        let s = positions.first().map_or(0, Vec::len);
+        let d = self.config.head_dim;
+        let half = d / 2;
+        let mut cos = Vec::with_capacity(b * s * d);
+        let mut sin = Vec::with_capacity(b * s * d);
+        for row in positions {
+            for &p in row {
+                // emb = cat(freqs, freqs), as Hugging Face builds it.
+                for _ in 0..2 {
+                    for f in self.inv_freq.iter().take(half) {
+                        let angle = p as f64 * f;
+                        cos.push(angle.cos() as f32);
+                        sin.push(angle.sin() as f32);
+                    }
+                }
+            }
+        }
+        Rope {
+            cos: Tensor::from_data(TensorData::new(cos, [b, 1, s, d]), device),
+            sin: Tensor::from_data(TensorData::new(sin, [b, 1, s, d]), device),
+        }
+    }
+
+    fn embed(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        burn::tensor::module::embedding(self.embed_tokens.val(), ids)
+    }
+
+    /// Hidden states to logits: `[b, s, hidden]` → `[b, s, vocab]`.
+    pub fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
+        match &self.lm_head {
+            Some(w) => burn::tensor::module::linear(hidden, w.val(), None),
+            None => burn::tensor::module::linear(hidden, self.embed_tokens.val().transpose(), None),
+        }
+    }
+
+    /// Final hidden states of a batch of equal-length sequences starting at position 0
+    /// (training: right padding needs no mask in a causal model). `[b, s]` → `[b, s, hidden]`.
+    pub fn forward_hidden(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        let [_, s] = ids.dims();
+        let device = ids.device();
+        let positions = vec![(0..s).collect::<Vec<_>>(); 1];
+        let rope = self.rope(&positions, &device);
+        let mut x = self.embed(ids);
+        for layer in &self.layers {
+            x = layer.forward(x, &rope, None, None);
+        }
+        self.norm.forward(x)
+    }
+
+    /// Logits of every position. `[b, s]` → `[b, s, vocab]`.
+    pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        self.head(self.forward_hidden(ids))
+    }
+
+    /// One incremental step: `ids` `[b, s]` at `positions[b][s]`, attending to everything in
+    /// `cache` plus themselves, with `key_bias` `[b, t_total]` (0 for a real key, a large
+    /// negative number for padding). Returns the logits of the last position only, `[b, vocab]`.
+    pub fn step(
+        &self,
+        ids: Tensor<2, Int>,
+        positions: &[Vec<usize>],
+        key_bias: Option<&[Vec<f32>]>,
+        cache: &mut KvCache,
+    ) -> Tensor<2> {
+        let [b, s] = ids.dims();
+        let device = ids.device();
+        let rope = self.rope(positions, &device);
+        let t = cache.len + s;
+        let bias = key_bias.map(|rows| {
+            let h = self.config.num_attention_heads;
+            let mut flat = Vec::with_capacity(b * t);
+            for row in rows {
+                debug_assert_eq!(row.len(), t);
+                flat.extend_from_slice(row);
+            }
+            Tensor::<4>::from_data(TensorData::new(flat, [b, 1, 1, t]), &device)
+                .expand([b, h, s, t])
+        });
+        if cache.layers.len() != self.layers.len() {
+            cache.layers = vec![LayerCache::default(); self.layers.len()];
+        }
+        let mut x = self.embed(ids);
+        for (layer, lc) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            x = layer.forward(x, &rope, bias.clone(), Some(lc));
+        }
+        cache.len = t;
+        let last = self.norm.forward(x.narrow(1, s - 1, 1));
+        self.head(last).reshape([b, self.config.vocab_size])
+    }
+
+    /// Number of parameters.
+    pub fn num_params(&self) -> u64 {
+        self.config.num_params()
+    }
+}

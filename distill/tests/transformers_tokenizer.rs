@@ -1,0 +1,103 @@
+//! A tokenizer the workbench trains and saves loads in `transformers` and agrees with us: the
+//! embedded default trains its own byte-level BPE, and users take the student (with this
+//! tokenizer) back out to serve with their usual tools.
+//!
+//! Needs the torch + transformers venv (`WORKBENCH_TORCH_PYTHON`); without it the check is skipped
+//! with a message, except under CI, where it must run.
+
+use std::path::{Path, PathBuf};
+
+use datasets::Message;
+use distill::data::chat::ChatTemplate;
+use distill::data::tokenizer::{SpecialTokens, Tokenizer};
+
+fn torch_python() -> Option<PathBuf> {
+    match std::env::var_os("WORKBENCH_TORCH_PYTHON") {
+        Some(p) if Path::new(&p).exists() => Some(PathBuf::from(p)),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => {
+            panic!(
+                "CI must run this check: set WORKBENCH_TORCH_PYTHON=$(scripts/python-env.sh scripts/requirements-torch.txt)"
+            )
+        }
+        _ => {
+            eprintln!(
+                "skipped: needs WORKBENCH_TORCH_PYTHON=$(scripts/python-env.sh scripts/requirements-torch.txt)"
+            );
+            None
+        }
+    }
+}
+
+const CHATML: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+#[test]
+fn a_trained_and_saved_tokenizer_loads_in_transformers() {
+    let Some(py) = torch_python() else { return };
+    let corpus: Vec<String> = (0..300)
+        .map(|i| {
+            format!(
+                "Rewrite the date {i} March 2021 as ISO 8601: 2021-03-{:02}. Ça marche, 東京 {i}!",
+                i % 28 + 1
+            )
+        })
+        .collect();
+    let mut tok = Tokenizer::train_bpe(
+        corpus.iter(),
+        400,
+        &["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+    )
+    .unwrap();
+    tok.set_special_tokens(SpecialTokens {
+        bos: None,
+        eos: Some("<|im_end|>".into()),
+        pad: Some("<|endoftext|>".into()),
+        unk: None,
+    });
+    tok.set_chat_template(Some(
+        ChatTemplate::new(CHATML, Some("test".into())).unwrap(),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    tok.save_dir(dir.path()).unwrap();
+    let messages = vec![
+        Message::new("system", "Be brief."),
+        Message::new("user", "Normalise 3rd of March '21"),
+    ];
+    let rendered = tok.apply_chat_template(&messages, true).unwrap();
+    let texts = [
+        "3rd of March 2021",
+        "  东京 Ça   va?\n",
+        "<|im_start|>user\nhi<|im_end|>",
+    ];
+    let encodings: Vec<serde_json::Value> = texts
+        .iter()
+        .map(|t| serde_json::json!({"text": t, "ids": tok.encode(t, false).unwrap()}))
+        .collect();
+    let expected = dir.path().join("expected.json");
+    std::fs::write(
+        &expected,
+        serde_json::json!({
+            "messages": messages,
+            "add_generation_prompt": true,
+            "expected": rendered,
+            "encodings": encodings,
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/interop/check_tokenizer_dir.py");
+    let out = std::process::Command::new(py)
+        .arg(script)
+        .arg(dir.path())
+        .arg(&expected)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.contains("tokenizer dir ok"),
+        "{stdout}\n{stderr}"
+    );
+}

@@ -1,0 +1,137 @@
+//! `workbench model logits` and `workbench serve`.
+
+use std::path::Path;
+
+use anyhow::Result;
+use datasets::text::inert_line;
+use distill::data::tokenizer::Tokenizer;
+use distill::model::{Model, checkpoint};
+use serde_json::json;
+
+use crate::BadInput;
+use crate::cli::{ModelCommand, ServeArgs};
+use crate::output::Output;
+
+fn load(dir: &Path, device: &str) -> Result<Model> {
+    let device = distill::backend::device(device)?;
+    Ok(checkpoint::load(dir, &device)?)
+}
+
+fn tokenizer(dir: &Path) -> Result<Tokenizer> {
+    if !dir.join("tokenizer.json").is_file() {
+        return Err(BadInput(format!(
+            "`{}` has no tokenizer.json, so text cannot be encoded\n\nhint: pass token ids with `--ids 1,2,3`",
+            dir.display()
+        ))
+        .into());
+    }
+    Ok(Tokenizer::from_dir(dir)?)
+}
+
+pub fn run(out: &Output, cmd: ModelCommand) -> Result<()> {
+    match cmd {
+        ModelCommand::Logits {
+            model,
+            text,
+            ids,
+            json,
+            device,
+        } => {
+            let (ids, tok) = match (ids, text) {
+                (Some(ids), _) => (ids, None),
+                (None, Some(text)) => {
+                    let tok = tokenizer(&model)?;
+                    (tok.encode(&text, true)?, Some(tok))
+                }
+                (None, None) => return Err(BadInput("give `--text` or `--ids`".into()).into()),
+            };
+            let m = load(&model, &device)?;
+            let logits = distill::generate::logits(&m, &ids)?;
+            if json {
+                return out
+                    .data(&json!({"ids": ids, "logits": logits}).to_string())
+                    .map_err(Into::into);
+            }
+            let tok = tok.or_else(|| tokenizer(&model).ok());
+            let mut text = String::new();
+            for (pos, (id, row)) in ids.iter().zip(&logits).enumerate() {
+                let top = distill::generate::top_k(row, 5);
+                let name = |t: u32| {
+                    tok.as_ref()
+                        .and_then(|k| k.id_to_token(t))
+                        .map(|s| format!("{t} {:?}", inert_line(&s)))
+                        .unwrap_or_else(|| t.to_string())
+                };
+                let best: Vec<String> = top
+                    .iter()
+                    .map(|t| format!("{} ({:.3})", name(t.id), t.logprob))
+                    .collect();
+                text.push_str(&format!("[{pos}] {} -> {}\n", name(*id), best.join(", ")));
+            }
+            out.data(&text)?;
+            out.say(format!(
+                "{} positions × {} logits from `{}` ({} parameters)",
+                logits.len(),
+                logits.first().map_or(0, Vec::len),
+                model.display(),
+                m.num_params()
+            ));
+            Ok(())
+        }
+        ModelCommand::Convert {
+            model,
+            out: dest,
+            force,
+        } => {
+            let m = load(&model, "cpu")?;
+            let tok = if model.join("tokenizer.json").is_file() {
+                Some(Tokenizer::from_dir(&model)?)
+            } else {
+                None
+            };
+            checkpoint::save(&m, tok.as_ref(), &dest, force)?;
+            out.say(format!(
+                "Wrote `{}` ({} parameters, {} model, f32{})",
+                dest.display(),
+                m.num_params(),
+                m.config().model_type.as_str(),
+                if tok.is_some() {
+                    ", with its tokenizer"
+                } else {
+                    ", no tokenizer"
+                }
+            ));
+            Ok(())
+        }
+    }
+}
+
+pub fn serve(out: &Output, args: ServeArgs) -> Result<()> {
+    let tok = tokenizer(&args.model)?;
+    let model = load(&args.model, &args.device)?;
+    let name = args.name.clone().unwrap_or_else(|| {
+        args.model
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into())
+    });
+    if !args.addr.ip().is_loopback() {
+        tracing::warn!(
+            "serving on {}, which is not a loopback address: other machines can send prompts to this model",
+            args.addr
+        );
+    }
+    let options = distill::serve::ServeOptions {
+        addr: args.addr,
+        model_name: name.clone(),
+        max_tokens: args.max_tokens,
+        max_body_bytes: args.max_body_kib << 10,
+    };
+    let out = *out;
+    distill::serve::serve(model, tok, options, move |addr| {
+        out.say(format!(
+            "Serving `{name}` on http://{addr}/v1 (Ctrl-C stops)"
+        ));
+    })?;
+    Ok(())
+}
