@@ -10,24 +10,32 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 rows=200000
 reps=2
+only=all
 while [ $# -gt 0 ]; do
   case "$1" in
     --rows) rows="$2"; shift 2 ;;
     --reps) reps="$2"; shift 2 ;;
-    *) echo "usage: benches/run.sh [--rows N] [--reps R]" >&2; exit 2 ;;
+    --only) only="$2"; shift 2 ;;
+    *) echo "usage: benches/run.sh [--rows N] [--reps R] [--only parquet|model]" >&2; exit 2 ;;
   esac
 done
 dir="${BENCH_DIR:-$(mktemp -d)}"
 mkdir -p "$dir"
 py="$(scripts/python-env.sh)"
+tpy="$(scripts/python-env.sh scripts/requirements-torch.txt)"
 echo "building the benchmarks (release)..." >&2
-cargo bench --bench parquet_io --no-run >&2 2>/dev/null || cargo bench --bench parquet_io --no-run >&2
-bin="$(cargo bench --bench parquet_io --no-run --message-format=json 2>/dev/null \
-  | "$py" -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable") and "parquet_io" in m["executable"]][-1])')"
+cargo bench --no-run >&2
+exe() {
+  cargo bench --bench "$1" --no-run --message-format=json 2>/dev/null \
+    | "$py" -c "import json,sys; print([m['executable'] for m in map(json.loads, sys.stdin) if m.get('executable') and '$1' in m['executable']][-1])"
+}
+bin="$(exe parquet_io)"
+model="$(exe model)"
 
 results="$dir/results.jsonl"
 : > "$results"
 run() { echo "+ $*" >&2; "$@" | tee -a "$results" >&2; }
+if [ "$only" != model ]; then
 # Alternate the two sides so drift on a shared machine hits both; keep each side's best.
 for _ in $(seq "$reps"); do
   run "$bin" write "$dir/wb.parquet" --rows "$rows"
@@ -46,6 +54,22 @@ rm -f "$dir/small.parquet"
 # We read pyarrow's file too (shown, not counted): the formats are the same.
 echo "+ $bin read $dir/pa.parquet" >&2
 "$bin" read "$dir/pa.parquet" >&2
+fi
+
+if [ "$only" != parquet ]; then
+# The model: a training step of a 4M-parameter student (batch 16 x 128) beside PyTorch eager
+# (2 threads), and KV-cache generation at batch 1 and 16 beside transformers generate() on the
+# same checkpoint.
+run "$model" init --config benches/configs/student-4m.json --out "$dir/student-4m" >/dev/null
+for _ in $(seq "$reps"); do
+  run "$model" train --config benches/configs/student-4m.json --steps 10 --warmup 2
+  run "$tpy" benches/model_train.py --config benches/configs/student-4m.json --steps 10 --warmup 2 --threads 2 --attn sdpa
+done
+for b in 1 16; do
+  run "$model" generate --model "$dir/student-4m" --batch "$b" --new 64 --reps 3
+  run "$tpy" benches/generate.py --model "$dir/student-4m" --batch "$b" --new 64 --reps 3 --threads 2 --attn sdpa
+done
+fi
 
 "$py" - "$results" <<'PY'
 import json, sys
@@ -54,22 +78,41 @@ for line in open(sys.argv[1]):
     line = line.strip()
     if line.startswith("{"):
         d = json.loads(line)
-        key = (d["impl"], d["phase"] + ("-1t" if d.get("threads") == 1 else ""))
-        if key not in r or d["rows_per_s"] > r[key]["rows_per_s"]:
+        if d["phase"] == "train":
+            key, speed = (d["impl"], "train"), d["tokens_per_s"]
+        elif d["phase"] == "generate":
+            key, speed = (d["impl"], f"generate-{d['batch']}"), d["new_tokens_per_s"]
+        else:
+            key, speed = (d["impl"], d["phase"] + ("-1t" if d.get("threads") == 1 else "")), d["rows_per_s"]
+        d["speed"] = speed
+        if key not in r or speed > r[key]["speed"]:
             r[key] = d
-w, p = r[("workbench", "write")], r[("pyarrow", "write")]
-print(f"RATIO parquet_write_rows_per_s {w['rows_per_s'] / p['rows_per_s']:.2f}")
-print(f"RATIO parquet_write_peak_rss {p['peak_rss_mib'] / w['peak_rss_mib']:.2f}")
-best_read = max(r[("pyarrow", "read")]["rows_per_s"], r[("pyarrow", "read_table")]["rows_per_s"])
-print(f"RATIO parquet_read_rows_per_s {r[('workbench', 'read')]['rows_per_s'] / best_read:.2f}")
-print(f"RATIO parquet_read_1thread_rows_per_s {r[('workbench', 'read-1t')]['rows_per_s'] / r[('pyarrow', 'read')]['rows_per_s']:.2f}")
-print(f"RATIO parquet_read_peak_rss {r[('pyarrow', 'read')]['peak_rss_mib'] / r[('workbench', 'read')]['peak_rss_mib']:.2f}")
-print(f"FIGURE parquet_write_rows_per_s {w['rows_per_s']} rows/s")
-print(f"FIGURE parquet_read_rows_per_s {r[('workbench', 'read')]['rows_per_s']} rows/s")
-print(f"FIGURE parquet_read_records_rows_per_s {r[('workbench', 'read_records')]['rows_per_s']} rows/s")
-print(f"FIGURE parquet_write_peak_rss {w['peak_rss_mib']} MiB")
-print(f"FIGURE parquet_read_peak_rss {r[('workbench', 'read')]['peak_rss_mib']} MiB")
-print(f"FIGURE parquet_file_bytes_ratio {w['bytes'] / p['bytes']:.3f} ours/theirs")
-q = r[("workbench", "write_quarter")]
-print(f"FIGURE parquet_write_peak_rss_quarter_rows {q['peak_rss_mib']} MiB")
+if ("workbench", "write") in r:
+    w, p = r[("workbench", "write")], r[("pyarrow", "write")]
+    best_read = max(r[("pyarrow", "read")]["rows_per_s"], r[("pyarrow", "read_table")]["rows_per_s"])
+    print(f"RATIO parquet_write_rows_per_s {w['rows_per_s'] / p['rows_per_s']:.2f}")
+    print(f"RATIO parquet_write_peak_rss {p['peak_rss_mib'] / w['peak_rss_mib']:.2f}")
+    print(f"RATIO parquet_read_rows_per_s {r[('workbench', 'read')]['rows_per_s'] / best_read:.2f}")
+    print(f"RATIO parquet_read_1thread_rows_per_s {r[('workbench', 'read-1t')]['rows_per_s'] / r[('pyarrow', 'read')]['rows_per_s']:.2f}")
+    print(f"RATIO parquet_read_peak_rss {r[('pyarrow', 'read')]['peak_rss_mib'] / r[('workbench', 'read')]['peak_rss_mib']:.2f}")
+    print(f"FIGURE parquet_write_rows_per_s {w['rows_per_s']} rows/s")
+    print(f"FIGURE parquet_read_rows_per_s {r[('workbench', 'read')]['rows_per_s']} rows/s")
+    print(f"FIGURE parquet_read_records_rows_per_s {r[('workbench', 'read_records')]['rows_per_s']} rows/s")
+    print(f"FIGURE parquet_write_peak_rss {w['peak_rss_mib']} MiB")
+    print(f"FIGURE parquet_read_peak_rss {r[('workbench', 'read')]['peak_rss_mib']} MiB")
+    print(f"FIGURE parquet_file_bytes_ratio {w['bytes'] / p['bytes']:.3f} ours/theirs")
+    print(f"FIGURE parquet_write_peak_rss_quarter_rows {r[('workbench', 'write_quarter')]['peak_rss_mib']} MiB")
+if ("workbench", "train") in r:
+    t, pt = r[("workbench", "train")], r[("pytorch", "train")]
+    print(f"RATIO train_tokens_per_s {t['speed'] / pt['speed']:.2f}")
+    for b in (1, 16):
+        g, hf = r[("workbench", f"generate-{b}")], r[("transformers", f"generate-{b}")]
+        print(f"RATIO generate_batch{b}_tokens_per_s {g['speed'] / hf['speed']:.2f}")
+    print(f"FIGURE train_tokens_per_s {t['speed']} tokens/s")
+    # A training step costs about 6 FLOPs per parameter per token (forward + backward); MFU is
+    # against the fp32 matmul peak measured on this machine (about 400 GFLOP/s on two cores).
+    mfu = 6 * t["params"] * t["speed"] / 400e9
+    print(f"FIGURE train_mfu {100 * mfu:.1f} % of 400 GFLOP/s")
+    for b in (1, 16):
+        print(f"FIGURE generate_batch{b}_tokens_per_s {r[('workbench', f'generate-{b}')]['speed']} tokens/s")
 PY

@@ -107,46 +107,51 @@ struct Step {
 
 fn log_softmax(logits: &[f32]) -> Step {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = logits.iter().map(|&x| ((x - max) as f64).exp()).sum();
+    // One exp per entry (f32, vectorisable), sums in f64. With p = e / Σe and lse = max + ln Σe:
+    // log p = x - lse, and the entropy -Σ p log p = lse - Σ p x.
+    let mut sum = 0.0f64;
+    let mut dot = 0.0f64;
+    for &x in logits {
+        let e = (x - max).exp() as f64;
+        sum += e;
+        dot += e * x as f64;
+    }
     let lse = max as f64 + sum.ln();
     let logprobs: Vec<f32> = logits.iter().map(|&x| (x as f64 - lse) as f32).collect();
-    let entropy = -logprobs
-        .iter()
-        .map(|&lp| {
-            let p = (lp as f64).exp();
-            if p > 0.0 { p * lp as f64 } else { 0.0 }
-        })
-        .sum::<f64>();
     Step {
         logprobs,
-        entropy: entropy as f32,
+        entropy: (lse - dot / sum).max(0.0) as f32,
     }
 }
 
 /// The `k` most likely tokens, most likely first (ties broken by lower id).
+///
+/// One pass with a small sorted buffer: with k ≪ vocabulary almost every entry is rejected by
+/// one comparison with the current k-th best, which beats a quickselect over the whole row.
 pub fn top_k(logprobs: &[f32], k: usize) -> Vec<TopLogprob> {
     let k = k.min(logprobs.len());
     if k == 0 {
         return Vec::new();
     }
-    let mut idx: Vec<u32> = (0..logprobs.len() as u32).collect();
-    let cmp = |a: &u32, b: &u32| {
-        logprobs[*b as usize]
-            .partial_cmp(&logprobs[*a as usize])
-            .unwrap_or(std::cmp::Ordering::Equal)
-            .then(a.cmp(b))
-    };
-    if k < idx.len() {
-        idx.select_nth_unstable_by(k - 1, cmp);
-        idx.truncate(k);
+    // Sorted best first; ties keep the lower id first because ids arrive in order.
+    let mut best: Vec<TopLogprob> = Vec::with_capacity(k + 1);
+    for (id, &lp) in logprobs.iter().enumerate() {
+        if best.len() == k
+            && lp.partial_cmp(&best[k - 1].logprob) != Some(std::cmp::Ordering::Greater)
+        {
+            continue;
+        }
+        let at = best.partition_point(|t| t.logprob >= lp);
+        best.insert(
+            at,
+            TopLogprob {
+                id: id as u32,
+                logprob: lp,
+            },
+        );
+        best.truncate(k);
     }
-    idx.sort_by(cmp);
-    idx.into_iter()
-        .map(|id| TopLogprob {
-            id,
-            logprob: logprobs[id as usize],
-        })
-        .collect()
+    best
 }
 
 /// Picks the next token from logits under the options (host side).

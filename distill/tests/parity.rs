@@ -180,3 +180,88 @@ fn broken_checkpoints_are_named_errors() {
     let e = checkpoint::load(&d, &device).unwrap_err().to_string();
     assert!(e.contains("no `model.safetensors`"), "{e}");
 }
+
+#[test]
+fn the_training_path_computes_the_same_logits_as_the_inference_path() {
+    // With autodiff the grouped key/value heads are repeated for composed matmuls; without it
+    // the fused kernel takes them grouped. Both must agree.
+    use burn::prelude::*;
+    use burn::tensor::TensorData;
+    let dir = fixture("llama-gqa");
+    let exp = expected(&dir);
+    let ids = &exp.inputs[2];
+    let plain = checkpoint::load(&dir, &distill::backend::cpu()).unwrap();
+    let ad = checkpoint::load(&dir, &distill::backend::cpu().autodiff()).unwrap();
+    let t = |device: &Device| {
+        Tensor::<2, Int>::from_data(
+            TensorData::new(
+                ids.iter().map(|&x| x as i64).collect::<Vec<_>>(),
+                [1, ids.len()],
+            ),
+            device,
+        )
+    };
+    let a: Vec<f32> = plain
+        .forward(t(&plain.device()))
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec()
+        .unwrap();
+    let b: Vec<f32> = ad
+        .forward(t(&ad.device()))
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec()
+        .unwrap();
+    assert!(max_diff(&a, &b) < 1e-4, "{}", max_diff(&a, &b));
+    assert!(max_diff(&a, &exp.logits[2]) < 1e-4);
+}
+
+#[test]
+fn a_sharded_checkpoint_loads_like_the_single_file() {
+    use std::collections::{BTreeMap, HashMap};
+    let src = fixture("qwen2-tied-bf16");
+    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::copy(src.join("config.json"), dir.join("config.json")).unwrap();
+    // Two shards: the first layer in one file, everything else in the other.
+    let mut shards: BTreeMap<&str, Vec<(String, safetensors::tensor::TensorView<'_>)>> =
+        BTreeMap::new();
+    let mut weight_map = serde_json::Map::new();
+    for (name, view) in st.tensors() {
+        let file = if name.starts_with("model.layers.0.") {
+            "model-00001-of-00002.safetensors"
+        } else {
+            "model-00002-of-00002.safetensors"
+        };
+        weight_map.insert(name.clone(), serde_json::json!(file));
+        shards.entry(file).or_default().push((name, view));
+    }
+    for (file, tensors) in shards {
+        let data = safetensors::serialize(
+            tensors,
+            Some(HashMap::from([("format".into(), "pt".into())])),
+        )
+        .unwrap();
+        std::fs::write(dir.join(file), data).unwrap();
+    }
+    std::fs::write(
+        dir.join("model.safetensors.index.json"),
+        serde_json::json!({"metadata": {}, "weight_map": weight_map}).to_string(),
+    )
+    .unwrap();
+    let device = distill::backend::cpu();
+    let single = checkpoint::load(&src, &device).unwrap();
+    let sharded = checkpoint::load(dir, &device).unwrap();
+    let ids = [3u32, 1, 4, 1, 5];
+    assert_eq!(
+        logits(&single, &ids).unwrap(),
+        logits(&sharded, &ids).unwrap()
+    );
+    // A shard named in the index but missing is an error naming it.
+    std::fs::remove_file(dir.join("model-00001-of-00002.safetensors")).unwrap();
+    let e = checkpoint::load(dir, &device).unwrap_err().to_string();
+    assert!(e.contains("model-00001-of-00002.safetensors"), "{e}");
+}

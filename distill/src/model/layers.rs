@@ -156,8 +156,9 @@ impl Attention {
             cache.v = Some(v.clone());
         }
         let t = k.dims()[2];
-        // Each key/value head serves `h / kvh` query heads.
-        let (k, v) = if kvh == h {
+        // Each key/value head serves `h / kvh` query heads. The fused attention kernel takes the
+        // grouped heads as they are; the autodiff path (composed matmuls) needs them repeated.
+        let (k, v) = if kvh == h || !k.is_autodiff() {
             (k, v)
         } else {
             let g = h / kvh;
