@@ -90,6 +90,7 @@ fn sample(rng: &mut Lcg, i: u64) -> Sample {
         teacher: Some("teacher-local".into()),
         logprob_mean: Some(-0.5),
         entropy_mean: Some(1.25),
+        disagreement: None,
         reference: Some("2021-03-03".into()),
         template: Some("dates-v1".into()),
         seed: Some(i),

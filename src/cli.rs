@@ -21,6 +21,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the whole loop on a config; re-entrant (finished stages are skipped).
     Run(RunArgs),
+    /// Teacher → synthetic set: answer the prompts (through a response cache, so a rerun never
+    /// asks twice), filter, and write the set into the run directory.
+    Generate(RunArgs),
     /// Validate a config, or print its JSON Schema.
     #[command(subcommand)]
     Config(ConfigCommand),

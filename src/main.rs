@@ -71,6 +71,7 @@ fn main() -> ExitCode {
     out.init_logging();
     let result = match cli.command {
         Command::Run(args) => commands::run::run(&out, args),
+        Command::Generate(args) => commands::generate::run(&out, args),
         Command::Config(cmd) => commands::config::run(&out, cmd),
         Command::Datasets(cmd) => commands::datasets::run(&out, cmd),
         Command::Model(cmd) => commands::model::run(&out, cmd),

@@ -32,6 +32,7 @@ pub const MAPPABLE: &[&str] = &[
     "teacher",
     "logprob_mean",
     "entropy_mean",
+    "disagreement",
     "reference",
     "template",
     "seed",

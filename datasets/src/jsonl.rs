@@ -449,6 +449,7 @@ pub fn row_fields(row: &JsonRow, map: &Mapping) -> Result<RowFields, ColumnError
         teacher: text(row, map, "teacher")?,
         logprob_mean: float(row, map, "logprob_mean")?,
         entropy_mean: float(row, map, "entropy_mean")?,
+        disagreement: float(row, map, "disagreement")?,
         reference: text(row, map, "reference")?,
         template: text(row, map, "template")?,
         seed: number::<u64>(row, map, "seed", "a non-negative integer")?,

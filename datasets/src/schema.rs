@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
 /// Version of the schemas in this module; bumped whenever a column is added, removed or retyped.
-pub const SCHEMA_VERSION: &str = "1";
+pub const SCHEMA_VERSION: &str = "2";
 
 /// Parquet key-value metadata key: the schema version.
 pub const META_SCHEMA_VERSION: &str = "workbench.schema_version";
@@ -146,6 +146,7 @@ pub fn sample_schema() -> SchemaRef {
             Field::new("teacher", DataType::Utf8, true),
             Field::new("logprob_mean", DataType::Float32, true),
             Field::new("entropy_mean", DataType::Float32, true),
+            Field::new("disagreement", DataType::Float32, true),
             Field::new("reference", DataType::Utf8, true),
             Field::new("template", DataType::Utf8, true),
             Field::new("seed", DataType::UInt64, true),

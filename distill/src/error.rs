@@ -56,6 +56,10 @@ pub enum Error {
     #[error("{message}")]
     Invalid { message: String },
 
+    /// A teacher failed at run time (a server that kept failing, a response we cannot use).
+    #[error("{message}")]
+    Teacher { message: String },
+
     /// An error from the data layer.
     #[error(transparent)]
     Data(#[from] datasets::Error),
@@ -72,8 +76,14 @@ impl Error {
             | Error::Tokenizer { .. }
             | Error::Template { .. }
             | Error::Invalid { .. } => true,
-            Error::Write { .. } => false,
+            Error::Write { .. } | Error::Teacher { .. } => false,
             Error::Data(e) => e.is_bad_input(),
+        }
+    }
+
+    pub(crate) fn teacher(message: impl Into<String>) -> Self {
+        Error::Teacher {
+            message: message.into(),
         }
     }
 

@@ -35,8 +35,10 @@ pub struct GenerateOptions {
     pub top_k: usize,
     /// Sample only from the smallest set whose probability reaches `top_p` (1: no limit).
     pub top_p: f32,
-    /// Seed of the per-row generators (row `i` uses `seed + i`).
+    /// Seed of the per-row generators (row `i` uses `seed + i`) unless `row_seeds` is given.
     pub seed: u64,
+    /// One seed per row: a row's sample then does not depend on which rows share its batch.
+    pub row_seeds: Vec<u64>,
     /// How many (id, logprob) of the full distribution to return per token (0: none).
     pub logprobs: usize,
     /// Tokens that end a sequence (kept as its last token).
@@ -53,6 +55,7 @@ impl Default for GenerateOptions {
             top_k: 0,
             top_p: 1.0,
             seed: 0,
+            row_seeds: Vec::new(),
             logprobs: 20,
             eos_ids: Vec::new(),
             stop: Vec::new(),
@@ -327,7 +330,15 @@ pub fn generate_with(
     );
 
     let mut rngs: Vec<Rng> = (0..b)
-        .map(|i| Rng::new(options.seed.wrapping_add(i as u64)))
+        .map(|i| {
+            Rng::new(
+                options
+                    .row_seeds
+                    .get(i)
+                    .copied()
+                    .unwrap_or_else(|| options.seed.wrapping_add(i as u64)),
+            )
+        })
         .collect();
     let mut out: Vec<Generated> = (0..b)
         .map(|_| Generated {

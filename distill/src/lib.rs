@@ -11,5 +11,7 @@ pub mod error;
 pub mod generate;
 pub mod model;
 pub mod serve;
+pub mod synth;
+pub mod teacher;
 
 pub use error::{Error, Result};

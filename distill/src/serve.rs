@@ -298,6 +298,7 @@ impl Shared {
                 top_k: s.top_k.filter(|&k| k > 0).map_or(0, |k| k as usize),
                 top_p,
                 seed: s.seed.unwrap_or_else(rand_seed),
+                row_seeds: Vec::new(),
                 logprobs: s.logprobs,
                 eos_ids: eos,
                 stop,

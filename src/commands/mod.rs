@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod datasets;
+pub mod generate;
 pub mod model;
 pub mod run;
 

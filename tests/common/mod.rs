@@ -91,11 +91,17 @@ impl Sandbox {
 
     /// Runs `workbench ARGS` in the sandbox, without colour or user log settings.
     pub fn run(&self, args: &[&str]) -> Run {
+        self.run_env(args, &[])
+    }
+
+    /// Like [`Sandbox::run`], with environment variables set.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let out = Command::new(env!("CARGO_BIN_EXE_workbench"))
             .args(args)
             .current_dir(self.path())
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .output()
             .expect("workbench runs");
         Run {
@@ -195,3 +201,5 @@ pub fn tiny_config(sb: &Sandbox, name: &str, extra: &str) -> PathBuf {
         ),
     )
 }
+
+pub mod fake_openai;

@@ -16,6 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::set::Splits;
 
+mod generate;
+pub use generate::{
+    ApiKind, GenerateConfig, OneOrMany, TeacherConfig, TeacherKind, Validator, Verifier,
+};
+
 /// A config that could not be read: where, which key, what was expected.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigError {
@@ -223,9 +228,7 @@ macro_rules! pending_section {
     };
 }
 
-pending_section!(TeacherConfig, "teacher");
 pending_section!(StudentConfig, "student");
-pending_section!(GenerateConfig, "generate");
 pending_section!(DistillConfig, "distill");
 pending_section!(AnnotateConfig, "annotate");
 pending_section!(FinetuneConfig, "finetune");
@@ -624,6 +627,21 @@ impl Config {
                             ),
                         ));
                     }
+                }
+            }
+        }
+        self.teacher.check().map_err(|(k, m)| err(k, m))?;
+        self.generate.check().map_err(|(k, m)| err(k, m))?;
+        if let Some(src) = &self.generate.prompts {
+            for target in src.map.keys() {
+                if !crate::import::MAPPABLE.contains(&target.as_str()) {
+                    return Err(err(
+                        &format!("generate.prompts.map.{target}"),
+                        format!(
+                            "`{target}` is not a column the workbench reads; expected one of {}",
+                            crate::import::MAPPABLE.join(", ")
+                        ),
+                    ));
                 }
             }
         }

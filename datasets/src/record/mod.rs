@@ -71,6 +71,9 @@ pub struct Sample {
     pub logprob_mean: Option<f32>,
     /// Mean entropy of the teacher's distribution over the completion.
     pub entropy_mean: Option<f32>,
+    /// How far the student is from the teacher on this completion (mean forward KL on the
+    /// teacher's top-k, nats per token); the review queue sorts on it. `None` without a student.
+    pub disagreement: Option<f32>,
     /// A gold answer, when one exists.
     pub reference: Option<String>,
     /// The template the prompt was rendered with.
@@ -96,6 +99,7 @@ impl Sample {
             teacher: None,
             logprob_mean: None,
             entropy_mean: None,
+            disagreement: None,
             reference: None,
             template: None,
             seed: None,
@@ -490,6 +494,7 @@ impl Record for Sample {
             opt_string_column(rows.iter().map(|r| r.teacher.as_deref())),
             Arc::new(Float32Array::from_iter(rows.iter().map(|r| r.logprob_mean))),
             Arc::new(Float32Array::from_iter(rows.iter().map(|r| r.entropy_mean))),
+            Arc::new(Float32Array::from_iter(rows.iter().map(|r| r.disagreement))),
             opt_string_column(rows.iter().map(|r| r.reference.as_deref())),
             opt_string_column(rows.iter().map(|r| r.template.as_deref())),
             Arc::new(UInt64Array::from_iter(rows.iter().map(|r| r.seed))),

@@ -1,0 +1,378 @@
+//! `workbench generate`: a local teacher, `workbench serve` as an OpenAI teacher, a misbehaving
+//! server, kill and resume, and the API key kept out of every file and log.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::fake_openai::{FakeServer, Fault, State, answer_for};
+use crate::common::{Sandbox, root, tiny_config};
+
+fn fixture(name: &str) -> PathBuf {
+    root().join("distill/tests/fixtures/models").join(name)
+}
+
+/// One row of a synthetic set: (id, prompt, completion, completion_ids, top-k ids).
+type Row = (String, String, String, Vec<u32>, Vec<Vec<u32>>);
+
+/// The rows of a run's synthetic set.
+fn rows(dir: &Path) -> Vec<Row> {
+    let set = datasets::Set::open(dir.join("synthetic")).unwrap();
+    set.read_all::<datasets::Sample>(None)
+        .unwrap()
+        .into_iter()
+        .map(|s| {
+            (
+                s.id,
+                s.prompt,
+                s.completion.unwrap_or_default(),
+                s.completion_ids,
+                s.teacher_topk
+                    .iter()
+                    .map(|t| t.iter().map(|x| x.id).collect())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn local_config(sb: &Sandbox, name: &str) -> PathBuf {
+    tiny_config(
+        sb,
+        name,
+        &format!(
+            "[teacher]\npath = \"{}\"\nbatch_size = 8\n\n[generate]\ntemplate = \"{{{{ prompt[-20:] }}}}\"\nmax_new_tokens = 6\ntop_logprobs = 5\ntemperature = 0.8\nmin_chars = 0\ndedup = \"none\"\n",
+            fixture("llama-gqa").display()
+        ),
+    )
+}
+
+#[test]
+fn a_local_teacher_writes_a_deterministic_set_and_a_rerun_asks_nothing() {
+    let a = Sandbox::new();
+    let cfg = local_config(&a, "gen");
+    let run = a.run(&["generate", cfg.to_str().unwrap()]).ok();
+    assert!(run.stderr.contains("generate: "), "{}", run.stderr);
+    let first = rows(&a.join("runs/gen"));
+    let prompts = datasets::Set::open(a.join("runs/gen/data/prompts"))
+        .unwrap()
+        .num_rows()
+        .unwrap() as usize;
+    assert_eq!(
+        first.len(),
+        prompts,
+        "every prompt answered (no filter drops here)"
+    );
+    for (_, _, _, ids, top) in &first {
+        assert!(!ids.is_empty() && ids.len() <= 6);
+        assert_eq!(ids.len(), top.len());
+        assert!(top.iter().all(|t| t.len() == 5));
+    }
+    // Same config elsewhere: the same set.
+    let b = Sandbox::new();
+    let cfg_b = local_config(&b, "gen");
+    b.run(&["generate", cfg_b.to_str().unwrap()]).ok();
+    assert_eq!(rows(&b.join("runs/gen")), first);
+
+    // Again in place: skipped. Forced with other filters: redone from the cache alone.
+    let again = a.run(&["generate", cfg.to_str().unwrap()]).ok();
+    assert!(again.stderr.contains("up to date"), "{}", again.stderr);
+    let redo = a
+        .run(&[
+            "generate",
+            cfg.to_str().unwrap(),
+            "--set",
+            "generate.max_chars=1000",
+            "--force",
+        ])
+        .ok();
+    assert!(
+        redo.stderr
+            .contains(&format!("{prompts} answered from the cache, 0 asked")),
+        "{}",
+        redo.stderr
+    );
+    assert_eq!(rows(&a.join("runs/gen")), first);
+}
+
+#[test]
+fn workbench_serve_as_an_openai_teacher_gives_the_local_teachers_greedy_answers() {
+    let sb = Sandbox::new();
+    let server = crate::model::Server::start(&fixture("llama-gqa"));
+    let common = "\n[generate]\ntemplate = \"{{ prompt[-20:] }}\"\nmax_new_tokens = 6\ntop_logprobs = 5\nmin_chars = 0\ndedup = \"none\"\nlimit = 12\n";
+    let remote = tiny_config(
+        &sb,
+        "remote",
+        &format!(
+            "[teacher]\nkind = \"openai\"\nbase_url = \"http://{}/v1\"\nmodel = \"llama-gqa\"\nconcurrency = 3\n{common}",
+            server.addr
+        ),
+    );
+    let run = sb.run(&["generate", remote.to_str().unwrap()]).ok();
+    assert!(
+        run.stderr
+            .contains(&format!("prompts sent to: {}", server.addr)),
+        "{}",
+        run.stderr
+    );
+    let local = tiny_config(
+        &sb,
+        "local",
+        &format!(
+            "[teacher]\npath = \"{}\"\n{common}",
+            fixture("llama-gqa").display()
+        ),
+    );
+    sb.run(&["generate", local.to_str().unwrap()]).ok();
+    let (r, l) = (rows(&sb.join("runs/remote")), rows(&sb.join("runs/local")));
+    assert_eq!(r.len(), 12);
+    // Greedy through the chat template on both sides: the same tokens, exact ids.
+    let ids = |v: &[Row]| {
+        v.iter()
+            .map(|x| (x.1.clone(), x.3.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&r), ids(&l));
+    let stage = std::fs::read_to_string(sb.join("runs/remote/synthetic/STAGE.json")).unwrap();
+    assert!(stage.contains("\"token_ids\": \"exact\""), "{stage}");
+}
+
+fn fake_config(sb: &Sandbox, name: &str, server: &FakeServer, extra: &str) -> PathBuf {
+    tiny_config(
+        sb,
+        name,
+        &format!(
+            "[teacher]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"fake\"\nconcurrency = 2\ntimeout_secs = 1.0\nbackoff_ms = 20\nbackoff_max_ms = 200\nprice_input_per_mtok = 1.0\nprice_output_per_mtok = 2.0\n{extra}\n[generate]\nmin_chars = 0\ndedup = \"none\"\nlimit = 20\n",
+            server.base_url()
+        ),
+    )
+}
+
+#[test]
+fn every_kind_of_server_fault_is_retried_and_answers_stay_right() {
+    let sb = Sandbox::new();
+    let server = FakeServer::start(State {
+        plan: [
+            Fault::TooMany,
+            Fault::Internal,
+            Fault::Slow,
+            Fault::Malformed,
+            Fault::Drop,
+        ]
+        .into(),
+        ..Default::default()
+    });
+    let cfg = fake_config(&sb, "faults", &server, "");
+    let t = Instant::now();
+    let run = sb.run(&["generate", cfg.to_str().unwrap()]).ok();
+    assert!(
+        run.stderr.contains("5 failed attempts were retried"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("cost 0.00"), "{}", run.stderr);
+    assert!(run.stderr.contains("HTTP 429"), "{}", run.stderr);
+    // Retry-After: 1 was honoured.
+    assert!(t.elapsed() >= Duration::from_secs(1));
+    let rows = rows(&sb.join("runs/faults"));
+    assert_eq!(rows.len(), 20);
+    for (_, prompt, completion, ids, _) in &rows {
+        assert_eq!(completion, &answer_for(prompt));
+        assert_eq!(ids, &completion.bytes().map(u32::from).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn when_retries_run_out_the_error_is_clear_and_answers_are_kept() {
+    let sb = Sandbox::new();
+    // Eight good answers, then nothing but 500s.
+    let server = FakeServer::start(State {
+        plan: std::iter::repeat_n(Fault::Ok, 8).collect(),
+        after: Some(Fault::Internal),
+        ..Default::default()
+    });
+    let cfg = fake_config(&sb, "outage", &server, "max_retries = 2");
+    let run = sb.run(&["generate", cfg.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("gave up after 3 attempts"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("answers received so far are kept"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !sb.join("runs/outage/synthetic").exists(),
+        "no half-written set"
+    );
+    // The server recovers; the rerun asks only for what was never answered.
+    server.with(|s| {
+        s.after = None;
+        s.per_prompt.clear();
+    });
+    let again = sb.run(&["generate", cfg.to_str().unwrap()]).ok();
+    assert!(
+        again.stderr.contains("8 answered from the cache, 12 asked"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(rows(&sb.join("runs/outage")).len(), 20);
+    server.with(|s| assert!(s.per_prompt.values().all(|&n| n == 1), "{:?}", s.per_prompt));
+}
+
+#[test]
+fn a_killed_run_resumes_without_repeats_or_gaps() {
+    let make = |sb: &Sandbox, server: &FakeServer| {
+        let cfg = fake_config(sb, "kill", server, "");
+        std::fs::write(
+            &cfg,
+            std::fs::read_to_string(&cfg)
+                .unwrap()
+                .replace("limit = 20", "limit = 60"),
+        )
+        .unwrap();
+        cfg
+    };
+    // The uninterrupted run.
+    let whole = Sandbox::new();
+    let server = FakeServer::start(State::default());
+    let cfg = make(&whole, &server);
+    whole.run(&["generate", cfg.to_str().unwrap()]).ok();
+    let expected = rows(&whole.join("runs/kill"));
+    let prompts = datasets::Set::open(whole.join("runs/kill/data/prompts"))
+        .unwrap()
+        .num_rows()
+        .unwrap() as usize;
+    assert_eq!(expected.len(), prompts);
+
+    // Killed after about 20 answers, then resumed.
+    let sb = Sandbox::new();
+    let server = FakeServer::start(State {
+        delay: Duration::from_millis(25),
+        ..Default::default()
+    });
+    let cfg = make(&sb, &server);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_workbench"))
+        .args(["generate", cfg.to_str().unwrap()])
+        .current_dir(sb.path())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.with(|s| s.answered) < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "the server never got 20 requests"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = server.with(|s| s.answered);
+    assert!(before < prompts, "killed before the end");
+    let again = sb.run(&["generate", cfg.to_str().unwrap()]).ok();
+    assert!(again.stderr.contains("asked"), "{}", again.stderr);
+    assert_eq!(rows(&sb.join("runs/kill")), expected);
+    // Nothing answered and recorded was asked again: only requests in flight at the kill (at
+    // most `concurrency` of them) can repeat.
+    server.with(|s| {
+        let repeated = s.per_prompt.values().filter(|&&n| n > 1).count();
+        assert!(
+            repeated <= 2,
+            "{repeated} prompts asked twice: {:?}",
+            s.per_prompt
+        );
+        assert_eq!(s.per_prompt.len(), prompts);
+    });
+}
+
+#[test]
+fn the_api_key_is_sent_but_never_written_or_logged() {
+    let key = format!("sk-test-{:x}", std::process::id() as u64 * 7919 + 12345);
+    let sb = Sandbox::new();
+    let server = FakeServer::start(State {
+        key: Some(key.clone()),
+        plan: [Fault::TooMany, Fault::Internal].into(),
+        ..Default::default()
+    });
+    let cfg = fake_config(&sb, "secret", &server, "api_key_env = \"WB_TEST_KEY\"");
+    let run = sb.run_env(
+        &["generate", cfg.to_str().unwrap()],
+        &[("WB_TEST_KEY", &key), ("RUST_LOG", "trace")],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut seen = vec![run.stdout.clone(), run.stderr.clone()];
+    // A wrong key: refused by the server; the error must not echo either key.
+    let wrong = sb.run_env(
+        &[
+            "generate",
+            cfg.to_str().unwrap(),
+            "--force",
+            "--set",
+            "generate.limit=25",
+        ],
+        &[("WB_TEST_KEY", "sk-wrong-key-0000"), ("RUST_LOG", "debug")],
+    );
+    assert_eq!(wrong.code, 1, "{}", wrong.stderr);
+    assert!(wrong.stderr.contains("HTTP 401"), "{}", wrong.stderr);
+    seen.push(wrong.stdout.clone());
+    seen.push(wrong.stderr.clone());
+    for text in &seen {
+        assert!(
+            !text.contains(&key) && !text.contains("sk-wrong-key"),
+            "{text}"
+        );
+    }
+    let mut files = 0;
+    let mut stack = vec![sb.path().to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files += 1;
+                let bytes = std::fs::read(&p).unwrap();
+                let hit = bytes.windows(key.len()).any(|w| w == key.as_bytes());
+                assert!(!hit, "the key is in `{}`", p.display());
+            }
+        }
+    }
+    assert!(files > 5, "the run wrote files to look in");
+
+    // Missing variable, and a remote host without `allow_remote`: bad input, named.
+    let missing = sb
+        .run(&[
+            "generate",
+            cfg.to_str().unwrap(),
+            "--force",
+            "--set",
+            "generate.limit=26",
+        ])
+        .bad_input();
+    assert!(
+        missing.stderr.contains("`WB_TEST_KEY` is not set"),
+        "{}",
+        missing.stderr
+    );
+    let remote = sb
+        .run(&[
+            "generate",
+            cfg.to_str().unwrap(),
+            "--force",
+            "--set",
+            "teacher.base_url=https://api.example.com/v1",
+        ])
+        .bad_input();
+    assert!(
+        remote.stderr.contains("api.example.com:443"),
+        "{}",
+        remote.stderr
+    );
+    assert!(remote.stderr.contains("allow_remote"), "{}", remote.stderr);
+}
