@@ -376,3 +376,78 @@ fn the_api_key_is_sent_but_never_written_or_logged() {
     );
     assert!(remote.stderr.contains("allow_remote"), "{}", remote.stderr);
 }
+
+#[test]
+fn self_instruct_few_shot_and_filters_through_an_openai_teacher() {
+    let sb = Sandbox::new();
+    let server = FakeServer::start(State::default());
+    let cfg = fake_config(&sb, "synth", &server, "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[generate]\nmin_chars = 0\n",
+        "[generate]\nmin_chars = 0\nsynthesize = 4\nshots = 2\ntemplate = \"{% for e in examples %}{{ e.prompt }} => {{ e.completion }}\\n{% endfor %}{{ prompt }} =>\"\nreject = \"ans-1\"\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let run = sb.run(&["generate", cfg.to_str().unwrap()]).ok();
+    assert!(
+        run.stderr.contains("4 new prompts synthesized"),
+        "{}",
+        run.stderr
+    );
+    let stage = std::fs::read_to_string(sb.join("runs/synth/synthetic/STAGE.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&stage).unwrap();
+    let rows = rows(&sb.join("runs/synth"));
+    let removed = v["summary"]["filters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "reject regex")
+        .unwrap()["removed"]
+        .as_u64()
+        .unwrap();
+    // 20 prompts + 4 synthesized, minus what the reject regex removed (answers `ans-1...`).
+    assert_eq!(rows.len() as u64 + removed, 24, "{stage}");
+    assert!(rows.iter().all(|r| !r.2.contains("ans-1")));
+    // Each user turn carried two worked examples.
+    server.with(|s| {
+        let shown = s
+            .per_prompt
+            .keys()
+            .filter(|p| p.ends_with(" =>") && p.matches(" => ").count() == 2)
+            .count();
+        assert_eq!(
+            shown,
+            24,
+            "{:?}",
+            s.per_prompt.keys().take(3).collect::<Vec<_>>()
+        );
+    });
+}
+
+#[test]
+fn the_completions_api_without_ids_maps_tokens_and_says_so() {
+    let sb = Sandbox::new();
+    let server = crate::model::Server::start(&fixture("llama-gqa"));
+    let cfg = tiny_config(
+        &sb,
+        "approx",
+        &format!(
+            "[teacher]\nkind = \"openai\"\nbase_url = \"http://{}/v1\"\nmodel = \"llama-gqa\"\napi = \"completions\"\ntoken_ids = false\ntokenizer = \"{}\"\n\n[generate]\ntemplate = \"{{{{ prompt[-20:] }}}}\"\nmax_new_tokens = 5\ntop_logprobs = 3\nmin_chars = 0\ndedup = \"none\"\nlimit = 5\n",
+            server.addr,
+            fixture("llama-gqa").display()
+        ),
+    );
+    let run = sb.run(&["generate", cfg.to_str().unwrap()]).ok();
+    assert!(
+        run.stderr.contains("token ids are approximate"),
+        "{}",
+        run.stderr
+    );
+    let card = std::fs::read_to_string(sb.join("runs/approx/synthetic/README.md")).unwrap();
+    assert!(card.contains("approximate"), "{card}");
+    let rows = rows(&sb.join("runs/approx"));
+    assert_eq!(rows.len(), 5);
+    assert!(
+        rows.iter()
+            .all(|r| r.3.len() == r.4.len() && r.4.iter().all(|t| !t.is_empty()))
+    );
+}
