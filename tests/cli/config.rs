@@ -153,3 +153,14 @@ fn unknown_subcommands_and_flags_exit_2() {
     let r = sb.run(&["--help"]).ok();
     assert!(r.stdout.contains("datasets"), "{}", r.stdout);
 }
+
+#[test]
+fn every_shipped_config_checks() {
+    let sb = Sandbox::new();
+    for entry in std::fs::read_dir(root().join("configs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            sb.run(&["config", "check", path.to_str().unwrap()]).ok();
+        }
+    }
+}

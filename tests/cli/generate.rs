@@ -451,3 +451,35 @@ fn the_completions_api_without_ids_maps_tokens_and_says_so() {
             .all(|r| r.3.len() == r.4.len() && r.4.iter().all(|t| !t.is_empty()))
     );
 }
+
+#[test]
+fn a_student_checkpoint_adds_the_disagreement_score() {
+    let sb = Sandbox::new();
+    let cfg = |name: &str, student: &str| {
+        tiny_config(
+            &sb,
+            name,
+            &format!(
+                "[teacher]\npath = \"{}\"\n\n[generate]\ntemplate = \"{{{{ prompt[-20:] }}}}\"\nmax_new_tokens = 5\ntop_logprobs = 5\nmin_chars = 0\ndedup = \"none\"\nlimit = 8\nstudent = \"{}\"\n",
+                fixture("llama-gqa").display(),
+                fixture(student).display()
+            ),
+        )
+    };
+    let mean = |name: &str| {
+        let set = datasets::Set::open(sb.join(&format!("runs/{name}/synthetic"))).unwrap();
+        let rows = set.read_all::<datasets::Sample>(None).unwrap();
+        assert_eq!(rows.len(), 8);
+        let d: Vec<f32> = rows.iter().map(|r| r.disagreement.unwrap()).collect();
+        assert!(d.iter().all(|x| x.is_finite() && *x >= 0.0), "{d:?}");
+        d.iter().sum::<f32>() / d.len() as f32
+    };
+    let same = cfg("same", "llama-gqa");
+    sb.run(&["generate", same.to_str().unwrap()]).ok();
+    let other = cfg("other", "llama-head-dim");
+    sb.run(&["generate", other.to_str().unwrap()]).ok();
+    let (s, o) = (mean("same"), mean("other"));
+    // The teacher as its own student agrees with itself; another model does not.
+    assert!(s < 1e-3, "{s}");
+    assert!(o > 20.0 * s.max(1e-4), "same {s}, other {o}");
+}

@@ -71,8 +71,9 @@ pub struct Sample {
     pub logprob_mean: Option<f32>,
     /// Mean entropy of the teacher's distribution over the completion.
     pub entropy_mean: Option<f32>,
-    /// How far the student is from the teacher on this completion (mean forward KL on the
-    /// teacher's top-k, nats per token); the review queue sorts on it. `None` without a student.
+    /// How far the student is from the teacher on this completion (mean forward KL per token on
+    /// the teacher's top-k, both renormalised, in nats); the review queue sorts on it. `None`
+    /// without a student.
     pub disagreement: Option<f32>,
     /// A gold answer, when one exists.
     pub reference: Option<String>,

@@ -421,7 +421,9 @@ fn synthesize(
     Ok((kept, rejected, asked))
 }
 
-/// Mean forward KL from the teacher's top-k (renormalised) to the student, per completion token.
+/// Mean forward KL from teacher to student per completion token, on the teacher's top-k with both
+/// distributions renormalised over those tokens: 0 when the student agrees with the teacher on
+/// what the teacher found likely, however much mass either puts elsewhere.
 fn disagreement(
     student: &Student<'_>,
     messages: &[Message],
@@ -471,15 +473,18 @@ fn disagreement(
                 .sum::<f64>()
                 .ln();
         let mass: f64 = top.iter().map(|e| (e.logprob as f64).exp()).sum();
-        if mass <= 0.0 {
+        let student_mass: f64 = top
+            .iter()
+            .map(|e| (row[e.id as usize] as f64 - lse).exp())
+            .sum();
+        if mass <= 0.0 || student_mass <= 0.0 {
             continue;
         }
         let mut kl = 0.0;
         for e in top {
-            let p = (e.logprob as f64).exp() / mass;
             let log_p = e.logprob as f64 - mass.ln();
-            let log_q = row[e.id as usize] as f64 - lse;
-            kl += p * (log_p - log_q);
+            let log_q = row[e.id as usize] as f64 - lse - student_mass.ln();
+            kl += log_p.exp() * (log_p - log_q);
         }
         total += kl.max(0.0);
         n += 1;
