@@ -97,13 +97,13 @@ impl Output {
         let bar = match total {
             Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()).with_style(
                 ProgressStyle::with_template(&format!(
-                    "{{prefix}} [{{bar:30}}] {{human_pos}}/{{human_len}} {unit} ({{per_sec}}, ETA {{eta}})"
+                    "{{prefix}} [{{bar:30}}] {{human_pos}}/{{human_len}} {unit} ({{per_sec}}, ETA {{eta}}) {{msg}}"
                 ))
                 .expect("valid template")
                 .progress_chars("=> "),
             ),
             None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
-                ProgressStyle::with_template(&format!("{{spinner}} {{prefix}} {{human_pos}} {unit} ({{per_sec}}, {{elapsed}})"))
+                ProgressStyle::with_template(&format!("{{spinner}} {{prefix}} {{human_pos}} {unit} ({{per_sec}}, {{elapsed}}) {{msg}}"))
                     .expect("valid template"),
             ),
         };

@@ -98,7 +98,7 @@ pub fn synthetic_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Res
         None => None,
     };
     let stage = run.begin(synth::STAGE, &hash)?;
-    let bar = out.progress("generate", "prompts", None);
+    let bar = out.progress("generate", "prompts", Some(0));
     let t0 = std::time::Instant::now();
     let mut last_phase = "";
     let summary = synth::run(
@@ -121,7 +121,7 @@ pub fn synthetic_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Res
             bar.set_position(p.done);
             let secs = t0.elapsed().as_secs_f64().max(1e-3);
             bar.set_message(format!(
-                "{:.0} tok/s · {} retried",
+                "· {:.0} tokens/s · {} errors retried",
                 p.tokens as f64 / secs,
                 p.retries
             ));
