@@ -483,3 +483,35 @@ fn a_student_checkpoint_adds_the_disagreement_score() {
     assert!(s < 1e-3, "{s}");
     assert!(o > 20.0 * s.max(1e-4), "same {s}, other {o}");
 }
+
+#[test]
+fn prompts_come_from_any_file_with_a_column_mapping() {
+    let sb = Sandbox::new();
+    let server = FakeServer::start(State::default());
+    let lines: String = (0..7)
+        .map(|i| {
+            format!(
+                "{{\"question\": \"What is {i} plus {i}?\", \"answer\": \"{}\"}}\n",
+                2 * i
+            )
+        })
+        .collect();
+    sb.write("questions.jsonl", lines);
+    let cfg = fake_config(&sb, "file", &server, "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[generate]\n",
+        "[generate]\nprompts = { path = \"questions.jsonl\", map = { prompt = \"question\", reference = \"answer\" } }\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    sb.run(&["generate", cfg.to_str().unwrap()]).ok();
+    let set = datasets::Set::open(sb.join("runs/file/synthetic")).unwrap();
+    let rows = set.read_all::<datasets::Sample>(None).unwrap();
+    assert_eq!(rows.len(), 7);
+    assert_eq!(rows[3].prompt, "What is 3 plus 3?");
+    assert_eq!(rows[3].reference.as_deref(), Some("6"));
+    assert_eq!(
+        rows[3].completion.as_deref(),
+        Some(answer_for("What is 3 plus 3?").as_str())
+    );
+    assert_eq!(rows[3].teacher.as_deref(), Some("openai:fake"));
+}
