@@ -444,6 +444,19 @@ fn the_completions_api_without_ids_maps_tokens_and_says_so() {
     );
     let card = std::fs::read_to_string(sb.join("runs/approx/synthetic/README.md")).unwrap();
     assert!(card.contains("approximate"), "{card}");
+    let inspect = sb
+        .run(&["datasets", "inspect", "runs/approx/synthetic", "--json"])
+        .ok();
+    assert!(
+        inspect
+            .stdout
+            .contains("\"workbench.token_ids\": \"approximate\"")
+            || inspect
+                .stdout
+                .contains("\"workbench.token_ids\":\"approximate\""),
+        "{}",
+        inspect.stdout
+    );
     let rows = rows(&sb.join("runs/approx"));
     assert_eq!(rows.len(), 5);
     assert!(
@@ -514,4 +527,24 @@ fn prompts_come_from_any_file_with_a_column_mapping() {
         Some(answer_for("What is 3 plus 3?").as_str())
     );
     assert_eq!(rows[3].teacher.as_deref(), Some("openai:fake"));
+}
+
+#[test]
+fn a_fleet_of_servers_shares_the_work_round_robin() {
+    let sb = Sandbox::new();
+    let a = FakeServer::start(State::default());
+    let b = FakeServer::start(State::default());
+    let cfg = fake_config(&sb, "fleet", &a, "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        &format!("base_url = \"{}\"", a.base_url()),
+        &format!("base_url = [\"{}\", \"{}\"]", a.base_url(), b.base_url()),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let run = sb.run(&["generate", cfg.to_str().unwrap()]).ok();
+    let (na, nb) = (a.with(|s| s.answered), b.with(|s| s.answered));
+    assert_eq!(na + nb, 20);
+    assert!(na >= 8 && nb >= 8, "{na} and {nb}");
+    for server in [&a, &b] {
+        assert!(run.stderr.contains(&server.addr), "{}", run.stderr);
+    }
 }

@@ -602,7 +602,7 @@ pub fn run(
         ))
     };
     let mut set_usage = Usage::default();
-    let mut approximate = false;
+    let mut approximate = keys.iter().any(|k| cache.exact(k) == Some(false));
     let mut with_disagreement = false;
     let mut hosts = std::collections::BTreeSet::new();
     let mut writer = SetWriter::create(
@@ -615,7 +615,13 @@ pub fn run(
                 max_row_group_rows: c.export.row_group_rows,
                 zstd_level: c.export.zstd_level,
                 config_hash: Some(config_hash.to_string()),
-                metadata: vec![("workbench.teacher".into(), teacher.id().to_string())],
+                metadata: vec![
+                    ("workbench.teacher".into(), teacher.id().to_string()),
+                    (
+                        "workbench.token_ids".into(),
+                        if approximate { "approximate" } else { "exact" }.into(),
+                    ),
+                ],
                 ..Default::default()
             },
             card: CardInfo {

@@ -22,15 +22,23 @@ use crate::{Error, Result};
 #[derive(Serialize, Deserialize)]
 struct Line<'a> {
     key: String,
+    /// Whether the answer's token ids are the teacher's own (kept beside the answer so the set's
+    /// metadata can say so before any answer is read back).
+    #[serde(default = "yes")]
+    exact: bool,
     #[serde(borrow)]
     response: std::borrow::Cow<'a, serde_json::value::RawValue>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// An open response cache (locked against a second process).
 pub struct ResponseCache {
     path: PathBuf,
     file: File,
-    index: HashMap<String, (u64, usize)>,
+    index: HashMap<String, (u64, usize, bool)>,
     end: u64,
     dropped_tail: u64,
 }
@@ -108,7 +116,7 @@ impl ResponseCache {
                 .checked_sub(2 + raw.len())
                 .filter(|&s| &line[s..s + raw.len()] == raw.as_bytes());
             let Some(start) = start else { break };
-            index.insert(parsed.key, (offset + start as u64, raw.len()));
+            index.insert(parsed.key, (offset + start as u64, raw.len(), parsed.exact));
             offset += n as u64;
         }
         drop(reader);
@@ -169,9 +177,14 @@ impl ResponseCache {
         self.index.contains_key(key)
     }
 
+    /// Whether the answer under `key` has the teacher's own token ids (`None`: no answer).
+    pub fn exact(&self, key: &str) -> Option<bool> {
+        self.index.get(key).map(|e| e.2)
+    }
+
     /// The answer stored under `key`.
     pub fn get(&self, key: &str) -> Result<Option<Response>> {
-        let Some(&(offset, len)) = self.index.get(key) else {
+        let Some(&(offset, len, _)) = self.index.get(key) else {
             return Ok(None);
         };
         let mut buf = vec![0u8; len];
@@ -196,7 +209,10 @@ impl ResponseCache {
             return Ok(());
         }
         let body = serde_json::to_string(response).expect("responses serialise");
-        let prefix = format!("{{\"key\":\"{key}\",\"response\":");
+        let prefix = format!(
+            "{{\"key\":\"{key}\",\"exact\":{},\"response\":",
+            response.ids_exact
+        );
         let mut line = String::with_capacity(prefix.len() + body.len() + 2);
         line.push_str(&prefix);
         line.push_str(&body);
@@ -209,7 +225,11 @@ impl ResponseCache {
             })?;
         self.index.insert(
             key.to_string(),
-            (self.end + prefix.len() as u64, body.len()),
+            (
+                self.end + prefix.len() as u64,
+                body.len(),
+                response.ids_exact,
+            ),
         );
         self.end += line.len() as u64;
         Ok(())
