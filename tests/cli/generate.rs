@@ -165,11 +165,15 @@ fn every_kind_of_server_fault_is_retried_and_answers_stay_right() {
     let cfg = fake_config(&sb, "faults", &server, "");
     let t = Instant::now();
     let run = sb.run(&["generate", cfg.to_str().unwrap()]).ok();
-    assert!(
-        run.stderr.contains("5 failed attempts were retried"),
-        "{}",
-        run.stderr
-    );
+    // Five faults, five retries (more only if this machine is so loaded that a good answer
+    // missed the one-second timeout).
+    let retried: u64 = run
+        .stderr
+        .lines()
+        .find_map(|l| l.trim().strip_suffix(" failed attempts were retried"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(retried >= 5, "{}", run.stderr);
     assert!(run.stderr.contains("cost 0.00"), "{}", run.stderr);
     assert!(run.stderr.contains("HTTP 429"), "{}", run.stderr);
     // Retry-After: 1 was honoured.
