@@ -142,7 +142,7 @@ fn fake_config(sb: &Sandbox, name: &str, server: &FakeServer, extra: &str) -> Pa
         sb,
         name,
         &format!(
-            "[teacher]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"fake\"\nconcurrency = 2\ntimeout_secs = 1.0\nbackoff_ms = 20\nbackoff_max_ms = 200\nprice_input_per_mtok = 1.0\nprice_output_per_mtok = 2.0\n{extra}\n[generate]\nmin_chars = 0\ndedup = \"none\"\nlimit = 20\n",
+            "[teacher]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"fake\"\nconcurrency = 2\ntimeout_secs = 2.0\nbackoff_ms = 20\nbackoff_max_ms = 200\nprice_input_per_mtok = 1.0\nprice_output_per_mtok = 2.0\n{extra}\n[generate]\nmin_chars = 0\ndedup = \"none\"\nlimit = 20\n",
             server.base_url()
         ),
     )
@@ -166,7 +166,7 @@ fn every_kind_of_server_fault_is_retried_and_answers_stay_right() {
     let t = Instant::now();
     let run = sb.run(&["generate", cfg.to_str().unwrap()]).ok();
     // Five faults, five retries (more only if this machine is so loaded that a good answer
-    // missed the one-second timeout).
+    // missed the two-second timeout).
     let retried: u64 = run
         .stderr
         .lines()

@@ -153,7 +153,7 @@ fn handle(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
                 r#"{"error": {"message": "The server had an error", "type": "server_error", "code": 500}}"#,
             )?,
             Fault::Slow => {
-                std::thread::sleep(Duration::from_secs(3));
+                std::thread::sleep(Duration::from_secs(4));
                 return Ok(());
             }
             Fault::Malformed => reply(&mut stream, "200 OK", "", "{\"choices\": [{\"mess")?,
