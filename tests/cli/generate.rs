@@ -552,3 +552,22 @@ fn a_fleet_of_servers_shares_the_work_round_robin() {
         assert!(run.stderr.contains(&server.addr), "{}", run.stderr);
     }
 }
+
+#[test]
+fn run_goes_on_to_generation_when_the_teacher_exists() {
+    let sb = Sandbox::new();
+    let cfg = local_config(&sb, "loop");
+    let run = sb.run(&["run", cfg.to_str().unwrap()]).ok();
+    assert!(
+        run.stderr.contains("The generation stage is done"),
+        "{}",
+        run.stderr
+    );
+    assert!(sb.join("runs/loop/synthetic/STAGE.json").is_file());
+    let again = sb.run(&["run", cfg.to_str().unwrap()]).ok();
+    assert!(
+        again.stderr.contains("generate: up to date"),
+        "{}",
+        again.stderr
+    );
+}
