@@ -13,5 +13,6 @@ pub mod model;
 pub mod serve;
 pub mod synth;
 pub mod teacher;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -1,0 +1,310 @@
+//! Distillation losses on burn tensors (any backend, autodiff or not).
+//!
+//! Shapes: student `logits` `[batch, positions, vocab]`, already aligned so position `t` predicts
+//! `targets[t]`; `mask` `[batch, positions]` is 1 where a position counts (completion tokens) and 0
+//! elsewhere (prompt, padding). Every loss is a mean over counted positions.
+//!
+//! - [`cross_entropy`]: next-token cross-entropy on the teacher's text (sequence-level KD) or on
+//!   expert corrections (SFT).
+//! - [`topk_kd`]: KD on the teacher's stored top-k logprobs. **The tail bucket**: the probability
+//!   the teacher left outside its top-k (`1 − Σ top-k`) is one extra outcome, and so is everything
+//!   the student puts outside the same k tokens; both distributions then live on k + 1 outcomes and
+//!   each is a proper distribution, so every divergence below is exact on that coarsened space (and
+//!   equals the full-vocabulary divergence when the tail holds one token). With a temperature T the
+//!   teacher's k logprobs and its tail are tempered as if the tail were one token (`p^(1/T)`,
+//!   renormalised): the stored top-k does not say how the tail mass is spread, and this choice
+//!   keeps T = 1 exact.
+//! - [`full_kd`]: KD on the teacher's full distribution, when a local teacher shares the
+//!   student's vocabulary.
+//!
+//! Divergences follow TRL's GKD conventions: forward KL(teacher ‖ student), reverse
+//! KL(student ‖ teacher), and the generalised JSD with β, `β·KL(P‖M) + (1−β)·KL(Q‖M)` with
+//! `M = β·P + (1−β)·Q` (P teacher, Q student); β = 0 is taken as forward KL and β = 1 as reverse KL,
+//! the limits of JSD(β)/β and JSD(β)/(1−β). KD losses are multiplied by T² (Hinton et al., 2015) so
+//! their gradients keep their scale as T changes.
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Int, Tensor};
+
+/// Which divergence KD minimises.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Divergence {
+    /// KL(teacher ‖ student): mode-covering.
+    ForwardKl,
+    /// KL(student ‖ teacher): mode-seeking.
+    ReverseKl,
+    /// Generalised Jensen–Shannon with weight β on the teacher (0 ≤ β ≤ 1).
+    Jsd(f64),
+}
+
+/// Probabilities below this are treated as this, so logs stay finite.
+const TINY: f64 = 1e-12;
+
+fn masked_mean(per_position: Tensor<2>, mask: Tensor<2>) -> Tensor<1> {
+    let count = mask.clone().sum().clamp_min(1.0);
+    (per_position * mask).sum() / count
+}
+
+/// Next-token cross-entropy of `targets` under `logits`, over the positions `mask` counts.
+pub fn cross_entropy(logits: Tensor<3>, targets: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<1> {
+    let [b, t, _] = logits.dims();
+    let lq = log_softmax(logits, 2);
+    let picked = lq.gather(2, targets.unsqueeze_dim::<3>(2)).reshape([b, t]);
+    masked_mean(picked.neg(), mask)
+}
+
+/// Σ over the last axis of the divergence between two distributions given as log-probabilities
+/// `lp` (teacher) and `lq` (student) on the same outcomes; `valid` (same shape, 1/0) drops
+/// outcomes that are padding.
+fn divergence(lp: Tensor<3>, lq: Tensor<3>, valid: Tensor<3>, d: Divergence) -> Tensor<2> {
+    let [b, t, _] = lp.dims();
+    let p = lp.clone().exp() * valid.clone();
+    let q = lq.clone().exp() * valid.clone();
+    let terms = match d {
+        Divergence::ForwardKl | Divergence::Jsd(0.0) => p * (lp - lq),
+        Divergence::ReverseKl | Divergence::Jsd(1.0) => q * (lq - lp),
+        Divergence::Jsd(beta) => {
+            let m = p.clone().mul_scalar(beta) + q.clone().mul_scalar(1.0 - beta);
+            let lm = m.clamp_min(TINY).log();
+            (p * (lp - lm.clone())).mul_scalar(beta) + (q * (lq - lm)).mul_scalar(1.0 - beta)
+        }
+    };
+    (terms * valid).sum_dim(2).reshape([b, t])
+}
+
+/// KD on a stored top-k: `top_ids` / `top_logprobs` `[batch, positions, k]` are the teacher's
+/// top-k (temperature 1), `top_valid` is 1 for real entries and 0 for padding (rows with fewer
+/// than k). See the module docs for the tail bucket.
+pub fn topk_kd(
+    logits: Tensor<3>,
+    top_ids: Tensor<3, Int>,
+    top_logprobs: Tensor<3>,
+    top_valid: Tensor<3>,
+    mask: Tensor<2>,
+    divergence_kind: Divergence,
+    temperature: f64,
+) -> Tensor<1> {
+    let [b, t, _] = logits.dims();
+    let device = logits.device();
+    // Student at temperature T, on the k tokens and the rest.
+    let lq_all = log_softmax(logits.div_scalar(temperature), 2);
+    let lq_k = lq_all.gather(2, top_ids);
+    let q_k_mass = (lq_k.clone().exp() * top_valid.clone()).sum_dim(2);
+    let lq_tail = q_k_mass.neg().add_scalar(1.0).clamp_min(TINY).log();
+    // The teacher's k and its tail, tempered, renormalised over the k + 1 outcomes.
+    let p_k_mass = (top_logprobs.clone().exp() * top_valid.clone()).sum_dim(2);
+    let tail_logit = p_k_mass
+        .neg()
+        .add_scalar(1.0)
+        .clamp_min(TINY)
+        .log()
+        .div_scalar(temperature);
+    // Padding entries get a very low logit so they carry no mass.
+    let pad = top_valid.clone().neg().add_scalar(1.0).mul_scalar(-1.0e9);
+    let tempered = top_logprobs.div_scalar(temperature) + pad;
+    let logits_p = Tensor::cat(vec![tempered, tail_logit], 2);
+    let lp = log_softmax(logits_p, 2);
+    let lq = Tensor::cat(vec![lq_k, lq_tail], 2);
+    let valid = Tensor::cat(vec![top_valid, Tensor::ones([b, t, 1], &device)], 2);
+    let per_position = divergence(lp, lq, valid, divergence_kind);
+    masked_mean(per_position, mask).mul_scalar(temperature * temperature)
+}
+
+/// KD on the teacher's full distribution (same vocabulary): `teacher_logits` `[batch, positions,
+/// vocab]`, not differentiated.
+pub fn full_kd(
+    logits: Tensor<3>,
+    teacher_logits: Tensor<3>,
+    mask: Tensor<2>,
+    divergence_kind: Divergence,
+    temperature: f64,
+) -> Tensor<1> {
+    let lq = log_softmax(logits.div_scalar(temperature), 2);
+    let lp = log_softmax(teacher_logits.div_scalar(temperature), 2);
+    let valid = lp.ones_like();
+    let per_position = divergence(lp, lq, valid, divergence_kind);
+    masked_mean(per_position, mask).mul_scalar(temperature * temperature)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::TensorData;
+
+    use super::*;
+    use crate::backend;
+
+    fn t3(v: &[f32], shape: [usize; 3]) -> Tensor<3> {
+        Tensor::from_data(TensorData::new(v.to_vec(), shape), &backend::cpu())
+    }
+
+    fn ids(v: &[i64], shape: [usize; 3]) -> Tensor<3, Int> {
+        Tensor::from_data(TensorData::new(v.to_vec(), shape), &backend::cpu())
+    }
+
+    fn ones2(b: usize, t: usize) -> Tensor<2> {
+        Tensor::ones([b, t], &backend::cpu())
+    }
+
+    fn scalar(x: Tensor<1>) -> f64 {
+        x.into_data().to_vec::<f32>().unwrap()[0] as f64
+    }
+
+    fn ln(v: &[f64]) -> Vec<f32> {
+        v.iter().map(|x| x.ln() as f32).collect()
+    }
+
+    fn kl(p: &[f64], q: &[f64]) -> f64 {
+        p.iter().zip(q).map(|(a, b)| a * (a / b).ln()).sum()
+    }
+
+    fn soft(v: &[f64], t: f64) -> Vec<f64> {
+        let e: Vec<f64> = v.iter().map(|x| (x / t).exp()).collect();
+        let s: f64 = e.iter().sum();
+        e.iter().map(|x| x / s).collect()
+    }
+
+    const P: [f64; 3] = [0.5, 0.25, 0.25];
+    const Q: [f64; 3] = [0.25, 0.5, 0.25];
+
+    #[test]
+    fn forward_and_reverse_kl_of_known_distributions() {
+        let (s, te) = (t3(&ln(&Q), [1, 1, 3]), t3(&ln(&P), [1, 1, 3]));
+        let fwd = scalar(full_kd(
+            s.clone(),
+            te.clone(),
+            ones2(1, 1),
+            Divergence::ForwardKl,
+            1.0,
+        ));
+        // 0.5 ln 2 + 0.25 ln 0.5 = 0.25 ln 2.
+        assert!((fwd - 0.25 * 2f64.ln()).abs() < 1e-6, "{fwd}");
+        let rev = scalar(full_kd(s, te, ones2(1, 1), Divergence::ReverseKl, 1.0));
+        assert!((rev - kl(&Q, &P)).abs() < 1e-6, "{rev}");
+    }
+
+    #[test]
+    fn temperature_scales_by_t_squared() {
+        let (s, te) = ([0.3, -1.0, 2.0], [1.0, 0.5, -0.5]);
+        let got = scalar(full_kd(
+            t3(&s.map(|x| x as f32), [1, 1, 3]),
+            t3(&te.map(|x| x as f32), [1, 1, 3]),
+            ones2(1, 1),
+            Divergence::ForwardKl,
+            2.0,
+        ));
+        let want = 4.0 * kl(&soft(&te, 2.0), &soft(&s, 2.0));
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+    }
+
+    #[test]
+    fn the_tail_bucket_is_exact_when_it_holds_one_token_and_lumps_otherwise() {
+        // Teacher top-2 of a 3-token vocabulary: the tail is token 2, so top-k KD = full KD.
+        let student = t3(&ln(&Q), [1, 1, 3]);
+        let got = scalar(topk_kd(
+            student.clone(),
+            ids(&[0, 1], [1, 1, 2]),
+            t3(&ln(&P[..2]), [1, 1, 2]),
+            t3(&[1.0, 1.0], [1, 1, 2]),
+            ones2(1, 1),
+            Divergence::ForwardKl,
+            1.0,
+        ));
+        assert!((got - kl(&P, &Q)).abs() < 1e-6, "{got}");
+        // Four tokens, top-2 {0, 1}: tails 0.25 (teacher) and 0.5 (student) are one outcome each.
+        let q4 = [0.2, 0.3, 0.1, 0.4];
+        let got = scalar(topk_kd(
+            t3(&ln(&q4), [1, 1, 4]),
+            ids(&[0, 1], [1, 1, 2]),
+            t3(&ln(&[0.5, 0.25]), [1, 1, 2]),
+            t3(&[1.0, 1.0], [1, 1, 2]),
+            ones2(1, 1),
+            Divergence::ForwardKl,
+            1.0,
+        ));
+        let want = kl(&[0.5, 0.25, 0.25], &[0.2, 0.3, 0.5]);
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    }
+
+    #[test]
+    fn padding_in_the_topk_changes_nothing() {
+        let student = t3(&ln(&[0.2, 0.3, 0.1, 0.4]), [1, 1, 4]);
+        let run = |ids_v: &[i64], lps: &[f32], valid: &[f32], k: usize| {
+            scalar(topk_kd(
+                student.clone(),
+                ids(ids_v, [1, 1, k]),
+                t3(lps, [1, 1, k]),
+                t3(valid, [1, 1, k]),
+                ones2(1, 1),
+                Divergence::Jsd(0.3),
+                1.5,
+            ))
+        };
+        let lp = ln(&[0.5, 0.25]);
+        let a = run(&[0, 1], &lp, &[1.0, 1.0], 2);
+        let b = run(&[0, 1, 0], &[lp[0], lp[1], -3.0], &[1.0, 1.0, 0.0], 3);
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+
+    #[test]
+    fn jsd_limits_at_beta_zero_and_one() {
+        let (s, te) = (t3(&ln(&Q), [1, 1, 3]), t3(&ln(&P), [1, 1, 3]));
+        let jsd = |beta| {
+            scalar(full_kd(
+                s.clone(),
+                te.clone(),
+                ones2(1, 1),
+                Divergence::Jsd(beta),
+                1.0,
+            ))
+        };
+        assert!((jsd(0.0) - kl(&P, &Q)).abs() < 1e-6);
+        assert!((jsd(1.0) - kl(&Q, &P)).abs() < 1e-6);
+        // JSD(β)/β → KL(P‖Q) as β → 0, JSD(β)/(1−β) → KL(Q‖P) as β → 1.
+        let eps = 1e-3;
+        assert!(
+            (jsd(eps) / eps - kl(&P, &Q)).abs() < 5e-3,
+            "{}",
+            jsd(eps) / eps
+        );
+        assert!(
+            (jsd(1.0 - eps) / eps - kl(&Q, &P)).abs() < 5e-3,
+            "{}",
+            jsd(1.0 - eps) / eps
+        );
+        // JSD(½) is the symmetric Jensen–Shannon divergence, below ln 2.
+        let m: Vec<f64> = P.iter().zip(Q).map(|(a, b)| 0.5 * (a + b)).collect();
+        let want = 0.5 * kl(&P, &m) + 0.5 * kl(&Q, &m);
+        assert!((jsd(0.5) - want).abs() < 1e-6);
+        assert!(jsd(0.5) < 2f64.ln());
+    }
+
+    #[test]
+    fn cross_entropy_counts_only_masked_positions() {
+        // Two positions; the second is masked out.
+        let logits = t3(&[ln(&P), ln(&Q)].concat(), [1, 2, 3]);
+        let targets =
+            Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 0], [1, 2]), &backend::cpu());
+        let mask =
+            Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 0.0], [1, 2]), &backend::cpu());
+        let ce = scalar(cross_entropy(logits, targets, mask));
+        assert!((ce - 4f64.ln()).abs() < 1e-6, "{ce}");
+    }
+
+    #[test]
+    fn gradients_flow_to_the_student_logits() {
+        // d KL(p ‖ softmax(z)) / dz = softmax(z) − p, for one counted position.
+        let device = backend::cpu().autodiff();
+        let z =
+            Tensor::<3>::from_data(TensorData::new(vec![0.3f32, -1.0, 2.0], [1, 1, 3]), &device)
+                .require_grad();
+        let teacher = Tensor::<3>::from_data(TensorData::new(ln(&P), [1, 1, 3]), &device);
+        let mask = Tensor::<2>::ones([1, 1], &device);
+        let loss = full_kd(z.clone(), teacher, mask, Divergence::ForwardKl, 1.0);
+        let grads = loss.backward();
+        let g = z.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
+        let q = soft(&[0.3, -1.0, 2.0], 1.0);
+        for i in 0..3 {
+            assert!((g[i] as f64 - (q[i] - P[i])).abs() < 1e-5, "{g:?}");
+        }
+    }
+}

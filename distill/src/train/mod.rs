@@ -1,0 +1,3 @@
+//! Training: distillation losses, the loop, checkpoints that resume exactly.
+
+pub mod loss;
