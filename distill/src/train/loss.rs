@@ -301,7 +301,12 @@ mod tests {
         let mask = Tensor::<2>::ones([1, 1], &device);
         let loss = full_kd(z.clone(), teacher, mask, Divergence::ForwardKl, 1.0);
         let grads = loss.backward();
-        let g = z.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let g = z
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         let q = soft(&[0.3, -1.0, 2.0], 1.0);
         for i in 0..3 {
             assert!((g[i] as f64 - (q[i] - P[i])).abs() < 1e-5, "{g:?}");

@@ -1,3 +1,472 @@
 //! Training: distillation losses, the loop, checkpoints that resume exactly.
+//!
+//! The loop is ours, not a black box: AdamW, linear warmup then cosine decay, gradient clipping,
+//! gradient accumulation, evaluation every N steps with early stopping on eval loss. Every
+//! `checkpoint_every` steps it writes `step-N/` (weights, optimizer state, and the loop's own state:
+//! step, data cursor, the log so far, early-stopping counters) under a temporary name, renames it,
+//! and writes `COMPLETE` last; a resumed run picks the newest complete one and continues with the
+//! same data order, so on CPU its loss curve is the uninterrupted one, bit for bit. Data order is
+//! a seeded permutation per epoch, so the cursor (epoch, position) is the whole RNG state.
 
+pub mod data;
 pub mod loss;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::{Module, ModuleMapper, Param, ParamId};
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams};
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Model, checkpoint};
+use crate::{Error, Result};
+use data::{Example, batch};
+use loss::Divergence;
+
+/// What the student learns from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Objective {
+    /// Cross-entropy on the completion tokens only (SFT, sequence-level KD).
+    CrossEntropy,
+    /// `alpha · KD + (1 − alpha) · CE`, KD on the stored top-k (tail bucket) or, when a teacher
+    /// model is given to [`train`], on its full distribution.
+    Distill {
+        /// Weight of the KD term.
+        alpha: f64,
+        /// Which divergence.
+        divergence: Divergence,
+        /// Softmax temperature (the KD term is scaled by T²).
+        temperature: f64,
+    },
+}
+
+/// How to train.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Sequences per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    pub accumulation: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Warmup steps (linear from 0).
+    pub warmup: usize,
+    /// The cosine decays to `lr · min_lr_ratio`.
+    pub min_lr_ratio: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Gradient clipping by global norm (0: off).
+    pub grad_clip: f64,
+    /// Evaluate every N steps (0: only at the end).
+    pub eval_every: usize,
+    /// Stop after this many evaluations without a better eval loss (0: never).
+    pub patience: usize,
+    /// Write a checkpoint every N steps (0: never).
+    pub checkpoint_every: usize,
+    /// Seed of the data order.
+    pub seed: u64,
+    /// Stop after this step in this process (a checkpoint is written there) and leave the rest to
+    /// a resumed run: for time budgets. `None`: run to `steps`.
+    pub pause_after: Option<usize>,
+    /// The loss.
+    pub objective: Objective,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            steps: 100,
+            batch_size: 16,
+            accumulation: 1,
+            lr: 1e-3,
+            warmup: 10,
+            min_lr_ratio: 0.1,
+            weight_decay: 0.01,
+            grad_clip: 1.0,
+            eval_every: 0,
+            patience: 0,
+            checkpoint_every: 0,
+            seed: 0,
+            pause_after: None,
+            objective: Objective::CrossEntropy,
+        }
+    }
+}
+
+/// One optimizer step, as logged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepLog {
+    /// 1-based step.
+    pub step: usize,
+    /// Epoch the step's last batch came from.
+    pub epoch: usize,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Training loss (mean over micro-batches).
+    pub loss: f64,
+    /// Its cross-entropy part.
+    pub ce: f64,
+    /// Its KD part (0 without KD).
+    pub kd: f64,
+    /// Completion tokens in the step.
+    pub tokens: usize,
+    /// Seconds the step took.
+    pub seconds: f64,
+    /// Eval loss, on evaluation steps.
+    pub eval_loss: Option<f64>,
+    /// Eval exact match, on evaluation steps when the caller measures it.
+    pub eval_exact: Option<f64>,
+}
+
+/// What the caller's evaluation measured (besides the loss the loop computes).
+pub type Evaluate<'a> = &'a mut dyn FnMut(&Model) -> Result<Option<f64>>;
+
+/// The learning rate at `step` (1-based): linear warmup, then cosine to `min_lr_ratio · lr`.
+pub fn learning_rate(o: &TrainOptions, step: usize) -> f64 {
+    if o.warmup > 0 && step <= o.warmup {
+        return o.lr * step as f64 / o.warmup as f64;
+    }
+    let span = o.steps.saturating_sub(o.warmup).max(1) as f64;
+    let progress = ((step - o.warmup.min(step)) as f64 / span).min(1.0);
+    let floor = o.lr * o.min_lr_ratio;
+    floor + (o.lr - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+}
+
+/// The loop's own state, saved in every checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LoopState {
+    step: usize,
+    epoch: usize,
+    cursor: usize,
+    log: Vec<StepLog>,
+    best_eval: Option<f64>,
+    bad_evals: usize,
+}
+
+/// Gives every parameter an id from its position in the model, so optimizer state saved in one
+/// process finds its parameters in another.
+struct StableIds(u64);
+
+impl ModuleMapper for StableIds {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (_, value, mapper) = param.consume();
+        self.0 += 1;
+        Param::from_mapped_value(ParamId::from(0x5747_0000_0000 + self.0), value, mapper)
+    }
+}
+
+fn stable_ids(model: Model) -> Model {
+    model.map(&mut StableIds(0))
+}
+
+/// A seeded permutation of `n` items for `epoch`.
+fn order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..n).collect();
+    let mut s = seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    for i in (1..n).rev() {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        v.swap(i, (s % (i as u64 + 1)) as usize);
+    }
+    v
+}
+
+/// The newest complete checkpoint under `dir`, if any.
+pub fn latest_checkpoint(dir: &Path) -> Option<(usize, PathBuf)> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let n = name.strip_prefix("step-")?.parse::<usize>().ok()?;
+            e.path().join("COMPLETE").is_file().then(|| (n, e.path()))
+        })
+        .max_by_key(|(n, _)| *n)
+}
+
+fn write_checkpoint(
+    dir: &Path,
+    model: &Model,
+    optim: &burn::optim::ModuleOptimizer,
+    state: &LoopState,
+) -> Result<()> {
+    let final_dir = dir.join(format!("step-{}", state.step));
+    let tmp = dir.join(format!("step-{}.tmp", state.step));
+    let _ = std::fs::remove_dir_all(&tmp);
+    checkpoint::save_weights(model, &tmp)?;
+    optim.save(tmp.join("optimizer.bpk")).map_err(|e| {
+        Error::invalid(format!(
+            "Cannot save the optimizer state in `{}`: {e:?}",
+            tmp.display()
+        ))
+    })?;
+    let text = serde_json::to_string_pretty(state).expect("state serialises");
+    datasets::atomic::write_file(tmp.join("state.json"), text.as_bytes())?;
+    let _ = std::fs::remove_dir_all(&final_dir);
+    std::fs::rename(&tmp, &final_dir).map_err(|e| Error::Write {
+        path: final_dir.clone(),
+        source: e,
+    })?;
+    datasets::atomic::write_file(final_dir.join("COMPLETE"), b"")?;
+    // Keep the two newest.
+    let mut steps: Vec<(usize, PathBuf)> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let n = name.strip_prefix("step-")?.parse::<usize>().ok()?;
+                    Some((n, e.path()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    steps.sort();
+    if steps.len() > 2 {
+        for (_, p) in &steps[..steps.len() - 2] {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+    Ok(())
+}
+
+/// The mean cross-entropy of `examples` under `model` (no gradients).
+pub fn eval_loss(model: &Model, examples: &[Example], batch_size: usize, pad: u32) -> f64 {
+    let device = model.device();
+    let (mut total, mut tokens) = (0.0, 0usize);
+    for chunk in examples.chunks(batch_size.max(1)) {
+        let refs: Vec<&Example> = chunk.iter().collect();
+        let b = batch(&refs, pad, &device);
+        if b.tokens == 0 {
+            continue;
+        }
+        let logits = model.forward(b.input);
+        let ce = loss::cross_entropy(logits, b.targets, b.mask);
+        total += scalar(ce) * b.tokens as f64;
+        tokens += b.tokens;
+    }
+    if tokens == 0 {
+        f64::NAN
+    } else {
+        total / tokens as f64
+    }
+}
+
+fn scalar(t: Tensor<1>) -> f64 {
+    t.into_data()
+        .try_to_vec::<f32>()
+        .ok()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(f32::NAN) as f64
+}
+
+/// What [`train`] returns.
+pub struct Trained {
+    /// The model after the last step (or the best eval, with early stopping).
+    pub model: Model,
+    /// Every step's log, resumed steps included.
+    pub log: Vec<StepLog>,
+    /// Whether early stopping ended the run.
+    pub stopped_early: bool,
+}
+
+/// Trains `model` (on `device`, which must be an autodiff device) on `train`, evaluating on
+/// `eval`. With `checkpoints`, writes step checkpoints there and, if `resume`, continues from the
+/// newest complete one. `teacher` (same vocabulary) turns top-k KD into full-distribution KD.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    model: Model,
+    device: &Device,
+    options: &TrainOptions,
+    train: &[Example],
+    eval: &[Example],
+    pad: u32,
+    teacher: Option<&Model>,
+    checkpoints: Option<&Path>,
+    resume: bool,
+    evaluate: Evaluate<'_>,
+    on_step: &mut dyn FnMut(&StepLog),
+) -> Result<Trained> {
+    if train.is_empty() {
+        return Err(Error::invalid(
+            "There is nothing to train on: the training set is empty",
+        ));
+    }
+    let o = options;
+    let mut model = stable_ids(model.fork(device));
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(o.weight_decay as f32)
+        .with_grad_clipping(
+            (o.grad_clip > 0.0).then_some(GradientClippingConfig::Norm(o.grad_clip as f32)),
+        )
+        .init();
+    let mut state = LoopState {
+        step: 0,
+        epoch: 0,
+        cursor: 0,
+        log: Vec::new(),
+        best_eval: None,
+        bad_evals: 0,
+    };
+    if let (Some(dir), true) = (checkpoints, resume)
+        && let Some((_, path)) = latest_checkpoint(dir)
+    {
+        let loaded = checkpoint::load(&path, device)?;
+        model = stable_ids(loaded);
+        optim = optim.load(path.join("optimizer.bpk")).map_err(|e| {
+            Error::invalid(format!(
+                "The optimizer state in `{}` does not load: {e:?}; start over without --resume",
+                path.display()
+            ))
+        })?;
+        let text = std::fs::read_to_string(path.join("state.json")).map_err(|e| Error::Read {
+            path: path.join("state.json"),
+            source: e,
+        })?;
+        state = serde_json::from_str(&text).map_err(|e| Error::Json {
+            path: path.join("state.json"),
+            message: e.to_string(),
+        })?;
+        for entry in &state.log {
+            on_step(entry);
+        }
+    }
+    let mut perm = order(train.len(), o.seed, state.epoch);
+    let mut best: Option<Model> = None;
+    let mut stopped_early = false;
+    while state.step < o.steps {
+        let t0 = Instant::now();
+        let step = state.step + 1;
+        let lr = learning_rate(o, step);
+        let mut accumulator = GradientsAccumulator::new();
+        let (mut loss_sum, mut ce_sum, mut kd_sum, mut tokens) = (0.0, 0.0, 0.0, 0usize);
+        let micro = o.accumulation.max(1);
+        for _ in 0..micro {
+            let mut picked = Vec::with_capacity(o.batch_size);
+            while picked.len() < o.batch_size {
+                if state.cursor >= perm.len() {
+                    state.epoch += 1;
+                    state.cursor = 0;
+                    perm = order(train.len(), o.seed, state.epoch);
+                }
+                picked.push(&train[perm[state.cursor]]);
+                state.cursor += 1;
+            }
+            let b = batch(&picked, pad, device);
+            tokens += b.tokens;
+            let logits = model.forward(b.input.clone());
+            let ce = loss::cross_entropy(logits.clone(), b.targets.clone(), b.mask.clone());
+            let (total, kd) = match o.objective {
+                Objective::CrossEntropy => (ce.clone(), None),
+                Objective::Distill {
+                    alpha,
+                    divergence,
+                    temperature,
+                } => {
+                    let kd = match (teacher, &b.topk) {
+                        (Some(t), _) => {
+                            let tl = t.forward(b.input.clone()).detach();
+                            Some(loss::full_kd(
+                                logits,
+                                tl,
+                                b.mask.clone(),
+                                divergence,
+                                temperature,
+                            ))
+                        }
+                        (None, Some((ids, lp, valid))) => Some(loss::topk_kd(
+                            logits,
+                            ids.clone(),
+                            lp.clone(),
+                            valid.clone(),
+                            b.mask.clone(),
+                            divergence,
+                            temperature,
+                        )),
+                        (None, None) => None,
+                    };
+                    match kd {
+                        Some(kd) => (
+                            kd.clone().mul_scalar(alpha) + ce.clone().mul_scalar(1.0 - alpha),
+                            Some(kd),
+                        ),
+                        None => (ce.clone(), None),
+                    }
+                }
+            };
+            let scaled = total.clone().div_scalar(micro as f64);
+            let grads = GradientsParams::from_grads(scaled.backward(), &model);
+            accumulator.accumulate(&model, grads);
+            loss_sum += scalar(total);
+            ce_sum += scalar(ce);
+            kd_sum += kd.map(scalar).unwrap_or(0.0);
+        }
+        model = optim.step(lr, model, accumulator.grads());
+        state.step = step;
+        let mut entry = StepLog {
+            step,
+            epoch: state.epoch,
+            lr,
+            loss: loss_sum / micro as f64,
+            ce: ce_sum / micro as f64,
+            kd: kd_sum / micro as f64,
+            tokens,
+            seconds: t0.elapsed().as_secs_f64(),
+            eval_loss: None,
+            eval_exact: None,
+        };
+        let eval_now = (o.eval_every > 0 && step.is_multiple_of(o.eval_every)) || step == o.steps;
+        if eval_now && !eval.is_empty() {
+            let inner = model.valid();
+            let el = eval_loss(&inner, eval, o.batch_size, pad);
+            entry.eval_loss = Some(el);
+            entry.eval_exact = evaluate(&inner)?;
+            if state.best_eval.is_none_or(|b| el < b) {
+                state.best_eval = Some(el);
+                state.bad_evals = 0;
+                if o.patience > 0 {
+                    best = Some(inner);
+                }
+            } else {
+                state.bad_evals += 1;
+            }
+        }
+        on_step(&entry);
+        state.log.push(entry);
+        if let Some(dir) = checkpoints
+            && o.checkpoint_every > 0
+            && (step.is_multiple_of(o.checkpoint_every)
+                || step == o.steps
+                || o.pause_after == Some(step))
+        {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Write {
+                path: dir.to_path_buf(),
+                source: e,
+            })?;
+            write_checkpoint(dir, &model, &optim, &state)?;
+        }
+        if o.patience > 0 && state.bad_evals >= o.patience {
+            stopped_early = true;
+            break;
+        }
+        if o.pause_after == Some(step) {
+            break;
+        }
+    }
+    let model = match best {
+        Some(b) if stopped_early => b,
+        _ => model.valid(),
+    };
+    Ok(Trained {
+        model,
+        log: state.log,
+        stopped_early,
+    })
+}
+
+#[cfg(test)]
+mod tests;
