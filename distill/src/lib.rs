@@ -10,6 +10,7 @@ pub mod data;
 pub mod error;
 pub mod generate;
 pub mod model;
+pub mod recipe;
 pub mod serve;
 pub mod synth;
 pub mod teacher;
