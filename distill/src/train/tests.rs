@@ -1,3 +1,5 @@
+use std::path::PathBuf;
+
 use super::*;
 use crate::model::ModelConfig;
 
@@ -44,14 +46,31 @@ fn options(steps: usize) -> TrainOptions {
     }
 }
 
-fn run(dir: Option<&Path>, o: &TrainOptions, resume: bool) -> Trained {
-    run_on(dir, o, resume, 64)
+/// Starting weights written once, so runs start equal whatever other tests do with the
+/// device's random generator (tests run in parallel threads).
+fn initial(dir: &Path) -> PathBuf {
+    let path = dir.join("init");
+    let device = crate::backend::cpu();
+    checkpoint::save_weights(&tiny().init(&device), &path).unwrap();
+    path
 }
 
-fn run_on(dir: Option<&Path>, o: &TrainOptions, resume: bool, n: usize) -> Trained {
+fn run(dir: Option<&Path>, o: &TrainOptions, resume: bool, init: &Path) -> Trained {
+    run_on(dir, o, resume, 64, Some(init))
+}
+
+fn run_on(
+    dir: Option<&Path>,
+    o: &TrainOptions,
+    resume: bool,
+    n: usize,
+    init: Option<&Path>,
+) -> Trained {
     let device = crate::backend::cpu().autodiff();
-    device.seed(11);
-    let model = tiny().init(&device);
+    let model = match init {
+        Some(p) => checkpoint::load(p, &device).unwrap(),
+        None => tiny().init(&device),
+    };
     let (train_set, eval_set) = (examples(n, 1), examples(16, 2));
     train(
         model,
@@ -88,7 +107,7 @@ fn the_schedule_warms_up_then_decays_to_the_floor() {
 fn the_model_learns_the_copy_task() {
     let mut o = options(80);
     o.lr = 1e-2;
-    let t = run_on(None, &o, false, 2000);
+    let t = run_on(None, &o, false, 2000, None);
     let first = t.log[0].loss;
     let last = t.log.last().unwrap();
     // Held-out prompts: what it learned is copying, not these 2,000 rows.
@@ -101,20 +120,35 @@ fn the_model_learns_the_copy_task() {
 }
 
 #[test]
-fn a_paused_run_resumes_with_the_same_loss_curve_bit_for_bit() {
-    let whole = run(None, &options(12), false);
+fn a_paused_run_resumes_on_the_same_loss_curve() {
     let tmp = tempfile::tempdir().unwrap();
+    let init = initial(tmp.path());
+    let whole = run(None, &options(12), false, &init);
+    let ckpt = tmp.path().join("checkpoints");
     let mut first = options(12);
     first.pause_after = Some(6);
-    let part = run(Some(tmp.path()), &first, false);
+    let part = run(Some(&ckpt), &first, false, &init);
     assert_eq!(part.log.len(), 6);
-    assert_eq!(latest_checkpoint(tmp.path()).unwrap().0, 6);
-    let rest = run(Some(tmp.path()), &options(12), true);
-    let losses = |t: &Trained| {
-        t.log
-            .iter()
-            .map(|l| (l.step, l.loss, l.eval_loss))
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(losses(&rest), losses(&whole));
+    assert_eq!(latest_checkpoint(&ckpt).unwrap().0, 6);
+    let rest = run(Some(&ckpt), &options(12), true, &init);
+    // Bit for bit on an idle CPU; tests run in parallel threads, and under that load the CPU
+    // backend may split a reduction differently (even step 1 of two fresh runs can differ in the
+    // last bit), so compare to a few ulps. Anything the resume got wrong (weights, optimizer
+    // moments, schedule, data order) moves the curve by far more.
+    assert_eq!(rest.log.len(), whole.log.len());
+    for (a, b) in rest.log.iter().zip(&whole.log) {
+        assert_eq!(a.step, b.step);
+        let close = |x: f64, y: f64| (x - y).abs() <= 1e-6 * y.abs().max(1.0);
+        assert!(
+            close(a.loss, b.loss),
+            "step {}: {} vs {}",
+            a.step,
+            a.loss,
+            b.loss
+        );
+        assert_eq!(a.eval_loss.is_some(), b.eval_loss.is_some());
+        if let (Some(x), Some(y)) = (a.eval_loss, b.eval_loss) {
+            assert!(close(x, y), "eval at step {}: {x} vs {y}", a.step);
+        }
+    }
 }
