@@ -17,6 +17,16 @@ use datasets::tasks::Rng;
 use crate::error::{Error, Result};
 use crate::model::{KvCache, Model};
 
+/// Tokens that end an assistant turn in common chat templates; generation from a chat prompt
+/// stops at any of them that the tokenizer knows.
+pub const TURN_ENDS: [&str; 5] = [
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|end|>",
+    "</s>",
+    "<end_of_turn>",
+];
+
 /// Turns token ids back into text (for stop strings).
 pub type Decode<'a> = &'a dyn Fn(&[u32]) -> String;
 

@@ -632,13 +632,7 @@ async fn chat(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Result<R
         prompt.len(),
     )?;
     // Chat templates end assistant turns with a token of their own (e.g. <|im_end|>).
-    for end in [
-        "<|im_end|>",
-        "<|eot_id|>",
-        "<|end|>",
-        "</s>",
-        "<end_of_turn>",
-    ] {
+    for end in crate::generate::TURN_ENDS {
         if let Some(id) = tok.token_to_id(end)
             && !options.eos_ids.contains(&id)
         {

@@ -140,8 +140,7 @@ pub fn synthetic_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Res
             )));
         }
     };
-    let marker = stage.finish(serde_json::to_value(&summary)?)?;
-    let _ = marker;
+    stage.finish(serde_json::to_value(&summary)?)?;
     let mut line = format!(
         "generate: {} rows from {} prompts by `{}` ({} answered from the cache, {} asked)",
         thousands(summary.rows),

@@ -660,7 +660,7 @@ pub fn run(
         if let Some(h) = &r.host {
             hosts.insert(h.clone());
         }
-        let (text, messages) = &rendered[i];
+        let (_, messages) = &rendered[i];
         let verdict = text_filters.check(&r.text, s.reference.as_deref());
         if let Err(name) = verdict {
             *removed.entry(name).or_default() += 1;
@@ -704,8 +704,6 @@ pub fn run(
             seed: Some(requests[i].seed),
             created_at: r.received_at,
         };
-        // The rendered user turn may differ from the raw prompt; the id covers both.
-        let _ = text;
         row.id = row.content_id();
         batch.push(row);
         if batch.len() == 256 {

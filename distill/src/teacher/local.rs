@@ -5,20 +5,11 @@ use std::path::Path;
 
 use crate::backend;
 use crate::data::tokenizer::Tokenizer;
-use crate::generate::{self, FinishReason, GenerateOptions};
+use crate::generate::{self, FinishReason, GenerateOptions, TURN_ENDS};
 use crate::model::{Model, checkpoint};
 use crate::{Error, Result};
 
 use super::{Request, Response, Teacher, TeacherStats, now_micros};
-
-/// Tokens that end an assistant turn in common chat templates.
-const TURN_ENDS: [&str; 5] = [
-    "<|im_end|>",
-    "<|eot_id|>",
-    "<|end|>",
-    "</s>",
-    "<end_of_turn>",
-];
 
 /// A checkpoint directory, loaded.
 pub struct LocalTeacher {
