@@ -24,6 +24,14 @@ pub enum Command {
     /// Teacher → synthetic set: answer the prompts (through a response cache, so a rerun never
     /// asks twice), filter, and write the set into the run directory.
     Generate(RunArgs),
+    /// The local teacher: train it on the gold set.
+    #[command(subcommand)]
+    Teacher(TeacherCommand),
+    /// Synthetic set → student (logit KD on the teacher's top-k, or CE on its text), and the
+    /// gold-only baseline beside it.
+    Distill(TrainArgs),
+    /// Every model of the run on the eval set: exact match, loss, agreement with the teacher.
+    Eval(EvalArgs),
     /// Validate a config, or print its JSON Schema.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -113,6 +121,33 @@ pub struct RunArgs {
     /// are redone.
     #[arg(long)]
     pub force: bool,
+}
+
+/// A training stage's arguments.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Continue from the newest complete step checkpoint, and fail if there is none. (A stage
+    /// killed midway resumes on its own; this makes it an error not to.)
+    #[arg(long)]
+    pub resume: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeacherCommand {
+    /// Train the local teacher on the gold set (the run's tokenizer too); it lands in
+    /// `runs/<name>/teacher/`.
+    Train(TrainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Print `{"rows": [{"model", "exact_match", "params", ...}]}` on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

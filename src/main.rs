@@ -72,6 +72,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => commands::run::run(&out, args),
         Command::Generate(args) => commands::generate::run(&out, args),
+        Command::Teacher(cli::TeacherCommand::Train(args)) => {
+            commands::train::teacher_train(&out, args)
+        }
+        Command::Distill(args) => commands::train::distill(&out, args),
+        Command::Eval(args) => commands::eval::run(&out, args),
         Command::Config(cmd) => commands::config::run(&out, cmd),
         Command::Datasets(cmd) => commands::datasets::run(&out, cmd),
         Command::Model(cmd) => commands::model::run(&out, cmd),

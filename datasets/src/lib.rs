@@ -17,6 +17,7 @@ pub mod export;
 pub mod import;
 pub mod inspect;
 pub mod jsonl;
+pub mod metrics;
 pub mod parquet;
 pub mod prepare;
 pub mod record;

@@ -8,8 +8,11 @@
 pub mod backend;
 pub mod data;
 pub mod error;
+pub mod evaluate;
+pub mod fit;
 pub mod generate;
 pub mod model;
+pub mod plot;
 pub mod recipe;
 pub mod serve;
 pub mod synth;

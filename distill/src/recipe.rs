@@ -2,26 +2,35 @@
 //! becomes a training example, and exact match by greedy decoding.
 
 use datasets::TopLogprob;
+use datasets::config::Normalize;
 
 use crate::Result;
-use crate::data::tokenizer::{SpecialTokens, Tokenizer};
+use crate::data::tokenizer::{BpeSplit, SpecialTokens, Tokenizer};
 use crate::generate::{self, GenerateOptions};
 use crate::model::Model;
 use crate::train::data::Example;
 
+/// A seed from the run's seed and a label (stable across runs and machines).
+pub fn seed_of(run_seed: u64, label: &str) -> u64 {
+    let h = blake3::hash(format!("{run_seed}\0{label}").as_bytes());
+    u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"))
+}
+
 /// The one special token of tokenizers the workbench trains: beginning, end and padding.
 pub const END: &str = "<|endoftext|>";
 
-/// Trains the run's byte-level BPE on `texts` (`vocab_size` at most), with [`END`] as BOS, EOS
-/// and padding.
+/// Trains the run's byte-level BPE on `texts` (`vocab_size` at most, digits apart, merges across
+/// words: see [`BpeSplit::Digits`]), with [`END`] as BOS, EOS and padding; encoding with special
+/// tokens starts with BOS.
 pub fn train_tokenizer(texts: &[&str], vocab_size: usize) -> Result<Tokenizer> {
-    let mut tok = Tokenizer::train_bpe(texts.to_vec(), vocab_size, &[END])?;
+    let mut tok = Tokenizer::train_bpe(texts.to_vec(), vocab_size, &[END], BpeSplit::Digits)?;
     tok.set_special_tokens(SpecialTokens {
         bos: Some(END.into()),
         eos: Some(END.into()),
         pad: Some(END.into()),
         unk: None,
     });
+    tok.add_bos_on_encode()?;
     Ok(tok)
 }
 
@@ -73,7 +82,8 @@ pub fn example(
     }
 }
 
-/// Greedy answers to `prompts`, `batch` at a time.
+/// Greedy answers to `prompts`, `batch` at a time. A prompt that fills the model's positions
+/// gets an empty answer; the others get at most as many new tokens as still fit.
 pub fn answers(
     model: &Model,
     tok: &Tokenizer,
@@ -81,6 +91,17 @@ pub fn answers(
     max_new_tokens: usize,
     batch: usize,
 ) -> Result<Vec<String>> {
+    Ok(answers_counted(model, tok, prompts, max_new_tokens, batch)?.0)
+}
+
+/// [`answers`], and how many tokens were generated in all.
+pub fn answers_counted(
+    model: &Model,
+    tok: &Tokenizer,
+    prompts: &[String],
+    max_new_tokens: usize,
+    batch: usize,
+) -> Result<(Vec<String>, usize)> {
     let options = GenerateOptions {
         max_new_tokens,
         temperature: 0.0,
@@ -88,28 +109,51 @@ pub fn answers(
         eos_ids: tok.eos_id().into_iter().collect(),
         ..Default::default()
     };
-    let mut out = Vec::with_capacity(prompts.len());
+    let config = model.config();
+    let limit = config
+        .sliding_window
+        .unwrap_or(usize::MAX)
+        .min(config.max_position_embeddings);
+    let mut out = vec![String::new(); prompts.len()];
+    let mut tokens = 0;
+    let mut start = 0;
     for chunk in prompts.chunks(batch.max(1)) {
         let ids = chunk
             .iter()
             .map(|p| prompt_ids(tok, p))
             .collect::<Result<Vec<_>>>()?;
-        for g in generate::generate(model, &ids, &options, None)? {
-            out.push(tok.decode(&g.ids, true)?);
+        // A prompt that fills the model's positions gets no answer (an empty one, so it counts
+        // as wrong); the others get as many new tokens as fit.
+        let fits: Vec<usize> = (0..ids.len()).filter(|&i| ids[i].len() < limit).collect();
+        let longest = fits.iter().map(|&i| ids[i].len()).max().unwrap_or(0);
+        if !fits.is_empty() {
+            let options = GenerateOptions {
+                max_new_tokens: max_new_tokens.min(limit - longest),
+                ..options.clone()
+            };
+            let batch_ids: Vec<Vec<u32>> = fits.iter().map(|&i| ids[i].clone()).collect();
+            for (g, &i) in generate::generate(model, &batch_ids, &options, None)?
+                .into_iter()
+                .zip(&fits)
+            {
+                tokens += g.ids.len();
+                out[start + i] = tok.decode(&g.ids, true)?;
+            }
         }
+        start += chunk.len();
     }
-    Ok(out)
+    Ok((out, tokens))
 }
 
-/// The share of `answers` equal to `references` after trimming whitespace.
-pub fn exact_match(answers: &[String], references: &[String]) -> f64 {
+/// The share of `answers` equal to `references` after the `normalize` steps.
+pub fn exact_match(answers: &[String], references: &[String], normalize: &[Normalize]) -> f64 {
     if references.is_empty() {
         return 0.0;
     }
     let hits = answers
         .iter()
         .zip(references)
-        .filter(|(a, r)| a.trim() == r.trim())
+        .filter(|(a, r)| Normalize::apply(normalize, a) == Normalize::apply(normalize, r))
         .count();
     hits as f64 / references.len() as f64
 }

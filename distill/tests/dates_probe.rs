@@ -54,8 +54,11 @@ fn probe_teacher_on_dates() {
     let o = TrainOptions {
         steps,
         batch_size: env("BATCH", 32),
-        lr: 3e-3,
-        warmup: 30,
+        lr: std::env::var("LR")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3e-3),
+        warmup: env("WARMUP", 30),
         eval_every: env("EVAL", 100),
         weight_decay: 0.1,
         seed: 3,
@@ -75,7 +78,11 @@ fn probe_teacher_on_dates() {
         false,
         &mut |m| {
             let a = recipe::answers(m, &tok, &prompts, 14, 50)?;
-            Ok(Some(recipe::exact_match(&a, &answers_ref)))
+            Ok(Some(recipe::exact_match(
+                &a,
+                &answers_ref,
+                &[datasets::config::Normalize::Trim],
+            )))
         },
         &mut |s| {
             if s.eval_loss.is_some() || s.step % 50 == 0 {
@@ -91,8 +98,39 @@ fn probe_teacher_on_dates() {
         },
     )
     .unwrap();
-    let a = recipe::answers(&trained.model, &tok, &prompts[..8], 14, 8).unwrap();
+    for b in [1, 8, 50] {
+        let a = recipe::answers(&trained.model, &tok, &prompts, 14, b).unwrap();
+        println!(
+            "batch {b}: em {}",
+            recipe::exact_match(&a, &answers_ref, &[datasets::config::Normalize::Trim])
+        );
+    }
+    let a = recipe::answers(&trained.model, &tok, &prompts[..40], 14, 8).unwrap();
     for (p, (got, want)) in prompts.iter().zip(a.iter().zip(&answers_ref)) {
-        println!("{:?} -> {got:?} (want {want})", p.lines().last().unwrap());
+        println!(
+            "{} {:?} -> {got:?} (want {want})",
+            got.trim() == want.trim(),
+            p.lines().last().unwrap()
+        );
+    }
+}
+
+#[test]
+#[ignore]
+fn probe_tokens() {
+    let sets = datasets::tasks::generate(BuiltinTask::Dates, 17, 2000, 2000, 200);
+    let texts: Vec<String> = sets
+        .gold
+        .iter()
+        .chain(&sets.prompts)
+        .map(|s| s.prompt.clone())
+        .chain(sets.gold.iter().filter_map(|s| s.reference.clone()))
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let tok = recipe::train_tokenizer(&refs, 512).unwrap();
+    for s in sets.eval.iter().take(5) {
+        let ids = tok.encode(&s.prompt, true).unwrap();
+        let toks: Vec<String> = ids.iter().map(|&i| tok.id_to_token(i).unwrap()).collect();
+        println!("{} {:?}", ids.len(), toks);
     }
 }

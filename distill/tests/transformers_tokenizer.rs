@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use datasets::Message;
 use distill::data::chat::ChatTemplate;
-use distill::data::tokenizer::{SpecialTokens, Tokenizer};
+use distill::data::tokenizer::{BpeSplit, SpecialTokens, Tokenizer};
 
 fn torch_python() -> Option<PathBuf> {
     match std::env::var_os("WORKBENCH_TORCH_PYTHON") {
@@ -45,6 +45,8 @@ fn a_trained_and_saved_tokenizer_loads_in_transformers() {
         corpus.iter(),
         400,
         &["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        // The split the workbench trains its own tokenizers with (the Sequence pre-tokenizer).
+        BpeSplit::Digits,
     )
     .unwrap();
     tok.set_special_tokens(SpecialTokens {
@@ -82,6 +84,66 @@ fn a_trained_and_saved_tokenizer_loads_in_transformers() {
             "encodings": encodings,
         })
         .to_string(),
+    )
+    .unwrap();
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/interop/check_tokenizer_dir.py");
+    let out = std::process::Command::new(py)
+        .arg(script)
+        .arg(dir.path())
+        .arg(&expected)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.contains("tokenizer dir ok"),
+        "{stdout}\n{stderr}"
+    );
+}
+
+#[test]
+fn the_runs_own_tokenizer_encodes_like_transformers() {
+    // The tokenizer `workbench teacher train` makes: digits apart, merges across words, BOS
+    // added on encode. Its ids with and without special tokens must be transformers' ids.
+    let Some(py) = torch_python() else { return };
+    let corpus: Vec<String> = (0..300)
+        .map(|i| {
+            format!(
+                "Rewrite the date as ISO 8601.\nDate: {i} March 2021 -> 2021-03-{:02}",
+                i % 28 + 1
+            )
+        })
+        .collect();
+    let refs: Vec<&str> = corpus.iter().map(String::as_str).collect();
+    let tok = distill::recipe::train_tokenizer(&refs, 400).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    tok.save_dir(dir.path()).unwrap();
+    let mut encodings = Vec::new();
+    for text in [
+        "Rewrite the date as ISO 8601.\nDate: 3rd of March '21",
+        "2021-03-03",
+        "  Ça va? 東京",
+    ] {
+        for special in [false, true] {
+            encodings.push(serde_json::json!({
+                "text": text,
+                "special": special,
+                "ids": tok.encode(text, special).unwrap(),
+            }));
+        }
+    }
+    assert_eq!(
+        tok.encode("2021", true).unwrap().len(),
+        5,
+        "BOS, then one token per digit"
+    );
+    let expected = dir.path().join("expected.json");
+    std::fs::write(
+        &expected,
+        serde_json::json!({ "encodings": encodings }).to_string(),
     )
     .unwrap();
     let script =

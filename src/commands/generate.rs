@@ -35,9 +35,10 @@ fn teacher(loaded: &LoadedConfig, run: &RunDir) -> Result<Box<dyn Teacher>> {
             if !dir.is_dir() {
                 return Err(distill::Error::Invalid {
                     message: format!(
-                        "The local teacher `{}` does not exist\n\nhint: set `teacher.path` to a \
-                         checkpoint directory (config.json, model.safetensors, tokenizer.json), \
-                         or use `teacher.kind = \"openai\"` with a server",
+                        "The local teacher `{}` does not exist\n\nhint: train it with `workbench \
+                         teacher train CONFIG`, set `teacher.path` to a checkpoint directory \
+                         (config.json, model.safetensors, tokenizer.json), or use `teacher.kind = \
+                         \"openai\"` with a server",
                         dir.display()
                     ),
                 }

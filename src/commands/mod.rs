@@ -2,9 +2,11 @@
 
 pub mod config;
 pub mod datasets;
+pub mod eval;
 pub mod generate;
 pub mod model;
 pub mod run;
+pub mod train;
 
 use ::datasets::config::{Config, LoadedConfig, Override};
 use anyhow::Result;

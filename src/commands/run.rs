@@ -1,9 +1,9 @@
 //! `workbench run CONFIG`: the whole loop, stage by stage, re-entrant.
 //!
-//! Stages built so far: `data` and `synthetic` (generation). Generation runs when the config's
-//! teacher is at hand (an `openai` server, or a local checkpoint that exists); the teacher
-//! training, distillation, annotation, fine-tune and evaluation stages land next (see the
-//! README's status table); until they do, `run` stops after the last stage it can run and says so.
+//! Stages built so far: `data`, `teacher` (trained on the gold set when the teacher is local and
+//! `teacher.path` is not set), `synthetic` (generation), `student` and `gold-only` (distillation
+//! and its baseline) and evaluation. Expert review, the fine-tune and the report land next (see
+//! the README's status table); until they do, `run` stops after evaluation and says so.
 
 use anyhow::Result;
 use datasets::config::{LoadedConfig, TeacherKind};
@@ -63,37 +63,23 @@ pub fn run(out: &Output, args: RunArgs) -> Result<()> {
         run.config_hash()
     );
     data_stage(out, &loaded, &run)?;
-
     let teacher = &loaded.config.teacher;
-    let teacher_dir = match &teacher.path {
-        Some(p) => loaded.resolve(p),
-        None => distill::synth::default_teacher_dir(run.path()),
-    };
-    if teacher.kind == TeacherKind::Openai || teacher_dir.is_dir() {
-        super::generate::synthetic_stage(out, &loaded, &run)?;
-        out.say(
-            "\nThe generation stage is done. The next stages (distillation, expert review, \
-             fine-tune, evaluation) are not built yet; `run` stops here.",
-        );
-        out.hint(format!(
-            "look at the synthetic set with `workbench datasets inspect {}`",
-            run.stage_dir(distill::synth::STAGE).display()
-        ));
-        return Ok(());
+    if teacher.kind == TeacherKind::Local && teacher.path.is_none() {
+        super::train::teacher_stage(out, &loaded, &run, false)?;
     }
-    let data_dir = run.stage_dir(prepare::STAGE);
-    out.say(format!(
-        "\nThe data stage is done: sets in `{}` (gold, prompts, eval).",
-        data_dir.display()
-    ));
-    out.say(format!(
-        "The local teacher `{}` does not exist yet, and teacher training (`workbench teacher \
-         train`) is not built yet; `run` stops here.",
-        teacher_dir.display()
-    ));
-    out.hint(
-        "point `teacher.path` at a checkpoint, or `teacher.kind = \"openai\"` at a server, and \
-         `workbench generate` writes the synthetic set",
+    super::generate::synthetic_stage(out, &loaded, &run)?;
+    super::train::student_stages(out, &loaded, &run, false)?;
+    let rows = super::eval::eval_stage(out, &loaded, &run)?;
+    out.data(&distill::evaluate::markdown(&rows))?;
+    out.say(
+        "The expert review, fine-tune and report stages are not built yet; `run` stops after \
+         evaluation.",
     );
+    out.hint(format!(
+        "the synthetic set is in `{}`; export it with `workbench datasets export {} --kind \
+         samples --out DIR`",
+        run.stage_dir(distill::synth::STAGE).display(),
+        run.stage_dir(distill::synth::STAGE).display()
+    ));
     Ok(())
 }

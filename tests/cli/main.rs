@@ -5,6 +5,7 @@ mod common;
 
 mod config;
 mod datasets;
+mod distill;
 mod generate;
 mod interop;
 mod model;

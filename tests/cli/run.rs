@@ -108,9 +108,13 @@ fn data_can_come_from_files_with_a_column_mapping() {
         "eval.jsonl",
         "{\"q\": \"What is 2+2?\", \"a\": \"4\"}\n{\"q\": \"What is 5+5?\", \"a\": \"10\"}\n",
     );
+    sb.write(
+        "prompts.jsonl",
+        "{\"text\": \"What is 4+4?\"}\n{\"text\": \"Capital of Chile?\"}\n",
+    );
     let cfg = sb.write(
         "files.toml",
-        "[run]\nname = \"files\"\n\n[data]\ngold = { path = \"gold.csv\", map = { prompt = \"question\", reference = \"answer\" } }\neval = { path = \"eval.jsonl\", map = { prompt = \"q\", reference = \"a\" } }\n",
+        format!("[run]\nname = \"files\"\n\n[data]\ngold = {{ path = \"gold.csv\", map = {{ prompt = \"question\", reference = \"answer\" }} }}\nprompts = {{ path = \"prompts.jsonl\", map = {{ prompt = \"text\" }} }}\neval = {{ path = \"eval.jsonl\", map = {{ prompt = \"q\", reference = \"a\" }} }}\n{}", crate::common::TINY_MODELS),
     );
     let r = sb.run(&["run", cfg.to_str().unwrap()]).ok();
     // "What is 2+2?" is in the eval set: decontamination drops it from gold.
@@ -136,7 +140,27 @@ fn a_bad_data_file_stops_the_run_with_nothing_half_written() {
 fn the_readme_first_command_runs_the_demo() {
     let sb = Sandbox::new();
     let demo = crate::common::root().join("configs/demo.toml");
-    let r = sb.run(&["run", demo.to_str().unwrap()]).ok();
+    // The demo as shipped, shrunk by overrides so the test takes seconds; the full-size run is
+    // in the README (and `benches/`).
+    let r = sb
+        .run(&[
+            "run",
+            demo.to_str().unwrap(),
+            "--set",
+            "data.gold_size=40",
+            "--set",
+            "data.prompts_size=40",
+            "--set",
+            "data.eval_size=10",
+            "--set",
+            "teacher.train.steps=4",
+            "--set",
+            "distill.train.steps=4",
+        ])
+        .ok();
     assert!(r.stderr.contains("data: eval"), "{}", r.stderr);
     assert!(r.stderr.contains("not built yet"), "{}", r.stderr);
+    for model in ["| teacher |", "| gold-only |", "| distilled |"] {
+        assert!(r.stdout.contains(model), "{model} in\n{}", r.stdout);
+    }
 }

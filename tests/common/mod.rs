@@ -192,12 +192,16 @@ pub fn run_python_args(python: &Path, script: &str, args: &[&std::ffi::OsStr]) -
     stdout
 }
 
+/// Tiny teacher and student shapes and a few training steps, so every stage of a run takes
+/// seconds. (Sub-tables only: a test's `extra` may still open `[teacher]` or `[student]`.)
+pub const TINY_MODELS: &str = "\n[teacher.architecture]\nhidden_size = 32\nlayers = 1\nheads = 2\n\n[teacher.train]\nsteps = 12\nbatch_size = 8\n\n[student.architecture]\nhidden_size = 16\nlayers = 1\nheads = 1\n\n[distill.train]\nsteps = 8\nbatch_size = 8\n\n";
+
 /// A tiny run config in the sandbox, with `extra` appended (TOML).
 pub fn tiny_config(sb: &Sandbox, name: &str, extra: &str) -> PathBuf {
     sb.write(
         &format!("{name}.toml"),
         format!(
-            "[run]\nname = \"{name}\"\nseed = 3\n\n[data]\ntask = \"dates\"\ngold_size = 30\nprompts_size = 60\neval_size = 12\n{extra}"
+            "[run]\nname = \"{name}\"\nseed = 3\n\n[data]\ntask = \"dates\"\ngold_size = 30\nprompts_size = 60\neval_size = 12\n{TINY_MODELS}{extra}"
         ),
     )
 }

@@ -3,8 +3,9 @@
 Usage: check_tokenizer_dir.py TOKENIZER_DIR EXPECTED_JSON
 
 EXPECTED_JSON is {"messages": [{"role", "content"}, ...], "add_generation_prompt": bool,
-"expected": "..."} with our rendering of the chat template, and optionally "encodings":
-[{"text": "...", "ids": [id, ...]}] with our ids (add_special_tokens=False). The directory is
+"expected": "..."} with our rendering of the chat template (all three optional), and optionally
+"encodings": [{"text": "...", "ids": [id, ...], "special": bool}] with our ids (special: encoded
+with add_special_tokens, default false). The directory is
 loaded with AutoTokenizer from its files alone (no hub). Exits 1 naming the first difference;
 prints "tokenizer dir ok" otherwise.
 """
@@ -26,13 +27,14 @@ def main():
         expected = json.load(f)
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    rendered = tokenizer.apply_chat_template(
-        expected["messages"], tokenize=False, add_generation_prompt=expected["add_generation_prompt"]
-    )
-    if rendered != expected["expected"]:
-        sys.exit(f"error: chat template renders differently\n  ours:         {expected['expected']!r}\n  transformers: {rendered!r}")
+    if "messages" in expected:
+        rendered = tokenizer.apply_chat_template(
+            expected["messages"], tokenize=False, add_generation_prompt=expected["add_generation_prompt"]
+        )
+        if rendered != expected["expected"]:
+            sys.exit(f"error: chat template renders differently\n  ours:         {expected['expected']!r}\n  transformers: {rendered!r}")
     for case in expected.get("encodings", []):
-        ids = tokenizer.encode(case["text"], add_special_tokens=False)
+        ids = tokenizer.encode(case["text"], add_special_tokens=case.get("special", False))
         if ids != case["ids"]:
             sys.exit(f"error: {case['text']!r} encodes differently\n  ours:         {case['ids']}\n  transformers: {ids}")
     print("tokenizer dir ok")

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::train::{Architecture, TrainConfig};
 use super::{DedupMode, SourceConfig};
 
 /// Which kind of teacher.
@@ -116,6 +117,16 @@ pub struct TeacherConfig {
     /// Price of a million completion tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price_output_per_mtok: Option<f64>,
+    /// `workbench teacher train`: tokens in the run's tokenizer, a byte-level BPE trained on the
+    /// run's texts and shared by the teacher and the student.
+    #[serde(default = "super::train::default_vocab_size")]
+    pub vocab_size: usize,
+    /// `workbench teacher train`: the teacher's shape.
+    #[serde(default = "super::train::default_teacher_architecture")]
+    pub architecture: Architecture,
+    /// `workbench teacher train`: how it is trained on the gold set.
+    #[serde(default = "super::train::default_teacher_train")]
+    pub train: TrainConfig,
 }
 
 fn default_device() -> String {
@@ -164,6 +175,9 @@ impl Default for TeacherConfig {
             tokenizer: None,
             price_input_per_mtok: None,
             price_output_per_mtok: None,
+            vocab_size: super::train::default_vocab_size(),
+            architecture: super::train::default_teacher_architecture(),
+            train: super::train::default_teacher_train(),
         }
     }
 }

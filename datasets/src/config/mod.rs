@@ -17,8 +17,13 @@ use serde::{Deserialize, Serialize};
 use crate::set::Splits;
 
 mod generate;
+mod train;
 pub use generate::{
     ApiKind, GenerateConfig, OneOrMany, TeacherConfig, TeacherKind, Validator, Verifier,
+};
+pub use train::{
+    Architecture, DistillConfig, DistillLoss, DivergenceKind, EvalConfig, Normalize, StudentConfig,
+    TrainConfig,
 };
 
 /// A config that could not be read: where, which key, what was expected.
@@ -58,16 +63,16 @@ pub struct Config {
     /// Gold, prompt and eval sets, and how they are cleaned.
     #[serde(default)]
     pub data: DataConfig,
-    /// The teacher model (lands with the model and teacher stages).
+    /// The teacher model.
     #[serde(default)]
     pub teacher: TeacherConfig,
-    /// The student model (lands with the model and distillation stages).
+    /// The student model.
     #[serde(default)]
     pub student: StudentConfig,
-    /// Synthetic-set generation (lands with the generation stage).
+    /// Synthetic-set generation.
     #[serde(default)]
     pub generate: GenerateConfig,
-    /// Distillation (lands with the distillation stage).
+    /// Distillation.
     #[serde(default)]
     pub distill: DistillConfig,
     /// Expert review (lands with the annotation stage).
@@ -76,7 +81,7 @@ pub struct Config {
     /// The expert fine-tune (lands with the fine-tune stage).
     #[serde(default)]
     pub finetune: FinetuneConfig,
-    /// Evaluation (lands with the evaluation stage).
+    /// Evaluation.
     #[serde(default)]
     pub eval: EvalConfig,
     /// How sets are written: splits, shards, licence.
@@ -228,11 +233,8 @@ macro_rules! pending_section {
     };
 }
 
-pending_section!(StudentConfig, "student");
-pending_section!(DistillConfig, "distill");
 pending_section!(AnnotateConfig, "annotate");
 pending_section!(FinetuneConfig, "finetune");
-pending_section!(EvalConfig, "eval");
 
 /// `[export]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -631,6 +633,15 @@ impl Config {
             }
         }
         self.teacher.check().map_err(|(k, m)| err(k, m))?;
+        train::check_teacher_training(
+            self.teacher.vocab_size,
+            &self.teacher.architecture,
+            &self.teacher.train,
+        )
+        .map_err(|(k, m)| err(&k, m))?;
+        self.student.check().map_err(|(k, m)| err(&k, m))?;
+        self.distill.check().map_err(|(k, m)| err(&k, m))?;
+        self.eval.check().map_err(|(k, m)| err(&k, m))?;
         self.generate.check().map_err(|(k, m)| err(k, m))?;
         if let Some(src) = &self.generate.prompts {
             for target in src.map.keys() {

@@ -16,7 +16,9 @@ use chrono::{Datelike, NaiveDate, Weekday};
 use super::Rng;
 
 /// The instruction every prompt starts with.
-pub const INSTRUCTION: &str = "Rewrite the date as ISO 8601 (YYYY-MM-DD). Slashes are month/day/year; dots and dashes are day.month.year; two-digit years below 30 are 20xx.";
+/// It has no digits on purpose: a tokenizer that keeps digits apart (see `BpeSplit::Digits` in
+/// `distill`) then merges the whole instruction into a token or two.
+pub const INSTRUCTION: &str = "Rewrite the date as YYYY-MM-DD (ISO). Slashes are month/day/year; dots and dashes are day.month.year; a two-digit year below thirty is in the two-thousands, otherwise in the nineteen-hundreds.";
 
 const MONTHS: [&str; 12] = [
     "January",

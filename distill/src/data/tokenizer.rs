@@ -23,7 +23,10 @@ use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::normalizers::NormalizerWrapper;
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::processors::PostProcessorWrapper;
+use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, TokenizerImpl};
 
 use crate::data::chat::{ChatTemplate, TemplateContext};
@@ -35,6 +38,18 @@ pub const TOKENIZER_FILE: &str = "tokenizer.json";
 pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
 /// The file transformers 5 writes the chat template to; it wins over `tokenizer_config.json`.
 pub const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
+
+/// Where the merges of [`Tokenizer::train_bpe`] may not cross.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BpeSplit {
+    /// GPT-2's split regex: words, runs of digits, punctuation and spaces apart. The usual choice
+    /// for general text.
+    Words,
+    /// Only between digits: every digit is its own token and merges cross spaces and punctuation.
+    /// For small task models: a constant instruction becomes a few tokens, and numbers are
+    /// copied digit by digit, which a tiny model learns far faster than multi-digit tokens.
+    Digits,
+}
 
 /// The named special tokens of `tokenizer_config.json`, as text.
 ///
@@ -140,8 +155,8 @@ impl Tokenizer {
         Ok(tokenizer)
     }
 
-    /// Trains a byte-level BPE (GPT-2 style: byte-level pre-tokenizer with GPT-2's split regex
-    /// and no prefix space, byte-level decoder) of at most `vocab_size` tokens on `texts`.
+    /// Trains a byte-level BPE of at most `vocab_size` tokens on `texts`, byte-level decoder, no
+    /// prefix space; `split` says where merges may not cross (see [`BpeSplit`]).
     ///
     /// `special_tokens` get ids `0..n` in the order given and are never split; all 256 bytes
     /// follow, so any text encodes and decodes back to itself; merges fill the rest (fewer when
@@ -152,6 +167,7 @@ impl Tokenizer {
         texts: I,
         vocab_size: usize,
         special_tokens: &[&str],
+        split: BpeSplit,
     ) -> Result<Tokenizer>
     where
         I: IntoIterator<Item = S>,
@@ -187,10 +203,16 @@ impl Tokenizer {
             PostProcessorWrapper,
             DecoderWrapper,
         > = TokenizerImpl::new(ModelWrapper::from(BPE::default()));
+        let byte_level = ByteLevel::default().add_prefix_space(false);
+        let pre = match split {
+            BpeSplit::Words => PreTokenizerWrapper::ByteLevel(byte_level),
+            BpeSplit::Digits => PreTokenizerWrapper::Sequence(Sequence::new(vec![
+                PreTokenizerWrapper::Digits(Digits::new(true)),
+                PreTokenizerWrapper::ByteLevel(byte_level.use_regex(false)),
+            ])),
+        };
         inner
-            .with_pre_tokenizer(Some(PreTokenizerWrapper::ByteLevel(
-                ByteLevel::default().add_prefix_space(false),
-            )))
+            .with_pre_tokenizer(Some(pre))
             .with_post_processor(Some(PostProcessorWrapper::ByteLevel(
                 ByteLevel::default().trim_offsets(false),
             )))
@@ -352,6 +374,40 @@ impl Tokenizer {
     /// [`Tokenizer::from_file`]). A name the vocabulary lacks is kept as text (its id is `None`).
     pub fn set_special_tokens(&mut self, tokens: SpecialTokens) {
         self.special = tokens;
+    }
+
+    /// Makes `encode(text, true)` start with the BOS token, as Llama tokenizers do (a
+    /// `TemplateProcessing` post-processor after the byte-level one), so this code, transformers
+    /// and any server encode prompts alike.
+    pub fn add_bos_on_encode(&mut self) -> Result<()> {
+        let fail = |message: String| Error::Tokenizer {
+            path: self.path.clone(),
+            message,
+        };
+        let (Some(bos), Some(id)) = (self.special.bos.clone(), self.bos_id()) else {
+            return Err(fail("there is no BOS token to add".into()));
+        };
+        let template = TemplateProcessing::builder()
+            .try_single(format!("{bos} $A"))
+            .and_then(|b| b.try_pair(format!("{bos} $A {bos} $B")))
+            .map_err(|e| fail(format!("cannot build the BOS template: {e}")))?
+            .special_tokens(vec![(bos.clone(), id)])
+            .build()
+            .map_err(|e| fail(format!("cannot build the BOS template: {e}")))?;
+        self.inner
+            .with_post_processor(Some(PostProcessorWrapper::Sequence(
+                tokenizers::processors::sequence::Sequence::new(vec![
+                    PostProcessorWrapper::ByteLevel(ByteLevel::default().trim_offsets(false)),
+                    PostProcessorWrapper::Template(template),
+                ]),
+            )));
+        Ok(())
+    }
+
+    /// Whether `other` maps every token to the same id (what logit distillation needs).
+    pub fn same_vocabulary(&self, other: &Tokenizer) -> bool {
+        self.vocab_size == other.vocab_size
+            && self.inner.get_vocab(true) == other.inner.get_vocab(true)
     }
 
     /// The id of the beginning-of-sequence token.

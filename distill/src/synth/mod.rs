@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use crate::data::tokenizer::Tokenizer;
 use crate::model::Model;
+use crate::recipe::seed_of;
 use crate::teacher::cache::{self, ResponseCache};
 use crate::teacher::{Request, Response, Teacher};
 use crate::{Error, Result};
@@ -176,12 +177,6 @@ pub fn read_inputs(loaded: &LoadedConfig, data_dir: &Path) -> Result<Inputs> {
         eval,
         source,
     })
-}
-
-/// A seed from the run's seed and a label (stable across runs and machines).
-fn seed_of(run_seed: u64, label: &str) -> u64 {
-    let h = blake3::hash(format!("{run_seed}\0{label}").as_bytes());
-    u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"))
 }
 
 /// Renders prompts through the `[generate]` template.

@@ -74,7 +74,8 @@ fn divergence(lp: Tensor<3>, lq: Tensor<3>, valid: Tensor<3>, d: Divergence) -> 
 
 /// KD on a stored top-k: `top_ids` / `top_logprobs` `[batch, positions, k]` are the teacher's
 /// top-k (temperature 1), `top_valid` is 1 for real entries and 0 for padding (rows with fewer
-/// than k). See the module docs for the tail bucket.
+/// than k). See the module docs for the tail bucket. Positions with no valid entry (rows without
+/// a top-k, such as gold rows in a mixed batch) are left out of the mean.
 pub fn topk_kd(
     logits: Tensor<3>,
     top_ids: Tensor<3, Int>,
@@ -86,6 +87,7 @@ pub fn topk_kd(
 ) -> Tensor<1> {
     let [b, t, _] = logits.dims();
     let device = logits.device();
+    let top_valid_any = top_valid.clone();
     // Student at temperature T, on the k tokens and the rest.
     let lq_all = log_softmax(logits.div_scalar(temperature), 2);
     let lq_k = lq_all.gather(2, top_ids);
@@ -107,7 +109,9 @@ pub fn topk_kd(
     let lq = Tensor::cat(vec![lq_k, lq_tail], 2);
     let valid = Tensor::cat(vec![top_valid, Tensor::ones([b, t, 1], &device)], 2);
     let per_position = divergence(lp, lq, valid, divergence_kind);
-    masked_mean(per_position, mask).mul_scalar(temperature * temperature)
+    // Positions without a stored top-k (gold rows mixed into a batch) have nothing to match.
+    let has_topk = top_valid_any.sum_dim(2).reshape([b, t]).clamp_max(1.0);
+    masked_mean(per_position, mask * has_topk).mul_scalar(temperature * temperature)
 }
 
 /// KD on the teacher's full distribution (same vocabulary): `teacher_logits` `[batch, positions,
@@ -243,6 +247,27 @@ mod tests {
         let a = run(&[0, 1], &lp, &[1.0, 1.0], 2);
         let b = run(&[0, 1, 0], &[lp[0], lp[1], -3.0], &[1.0, 1.0, 0.0], 3);
         assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+
+    #[test]
+    fn positions_without_a_topk_are_left_out_of_the_mean() {
+        // Two positions: the first has the teacher's top-2, the second (a gold row) none. The
+        // mean is the first position's divergence, not half of it.
+        let q = [0.2, 0.3, 0.1, 0.4];
+        let mut student = ln(&q);
+        student.extend(ln(&q));
+        let lp = ln(&[0.5, 0.25]);
+        let got = scalar(topk_kd(
+            t3(&student, [1, 2, 4]),
+            ids(&[0, 1, 0, 0], [1, 2, 2]),
+            t3(&[lp[0], lp[1], 0.0, 0.0], [1, 2, 2]),
+            t3(&[1.0, 1.0, 0.0, 0.0], [1, 2, 2]),
+            ones2(1, 2),
+            Divergence::ForwardKl,
+            1.0,
+        ));
+        let want = kl(&[0.5, 0.25, 0.25], &[0.2, 0.3, 0.5]);
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
     }
 
     #[test]

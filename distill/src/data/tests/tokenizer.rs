@@ -54,7 +54,9 @@ fn corpus() -> Vec<String> {
 
 fn trained() -> &'static Tokenizer {
     static TOKENIZER: OnceLock<Tokenizer> = OnceLock::new();
-    TOKENIZER.get_or_init(|| Tokenizer::train_bpe(corpus().iter(), 400, &SPECIAL).unwrap())
+    TOKENIZER.get_or_init(|| {
+        Tokenizer::train_bpe(corpus().iter(), 400, &SPECIAL, BpeSplit::Words).unwrap()
+    })
 }
 
 /// A checkpoint-like directory holding the fixture's tokenizer.json and the given files.
@@ -257,8 +259,8 @@ fn train_bpe_matches_python_tokenizers() {
 #[test]
 fn train_bpe_is_deterministic() {
     let texts = corpus();
-    let a = Tokenizer::train_bpe(texts.iter(), 350, &SPECIAL).unwrap();
-    let b = Tokenizer::train_bpe(texts.clone(), 350, &SPECIAL).unwrap();
+    let a = Tokenizer::train_bpe(texts.iter(), 350, &SPECIAL, BpeSplit::Words).unwrap();
+    let b = Tokenizer::train_bpe(texts.clone(), 350, &SPECIAL, BpeSplit::Words).unwrap();
     assert_eq!(
         a.inner().to_string(false).unwrap(),
         b.inner().to_string(false).unwrap()
@@ -283,22 +285,22 @@ fn train_bpe_honours_vocab_size_and_special_ids() {
         assert_eq!(tokenizer.decode(&ids, true).unwrap(), "ab");
     }
     // A corpus too small for the vocabulary asked for gives fewer tokens, never more.
-    let small = Tokenizer::train_bpe(["abab abab"], 1000, &["<s>"]).unwrap();
+    let small = Tokenizer::train_bpe(["abab abab"], 1000, &["<s>"], BpeSplit::Words).unwrap();
     assert!(small.vocab_size() < 1000 && small.vocab_size() > 257);
     // Exactly the minimum: the bytes and the special tokens, no merges.
-    let bytes_only = Tokenizer::train_bpe(corpus(), 259, &SPECIAL).unwrap();
+    let bytes_only = Tokenizer::train_bpe(corpus(), 259, &SPECIAL, BpeSplit::Words).unwrap();
     assert_eq!(bytes_only.vocab_size(), 259);
     assert_eq!(bytes_only.encode("ab", false).unwrap().len(), 2);
 }
 
 #[test]
 fn train_bpe_refuses_bad_arguments() {
-    let err = Tokenizer::train_bpe(["x"], 100, &SPECIAL).unwrap_err();
+    let err = Tokenizer::train_bpe(["x"], 100, &SPECIAL, BpeSplit::Words).unwrap_err();
     assert!(matches!(err, Error::Tokenizer { .. }), "{err:?}");
     assert!(err.to_string().contains("too small"), "{err}");
-    let err = Tokenizer::train_bpe(["x"], 400, &["<s>", "<s>"]).unwrap_err();
+    let err = Tokenizer::train_bpe(["x"], 400, &["<s>", "<s>"], BpeSplit::Words).unwrap_err();
     assert!(err.to_string().contains("twice"), "{err}");
-    let err = Tokenizer::train_bpe(["x"], 400, &[""]).unwrap_err();
+    let err = Tokenizer::train_bpe(["x"], 400, &[""], BpeSplit::Words).unwrap_err();
     assert!(err.to_string().contains("empty"), "{err}");
 }
 

@@ -1,0 +1,478 @@
+//! The sections of the trained models: the shape of a model the workbench initialises, how it is
+//! trained (`[teacher.train]`, `[distill.train]`), the student, distillation and evaluation.
+
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The shape of a Llama-family decoder the workbench initialises from scratch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Architecture {
+    /// Width of the residual stream.
+    pub hidden_size: usize,
+    /// Decoder layers.
+    pub layers: usize,
+    /// Attention heads; `hidden_size` must divide by it.
+    pub heads: usize,
+    /// Key/value heads (grouped-query attention); `heads` must divide by it. Default: `heads`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_heads: Option<usize>,
+    /// Width of the SwiGLU MLP. Default: 8/3 of `hidden_size`, rounded up to a multiple of 8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intermediate_size: Option<usize>,
+    /// Longest sequence (prompt and completion), in tokens.
+    #[serde(default = "default_max_positions")]
+    pub max_positions: usize,
+}
+
+fn default_max_positions() -> usize {
+    256
+}
+
+impl Architecture {
+    /// Key/value heads, defaulted.
+    pub fn kv_heads(&self) -> usize {
+        self.kv_heads.unwrap_or(self.heads)
+    }
+
+    /// MLP width, defaulted.
+    pub fn intermediate_size(&self) -> usize {
+        self.intermediate_size
+            .unwrap_or_else(|| (self.hidden_size * 8).div_ceil(3).div_ceil(8) * 8)
+    }
+
+    fn check(&self, section: &str) -> Result<(), (String, String)> {
+        let key = |k: &str| format!("{section}.{k}");
+        for (k, v) in [
+            ("hidden_size", self.hidden_size),
+            ("layers", self.layers),
+            ("heads", self.heads),
+            ("kv_heads", self.kv_heads()),
+            ("intermediate_size", self.intermediate_size()),
+            ("max_positions", self.max_positions),
+        ] {
+            if v == 0 {
+                return Err((key(k), "is 0; expected at least 1".into()));
+            }
+        }
+        if !self.hidden_size.is_multiple_of(self.heads) {
+            return Err((
+                key("heads"),
+                format!(
+                    "is {}, which does not divide `hidden_size` ({}); pick a divisor",
+                    self.heads, self.hidden_size
+                ),
+            ));
+        }
+        if !(self.hidden_size / self.heads).is_multiple_of(2) {
+            return Err((
+                key("heads"),
+                format!(
+                    "gives heads of {} dimensions; rotary embeddings need an even head size",
+                    self.hidden_size / self.heads
+                ),
+            ));
+        }
+        if !self.heads.is_multiple_of(self.kv_heads()) {
+            return Err((
+                key("kv_heads"),
+                format!(
+                    "is {}, which does not divide `heads` ({})",
+                    self.kv_heads(),
+                    self.heads
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How a model is trained: the loop's settings, shared by teacher training and distillation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Sequences per micro-batch.
+    #[serde(default = "default_train_batch")]
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step (gradient accumulation).
+    #[serde(default = "default_one")]
+    pub accumulation: usize,
+    /// Peak learning rate (AdamW).
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// Linear warmup steps.
+    #[serde(default = "default_warmup")]
+    pub warmup: usize,
+    /// The cosine decays to `lr · min_lr_ratio`.
+    #[serde(default = "default_min_lr_ratio")]
+    pub min_lr_ratio: f64,
+    /// AdamW weight decay.
+    #[serde(default = "default_weight_decay")]
+    pub weight_decay: f64,
+    /// Gradient clipping by global norm (0: off).
+    #[serde(default = "default_grad_clip")]
+    pub grad_clip: f64,
+    /// Evaluate (loss and exact match on the eval set) every N steps; always at the end.
+    #[serde(default)]
+    pub eval_every: usize,
+    /// Stop after this many evaluations without a better eval loss (0: never).
+    #[serde(default)]
+    pub patience: usize,
+    /// Write a resumable checkpoint every N steps (0: only at the end).
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: usize,
+}
+
+fn default_train_batch() -> usize {
+    32
+}
+fn default_one() -> usize {
+    1
+}
+fn default_lr() -> f64 {
+    3e-3
+}
+fn default_warmup() -> usize {
+    30
+}
+fn default_min_lr_ratio() -> f64 {
+    0.1
+}
+fn default_weight_decay() -> f64 {
+    0.1
+}
+fn default_grad_clip() -> f64 {
+    1.0
+}
+fn default_checkpoint_every() -> usize {
+    100
+}
+
+impl TrainConfig {
+    /// The defaults, for `steps` steps.
+    pub fn with_steps(steps: usize) -> TrainConfig {
+        TrainConfig {
+            steps,
+            batch_size: default_train_batch(),
+            accumulation: 1,
+            lr: default_lr(),
+            warmup: default_warmup(),
+            min_lr_ratio: default_min_lr_ratio(),
+            weight_decay: default_weight_decay(),
+            grad_clip: default_grad_clip(),
+            eval_every: 0,
+            patience: 0,
+            checkpoint_every: default_checkpoint_every(),
+        }
+    }
+
+    fn check(&self, section: &str) -> Result<(), (String, String)> {
+        let key = |k: &str| format!("{section}.{k}");
+        for (k, v) in [
+            ("steps", self.steps),
+            ("batch_size", self.batch_size),
+            ("accumulation", self.accumulation),
+        ] {
+            if v == 0 {
+                return Err((key(k), "is 0; expected at least 1".into()));
+            }
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err((
+                key("lr"),
+                format!("is {}; expected a positive number", self.lr),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.min_lr_ratio) {
+            return Err((
+                key("min_lr_ratio"),
+                format!("is {}; expected a number in [0, 1]", self.min_lr_ratio),
+            ));
+        }
+        for (k, v) in [
+            ("weight_decay", self.weight_decay),
+            ("grad_clip", self.grad_clip),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return Err((key(k), format!("is {v}; expected 0 or more")));
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn default_vocab_size() -> usize {
+    512
+}
+pub(super) fn default_teacher_architecture() -> Architecture {
+    Architecture {
+        hidden_size: 128,
+        layers: 4,
+        heads: 4,
+        kv_heads: Some(2),
+        intermediate_size: None,
+        max_positions: default_max_positions(),
+    }
+}
+pub(super) fn default_teacher_train() -> TrainConfig {
+    TrainConfig::with_steps(600)
+}
+
+/// Checks `teacher.vocab_size`, `[teacher.architecture]` and `[teacher.train]`.
+pub(super) fn check_teacher_training(
+    vocab_size: usize,
+    architecture: &Architecture,
+    train: &TrainConfig,
+) -> Result<(), (String, String)> {
+    if vocab_size < 260 {
+        return Err((
+            "teacher.vocab_size".into(),
+            format!(
+                "is {vocab_size}; a byte-level tokenizer needs the 256 bytes and its special \
+                 token, so at least 260"
+            ),
+        ));
+    }
+    architecture.check("teacher.architecture")?;
+    train.check("teacher.train")
+}
+
+/// `[student]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StudentConfig {
+    /// Start from this checkpoint (Hugging Face layout: config.json, model.safetensors,
+    /// tokenizer.json) instead of fresh weights; relative to the config file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// The shape of a fresh student (without `path`). It uses the teacher's tokenizer.
+    #[serde(default = "default_student_architecture")]
+    pub architecture: Architecture,
+}
+
+fn default_student_architecture() -> Architecture {
+    Architecture {
+        hidden_size: 64,
+        layers: 2,
+        heads: 2,
+        kv_heads: Some(1),
+        intermediate_size: None,
+        max_positions: default_max_positions(),
+    }
+}
+
+impl Default for StudentConfig {
+    fn default() -> Self {
+        StudentConfig {
+            path: None,
+            architecture: default_student_architecture(),
+        }
+    }
+}
+
+impl StudentConfig {
+    pub(super) fn check(&self) -> Result<(), (String, String)> {
+        self.architecture.check("student.architecture")
+    }
+}
+
+/// Which divergence the KD term uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DivergenceKind {
+    /// KL(teacher ‖ student): mass-covering (Hinton 2015).
+    #[default]
+    ForwardKl,
+    /// KL(student ‖ teacher): mode-seeking (MiniLLM).
+    ReverseKl,
+    /// Generalised Jensen–Shannon with weight `beta` (GKD); β = 0 and 1 are the KL limits.
+    Jsd,
+}
+
+/// What the distilled student learns from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DistillLoss {
+    /// Cross-entropy on the teacher's completions only (sequence-level KD). Works with any
+    /// teacher, whatever its vocabulary.
+    Ce,
+    /// `alpha · KD + (1 − alpha) · CE`, KD on the teacher's stored top-k logprobs (the mass
+    /// outside them in one tail bucket), or on its full distribution with `full_vocab`.
+    #[default]
+    Kd,
+}
+
+/// `[distill]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DistillConfig {
+    /// `ce` (sequence-level KD) or `kd` (logit KD mixed with CE).
+    #[serde(default)]
+    pub loss: DistillLoss,
+    /// `forward_kl`, `reverse_kl` or `jsd`.
+    #[serde(default)]
+    pub divergence: DivergenceKind,
+    /// JSD weight β in [0, 1] (only with `divergence = "jsd"`).
+    #[serde(default = "default_beta")]
+    pub beta: f64,
+    /// Softmax temperature of teacher and student in the KD term (scaled by T²).
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
+    /// Weight of the KD term; CE gets `1 − alpha`.
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    /// KD on the local teacher's full distribution, computed during training, instead of the
+    /// stored top-k (teacher and student must share the vocabulary).
+    #[serde(default)]
+    pub full_vocab: bool,
+    /// Train on the gold set too, next to the synthetic set (CE on the gold answers).
+    #[serde(default = "default_true")]
+    pub include_gold: bool,
+    /// Also train the gold-only baseline: the same student on the gold set alone, same steps, so
+    /// the table shows what the teacher bought.
+    #[serde(default = "default_true")]
+    pub baseline: bool,
+    /// How the students are trained.
+    #[serde(default = "default_distill_train")]
+    pub train: TrainConfig,
+}
+
+fn default_beta() -> f64 {
+    0.5
+}
+fn default_temperature() -> f64 {
+    1.0
+}
+fn default_alpha() -> f64 {
+    0.5
+}
+fn default_true() -> bool {
+    true
+}
+fn default_distill_train() -> TrainConfig {
+    TrainConfig::with_steps(400)
+}
+
+impl Default for DistillConfig {
+    fn default() -> Self {
+        DistillConfig {
+            loss: DistillLoss::Kd,
+            divergence: DivergenceKind::ForwardKl,
+            beta: default_beta(),
+            temperature: default_temperature(),
+            alpha: default_alpha(),
+            full_vocab: false,
+            include_gold: true,
+            baseline: true,
+            train: default_distill_train(),
+        }
+    }
+}
+
+impl DistillConfig {
+    pub(super) fn check(&self) -> Result<(), (String, String)> {
+        for (k, v) in [("distill.beta", self.beta), ("distill.alpha", self.alpha)] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err((k.into(), format!("is {v}; expected a number in [0, 1]")));
+            }
+        }
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return Err((
+                "distill.temperature".into(),
+                format!("is {}; expected a positive number", self.temperature),
+            ));
+        }
+        if self.full_vocab && self.loss == DistillLoss::Ce {
+            return Err((
+                "distill.full_vocab".into(),
+                "needs `loss = \"kd\"`; with `ce` the student learns from the teacher's text only"
+                    .into(),
+            ));
+        }
+        self.train.check("distill.train")
+    }
+}
+
+/// One step of the normaliser applied to answers and references before exact match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalize {
+    /// Strip leading and trailing whitespace.
+    Trim,
+    /// Lowercase.
+    Lowercase,
+    /// Collapse runs of whitespace into one space.
+    Whitespace,
+    /// Drop punctuation.
+    Punctuation,
+}
+
+impl Normalize {
+    /// Applies `steps` in order.
+    pub fn apply(steps: &[Normalize], text: &str) -> String {
+        let mut s = text.to_string();
+        for step in steps {
+            s = match step {
+                Normalize::Trim => s.trim().to_string(),
+                Normalize::Lowercase => s.to_lowercase(),
+                Normalize::Whitespace => s.split_whitespace().collect::<Vec<_>>().join(" "),
+                Normalize::Punctuation => s.chars().filter(|c| !c.is_ascii_punctuation()).collect(),
+            };
+        }
+        s
+    }
+}
+
+/// `[eval]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Steps applied to answers and references before they are compared: `trim`, `lowercase`,
+    /// `whitespace`, `punctuation`.
+    #[serde(default = "default_normalize")]
+    pub normalize: Vec<Normalize>,
+    /// Tokens a model may write per eval prompt (greedy).
+    #[serde(default = "default_eval_tokens")]
+    pub max_new_tokens: usize,
+    /// Prompts answered together.
+    #[serde(default = "default_eval_batch")]
+    pub batch_size: usize,
+}
+
+fn default_normalize() -> Vec<Normalize> {
+    vec![Normalize::Trim]
+}
+fn default_eval_tokens() -> usize {
+    32
+}
+fn default_eval_batch() -> usize {
+    64
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            normalize: default_normalize(),
+            max_new_tokens: default_eval_tokens(),
+            batch_size: default_eval_batch(),
+        }
+    }
+}
+
+impl EvalConfig {
+    pub(super) fn check(&self) -> Result<(), (String, String)> {
+        for (k, v) in [
+            ("eval.max_new_tokens", self.max_new_tokens),
+            ("eval.batch_size", self.batch_size),
+        ] {
+            if v == 0 {
+                return Err((k.into(), "is 0; expected at least 1".into()));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,167 @@
+//! Evaluation: every model a run has, on the run's eval set, in one table.
+//!
+//! Per model: exact match against the references (after the `[eval]` normaliser), the
+//! cross-entropy of the references (and its perplexity), agreement with the teacher's answers,
+//! parameters, and greedy decoding speed. The rows are named as the report names them:
+//! `teacher`, `gold-only`, `distilled`, `distilled+expert`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use datasets::config::LoadedConfig;
+use serde::Serialize;
+
+use crate::data::tokenizer::Tokenizer;
+use crate::fit::{self, EvalSet};
+use crate::model::checkpoint;
+use crate::recipe;
+use crate::train::data::Example;
+use crate::{Error, Result};
+
+/// Where the finetune stage puts the final student (issue: the expert fine-tune).
+pub const FINETUNED: &str = "finetuned";
+
+/// One row of the table.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalRow {
+    /// `teacher`, `gold-only`, `distilled` or `distilled+expert`.
+    pub model: String,
+    /// The checkpoint directory.
+    pub path: PathBuf,
+    /// Share of eval prompts answered exactly right.
+    pub exact_match: f64,
+    /// Mean cross-entropy of the reference answers, per token.
+    pub loss: f64,
+    /// `exp(loss)`.
+    pub perplexity: f64,
+    /// Share of eval prompts where the answer equals the teacher's (normalised); `None` for
+    /// the teacher itself, or without a local teacher.
+    pub agreement: Option<f64>,
+    /// Parameters.
+    pub params: u64,
+    /// Greedy decoding speed on the eval set, generated tokens per second.
+    pub tokens_per_s: f64,
+    /// Eval prompts.
+    pub rows: usize,
+}
+
+/// The models a run has, in table order: `(name, checkpoint directory)`.
+pub fn run_models(loaded: &LoadedConfig, run_dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    if let Some(t) = fit::teacher_dir(loaded, run_dir) {
+        out.push(("teacher".to_string(), t));
+    }
+    out.push((
+        "gold-only".to_string(),
+        run_dir.join(fit::BASELINE).join(fit::FINAL),
+    ));
+    out.push((
+        "distilled".to_string(),
+        run_dir.join(fit::STUDENT).join(fit::FINAL),
+    ));
+    out.push(("distilled+expert".to_string(), run_dir.join(FINETUNED)));
+    out.into_iter()
+        .filter(|(_, p)| p.join("config.json").is_file())
+        .collect()
+}
+
+/// Evaluates every model of the run that exists on `eval`; `progress` hears each model's name.
+pub fn evaluate(
+    loaded: &LoadedConfig,
+    run_dir: &Path,
+    eval: &EvalSet,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<EvalRow>> {
+    let c = &loaded.config;
+    if eval.prompts.is_empty() {
+        return Err(Error::invalid(
+            "The run has no eval set with references, so there is nothing to measure\n\nhint: \
+             give `data.eval` (with a `reference` column) or use `data.task`",
+        ));
+    }
+    let models = run_models(loaded, run_dir);
+    if models.is_empty() {
+        return Err(Error::invalid(format!(
+            "The run `{}` has no trained model yet\n\nhint: run `workbench teacher train`, \
+             `workbench distill` (or `workbench run`) first",
+            run_dir.display()
+        )));
+    }
+    let device = crate::backend::device(&c.teacher.device)?;
+    let norm = &c.eval.normalize;
+    let mut rows = Vec::new();
+    let mut teacher_answers: Option<Vec<String>> = None;
+    for (name, dir) in models {
+        progress(&name);
+        let model = checkpoint::load(&dir, &device)?;
+        let tok = Tokenizer::from_dir(&dir)?;
+        let t0 = Instant::now();
+        let (answers, tokens) = recipe::answers_counted(
+            &model,
+            &tok,
+            &eval.prompts,
+            c.eval.max_new_tokens,
+            c.eval.batch_size,
+        )?;
+        let seconds = t0.elapsed().as_secs_f64();
+        let fits = model.config().max_position_embeddings;
+        let examples: Vec<Example> = eval
+            .prompts
+            .iter()
+            .zip(&eval.references)
+            .map(|(p, r)| recipe::example(&tok, p, r, None))
+            .filter(|e| e.as_ref().is_ok_and(|e| e.ids.len() <= fits))
+            .collect::<Result<_>>()?;
+        let pad = tok.pad_id().or(tok.eos_id()).unwrap_or(0);
+        let loss = crate::train::eval_loss(&model, &examples, c.eval.batch_size, pad);
+        let agreement = teacher_answers
+            .as_ref()
+            .map(|t| recipe::exact_match(&answers, t, norm));
+        rows.push(EvalRow {
+            exact_match: recipe::exact_match(&answers, &eval.references, norm),
+            loss,
+            perplexity: loss.exp(),
+            agreement,
+            params: model.num_params(),
+            tokens_per_s: tokens as f64 / seconds.max(1e-9),
+            rows: eval.prompts.len(),
+            path: dir,
+            model: name.clone(),
+        });
+        if name == "teacher" {
+            teacher_answers = Some(answers);
+        }
+    }
+    Ok(rows)
+}
+
+/// The table in Markdown.
+pub fn markdown(rows: &[EvalRow]) -> String {
+    let mut s = String::from(
+        "| model | exact match | loss | perplexity | agrees with teacher | params | tokens/s |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {:.1}% | {:.3} | {:.2} | {} | {} | {:.0} |\n",
+            r.model,
+            100.0 * r.exact_match,
+            r.loss,
+            r.perplexity,
+            r.agreement
+                .map_or("—".to_string(), |a| format!("{:.1}%", 100.0 * a)),
+            params(r.params),
+            r.tokens_per_s
+        ));
+    }
+    s
+}
+
+/// `1234567` → `1.23M`.
+pub fn params(n: u64) -> String {
+    match n {
+        0..1_000 => n.to_string(),
+        1_000..1_000_000 => format!("{:.0}k", n as f64 / 1e3),
+        _ => format!("{:.2}M", n as f64 / 1e6),
+    }
+}

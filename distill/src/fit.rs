@@ -1,0 +1,781 @@
+//! The training stages of a run: the local teacher (on the gold set), the distilled student (on
+//! the synthetic set, and the gold set with `distill.include_gold`), and the gold-only baseline
+//! (the same student, same initial weights and steps, on the gold set alone).
+//!
+//! Each stage writes, into the directory the caller gives (the run's stage directory, built
+//! under a temporary name and renamed when done): the model in the Hugging Face layout,
+//! `metrics.parquet` (one row per step), and `loss.svg` / `exact_match.svg`. Step checkpoints go
+//! to `runs/<name>/checkpoints/<stage>/step-N/` with a `HASH` file naming the settings they were
+//! made under: a killed stage resumes from the newest complete one, and a checkpoint made under
+//! other settings is discarded rather than resumed.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::tensor::Device;
+use datasets::config::{
+    Architecture, Config, DistillLoss, DivergenceKind, LoadedConfig, Normalize, TeacherKind,
+    TrainConfig,
+};
+use datasets::metrics::{self, MetricRow};
+use datasets::{Sample, Set};
+use serde::Serialize;
+
+use crate::data::tokenizer::Tokenizer;
+use crate::model::{Model, ModelConfig, checkpoint};
+use crate::plot::{Chart, Series};
+use crate::recipe::{self, seed_of};
+use crate::train::data::Example;
+use crate::train::loss::Divergence;
+use crate::train::{self, Objective, StepLog, TrainOptions};
+use crate::{Error, Result};
+
+/// The teacher stage: `runs/<name>/teacher/` is its checkpoint.
+pub const TEACHER: &str = "teacher";
+/// The distilled student stage: `runs/<name>/student/final/`.
+pub const STUDENT: &str = "student";
+/// The gold-only baseline stage: `runs/<name>/gold-only/final/`.
+pub const BASELINE: &str = "gold-only";
+/// Where step checkpoints live in a run directory.
+pub const CHECKPOINTS: &str = "checkpoints";
+/// The model's directory inside the student and baseline stage directories.
+pub const FINAL: &str = "final";
+
+/// The data stage's sets, as training reads them.
+pub struct RunData {
+    /// Gold rows (prompt and reference).
+    pub gold: Vec<Sample>,
+    /// The prompt pool (no answers).
+    pub prompts: Vec<Sample>,
+    /// Held-out prompts with references.
+    pub eval: EvalSet,
+}
+
+/// Eval prompts and their references.
+#[derive(Debug, Clone, Default)]
+pub struct EvalSet {
+    /// Prompts.
+    pub prompts: Vec<String>,
+    /// References, one per prompt.
+    pub references: Vec<String>,
+}
+
+/// Reads the data stage's `gold`, `prompts` and `eval` sets (any may be missing).
+pub fn read_data(data_dir: &Path) -> Result<RunData> {
+    let read = |name: &str| -> Result<Vec<Sample>> {
+        let dir = data_dir.join(name);
+        if !Set::is_set(&dir) {
+            return Ok(Vec::new());
+        }
+        Ok(Set::open(&dir)?.read_all::<Sample>(None)?)
+    };
+    let mut eval = EvalSet::default();
+    for s in read("eval")? {
+        if let Some(r) = s.reference {
+            eval.prompts.push(s.prompt);
+            eval.references.push(r);
+        }
+    }
+    Ok(RunData {
+        gold: read("gold")?,
+        prompts: read("prompts")?,
+        eval,
+    })
+}
+
+/// Hash of what the teacher depends on: the data, the seed, and the teacher's training keys (not
+/// how it is later asked, so changing `teacher.batch_size` keeps it).
+pub fn teacher_hash(c: &Config) -> String {
+    let t = &c.teacher;
+    let keys = serde_json::json!({
+        "vocab_size": t.vocab_size,
+        "architecture": t.architecture,
+        "train": t.train,
+    });
+    hash_with(c, &["run", "data"], &keys)
+}
+
+/// Hash of what the distilled student depends on.
+pub fn student_hash(c: &Config) -> String {
+    hash_with(
+        c,
+        &["run", "data", "teacher", "generate", "student", "distill"],
+        &serde_json::Value::Null,
+    )
+}
+
+/// Hash of what the gold-only baseline depends on: not the synthetic set, nor the KD settings.
+pub fn baseline_hash(c: &Config) -> String {
+    let keys = serde_json::json!({ "train": c.distill.train, "teacher": teacher_hash(c) });
+    hash_with(c, &["run", "data", "student"], &keys)
+}
+
+fn hash_with(c: &Config, sections: &[&str], extra: &serde_json::Value) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(c.stage_hash(sections).as_bytes());
+    h.update(extra.to_string().as_bytes());
+    h.finalize().to_hex()[..16].to_string()
+}
+
+/// What a training stage did.
+#[derive(Debug, Clone, Serialize)]
+pub struct FitSummary {
+    /// `teacher`, `student` or `gold-only`.
+    pub stage: String,
+    /// Parameters of the model.
+    pub params: u64,
+    /// Training rows, and how many were left out (no answer, or longer than the model's
+    /// positions).
+    pub train_rows: usize,
+    /// Rows left out.
+    pub skipped_rows: usize,
+    /// Steps run (fewer than asked when early stopping ended the run).
+    pub steps: usize,
+    /// The step the run resumed from, if it did.
+    pub resumed_from: Option<usize>,
+    /// Whether early stopping ended the run.
+    pub stopped_early: bool,
+    /// Mean training loss of the last 10 steps.
+    pub final_loss: f64,
+    /// The last eval loss.
+    pub eval_loss: Option<f64>,
+    /// Exact match on the eval set, at the end.
+    pub exact_match: Option<f64>,
+    /// Seconds of training in this process.
+    pub seconds: f64,
+    /// Completion tokens per second of training.
+    pub tokens_per_s: f64,
+    /// What the student learned from: `ce`, or `kd (forward_kl, top-k)` and so on.
+    pub objective: String,
+}
+
+/// A training run to do.
+pub struct Job<'a> {
+    /// `teacher`, `student` or `gold-only`.
+    pub stage: &'a str,
+    /// The model to train (weights on any device; moved to the training device).
+    pub model: Model,
+    /// Its tokenizer.
+    pub tokenizer: &'a Tokenizer,
+    /// Training examples.
+    pub train: Vec<Example>,
+    /// Rows left out of `train`.
+    pub skipped: usize,
+    /// The eval set.
+    pub eval: &'a EvalSet,
+    /// Loop settings.
+    pub options: TrainOptions,
+    /// A local teacher for full-distribution KD.
+    pub teacher: Option<&'a Model>,
+    /// The `[eval]` normaliser and decoding settings.
+    pub normalize: &'a [Normalize],
+    /// Tokens per eval answer.
+    pub eval_tokens: usize,
+    /// Eval prompts per batch.
+    pub eval_batch: usize,
+    /// Human-readable objective for the summary.
+    pub objective: String,
+}
+
+/// Where a stage's checkpoints are, and whether it must resume.
+pub struct Checkpoints {
+    /// `runs/<name>/checkpoints/<stage>`.
+    pub dir: PathBuf,
+    /// The stage's settings hash; checkpoints under another hash are discarded.
+    pub hash: String,
+    /// `--resume`: fail when there is nothing to resume.
+    pub require_resume: bool,
+}
+
+/// Opens the checkpoint directory: discards checkpoints made under other settings and returns
+/// the newest complete step.
+fn open_checkpoints(c: &Checkpoints) -> Result<Option<usize>> {
+    let hash_file = c.dir.join("HASH");
+    let old = std::fs::read_to_string(&hash_file).ok();
+    if old.as_deref().map(str::trim) != Some(c.hash.as_str()) && c.dir.exists() {
+        if c.require_resume && old.is_some() {
+            return Err(Error::invalid(format!(
+                "The checkpoints in `{}` were made under other settings, so they cannot be \
+                 resumed\n\nhint: run without --resume to start over",
+                c.dir.display()
+            )));
+        }
+        std::fs::remove_dir_all(&c.dir).map_err(|e| Error::Write {
+            path: c.dir.clone(),
+            source: e,
+        })?;
+    }
+    std::fs::create_dir_all(&c.dir).map_err(|e| Error::Write {
+        path: c.dir.clone(),
+        source: e,
+    })?;
+    datasets::atomic::write_file(&hash_file, c.hash.as_bytes())?;
+    let latest = train::latest_checkpoint(&c.dir).map(|(n, _)| n);
+    if c.require_resume && latest.is_none() {
+        return Err(Error::invalid(format!(
+            "--resume: there is no complete checkpoint in `{}`\n\nhint: run without --resume",
+            c.dir.display()
+        )));
+    }
+    Ok(latest)
+}
+
+/// Trains `job`, writing the model to `model_dir` and metrics and plots to `stage_dir`.
+#[allow(clippy::too_many_arguments)]
+pub fn fit(
+    job: Job<'_>,
+    device: &Device,
+    checkpoints: &Checkpoints,
+    model_dir: &Path,
+    stage_dir: &Path,
+    config_hash: &str,
+    on_step: &mut dyn FnMut(&StepLog),
+) -> Result<FitSummary> {
+    let resumed_from = open_checkpoints(checkpoints)?;
+    let params = job.model.num_params();
+    let pad = job
+        .tokenizer
+        .pad_id()
+        .or(job.tokenizer.eos_id())
+        .unwrap_or(0);
+    let eval_examples: Vec<Example> = job
+        .eval
+        .prompts
+        .iter()
+        .zip(&job.eval.references)
+        .filter_map(|(p, r)| recipe::example(job.tokenizer, p, r, None).ok())
+        .filter(|e| e.ids.len() <= job.model.config().max_position_embeddings)
+        .collect();
+    let t0 = Instant::now();
+    let mut tokens_here = 0usize;
+    let eval = job.eval;
+    let (tok, normalize) = (job.tokenizer, job.normalize);
+    let (eval_tokens, eval_batch) = (job.eval_tokens, job.eval_batch);
+    let trained = train::train(
+        job.model,
+        device,
+        &job.options,
+        &job.train,
+        &eval_examples,
+        pad,
+        job.teacher,
+        Some(&checkpoints.dir),
+        true,
+        &mut |m| {
+            if eval.prompts.is_empty() {
+                return Ok(None);
+            }
+            let answers = recipe::answers(m, tok, &eval.prompts, eval_tokens, eval_batch)?;
+            Ok(Some(recipe::exact_match(
+                &answers,
+                &eval.references,
+                normalize,
+            )))
+        },
+        &mut |s| {
+            if resumed_from.is_none_or(|r| s.step > r) {
+                tokens_here += s.tokens;
+            }
+            on_step(s)
+        },
+    )?;
+    let seconds = t0.elapsed().as_secs_f64();
+    checkpoint::save_weights(&trained.model, model_dir)?;
+    tok.save_dir(model_dir)?;
+    let rows: Vec<MetricRow> = trained.log.iter().map(metric_row).collect();
+    metrics::write(
+        &stage_dir.join(metrics::METRICS_FILE),
+        &rows,
+        Some(config_hash),
+    )?;
+    write_plots(job.stage, &trained.log, stage_dir)?;
+    let last = trained.log.iter().rev().take(10).collect::<Vec<_>>();
+    let last_eval = trained.log.iter().rev().find(|s| s.eval_loss.is_some());
+    Ok(FitSummary {
+        stage: job.stage.to_string(),
+        params,
+        train_rows: job.train.len(),
+        skipped_rows: job.skipped,
+        steps: trained.log.last().map_or(0, |s| s.step),
+        resumed_from,
+        stopped_early: trained.stopped_early,
+        final_loss: last.iter().map(|s| s.loss).sum::<f64>() / last.len().max(1) as f64,
+        eval_loss: last_eval.and_then(|s| s.eval_loss),
+        exact_match: last_eval.and_then(|s| s.eval_exact),
+        seconds,
+        tokens_per_s: tokens_here as f64 / seconds.max(1e-9),
+        objective: job.objective,
+    })
+}
+
+fn metric_row(s: &StepLog) -> MetricRow {
+    MetricRow {
+        step: s.step as u64,
+        epoch: s.epoch as u64,
+        lr: s.lr,
+        loss: s.loss,
+        ce: s.ce,
+        kd: s.kd,
+        tokens: s.tokens as u64,
+        seconds: s.seconds,
+        eval_loss: s.eval_loss,
+        eval_exact_match: s.eval_exact,
+    }
+}
+
+/// `loss.svg` (train and eval loss) and `exact_match.svg` (eval exact match) in `dir`.
+pub fn write_plots(stage: &str, log: &[StepLog], dir: &Path) -> Result<()> {
+    let points = |f: &dyn Fn(&StepLog) -> Option<f64>| -> Vec<(f64, f64)> {
+        log.iter()
+            .filter_map(|s| f(s).map(|v| (s.step as f64, v)))
+            .collect()
+    };
+    let loss = Chart {
+        title: format!("{stage}: loss"),
+        x_label: "step".into(),
+        y_label: "loss".into(),
+        series: vec![
+            Series {
+                name: "train".into(),
+                points: points(&|s| Some(s.loss)),
+            },
+            Series {
+                name: "eval (CE)".into(),
+                points: points(&|s| s.eval_loss),
+            },
+        ],
+        y_range: None,
+    };
+    let em = Chart {
+        title: format!("{stage}: exact match on the eval set"),
+        x_label: "step".into(),
+        y_label: "exact match".into(),
+        series: vec![Series {
+            name: "eval".into(),
+            points: points(&|s| s.eval_exact),
+        }],
+        y_range: Some((0.0, 1.0)),
+    };
+    datasets::atomic::write_file(dir.join("loss.svg"), loss.to_svg().as_bytes())?;
+    datasets::atomic::write_file(dir.join("exact_match.svg"), em.to_svg().as_bytes())?;
+    Ok(())
+}
+
+/// The loop settings of a `[*.train]` section.
+pub fn train_options(t: &TrainConfig, seed: u64, objective: Objective) -> TrainOptions {
+    TrainOptions {
+        steps: t.steps,
+        batch_size: t.batch_size,
+        accumulation: t.accumulation,
+        lr: t.lr,
+        warmup: t.warmup,
+        min_lr_ratio: t.min_lr_ratio,
+        weight_decay: t.weight_decay,
+        grad_clip: t.grad_clip,
+        eval_every: t.eval_every,
+        patience: t.patience,
+        // The last step always writes one, so `0` means "only at the end".
+        checkpoint_every: if t.checkpoint_every == 0 {
+            t.steps
+        } else {
+            t.checkpoint_every
+        },
+        seed,
+        pause_after: None,
+        objective,
+    }
+}
+
+/// A fresh Llama-family model config of `arch` over `vocab_size` tokens (tied embeddings).
+pub fn model_config(arch: &Architecture, vocab_size: usize) -> ModelConfig {
+    ModelConfig::llama(
+        vocab_size,
+        arch.hidden_size,
+        arch.intermediate_size(),
+        arch.layers,
+        arch.heads,
+        arch.kv_heads(),
+        arch.max_positions,
+        true,
+    )
+}
+
+/// The texts the run's tokenizer learns from: gold prompts and references, and the prompt pool
+/// (never the eval set).
+fn tokenizer_texts(data: &RunData) -> Vec<String> {
+    data.gold
+        .iter()
+        .chain(&data.prompts)
+        .map(|s| s.prompt.clone())
+        .chain(data.gold.iter().filter_map(|s| s.reference.clone()))
+        .collect()
+}
+
+/// The run's own tokenizer (what `workbench teacher train` makes).
+pub fn run_tokenizer(c: &Config, data: &RunData) -> Result<Tokenizer> {
+    let texts = tokenizer_texts(data);
+    if texts.is_empty() {
+        return Err(Error::invalid(
+            "There is no text to train the run's tokenizer on: the gold and prompt sets are empty",
+        ));
+    }
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    recipe::train_tokenizer(&refs, c.teacher.vocab_size)
+}
+
+/// Examples from (prompt, answer) pairs; pairs without an answer or longer than `max_positions`
+/// are counted, not kept.
+fn gold_examples(
+    tok: &Tokenizer,
+    gold: &[Sample],
+    max_positions: usize,
+) -> Result<(Vec<Example>, usize)> {
+    let mut out = Vec::with_capacity(gold.len());
+    let mut skipped = 0;
+    for s in gold {
+        match &s.reference {
+            Some(r) => {
+                let e = recipe::example(tok, &s.prompt, r, None)?;
+                if e.ids.len() <= max_positions {
+                    out.push(e);
+                } else {
+                    skipped += 1;
+                }
+            }
+            None => skipped += 1,
+        }
+    }
+    Ok((out, skipped))
+}
+
+/// Trains the local teacher on the gold set; the checkpoint lands in `stage_dir`.
+pub fn train_teacher(
+    loaded: &LoadedConfig,
+    data: &RunData,
+    checkpoints: &Checkpoints,
+    stage_dir: &Path,
+    config_hash: &str,
+    on_step: &mut dyn FnMut(&StepLog),
+) -> Result<FitSummary> {
+    let c = &loaded.config;
+    let t = &c.teacher;
+    let device = crate::backend::device(&t.device)?.autodiff();
+    let tok = run_tokenizer(c, data)?;
+    let (train, skipped) = gold_examples(&tok, &data.gold, t.architecture.max_positions)?;
+    if train.is_empty() {
+        return Err(Error::invalid(
+            "The gold set has no rows with a reference, so there is nothing to train the \
+             teacher on\n\nhint: map the answer column with `data.gold.map = { reference = \
+             \"COLUMN\" }`, or use `data.task = \"dates\"`",
+        ));
+    }
+    device.seed(seed_of(c.run.seed, "teacher init"));
+    let model = model_config(&t.architecture, tok.vocab_size()).init(&device);
+    let options = train_options(
+        &t.train,
+        seed_of(c.run.seed, "teacher data"),
+        Objective::CrossEntropy,
+    );
+    fit(
+        Job {
+            stage: TEACHER,
+            model,
+            tokenizer: &tok,
+            train,
+            skipped,
+            eval: &data.eval,
+            options,
+            teacher: None,
+            normalize: &c.eval.normalize,
+            eval_tokens: c.eval.max_new_tokens,
+            eval_batch: c.eval.batch_size,
+            objective: "ce".into(),
+        },
+        &device,
+        checkpoints,
+        stage_dir,
+        stage_dir,
+        config_hash,
+        on_step,
+    )
+}
+
+/// The local teacher's checkpoint directory, or `None` for an `openai` teacher.
+pub fn teacher_dir(loaded: &LoadedConfig, run_dir: &Path) -> Option<PathBuf> {
+    let t = &loaded.config.teacher;
+    match t.kind {
+        TeacherKind::Openai => None,
+        TeacherKind::Local => Some(match &t.path {
+            Some(p) => loaded.resolve(p),
+            None => run_dir.join(TEACHER),
+        }),
+    }
+}
+
+/// The student's starting point: its model and tokenizer, and the tokenizer of the teacher's
+/// ids (when known), to check that their vocabularies agree.
+pub struct StudentStart {
+    /// Initial weights (fresh or from `student.path`).
+    pub model: Model,
+    /// The student's tokenizer.
+    pub tokenizer: Tokenizer,
+    /// Whether the teacher's token ids are the student's.
+    pub same_vocabulary: bool,
+    /// Why not, when they are not.
+    pub vocabulary_note: String,
+}
+
+/// Loads or makes the student: `student.path`, or fresh weights over the local teacher's
+/// tokenizer (or, with an `openai` teacher, `teacher.tokenizer` or the run's own tokenizer).
+/// Fresh weights come from a seed of their own, so the student and the gold-only baseline start
+/// from the same weights.
+pub fn student_start(
+    loaded: &LoadedConfig,
+    run_dir: &Path,
+    data: &RunData,
+    device: &Device,
+) -> Result<StudentStart> {
+    let c = &loaded.config;
+    let teacher_tok = match teacher_dir(loaded, run_dir) {
+        Some(dir) => Some(Tokenizer::from_dir(&dir)?),
+        None => c
+            .teacher
+            .tokenizer
+            .as_ref()
+            .map(|p| Tokenizer::from_dir(&loaded.resolve(p)))
+            .transpose()?,
+    };
+    let (model, tokenizer) = match &c.student.path {
+        Some(p) => {
+            let dir = loaded.resolve(p);
+            (checkpoint::load(&dir, device)?, Tokenizer::from_dir(&dir)?)
+        }
+        None => {
+            let tok = match &teacher_tok {
+                Some(t) => t.clone(),
+                None => run_tokenizer(c, data)?,
+            };
+            device.seed(seed_of(c.run.seed, "student init"));
+            let model = model_config(&c.student.architecture, tok.vocab_size()).init(device);
+            (model, tok)
+        }
+    };
+    let (same_vocabulary, vocabulary_note) = match &teacher_tok {
+        Some(t) if t.same_vocabulary(&tokenizer) => (true, String::new()),
+        Some(_) => (
+            false,
+            "the teacher's tokenizer and the student's have different vocabularies".into(),
+        ),
+        None => (
+            false,
+            "the `openai` teacher's vocabulary is unknown (set `teacher.tokenizer` to its \
+             tokenizer directory to compare)"
+                .into(),
+        ),
+    };
+    Ok(StudentStart {
+        model,
+        tokenizer,
+        same_vocabulary,
+        vocabulary_note,
+    })
+}
+
+fn divergence(c: &Config) -> Divergence {
+    match c.distill.divergence {
+        DivergenceKind::ForwardKl => Divergence::ForwardKl,
+        DivergenceKind::ReverseKl => Divergence::ReverseKl,
+        DivergenceKind::Jsd => Divergence::Jsd(c.distill.beta),
+    }
+}
+
+/// Distils the student from the synthetic set (and the gold set with `include_gold`); the model
+/// lands in `stage_dir/final/`.
+#[allow(clippy::too_many_arguments)]
+pub fn distill_student(
+    loaded: &LoadedConfig,
+    run_dir: &Path,
+    data: &RunData,
+    synthetic: &[Sample],
+    checkpoints: &Checkpoints,
+    stage_dir: &Path,
+    config_hash: &str,
+    on_step: &mut dyn FnMut(&StepLog),
+) -> Result<FitSummary> {
+    let c = &loaded.config;
+    let d = &c.distill;
+    let device = crate::backend::device(&c.teacher.device)?.autodiff();
+    let start = student_start(loaded, run_dir, data, &device)?;
+    let kd = d.loss == DistillLoss::Kd;
+    if kd && !start.same_vocabulary {
+        return Err(Error::invalid(format!(
+            "Logit distillation (`distill.loss = \"kd\"`) needs the teacher and the student to \
+             share a vocabulary, but {}\n\nhint: use sequence-level KD, `distill.loss = \"ce\"`: \
+             the student then learns from the teacher's text, whatever its tokenizer",
+            start.vocabulary_note
+        )));
+    }
+    let tok = &start.tokenizer;
+    let max_positions = start.model.config().max_position_embeddings;
+    let vocab = start.model.config().vocab_size as u32;
+    let mut train = Vec::with_capacity(synthetic.len() + data.gold.len());
+    let (mut skipped, mut too_long) = (0, 0);
+    for s in synthetic {
+        let Some(completion) = &s.completion else {
+            skipped += 1;
+            continue;
+        };
+        let teacher = (kd && !s.completion_ids.is_empty())
+            .then_some((s.completion_ids.as_slice(), s.teacher_topk.as_slice()));
+        if teacher.is_some_and(|(ids, _)| ids.iter().any(|&i| i >= vocab)) {
+            return Err(Error::invalid(format!(
+                "A synthetic row ({}) has token ids outside the student's vocabulary of {vocab}\
+                 \n\nhint: use `distill.loss = \"ce\"` (sequence-level KD)",
+                s.id
+            )));
+        }
+        let e = recipe::example(tok, &s.prompt, completion, teacher)?;
+        if e.ids.len() <= max_positions {
+            train.push(e);
+        } else {
+            too_long += 1;
+        }
+    }
+    let synthetic_rows = train.len();
+    skipped += too_long;
+    if d.include_gold {
+        let (gold, s) = gold_examples(tok, &data.gold, max_positions)?;
+        train.extend(gold);
+        skipped += s;
+    }
+    if synthetic_rows == 0 {
+        return Err(Error::invalid(if too_long > 0 {
+            format!(
+                "None of the {} synthetic rows fits the student: {too_long} are longer than its \
+                 {max_positions} positions\n\nhint: use a student with more positions \
+                 (`student.architecture.max_positions`), or shorter prompts",
+                synthetic.len()
+            )
+        } else {
+            "The synthetic set has no usable rows, so there is nothing to distil\n\nhint: look \
+             at the generation summary (filters may have removed every row)"
+                .to_string()
+        }));
+    }
+    let full_teacher = if d.full_vocab {
+        let Some(dir) = teacher_dir(loaded, run_dir) else {
+            return Err(Error::invalid(
+                "`distill.full_vocab = true` needs a local teacher (its full distribution is \
+                 computed during training); an `openai` teacher gives only its top-k",
+            ));
+        };
+        Some(burn::module::Module::no_grad(checkpoint::load(
+            &dir, &device,
+        )?))
+    } else {
+        None
+    };
+    let objective = match d.loss {
+        DistillLoss::Ce => Objective::CrossEntropy,
+        DistillLoss::Kd => Objective::Distill {
+            alpha: d.alpha,
+            divergence: divergence(c),
+            temperature: d.temperature,
+        },
+    };
+    let label = match d.loss {
+        DistillLoss::Ce => "ce (sequence-level KD)".to_string(),
+        DistillLoss::Kd => format!(
+            "kd ({}, {}, T={}, alpha={})",
+            match d.divergence {
+                DivergenceKind::ForwardKl => "forward KL".to_string(),
+                DivergenceKind::ReverseKl => "reverse KL".to_string(),
+                DivergenceKind::Jsd => format!("JSD beta={}", d.beta),
+            },
+            if d.full_vocab {
+                "full vocabulary"
+            } else {
+                "top-k"
+            },
+            d.temperature,
+            d.alpha
+        ),
+    };
+    let options = train_options(&d.train, seed_of(c.run.seed, "student data"), objective);
+    let model_dir = stage_dir.join(FINAL);
+    fit(
+        Job {
+            stage: STUDENT,
+            model: start.model,
+            tokenizer: tok,
+            train,
+            skipped,
+            eval: &data.eval,
+            options,
+            teacher: full_teacher.as_ref(),
+            normalize: &c.eval.normalize,
+            eval_tokens: c.eval.max_new_tokens,
+            eval_batch: c.eval.batch_size,
+            objective: label,
+        },
+        &device,
+        checkpoints,
+        &model_dir,
+        stage_dir,
+        config_hash,
+        on_step,
+    )
+}
+
+/// Trains the gold-only baseline: the student's starting weights, the same steps, the gold set
+/// alone (CE).
+pub fn train_baseline(
+    loaded: &LoadedConfig,
+    run_dir: &Path,
+    data: &RunData,
+    checkpoints: &Checkpoints,
+    stage_dir: &Path,
+    config_hash: &str,
+    on_step: &mut dyn FnMut(&StepLog),
+) -> Result<FitSummary> {
+    let c = &loaded.config;
+    let device = crate::backend::device(&c.teacher.device)?.autodiff();
+    let start = student_start(loaded, run_dir, data, &device)?;
+    let max_positions = start.model.config().max_position_embeddings;
+    let (train, skipped) = gold_examples(&start.tokenizer, &data.gold, max_positions)?;
+    if train.is_empty() {
+        return Err(Error::invalid(
+            "The gold set has no rows with a reference, so the gold-only baseline has nothing \
+             to learn from\n\nhint: set `distill.baseline = false`, or give the gold set \
+             references",
+        ));
+    }
+    let options = train_options(
+        &c.distill.train,
+        seed_of(c.run.seed, "student data"),
+        Objective::CrossEntropy,
+    );
+    let model_dir = stage_dir.join(FINAL);
+    fit(
+        Job {
+            stage: BASELINE,
+            model: start.model,
+            tokenizer: &start.tokenizer,
+            train,
+            skipped,
+            eval: &data.eval,
+            options,
+            teacher: None,
+            normalize: &c.eval.normalize,
+            eval_tokens: c.eval.max_new_tokens,
+            eval_batch: c.eval.batch_size,
+            objective: "ce (gold only)".into(),
+        },
+        &device,
+        checkpoints,
+        &model_dir,
+        stage_dir,
+        config_hash,
+        on_step,
+    )
+}

@@ -1,0 +1,61 @@
+//! `workbench eval CONFIG [--json]`: every model of the run on the eval set, in one table.
+
+use anyhow::Result;
+use datasets::prepare;
+use datasets::rundir::RunDir;
+use distill::evaluate::{self, EvalRow};
+use distill::fit;
+
+use crate::cli::EvalArgs;
+use crate::output::Output;
+
+/// The report directory of a run.
+pub const REPORT: &str = "report";
+
+pub fn run(out: &Output, args: EvalArgs) -> Result<()> {
+    let loaded = super::load_config(&args.run.config)?;
+    let run = RunDir::open(&loaded, args.run.force)?;
+    super::run::data_stage(out, &loaded, &run)?;
+    let rows = eval_stage(out, &loaded, &run)?;
+    if args.json {
+        out.json(&serde_json::json!({ "rows": rows }))?;
+    } else {
+        out.data(&evaluate::markdown(&rows))?;
+    }
+    Ok(())
+}
+
+/// Evaluates every model the run has and writes `report/eval.md` and `report/eval.json`.
+pub fn eval_stage(
+    out: &Output,
+    loaded: &datasets::config::LoadedConfig,
+    run: &RunDir,
+) -> Result<Vec<EvalRow>> {
+    let data = fit::read_data(&run.stage_dir(prepare::STAGE))?;
+    let bar = out.progress("eval", "models", None);
+    let rows = evaluate::evaluate(loaded, run.path(), &data.eval, &mut |name| {
+        bar.set_message(name.to_string());
+        bar.inc(1);
+    });
+    bar.finish_and_clear();
+    let rows = rows?;
+    let dir = run.path().join(REPORT);
+    std::fs::create_dir_all(&dir)?;
+    let table = evaluate::markdown(&rows);
+    let md = format!(
+        "# Evaluation of `{}`\n\n{} eval prompts; exact match after normalising with {:?}.\n\n{table}",
+        loaded.config.run.name,
+        data.eval.prompts.len(),
+        loaded.config.eval.normalize
+    );
+    datasets::atomic::write_file(dir.join("eval.md"), md.as_bytes())?;
+    let json = serde_json::to_string_pretty(&serde_json::json!({ "rows": rows }))?;
+    datasets::atomic::write_file(dir.join("eval.json"), json.as_bytes())?;
+    out.say(format!(
+        "eval: {} models on {} prompts; table in `{}`",
+        rows.len(),
+        data.eval.prompts.len(),
+        dir.join("eval.md").display()
+    ));
+    Ok(rows)
+}

@@ -1,0 +1,279 @@
+//! `workbench teacher train CONFIG` and `workbench distill CONFIG`: the training stages.
+
+use anyhow::Result;
+use datasets::config::{LoadedConfig, TeacherKind};
+use datasets::prepare;
+use datasets::rundir::{RunDir, StageState};
+use distill::fit::{self, Checkpoints, FitSummary};
+use distill::synth;
+use distill::train::StepLog;
+
+use crate::BadInput;
+use crate::cli::TrainArgs;
+use crate::output::{Output, thousands};
+
+pub fn teacher_train(out: &Output, args: TrainArgs) -> Result<()> {
+    let loaded = super::load_config(&args.run.config)?;
+    let run = RunDir::open(&loaded, args.run.force)?;
+    super::run::data_stage(out, &loaded, &run)?;
+    let t = &loaded.config.teacher;
+    if t.kind == TeacherKind::Openai {
+        return Err(BadInput(
+            "The config's teacher is an `openai` server, so there is no local teacher to train\n\n\
+             hint: set `teacher.kind = \"local\"` (without `teacher.path`) to train one on the \
+             gold set"
+                .into(),
+        )
+        .into());
+    }
+    if let Some(p) = &t.path {
+        return Err(BadInput(format!(
+            "`teacher.path` names a checkpoint (`{}`), so the teacher is not trained by the \
+             workbench\n\nhint: remove `teacher.path` to train the run's own teacher on the gold \
+             set",
+            loaded.resolve(p).display()
+        ))
+        .into());
+    }
+    teacher_stage(out, &loaded, &run, args.resume)?;
+    out.hint(format!(
+        "the teacher is in `{}`; `workbench generate {}` asks it for the synthetic set",
+        run.stage_dir(fit::TEACHER).display(),
+        args.run.config.config.display()
+    ));
+    Ok(())
+}
+
+pub fn distill(out: &Output, args: TrainArgs) -> Result<()> {
+    let loaded = super::load_config(&args.run.config)?;
+    let run = RunDir::open(&loaded, args.run.force)?;
+    super::run::data_stage(out, &loaded, &run)?;
+    let hash = loaded.config.stage_hash(synth::SECTIONS);
+    let config = args.run.config.config.display();
+    match run.stage_state(synth::STAGE, &hash) {
+        StageState::Done(_) => {}
+        StageState::Stale(_) => {
+            return Err(BadInput(format!(
+                "The synthetic set in `{}` was made under other settings\n\nhint: run \
+                 `workbench generate {config}` first (or `workbench run {config}`)",
+                run.stage_dir(synth::STAGE).display()
+            ))
+            .into());
+        }
+        StageState::Missing => {
+            return Err(BadInput(format!(
+                "There is no synthetic set in `{}` yet\n\nhint: run `workbench generate {config}` \
+                 first (or `workbench run {config}`, which runs every stage)",
+                run.stage_dir(synth::STAGE).display()
+            ))
+            .into());
+        }
+    }
+    student_stages(out, &loaded, &run, args.resume)?;
+    out.hint(format!("compare the models with `workbench eval {config}`"));
+    Ok(())
+}
+
+/// A progress bar over steps, and a plain line per evaluation when stderr is not a terminal.
+fn step_reporter<'a>(
+    out: &'a Output,
+    stage: &'a str,
+    steps: usize,
+) -> (indicatif::ProgressBar, impl FnMut(&StepLog) + 'a) {
+    let bar = out.progress(stage, "steps", Some(steps as u64));
+    let b = bar.clone();
+    let t0 = std::time::Instant::now();
+    let mut tokens = 0usize;
+    let mut last_eval = String::new();
+    let report = move |s: &StepLog| {
+        tokens += s.tokens;
+        let rate = tokens as f64 / t0.elapsed().as_secs_f64().max(1e-3);
+        if let Some(el) = s.eval_loss {
+            last_eval = format!(" · eval loss {el:.3}");
+            if let Some(em) = s.eval_exact {
+                last_eval.push_str(&format!(" · exact match {:.1}%", 100.0 * em));
+            }
+            if b.is_hidden() {
+                out.say(format!(
+                    "{stage}: step {}/{steps} · loss {:.3}{last_eval}",
+                    s.step, s.loss
+                ));
+            }
+        }
+        b.set_position(s.step as u64);
+        b.set_message(format!(
+            "· loss {:.3}{last_eval} · {rate:.0} tokens/s",
+            s.loss
+        ));
+    };
+    (bar, report)
+}
+
+fn say_summary(out: &Output, s: &FitSummary, dir: &std::path::Path) {
+    let mut line = format!(
+        "{}: {} steps on {} rows",
+        s.stage,
+        thousands(s.steps as u64),
+        thousands(s.train_rows as u64)
+    );
+    if s.skipped_rows > 0 {
+        line.push_str(&format!(" ({} left out)", thousands(s.skipped_rows as u64)));
+    }
+    line.push_str(&format!(
+        ", {} params, {} · loss {:.3}",
+        distill::evaluate::params(s.params),
+        s.objective,
+        s.final_loss
+    ));
+    if let Some(el) = s.eval_loss {
+        line.push_str(&format!(" · eval loss {el:.3}"));
+    }
+    if let Some(em) = s.exact_match {
+        line.push_str(&format!(" · exact match {:.1}%", 100.0 * em));
+    }
+    line.push_str(&format!(
+        " · {:.0}s, {:.0} tokens/s",
+        s.seconds, s.tokens_per_s
+    ));
+    if let Some(r) = s.resumed_from {
+        line.push_str(&format!(" (resumed from step {r})"));
+    }
+    if s.stopped_early {
+        line.push_str(" (stopped early)");
+    }
+    out.say(line);
+    out.say(format!(
+        "  model, metrics.parquet, loss.svg, exact_match.svg in `{}`",
+        dir.display()
+    ));
+}
+
+fn checkpoints(run: &RunDir, stage: &str, hash: &str, resume: bool) -> Checkpoints {
+    Checkpoints {
+        dir: run.path().join(fit::CHECKPOINTS).join(stage),
+        hash: hash.to_string(),
+        require_resume: resume,
+    }
+}
+
+/// Says where a stage stands; `true` when it must run.
+fn must_run(out: &Output, run: &RunDir, stage: &str, hash: &str) -> bool {
+    match run.stage_state(stage, hash) {
+        StageState::Done(_) => {
+            out.say(format!(
+                "{stage}: up to date in `{}` (skipped)",
+                run.stage_dir(stage).display()
+            ));
+            false
+        }
+        StageState::Stale(_) => {
+            out.say(format!(
+                "{stage}: settings changed since the last run; training it again"
+            ));
+            true
+        }
+        StageState::Missing => true,
+    }
+}
+
+/// Trains the local teacher unless it is up to date.
+pub fn teacher_stage(
+    out: &Output,
+    loaded: &LoadedConfig,
+    run: &RunDir,
+    resume: bool,
+) -> Result<()> {
+    let c = &loaded.config;
+    let hash = fit::teacher_hash(c);
+    if !must_run(out, run, fit::TEACHER, &hash) {
+        return Ok(());
+    }
+    let data = fit::read_data(&run.stage_dir(prepare::STAGE))?;
+    let stage = run.begin(fit::TEACHER, &hash)?;
+    let ck = checkpoints(run, fit::TEACHER, &hash, resume);
+    let (bar, mut report) = step_reporter(out, "teacher", c.teacher.train.steps);
+    let summary = fit::train_teacher(
+        loaded,
+        &data,
+        &ck,
+        stage.path(),
+        run.config_hash(),
+        &mut report,
+    );
+    bar.finish_and_clear();
+    let summary = summary.map_err(|e| stopped(e, &ck))?;
+    stage.finish(serde_json::to_value(&summary)?)?;
+    let _ = std::fs::remove_dir_all(&ck.dir);
+    say_summary(out, &summary, &run.stage_dir(fit::TEACHER));
+    Ok(())
+}
+
+fn stopped(e: distill::Error, ck: &Checkpoints) -> anyhow::Error {
+    let kept = distill::train::latest_checkpoint(&ck.dir);
+    match kept {
+        Some((step, _)) => anyhow::Error::from(e).context(format!(
+            "training stopped; the checkpoint of step {step} in `{}` is kept and a rerun resumes \
+             from it",
+            ck.dir.display()
+        )),
+        None => e.into(),
+    }
+}
+
+/// Distils the student and trains the gold-only baseline, each unless up to date.
+pub fn student_stages(
+    out: &Output,
+    loaded: &LoadedConfig,
+    run: &RunDir,
+    resume: bool,
+) -> Result<()> {
+    let c = &loaded.config;
+    let data = fit::read_data(&run.stage_dir(prepare::STAGE))?;
+    let hash = fit::student_hash(c);
+    if must_run(out, run, fit::STUDENT, &hash) {
+        let synthetic =
+            datasets::Set::open(run.stage_dir(synth::STAGE))?.read_all::<datasets::Sample>(None)?;
+        let stage = run.begin(fit::STUDENT, &hash)?;
+        let ck = checkpoints(run, fit::STUDENT, &hash, resume);
+        let (bar, mut report) = step_reporter(out, "distill", c.distill.train.steps);
+        let summary = fit::distill_student(
+            loaded,
+            run.path(),
+            &data,
+            &synthetic,
+            &ck,
+            stage.path(),
+            run.config_hash(),
+            &mut report,
+        );
+        bar.finish_and_clear();
+        let summary = summary.map_err(|e| stopped(e, &ck))?;
+        stage.finish(serde_json::to_value(&summary)?)?;
+        let _ = std::fs::remove_dir_all(&ck.dir);
+        say_summary(out, &summary, &run.stage_dir(fit::STUDENT));
+    }
+    if !c.distill.baseline {
+        return Ok(());
+    }
+    let hash = fit::baseline_hash(c);
+    if must_run(out, run, fit::BASELINE, &hash) {
+        let stage = run.begin(fit::BASELINE, &hash)?;
+        let ck = checkpoints(run, fit::BASELINE, &hash, false);
+        let (bar, mut report) = step_reporter(out, "gold-only", c.distill.train.steps);
+        let summary = fit::train_baseline(
+            loaded,
+            run.path(),
+            &data,
+            &ck,
+            stage.path(),
+            run.config_hash(),
+            &mut report,
+        );
+        bar.finish_and_clear();
+        let summary = summary.map_err(|e| stopped(e, &ck))?;
+        stage.finish(serde_json::to_value(&summary)?)?;
+        let _ = std::fs::remove_dir_all(&ck.dir);
+        say_summary(out, &summary, &run.stage_dir(fit::BASELINE));
+    }
+    Ok(())
+}
