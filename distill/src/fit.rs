@@ -185,6 +185,8 @@ pub struct Checkpoints {
     pub hash: String,
     /// `--resume`: fail when there is nothing to resume.
     pub require_resume: bool,
+    /// The resolved config, kept beside the checkpoints.
+    pub config_toml: String,
 }
 
 /// Opens the checkpoint directory: discards checkpoints made under other settings and returns
@@ -210,6 +212,7 @@ fn open_checkpoints(c: &Checkpoints) -> Result<Option<usize>> {
         source: e,
     })?;
     datasets::atomic::write_file(&hash_file, c.hash.as_bytes())?;
+    datasets::atomic::write_file(c.dir.join("config.toml"), c.config_toml.as_bytes())?;
     let latest = train::latest_checkpoint(&c.dir).map(|(n, _)| n);
     if c.require_resume && latest.is_none() {
         return Err(Error::invalid(format!(

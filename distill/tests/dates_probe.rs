@@ -114,23 +114,3 @@ fn probe_teacher_on_dates() {
         );
     }
 }
-
-#[test]
-#[ignore]
-fn probe_tokens() {
-    let sets = datasets::tasks::generate(BuiltinTask::Dates, 17, 2000, 2000, 200);
-    let texts: Vec<String> = sets
-        .gold
-        .iter()
-        .chain(&sets.prompts)
-        .map(|s| s.prompt.clone())
-        .chain(sets.gold.iter().filter_map(|s| s.reference.clone()))
-        .collect();
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let tok = recipe::train_tokenizer(&refs, 512).unwrap();
-    for s in sets.eval.iter().take(5) {
-        let ids = tok.encode(&s.prompt, true).unwrap();
-        let toks: Vec<String> = ids.iter().map(|&i| tok.id_to_token(i).unwrap()).collect();
-        println!("{} {:?}", ids.len(), toks);
-    }
-}

@@ -86,22 +86,7 @@ fn a_trained_and_saved_tokenizer_loads_in_transformers() {
         .to_string(),
     )
     .unwrap();
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/interop/check_tokenizer_dir.py");
-    let out = std::process::Command::new(py)
-        .arg(script)
-        .arg(dir.path())
-        .arg(&expected)
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        out.status.success() && stdout.contains("tokenizer dir ok"),
-        "{stdout}\n{stderr}"
-    );
+    check_in_transformers(&py, dir.path(), &expected);
 }
 
 #[test]
@@ -146,12 +131,17 @@ fn the_runs_own_tokenizer_encodes_like_transformers() {
         serde_json::json!({ "encodings": encodings }).to_string(),
     )
     .unwrap();
+    check_in_transformers(&py, dir.path(), &expected);
+}
+
+/// Runs `tests/interop/check_tokenizer_dir.py` on a saved tokenizer and its expectations.
+fn check_in_transformers(py: &Path, dir: &Path, expected: &Path) {
     let script =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/interop/check_tokenizer_dir.py");
     let out = std::process::Command::new(py)
         .arg(script)
-        .arg(dir.path())
-        .arg(&expected)
+        .arg(dir)
+        .arg(expected)
         .output()
         .unwrap();
     let (stdout, stderr) = (

@@ -148,11 +148,18 @@ fn say_summary(out: &Output, s: &FitSummary, dir: &std::path::Path) {
     ));
 }
 
-fn checkpoints(run: &RunDir, stage: &str, hash: &str, resume: bool) -> Checkpoints {
+fn checkpoints(
+    loaded: &LoadedConfig,
+    run: &RunDir,
+    stage: &str,
+    hash: &str,
+    resume: bool,
+) -> Checkpoints {
     Checkpoints {
         dir: run.path().join(fit::CHECKPOINTS).join(stage),
         hash: hash.to_string(),
         require_resume: resume,
+        config_toml: loaded.config.to_toml(),
     }
 }
 
@@ -176,6 +183,45 @@ fn must_run(out: &Output, run: &RunDir, stage: &str, hash: &str) -> bool {
     }
 }
 
+/// What a stage's training call gets: its checkpoints, its (temporary) directory, the run's config
+/// hash and the step reporter.
+type Train<'a> = dyn FnOnce(
+        &Checkpoints,
+        &std::path::Path,
+        &str,
+        &mut dyn FnMut(&StepLog),
+    ) -> distill::Result<FitSummary>
+    + 'a;
+
+/// Runs one training stage unless it is up to date: the stage directory appears whole when it is
+/// done, and the step checkpoints are removed then (kept, and named, when it fails).
+#[allow(clippy::too_many_arguments)]
+fn training_stage(
+    out: &Output,
+    loaded: &LoadedConfig,
+    run: &RunDir,
+    stage_name: &str,
+    label: &str,
+    hash: &str,
+    steps: usize,
+    resume: bool,
+    train: Box<Train<'_>>,
+) -> Result<()> {
+    if !must_run(out, run, stage_name, hash) {
+        return Ok(());
+    }
+    let stage = run.begin(stage_name, hash)?;
+    let ck = checkpoints(loaded, run, stage_name, hash, resume);
+    let (bar, mut report) = step_reporter(out, label, steps);
+    let summary = train(&ck, stage.path(), run.config_hash(), &mut report);
+    bar.finish_and_clear();
+    let summary = summary.map_err(|e| stopped(e, &ck))?;
+    stage.finish(serde_json::to_value(&summary)?)?;
+    let _ = std::fs::remove_dir_all(&ck.dir);
+    say_summary(out, &summary, &run.stage_dir(stage_name));
+    Ok(())
+}
+
 /// Trains the local teacher unless it is up to date.
 pub fn teacher_stage(
     out: &Output,
@@ -184,28 +230,18 @@ pub fn teacher_stage(
     resume: bool,
 ) -> Result<()> {
     let c = &loaded.config;
-    let hash = fit::teacher_hash(c);
-    if !must_run(out, run, fit::TEACHER, &hash) {
-        return Ok(());
-    }
     let data = fit::read_data(&run.stage_dir(prepare::STAGE))?;
-    let stage = run.begin(fit::TEACHER, &hash)?;
-    let ck = checkpoints(run, fit::TEACHER, &hash, resume);
-    let (bar, mut report) = step_reporter(out, "teacher", c.teacher.train.steps);
-    let summary = fit::train_teacher(
+    training_stage(
+        out,
         loaded,
-        &data,
-        &ck,
-        stage.path(),
-        run.config_hash(),
-        &mut report,
-    );
-    bar.finish_and_clear();
-    let summary = summary.map_err(|e| stopped(e, &ck))?;
-    stage.finish(serde_json::to_value(&summary)?)?;
-    let _ = std::fs::remove_dir_all(&ck.dir);
-    say_summary(out, &summary, &run.stage_dir(fit::TEACHER));
-    Ok(())
+        run,
+        fit::TEACHER,
+        "teacher",
+        &fit::teacher_hash(c),
+        c.teacher.train.steps,
+        resume,
+        Box::new(|ck, dir, hash, report| fit::train_teacher(loaded, &data, ck, dir, hash, report)),
+    )
 }
 
 fn stopped(e: distill::Error, ck: &Checkpoints) -> anyhow::Error {
@@ -229,51 +265,37 @@ pub fn student_stages(
 ) -> Result<()> {
     let c = &loaded.config;
     let data = fit::read_data(&run.stage_dir(prepare::STAGE))?;
-    let hash = fit::student_hash(c);
-    if must_run(out, run, fit::STUDENT, &hash) {
-        let synthetic =
-            datasets::Set::open(run.stage_dir(synth::STAGE))?.read_all::<datasets::Sample>(None)?;
-        let stage = run.begin(fit::STUDENT, &hash)?;
-        let ck = checkpoints(run, fit::STUDENT, &hash, resume);
-        let (bar, mut report) = step_reporter(out, "distill", c.distill.train.steps);
-        let summary = fit::distill_student(
-            loaded,
-            run.path(),
-            &data,
-            &synthetic,
-            &ck,
-            stage.path(),
-            run.config_hash(),
-            &mut report,
-        );
-        bar.finish_and_clear();
-        let summary = summary.map_err(|e| stopped(e, &ck))?;
-        stage.finish(serde_json::to_value(&summary)?)?;
-        let _ = std::fs::remove_dir_all(&ck.dir);
-        say_summary(out, &summary, &run.stage_dir(fit::STUDENT));
-    }
+    let synthetic_dir = run.stage_dir(synth::STAGE);
+    let run_dir = run.path();
+    training_stage(
+        out,
+        loaded,
+        run,
+        fit::STUDENT,
+        "distill",
+        &fit::student_hash(c),
+        c.distill.train.steps,
+        resume,
+        Box::new(|ck, dir, hash, report| {
+            let synthetic =
+                datasets::Set::open(&synthetic_dir)?.read_all::<datasets::Sample>(None)?;
+            fit::distill_student(loaded, run_dir, &data, &synthetic, ck, dir, hash, report)
+        }),
+    )?;
     if !c.distill.baseline {
         return Ok(());
     }
-    let hash = fit::baseline_hash(c);
-    if must_run(out, run, fit::BASELINE, &hash) {
-        let stage = run.begin(fit::BASELINE, &hash)?;
-        let ck = checkpoints(run, fit::BASELINE, &hash, false);
-        let (bar, mut report) = step_reporter(out, "gold-only", c.distill.train.steps);
-        let summary = fit::train_baseline(
-            loaded,
-            run.path(),
-            &data,
-            &ck,
-            stage.path(),
-            run.config_hash(),
-            &mut report,
-        );
-        bar.finish_and_clear();
-        let summary = summary.map_err(|e| stopped(e, &ck))?;
-        stage.finish(serde_json::to_value(&summary)?)?;
-        let _ = std::fs::remove_dir_all(&ck.dir);
-        say_summary(out, &summary, &run.stage_dir(fit::BASELINE));
-    }
-    Ok(())
+    training_stage(
+        out,
+        loaded,
+        run,
+        fit::BASELINE,
+        "gold-only",
+        &fit::baseline_hash(c),
+        c.distill.train.steps,
+        false,
+        Box::new(|ck, dir, hash, report| {
+            fit::train_baseline(loaded, run_dir, &data, ck, dir, hash, report)
+        }),
+    )
 }

@@ -24,7 +24,7 @@
 //! their gradients keep their scale as T changes.
 
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{IndexingUpdateOp, Int, Tensor};
 
 /// Which divergence KD minimises.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,6 +39,12 @@ pub enum Divergence {
 
 /// Probabilities below this are treated as this, so logs stay finite.
 const TINY: f64 = 1e-12;
+
+/// `log Σ exp` over the last axis, kept `[.., .., 1]`, stable for large logits.
+fn log_sum_exp(x: Tensor<3>) -> Tensor<3> {
+    let max = x.clone().max_dim(2).detach();
+    (x - max.clone()).exp().sum_dim(2).log() + max
+}
 
 fn masked_mean(per_position: Tensor<2>, mask: Tensor<2>) -> Tensor<1> {
     let count = mask.clone().sum().clamp_min(1.0);
@@ -88,11 +94,18 @@ pub fn topk_kd(
     let [b, t, _] = logits.dims();
     let device = logits.device();
     let top_valid_any = top_valid.clone();
-    // Student at temperature T, on the k tokens and the rest.
-    let lq_all = log_softmax(logits.div_scalar(temperature), 2);
-    let lq_k = lq_all.gather(2, top_ids);
-    let q_k_mass = (lq_k.clone().exp() * top_valid.clone()).sum_dim(2);
-    let lq_tail = q_k_mass.neg().add_scalar(1.0).clamp_min(TINY).log();
+    // Student at temperature T, on the k tokens and the rest. The rest is a log-sum-exp over the
+    // logits outside the k, not `log(1 − Σ q_k)`: once the student is confident that difference
+    // cancels to rounding noise in f32, and its gradient (1 / the noise) explodes.
+    let z = logits.div_scalar(temperature);
+    let lq_all = log_softmax(z.clone(), 2);
+    let lq_k = lq_all.gather(2, top_ids.clone());
+    let in_k = z
+        .zeros_like()
+        .scatter(2, top_ids, top_valid.clone(), IndexingUpdateOp::Add)
+        .clamp_max(1.0);
+    let outside = z.clone() - in_k.mul_scalar(1.0e9);
+    let lq_tail = log_sum_exp(outside) - log_sum_exp(z);
     // The teacher's k and its tail, tempered, renormalised over the k + 1 outcomes.
     let p_k_mass = (top_logprobs.clone().exp() * top_valid.clone()).sum_dim(2);
     let tail_logit = p_k_mass
@@ -335,6 +348,100 @@ mod tests {
         let q = soft(&[0.3, -1.0, 2.0], 1.0);
         for i in 0..3 {
             assert!((g[i] as f64 - (q[i] - P[i])).abs() < 1e-5, "{g:?}");
+        }
+    }
+
+    #[test]
+    fn a_confident_student_gets_the_true_topk_gradient_not_rounding_noise() {
+        // The student puts all but ~e^-30 of its mass on token 0 (in f32, 1 − Σ q_k is then
+        // pure rounding); the teacher leaves 1e-3 outside its top-2. The gradient on the logits
+        // must be the exact one, softmax(z) − p on the k + 1 outcomes: about −1e-3 on the tail
+        // tokens together, never a blow-up.
+        let device = backend::cpu().autodiff();
+        let z = Tensor::<3>::from_data(
+            TensorData::new(vec![30.0f32, 0.0, 0.0, 0.0], [1, 1, 4]),
+            &device,
+        )
+        .require_grad();
+        let loss = topk_kd(
+            z.clone(),
+            Tensor::from_data(TensorData::new(vec![0i64, 1], [1, 1, 2]), &device),
+            Tensor::from_data(TensorData::new(ln(&[0.998, 0.001]), [1, 1, 2]), &device),
+            Tensor::ones([1, 1, 2], &device),
+            Tensor::ones([1, 1], &device),
+            Divergence::ForwardKl,
+            1.0,
+        );
+        let g = z
+            .grad(&loss.backward())
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert!(g.iter().all(|x| x.is_finite() && x.abs() < 0.01), "{g:?}");
+        // Token 0: q ≈ 1, p = 0.998.
+        assert!((g[0] - 0.002).abs() < 1e-4, "{g:?}");
+        // The two tail tokens share the teacher's 1e-3 of tail mass.
+        assert!(((g[2] + g[3]) + 0.001).abs() < 1e-4, "{g:?}");
+    }
+
+    #[test]
+    fn the_topk_gradient_matches_finite_differences() {
+        // KL on the k + 1 outcomes, computed in f64 by hand, differentiated numerically.
+        let z0 = [0.4f64, -1.2, 2.1, 0.3, -0.5, 1.0];
+        let (top, lp) = ([2usize, 5, 0], [-0.3f64, -2.0, -3.0]);
+        let kl = |z: &[f64]| {
+            let q = soft(z, 1.0);
+            let p: Vec<f64> = lp.iter().map(|l: &f64| l.exp()).collect();
+            let p_tail = 1.0 - p.iter().sum::<f64>();
+            let q_k: Vec<f64> = top.iter().map(|&i| q[i]).collect();
+            let q_tail = 1.0 - q_k.iter().sum::<f64>();
+            p.iter()
+                .zip(&q_k)
+                .map(|(p, q)| p * (p / q).ln())
+                .sum::<f64>()
+                + p_tail * (p_tail / q_tail).ln()
+        };
+        let device = backend::cpu().autodiff();
+        let z = Tensor::<3>::from_data(
+            TensorData::new(z0.iter().map(|&x| x as f32).collect::<Vec<_>>(), [1, 1, 6]),
+            &device,
+        )
+        .require_grad();
+        let loss = topk_kd(
+            z.clone(),
+            Tensor::from_data(
+                TensorData::new(top.iter().map(|&i| i as i64).collect::<Vec<_>>(), [1, 1, 3]),
+                &device,
+            ),
+            Tensor::from_data(
+                TensorData::new(lp.iter().map(|&l| l as f32).collect::<Vec<_>>(), [1, 1, 3]),
+                &device,
+            ),
+            Tensor::ones([1, 1, 3], &device),
+            Tensor::ones([1, 1], &device),
+            Divergence::ForwardKl,
+            1.0,
+        );
+        let value = loss.clone().into_data().try_to_vec::<f32>().unwrap()[0] as f64;
+        assert!((value - kl(&z0)).abs() < 1e-5, "{value} vs {}", kl(&z0));
+        let g = z
+            .grad(&loss.backward())
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        for i in 0..6 {
+            let h = 1e-5;
+            let (mut up, mut down) = (z0, z0);
+            up[i] += h;
+            down[i] -= h;
+            let numeric = (kl(&up) - kl(&down)) / (2.0 * h);
+            assert!(
+                (g[i] as f64 - numeric).abs() < 1e-4,
+                "logit {i}: {} vs {numeric}",
+                g[i]
+            );
         }
     }
 }
