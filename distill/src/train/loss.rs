@@ -53,10 +53,15 @@ fn masked_mean(per_position: Tensor<2>, mask: Tensor<2>) -> Tensor<1> {
 
 /// Next-token cross-entropy of `targets` under `logits`, over the positions `mask` counts.
 pub fn cross_entropy(logits: Tensor<3>, targets: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<1> {
+    masked_mean(cross_entropy_per_position(logits, targets), mask)
+}
+
+fn cross_entropy_per_position(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
     let [b, t, _] = logits.dims();
     let lq = log_softmax(logits, 2);
-    let picked = lq.gather(2, targets.unsqueeze_dim::<3>(2)).reshape([b, t]);
-    masked_mean(picked.neg(), mask)
+    lq.gather(2, targets.unsqueeze_dim::<3>(2))
+        .reshape([b, t])
+        .neg()
 }
 
 /// Σ over the last axis of the divergence between two distributions given as log-probabilities
@@ -80,17 +85,16 @@ fn divergence(lp: Tensor<3>, lq: Tensor<3>, valid: Tensor<3>, d: Divergence) -> 
 
 /// KD on a stored top-k: `top_ids` / `top_logprobs` `[batch, positions, k]` are the teacher's
 /// top-k (temperature 1), `top_valid` is 1 for real entries and 0 for padding (rows with fewer
-/// than k). See the module docs for the tail bucket. Positions with no valid entry (rows without
-/// a top-k, such as gold rows in a mixed batch) are left out of the mean.
-pub fn topk_kd(
+/// than k). See the module docs for the tail bucket. Returns the per-position divergence (times
+/// T²) and, per position, 1 where the position has a valid top-k entry and 0 where it has none.
+fn topk_kd_per_position(
     logits: Tensor<3>,
     top_ids: Tensor<3, Int>,
     top_logprobs: Tensor<3>,
     top_valid: Tensor<3>,
-    mask: Tensor<2>,
     divergence_kind: Divergence,
     temperature: f64,
-) -> Tensor<1> {
+) -> (Tensor<2>, Tensor<2>) {
     let [b, t, _] = logits.dims();
     let device = logits.device();
     let top_valid_any = top_valid.clone();
@@ -121,10 +125,61 @@ pub fn topk_kd(
     let lp = log_softmax(logits_p, 2);
     let lq = Tensor::cat(vec![lq_k, lq_tail], 2);
     let valid = Tensor::cat(vec![top_valid, Tensor::ones([b, t, 1], &device)], 2);
-    let per_position = divergence(lp, lq, valid, divergence_kind);
-    // Positions without a stored top-k (gold rows mixed into a batch) have nothing to match.
+    let per_position =
+        divergence(lp, lq, valid, divergence_kind).mul_scalar(temperature * temperature);
     let has_topk = top_valid_any.sum_dim(2).reshape([b, t]).clamp_max(1.0);
-    masked_mean(per_position, mask * has_topk).mul_scalar(temperature * temperature)
+    (per_position, has_topk)
+}
+
+/// KD on a stored top-k (see [`topk_kd_per_position`]); positions with no valid entry (rows
+/// without a top-k) are left out of the mean.
+pub fn topk_kd(
+    logits: Tensor<3>,
+    top_ids: Tensor<3, Int>,
+    top_logprobs: Tensor<3>,
+    top_valid: Tensor<3>,
+    mask: Tensor<2>,
+    divergence_kind: Divergence,
+    temperature: f64,
+) -> Tensor<1> {
+    let (per_position, has_topk) = topk_kd_per_position(
+        logits,
+        top_ids,
+        top_logprobs,
+        top_valid,
+        divergence_kind,
+        temperature,
+    );
+    masked_mean(per_position, mask * has_topk)
+}
+
+/// The KD term of a batch that mixes rows with a stored top-k (synthetic rows) and rows without
+/// (gold rows): a row without a top-k has its reference as a one-hot teacher, for which KD is
+/// the cross-entropy of `targets`. So every counted position weighs the same, whichever kind of
+/// row it is in. (Leaving gold positions out of the KD mean instead halves their weight under
+/// `alpha = 0.5`, and measured clearly slower learning on the dates task.)
+#[allow(clippy::too_many_arguments)]
+pub fn topk_kd_or_reference(
+    logits: Tensor<3>,
+    targets: Tensor<2, Int>,
+    top_ids: Tensor<3, Int>,
+    top_logprobs: Tensor<3>,
+    top_valid: Tensor<3>,
+    mask: Tensor<2>,
+    divergence_kind: Divergence,
+    temperature: f64,
+) -> Tensor<1> {
+    let (kd, has_topk) = topk_kd_per_position(
+        logits.clone(),
+        top_ids,
+        top_logprobs,
+        top_valid,
+        divergence_kind,
+        temperature,
+    );
+    let ce = cross_entropy_per_position(logits, targets);
+    let per_position = kd * has_topk.clone() + ce * has_topk.neg().add_scalar(1.0);
+    masked_mean(per_position, mask)
 }
 
 /// KD on the teacher's full distribution (same vocabulary): `teacher_logits` `[batch, positions,
@@ -443,5 +498,29 @@ mod tests {
                 g[i]
             );
         }
+    }
+
+    #[test]
+    fn a_row_without_a_topk_counts_its_reference_as_a_one_hot_teacher() {
+        // Position 1 has the teacher's top-2, position 2 (a gold row) none: the KD term is the
+        // mean of position 1's KL and position 2's cross-entropy of its target.
+        let q = [0.2, 0.3, 0.1, 0.4];
+        let mut student = ln(&q);
+        student.extend(ln(&q));
+        let lp = ln(&[0.5, 0.25]);
+        let targets =
+            Tensor::<2, Int>::from_data(TensorData::new(vec![0i64, 3], [1, 2]), &backend::cpu());
+        let got = scalar(topk_kd_or_reference(
+            t3(&student, [1, 2, 4]),
+            targets,
+            ids(&[0, 1, 0, 0], [1, 2, 2]),
+            t3(&[lp[0], lp[1], 0.0, 0.0], [1, 2, 2]),
+            t3(&[1.0, 1.0, 0.0, 0.0], [1, 2, 2]),
+            ones2(1, 2),
+            Divergence::ForwardKl,
+            1.0,
+        ));
+        let want = 0.5 * (kl(&[0.5, 0.25, 0.25], &[0.2, 0.3, 0.5]) - 0.4f64.ln());
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
     }
 }

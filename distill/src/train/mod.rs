@@ -380,8 +380,9 @@ pub fn train(
                                 temperature,
                             ))
                         }
-                        (None, Some((ids, lp, valid))) => Some(loss::topk_kd(
+                        (None, Some((ids, lp, valid))) => Some(loss::topk_kd_or_reference(
                             logits,
+                            b.targets.clone(),
                             ids.clone(),
                             lp.clone(),
                             valid.clone(),
