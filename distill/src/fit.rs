@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use datasets::config::{
-    Architecture, Config, DistillLoss, DivergenceKind, LoadedConfig, Normalize, TeacherKind,
+    Architecture, Config, DistillLoss, DivergenceKind, EvalConfig, LoadedConfig, TeacherKind,
     TrainConfig,
 };
 use datasets::metrics::{self, MetricRow};
@@ -168,11 +168,7 @@ pub struct Job<'a> {
     /// A local teacher for full-distribution KD.
     pub teacher: Option<&'a Model>,
     /// The `[eval]` normaliser and decoding settings.
-    pub normalize: &'a [Normalize],
-    /// Tokens per eval answer.
-    pub eval_tokens: usize,
-    /// Eval prompts per batch.
-    pub eval_batch: usize,
+    pub settings: &'a EvalConfig,
     /// Human-readable objective for the summary.
     pub objective: String,
 }
@@ -252,8 +248,7 @@ pub fn fit(
     let t0 = Instant::now();
     let mut tokens_here = 0usize;
     let eval = job.eval;
-    let (tok, normalize) = (job.tokenizer, job.normalize);
-    let (eval_tokens, eval_batch) = (job.eval_tokens, job.eval_batch);
+    let (tok, settings) = (job.tokenizer, job.settings);
     let trained = train::train(
         job.model,
         device,
@@ -268,11 +263,17 @@ pub fn fit(
             if eval.prompts.is_empty() {
                 return Ok(None);
             }
-            let answers = recipe::answers(m, tok, &eval.prompts, eval_tokens, eval_batch)?;
+            let answers = recipe::answers(
+                m,
+                tok,
+                &eval.prompts,
+                settings.max_new_tokens,
+                settings.batch_size,
+            )?;
             Ok(Some(recipe::exact_match(
                 &answers,
                 &eval.references,
-                normalize,
+                &settings.normalize,
             )))
         },
         &mut |s| {
@@ -489,9 +490,7 @@ pub fn train_teacher(
             eval: &data.eval,
             options,
             teacher: None,
-            normalize: &c.eval.normalize,
-            eval_tokens: c.eval.max_new_tokens,
-            eval_batch: c.eval.batch_size,
+            settings: &c.eval,
             objective: "ce".into(),
         },
         &device,
@@ -716,9 +715,7 @@ pub fn distill_student(
             eval: &data.eval,
             options,
             teacher: full_teacher.as_ref(),
-            normalize: &c.eval.normalize,
-            eval_tokens: c.eval.max_new_tokens,
-            eval_batch: c.eval.batch_size,
+            settings: &c.eval,
             objective: label,
         },
         &device,
@@ -769,9 +766,7 @@ pub fn train_baseline(
             eval: &data.eval,
             options,
             teacher: None,
-            normalize: &c.eval.normalize,
-            eval_tokens: c.eval.max_new_tokens,
-            eval_batch: c.eval.batch_size,
+            settings: &c.eval,
             objective: "ce (gold only)".into(),
         },
         &device,

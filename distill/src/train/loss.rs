@@ -102,14 +102,15 @@ fn topk_kd_per_position(
     // logits outside the k, not `log(1 − Σ q_k)`: once the student is confident that difference
     // cancels to rounding noise in f32, and its gradient (1 / the noise) explodes.
     let z = logits.div_scalar(temperature);
-    let lq_all = log_softmax(z.clone(), 2);
+    let lse_z = log_sum_exp(z.clone());
+    let lq_all = z.clone() - lse_z.clone();
     let lq_k = lq_all.gather(2, top_ids.clone());
     let in_k = z
         .zeros_like()
         .scatter(2, top_ids, top_valid.clone(), IndexingUpdateOp::Add)
         .clamp_max(1.0);
     let outside = z.clone() - in_k.mul_scalar(1.0e9);
-    let lq_tail = log_sum_exp(outside) - log_sum_exp(z);
+    let lq_tail = log_sum_exp(outside) - lse_z;
     // The teacher's k and its tail, tempered, renormalised over the k + 1 outcomes.
     let p_k_mass = (top_logprobs.clone().exp() * top_valid.clone()).sum_dim(2);
     let tail_logit = p_k_mass
