@@ -2,5 +2,12 @@
 //!
 //! Its place in the loop: it reads candidate sets written through `datasets` and writes expert
 //! decisions to `annotations.db`, exported back as SFT and preference sets. It never imports
-//! `distill`. The store and the terminal app land here after the model and teacher stages (see the
-//! README's status table).
+//! `distill`.
+
+pub mod agreement;
+pub mod diff;
+pub mod error;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use store::{Candidate, Filter, Item, Order, Progress, Store, Stored, Verdict};

@@ -1,0 +1,316 @@
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn item(prompt: &str, output: Option<&str>, disagreement: Option<f64>) -> Item {
+    let mut item = Item::new(prompt.into(), vec![Message::new("user", prompt)]);
+    item.a = output.map(|t| Candidate {
+        text: t.into(),
+        model: Some("teacher".into()),
+    });
+    item.disagreement = disagreement;
+    item
+}
+
+fn store_with(n: usize) -> (tempfile::TempDir, Store, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path().join(DB_FILE)).unwrap();
+    let items: Vec<Item> = (0..n)
+        .map(|i| {
+            item(
+                &format!("prompt {i}"),
+                Some(&format!("out {i}")),
+                Some(i as f64),
+            )
+        })
+        .collect();
+    let ids = items.iter().map(|i| i.id.clone()).collect();
+    assert_eq!(store.add_items(items).unwrap(), n as u64);
+    (dir, store, ids)
+}
+
+#[test]
+fn the_store_is_wal_with_full_sync_and_migrated() {
+    let (_dir, store, _) = store_with(1);
+    let mode: String = store
+        .conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let sync: i64 = store
+        .conn
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(sync, 2, "FULL");
+    let version: i64 = store
+        .conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, MIGRATIONS.len() as i64);
+    assert_eq!(store.integrity_check().unwrap(), "ok");
+}
+
+#[test]
+fn importing_the_same_items_twice_adds_nothing() {
+    let (_dir, mut store, _) = store_with(5);
+    let again: Vec<Item> = (0..5)
+        .map(|i| item(&format!("prompt {i}"), Some(&format!("out {i}")), None))
+        .collect();
+    assert_eq!(store.add_items(again).unwrap(), 0);
+    assert_eq!(store.progress("x", 1).unwrap().items, 5);
+    let first = store.list("x", &Filter::All, 0, 1).unwrap().remove(0);
+    assert!(
+        first.b.is_none(),
+        "the same output is not a second candidate"
+    );
+}
+
+#[test]
+fn a_second_output_for_a_prompt_becomes_candidate_b() {
+    let (_dir, mut store, ids) = store_with(2);
+    let mut other = item("prompt 1", Some("another answer"), None);
+    other.a.as_mut().unwrap().model = Some("student".into());
+    assert_eq!(store.add_items([other]).unwrap(), 0);
+    let it = store.item(&ids[1]).unwrap().unwrap();
+    assert_eq!(it.a.unwrap().text, "out 1");
+    let b = it.b.unwrap();
+    assert_eq!(
+        (b.text.as_str(), b.model.as_deref()),
+        ("another answer", Some("student"))
+    );
+}
+
+#[test]
+fn decisions_undo_and_the_queue() {
+    let (_dir, mut store, ids) = store_with(4);
+    // Highest disagreement first.
+    let q = store.queue("ana", Order::Disagreement, 1, 10).unwrap();
+    assert_eq!(
+        q.iter().map(|i| &i.id).collect::<Vec<_>>(),
+        ids.iter().rev().collect::<Vec<_>>()
+    );
+    store
+        .decide(&ids[3], "ana", &Verdict::of(Decision::Accept))
+        .unwrap();
+    store
+        .decide(&ids[2], "ana", &Verdict::of(Decision::Skip))
+        .unwrap();
+    let q = store.queue("ana", Order::Disagreement, 1, 10).unwrap();
+    let order: Vec<&str> = q.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(
+        order,
+        [&ids[1], &ids[0], &ids[2]],
+        "skipped items come last"
+    );
+    // Another annotator does not see what ana completed at overlap 1, and does at overlap 2.
+    assert_eq!(store.queue("ben", Order::File, 1, 10).unwrap().len(), 3);
+    assert_eq!(store.queue("ben", Order::File, 2, 10).unwrap().len(), 4);
+    assert_eq!(store.undo("ana").unwrap().as_deref(), Some(ids[2].as_str()));
+    assert!(store.current(&ids[2], "ana").unwrap().is_none());
+    assert_eq!(store.undo("ana").unwrap().as_deref(), Some(ids[3].as_str()));
+    assert_eq!(store.undo("ana").unwrap(), None);
+    assert_eq!(store.queue("ana", Order::File, 1, 10).unwrap().len(), 4);
+}
+
+#[test]
+fn undo_reveals_the_earlier_decision_on_the_same_item() {
+    let (_dir, mut store, ids) = store_with(1);
+    store
+        .decide(&ids[0], "ana", &Verdict::of(Decision::Reject))
+        .unwrap();
+    let edit = Verdict {
+        decision: Some(Decision::Edit),
+        corrected: Some("fixed".into()),
+        rating: Some(4),
+        ..Verdict::default()
+    };
+    store.decide(&ids[0], "ana", &edit).unwrap();
+    let now = store.current(&ids[0], "ana").unwrap().unwrap().annotation;
+    assert_eq!(
+        (now.decision, now.corrected.as_deref(), now.rating),
+        (Decision::Edit, Some("fixed"), Some(4))
+    );
+    store.undo("ana").unwrap();
+    let now = store.current(&ids[0], "ana").unwrap().unwrap().annotation;
+    assert_eq!(now.decision, Decision::Reject);
+}
+
+#[test]
+fn bad_decisions_are_refused_and_change_nothing() {
+    let (_dir, mut store, ids) = store_with(1);
+    for (id, who, verdict) in [
+        ("nope", "ana", Verdict::of(Decision::Accept)),
+        (ids[0].as_str(), "", Verdict::of(Decision::Accept)),
+        (ids[0].as_str(), "a\u{1b}[2J", Verdict::of(Decision::Accept)),
+        (ids[0].as_str(), "ana", Verdict::of(Decision::Edit)),
+        (
+            ids[0].as_str(),
+            "ana",
+            Verdict {
+                rating: Some(6),
+                ..Verdict::of(Decision::Accept)
+            },
+        ),
+        (ids[0].as_str(), "ana", Verdict::default()),
+    ] {
+        let e = store.decide(id, who, &verdict).unwrap_err();
+        assert!(e.is_bad_input(), "{e}");
+    }
+    assert!(store.decisions().unwrap().is_empty());
+}
+
+#[test]
+fn the_event_log_is_append_only() {
+    let (_dir, mut store, ids) = store_with(1);
+    store
+        .decide(&ids[0], "ana", &Verdict::of(Decision::Accept))
+        .unwrap();
+    assert!(store.conn.execute("DELETE FROM events", []).is_err());
+    assert!(
+        store
+            .conn
+            .execute("UPDATE events SET decision = 'reject'", [])
+            .is_err()
+    );
+}
+
+#[test]
+fn search_and_filters() {
+    let (_dir, mut store, ids) = store_with(12);
+    store
+        .decide(&ids[5], "ana", &Verdict::of(Decision::Reject))
+        .unwrap();
+    let found = store
+        .list("ana", &Filter::Search("prompt 1".into()), 0, 10)
+        .unwrap();
+    assert_eq!(found.len(), 3, "prompt 1, 10, 11");
+    assert!(
+        store
+            .list("ana", &Filter::Search("100%_".into()), 0, 10)
+            .unwrap()
+            .is_empty()
+    );
+    let rejected = store
+        .list("ana", &Filter::Decided(Decision::Reject), 0, 10)
+        .unwrap();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].id, ids[5]);
+    assert_eq!(store.list("ana", &Filter::All, 10, 10).unwrap().len(), 2);
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE);
+    std::fs::write(
+        &path,
+        b"this is not sqlite, just some text long enough to be a header....",
+    )
+    .unwrap();
+    let e = Store::open(&path).unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e:?}");
+    assert!(
+        e.to_string().contains("not a readable annotation database"),
+        "{e}"
+    );
+    let e = Store::open_existing(dir.path().join("missing.db")).unwrap_err();
+    assert!(e.is_bad_input());
+}
+
+#[test]
+fn a_second_writer_waits_and_a_reader_never_blocks() {
+    let (dir, mut store, ids) = store_with(3);
+    let mut other = Store::open(dir.path().join(DB_FILE)).unwrap();
+    store
+        .decide(&ids[0], "ana", &Verdict::of(Decision::Accept))
+        .unwrap();
+    other
+        .decide(&ids[1], "ben", &Verdict::of(Decision::Accept))
+        .unwrap();
+    assert_eq!(store.decisions().unwrap().len(), 2);
+    assert_eq!(other.progress("ben", 1).unwrap().complete, 2);
+}
+
+/// What the property test drives.
+#[derive(Debug, Clone)]
+enum Op {
+    Decide {
+        item: usize,
+        who: usize,
+        decision: Decision,
+    },
+    Undo {
+        who: usize,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let decision = prop_oneof![
+        Just(Decision::Accept),
+        Just(Decision::Reject),
+        Just(Decision::Edit),
+        Just(Decision::Skip)
+    ];
+    prop_oneof![
+        3 => (0..6usize, 0..3usize, decision).prop_map(|(item, who, decision)| Op::Decide { item, who, decision }),
+        1 => (0..3usize).prop_map(|who| Op::Undo { who }),
+    ]
+}
+
+const WHO: [&str; 3] = ["ana", "ben", "chen"];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Random decide / undo sequences across annotators: the store's state equals an in-memory
+    /// model's, through the maintained table and through a replay of the log.
+    #[test]
+    fn the_store_equals_an_in_memory_model(ops in proptest::collection::vec(op(), 1..60)) {
+        let (_dir, mut store, ids) = store_with(6);
+        // The model: the event log as a list of (item, who, decision, undone).
+        let mut log: Vec<(usize, usize, Decision, bool)> = Vec::new();
+        for (n, op) in ops.iter().enumerate() {
+            match *op {
+                Op::Decide { item, who, decision } => {
+                    let verdict = Verdict {
+                        corrected: (decision == Decision::Edit).then(|| format!("fix {n}")),
+                        ..Verdict::of(decision)
+                    };
+                    store.decide(&ids[item], WHO[who], &verdict).unwrap();
+                    log.push((item, who, decision, false));
+                }
+                Op::Undo { who } => {
+                    let expected = log.iter().rposition(|e| e.1 == who && !e.3);
+                    let got = store.undo(WHO[who]).unwrap();
+                    prop_assert_eq!(got, expected.map(|i| ids[log[i].0].clone()));
+                    if let Some(i) = expected { log[i].3 = true; }
+                }
+            }
+        }
+        let mut model: BTreeMap<(String, String), Decision> = BTreeMap::new();
+        for (item, who, decision, undone) in &log {
+            if !undone {
+                model.insert((ids[*item].clone(), WHO[*who].to_string()), *decision);
+            }
+        }
+        let as_map = |stored: Vec<Stored>| -> BTreeMap<(String, String), Decision> {
+            stored.into_iter().map(|s| ((s.annotation.item_id, s.annotation.annotator), s.annotation.decision)).collect()
+        };
+        prop_assert_eq!(&as_map(store.decisions().unwrap()), &model);
+        prop_assert_eq!(&as_map(store.replay().unwrap()), &model);
+        for (w, who) in WHO.iter().enumerate() {
+            let decided = model.iter().filter(|((_, a), d)| a == who && **d != Decision::Skip).count();
+            prop_assert_eq!(store.progress(who, 1).unwrap().mine, decided as u64);
+            let queue = store.queue(who, Order::File, 2, 100).unwrap();
+            for it in &queue {
+                let idx = ids.iter().position(|x| x == &it.id).unwrap();
+                let mine = model.get(&(it.id.clone(), who.to_string()));
+                prop_assert!(mine.is_none() || mine == Some(&Decision::Skip), "{w}");
+                let others = model.iter().filter(|((i, _), d)| i == &ids[idx] && **d != Decision::Skip).count();
+                prop_assert!(others < 2);
+            }
+        }
+    }
+}
