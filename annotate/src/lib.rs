@@ -7,6 +7,9 @@
 pub mod agreement;
 pub mod diff;
 pub mod error;
+pub mod feedback;
+pub mod import;
+pub mod stats;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -118,7 +118,8 @@ impl Error {
         }
     }
 
-    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+    /// An error in the user's input, in words that say what to do.
+    pub fn invalid(message: impl Into<String>) -> Self {
         Error::Invalid {
             message: message.into(),
         }
