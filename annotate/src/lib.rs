@@ -5,12 +5,15 @@
 //! `distill`.
 
 pub mod agreement;
+pub mod app;
+pub mod components;
 pub mod diff;
 pub mod error;
 pub mod feedback;
 pub mod import;
 pub mod stats;
 pub mod store;
+pub mod theme;
 
 pub use error::{Error, Result};
 pub use store::{Candidate, Filter, Item, Order, Progress, Store, Stored, Verdict};

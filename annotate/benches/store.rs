@@ -1,0 +1,303 @@
+//! The annotation store's latencies: decision → durable, undo, and the first frame on a store of a
+//! million items.
+//!
+//! `cargo bench -p workbench-annotate --bench store [-- --items N]` (or `ANNOTATE_BENCH_ITEMS=N`;
+//! the default is 1,000,000). The stores live on the real disk, under `CARGO_TARGET_TMPDIR`
+//! (`target/tmp`) when cargo sets it, else the system temp directory, since a store on tmpfs would
+//! time memory copies instead of fsyncs. Prints `FIGURE <name> <value> <unit>` lines:
+//!
+//! - `annotate_decide_p50`, `annotate_decide_p99`, `annotate_decide_max`: [`Store::decide`] on a
+//!   store of 10,000 items, 2,000 times, each call returning once its transaction is fsynced;
+//! - `annotate_undo_p50`, `annotate_undo_p99`: [`Store::undo`], 500 times;
+//! - `annotate_insert_1m_items_per_s`: importing the items of the scale check, in batches;
+//! - `annotate_open_1m`, `annotate_open_1m_rss`: what the app does before its first frame on that
+//!   store ([`Store::open_existing`], [`Store::progress`] and a 50-item queue by disagreement), in
+//!   a fresh process so that the import's memory does not count (median time of 3 runs, largest
+//!   peak RSS). The page cache is warm: the import has just written the file.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use annotate::{Candidate, Item, Order, Store, Verdict};
+use datasets::{Decision, Message};
+
+const ANNOTATOR: &str = "bench";
+/// Items in the latency store.
+const LATENCY_ITEMS: usize = 10_000;
+/// Timed `decide` calls.
+const DECIDES: usize = 2_000;
+/// Timed `undo` calls.
+const UNDOS: usize = 500;
+/// Items per `add_items` call in the scale check.
+const BATCH: usize = 10_000;
+/// Decisions made on the scale store before it is reopened (a session being resumed).
+const SCALE_DECISIONS: usize = 1_000;
+/// Runs of the first-frame child.
+const OPEN_RUNS: usize = 3;
+/// The argument that makes this binary the first-frame child.
+const CHILD_ARG: &str = "--open-child";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(CHILD_ARG) {
+        open_child(Path::new(&args[1]));
+        return;
+    }
+    let items = args
+        .iter()
+        .position(|a| a == "--items")
+        .map(|i| args.get(i + 1).expect("--items N").clone())
+        .or_else(|| std::env::var("ANNOTATE_BENCH_ITEMS").ok())
+        .map_or(1_000_000, |n| {
+            n.replace('_', "").parse().expect("an item count")
+        });
+
+    let base = option_env!("CARGO_TARGET_TMPDIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("CARGO_TARGET_TMPDIR").map(PathBuf::from))
+        .unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&base).unwrap();
+    println!("stores under {}", base.display());
+
+    fsync_baseline(&base);
+    decide_latency(&base);
+    scale(&base, items);
+}
+
+/// Deterministic pseudo-random numbers (xorshift64).
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+const WORDS: [&str; 16] = [
+    "the", "date", "of", "invoice", "was", "March", "third", "twenty", "one", "please", "rewrite",
+    "as", "ISO", "format", "thanks", "received",
+];
+
+fn text(rng: &mut XorShift, words: usize) -> String {
+    let mut s = String::with_capacity(words * 7);
+    for i in 0..words {
+        if i > 0 {
+            s.push(' ');
+        }
+        s.push_str(WORDS[(rng.next() % 16) as usize]);
+    }
+    s
+}
+
+/// Item `i`: a 20-word prompt, a 60-word answer and scores, as a distillation run writes them.
+fn item(rng: &mut XorShift, i: usize) -> Item {
+    let prompt = format!("{} #{i}", text(rng, 20));
+    let mut item = Item::new(prompt.clone(), vec![Message::new("user", prompt)]);
+    item.a = Some(Candidate {
+        text: text(rng, 60),
+        model: Some("teacher".into()),
+    });
+    item.logprob = Some(-3.0 * rng.unit());
+    item.entropy = Some(4.0 * rng.unit());
+    item.disagreement = Some(rng.unit());
+    item
+}
+
+/// The decision made on the `i`th item: mostly accepts, some rejects, edits and skips.
+fn verdict(i: usize) -> Verdict {
+    let decision = match i % 10 {
+        0..=5 => Decision::Accept,
+        6 | 7 => Decision::Reject,
+        8 => Decision::Edit,
+        _ => Decision::Skip,
+    };
+    let mut v = Verdict::of(decision);
+    if decision == Decision::Edit {
+        v.corrected = Some(format!("the corrected answer, number {i}"));
+    }
+    v.rating = Some((i % 5 + 1) as u8);
+    v.duration_ms = 4_000 + (i as u64 % 7) * 1_000;
+    v
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The `q` quantile (nearest rank) of sorted `v`.
+fn quantile(v: &[f64], q: f64) -> f64 {
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn temp_dir(base: &Path, prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(base)
+        .unwrap()
+}
+
+/// What one fsync costs on this disk, for reading the decide figures against (not a figure).
+fn fsync_baseline(base: &Path) {
+    use std::io::Write;
+    let dir = temp_dir(base, "annotate-fsync-");
+    let mut file = std::fs::File::create(dir.path().join("f")).unwrap();
+    let mut times = Vec::with_capacity(200);
+    for _ in 0..200 {
+        let t = Instant::now();
+        file.write_all(&[7u8; 4096]).unwrap();
+        file.sync_data().unwrap();
+        times.push(ms(t.elapsed()));
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "disk baseline: 4 KiB append + fdatasync p50 {:.3} ms, p99 {:.3} ms",
+        quantile(&times, 0.5),
+        quantile(&times, 0.99)
+    );
+}
+
+fn decide_latency(base: &Path) {
+    let dir = temp_dir(base, "annotate-decide-");
+    let mut store = Store::open(dir.path().join(annotate::store::DB_FILE)).unwrap();
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    let items: Vec<Item> = (0..LATENCY_ITEMS).map(|i| item(&mut rng, i)).collect();
+    let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
+    store.add_items(items).unwrap();
+
+    let mut times = Vec::with_capacity(DECIDES);
+    for (i, id) in ids.iter().take(DECIDES).enumerate() {
+        let v = verdict(i);
+        let t = Instant::now();
+        store.decide(id, ANNOTATOR, &v).unwrap();
+        times.push(ms(t.elapsed()));
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "decide: {DECIDES} calls on {LATENCY_ITEMS} items, mean {:.3} ms",
+        times.iter().sum::<f64>() / times.len() as f64
+    );
+    println!("FIGURE annotate_decide_p50 {:.3} ms", quantile(&times, 0.5));
+    println!(
+        "FIGURE annotate_decide_p99 {:.3} ms",
+        quantile(&times, 0.99)
+    );
+    println!(
+        "FIGURE annotate_decide_max {:.3} ms",
+        times[times.len() - 1]
+    );
+
+    let mut times = Vec::with_capacity(UNDOS);
+    for _ in 0..UNDOS {
+        let t = Instant::now();
+        let undone = store.undo(ANNOTATOR).unwrap();
+        times.push(ms(t.elapsed()));
+        assert!(undone.is_some());
+    }
+    times.sort_by(f64::total_cmp);
+    println!("FIGURE annotate_undo_p50 {:.3} ms", quantile(&times, 0.5));
+    println!("FIGURE annotate_undo_p99 {:.3} ms", quantile(&times, 0.99));
+    assert_eq!(store.integrity_check().unwrap(), "ok");
+}
+
+fn scale(base: &Path, n: usize) {
+    let dir = temp_dir(base, "annotate-scale-");
+    let db = dir.path().join(annotate::store::DB_FILE);
+    {
+        let mut store = Store::open(&db).unwrap();
+        let mut rng = XorShift(0xD1B5_4A32_D192_ED03);
+        let t = Instant::now();
+        let mut start = 0;
+        while start < n {
+            let end = (start + BATCH).min(n);
+            let batch = (start..end).map(|i| item(&mut rng, i));
+            assert_eq!(store.add_items(batch).unwrap(), (end - start) as u64);
+            start = end;
+        }
+        let secs = t.elapsed().as_secs_f64();
+        println!("scale: {n} items imported in {secs:.1} s");
+        println!(
+            "FIGURE annotate_insert_1m_items_per_s {:.0} items/s",
+            n as f64 / secs
+        );
+        // A session being resumed: the top of the queue has been worked through.
+        let queue = store
+            .queue(ANNOTATOR, Order::Disagreement, 1, SCALE_DECISIONS)
+            .unwrap();
+        for (i, it) in queue.iter().enumerate() {
+            store.decide(&it.id, ANNOTATOR, &verdict(i)).unwrap();
+        }
+    }
+    let bytes: u64 = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    println!(
+        "scale: database {:.0} MiB with {} decisions",
+        bytes as f64 / (1024.0 * 1024.0),
+        SCALE_DECISIONS.min(n)
+    );
+
+    let exe = std::env::current_exe().unwrap();
+    let mut runs: Vec<(f64, f64)> = (0..OPEN_RUNS)
+        .map(|_| {
+            let out = Command::new(&exe).arg(CHILD_ARG).arg(&db).output().unwrap();
+            assert!(
+                out.status.success(),
+                "the first-frame child failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let stdout = String::from_utf8(out.stdout).unwrap();
+            let line = stdout
+                .lines()
+                .find_map(|l| l.strip_prefix("OPEN "))
+                .expect("the child reports");
+            let mut words = line.split_whitespace().map(|w| w.parse::<f64>().unwrap());
+            (words.next().unwrap(), words.next().unwrap())
+        })
+        .collect();
+    println!(
+        "scale: first frame {}",
+        runs.iter()
+            .map(|(t, rss)| format!("{t:.1} ms / {rss:.1} MiB"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let rss = runs.iter().map(|r| r.1).fold(0.0, f64::max);
+    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    println!("FIGURE annotate_open_1m {:.1} ms", runs[runs.len() / 2].0);
+    println!("FIGURE annotate_open_1m_rss {rss:.1} MiB");
+}
+
+/// The child: the app's work before its first frame, timed, with this process's peak RSS.
+fn open_child(db: &Path) {
+    let t = Instant::now();
+    let store = Store::open_existing(db).unwrap();
+    let progress = store.progress(ANNOTATOR, 1).unwrap();
+    let queue = store.queue(ANNOTATOR, Order::Disagreement, 1, 50).unwrap();
+    let elapsed = ms(t.elapsed());
+    assert!(progress.items > 0);
+    assert_eq!(
+        queue.len(),
+        50.min(progress.items as usize - progress.mine as usize)
+    );
+    println!("OPEN {elapsed:.3} {:.1}", peak_rss_mib());
+}

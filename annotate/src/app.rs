@@ -1,0 +1,784 @@
+//! The terminal app: `App` owns the store, the list being reviewed and a [`Mode`], routes keys by
+//! mode, and draws itself.
+//!
+//! The promise the app keeps: a decision key writes the decision through [`Store::decide`]
+//! (committed and fsynced) *before* the screen moves to the next item; when the write fails, the
+//! item stays on screen with the error, and nothing is marked saved.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use datasets::{Decision, Preference};
+use ratatui::DefaultTerminal;
+use ratatui::buffer::Buffer;
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Gauge, Paragraph, Widget};
+
+use crate::components::centered;
+use crate::components::diff::DiffView;
+use crate::components::editor::{Editor, EditorOutcome};
+use crate::components::guidelines::Guidelines;
+use crate::components::help::Help;
+use crate::components::item::{Draft, ItemView};
+use crate::components::stats::StatsPanel;
+use crate::diff::{Change, word_diff};
+use crate::error::{Error, Result};
+use crate::stats::{IDLE_GAP, Stats, stats};
+use crate::store::{Filter, Item, Order, Progress, Store, Stored, Verdict};
+use crate::theme::{Theme, shown_line};
+
+/// Items fetched from the store at a time: the app never holds more than this many.
+pub const PAGE: usize = 50;
+
+/// How a review is set up.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Who is deciding (`--annotator`).
+    pub annotator: String,
+    /// Queue order.
+    pub order: Order,
+    /// Annotators wanted per item.
+    pub overlap: u32,
+    /// The guidelines: where they came from and their Markdown.
+    pub guidelines: Option<(String, String)>,
+    /// What is being reviewed (a run or a set), for the header.
+    pub title: String,
+}
+
+/// Which items the app walks through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum View {
+    /// The review queue: what this annotator still has to decide, best first.
+    Queue,
+    /// A filter or a search.
+    List(Filter),
+}
+
+impl View {
+    fn label(&self) -> String {
+        match self {
+            View::Queue => "queue".into(),
+            View::List(Filter::All) => "all items".into(),
+            View::List(Filter::Decided(d)) => format!("your {}", past(*d)),
+            View::List(Filter::Search(s)) => format!("search “{}”", shown_line(s)),
+        }
+    }
+
+    /// `f` cycles through these.
+    fn next_filter(&self) -> View {
+        match self {
+            View::Queue => View::List(Filter::Decided(Decision::Accept)),
+            View::List(Filter::Decided(Decision::Accept)) => {
+                View::List(Filter::Decided(Decision::Reject))
+            }
+            View::List(Filter::Decided(Decision::Reject)) => {
+                View::List(Filter::Decided(Decision::Edit))
+            }
+            View::List(Filter::Decided(Decision::Edit)) => {
+                View::List(Filter::Decided(Decision::Skip))
+            }
+            View::List(Filter::Decided(Decision::Skip)) => View::List(Filter::All),
+            _ => View::Queue,
+        }
+    }
+}
+
+fn past(d: Decision) -> &'static str {
+    match d {
+        Decision::Accept => "accepted",
+        Decision::Reject => "rejected",
+        Decision::Edit => "edited",
+        Decision::Skip => "skipped",
+    }
+}
+
+/// What the screen shows besides the item.
+pub enum Mode {
+    /// Reviewing the current item.
+    Review,
+    /// Correcting the output.
+    Edit(Editor),
+    /// The correction against the original, before it is stored.
+    Diff {
+        /// The editor, kept to go back to.
+        editor: Editor,
+        /// The corrected text.
+        text: String,
+        /// Its word diff against the original.
+        changes: Vec<Change>,
+    },
+    /// `?`.
+    Help {
+        /// Lines scrolled.
+        scroll: u16,
+    },
+    /// `g`.
+    Guidelines {
+        /// Lines scrolled.
+        scroll: u16,
+    },
+    /// `/`: typing a search.
+    Search {
+        /// The text so far.
+        input: String,
+    },
+    /// `t`.
+    Stats(Box<Stats>),
+}
+
+/// The status line's message.
+#[derive(Debug, Clone, PartialEq)]
+enum Status {
+    None,
+    Saved { event: i64, what: String },
+    Info(String),
+    Warn(String),
+}
+
+/// The terminal app.
+pub struct App {
+    store: Store,
+    opts: Options,
+    theme: Theme,
+    mode: Mode,
+    view: View,
+    items: Vec<Item>,
+    offset: usize,
+    cursor: usize,
+    current: Option<Stored>,
+    draft: Draft,
+    scroll: u16,
+    shown_at: Instant,
+    status: Status,
+    progress: Progress,
+    /// When this session's decisions were made, from the session's start.
+    session: Vec<Duration>,
+    started: Instant,
+    /// Tests fix the clock: each decision is this long after the one before.
+    fixed_step: Option<Duration>,
+    quit: bool,
+}
+
+impl App {
+    /// Opens the review on `store`.
+    pub fn new(store: Store, opts: Options, theme: Theme) -> Result<App> {
+        let mut app = App {
+            store,
+            opts,
+            theme,
+            mode: Mode::Review,
+            view: View::Queue,
+            items: Vec::new(),
+            offset: 0,
+            cursor: 0,
+            current: None,
+            draft: Draft::default(),
+            scroll: 0,
+            shown_at: Instant::now(),
+            status: Status::None,
+            progress: Progress::default(),
+            session: Vec::new(),
+            started: Instant::now(),
+            fixed_step: None,
+            quit: false,
+        };
+        app.refresh()?;
+        Ok(app)
+    }
+
+    /// Makes the items/hour figure independent of the wall clock (for screen snapshots).
+    pub fn fix_clock(&mut self, step: Duration) {
+        self.fixed_step = Some(step);
+    }
+
+    /// Whether `q` was pressed.
+    pub fn should_quit(&self) -> bool {
+        self.quit
+    }
+
+    /// The item on screen.
+    pub fn item(&self) -> Option<&Item> {
+        self.items.get(self.cursor)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Runs the app until `q`: draw, wait for a key, handle it.
+    pub fn run(&mut self, terminal: &mut DefaultTerminal) -> Result<()> {
+        while !self.quit {
+            terminal
+                .draw(|f| f.render_widget(&*self, f.area()))
+                .map_err(Error::Terminal)?;
+            match event::read().map_err(Error::Terminal)? {
+                Event::Key(key) if key.kind != KeyEventKind::Release => self.handle_key(key)?,
+                // A resize redraws on the next turn of the loop.
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Reloads the page at the current offset, the decision on the current item and the counts.
+    fn refresh(&mut self) -> Result<()> {
+        let keep = self.item().map(|i| i.id.clone());
+        self.items = match &self.view {
+            View::Queue => {
+                self.offset = 0;
+                self.store.queue(
+                    &self.opts.annotator,
+                    self.opts.order,
+                    self.opts.overlap,
+                    PAGE,
+                )?
+            }
+            View::List(filter) => {
+                self.store
+                    .list(&self.opts.annotator, filter, self.offset, PAGE)?
+            }
+        };
+        if self.view != View::Queue
+            && let Some(pos) = keep.and_then(|id| self.items.iter().position(|i| i.id == id))
+        {
+            self.cursor = pos;
+        }
+        self.cursor = self.cursor.min(self.items.len().saturating_sub(1));
+        self.progress = self
+            .store
+            .progress(&self.opts.annotator, self.opts.overlap)?;
+        self.load_current()
+    }
+
+    fn load_current(&mut self) -> Result<()> {
+        self.current = match self.item() {
+            Some(item) => self.store.current(&item.id, &self.opts.annotator)?,
+            None => None,
+        };
+        self.draft = Draft::default();
+        self.scroll = 0;
+        self.shown_at = Instant::now();
+        Ok(())
+    }
+
+    /// Handles one key press.
+    pub fn handle_key(&mut self, key: KeyEvent) -> Result<()> {
+        if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
+            self.quit = true;
+            return Ok(());
+        }
+        match std::mem::replace(&mut self.mode, Mode::Review) {
+            Mode::Review => self.review_key(key)?,
+            Mode::Edit(mut editor) => match editor.handle_key(key) {
+                EditorOutcome::Editing => self.mode = Mode::Edit(editor),
+                EditorOutcome::Cancel => self.status = Status::Info("edit cancelled".into()),
+                EditorOutcome::Save(text) => {
+                    let changes = word_diff(&editor.original, &text);
+                    self.mode = Mode::Diff {
+                        editor,
+                        text,
+                        changes,
+                    };
+                }
+            },
+            Mode::Diff {
+                editor,
+                text,
+                changes,
+            } => match key.code {
+                KeyCode::Enter => self.commit(Decision::Edit, Some(text))?,
+                KeyCode::Char('e') => self.mode = Mode::Edit(editor),
+                KeyCode::Esc => self.status = Status::Info("edit cancelled".into()),
+                _ => {
+                    self.mode = Mode::Diff {
+                        editor,
+                        text,
+                        changes,
+                    }
+                }
+            },
+            Mode::Help { scroll } => {
+                if let Some(scroll) = scrolled(key.code, scroll, '?') {
+                    self.mode = Mode::Help { scroll };
+                }
+            }
+            Mode::Stats(s) => {
+                if !matches!(
+                    key.code,
+                    KeyCode::Esc | KeyCode::Char('t') | KeyCode::Char('q')
+                ) {
+                    self.mode = Mode::Stats(s);
+                }
+            }
+            Mode::Guidelines { scroll } => {
+                if let Some(scroll) = scrolled(key.code, scroll, 'g') {
+                    self.mode = Mode::Guidelines { scroll };
+                }
+            }
+            Mode::Search { mut input } => match key.code {
+                KeyCode::Esc => {}
+                KeyCode::Enter if input.trim().is_empty() => self.set_view(View::Queue)?,
+                KeyCode::Enter => self.set_view(View::List(Filter::Search(input)))?,
+                KeyCode::Backspace => {
+                    input.pop();
+                    self.mode = Mode::Search { input };
+                }
+                KeyCode::Char(c) if !c.is_control() => {
+                    input.push(c);
+                    self.mode = Mode::Search { input };
+                }
+                _ => self.mode = Mode::Search { input },
+            },
+        }
+        Ok(())
+    }
+
+    fn review_key(&mut self, key: KeyEvent) -> Result<()> {
+        match key.code {
+            KeyCode::Char('q') => self.quit = true,
+            KeyCode::Char('a') => self.commit(Decision::Accept, None)?,
+            KeyCode::Char('x') => self.commit(Decision::Reject, None)?,
+            KeyCode::Char('s') => self.commit(Decision::Skip, None)?,
+            KeyCode::Char(c @ '1'..='5') => {
+                if self.item().is_some() {
+                    self.draft.rating = Some(c as u8 - b'0');
+                }
+            }
+            KeyCode::Left => self.prefer(Preference::A),
+            KeyCode::Right => self.prefer(Preference::B),
+            KeyCode::Char('=') => self.prefer(Preference::Tie),
+            KeyCode::Char('e') => self.open_editor(),
+            KeyCode::Char('u') => self.undo()?,
+            KeyCode::Char('n') | KeyCode::Tab => self.step(1)?,
+            KeyCode::Char('p') | KeyCode::BackTab => self.step(-1)?,
+            KeyCode::Down | KeyCode::Char('j') => self.scroll = self.scroll.saturating_add(1),
+            KeyCode::Up | KeyCode::Char('k') => self.scroll = self.scroll.saturating_sub(1),
+            KeyCode::PageDown => self.scroll = self.scroll.saturating_add(10),
+            KeyCode::PageUp => self.scroll = self.scroll.saturating_sub(10),
+            KeyCode::Home => self.scroll = 0,
+            KeyCode::Char('?') => self.mode = Mode::Help { scroll: 0 },
+            KeyCode::Char('g') => match self.opts.guidelines {
+                Some(_) => self.mode = Mode::Guidelines { scroll: 0 },
+                None => {
+                    self.status = Status::Warn(
+                        "no guidelines: name a Markdown file in `annotate.guidelines` (or `--guidelines FILE`)".into(),
+                    )
+                }
+            },
+            KeyCode::Char('t') => {
+                self.mode = Mode::Stats(Box::new(stats(&self.store, self.opts.overlap)?))
+            }
+            KeyCode::Char('/') => {
+                self.mode = Mode::Search {
+                    input: String::new(),
+                }
+            }
+            KeyCode::Char('f') => self.set_view(self.view.next_filter())?,
+            KeyCode::Esc if self.view != View::Queue => self.set_view(View::Queue)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn prefer(&mut self, p: Preference) {
+        match self.item() {
+            Some(item) if item.b.is_some() => self.draft.preference = Some(p),
+            Some(_) => {
+                self.status = Status::Info("one candidate: nothing to prefer".into());
+            }
+            None => {}
+        }
+    }
+
+    fn open_editor(&mut self) {
+        let Some(item) = self.item() else { return };
+        let pref = self
+            .draft
+            .preference
+            .or(self.current.as_ref().and_then(|c| c.annotation.preference));
+        let original = item
+            .chosen(pref)
+            .map(|c| c.text.clone())
+            .unwrap_or_default();
+        let start = self
+            .current
+            .as_ref()
+            .and_then(|c| c.annotation.corrected.clone())
+            .unwrap_or_else(|| original.clone());
+        self.mode = Mode::Edit(Editor::new(&original, &start, &self.theme));
+    }
+
+    fn set_view(&mut self, view: View) -> Result<()> {
+        self.view = view;
+        self.offset = 0;
+        self.cursor = 0;
+        self.items.clear();
+        self.refresh()?;
+        if self.items.is_empty() {
+            self.status = Status::Info(format!("{}: nothing here", self.view.label()));
+        }
+        Ok(())
+    }
+
+    /// Moves `delta` items along the list, fetching the next or previous page when needed.
+    fn step(&mut self, delta: isize) -> Result<()> {
+        let target = self.cursor as isize + delta;
+        if target >= 0 && (target as usize) < self.items.len() {
+            self.cursor = target as usize;
+            return self.load_current();
+        }
+        if self.view == View::Queue {
+            return Ok(());
+        }
+        if target < 0 && self.offset > 0 {
+            self.offset = self.offset.saturating_sub(PAGE);
+            self.items.clear();
+            self.refresh()?;
+            self.cursor = self.items.len().saturating_sub(1);
+            return self.load_current();
+        }
+        if target as usize >= self.items.len() && self.items.len() == PAGE {
+            self.offset += PAGE;
+            self.items.clear();
+            self.cursor = 0;
+            self.refresh()?;
+            if self.items.is_empty() {
+                self.offset -= PAGE;
+                self.refresh()?;
+                self.cursor = self.items.len().saturating_sub(1);
+            }
+            return self.load_current();
+        }
+        Ok(())
+    }
+
+    /// Stores a decision on the item on screen, then moves on. The store has committed (and
+    /// fsynced) before anything on screen changes.
+    fn commit(&mut self, decision: Decision, corrected: Option<String>) -> Result<()> {
+        let Some(item) = self.item() else {
+            self.status = Status::Info("nothing to decide here".into());
+            return Ok(());
+        };
+        let id = item.id.clone();
+        let verdict = Verdict {
+            decision: Some(decision),
+            rating: self.draft.rating,
+            corrected,
+            preference: self.draft.preference,
+            duration_ms: self.shown_at.elapsed().as_millis() as u64,
+            ..Verdict::default()
+        };
+        match self.store.decide(&id, &self.opts.annotator, &verdict) {
+            Ok(event) => {
+                let at = match self.fixed_step {
+                    Some(step) => step * (self.session.len() as u32 + 1),
+                    None => self.started.elapsed(),
+                };
+                self.session.push(at);
+                self.status = Status::Saved {
+                    event,
+                    what: past(decision).into(),
+                };
+                if self.view != View::Queue {
+                    // Browsing a list: stay on the item just re-decided when it still matches,
+                    // else on the one that took its place.
+                    self.refresh()?;
+                } else {
+                    self.cursor = 0;
+                    self.refresh()?;
+                }
+                Ok(())
+            }
+            Err(e) if e.is_bad_input() => {
+                self.status = Status::Warn(format!("not saved: {e}"));
+                Ok(())
+            }
+            Err(e) => {
+                // Locked, disk full, read-only: the decision is not acknowledged; the item stays.
+                self.status = Status::Warn(format!("NOT SAVED: {}", first_line(&e)));
+                Ok(())
+            }
+        }
+    }
+
+    fn undo(&mut self) -> Result<()> {
+        match self.store.undo(&self.opts.annotator) {
+            Ok(Some(id)) => {
+                self.view = View::Queue;
+                self.cursor = 0;
+                self.refresh()?;
+                match self.items.iter().position(|i| i.id == id) {
+                    Some(pos) => self.cursor = pos,
+                    None => {
+                        // Others completed it meanwhile: show it anyway, first.
+                        if let Some(item) = self.store.item(&id)? {
+                            self.items.insert(0, item);
+                            self.items.truncate(PAGE);
+                        }
+                    }
+                }
+                self.load_current()?;
+                self.session.pop();
+                self.status = Status::Info("undone: your last decision is taken back".into());
+            }
+            Ok(None) => self.status = Status::Info("nothing to undo".into()),
+            Err(e) => self.status = Status::Warn(format!("undo NOT saved: {}", first_line(&e))),
+        }
+        Ok(())
+    }
+
+    /// Decisions per hour of active time in this session.
+    fn items_per_hour(&self) -> Option<f64> {
+        let cap = IDLE_GAP;
+        let mut active = Duration::ZERO;
+        let mut last = Duration::ZERO;
+        for &t in &self.session {
+            active += (t.saturating_sub(last)).min(cap);
+            last = t;
+        }
+        (!self.session.is_empty() && !active.is_zero())
+            .then(|| self.session.len() as f64 / active.as_secs_f64() * 3600.0)
+    }
+
+    fn render_header(&self, area: Rect, buf: &mut Buffer) {
+        let t = &self.theme;
+        let position = if self.items.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " · {} of {}",
+                self.offset + self.cursor + 1,
+                self.list_size()
+            )
+        };
+        Line::from(vec![
+            Span::styled(" workbench annotate ", t.selected),
+            Span::raw(format!(
+                " {} · {} · {}{}",
+                shown_line(&self.opts.title),
+                shown_line(&self.opts.annotator),
+                self.view.label(),
+                position
+            )),
+        ])
+        .render(area, buf);
+    }
+
+    fn list_size(&self) -> String {
+        match self.view {
+            View::Queue => {
+                let left = self
+                    .progress
+                    .items
+                    .saturating_sub(self.progress.complete)
+                    .max(self.items.len() as u64);
+                format!("{left} open")
+            }
+            _ if self.items.len() == PAGE => format!("{}+", self.offset + PAGE),
+            _ => format!("{}", self.offset + self.items.len()),
+        }
+    }
+
+    fn render_footer(&self, area: Rect, buf: &mut Buffer) {
+        let t = &self.theme;
+        let [gauge_row, keys] =
+            Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(area);
+        let [gauge, status] =
+            Layout::horizontal([Constraint::Percentage(55), Constraint::Fill(1)]).areas(gauge_row);
+        let p = self.progress;
+        let ratio = if p.items == 0 {
+            0.0
+        } else {
+            p.complete as f64 / p.items as f64
+        };
+        let rate = self
+            .items_per_hour()
+            .map_or("— items/h".to_string(), |r| format!("{r:.0} items/h"));
+        Gauge::default()
+            .gauge_style(t.gauge)
+            .ratio(ratio.clamp(0.0, 1.0))
+            .label(format!(
+                "{}/{} complete · yours {} · {rate}",
+                p.complete, p.items, p.mine
+            ))
+            .render(gauge, buf);
+        let message = match &self.status {
+            Status::None => Span::raw(""),
+            Status::Saved { event, what } => {
+                Span::styled(format!(" ✓ saved ({what}, event {event})"), t.ok)
+            }
+            Status::Info(m) => Span::raw(format!(" {}", shown_line(m))),
+            Status::Warn(m) => Span::styled(format!(" {}", shown_line(m)), t.warn),
+        };
+        Line::from(message).render(status, buf);
+        let hints: &[(&str, &str)] = match self.mode {
+            Mode::Edit(_) => &[("Ctrl-S", "save"), ("Esc", "cancel")],
+            Mode::Diff { .. } => &[("Enter", "store"), ("e", "edit again"), ("Esc", "cancel")],
+            Mode::Search { .. } => &[("Enter", "search"), ("Esc", "cancel")],
+            _ => &[
+                ("a", "accept"),
+                ("x", "reject"),
+                ("s", "skip"),
+                ("e", "edit"),
+                ("1-5", "rate"),
+                ("←→=", "prefer"),
+                ("u", "undo"),
+                ("/", "search"),
+                ("f", "filter"),
+                ("?", "help"),
+                ("q", "quit"),
+            ],
+        };
+        let mut spans = Vec::new();
+        for (k, v) in hints {
+            spans.push(Span::styled(format!(" {k}"), t.key));
+            spans.push(Span::raw(format!(" {v} ")));
+        }
+        Line::from(spans).render(keys, buf);
+    }
+
+    fn render_empty(&self, area: Rect, buf: &mut Buffer) {
+        let text = match &self.view {
+            View::Queue => vec![
+                Line::styled("Nothing left to review.", self.theme.ok),
+                Line::raw(""),
+                Line::raw(format!(
+                    "{} of {} items have the {} decision(s) they need; you made {}.",
+                    self.progress.complete,
+                    self.progress.items,
+                    self.opts.overlap,
+                    self.progress.mine
+                )),
+                Line::raw("u takes back your last decision · f browses what was decided · q quits"),
+            ],
+            view => vec![Line::raw(format!("{}: nothing here.", view.label()))],
+        };
+        Paragraph::new(text)
+            .block(Block::bordered())
+            .render(area, buf);
+    }
+}
+
+/// A scrolling overlay's answer to a key: the new scroll, or `None` to close (Esc, `q`, or the
+/// key that opened it).
+fn scrolled(code: KeyCode, scroll: u16, toggle: char) -> Option<u16> {
+    Some(match code {
+        KeyCode::Esc | KeyCode::Char('q') => return None,
+        KeyCode::Char(c) if c == toggle => return None,
+        KeyCode::Down | KeyCode::Char('j') => scroll.saturating_add(1),
+        KeyCode::Up | KeyCode::Char('k') => scroll.saturating_sub(1),
+        KeyCode::PageDown | KeyCode::Char(' ') => scroll.saturating_add(10),
+        KeyCode::PageUp => scroll.saturating_sub(10),
+        _ => scroll,
+    })
+}
+
+fn first_line(e: &Error) -> String {
+    let text = format!("{e}");
+    let mut out = text.lines().next().unwrap_or_default().to_string();
+    if let Some(source) = std::error::Error::source(e) {
+        out.push_str(&format!(": {source}"));
+    }
+    out
+}
+
+impl Widget for &App {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let [header, body, footer] = Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Fill(1),
+            Constraint::Length(2),
+        ])
+        .areas(area);
+        self.render_header(header, buf);
+        self.render_footer(footer, buf);
+        match (&self.mode, self.item()) {
+            (Mode::Edit(editor), Some(item)) | (Mode::Diff { editor, .. }, Some(item)) => {
+                let [prompt, panel] =
+                    Layout::vertical([Constraint::Percentage(30), Constraint::Fill(1)]).areas(body);
+                Paragraph::new(crate::theme::shown(&item.prompt))
+                    .wrap(ratatui::widgets::Wrap { trim: false })
+                    .block(Block::bordered().title(Span::styled(" Prompt ", self.theme.title)))
+                    .render(prompt, buf);
+                match &self.mode {
+                    Mode::Diff { changes, .. } => DiffView {
+                        changes,
+                        theme: &self.theme,
+                    }
+                    .render(panel, buf),
+                    _ => editor.render(panel, buf),
+                }
+            }
+            (_, Some(item)) => ItemView {
+                item,
+                current: self.current.as_ref().map(|c| &c.annotation),
+                draft: self.draft,
+                scroll: self.scroll,
+                theme: &self.theme,
+            }
+            .render(body, buf),
+            (_, None) => self.render_empty(body, buf),
+        }
+        match &self.mode {
+            Mode::Help { scroll } => Help {
+                scroll: *scroll,
+                theme: &self.theme,
+            }
+            .render(centered(body, 96, 100), buf),
+            Mode::Guidelines { scroll } => {
+                if let Some((source, text)) = &self.opts.guidelines {
+                    Guidelines {
+                        text,
+                        source,
+                        scroll: *scroll,
+                        theme: &self.theme,
+                    }
+                    .render(centered(body, 80, 90), buf)
+                }
+            }
+            Mode::Stats(s) => StatsPanel {
+                stats: s,
+                theme: &self.theme,
+            }
+            .render(centered(body, 90, 80), buf),
+            Mode::Search { input } => {
+                let [_, line] =
+                    Layout::vertical([Constraint::Fill(1), Constraint::Length(3)]).areas(body);
+                Clear.render(line, buf);
+                Paragraph::new(format!("{}▏", shown_line(input)))
+                    .block(Block::bordered().title(Span::styled(
+                        " Search prompts and outputs ",
+                        self.theme.title,
+                    )))
+                    .render(line, buf);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Opens the terminal, runs the app, and gives the terminal back, even on a panic
+/// (`ratatui::init` installs a hook that restores it first).
+pub fn run(store: Store, opts: Options) -> Result<Store> {
+    let mut app = App::new(store, opts, Theme::from_env())?;
+    let mut terminal = ratatui::try_init().map_err(Error::Terminal)?;
+    let result = app.run(&mut terminal);
+    ratatui::try_restore().map_err(Error::Terminal)?;
+    result?;
+    Ok(app.store)
+}
+
+/// Reads the guidelines file named in the config.
+pub fn read_guidelines(path: &Path) -> Result<(String, String)> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok((path.display().to_string(), text))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,61 @@
+//! After the editor's save: the correction against the original, word by word, before it is
+//! stored (Enter stores it).
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph, Widget, Wrap};
+
+use crate::diff::{Change, word_counts};
+use crate::theme::{Theme, shown};
+
+/// The diff panel.
+pub struct DiffView<'a> {
+    /// The word-level changes.
+    pub changes: &'a [Change],
+    /// Styles.
+    pub theme: &'a Theme,
+}
+
+impl Widget for &DiffView<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let t = self.theme;
+        let mut lines: Vec<Line> = vec![Line::default()];
+        for change in self.changes {
+            let (text, style, open, close) = match change {
+                Change::Same(s) => (s, ratatui::style::Style::new(), "", ""),
+                Change::Removed(s) => (s, t.removed, "[-", "-]"),
+                Change::Added(s) => (s, t.added, "{+", "+}"),
+            };
+            let text = if t.diff_markers && !open.is_empty() {
+                format!("{open}{}{close}", shown(text))
+            } else {
+                shown(text)
+            };
+            // Split on newlines so the runs lay out as the text does.
+            for (i, part) in text.split('\n').enumerate() {
+                if i > 0 {
+                    lines.push(Line::default());
+                }
+                if !part.is_empty() {
+                    let line = lines.last_mut().expect("at least one line");
+                    line.spans.push(Span::styled(part.to_string(), style));
+                }
+            }
+        }
+        let (removed, added) = word_counts(self.changes);
+        let title = if removed + added == 0 {
+            " Correction: no change to the words ".to_string()
+        } else {
+            format!(" Correction: {removed} word(s) removed, {added} added ")
+        };
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(
+                Block::bordered()
+                    .title(Span::styled(title, t.title))
+                    .title_bottom(" Enter store it · e edit again · Esc cancel "),
+            )
+            .render(area, buf);
+    }
+}
