@@ -32,6 +32,9 @@ pub enum Command {
     Distill(TrainArgs),
     /// Every model of the run on the eval set: exact match, loss, agreement with the teacher.
     Eval(EvalArgs),
+    /// Expert review in the terminal: accept, reject, edit, rate, prefer A/B; every decision is on
+    /// disk before the next item shows. `annotate stats` reports progress and agreement.
+    Annotate(AnnotateArgs),
     /// Validate a config, or print its JSON Schema.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -150,6 +153,64 @@ pub struct EvalArgs {
     pub json: bool,
 }
 
+/// `workbench annotate TARGET` or `workbench annotate stats TARGET`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct AnnotateArgs {
+    #[command(subcommand)]
+    pub command: Option<AnnotateCommand>,
+    /// What to review: a run directory (`runs/NAME`), its config file, a set directory, or a data
+    /// file (JSONL, CSV, Parquet). The decisions go to `annotations.db` in the run or set.
+    #[arg(required = true, value_name = "RUN|SET")]
+    pub target: Option<PathBuf>,
+    #[command(flatten)]
+    pub review: ReviewArgs,
+}
+
+/// How a review is set up; flags win over the config's `[annotate]`.
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    /// Who is deciding (default: `$USER`). Several annotators can share one database.
+    #[arg(long, value_name = "NAME")]
+    pub annotator: Option<String>,
+    /// Queue order.
+    #[arg(long, value_enum)]
+    pub order: Option<OrderArg>,
+    /// Annotators wanted per item.
+    #[arg(long, value_name = "K")]
+    pub overlap: Option<u32>,
+    /// A Markdown file of guidelines (`g` shows it).
+    #[arg(long, value_name = "FILE")]
+    pub guidelines: Option<PathBuf>,
+}
+
+/// Queue order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OrderArg {
+    /// Highest teacher–student disagreement first.
+    Disagreement,
+    /// Highest teacher entropy first.
+    Entropy,
+    /// As the set lists them.
+    File,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AnnotateCommand {
+    /// Progress, items/hour per annotator, agreement (Cohen's κ per pair, Krippendorff's α).
+    Stats {
+        /// A run directory, its config file, a set directory, a data file, or the database.
+        #[arg(value_name = "RUN|SET")]
+        target: PathBuf,
+        /// Annotators wanted per item (default: the config's, else 1).
+        #[arg(long, value_name = "K")]
+        overlap: Option<u32>,
+        /// Print as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Validate a config and print it resolved (every default filled in) as TOML.
@@ -245,8 +306,13 @@ pub enum DatasetsCommand {
     },
     /// Write a set, or a run's set, with TRL's column conventions.
     Export {
-        /// A set directory, a data file, or a run directory (`runs/NAME`).
+        /// A set directory, a data file, or a run directory (`runs/NAME`). From a run, `sft` and
+        /// `preference` are the experts' decisions in its `annotations.db`.
         input: PathBuf,
+        /// Export the experts' decisions in `INPUT/annotations.db` (or INPUT itself, a database
+        /// file) rather than the set's rows.
+        #[arg(long)]
+        annotations: bool,
         /// What to export.
         #[arg(long, value_enum)]
         kind: KindArg,

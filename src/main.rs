@@ -34,6 +34,9 @@ fn exit_code(error: &anyhow::Error) -> ExitCode {
         if let Some(e) = cause.downcast_ref::<distill::Error>() {
             return ExitCode::from(if e.is_bad_input() { 2 } else { 1 });
         }
+        if let Some(e) = cause.downcast_ref::<annotate::Error>() {
+            return ExitCode::from(if e.is_bad_input() { 2 } else { 1 });
+        }
         if cause.downcast_ref::<BadInput>().is_some()
             || cause
                 .downcast_ref::<datasets::config::ConfigError>()
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
         }
         Command::Distill(args) => commands::train::distill(&out, args),
         Command::Eval(args) => commands::eval::run(&out, args),
+        Command::Annotate(args) => commands::annotate::run(&out, args),
         Command::Config(cmd) => commands::config::run(&out, cmd),
         Command::Datasets(cmd) => commands::datasets::run(&out, cmd),
         Command::Model(cmd) => commands::model::run(&out, cmd),

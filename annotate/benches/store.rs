@@ -10,9 +10,9 @@
 //!   store of 10,000 items, 2,000 times, each call returning once its transaction is fsynced;
 //! - `annotate_undo_p50`, `annotate_undo_p99`: [`Store::undo`], 500 times;
 //! - `annotate_insert_1m_items_per_s`: importing the items of the scale check, in batches;
-//! - `annotate_open_1m`, `annotate_open_1m_rss`: what the app does before its first frame on that
-//!   store ([`Store::open_existing`], [`Store::progress`] and a 50-item queue by disagreement), in
-//!   a fresh process so that the import's memory does not count (median time of 3 runs, largest
+//! - `annotate_open_1m`, `annotate_open_1m_rss`: the terminal app's first frame on that store
+//!   ([`Store::open_existing`], `App::new`, which loads the counts and a 50-item page of the queue
+//!   by disagreement, and one draw into a `TestBackend`), in a fresh process so that the import's memory does not count (median time of 3 runs, largest
 //!   peak RSS). The page cache is warm: the import has just written the file.
 
 use std::path::{Path, PathBuf};
@@ -233,7 +233,7 @@ fn scale(base: &Path, n: usize) {
             start = end;
         }
         let secs = t.elapsed().as_secs_f64();
-        println!("scale: {n} items imported in {secs:.1} s");
+        println!("scale: {n} items imported in {secs:.1} s, {BATCH} per add_items");
         println!(
             "FIGURE annotate_insert_1m_items_per_s {:.0} items/s",
             n as f64 / secs
@@ -257,7 +257,7 @@ fn scale(base: &Path, n: usize) {
     );
 
     let exe = std::env::current_exe().unwrap();
-    let mut runs: Vec<(f64, f64)> = (0..OPEN_RUNS)
+    let mut runs: Vec<Vec<f64>> = (0..OPEN_RUNS)
         .map(|_| {
             let out = Command::new(&exe).arg(CHILD_ARG).arg(&db).output().unwrap();
             assert!(
@@ -270,34 +270,54 @@ fn scale(base: &Path, n: usize) {
                 .lines()
                 .find_map(|l| l.strip_prefix("OPEN "))
                 .expect("the child reports");
-            let mut words = line.split_whitespace().map(|w| w.parse::<f64>().unwrap());
-            (words.next().unwrap(), words.next().unwrap())
+            line.split_whitespace()
+                .map(|w| w.parse::<f64>().unwrap())
+                .collect()
         })
         .collect();
     println!(
-        "scale: first frame {}",
+        "scale: first frame on {n} items, {OPEN_RUNS} runs: {}",
         runs.iter()
-            .map(|(t, rss)| format!("{t:.1} ms / {rss:.1} MiB"))
+            .map(|r| format!(
+                "{:.1} ms (open {:.1}, app {:.1}, draw {:.1}) / {:.1} MiB",
+                r[0], r[2], r[3], r[4], r[1]
+            ))
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let rss = runs.iter().map(|r| r.1).fold(0.0, f64::max);
-    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
-    println!("FIGURE annotate_open_1m {:.1} ms", runs[runs.len() / 2].0);
+    let rss = runs.iter().map(|r| r[1]).fold(0.0, f64::max);
+    runs.sort_by(|a, b| a[0].total_cmp(&b[0]));
+    println!("FIGURE annotate_open_1m {:.1} ms", runs[runs.len() / 2][0]);
     println!("FIGURE annotate_open_1m_rss {rss:.1} MiB");
 }
 
-/// The child: the app's work before its first frame, timed, with this process's peak RSS.
+/// The child: the app's first frame, timed step by step, with this process's peak RSS:
+/// `OPEN <total ms> <peak RSS MiB> <open ms> <app ms> <draw ms>`. The app is the real one
+/// (`App::new` loads the first page of the queue and the counts); the frame is drawn into a
+/// 120 × 40 `TestBackend`, which is what a terminal gets minus the bytes on the wire.
 fn open_child(db: &Path) {
     let t = Instant::now();
     let store = Store::open_existing(db).unwrap();
-    let progress = store.progress(ANNOTATOR, 1).unwrap();
-    let queue = store.queue(ANNOTATOR, Order::Disagreement, 1, 50).unwrap();
-    let elapsed = ms(t.elapsed());
-    assert!(progress.items > 0);
-    assert_eq!(
-        queue.len(),
-        50.min(progress.items as usize - progress.mine as usize)
+    let opened = t.elapsed();
+    let options = annotate::app::Options {
+        annotator: ANNOTATOR.into(),
+        order: Order::Disagreement,
+        overlap: 1,
+        guidelines: None,
+        title: "bench".into(),
+    };
+    let app = annotate::app::App::new(store, options, annotate::theme::Theme::plain()).unwrap();
+    let ready = t.elapsed();
+    let mut terminal = ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).unwrap();
+    terminal.draw(|f| f.render_widget(&app, f.area())).unwrap();
+    let done = t.elapsed();
+    assert!(app.item().is_some(), "the first frame shows an item");
+    println!(
+        "OPEN {:.3} {:.1} {:.3} {:.3} {:.3}",
+        ms(done),
+        peak_rss_mib(),
+        ms(opened),
+        ms(ready - opened),
+        ms(done - ready)
     );
-    println!("OPEN {elapsed:.3} {:.1}", peak_rss_mib());
 }

@@ -63,6 +63,7 @@ impl View {
             View::List(Filter::All) => "all items".into(),
             View::List(Filter::Decided(d)) => format!("your {}", past(*d)),
             View::List(Filter::Search(s)) => format!("search “{}”", shown_line(s)),
+            View::List(Filter::Conflicts) => "conflicts between annotators".into(),
         }
     }
 
@@ -80,6 +81,7 @@ impl View {
                 View::List(Filter::Decided(Decision::Skip))
             }
             View::List(Filter::Decided(Decision::Skip)) => View::List(Filter::All),
+            View::List(Filter::All) => View::List(Filter::Conflicts),
             _ => View::Queue,
         }
     }
@@ -148,6 +150,8 @@ pub struct App {
     offset: usize,
     cursor: usize,
     current: Option<Stored>,
+    /// Other annotators' decisions on the item on screen.
+    others: Vec<Stored>,
     draft: Draft,
     scroll: u16,
     shown_at: Instant,
@@ -174,6 +178,7 @@ impl App {
             offset: 0,
             cursor: 0,
             current: None,
+            others: Vec::new(),
             draft: Draft::default(),
             scroll: 0,
             shown_at: Instant::now(),
@@ -257,6 +262,14 @@ impl App {
         self.current = match self.item() {
             Some(item) => self.store.current(&item.id, &self.opts.annotator)?,
             None => None,
+        };
+        self.others = match self.item() {
+            Some(item) => {
+                let mut all = self.store.decisions_on(&item.id)?;
+                all.retain(|s| s.annotation.annotator != self.opts.annotator);
+                all
+            }
+            None => Vec::new(),
         };
         self.draft = Draft::default();
         self.scroll = 0;
@@ -342,10 +355,8 @@ impl App {
             KeyCode::Char('a') => self.commit(Decision::Accept, None)?,
             KeyCode::Char('x') => self.commit(Decision::Reject, None)?,
             KeyCode::Char('s') => self.commit(Decision::Skip, None)?,
-            KeyCode::Char(c @ '1'..='5') => {
-                if self.item().is_some() {
-                    self.draft.rating = Some(c as u8 - b'0');
-                }
+            KeyCode::Char(c @ '1'..='5') if self.item().is_some() => {
+                self.draft.rating = Some(c as u8 - b'0');
             }
             KeyCode::Left => self.prefer(Preference::A),
             KeyCode::Right => self.prefer(Preference::B),
@@ -715,6 +726,7 @@ impl Widget for &App {
             (_, Some(item)) => ItemView {
                 item,
                 current: self.current.as_ref().map(|c| &c.annotation),
+                others: &self.others,
                 draft: self.draft,
                 scroll: self.scroll,
                 theme: &self.theme,

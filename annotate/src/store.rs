@@ -35,7 +35,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Schema migrations, in order. `PRAGMA user_version` counts how many have run; a new version
 /// appends one, never edits one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -90,7 +91,12 @@ CREATE TABLE decisions (
     PRIMARY KEY (item_id, annotator)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX decisions_by_annotator ON decisions (annotator, decision, event);
-"#];
+"#,
+    // 2: undo's look-up of the earlier decision on the same item, and replay, by item.
+    r#"
+CREATE INDEX events_by_item ON events (item_id, annotator, seq);
+"#,
+];
 
 /// One output shown to the expert.
 #[derive(Debug, Clone, PartialEq)]
@@ -237,6 +243,9 @@ pub enum Filter {
     Decided(Decision),
     /// Items whose prompt or candidates contain a text.
     Search(String),
+    /// Items where annotators disagree (two or more decisions of different kinds, skips aside):
+    /// the review of conflicts.
+    Conflicts,
 }
 
 /// Counts for the progress gauge and `annotate stats`.
@@ -627,6 +636,21 @@ impl Store {
             .map_err(self.err("cannot read a decision"))
     }
 
+    /// Every annotator's decision in force on `item_id`, in event order.
+    pub fn decisions_on(&self, item_id: &str) -> Result<Vec<Stored>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM decisions d JOIN events e ON e.seq = d.event
+                 WHERE d.item_id = ?1 ORDER BY e.seq"
+            ))
+            .map_err(self.err("cannot read decisions"))?;
+        stmt.query_map([item_id], stored_from_row)
+            .map_err(self.err("cannot read decisions"))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(self.err("cannot read decisions"))
+    }
+
     /// Every decision in force (skips included), in event order.
     pub fn decisions(&self) -> Result<Vec<Stored>> {
         let mut stmt = self
@@ -714,6 +738,15 @@ impl Store {
                      ORDER BY d.event DESC LIMIT ?3 OFFSET ?4"
                 ),
                 params![annotator, decision.as_str(), limit, offset],
+            ),
+            Filter::Conflicts => self.items_query(
+                &format!(
+                    "SELECT {ITEM_COLUMNS} FROM items i WHERE i.id IN (
+                         SELECT item_id FROM decisions WHERE decision != 'skip'
+                         GROUP BY item_id HAVING count(DISTINCT decision) > 1)
+                     ORDER BY i.seq LIMIT ?1 OFFSET ?2"
+                ),
+                params![limit, offset],
             ),
             Filter::Search(text) => {
                 let pattern = format!(

@@ -193,6 +193,8 @@ struct Tally {
     in_decide: usize,
     /// ... of which the decision had written its commit (it is in the log, never acknowledged).
     in_decide_committed: usize,
+    /// Rounds whose check compared the `decisions` table with a replay of the log.
+    replays: usize,
 }
 
 /// Reopens the store after a kill and checks every acknowledgement so far against it.
@@ -201,16 +203,19 @@ fn check(
     seq_of: &HashMap<String, i64>,
     acks: &[(i64, String, String)],
     undos: &HashMap<String, usize>,
+    replay: bool,
 ) -> HashMap<i64, Event> {
     let store = Store::open_existing(db).expect("the store reopens after a kill");
     assert_eq!(store.integrity_check().unwrap(), "ok");
     let decisions = store.decisions().unwrap();
-    // Both are in event order, so equal vectors are equal sets.
-    assert_eq!(
-        decisions,
-        store.replay().unwrap(),
-        "the decisions table disagrees with the event log"
-    );
+    if replay {
+        // Both are in event order, so equal vectors are equal sets.
+        assert_eq!(
+            decisions,
+            store.replay().unwrap(),
+            "the decisions table disagrees with the event log"
+        );
+    }
     let current: HashMap<&str, i64> = decisions
         .iter()
         .map(|s| (s.annotation.item_id.as_str(), s.event))
@@ -377,7 +382,10 @@ fn acknowledged_decisions_survive_sigkill() {
             }
         }
         tally.acks = acks.len();
-        let log = check(&db, &seq_of, &acks, &undos);
+        // Replaying the log is quadratic in its length: every third round and the last one.
+        let replay = tally.rounds % 3 == 0 || acks.len() >= TARGET_ACKS;
+        tally.replays += usize::from(replay);
+        let log = check(&db, &seq_of, &acks, &undos, replay);
         if let Some(item) = in_flight {
             tally.in_decide += 1;
             let last_ack = acks.last().map_or(0, |a| a.0);
@@ -393,7 +401,7 @@ fn acknowledged_decisions_survive_sigkill() {
     eprintln!(
         "crash test: {} rounds, {} SIGKILLs ({} inside decide, {} of them after its commit was \
          written), {} acknowledged decisions and {} undos, {} events in the log, {} decisions in \
-         force, {:.1} s",
+         force, {} replays compared, {:.1} s",
         tally.rounds,
         tally.kills,
         tally.in_decide,
@@ -402,6 +410,7 @@ fn acknowledged_decisions_survive_sigkill() {
         tally.undos,
         log.len(),
         store.decisions().unwrap().len(),
+        tally.replays,
         started.elapsed().as_secs_f64()
     );
     assert!(

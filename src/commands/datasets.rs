@@ -175,7 +175,12 @@ pub fn run(out: &Output, cmd: DatasetsCommand) -> Result<()> {
             }
             Ok(())
         }
-        DatasetsCommand::Export { input, kind, set } => {
+        DatasetsCommand::Export {
+            input,
+            annotations,
+            kind,
+            set,
+        } => {
             let kind = kind_of(kind);
             let options = set_options(
                 &set,
@@ -191,6 +196,27 @@ pub fn run(out: &Output, cmd: DatasetsCommand) -> Result<()> {
                     input.display()
                 ),
             )?;
+            let db = if annotations {
+                super::annotate::resolve(&input)?.db
+            } else {
+                input.join(annotate::store::DB_FILE)
+            };
+            let from_run = datasets::export::is_run_dir(&input) && db.is_file();
+            if annotations || (from_run && matches!(kind, Kind::Sft | Kind::Preference)) {
+                let store = annotate::Store::open_existing(&db)?;
+                let report = annotate::feedback::export(&store, kind, &set.out, options)?;
+                out.say(format!(
+                    "Exported the experts' feedback in `{}` ({} decisions in force) into `{}`: {}",
+                    db.display(),
+                    thousands(report.decisions),
+                    set.out.display(),
+                    describe(&report.set)
+                ));
+                if set.json {
+                    out.json(&report.set)?;
+                }
+                return Ok(());
+            }
             let bar = out.progress("export", "rows", None);
             let report = datasets::export::export(&input, kind, &set.out, options, &mut |n| {
                 bar.set_position(n)

@@ -1,5 +1,6 @@
 //! One module per subcommand: each turns parsed arguments into a library call and a report.
 
+pub mod annotate;
 pub mod config;
 pub mod datasets;
 pub mod eval;

@@ -2,8 +2,9 @@
 //!
 //! Stages built so far: `data`, `teacher` (trained on the gold set when the teacher is local and
 //! `teacher.path` is not set), `synthetic` (generation), `student` and `gold-only` (distillation
-//! and its baseline) and evaluation. Expert review, the fine-tune and the report land next (see
-//! the README's status table); until they do, `run` stops after evaluation and says so.
+//! and its baseline) and evaluation. Expert review runs alone (`workbench annotate`); the loop's
+//! candidates, the simulated expert, the fine-tune and the report land next (see the README's
+//! status table); until they do, `run` stops after evaluation and says so.
 
 use anyhow::Result;
 use datasets::config::{LoadedConfig, TeacherKind};
@@ -71,14 +72,11 @@ pub fn run(out: &Output, args: RunArgs) -> Result<()> {
     super::train::student_stages(out, &loaded, &run, false)?;
     let rows = super::eval::eval_stage(out, &loaded, &run)?;
     out.data(&distill::evaluate::markdown(&rows))?;
-    out.say(
-        "The expert review, fine-tune and report stages are not built yet; `run` stops after \
-         evaluation.",
-    );
+    out.say("The fine-tune and report stages are not built yet; `run` stops after evaluation.");
     out.hint(format!(
-        "the synthetic set is in `{}`; export it with `workbench datasets export {} --kind \
-         samples --out DIR`",
-        run.stage_dir(distill::synth::STAGE).display(),
+        "review the synthetic set in the terminal with `workbench annotate {}`; export it with \
+         `workbench datasets export {} --kind samples --out DIR`",
+        run.path().display(),
         run.stage_dir(distill::synth::STAGE).display()
     ));
     Ok(())

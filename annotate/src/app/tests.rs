@@ -270,7 +270,7 @@ fn escape_injection_is_inert() {
         vec![item(
             &format!("steal {osc52} and {clear}"),
             Some(&format!("out {clear}")),
-            Some(&format!("{osc52}")),
+            Some(osc52),
             1.0,
         )],
         false,
@@ -296,4 +296,23 @@ fn escape_injection_is_inert() {
         );
         assert!(text.contains("\\u{1b}[2J"), "{text}");
     }
+}
+
+/// `f` reaches the conflicts between annotators; the item shows the others' decisions.
+#[test]
+fn conflicts_view_shows_the_other_annotators() {
+    let mut f = demo();
+    f.app
+        .store
+        .decide(&f.ids[0], "ben", &Verdict::of(Decision::Accept))
+        .unwrap();
+    press(&mut f.app, "x"); // ana rejects the A/B item (ids[1]): no conflict yet
+    f.app
+        .store
+        .decide(&f.ids[1], "ben", &Verdict::of(Decision::Accept))
+        .unwrap();
+    press(&mut f.app, "ffffff");
+    assert_eq!(f.app.view, View::List(Filter::Conflicts));
+    assert_eq!(f.app.item().unwrap().id, f.ids[1]);
+    insta::assert_snapshot!("conflicts", screen(&f.app));
 }

@@ -21,7 +21,7 @@ pub const REVIEW_KEYS: &[(&str, &str)] = &[
     ("/", "search prompts and outputs"),
     (
         "f",
-        "filter: queue, accepted, rejected, edited, skipped, all",
+        "filter: queue, accepted, rejected, edited, skipped, all, conflicts",
     ),
     ("Esc", "back to the queue"),
     ("g", "guidelines"),

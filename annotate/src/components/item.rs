@@ -25,6 +25,8 @@ pub struct ItemView<'a> {
     pub item: &'a Item,
     /// This annotator's decision in force on it.
     pub current: Option<&'a Annotation>,
+    /// Other annotators' decisions on it.
+    pub others: &'a [crate::store::Stored],
     /// Keys pressed on it not yet saved.
     pub draft: Draft,
     /// Lines scrolled in the text panes.
@@ -110,6 +112,21 @@ impl ItemView<'_> {
                 }
             }
             None => spans.push(Span::raw("undecided")),
+        }
+        if !self.others.is_empty() {
+            spans.push(Span::styled(" · others: ", t.dim));
+            let list: Vec<String> = self
+                .others
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {}",
+                        shown_line(&s.annotation.annotator),
+                        s.annotation.decision.as_str()
+                    )
+                })
+                .collect();
+            spans.push(Span::raw(list.join(", ")));
         }
         if self.draft != Draft::default() {
             spans.push(Span::styled("   pending: ", t.dim));

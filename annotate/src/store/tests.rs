@@ -198,6 +198,28 @@ fn search_and_filters() {
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0].id, ids[5]);
     assert_eq!(store.list("ana", &Filter::All, 10, 10).unwrap().len(), 2);
+    // ben accepts what ana rejected: a conflict; both accepting another is not.
+    store
+        .decide(&ids[5], "ben", &Verdict::of(Decision::Accept))
+        .unwrap();
+    store
+        .decide(&ids[6], "ana", &Verdict::of(Decision::Accept))
+        .unwrap();
+    store
+        .decide(&ids[6], "ben", &Verdict::of(Decision::Accept))
+        .unwrap();
+    let conflicts = store.list("ana", &Filter::Conflicts, 0, 10).unwrap();
+    assert_eq!(
+        conflicts.iter().map(|i| &i.id).collect::<Vec<_>>(),
+        [&ids[5]]
+    );
+    let on = store.decisions_on(&ids[5]).unwrap();
+    assert_eq!(
+        on.iter()
+            .map(|s| s.annotation.annotator.as_str())
+            .collect::<Vec<_>>(),
+        ["ana", "ben"]
+    );
 }
 
 #[test]

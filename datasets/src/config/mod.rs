@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::set::Splits;
 
+mod annotate;
+pub use annotate::{AnnotateConfig, QueueOrder};
 mod generate;
 mod train;
 pub use generate::{
@@ -75,7 +77,7 @@ pub struct Config {
     /// Distillation.
     #[serde(default)]
     pub distill: DistillConfig,
-    /// Expert review (lands with the annotation stage).
+    /// Expert review.
     #[serde(default)]
     pub annotate: AnnotateConfig,
     /// The expert fine-tune (lands with the fine-tune stage).
@@ -233,7 +235,6 @@ macro_rules! pending_section {
     };
 }
 
-pending_section!(AnnotateConfig, "annotate");
 pending_section!(FinetuneConfig, "finetune");
 
 /// `[export]`
@@ -642,6 +643,7 @@ impl Config {
         self.student.check().map_err(|(k, m)| err(&k, m))?;
         self.distill.check().map_err(|(k, m)| err(&k, m))?;
         self.eval.check().map_err(|(k, m)| err(&k, m))?;
+        self.annotate.check().map_err(|(k, m)| err(&k, m))?;
         self.generate.check().map_err(|(k, m)| err(k, m))?;
         if let Some(src) = &self.generate.prompts {
             for target in src.map.keys() {

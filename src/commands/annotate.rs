@@ -1,0 +1,221 @@
+//! `workbench annotate RUN|SET` (the terminal app) and `workbench annotate stats RUN|SET`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use annotate::app::{self, Options};
+use annotate::store::{DB_FILE, Order, Store};
+use anyhow::Result;
+use datasets::config::{AnnotateConfig, Config, QueueOrder};
+use datasets::export::is_run_dir;
+
+use crate::BadInput;
+use crate::cli::{AnnotateArgs, AnnotateCommand, OrderArg};
+use crate::output::{Output, thousands};
+
+/// Where a review's database and items are, and how it is set up.
+pub struct Target {
+    /// The annotation database.
+    pub db: PathBuf,
+    /// The set whose rows are the items (none when the target is the database itself).
+    pub items: Option<PathBuf>,
+    /// `[annotate]` of the run's config, or the defaults.
+    pub config: AnnotateConfig,
+    /// Relative guidelines paths resolve against these, in order.
+    pub bases: Vec<PathBuf>,
+}
+
+/// Resolves a run directory, a config file, a set directory, a data file or a database file.
+pub fn resolve(target: &Path) -> Result<Target> {
+    if !target.exists() {
+        return Err(BadInput(format!(
+            "`{}` does not exist; expected a run directory (`runs/NAME`), its config file, a set directory or a data file",
+            target.display()
+        ))
+        .into());
+    }
+    let ext = target
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default();
+    if target.is_file() && ext == "toml" {
+        let loaded = Config::load(target, &[])?;
+        let run = loaded.run_dir();
+        let config_dir = loaded.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        return Ok(Target {
+            db: run.join(DB_FILE),
+            items: Some(annotate::import::run_items(&run)?),
+            config: loaded.config.annotate,
+            bases: vec![config_dir],
+        });
+    }
+    if target.is_dir() && is_run_dir(target) {
+        let loaded = Config::load(target.join("config.toml"), &[])?;
+        return Ok(Target {
+            db: target.join(DB_FILE),
+            items: Some(annotate::import::run_items(target)?),
+            config: loaded.config.annotate,
+            // The run's config is a copy; its relative paths were written against the original
+            // config file, usually run from the project's root.
+            bases: vec![PathBuf::from("."), target.to_path_buf()],
+        });
+    }
+    if target.is_file() && ext == "db" {
+        return Ok(Target {
+            db: target.to_path_buf(),
+            items: None,
+            config: AnnotateConfig::default(),
+            bases: vec![],
+        });
+    }
+    let db = if target.is_dir() {
+        target.join(DB_FILE)
+    } else {
+        let stem = target
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        target.with_file_name(format!("{stem}.{DB_FILE}"))
+    };
+    Ok(Target {
+        db,
+        items: Some(target.to_path_buf()),
+        config: AnnotateConfig::default(),
+        bases: vec![],
+    })
+}
+
+fn order_of(arg: Option<OrderArg>, config: QueueOrder) -> Order {
+    match arg {
+        Some(OrderArg::Disagreement) => Order::Disagreement,
+        Some(OrderArg::Entropy) => Order::Entropy,
+        Some(OrderArg::File) => Order::File,
+        None => match config {
+            QueueOrder::Disagreement => Order::Disagreement,
+            QueueOrder::Entropy => Order::Entropy,
+            QueueOrder::File => Order::File,
+        },
+    }
+}
+
+fn default_annotator() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| "expert".into())
+}
+
+/// Opens the store and brings the target's items into it (once per version of the files).
+pub fn open_store(out: &Output, target: &Target) -> Result<Store> {
+    let mut store = Store::open(&target.db)?;
+    if let Some(items) = &target.items {
+        let bar = out.progress("import", "rows", None);
+        let done = annotate::import::import(&mut store, items, &mut |n| bar.set_position(n))?;
+        bar.finish_and_clear();
+        if done.rows > 0 {
+            out.say(format!(
+                "Read {} rows of `{}`: {} new items",
+                thousands(done.rows),
+                items.display(),
+                thousands(done.added)
+            ));
+        }
+    }
+    Ok(store)
+}
+
+pub fn run(out: &Output, args: AnnotateArgs) -> Result<()> {
+    if let Some(AnnotateCommand::Stats {
+        target,
+        overlap,
+        json,
+    }) = args.command
+    {
+        return stats(out, &target, overlap, json);
+    }
+    let target_path = args
+        .target
+        .expect("clap requires a target without a subcommand");
+    let review = args.review;
+    let target = resolve(&target_path)?;
+    let overlap = review.overlap.unwrap_or(target.config.overlap);
+    if overlap == 0 {
+        return Err(BadInput("`--overlap 0`: an item needs at least 1 annotator".into()).into());
+    }
+    let guidelines = match review
+        .guidelines
+        .clone()
+        .or(target.config.guidelines.clone())
+    {
+        Some(path) => {
+            let found = if path.is_absolute() || review.guidelines.is_some() {
+                path.clone()
+            } else {
+                target
+                    .bases
+                    .iter()
+                    .map(|b| b.join(&path))
+                    .find(|p| p.is_file())
+                    .unwrap_or(path.clone())
+            };
+            Some(app::read_guidelines(&found).map_err(|e| {
+                anyhow::Error::new(e).context(
+                    "The guidelines named by `--guidelines` or `annotate.guidelines` cannot be read",
+                )
+            })?)
+        }
+        None => None,
+    };
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        return Err(BadInput(
+            "`workbench annotate` is interactive and needs a terminal (stdin and stdout are not one)\n\nhint: run it in a terminal (over SSH works); `workbench annotate stats` prints the figures without one".into(),
+        )
+        .into());
+    }
+    let store = open_store(out, &target)?;
+    let annotator = review.annotator.unwrap_or_else(default_annotator);
+    let options = Options {
+        annotator: annotator.clone(),
+        order: order_of(review.order, target.config.order),
+        overlap,
+        guidelines,
+        title: target_path.display().to_string(),
+    };
+    let store = app::run(store, options)?;
+    let progress = store.progress(&annotator, overlap)?;
+    out.say(format!(
+        "{} has {} decisions in force; {} of {} items complete. Every decision is in `{}`.",
+        datasets::text::inert_line(&annotator),
+        thousands(progress.mine),
+        thousands(progress.complete),
+        thousands(progress.items),
+        target.db.display()
+    ));
+    if is_run_dir(&target_path) {
+        out.hint(format!(
+            "export the feedback with `workbench datasets export {} --kind sft --out DIR` (or `--kind preference`)",
+            target_path.display()
+        ));
+    } else {
+        out.hint(format!(
+            "export the feedback with `workbench datasets export {} --annotations --kind sft --out DIR`",
+            target_path.display()
+        ));
+    }
+    Ok(())
+}
+
+fn stats(out: &Output, target: &Path, overlap: Option<u32>, json: bool) -> Result<()> {
+    let t = resolve(target)?;
+    let store = Store::open_existing(&t.db)?;
+    let overlap = overlap.unwrap_or(t.config.overlap).max(1);
+    let stats = annotate::stats::stats(&store, overlap)?;
+    if json {
+        out.json(&stats)?;
+    } else {
+        let mut text = annotate::components::stats::stats_lines(&stats).join("\n");
+        text.push('\n');
+        out.data(&text)?;
+    }
+    Ok(())
+}

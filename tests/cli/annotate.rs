@@ -1,0 +1,292 @@
+//! `workbench annotate`: the real binary in a real terminal (tmux), the database it leaves, the
+//! statistics, the feedback export, and bad input.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::{Sandbox, python, run_python};
+
+const ITEMS: &str = concat!(
+    r#"{"prompt": "Normalise: 3rd of March 21", "completion": "2021-03-03", "teacher": "big", "disagreement": 0.9}"#,
+    "\n",
+    r#"{"prompt": "Normalise: 12/05/1999", "completion": "1999-05-12", "disagreement": 0.5}"#,
+    "\n",
+    r#"{"prompt": "Normalise: 1 Jan 2000 \u001b]52;c;ZXZpbA==\u0007", "completion": "2000-01-01 \u001b[2J", "disagreement": 0.1}"#,
+    "\n",
+);
+
+/// tmux, or `None` with a message (CI must have it: `.ci/run` installs it).
+fn tmux() -> Option<&'static str> {
+    let found = Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Some("tmux");
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("CI must run the terminal test: install tmux (`.ci/run` does)");
+    }
+    eprintln!("skipped: the terminal end-to-end test needs tmux (`apt-get install tmux`)");
+    None
+}
+
+/// A tmux server of its own (a socket in the sandbox), killed when dropped.
+struct Tmux {
+    socket: std::path::PathBuf,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "review"];
+        args.extend_from_slice(keys);
+        self.cmd(&args);
+    }
+
+    fn screen(&self) -> String {
+        self.cmd(&["capture-pane", "-p", "-t", "review"])
+    }
+
+    /// Waits until the screen shows `text` (the app draws after each key).
+    #[track_caller]
+    fn wait_for(&self, text: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                panic!("the screen never showed {text:?}:\n{screen}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .output();
+    }
+}
+
+fn events(db: &Path) -> Vec<(String, Option<String>, Option<String>)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT kind, decision, corrected FROM events ORDER BY seq")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// The real binary in tmux: accept, edit (with the diff), undo, quit; then the database holds
+/// exactly those decisions and the escape sequences in the data were drawn as text.
+#[test]
+fn review_in_a_real_terminal_accept_edit_undo_quit() {
+    let Some(_) = tmux() else { return };
+    let sb = Sandbox::new();
+    sb.write("items.jsonl", ITEMS);
+    let t = Tmux {
+        socket: sb.join("tmux.sock"),
+    };
+    let command = format!(
+        "{} annotate items.jsonl --annotator ana; echo EXIT=$?; sleep 60",
+        env!("CARGO_BIN_EXE_workbench")
+    );
+    t.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "review",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        "-c",
+        sb.path().to_str().unwrap(),
+        "-e",
+        "NO_COLOR=1",
+        &command,
+    ]);
+    // Highest disagreement first.
+    t.wait_for("3rd of March 21");
+    t.keys(&["a"]);
+    t.wait_for("saved (accepted");
+    t.wait_for("12/05/1999");
+    t.keys(&["e"]);
+    t.wait_for("Edit the output");
+    t.keys(&["End", " (day first)", "C-s"]);
+    let diff = t.wait_for("Correction:");
+    assert!(diff.contains("1999-05-12{+ (day first)+}"), "{diff}");
+    t.keys(&["Enter"]);
+    let screen = t.wait_for("saved (edited");
+    // The third item's OSC 52 and clear-screen are on screen as text, and did nothing.
+    assert!(screen.contains(r"\u{1b}]52;c;ZXZpbA==\u{7}"), "{screen}");
+    assert!(screen.contains(r"\u{1b}[2J"), "{screen}");
+    t.keys(&["u"]);
+    t.wait_for("undone");
+    t.wait_for("12/05/1999");
+    t.keys(&["q"]);
+    let end = t.wait_for("EXIT=");
+    assert!(end.contains("EXIT=0"), "{end}");
+    assert!(end.contains("ana has 1 decisions in force"), "{end}");
+
+    let db = sb.join("items.annotations.db");
+    let got = events(&db);
+    assert_eq!(
+        got,
+        [
+            ("decide".into(), Some("accept".into()), None),
+            (
+                "decide".into(),
+                Some("edit".into()),
+                Some("1999-05-12 (day first)".into())
+            ),
+            ("undo".into(), None, None),
+        ]
+    );
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let ok: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+}
+
+fn seeded(sb: &Sandbox) -> std::path::PathBuf {
+    // Decisions made through the library, as a second process would.
+    sb.write("set/items.jsonl", ITEMS);
+    let db = sb.join("set/items.annotations.db");
+    let mut store = ::annotate::Store::open(&db).unwrap();
+    ::annotate::import::import(&mut store, &sb.join("set/items.jsonl"), &mut |_| {}).unwrap();
+    let items = store.list("x", &::annotate::Filter::All, 0, 10).unwrap();
+    let v = |d| ::annotate::Verdict::of(d);
+    use datasets::Decision::*;
+    store.decide(&items[0].id, "ana", &v(Accept)).unwrap();
+    store.decide(&items[1].id, "ana", &v(Reject)).unwrap();
+    let edit = ::annotate::Verdict {
+        corrected: Some("2000-01-01".into()),
+        ..v(Edit)
+    };
+    store.decide(&items[2].id, "ana", &edit).unwrap();
+    store.decide(&items[0].id, "ben", &v(Accept)).unwrap();
+    store.decide(&items[1].id, "ben", &v(Accept)).unwrap();
+    db
+}
+
+#[test]
+fn stats_report_progress_and_agreement() {
+    let sb = Sandbox::new();
+    seeded(&sb);
+    let run = sb
+        .run(&[
+            "annotate",
+            "stats",
+            "set/items.jsonl",
+            "--overlap",
+            "2",
+            "--json",
+        ])
+        .ok();
+    let s = run.json();
+    assert_eq!(s["items"], 3);
+    assert_eq!(s["complete"], 2);
+    assert_eq!(s["overlapping_items"], 2);
+    assert_eq!(s["annotators"][0]["annotator"], "ana");
+    assert_eq!(s["annotators"][0]["decided"], 3);
+    assert_eq!(s["pairs"][0]["items"], 2);
+    let text = sb.run(&["annotate", "stats", "set/items.jsonl"]).ok();
+    assert!(text.stdout.contains("Krippendorff"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("Cohen's κ ana × ben on 2 items"),
+        "{}",
+        text.stdout
+    );
+}
+
+#[test]
+fn feedback_exports_as_sft_and_preference_sets() {
+    let sb = Sandbox::new();
+    seeded(&sb);
+    sb.run(&[
+        "datasets",
+        "export",
+        "set/items.jsonl",
+        "--annotations",
+        "--kind",
+        "sft",
+        "--out",
+        "sft",
+    ])
+    .ok();
+    sb.run(&[
+        "datasets",
+        "export",
+        "set/items.jsonl",
+        "--annotations",
+        "--kind",
+        "preference",
+        "--out",
+        "pref",
+    ])
+    .ok();
+    let Some(py) = python() else { return };
+    let out = run_python(
+        &py,
+        "read_feedback.py",
+        &[&sb.join("sft"), &sb.join("pref")],
+    );
+    // ana's and ben's accept of the first item are one row; ben's accept of the item ana
+    // rejected is a row; ana's correction is a row and a pair against the output it replaced.
+    assert_eq!(
+        out.trim(),
+        "[('1999-05-12', 'accepted'), ('2000-01-01', 'corrected'), ('2021-03-03', 'accepted')]\n[('2000-01-01', '2000-01-01 \\x1b[2J')]",
+    );
+}
+
+#[test]
+fn annotate_without_a_terminal_says_so() {
+    let sb = Sandbox::new();
+    sb.write("items.jsonl", ITEMS);
+    let run = sb.run(&["annotate", "items.jsonl"]).bad_input();
+    assert!(run.stderr.contains("needs a terminal"), "{}", run.stderr);
+    assert!(run.stderr.contains("annotate stats"), "{}", run.stderr);
+}
+
+#[test]
+fn bad_databases_and_targets_are_clear_errors() {
+    let sb = Sandbox::new();
+    let run = sb.run(&["annotate", "stats", "nowhere"]).bad_input();
+    assert!(run.stderr.contains("does not exist"), "{}", run.stderr);
+    sb.write("items.jsonl", ITEMS);
+    let run = sb.run(&["annotate", "stats", "items.jsonl"]).bad_input();
+    assert!(
+        run.stderr.contains("No annotation database"),
+        "{}",
+        run.stderr
+    );
+    sb.write("broken.db", vec![b'x'; 4096]);
+    let run = sb.run(&["annotate", "stats", "broken.db"]).bad_input();
+    assert!(
+        run.stderr.contains("is not a readable annotation database"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("hint:"), "{}", run.stderr);
+}
