@@ -16,7 +16,7 @@ while [ $# -gt 0 ]; do
     --rows) rows="$2"; shift 2 ;;
     --reps) reps="$2"; shift 2 ;;
     --only) only="$2"; shift 2 ;;
-    *) echo "usage: benches/run.sh [--rows N] [--reps R] [--only parquet|model]" >&2; exit 2 ;;
+    *) echo "usage: benches/run.sh [--rows N] [--reps R] [--only parquet|model|annotate]" >&2; exit 2 ;;
   esac
 done
 dir="${BENCH_DIR:-$(mktemp -d)}"
@@ -35,7 +35,7 @@ model="$(exe model)"
 results="$dir/results.jsonl"
 : > "$results"
 run() { echo "+ $*" >&2; "$@" | tee -a "$results" >&2; }
-if [ "$only" != model ]; then
+if [ "$only" = all ] || [ "$only" = parquet ]; then
 # Alternate the two sides so drift on a shared machine hits both; keep each side's best.
 for _ in $(seq "$reps"); do
   run "$bin" write "$dir/wb.parquet" --rows "$rows"
@@ -56,7 +56,7 @@ echo "+ $bin read $dir/pa.parquet" >&2
 "$bin" read "$dir/pa.parquet" >&2
 fi
 
-if [ "$only" != parquet ]; then
+if [ "$only" = all ] || [ "$only" = model ]; then
 # The model: a training step of a 4M-parameter student (batch 16 x 128) beside PyTorch eager
 # (2 threads), and KV-cache generation at batch 1 and 16 beside transformers generate() on the
 # same checkpoint.
@@ -69,6 +69,15 @@ for b in 1 16; do
   run "$model" generate --model "$dir/student-4m" --batch "$b" --new 64 --reps 3
   run "$tpy" benches/generate.py --model "$dir/student-4m" --batch "$b" --new 64 --reps 3 --threads 2 --attn sdpa
 done
+fi
+
+if [ "$only" = all ] || [ "$only" = annotate ]; then
+# The annotation store and the terminal app: decision → durable latency (fsync per decision, on
+# the real disk) and the first frame on a million items. No Python peer runs here: Label Studio,
+# Argilla and Prodigy are servers with a browser front end; the goals are absolute (p99 < 10 ms,
+# first frame < 300 ms).
+echo "+ cargo bench -p workbench-annotate --bench store" >&2
+cargo bench -p workbench-annotate --bench store 2>/dev/null | tee "$dir/annotate.txt" >&2
 fi
 
 "$py" - "$results" <<'PY'
@@ -116,3 +125,4 @@ if ("workbench", "train") in r:
     for b in (1, 16):
         print(f"FIGURE generate_batch{b}_tokens_per_s {r[('workbench', f'generate-{b}')]['speed']} tokens/s")
 PY
+[ -f "$dir/annotate.txt" ] && grep "^FIGURE" "$dir/annotate.txt" || true
