@@ -78,7 +78,7 @@ impl Error {
     /// at run time (exit code 1).
     pub fn is_bad_input(&self) -> bool {
         match self {
-            Error::Invalid { .. } | Error::Corrupt { .. } => true,
+            Error::Invalid { .. } | Error::Corrupt { .. } | Error::Read { .. } => true,
             Error::Data(e) => e.is_bad_input(),
             _ => false,
         }

@@ -373,6 +373,14 @@ impl Store {
         Ok(())
     }
 
+    /// How long a write waits for another process's write before failing with
+    /// [`Error::Locked`] (default 10 s).
+    pub fn set_busy_timeout(&mut self, timeout: Duration) -> Result<()> {
+        self.conn
+            .busy_timeout(timeout)
+            .map_err(self.err("cannot set the busy timeout"))
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path

@@ -26,7 +26,15 @@ pub struct Target {
 }
 
 /// Resolves a run directory, a config file, a set directory, a data file or a database file.
-pub fn resolve(target: &Path) -> Result<Target> {
+/// With `need_items`, a run without a set to review is an error that says how to make one.
+pub fn resolve(target: &Path, need_items: bool) -> Result<Target> {
+    let run_items = |run: &Path| -> Result<Option<PathBuf>> {
+        match annotate::import::run_items(run) {
+            Ok(p) => Ok(Some(p)),
+            Err(e) if need_items => Err(e.into()),
+            Err(_) => Ok(None),
+        }
+    };
     if !target.exists() {
         return Err(BadInput(format!(
             "`{}` does not exist; expected a run directory (`runs/NAME`), its config file, a set directory or a data file",
@@ -44,7 +52,7 @@ pub fn resolve(target: &Path) -> Result<Target> {
         let config_dir = loaded.path.parent().unwrap_or(Path::new(".")).to_path_buf();
         return Ok(Target {
             db: run.join(DB_FILE),
-            items: Some(annotate::import::run_items(&run)?),
+            items: run_items(&run)?,
             config: loaded.config.annotate,
             bases: vec![config_dir],
         });
@@ -53,7 +61,7 @@ pub fn resolve(target: &Path) -> Result<Target> {
         let loaded = Config::load(target.join("config.toml"), &[])?;
         return Ok(Target {
             db: target.join(DB_FILE),
-            items: Some(annotate::import::run_items(target)?),
+            items: run_items(target)?,
             config: loaded.config.annotate,
             // The run's config is a copy; its relative paths were written against the original
             // config file, usually run from the project's root.
@@ -137,7 +145,7 @@ pub fn run(out: &Output, args: AnnotateArgs) -> Result<()> {
         .target
         .expect("clap requires a target without a subcommand");
     let review = args.review;
-    let target = resolve(&target_path)?;
+    let target = resolve(&target_path, true)?;
     let overlap = review.overlap.unwrap_or(target.config.overlap);
     if overlap == 0 {
         return Err(BadInput("`--overlap 0`: an item needs at least 1 annotator".into()).into());
@@ -206,7 +214,7 @@ pub fn run(out: &Output, args: AnnotateArgs) -> Result<()> {
 }
 
 fn stats(out: &Output, target: &Path, overlap: Option<u32>, json: bool) -> Result<()> {
-    let t = resolve(target)?;
+    let t = resolve(target, false)?;
     let store = Store::open_existing(&t.db)?;
     let overlap = overlap.unwrap_or(t.config.overlap).max(1);
     let stats = annotate::stats::stats(&store, overlap)?;

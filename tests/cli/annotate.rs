@@ -289,4 +289,87 @@ fn bad_databases_and_targets_are_clear_errors() {
         run.stderr
     );
     assert!(run.stderr.contains("hint:"), "{}", run.stderr);
+    // Flags and config keys.
+    let run = sb
+        .run(&["annotate", "items.jsonl", "--overlap", "0"])
+        .bad_input();
+    assert!(run.stderr.contains("--overlap 0"), "{}", run.stderr);
+    let run = sb
+        .run(&["annotate", "items.jsonl", "--order", "random"])
+        .bad_input();
+    assert!(run.stderr.contains("disagreement"), "{}", run.stderr);
+    let run = sb
+        .run(&["annotate", "items.jsonl", "--guidelines", "missing.md"])
+        .bad_input();
+    assert!(run.stderr.contains("missing.md"), "{}", run.stderr);
+    // A config whose run has nothing to review yet.
+    let config = crate::common::tiny_config(&sb, "notyet", "");
+    let run = sb.run(&["annotate", config.to_str().unwrap()]).bad_input();
+    assert!(
+        run.stderr.contains("nothing to review yet"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("workbench generate"), "{}", run.stderr);
+    let run = sb
+        .run(&[
+            "config",
+            "check",
+            config.to_str().unwrap(),
+            "--set",
+            "annotate.overlap=0",
+        ])
+        .bad_input();
+    assert!(run.stderr.contains("annotate.overlap"), "{}", run.stderr);
+}
+
+/// In a run, the database is `runs/NAME/annotations.db`; `annotate stats` and `datasets export
+/// RUN --kind sft|preference` read it without further flags.
+#[test]
+fn a_runs_feedback_exports_from_its_database() {
+    let sb = Sandbox::new();
+    let config = crate::common::tiny_config(&sb, "fb", "");
+    // `eval` before any model prepares the run directory and its data, then refuses.
+    sb.run(&["eval", config.to_str().unwrap()]).bad_input();
+    let run = sb.join("runs/fb");
+    let mut store = ::annotate::Store::open(run.join("annotations.db")).unwrap();
+    let added =
+        ::annotate::import::import(&mut store, &run.join("data/gold"), &mut |_| {}).unwrap();
+    assert_eq!(added.added, 30);
+    let items = store.list("x", &::annotate::Filter::All, 0, 3).unwrap();
+    let edit = ::annotate::Verdict {
+        corrected: Some("1999-01-01".into()),
+        ..::annotate::Verdict::of(datasets::Decision::Edit)
+    };
+    store.decide(&items[0].id, "ana", &edit).unwrap();
+    drop(store);
+    let s = sb
+        .run(&["annotate", "stats", "runs/fb", "--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        (s["items"].as_u64(), s["annotators"][0]["decided"].as_u64()),
+        (Some(30), Some(1))
+    );
+    let out = sb
+        .run(&[
+            "datasets", "export", "runs/fb", "--kind", "sft", "--out", "sft", "--json",
+        ])
+        .ok();
+    assert!(out.stderr.contains("experts' feedback"), "{}", out.stderr);
+    assert_eq!(out.json()["rows"], 1);
+    // The gold rows carry no output, so a correction has nothing to be preferred over.
+    let out = sb
+        .run(&[
+            "datasets",
+            "export",
+            "runs/fb",
+            "--kind",
+            "preference",
+            "--out",
+            "pref",
+            "--json",
+        ])
+        .ok();
+    assert_eq!(out.json()["rows"], 0);
 }

@@ -316,3 +316,31 @@ fn conflicts_view_shows_the_other_annotators() {
     assert_eq!(f.app.item().unwrap().id, f.ids[1]);
     insta::assert_snapshot!("conflicts", screen(&f.app));
 }
+
+/// When the store cannot take a decision (another process holds the write lock past the busy
+/// timeout), the item stays on screen marked NOT SAVED; once the lock is gone the same key saves.
+#[test]
+fn a_decision_the_store_refuses_is_not_acknowledged() {
+    let mut f = demo();
+    f.app
+        .store
+        .set_busy_timeout(Duration::from_millis(50))
+        .unwrap();
+    let first = f.app.item().unwrap().id.clone();
+    let other = rusqlite::Connection::open(f.app.store().path()).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    press(&mut f.app, "a");
+    assert_eq!(
+        f.app.item().unwrap().id,
+        first,
+        "the screen did not move on"
+    );
+    let text = screen(&f.app);
+    assert!(text.contains("NOT SAVED"), "{text}");
+    assert!(!text.contains("✓ saved"), "{text}");
+    other.execute_batch("ROLLBACK").unwrap();
+    press(&mut f.app, "a");
+    assert_ne!(f.app.item().unwrap().id, first);
+    assert!(screen(&f.app).contains("✓ saved"));
+    assert_eq!(f.app.store().decisions().unwrap().len(), 1);
+}
