@@ -302,6 +302,8 @@ impl App {
                 text,
                 changes,
             } => match key.code {
+                // A correction that changes nothing is an accept.
+                KeyCode::Enter if text == editor.original => self.commit(Decision::Accept, None)?,
                 KeyCode::Enter => self.commit(Decision::Edit, Some(text))?,
                 KeyCode::Char('e') => self.mode = Mode::Edit(editor),
                 KeyCode::Esc => self.status = Status::Info("edit cancelled".into()),

@@ -159,6 +159,18 @@ fn editor_then_diff_then_stored() {
 }
 
 #[test]
+fn an_edit_that_changes_nothing_is_an_accept() {
+    let mut f = demo();
+    press(&mut f.app, "e");
+    f.app
+        .handle_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL))
+        .unwrap();
+    f.app.handle_key(key(KeyCode::Enter)).unwrap();
+    let d = f.app.store().current(&f.ids[1], "ana").unwrap().unwrap().annotation;
+    assert_eq!((d.decision, d.corrected), (Decision::Accept, None));
+}
+
+#[test]
 fn cancelling_the_editor_stores_nothing() {
     let mut f = demo();
     press(&mut f.app, "e");
@@ -343,4 +355,18 @@ fn a_decision_the_store_refuses_is_not_acknowledged() {
     assert_ne!(f.app.item().unwrap().id, first);
     assert!(screen(&f.app).contains("✓ saved"));
     assert_eq!(f.app.store().decisions().unwrap().len(), 1);
+}
+
+/// Any terminal size draws without a panic, down to a single cell (a resize redraws at the new
+/// size).
+#[test]
+fn every_size_draws() {
+    let mut f = demo();
+    for keys in ["", "?", "e"] {
+        press(&mut f.app, keys);
+        for (w, h) in [(1, 1), (10, 5), (20, 8), (40, 12), (200, 60)] {
+            let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+            terminal.draw(|fr| fr.render_widget(&f.app, fr.area())).unwrap();
+        }
+    }
 }

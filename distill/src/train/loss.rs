@@ -2,10 +2,21 @@
 //!
 //! Shapes: student `logits` `[batch, positions, vocab]`, already aligned so position `t` predicts
 //! `targets[t]`; `mask` `[batch, positions]` is 1 where a position counts (completion tokens) and 0
-//! elsewhere (prompt, padding). Every loss is a mean over counted positions.
+//! elsewhere (prompt, padding). Every token-level loss is a mean over counted positions; the
+//! preference loss is a mean over pairs.
 //!
 //! - [`cross_entropy`]: next-token cross-entropy on the teacher's text (sequence-level KD) or on
 //!   expert corrections (SFT).
+//! - [`sequence_logprobs`]: per row, `log π(y | x)` of its completion, the sum of the counted
+//!   positions' `log p(target)` (a sum, not a mean: what DPO compares, as in TRL).
+//! - [`dpo_sigmoid`] (and [`dpo_rewards`] for metrics): DPO (Rafailov et al., 2023) on expert
+//!   preference pairs, a prompt with the answer the expert chose and the one they rejected. The
+//!   frozen reference is the distilled student before the expert feedback, so the policy learns
+//!   the experts' preferences while the β-weighted log-ratio to that reference keeps it near what
+//!   distillation taught. Conventions are TRL's `loss_type="sigmoid"` with no label smoothing:
+//!   with `π` and `ref` the [`sequence_logprobs`] of policy and reference, `logits = β·((π_c −
+//!   π_r) − (ref_c − ref_r))`, loss `mean(−log σ(logits))`, implicit rewards `β·(π − ref)`
+//!   (detached), so `logits = reward_c − reward_r`. The reference enters without gradient.
 //! - [`topk_kd`]: KD on the teacher's stored top-k logprobs. **The tail bucket**: the probability
 //!   the teacher left outside its top-k (`1 − Σ top-k`) is one extra outcome, and so is everything
 //!   the student puts outside the same k tokens; both distributions then live on k + 1 outcomes and
@@ -23,7 +34,7 @@
 //! the limits of JSD(β)/β and JSD(β)/(1−β). KD losses are multiplied by T² (Hinton et al., 2015) so
 //! their gradients keep their scale as T changes.
 
-use burn::tensor::activation::log_softmax;
+use burn::tensor::activation::{log_sigmoid, log_softmax};
 use burn::tensor::{IndexingUpdateOp, Int, Tensor};
 
 /// Which divergence KD minimises.
@@ -57,11 +68,26 @@ pub fn cross_entropy(logits: Tensor<3>, targets: Tensor<2, Int>, mask: Tensor<2>
 }
 
 fn cross_entropy_per_position(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
+    target_logprobs(logits, targets).neg()
+}
+
+/// Per position, `log p(targets[t])` under `logits`, `[batch, positions]` (every position, counted
+/// or not, so every target must be a valid token id).
+fn target_logprobs(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
     let [b, t, _] = logits.dims();
     let lq = log_softmax(logits, 2);
-    lq.gather(2, targets.unsqueeze_dim::<3>(2))
-        .reshape([b, t])
-        .neg()
+    lq.gather(2, targets.unsqueeze_dim::<3>(2)).reshape([b, t])
+}
+
+/// Per row of the batch, the log-probability of its counted targets,
+/// `Σ_t mask[t]·log p(targets[t])`, shape `[batch]`: `log π(y | x)` of the completion `y` that
+/// `mask` covers. Targets at positions the mask leaves out must still be valid token ids (they are
+/// computed, then multiplied by 0).
+pub fn sequence_logprobs(logits: Tensor<3>, targets: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<1> {
+    let [b, _] = mask.dims();
+    (target_logprobs(logits, targets) * mask)
+        .sum_dim(1)
+        .reshape([b])
 }
 
 /// Σ over the last axis of the divergence between two distributions given as log-probabilities
@@ -197,6 +223,59 @@ pub fn full_kd(
     let valid = lp.ones_like();
     let per_position = divergence(lp, lq, valid, divergence_kind);
     masked_mean(per_position, mask).mul_scalar(temperature * temperature)
+}
+
+/// DPO's per-pair logits, `β·((π_c − π_r) − (ref_c − ref_r))`; the reference is detached.
+fn dpo_logits(
+    policy_chosen: Tensor<1>,
+    policy_rejected: Tensor<1>,
+    reference_chosen: Tensor<1>,
+    reference_rejected: Tensor<1>,
+    beta: f64,
+) -> Tensor<1> {
+    let reference = (reference_chosen - reference_rejected).detach();
+    (policy_chosen - policy_rejected - reference).mul_scalar(beta)
+}
+
+/// The DPO loss in its sigmoid form (see the module docs): the mean over pairs of
+/// `−log σ(β·((π_c − π_r) − (ref_c − ref_r)))`, a 1-element tensor. Inputs are per-pair sequence
+/// log-probabilities `[pairs]` ([`sequence_logprobs`]) of the chosen and rejected completions
+/// under the policy being trained and the frozen reference; the reference gets no gradient.
+/// `−log σ(x)` is computed as a stable softplus(−x), finite for any finite `x`: ≈ 0 for large
+/// positive `x`, ≈ `−x` for large negative `x`.
+pub fn dpo_sigmoid(
+    policy_chosen: Tensor<1>,
+    policy_rejected: Tensor<1>,
+    reference_chosen: Tensor<1>,
+    reference_rejected: Tensor<1>,
+    beta: f64,
+) -> Tensor<1> {
+    let logits = dpo_logits(
+        policy_chosen,
+        policy_rejected,
+        reference_chosen,
+        reference_rejected,
+        beta,
+    );
+    log_sigmoid(logits).neg().mean()
+}
+
+/// DPO's implicit rewards, `(β·(π_c − ref_c), β·(π_r − ref_r))`, each `[pairs]` and detached
+/// (metrics, not a loss): reward accuracy is the share of pairs with `chosen > rejected`, the
+/// margin is `chosen − rejected`, which equals the pair's DPO logits.
+pub fn dpo_rewards(
+    policy_chosen: Tensor<1>,
+    policy_rejected: Tensor<1>,
+    reference_chosen: Tensor<1>,
+    reference_rejected: Tensor<1>,
+    beta: f64,
+) -> (Tensor<1>, Tensor<1>) {
+    (
+        (policy_chosen - reference_chosen).mul_scalar(beta).detach(),
+        (policy_rejected - reference_rejected)
+            .mul_scalar(beta)
+            .detach(),
+    )
 }
 
 #[cfg(test)]
@@ -523,5 +602,282 @@ mod tests {
         ));
         let want = 0.5 * (kl(&[0.5, 0.25, 0.25], &[0.2, 0.3, 0.5]) - 0.4f64.ln());
         assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    }
+
+    fn v1(v: &[f64], device: &burn::tensor::Device) -> Tensor<1> {
+        let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+        let n = v.len();
+        Tensor::from_data(TensorData::new(v, [n]), device)
+    }
+
+    /// Every value of a tensor, in order, as f64.
+    fn vec1<const D: usize>(x: Tensor<D>) -> Vec<f64> {
+        let v = x.into_data().try_to_vec::<f32>().unwrap();
+        v.into_iter().map(f64::from).collect()
+    }
+
+    /// `dpo_sigmoid` on plain numbers, β last, on the CPU.
+    fn dpo(pc: &[f64], pr: &[f64], rc: &[f64], rr: &[f64], beta: f64) -> f64 {
+        let d = backend::cpu();
+        scalar(dpo_sigmoid(
+            v1(pc, &d),
+            v1(pr, &d),
+            v1(rc, &d),
+            v1(rr, &d),
+            beta,
+        ))
+    }
+
+    /// `ln(1 + e^x)` in f64.
+    fn softplus(x: f64) -> f64 {
+        x.max(0.0) + (-x.abs()).exp().ln_1p()
+    }
+
+    fn sigma(x: f64) -> f64 {
+        1.0 / (1.0 + (-x).exp())
+    }
+
+    /// Log-softmax of one row, in f64.
+    fn log_soft(z: &[f64]) -> Vec<f64> {
+        let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let lse = m + z.iter().map(|x| (x - m).exp()).sum::<f64>().ln();
+        z.iter().map(|x| x - lse).collect()
+    }
+
+    #[test]
+    fn sequence_logprobs_sums_the_counted_positions_of_each_row() {
+        // Two rows of three positions over a 4-token vocabulary.
+        let z: [[f64; 4]; 6] = [
+            [0.5, -1.0, 2.0, 0.0],
+            [1.5, 0.2, -0.3, 0.7],
+            [-2.0, 3.0, 0.1, 0.4],
+            [0.0, 0.0, 0.0, 0.0],
+            [4.0, -4.0, 1.0, 2.5],
+            [0.3, 0.9, -1.2, 1.1],
+        ];
+        let targets = [2usize, 0, 1, 3, 1, 2];
+        // Row 0 counts positions 1 and 2 (position 0 is prompt); row 1 counts 0 and 1 (2 is
+        // padding).
+        let mask = [0.0, 1.0, 1.0, 1.0, 1.0, 0.0];
+        let flat: Vec<f32> = z.iter().flatten().map(|&x| x as f32).collect();
+        let d = backend::cpu();
+        let got = vec1(sequence_logprobs(
+            t3(&flat, [2, 3, 4]),
+            Tensor::from_data(
+                TensorData::new(targets.iter().map(|&i| i as i64).collect(), [2, 3]),
+                &d,
+            ),
+            Tensor::from_data(
+                TensorData::new(mask.iter().map(|&m| m as f32).collect(), [2, 3]),
+                &d,
+            ),
+        ));
+        let want: Vec<f64> = (0..2)
+            .map(|row| {
+                (0..3)
+                    .map(|t| {
+                        let i = 3 * row + t;
+                        mask[i] * log_soft(&z[i])[targets[i]]
+                    })
+                    .sum()
+            })
+            .collect();
+        // By hand: row 0 = log softmax(z1)[0] + log softmax(z2)[1] = −0.635073 − 0.127544,
+        // row 1 = log softmax(z3)[3] + log softmax(z4)[1] = −ln 4 − 8.241575.
+        assert!(
+            (want[0] - -0.762_616_771_005_172_6).abs() < 1e-12,
+            "{want:?}"
+        );
+        assert!((want[1] - -9.627_869_161_502_588).abs() < 1e-12, "{want:?}");
+        assert_eq!(got.len(), 2);
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-5, "{got:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn sequence_logprobs_agree_with_cross_entropy() {
+        // Cross-entropy is minus the counted log-probabilities over the count.
+        let logits = t3(
+            &[
+                0.1, 0.7, -0.4, 1.2, -0.5, 0.3, 2.0, 0.0, 0.6, -1.0, 0.8, 0.2,
+            ],
+            [2, 2, 3],
+        );
+        let d = backend::cpu();
+        let targets = Tensor::<2, Int>::from_data(TensorData::new(vec![2i64, 0, 1, 1], [2, 2]), &d);
+        let mask = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 1.0, 0.0, 1.0], [2, 2]), &d);
+        let seq = vec1(sequence_logprobs(
+            logits.clone(),
+            targets.clone(),
+            mask.clone(),
+        ));
+        let ce = scalar(cross_entropy(logits, targets, mask));
+        assert!(
+            (ce + (seq[0] + seq[1]) / 3.0).abs() < 1e-6,
+            "{ce} vs {seq:?}"
+        );
+    }
+
+    #[test]
+    fn dpo_is_ln_2_when_policy_and_reference_agree() {
+        let x = [-3.5];
+        let got = dpo(&x, &x, &x, &x, 0.1);
+        assert!((got - 2f64.ln()).abs() < 1e-6, "{got}");
+        // Any pair whose policy log-ratio equals the reference's: logits 0.
+        let got = dpo(
+            &[-1.0, -7.0],
+            &[-4.0, -2.0],
+            &[-2.0, -9.0],
+            &[-5.0, -4.0],
+            0.5,
+        );
+        assert!((got - 2f64.ln()).abs() < 1e-6, "{got}");
+    }
+
+    #[test]
+    fn dpo_matches_a_hand_computed_pair() {
+        // logits = 0.1·((−1 + 3) − (−2 + 2)) = 0.2; loss = ln(1 + e^−0.2).
+        let got = dpo(&[-1.0], &[-3.0], &[-2.0], &[-2.0], 0.1);
+        assert!((softplus(-0.2) - 0.598_138_869_381_591_8).abs() < 1e-12);
+        assert!((got - 0.598_138_869_381_591_8).abs() < 1e-6, "{got}");
+    }
+
+    #[test]
+    fn dpo_is_the_mean_over_pairs() {
+        // Pair 1: logits 0.2 (above); pair 2: 0.1·((−4 + 1) − (−3 + 1)) = −0.1.
+        let got = dpo(
+            &[-1.0, -4.0],
+            &[-3.0, -1.0],
+            &[-2.0, -3.0],
+            &[-2.0, -1.0],
+            0.1,
+        );
+        let want = 0.5 * (softplus(-0.2) + softplus(0.1));
+        assert!((want - 0.671_267_764_727_581_3).abs() < 1e-12);
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    }
+
+    #[test]
+    fn dpo_stays_finite_at_huge_margins() {
+        // β = 10, policy margin ±100 against a flat reference: logits ±1000, where a naive
+        // log(1 + e^−x) overflows. −log σ(1000) ≈ e^−1000 ≈ 0, −log σ(−1000) ≈ 1000.
+        let won = dpo(&[-1.0], &[-101.0], &[-50.0], &[-50.0], 10.0);
+        let lost = dpo(&[-101.0], &[-1.0], &[-50.0], &[-50.0], 10.0);
+        assert!(won.is_finite() && won.abs() < 1e-6, "{won}");
+        assert!(lost.is_finite() && (lost - 1000.0).abs() < 1e-3, "{lost}");
+        // The gradient saturates too, instead of turning into NaN: 0 on the won pair and −β/n
+        // on the lost one.
+        let device = backend::cpu().autodiff();
+        let pc = v1(&[-1.0, -101.0], &device).require_grad();
+        let loss = dpo_sigmoid(
+            pc.clone(),
+            v1(&[-101.0, -1.0], &device),
+            v1(&[-50.0, -50.0], &device),
+            v1(&[-50.0, -50.0], &device),
+            10.0,
+        );
+        let mean = scalar(loss.clone());
+        assert!((mean - 500.0).abs() < 1e-3, "{mean}");
+        let g = vec1(pc.grad(&loss.backward()).unwrap());
+        assert!(g[0].abs() < 1e-6 && (g[1] + 5.0).abs() < 1e-5, "{g:?}");
+    }
+
+    #[test]
+    fn dpo_gradient_on_the_policy_is_minus_beta_sigma_over_n() {
+        // d/dπ_c mean_i softplus(−z_i) = −β·σ(−z_i)/n, and +β·σ(−z_i)/n for π_r; the reference
+        // gets nothing. Logits 0.2 and −0.1 (the pairs above), β = 0.1, n = 2.
+        let device = backend::cpu().autodiff();
+        let pc = v1(&[-1.0, -4.0], &device).require_grad();
+        let pr = v1(&[-3.0, -1.0], &device).require_grad();
+        let rc = v1(&[-2.0, -3.0], &device).require_grad();
+        let rr = v1(&[-2.0, -1.0], &device).require_grad();
+        let loss = dpo_sigmoid(pc.clone(), pr.clone(), rc.clone(), rr.clone(), 0.1);
+        let grads = loss.backward();
+        let (gc, gr) = (
+            vec1(pc.grad(&grads).unwrap()),
+            vec1(pr.grad(&grads).unwrap()),
+        );
+        let want = [-0.1 * sigma(-0.2) / 2.0, -0.1 * sigma(0.1) / 2.0];
+        assert!((want[0] - -0.022_508_300_134_376_11).abs() < 1e-12);
+        assert!((want[1] - -0.026_248_959_373_947).abs() < 1e-12);
+        for i in 0..2 {
+            assert!((gc[i] - want[i]).abs() < 1e-7, "{gc:?} vs {want:?}");
+            assert!((gr[i] + want[i]).abs() < 1e-7, "{gr:?} vs {want:?}");
+        }
+        for r in [rc, rr] {
+            let none = r
+                .grad(&grads)
+                .is_none_or(|g| vec1(g).iter().all(|&x| x == 0.0));
+            assert!(none, "the reference got a gradient");
+        }
+    }
+
+    #[test]
+    fn doubling_beta_on_half_the_margin_changes_nothing() {
+        // β·margin = 0.1·2 = 0.2·1.
+        let a = dpo(&[-1.0], &[-3.0], &[-2.0], &[-2.0], 0.1);
+        let b = dpo(&[-1.5], &[-2.5], &[-2.0], &[-2.0], 0.2);
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        assert!((a - softplus(-0.2)).abs() < 1e-6, "{a}");
+    }
+
+    #[test]
+    fn dpo_rewards_are_beta_times_the_log_ratios_and_their_margin_is_the_logits() {
+        let d = backend::cpu();
+        let (pc, pr, rc, rr) = ([-1.0, -4.0], [-3.0, -1.0], [-2.0, -3.0], [-2.0, -1.0]);
+        let (chosen, rejected) =
+            dpo_rewards(v1(&pc, &d), v1(&pr, &d), v1(&rc, &d), v1(&rr, &d), 0.1);
+        let (chosen, rejected) = (vec1(chosen), vec1(rejected));
+        // β·(π − ref): chosen 0.1, −0.1; rejected −0.1, 0.
+        for (got, want) in [(&chosen, [0.1, -0.1]), (&rejected, [-0.1, 0.0])] {
+            for i in 0..2 {
+                assert!((got[i] - want[i]).abs() < 1e-6, "{got:?} vs {want:?}");
+            }
+        }
+        // The loss is mean softplus(−(reward_c − reward_r)).
+        let from_rewards = 0.5
+            * (0..2)
+                .map(|i| softplus(rejected[i] - chosen[i]))
+                .sum::<f64>();
+        let loss = dpo(&pc, &pr, &rc, &rr, 0.1);
+        assert!(
+            (loss - from_rewards).abs() < 1e-6,
+            "{loss} vs {from_rewards}"
+        );
+    }
+
+    #[test]
+    fn dpo_through_sequence_logprobs_pushes_the_chosen_tokens_up() {
+        // Policy = reference, so σ(−0) = ½ and dL/dπ_c = −β/2 (one pair); through
+        // sequence_logprobs, d π_c / d z_t = mask_t·(onehot(y_t) − softmax(z_t)).
+        let beta = 0.3;
+        let z0 = [[0.4, -0.2, 1.0], [0.0, 0.9, -0.6]];
+        let (targets, mask) = ([2i64, 1], [1.0f32, 0.0]);
+        let device = backend::cpu().autodiff();
+        let flat: Vec<f32> = z0.iter().flatten().map(|&x| x as f32).collect();
+        let chosen_logits =
+            Tensor::<3>::from_data(TensorData::new(flat.clone(), [1, 2, 3]), &device)
+                .require_grad();
+        let ids =
+            || Tensor::<2, Int>::from_data(TensorData::new(targets.to_vec(), [1, 2]), &device);
+        let m = || Tensor::<2>::from_data(TensorData::new(mask.to_vec(), [1, 2]), &device);
+        let pc = sequence_logprobs(chosen_logits.clone(), ids(), m());
+        let reference_c = pc.clone().detach();
+        let rejected = v1(&[-5.0], &device);
+        let loss = dpo_sigmoid(pc, rejected.clone(), reference_c, rejected, beta);
+        assert!((scalar(loss.clone()) - 2f64.ln()).abs() < 1e-6);
+        let g = vec1(chosen_logits.grad(&loss.backward()).unwrap());
+        for t in 0..2 {
+            let q: Vec<f64> = log_soft(&z0[t]).iter().map(|l| l.exp()).collect();
+            for v in 0..3 {
+                let onehot = if v as i64 == targets[t] { 1.0 } else { 0.0 };
+                let want = -beta / 2.0 * f64::from(mask[t]) * (onehot - q[v]);
+                assert!(
+                    (g[3 * t + v] - want).abs() < 1e-6,
+                    "{g:?} at {t},{v}: {want}"
+                );
+            }
+        }
     }
 }
