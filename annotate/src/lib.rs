@@ -11,6 +11,7 @@ pub mod diff;
 pub mod error;
 pub mod feedback;
 pub mod import;
+pub mod simulated;
 pub mod stats;
 pub mod store;
 pub mod theme;

@@ -166,7 +166,13 @@ fn an_edit_that_changes_nothing_is_an_accept() {
         .handle_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL))
         .unwrap();
     f.app.handle_key(key(KeyCode::Enter)).unwrap();
-    let d = f.app.store().current(&f.ids[1], "ana").unwrap().unwrap().annotation;
+    let d = f
+        .app
+        .store()
+        .current(&f.ids[1], "ana")
+        .unwrap()
+        .unwrap()
+        .annotation;
     assert_eq!((d.decision, d.corrected), (Decision::Accept, None));
 }
 
@@ -366,7 +372,9 @@ fn every_size_draws() {
         press(&mut f.app, keys);
         for (w, h) in [(1, 1), (10, 5), (20, 8), (40, 12), (200, 60)] {
             let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
-            terminal.draw(|fr| fr.render_widget(&f.app, fr.area())).unwrap();
+            terminal
+                .draw(|fr| fr.render_widget(&f.app, fr.area()))
+                .unwrap();
         }
     }
 }
