@@ -30,6 +30,9 @@ pub enum Command {
     /// Synthetic set → student (logit KD on the teacher's top-k, or CE on its text), and the
     /// gold-only baseline beside it.
     Distill(TrainArgs),
+    /// Expert feedback → the final student: SFT on accepted and corrected answers, DPO on
+    /// preference pairs (against the distilled student, frozen), replay of the synthetic set.
+    Finetune(TrainArgs),
     /// Every model of the run on the eval set: exact match, loss, agreement with the teacher.
     Eval(EvalArgs),
     /// Expert review in the terminal: accept, reject, edit, rate, prefer A/B; every decision is on

@@ -79,6 +79,7 @@ fn main() -> ExitCode {
             commands::train::teacher_train(&out, args)
         }
         Command::Distill(args) => commands::train::distill(&out, args),
+        Command::Finetune(args) => commands::train::finetune(&out, args),
         Command::Eval(args) => commands::eval::run(&out, args),
         Command::Annotate(args) => commands::annotate::run(&out, args),
         Command::Config(cmd) => commands::config::run(&out, cmd),

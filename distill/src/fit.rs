@@ -1,6 +1,7 @@
 //! The training stages of a run: the local teacher (on the gold set), the distilled student (on
-//! the synthetic set, and the gold set with `distill.include_gold`), and the gold-only baseline
-//! (the same student, same initial weights and steps, on the gold set alone).
+//! the synthetic set, and the gold set with `distill.include_gold`), the gold-only baseline
+//! (the same student, same initial weights and steps, on the gold set alone), and the expert
+//! fine-tune (the distilled student on the experts' feedback: SFT, DPO, replay).
 //!
 //! Each stage writes, into the directory the caller gives (the run's stage directory, built
 //! under a temporary name and renamed when done): the model in the Hugging Face layout,
@@ -18,10 +19,11 @@ use datasets::config::{
     TrainConfig,
 };
 use datasets::metrics::{self, MetricRow};
-use datasets::{Sample, Set};
+use datasets::{PreferenceRow, Sample, Set, SftRow};
 use serde::Serialize;
 
 use crate::data::tokenizer::Tokenizer;
+use crate::evaluate::FINETUNED;
 use crate::model::{Model, ModelConfig, checkpoint};
 use crate::plot::{Chart, Series};
 use crate::recipe::{self, seed_of};
@@ -772,6 +774,156 @@ pub fn train_baseline(
         &device,
         checkpoints,
         &model_dir,
+        stage_dir,
+        config_hash,
+        on_step,
+    )
+}
+
+/// Hash of what the fine-tuned student depends on: the distilled student, `[finetune]`, and the
+/// feedback itself (`feedback` is a digest of the rows' ids, so a new expert decision retrains).
+pub fn finetune_hash(c: &Config, feedback: &str) -> String {
+    let keys = serde_json::json!({
+        "student": student_hash(c),
+        "finetune": c.finetune,
+        "feedback": feedback,
+    });
+    hash_with(c, &["run", "data"], &keys)
+}
+
+/// A digest of the feedback rows (their content ids), for [`finetune_hash`].
+pub fn feedback_digest(sft: &[SftRow], preference: &[PreferenceRow]) -> String {
+    let mut h = blake3::Hasher::new();
+    for id in sft
+        .iter()
+        .map(|r| &r.id)
+        .chain(preference.iter().map(|r| &r.id))
+    {
+        h.update(id.as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize().to_hex()[..16].to_string()
+}
+
+/// The expert fine-tune: starts from the distilled student (`runs/<name>/student/final/`), learns
+/// the experts' accepted and corrected answers (SFT) and their preference pairs (DPO against the
+/// distilled student, frozen), with a share of the synthetic set replayed against forgetting;
+/// the model lands in `stage_dir` (`runs/<name>/finetuned/`, HF layout).
+#[allow(clippy::too_many_arguments)]
+pub fn finetune_student(
+    loaded: &LoadedConfig,
+    run_dir: &Path,
+    data: &RunData,
+    sft: &[SftRow],
+    preference: &[PreferenceRow],
+    synthetic: &[Sample],
+    checkpoints: &Checkpoints,
+    stage_dir: &Path,
+    config_hash: &str,
+    on_step: &mut dyn FnMut(&StepLog),
+) -> Result<FitSummary> {
+    let c = &loaded.config;
+    let f = &c.finetune;
+    let device = crate::backend::device(&c.teacher.device)?.autodiff();
+    let start_dir = run_dir.join(STUDENT).join(FINAL);
+    if !start_dir.join("config.json").is_file() {
+        return Err(Error::invalid(format!(
+            "There is no distilled student in `{}` to fine-tune\n\nhint: run `workbench distill` \
+             (or `workbench run`) on this config first",
+            start_dir.display()
+        )));
+    }
+    let model = checkpoint::load(&start_dir, &device)?;
+    let reference = burn::module::Module::no_grad(checkpoint::load(&start_dir, &device)?);
+    let tok = Tokenizer::from_dir(&start_dir)?;
+    let max_positions = model.config().max_position_embeddings;
+    let mut train = Vec::new();
+    let mut skipped = 0;
+    let mut keep = |e: Example, train: &mut Vec<Example>| {
+        let longest = e
+            .ids
+            .len()
+            .max(e.prompt_len + e.rejected.as_ref().map_or(0, Vec::len));
+        if longest <= max_positions {
+            train.push(e);
+        } else {
+            skipped += 1;
+        }
+    };
+    for r in sft {
+        keep(
+            recipe::example(&tok, &r.prompt, &r.completion, None)?,
+            &mut train,
+        );
+    }
+    for r in preference {
+        keep(
+            recipe::pair_example(&tok, &r.prompt, &r.chosen, &r.rejected)?,
+            &mut train,
+        );
+    }
+    let feedback_rows = train.len();
+    if feedback_rows == 0 {
+        return Err(Error::invalid(
+            "There is no expert feedback to fine-tune on (no accepted or corrected answer, no \
+             preference pair)\n\nhint: review candidates with `workbench annotate`, or let the \
+             simulated expert answer (`annotate.simulated_expert = true`)",
+        ));
+    }
+    // Replay: `replay` of the rows come from the synthetic set, picked by a seeded order.
+    let wanted = (feedback_rows as f64 * f.replay / (1.0 - f.replay)).round() as usize;
+    let mut pool: Vec<&Sample> = synthetic
+        .iter()
+        .filter(|s| s.completion.is_some())
+        .collect();
+    let seed = seed_of(c.run.seed, "finetune replay");
+    pool.sort_by_key(|s| {
+        let mut h = blake3::Hasher::new();
+        h.update(&seed.to_le_bytes());
+        h.update(s.id.as_bytes());
+        *h.finalize().as_bytes()
+    });
+    let mut replayed = 0;
+    for s in pool {
+        if replayed >= wanted {
+            break;
+        }
+        let completion = s.completion.as_deref().unwrap_or_default();
+        let before = train.len();
+        keep(
+            recipe::example(&tok, &s.prompt, completion, None)?,
+            &mut train,
+        );
+        replayed += train.len() - before;
+    }
+    let pairs = preference.len();
+    let objective = Objective::Preference {
+        beta: f.beta,
+        weight: f.dpo_weight,
+    };
+    let label = format!(
+        "sft on {} expert answers + dpo (beta={}, weight={}) on {pairs} pairs + {replayed} replayed synthetic rows",
+        sft.len(),
+        f.beta,
+        f.dpo_weight
+    );
+    let options = train_options(&f.train, seed_of(c.run.seed, "finetune data"), objective);
+    fit(
+        Job {
+            stage: FINETUNED,
+            model,
+            tokenizer: &tok,
+            train,
+            skipped,
+            eval: &data.eval,
+            options,
+            teacher: Some(&reference),
+            settings: &c.eval,
+            objective: label,
+        },
+        &device,
+        checkpoints,
+        stage_dir,
         stage_dir,
         config_hash,
         on_step,

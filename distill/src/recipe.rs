@@ -68,6 +68,7 @@ pub fn example(
                 ids,
                 prompt_len,
                 topk: (!top.is_empty()).then(|| top.to_vec()),
+                rejected: None,
             })
         }
         _ => {
@@ -77,9 +78,25 @@ pub fn example(
                 ids,
                 prompt_len,
                 topk: None,
+                rejected: None,
             })
         }
     }
+}
+
+/// A preference pair as a training example: the prompt and the chosen answer (learned with
+/// cross-entropy), the rejected answer beside it (for DPO), each ending with EOS.
+pub fn pair_example(
+    tok: &Tokenizer,
+    prompt: &str,
+    chosen: &str,
+    rejected: &str,
+) -> Result<Example> {
+    let mut e = example(tok, prompt, chosen, None)?;
+    let mut ids = tok.encode(rejected, false)?;
+    ids.extend(tok.eos_id());
+    e.rejected = Some(ids);
+    Ok(e)
 }
 
 /// Greedy answers to `prompts`, `batch` at a time. A prompt that fills the model's positions

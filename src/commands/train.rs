@@ -74,6 +74,130 @@ pub fn distill(out: &Output, args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+pub fn finetune(out: &Output, args: TrainArgs) -> Result<()> {
+    let loaded = super::load_config(&args.run.config)?;
+    let run = RunDir::open(&loaded, args.run.force)?;
+    super::run::data_stage(out, &loaded, &run)?;
+    let config = args.run.config.config.display();
+    if !matches!(
+        run.stage_state(fit::STUDENT, &fit::student_hash(&loaded.config)),
+        StageState::Done(_)
+    ) {
+        return Err(BadInput(format!(
+            "There is no distilled student for this config in `{}` yet\n\nhint: run `workbench \
+             distill {config}` first (or `workbench run {config}`)",
+            run.stage_dir(fit::STUDENT).display()
+        ))
+        .into());
+    }
+    finetune_stage(out, &loaded, &run, args.resume)?;
+    out.hint(format!(
+        "compare the models (the `distilled+expert` row) with `workbench eval {config}`"
+    ));
+    Ok(())
+}
+
+/// The experts' decisions out of `runs/<name>/annotations.db` into `runs/<name>/feedback/`
+/// (`sft/` and `preference/`), read back as rows.
+pub fn export_feedback(
+    out: &Output,
+    run: &RunDir,
+) -> Result<(Vec<datasets::SftRow>, Vec<datasets::PreferenceRow>)> {
+    let db = run.path().join(annotate::store::DB_FILE);
+    if !db.is_file() {
+        return Err(BadInput(format!(
+            "There are no expert decisions for this run yet (no `{}`)\n\nhint: review with \
+             `workbench annotate {}`",
+            db.display(),
+            run.path().display()
+        ))
+        .into());
+    }
+    let store = annotate::Store::open_existing(&db)?;
+    let dir = run.path().join(FEEDBACK);
+    let options = |kind: &str| datasets::SetOptions {
+        replace: true,
+        card: datasets::card::CardInfo {
+            title: format!("Expert feedback ({kind})"),
+            description: format!(
+                "The experts' decisions in `{}` as {kind} rows, in TRL's columns.",
+                db.display()
+            ),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let sft = annotate::feedback::export(
+        &store,
+        datasets::Kind::Sft,
+        &dir.join("sft"),
+        options("sft"),
+    )?;
+    let pref = annotate::feedback::export(
+        &store,
+        datasets::Kind::Preference,
+        &dir.join("preference"),
+        options("preference"),
+    )?;
+    out.say(format!(
+        "feedback: {} decisions in force → {} SFT rows, {} preference pairs in `{}`",
+        thousands(sft.decisions),
+        thousands(sft.set.rows),
+        thousands(pref.set.rows),
+        dir.display()
+    ));
+    let sft_rows = datasets::Set::open(dir.join("sft"))?.read_all(None)?;
+    let pref_rows = datasets::Set::open(dir.join("preference"))?.read_all(None)?;
+    Ok((sft_rows, pref_rows))
+}
+
+/// Where a run's exported feedback sets go.
+pub const FEEDBACK: &str = "feedback";
+
+/// Fine-tunes the distilled student on the experts' feedback unless it is up to date.
+pub fn finetune_stage(
+    out: &Output,
+    loaded: &LoadedConfig,
+    run: &RunDir,
+    resume: bool,
+) -> Result<()> {
+    let c = &loaded.config;
+    let (sft, preference) = export_feedback(out, run)?;
+    let data = fit::read_data(&run.stage_dir(prepare::STAGE))?;
+    let synthetic_dir = run.stage_dir(synth::STAGE);
+    let run_dir = run.path();
+    let hash = fit::finetune_hash(c, &fit::feedback_digest(&sft, &preference));
+    training_stage(
+        out,
+        loaded,
+        run,
+        distill::evaluate::FINETUNED,
+        "finetune",
+        &hash,
+        c.finetune.train.steps,
+        resume,
+        Box::new(|ck, dir, hash, report| {
+            let synthetic = if synthetic_dir.join("data").is_dir() {
+                datasets::Set::open(&synthetic_dir)?.read_all::<datasets::Sample>(None)?
+            } else {
+                Vec::new()
+            };
+            fit::finetune_student(
+                loaded,
+                run_dir,
+                &data,
+                &sft,
+                &preference,
+                &synthetic,
+                ck,
+                dir,
+                hash,
+                report,
+            )
+        }),
+    )
+}
+
 /// A progress bar over steps, and a plain line per evaluation when stderr is not a terminal.
 fn step_reporter<'a>(
     out: &'a Output,

@@ -7,6 +7,7 @@ mod annotate;
 mod config;
 mod datasets;
 mod distill;
+mod finetune;
 mod generate;
 mod interop;
 mod model;

@@ -24,8 +24,8 @@ pub use generate::{
     ApiKind, GenerateConfig, OneOrMany, TeacherConfig, TeacherKind, Validator, Verifier,
 };
 pub use train::{
-    Architecture, DistillConfig, DistillLoss, DivergenceKind, EvalConfig, Normalize, StudentConfig,
-    TrainConfig,
+    Architecture, DistillConfig, DistillLoss, DivergenceKind, EvalConfig, FinetuneConfig,
+    Normalize, StudentConfig, TrainConfig,
 };
 
 /// A config that could not be read: where, which key, what was expected.
@@ -80,7 +80,7 @@ pub struct Config {
     /// Expert review.
     #[serde(default)]
     pub annotate: AnnotateConfig,
-    /// The expert fine-tune (lands with the fine-tune stage).
+    /// The expert fine-tune.
     #[serde(default)]
     pub finetune: FinetuneConfig,
     /// Evaluation.
@@ -225,17 +225,6 @@ impl Default for DataConfig {
         }
     }
 }
-
-macro_rules! pending_section {
-    ($name:ident, $section:literal) => {
-        #[doc = concat!("`[", $section, "]`: takes no keys until its stage lands.")]
-        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-        #[serde(deny_unknown_fields)]
-        pub struct $name {}
-    };
-}
-
-pending_section!(FinetuneConfig, "finetune");
 
 /// `[export]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -644,6 +633,7 @@ impl Config {
         self.distill.check().map_err(|(k, m)| err(&k, m))?;
         self.eval.check().map_err(|(k, m)| err(&k, m))?;
         self.annotate.check().map_err(|(k, m)| err(&k, m))?;
+        self.finetune.check().map_err(|(k, m)| err(&k, m))?;
         self.generate.check().map_err(|(k, m)| err(k, m))?;
         if let Some(src) = &self.generate.prompts {
             for target in src.map.keys() {

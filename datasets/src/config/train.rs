@@ -476,3 +476,75 @@ impl EvalConfig {
         Ok(())
     }
 }
+
+/// `[finetune]`: the expert fine-tune, from the distilled student.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FinetuneConfig {
+    /// DPO's β: how far the preferences may pull the student from the distilled one (the frozen
+    /// reference). TRL's default is 0.1.
+    #[serde(default = "default_dpo_beta")]
+    pub beta: f64,
+    /// Weight of the DPO term beside the SFT cross-entropy (0: SFT only).
+    #[serde(default = "default_one_f64")]
+    pub dpo_weight: f64,
+    /// Share of the training rows drawn from the synthetic set (replay against forgetting what
+    /// distillation taught), in [0, 1).
+    #[serde(default = "default_replay")]
+    pub replay: f64,
+    /// How the student is fine-tuned.
+    #[serde(default = "default_finetune_train")]
+    pub train: TrainConfig,
+}
+
+fn default_dpo_beta() -> f64 {
+    0.1
+}
+fn default_one_f64() -> f64 {
+    1.0
+}
+fn default_replay() -> f64 {
+    0.5
+}
+fn default_finetune_train() -> TrainConfig {
+    TrainConfig {
+        lr: 1e-3,
+        warmup: 10,
+        ..TrainConfig::with_steps(200)
+    }
+}
+
+impl Default for FinetuneConfig {
+    fn default() -> Self {
+        FinetuneConfig {
+            beta: default_dpo_beta(),
+            dpo_weight: default_one_f64(),
+            replay: default_replay(),
+            train: default_finetune_train(),
+        }
+    }
+}
+
+impl FinetuneConfig {
+    pub(super) fn check(&self) -> Result<(), (String, String)> {
+        if !(self.beta > 0.0 && self.beta.is_finite()) {
+            return Err((
+                "finetune.beta".into(),
+                format!("is {}; expected a positive number", self.beta),
+            ));
+        }
+        if !(self.dpo_weight >= 0.0 && self.dpo_weight.is_finite()) {
+            return Err((
+                "finetune.dpo_weight".into(),
+                format!("is {}; expected a number ≥ 0", self.dpo_weight),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.replay) {
+            return Err((
+                "finetune.replay".into(),
+                format!("is {}; expected a share in [0, 1)", self.replay),
+            ));
+        }
+        self.train.check("finetune.train")
+    }
+}

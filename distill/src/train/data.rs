@@ -12,12 +12,29 @@ pub struct Example {
     pub prompt_len: usize,
     /// The teacher's top-k at each completion token, when the set has it.
     pub topk: Option<Vec<Vec<TopLogprob>>>,
+    /// A preference pair's rejected completion (token ids after the same prompt); the completion
+    /// in `ids` is then the chosen one.
+    pub rejected: Option<Vec<u32>>,
 }
 
 impl Example {
     /// Completion tokens (the positions that count).
     pub fn completion_len(&self) -> usize {
         self.ids.len() - self.prompt_len
+    }
+
+    /// The rejected side of a preference pair as an example of its own (prompt, then the rejected
+    /// completion).
+    pub fn rejected_example(&self) -> Option<Example> {
+        let rejected = self.rejected.as_ref()?;
+        let mut ids = self.ids[..self.prompt_len].to_vec();
+        ids.extend_from_slice(rejected);
+        Some(Example {
+            ids,
+            prompt_len: self.prompt_len,
+            topk: None,
+            rejected: None,
+        })
     }
 }
 
@@ -115,11 +132,13 @@ mod tests {
                     logprob: -0.2,
                 }],
             ]),
+            rejected: None,
         };
         let b = Example {
             ids: vec![9, 10, 11],
             prompt_len: 2,
             topk: None,
+            rejected: None,
         };
         let batch = batch(&[&a, &b], 0, &crate::backend::cpu());
         let v = |t: Tensor<2, Int>| t.into_data().convert::<i64>().try_to_vec::<i64>().unwrap();

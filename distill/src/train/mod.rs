@@ -42,6 +42,16 @@ pub enum Objective {
         /// Softmax temperature (the KD term is scaled by T²).
         temperature: f64,
     },
+    /// The expert fine-tune: cross-entropy on every row's completion (SFT on accepted and
+    /// corrected answers, replayed synthetic rows, and the chosen side of preference pairs) plus
+    /// `weight · DPO` on the rows that are preference pairs, against the frozen reference model
+    /// given to [`train`] (the distilled student).
+    Preference {
+        /// DPO's β.
+        beta: f64,
+        /// Weight of the DPO term.
+        weight: f64,
+    },
 }
 
 /// How to train.
@@ -112,7 +122,7 @@ pub struct StepLog {
     pub loss: f64,
     /// Its cross-entropy part.
     pub ce: f64,
-    /// Its KD part (0 without KD).
+    /// Its second part: KD in distillation, DPO in the expert fine-tune (0 without).
     pub kd: f64,
     /// Completion tokens in the step.
     pub tokens: usize,
@@ -278,7 +288,8 @@ pub struct Trained {
 
 /// Trains `model` (on `device`, which must be an autodiff device) on `train`, evaluating on
 /// `eval`. With `checkpoints`, writes step checkpoints there and, if `resume`, continues from the
-/// newest complete one. `teacher` (same vocabulary) turns top-k KD into full-distribution KD.
+/// newest complete one. `teacher` (same vocabulary) turns top-k KD into full-distribution KD; with
+/// [`Objective::Preference`] it is the frozen DPO reference, and must be given.
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     model: Model,
@@ -299,6 +310,11 @@ pub fn train(
         ));
     }
     let o = options;
+    if matches!(o.objective, Objective::Preference { .. }) && teacher.is_none() {
+        return Err(Error::invalid(
+            "DPO needs its frozen reference model (the distilled student); none was given",
+        ));
+    }
     let mut model = stable_ids(model.fork(device));
     let mut optim = AdamWConfig::new()
         .with_weight_decay(o.weight_decay as f32)
@@ -398,6 +414,38 @@ pub fn train(
                             Some(kd),
                         ),
                         None => (ce.clone(), None),
+                    }
+                }
+                Objective::Preference { beta, weight } => {
+                    let chosen: Vec<&Example> = picked
+                        .iter()
+                        .copied()
+                        .filter(|e| e.rejected.is_some())
+                        .collect();
+                    match (teacher, chosen.is_empty()) {
+                        (Some(reference), false) => {
+                            let rejected: Vec<Example> =
+                                chosen.iter().filter_map(|e| e.rejected_example()).collect();
+                            let rejected: Vec<&Example> = rejected.iter().collect();
+                            let bc = batch(&chosen, pad, device);
+                            let br = batch(&rejected, pad, device);
+                            let logps = |m: &Model, b: &data::Batch| {
+                                loss::sequence_logprobs(
+                                    m.forward(b.input.clone()),
+                                    b.targets.clone(),
+                                    b.mask.clone(),
+                                )
+                            };
+                            let dpo = loss::dpo_sigmoid(
+                                logps(&model, &bc),
+                                logps(&model, &br),
+                                logps(reference, &bc).detach(),
+                                logps(reference, &br).detach(),
+                                beta,
+                            );
+                            (ce.clone() + dpo.clone().mul_scalar(weight), Some(dpo))
+                        }
+                        _ => (ce.clone(), None),
                     }
                 }
             };

@@ -1,0 +1,104 @@
+//! `workbench finetune`: the distilled student on the experts' feedback (here the simulated
+//! expert's, through the library), the files it leaves, the eval row it adds, re-entrance.
+
+use crate::common::{Sandbox, tiny_config};
+
+#[test]
+fn finetune_learns_from_the_feedback_and_adds_the_distilled_expert_row() {
+    let sb = Sandbox::new();
+    let cfg = tiny_config(
+        &sb,
+        "ft",
+        "[finetune]\nreplay = 0.5\n\n[finetune.train]\nsteps = 6\nbatch_size = 8\n",
+    );
+    let c = cfg.to_str().unwrap();
+    // Before the distilled student exists: a clear refusal.
+    let early = sb.run(&["finetune", c]).bad_input();
+    assert!(
+        early.stderr.contains("no distilled student"),
+        "{}",
+        early.stderr
+    );
+    sb.run(&["run", c]).ok();
+    let nodb = sb.run(&["finetune", c]).bad_input();
+    assert!(
+        nodb.stderr.contains("workbench annotate"),
+        "{}",
+        nodb.stderr
+    );
+
+    // The simulated expert reviews the synthetic set (references: the eval set's answers are not
+    // in it, so it uses the gold set's prompts and references as candidates here).
+    let run = sb.join("runs/ft");
+    let mut store = ::annotate::Store::open(run.join("annotations.db")).unwrap();
+    ::annotate::import::import(&mut store, &run.join("data/gold"), &mut |_| {}).unwrap();
+    ::annotate::import::import(&mut store, &run.join("synthetic"), &mut |_| {}).unwrap();
+    let same = |a: &str, b: &str| a.trim() == b.trim();
+    let report =
+        ::annotate::simulated::review(&mut store, ::annotate::Order::File, 20, &same).unwrap();
+    assert!(report.corrected + report.accepted > 0, "{report:?}");
+    drop(store);
+
+    let first = sb.run(&["finetune", c]).ok();
+    assert!(first.stderr.contains("feedback:"), "{}", first.stderr);
+    assert!(first.stderr.contains("finetuned:"), "{}", first.stderr);
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "metrics.parquet",
+        "loss.svg",
+        "STAGE.json",
+    ] {
+        assert!(
+            run.join("finetuned").join(f).is_file(),
+            "finetuned/{f} missing"
+        );
+    }
+    assert!(run.join("feedback/sft/data").is_dir());
+    let rows = sb.run(&["eval", c, "--json"]).ok().json();
+    let names: Vec<&str> = rows["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["model"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"distilled+expert"), "{names:?}");
+
+    // Up to date: skipped. A new decision changes the feedback: it trains again.
+    let again = sb.run(&["finetune", c]).ok();
+    assert!(again.stderr.contains("up to date"), "{}", again.stderr);
+    let mut store = ::annotate::Store::open(run.join("annotations.db")).unwrap();
+    let item = store
+        .queue("someone", ::annotate::Order::File, 1, 1)
+        .unwrap()
+        .remove(0);
+    let fix = ::annotate::Verdict {
+        corrected: Some("1999-09-09".into()),
+        ..::annotate::Verdict::of(datasets::Decision::Edit)
+    };
+    store.decide(&item.id, "someone", &fix).unwrap();
+    drop(store);
+    let third = sb.run(&["finetune", c]).ok();
+    assert!(
+        third.stderr.contains("settings changed"),
+        "{}",
+        third.stderr
+    );
+}
+
+#[test]
+fn finetune_config_errors_name_the_key() {
+    let sb = Sandbox::new();
+    let cfg = tiny_config(&sb, "ftbad", "");
+    for (set, key) in [
+        ("finetune.beta=0", "finetune.beta"),
+        ("finetune.replay=1.0", "finetune.replay"),
+        ("finetune.train.steps=0", "finetune.train.steps"),
+    ] {
+        let r = sb
+            .run(&["config", "check", cfg.to_str().unwrap(), "--set", set])
+            .bad_input();
+        assert!(r.stderr.contains(key), "{set}: {}", r.stderr);
+    }
+}
