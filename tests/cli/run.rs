@@ -163,7 +163,8 @@ fn the_readme_first_command_runs_the_demo() {
         ])
         .ok();
     assert!(r.stderr.contains("data: eval"), "{}", r.stderr);
-    assert!(r.stderr.contains("not built yet"), "{}", r.stderr);
+    assert!(r.stderr.contains("Expert review next"), "{}", r.stderr);
+    assert!(r.stderr.contains("workbench annotate"), "{}", r.stderr);
     for model in ["| teacher |", "| gold-only |", "| distilled |"] {
         assert!(r.stdout.contains(model), "{model} in\n{}", r.stdout);
     }
