@@ -385,18 +385,25 @@ fn rename(batch: &RecordBatch, map: &Mapping) -> RecordBatch {
     let mut columns = Vec::new();
     for (field, column) in schema.fields().iter().zip(batch.columns()) {
         let name = field.name().as_str();
-        let target = map
+        // One source column may feed several targets (`completion` and `reference` from the same
+        // `answer`): each gets the column.
+        let targets: Vec<&String> = map
             .iter()
-            .find(|(_, s)| s.as_str() == name)
-            .map(|(t, _)| t.clone());
-        let new_name = match target {
-            Some(t) => t,
+            .filter(|(_, s)| s.as_str() == name)
+            .map(|(t, _)| t)
+            .collect();
+        if targets.is_empty() {
             // A column named like a target that is fed from elsewhere is shadowed.
-            None if map.contains_key(name) && !mapped_sources.contains(name) => continue,
-            None => name.to_string(),
-        };
-        fields.push(Field::new(new_name, field.data_type().clone(), true));
-        columns.push(column.clone());
+            if map.contains_key(name) && !mapped_sources.contains(name) {
+                continue;
+            }
+            fields.push(Field::new(name, field.data_type().clone(), true));
+            columns.push(column.clone());
+        }
+        for t in targets {
+            fields.push(Field::new(t.as_str(), field.data_type().clone(), true));
+            columns.push(column.clone());
+        }
     }
     RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
         .expect("same columns, renamed")
@@ -534,4 +541,38 @@ fn run<R: Importable>(
         progress(read);
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod rename_tests {
+    use super::*;
+    use crate::record::SftRow;
+    use crate::{Message, Sample};
+
+    /// Regression: on Parquet (and set) sources a column mapped to two targets fed only the
+    /// first; JSONL and CSV fed both.
+    #[test]
+    fn a_parquet_column_mapped_to_two_targets_feeds_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("eval.parquet");
+        let row = SftRow::new(
+            vec![Message::new("user", "q")],
+            "q".into(),
+            "a".into(),
+            None,
+        );
+        crate::parquet::write_records(&path, &[row], &Default::default()).unwrap();
+        let map = parse_mapping("completion=completion,reference=completion").unwrap();
+        let source = Source::open(&path, map).unwrap();
+        let mut got = Vec::new();
+        source
+            .for_each::<Sample>(16, |rows| {
+                got.extend(rows);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].completion.as_deref(), Some("a"));
+        assert_eq!(got[0].reference.as_deref(), Some("a"));
+    }
 }

@@ -12,3 +12,4 @@ mod generate;
 mod interop;
 mod model;
 mod run;
+mod units;

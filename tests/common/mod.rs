@@ -207,3 +207,4 @@ pub fn tiny_config(sb: &Sandbox, name: &str, extra: &str) -> PathBuf {
 }
 
 pub mod fake_openai;
+pub mod units;
