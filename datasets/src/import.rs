@@ -258,11 +258,18 @@ impl Source {
 
     /// Checks that every mapped column exists; returns the columns that will be ignored.
     pub fn check_mapping(&self) -> Result<Vec<String>> {
+        self.check_mapping_as(&|target, source| format!("`--map {target}={source}`"))
+    }
+
+    /// [`Source::check_mapping`], naming a mapping entry with `entry(target, source)` in the
+    /// message (a config key rather than a flag).
+    pub fn check_mapping_as(&self, entry: &dyn Fn(&str, &str) -> String) -> Result<Vec<String>> {
         let columns = self.columns()?;
         for (target, source) in &self.map {
             if !columns.contains(source) {
                 return Err(Error::invalid(format!(
-                    "`--map {target}={source}`: `{}` has no column `{source}`; its columns are: {}",
+                    "{}: `{}` has no column `{source}`; its columns are: {}",
+                    entry(target, source),
                     self.path.display(),
                     columns.join(", ")
                 )));

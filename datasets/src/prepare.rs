@@ -10,7 +10,7 @@ use crate::card::CardInfo;
 use crate::config::{BuiltinTask, DedupMode, LoadedConfig, SourceConfig};
 use crate::decontam::Decontaminator;
 use crate::dedup::{ExactDedup, FilterReport, NearDedup};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::import::{Filters, Source};
 use crate::parquet::WriteOptions;
 use crate::record::Sample;
@@ -90,6 +90,7 @@ fn write(
     filters: &mut Filters,
     progress: &mut dyn FnMut(&str, u64),
     name: &str,
+    origin: &str,
 ) -> Result<(u64, u64)> {
     let mut writer = SetWriter::create(out, crate::schema::Kind::Sample, options)?;
     let (mut read, mut kept) = (0u64, 0u64);
@@ -107,7 +108,9 @@ fn write(
             }
         }
         Input::File(source) => {
-            source.check_mapping()?;
+            source.check_mapping_as(&|target, column| {
+                format!("`data.{name}.map.{target} = \"{column}\"` in `{origin}`")
+            })?;
             source.for_each::<Sample>(8192, |rows| push(rows, &mut writer))?;
         }
     }
@@ -149,6 +152,7 @@ pub fn prepare(
 
     let mut sets = Vec::new();
     // Eval first: the other sets are decontaminated against it.
+    let origin = loaded.path.display().to_string();
     let mut eval_texts: Vec<String> = Vec::new();
     if let Some(eval) = eval {
         let dest = out.join("eval");
@@ -163,9 +167,22 @@ pub fn prepare(
             &mut filters,
             progress,
             "eval",
+            &origin,
         )?;
+        let mut with_reference = 0u64;
         for rows in crate::set::Set::open(&dest)?.records::<Sample>(None, 8192) {
-            eval_texts.extend(rows?.into_iter().map(|s| s.prompt));
+            for s in rows? {
+                with_reference += u64::from(s.reference.is_some());
+                eval_texts.push(s.prompt);
+            }
+        }
+        // Caught here, not after training: evaluation compares answers with references.
+        if rows > 0 && with_reference == 0 {
+            return Err(Error::invalid(format!(
+                "The eval set (`data.eval` in `{origin}`) has {rows} rows but no references, so \
+                 nothing could be evaluated\n\nhint: map the column holding the answers, e.g. \
+                 `data.eval.map = {{ reference = \"answer\" }}`"
+            )));
         }
         sets.push(PreparedSet {
             name: "eval".into(),
@@ -205,6 +222,7 @@ pub fn prepare(
             &mut filters,
             progress,
             name,
+            &origin,
         )?;
         sets.push(PreparedSet {
             name: name.into(),

@@ -142,3 +142,49 @@ fn a_unit_conversion_task_from_mapped_csv_jsonl_and_parquet_runs_end_to_end() {
         );
     }
 }
+
+/// A mapping that names a missing column is reported by its config key and file (not as a
+/// `--map` flag nobody typed), and an eval set without references is refused by the data stage,
+/// before any training, with the key to set.
+#[test]
+fn mapping_mistakes_are_named_by_their_config_key() {
+    let sb = Sandbox::new();
+    let sets = units::generate(5, 10, 10, 5);
+    units::write_files(&sb.join("data"), &sets);
+    let config = |gold_map: &str, eval_map: &str| {
+        sb.write(
+            "configs/u.toml",
+            format!(
+                "[run]\nname = \"u\"\n\n[data]\n\
+                 gold = {{ path = \"../data/gold.csv\", map = {{ {gold_map} }} }}\n\
+                 prompts = {{ path = \"../data/prompts.jsonl\", map = {{ prompt = \"text\" }} }}\n\
+                 eval = {{ path = \"../data/eval.parquet\"{eval_map} }}\n{TINY_MODELS}"
+            ),
+        )
+    };
+    let cfg = config(
+        "prompt = \"questin\", reference = \"answer\"",
+        ", map = { reference = \"completion\" }",
+    );
+    let r = sb
+        .run(&["run", cfg.to_str().unwrap(), "--force"])
+        .bad_input();
+    assert!(
+        r.stderr.contains("`data.gold.map.prompt = \"questin\"`"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("u.toml"), "{}", r.stderr);
+    assert!(!r.stderr.contains("--map"), "{}", r.stderr);
+    let cfg = config("prompt = \"question\", reference = \"answer\"", "");
+    let r = sb
+        .run(&["run", cfg.to_str().unwrap(), "--force"])
+        .bad_input();
+    assert!(r.stderr.contains("no references"), "{}", r.stderr);
+    assert!(r.stderr.contains("data.eval.map"), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("teacher:"),
+        "nothing was trained: {}",
+        r.stderr
+    );
+}
