@@ -302,9 +302,34 @@ impl App {
                 text,
                 changes,
             } => match key.code {
-                // A correction that changes nothing is an accept.
-                KeyCode::Enter if text == editor.original => self.commit(Decision::Accept, None)?,
-                KeyCode::Enter => self.commit(Decision::Edit, Some(text))?,
+                KeyCode::Enter if text.trim().is_empty() => {
+                    self.status = Status::Warn(
+                        "an empty correction is not stored: press e to write the answer, or \
+                         Esc and x to reject"
+                            .into(),
+                    );
+                    self.mode = Mode::Diff {
+                        editor,
+                        text,
+                        changes,
+                    };
+                }
+                KeyCode::Enter => {
+                    // A correction that changes nothing is an accept.
+                    let saved = if text == editor.original {
+                        self.commit(Decision::Accept, None)?
+                    } else {
+                        self.commit(Decision::Edit, Some(text.clone()))?
+                    };
+                    if !saved {
+                        // Not stored: keep the correction on screen so nothing is retyped.
+                        self.mode = Mode::Diff {
+                            editor,
+                            text,
+                            changes,
+                        };
+                    }
+                }
                 KeyCode::Char('e') => self.mode = Mode::Edit(editor),
                 KeyCode::Esc => self.status = Status::Info("edit cancelled".into()),
                 _ => {
@@ -354,9 +379,15 @@ impl App {
     fn review_key(&mut self, key: KeyEvent) -> Result<()> {
         match key.code {
             KeyCode::Char('q') => self.quit = true,
-            KeyCode::Char('a') => self.commit(Decision::Accept, None)?,
-            KeyCode::Char('x') => self.commit(Decision::Reject, None)?,
-            KeyCode::Char('s') => self.commit(Decision::Skip, None)?,
+            KeyCode::Char('a') => {
+                self.commit(Decision::Accept, None)?;
+            }
+            KeyCode::Char('x') => {
+                self.commit(Decision::Reject, None)?;
+            }
+            KeyCode::Char('s') => {
+                self.commit(Decision::Skip, None)?;
+            }
             KeyCode::Char(c @ '1'..='5') if self.item().is_some() => {
                 self.draft.rating = Some(c as u8 - b'0');
             }
@@ -470,17 +501,27 @@ impl App {
 
     /// Stores a decision on the item on screen, then moves on. The store has committed (and
     /// fsynced) before anything on screen changes.
-    fn commit(&mut self, decision: Decision, corrected: Option<String>) -> Result<()> {
+    /// Returns whether the decision was stored.
+    fn commit(&mut self, decision: Decision, corrected: Option<String>) -> Result<bool> {
         let Some(item) = self.item() else {
             self.status = Status::Info("nothing to decide here".into());
-            return Ok(());
+            return Ok(false);
         };
+        if item.a.is_none() && matches!(decision, Decision::Accept | Decision::Reject) {
+            self.status = Status::Warn(
+                "this item has no output to accept or reject: press e to write the answer".into(),
+            );
+            return Ok(false);
+        }
         let id = item.id.clone();
+        // What the screen shows is what is stored: the keys pressed now, else the decision in
+        // force (a re-decided item keeps its rating and preference unless changed).
+        let stored = self.current.as_ref().map(|c| &c.annotation);
         let verdict = Verdict {
             decision: Some(decision),
-            rating: self.draft.rating,
+            rating: self.draft.rating.or(stored.and_then(|a| a.rating)),
             corrected,
-            preference: self.draft.preference,
+            preference: self.draft.preference.or(stored.and_then(|a| a.preference)),
             duration_ms: self.shown_at.elapsed().as_millis() as u64,
             ..Verdict::default()
         };
@@ -503,16 +544,16 @@ impl App {
                     self.cursor = 0;
                     self.refresh()?;
                 }
-                Ok(())
+                Ok(true)
             }
             Err(e) if e.is_bad_input() => {
                 self.status = Status::Warn(format!("not saved: {e}"));
-                Ok(())
+                Ok(false)
             }
             Err(e) => {
                 // Locked, disk full, read-only: the decision is not acknowledged; the item stays.
                 self.status = Status::Warn(format!("NOT SAVED: {}", first_line(&e)));
-                Ok(())
+                Ok(false)
             }
         }
     }
@@ -543,17 +584,16 @@ impl App {
         Ok(())
     }
 
-    /// Decisions per hour of active time in this session.
+    /// Decisions per hour of active time in this session, as `annotate stats` counts them: the
+    /// gaps between consecutive decisions, each capped at [`IDLE_GAP`].
     fn items_per_hour(&self) -> Option<f64> {
-        let cap = IDLE_GAP;
-        let mut active = Duration::ZERO;
-        let mut last = Duration::ZERO;
-        for &t in &self.session {
-            active += (t.saturating_sub(last)).min(cap);
-            last = t;
-        }
-        (!self.session.is_empty() && !active.is_zero())
-            .then(|| self.session.len() as f64 / active.as_secs_f64() * 3600.0)
+        let active: Duration = self
+            .session
+            .windows(2)
+            .map(|w| w[1].saturating_sub(w[0]).min(IDLE_GAP))
+            .sum();
+        (self.session.len() >= 2 && !active.is_zero())
+            .then(|| (self.session.len() - 1) as f64 / active.as_secs_f64() * 3600.0)
     }
 
     fn render_header(&self, area: Rect, buf: &mut Buffer) {

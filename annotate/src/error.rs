@@ -22,7 +22,7 @@ pub enum Error {
 
     /// The database is in use by another process for longer than the busy timeout.
     #[error(
-        "Annotation database `{path}` is locked by another process\n\nhint: close the other `workbench annotate` on this database, or wait and retry"
+        "Annotation database `{path}` was held by another process for longer than the busy timeout (an import, a long export?)\n\nhint: retry in a moment; several `workbench annotate` sessions can share one database, each decision waits its turn"
     )]
     Locked {
         /// The database file.

@@ -42,7 +42,8 @@ pub fn run_items(run: &Path) -> Result<PathBuf> {
 
 /// Reads `source` into `store` unless the same files were imported before.
 pub fn import(store: &mut Store, source: &Path, progress: &mut dyn FnMut(u64)) -> Result<Imported> {
-    let key = format!("source:{}", source.display());
+    let canonical = std::fs::canonicalize(source).unwrap_or_else(|_| source.to_path_buf());
+    let key = format!("source:{}", canonical.display());
     let fingerprint = fingerprint(source)?;
     if store.meta(&key)?.as_deref() == Some(fingerprint.as_str()) {
         return Ok(Imported { rows: 0, added: 0 });
@@ -69,7 +70,8 @@ pub fn import(store: &mut Store, source: &Path, progress: &mut dyn FnMut(u64)) -
     .map_err(|e| failed.take().unwrap_or(Error::Data(e)))?;
     if rows == 0 {
         return Err(Error::invalid(format!(
-            "`{}` has no rows to review",
+            "`{}` has no rows to review\n\nhint: point `workbench annotate` at a set or file with \
+             prompts (and outputs to judge)",
             source.display()
         )));
     }
@@ -115,6 +117,15 @@ fn collect(path: &Path, out: &mut Vec<(String, u64, u128)>) -> Result<()> {
             collect(&entry.path(), out)?;
         }
     } else {
+        // The store itself may live inside the set (`SET/annotations.db`): its files change on
+        // every decision and are not the set.
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        if name.contains(".db") {
+            return Ok(());
+        }
         let mtime = meta
             .modified()
             .ok()
@@ -152,6 +163,39 @@ mod tests {
         assert_eq!(items[0].a.as_ref().unwrap().text, "x");
         assert_eq!(items[0].b.as_ref().unwrap().model.as_deref(), Some("small"));
         assert_eq!(items[0].reference.as_deref(), Some("x"));
+    }
+
+    /// Regression: with the store inside the set directory, its own writes changed the set's
+    /// fingerprint, so every open read the whole set again.
+    #[test]
+    fn a_store_inside_the_set_does_not_make_it_look_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let set = dir.path().join("set");
+        std::fs::create_dir(&set).unwrap();
+        std::fs::write(
+            set.join("c.jsonl"),
+            "{\"prompt\": \"p\", \"completion\": \"x\"}\n",
+        )
+        .unwrap();
+        let mut store = Store::open(set.join(DB_FILE)).unwrap();
+        assert_eq!(
+            import(&mut store, &set.join("c.jsonl"), &mut |_| {})
+                .unwrap()
+                .rows,
+            1
+        );
+        let f1 = fingerprint(&set).unwrap();
+        let id = store.list("a", &crate::store::Filter::All, 0, 1).unwrap()[0]
+            .id
+            .clone();
+        store
+            .decide(
+                &id,
+                "a",
+                &crate::store::Verdict::of(datasets::Decision::Accept),
+            )
+            .unwrap();
+        assert_eq!(fingerprint(&set).unwrap(), f1);
     }
 
     #[test]

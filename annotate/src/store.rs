@@ -817,12 +817,15 @@ impl Store {
         })
     }
 
-    /// The times (microseconds since the epoch) of every `decide` event, per annotator, in order:
-    /// what items/hour is measured on.
+    /// The times (microseconds since the epoch) of every decision made (skips aside), per
+    /// annotator, in order: what items/hour is measured on.
     pub fn decision_times(&self) -> Result<HashMap<String, Vec<i64>>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT annotator, created_at FROM events WHERE kind = 'decide' ORDER BY seq")
+            .prepare(
+                "SELECT annotator, created_at FROM events
+                 WHERE kind = 'decide' AND decision != 'skip' ORDER BY seq",
+            )
             .map_err(self.err("cannot read events"))?;
         let mut out: HashMap<String, Vec<i64>> = HashMap::new();
         let rows = stmt
@@ -943,6 +946,15 @@ fn classify(path: &Path, what: &str, e: rusqlite::Error) -> Error {
                 return Error::Corrupt {
                     path: path.to_path_buf(),
                     message: message.clone().unwrap_or_else(|| f.to_string()),
+                };
+            }
+            ErrorCode::DiskFull => {
+                return Error::Store {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "{what}: the disk is full\n\nhint: free some space; nothing was half-written, and the decisions already saved are safe"
+                    ),
+                    source: Some(e),
                 };
             }
             ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied => {

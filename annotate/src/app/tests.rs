@@ -378,3 +378,63 @@ fn every_size_draws() {
         }
     }
 }
+
+/// Review fixes: a re-decision keeps the rating and preference the screen shows; a correction
+/// keeps tabs and newlines byte for byte; an empty correction and an accept without an output
+/// are refused; a correction the store refuses stays on screen.
+#[test]
+fn what_is_stored_is_what_the_screen_showed() {
+    let mut f = fixture(
+        vec![
+            item("tabs", Some("a\tb\nc"), None, 3.0),
+            item("pair", Some("x"), Some("y"), 2.0),
+            item("none", None, None, 1.0),
+        ],
+        false,
+    );
+    // The correction keeps the tab.
+    press(&mut f.app, "e");
+    f.app.handle_key(key(KeyCode::End)).unwrap();
+    press(&mut f.app, "!");
+    f.app
+        .handle_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL))
+        .unwrap();
+    f.app.handle_key(key(KeyCode::Enter)).unwrap();
+    let d = f.app.store().current(&f.ids[0], "ana").unwrap().unwrap().annotation;
+    assert_eq!(d.corrected.as_deref(), Some("a\tb!\nc"));
+    // Prefer B and accept; browse back to it and accept again: B stays preferred.
+    f.app.handle_key(key(KeyCode::Right)).unwrap();
+    press(&mut f.app, "4a");
+    press(&mut f.app, "f"); // your accepted
+    assert_eq!(f.app.item().unwrap().id, f.ids[1]);
+    press(&mut f.app, "a");
+    let d = f.app.store().current(&f.ids[1], "ana").unwrap().unwrap().annotation;
+    assert_eq!((d.preference, d.rating), (Some(Preference::B), Some(4)));
+    f.app.handle_key(key(KeyCode::Esc)).unwrap();
+    // No output: accept is refused; an empty correction is refused.
+    assert_eq!(f.app.item().unwrap().id, f.ids[2]);
+    press(&mut f.app, "a");
+    assert!(f.app.store().current(&f.ids[2], "ana").unwrap().is_none());
+    press(&mut f.app, "e");
+    f.app
+        .handle_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL))
+        .unwrap();
+    f.app.handle_key(key(KeyCode::Enter)).unwrap();
+    assert!(f.app.store().current(&f.ids[2], "ana").unwrap().is_none());
+    assert!(matches!(f.app.mode, Mode::Diff { .. }));
+    // A correction the store refuses stays on screen.
+    press(&mut f.app, "e");
+    press(&mut f.app, "2000-01-01");
+    f.app
+        .handle_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL))
+        .unwrap();
+    f.app.store.set_busy_timeout(Duration::from_millis(50)).unwrap();
+    let other = rusqlite::Connection::open(f.app.store().path()).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    f.app.handle_key(key(KeyCode::Enter)).unwrap();
+    assert!(matches!(f.app.mode, Mode::Diff { .. }), "the correction is still there");
+    other.execute_batch("ROLLBACK").unwrap();
+    f.app.handle_key(key(KeyCode::Enter)).unwrap();
+    let d = f.app.store().current(&f.ids[2], "ana").unwrap().unwrap().annotation;
+    assert_eq!(d.corrected.as_deref(), Some("2000-01-01"));
+}

@@ -24,16 +24,31 @@ pub enum EditorOutcome {
 /// The editor and the text it started from.
 pub struct Editor {
     area: TextArea<'static>,
-    /// The output being corrected, as shown.
+    /// The output being corrected, as the editor holds it (see [`editable`]).
     pub original: String,
+}
+
+/// `text` as the editor holds it: as is, unless it has control characters besides newline and
+/// tab, which are then shown escaped.
+pub fn editable(text: &str) -> String {
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        shown(text)
+    } else {
+        text.to_string()
+    }
 }
 
 impl Editor {
     /// An editor holding `start` (the original, or an earlier correction of it).
     pub fn new(original: &str, start: &str, theme: &Theme) -> Editor {
-        // The editor holds the text as the item view showed it: control characters already made
-        // visible, so what the expert edits (and stores) is what they saw, never a live escape.
-        let lines: Vec<String> = shown(start).split('\n').map(str::to_string).collect();
+        // The expert edits the text itself, so a correction is stored byte for byte (tabs and
+        // newlines included). Only a text holding other control characters (an escape sequence,
+        // a carriage return) is edited as the item view showed it, escaped: what they edit and
+        // store is then what they saw, and no escape is ever live.
+        let lines: Vec<String> = editable(start).split('\n').map(str::to_string).collect();
         let mut area = TextArea::new(lines);
         area.set_block(
             Block::bordered()
@@ -44,7 +59,7 @@ impl Editor {
         area.set_cursor_style(Style::new().add_modifier(Modifier::REVERSED));
         Editor {
             area,
-            original: shown(original),
+            original: editable(original),
         }
     }
 

@@ -47,7 +47,10 @@ impl ItemView<'_> {
                     .max(1)
             })
             .sum();
-        (lines as u16 + 2).clamp(3, (area.height * 2 / 5).max(3))
+        u16::try_from(lines)
+            .unwrap_or(u16::MAX)
+            .saturating_add(2)
+            .clamp(3, (area.height * 2 / 5).max(3))
     }
 
     fn candidate(&self, label: &str, c: Option<&Candidate>, preferred: bool) -> Paragraph<'_> {
