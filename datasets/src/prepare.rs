@@ -1,4 +1,4 @@
-//! The `data` stage of a run: the gold, prompt and eval sets, made by a built-in task or
+//! The `data` stage of a run: the gold, prompt, eval and (optional) review sets, made by a built-in task or
 //! imported from the files the config names, then cleaned (decontaminated against the eval set,
 //! deduplicated) and written as sets under `runs/<name>/data/`.
 
@@ -128,10 +128,15 @@ pub fn prepare(
     let c = &loaded.config;
     let d = &c.data;
     let open = |s: &SourceConfig| Source::open(loaded.resolve(&s.path), s.map.clone());
-    let (source, gold, prompts, eval) = match d.task {
+    let (source, gold, prompts, eval, review) = match d.task {
         Some(task) => {
-            let sets =
-                crate::tasks::generate(task, c.run.seed, d.gold_size, d.prompts_size, d.eval_size);
+            let sizes = crate::tasks::Sizes {
+                gold: d.gold_size,
+                prompts: d.prompts_size,
+                eval: d.eval_size,
+                review: d.review_size,
+            };
+            let sets = crate::tasks::generate(task, c.run.seed, sizes);
             let name = match task {
                 BuiltinTask::Dates => "built-in task `dates`",
             };
@@ -140,6 +145,7 @@ pub fn prepare(
                 Some(Input::Rows(sets.gold)),
                 Some(Input::Rows(sets.prompts)),
                 Some(Input::Rows(sets.eval)),
+                (!sets.review.is_empty()).then_some(Input::Rows(sets.review)),
             )
         }
         None => (
@@ -147,6 +153,7 @@ pub fn prepare(
             d.gold.as_ref().map(open).transpose()?.map(Input::File),
             d.prompts.as_ref().map(open).transpose()?.map(Input::File),
             d.eval.as_ref().map(open).transpose()?.map(Input::File),
+            d.review.as_ref().map(open).transpose()?.map(Input::File),
         ),
     };
 
@@ -192,11 +199,12 @@ pub fn prepare(
         });
     }
 
-    // One dedup state across gold then prompts: a prompt that repeats a gold item is dropped.
+    // One dedup state across gold, prompts and review: a prompt that repeats a gold item is
+    // dropped, and so is a review prompt the student could have seen.
     let mut exact = (d.dedup != DedupMode::None).then(ExactDedup::new);
     let mut near = (d.dedup == DedupMode::Near)
         .then(|| NearDedup::new(d.near_threshold, d.shingle_words, c.run.seed));
-    for (name, input) in [("gold", gold), ("prompts", prompts)] {
+    for (name, input) in [("gold", gold), ("prompts", prompts), ("review", review)] {
         let Some(input) = input else { continue };
         let mut filters = Filters {
             exact: exact.take(),

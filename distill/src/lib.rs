@@ -6,6 +6,7 @@
 //! reaches it as files.
 
 pub mod backend;
+pub mod candidates;
 pub mod data;
 pub mod error;
 pub mod evaluate;

@@ -16,7 +16,16 @@ fn probe_teacher_on_dates() {
             .unwrap_or(d)
     };
     let gold_n = env("GOLD", 400);
-    let sets = datasets::tasks::generate(BuiltinTask::Dates, 17, gold_n, 2000, 200);
+    let sets = datasets::tasks::generate(
+        BuiltinTask::Dates,
+        17,
+        datasets::tasks::Sizes {
+            gold: gold_n,
+            prompts: 2000,
+            eval: 200,
+            review: 0,
+        },
+    );
     let texts: Vec<String> = sets
         .gold
         .iter()

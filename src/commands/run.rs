@@ -56,6 +56,87 @@ pub fn data_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Result<(
     Ok(())
 }
 
+/// The review candidates (when the data stage made a review set): the distilled student's and
+/// the teacher's answers to prompts neither trained on, unless up to date.
+fn candidates_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Result<()> {
+    use distill::candidates;
+    let review_dir = run.stage_dir(prepare::STAGE).join("review");
+    if !datasets::Set::is_set(&review_dir) {
+        return Ok(());
+    }
+    let hash = candidates::candidates_hash(&loaded.config);
+    match run.stage_state(candidates::STAGE, &hash) {
+        StageState::Done(_) => {
+            out.say(format!(
+                "candidates: up to date in `{}` (skipped)",
+                run.stage_dir(candidates::STAGE).display()
+            ));
+            return Ok(());
+        }
+        StageState::Stale(_) => out.say("candidates: the student changed; answering again"),
+        StageState::Missing => {}
+    }
+    let review = datasets::Set::open(&review_dir)?.read_all::<datasets::Sample>(None)?;
+    if review.is_empty() {
+        return Ok(());
+    }
+    let stage = run.begin(candidates::STAGE, &hash)?;
+    let device = distill::backend::device(&loaded.config.teacher.device)?;
+    let summary = candidates::write_candidates(
+        loaded,
+        run.path(),
+        &review,
+        stage.path(),
+        run.config_hash(),
+        &device,
+    )?;
+    out.say(format!(
+        "candidates: {} review prompts answered ({} rows) in `{}`",
+        thousands(review.len() as u64),
+        thousands(summary.rows),
+        run.stage_dir(candidates::STAGE).display()
+    ));
+    stage.finish(serde_json::to_value(&summary)?)?;
+    Ok(())
+}
+
+/// The **simulated expert** (not a person) reviews the run's candidates, up to the budget; its
+/// decisions are stored under its own name and said to be simulated.
+fn simulated_review(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Result<()> {
+    use annotate::simulated::{self, SIMULATED_EXPERT};
+    let c = &loaded.config;
+    let mut store = annotate::Store::open(run.path().join(annotate::store::DB_FILE))?;
+    let items = annotate::import::run_items(run.path())?;
+    annotate::import::import(&mut store, &items, &mut |_| {})?;
+    let spent = store
+        .decisions()?
+        .iter()
+        .filter(|d| d.annotation.annotator == SIMULATED_EXPERT)
+        .count() as u64;
+    let left = c.annotate.budget.saturating_sub(spent);
+    let steps = &c.eval.normalize;
+    let same = |a: &str, b: &str| {
+        datasets::config::Normalize::apply(steps, a) == datasets::config::Normalize::apply(steps, b)
+    };
+    let order = match c.annotate.order {
+        datasets::config::QueueOrder::Disagreement => annotate::Order::Disagreement,
+        datasets::config::QueueOrder::Entropy => annotate::Order::Entropy,
+        datasets::config::QueueOrder::File => annotate::Order::File,
+    };
+    let r = simulated::review(&mut store, order, left, &same)?;
+    out.say(format!(
+        "simulated expert (answers from the references; not a person, stored as \
+         `{SIMULATED_EXPERT}`): {} accepted, {} corrected, {} skipped this time; {} of the \
+         budget of {} spent",
+        r.accepted,
+        r.corrected,
+        r.skipped,
+        spent + r.decisions(),
+        c.annotate.budget
+    ));
+    Ok(())
+}
+
 /// Expert decisions in force (skips aside) in the run's annotation database; 0 without one.
 fn expert_decisions(run: &RunDir) -> Result<u64> {
     let db = run.path().join(annotate::store::DB_FILE);
@@ -86,6 +167,10 @@ pub fn run(out: &Output, args: RunArgs) -> Result<()> {
     }
     super::generate::synthetic_stage(out, &loaded, &run)?;
     super::train::student_stages(out, &loaded, &run, false)?;
+    candidates_stage(out, &loaded, &run)?;
+    if loaded.config.annotate.simulated_expert {
+        simulated_review(out, &loaded, &run)?;
+    }
     let decisions = expert_decisions(&run)?;
     if decisions == 0 {
         let rows = super::eval::eval_stage(out, &loaded, &run)?;

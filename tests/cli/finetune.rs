@@ -102,3 +102,63 @@ fn finetune_config_errors_name_the_key() {
         assert!(r.stderr.contains(key), "{set}: {}", r.stderr);
     }
 }
+
+/// The whole loop with the simulated expert: candidates on held-out review prompts, the
+/// simulated expert's decisions (named as simulated), the fine-tune and the table with the
+/// `distilled+expert` row; a second run redoes nothing and spends no more budget.
+#[test]
+fn run_with_the_simulated_expert_closes_the_loop() {
+    let sb = Sandbox::new();
+    let cfg = tiny_config(
+        &sb,
+        "loop",
+        "[annotate]\nsimulated_expert = true\nbudget = 12\n\n[finetune.train]\nsteps = 4\nbatch_size = 8\n",
+    );
+    let cfg = cfg.to_str().unwrap();
+    let cfg_text = std::fs::read_to_string(cfg).unwrap();
+    let cfg_text = cfg_text.replace("eval_size = 12\n", "eval_size = 12\nreview_size = 16\n");
+    std::fs::write(cfg, cfg_text).unwrap();
+    let r = sb.run(&["run", cfg]).ok();
+    assert!(r.stderr.contains("data: review 16 rows"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("candidates: 16 review prompts answered (32 rows)"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("simulated expert"), "{}", r.stderr);
+    assert!(r.stderr.contains("not a person"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("12 of the budget of 12 spent"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.contains("| distilled+expert |"), "{}", r.stdout);
+    let run = sb.join("runs/loop");
+    let store = ::annotate::Store::open_existing(run.join("annotations.db")).unwrap();
+    let decisions = store.decisions().unwrap();
+    assert_eq!(decisions.len(), 12);
+    assert!(
+        decisions
+            .iter()
+            .all(|d| d.annotation.annotator == "simulated-expert")
+    );
+    // Candidate A is the distilled student's answer, B the teacher's (when they differ).
+    for d in &decisions {
+        let item = store.item(&d.annotation.item_id).unwrap().unwrap();
+        assert_eq!(item.a.unwrap().model.as_deref(), Some("distilled"));
+        if let Some(b) = item.b {
+            assert_eq!(b.model.as_deref(), Some("teacher"));
+        }
+    }
+    drop(store);
+    let again = sb.run(&["run", cfg]).ok();
+    for stage in ["candidates: up to date", "finetuned: up to date"] {
+        assert!(again.stderr.contains(stage), "{stage}: {}", again.stderr);
+    }
+    assert!(
+        again.stderr.contains("0 accepted, 0 corrected, 0 skipped"),
+        "{}",
+        again.stderr
+    );
+}

@@ -34,6 +34,18 @@ pub struct AnnotateConfig {
     /// A Markdown file of guidelines, shown with `g` (relative to the config file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guidelines: Option<PathBuf>,
+    /// Let the **simulated expert** answer in `workbench run` (for non-interactive runs and
+    /// tests): it accepts outputs equal to the reference, corrects wrong ones to it and prefers
+    /// the right candidate; its decisions are stored, logged and reported as simulated.
+    #[serde(default)]
+    pub simulated_expert: bool,
+    /// Expert decisions to spend (the simulated expert stops there), down the queue's order.
+    #[serde(default = "default_budget")]
+    pub budget: u64,
+}
+
+fn default_budget() -> u64 {
+    100
 }
 
 fn default_overlap() -> u32 {
@@ -46,6 +58,8 @@ impl Default for AnnotateConfig {
             order: QueueOrder::default(),
             overlap: default_overlap(),
             guidelines: None,
+            simulated_expert: false,
+            budget: default_budget(),
         }
     }
 }

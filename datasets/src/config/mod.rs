@@ -156,6 +156,11 @@ pub struct DataConfig {
     /// Held-out prompts with references; with `task`, how many to make.
     #[serde(default = "default_eval_size")]
     pub eval_size: usize,
+    /// Held-out prompts (with references) the distilled student answers for expert review: the
+    /// loop's review candidates, on prompts it has not seen; with `task`, how many to make (0:
+    /// none, and the review reads the synthetic set).
+    #[serde(default)]
+    pub review_size: usize,
     /// Gold set from a file (instead of `task`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gold: Option<SourceConfig>,
@@ -165,6 +170,10 @@ pub struct DataConfig {
     /// Eval set from a file (instead of `task`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval: Option<SourceConfig>,
+    /// Review prompts from a file (instead of `task`); a `reference` column lets the simulated
+    /// expert answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<SourceConfig>,
     /// Duplicate removal in gold and prompt sets.
     #[serde(default = "default_dedup")]
     pub dedup: DedupMode,
@@ -214,9 +223,11 @@ impl Default for DataConfig {
             gold_size: default_gold_size(),
             prompts_size: default_prompts_size(),
             eval_size: default_eval_size(),
+            review_size: 0,
             gold: None,
             prompts: None,
             eval: None,
+            review: None,
             dedup: default_dedup(),
             near_threshold: default_near_threshold(),
             shingle_words: default_shingle_words(),
@@ -588,6 +599,7 @@ impl Config {
                 ("data.gold", &d.gold),
                 ("data.prompts", &d.prompts),
                 ("data.eval", &d.eval),
+                ("data.review", &d.review),
             ] {
                 if src.is_some() {
                     return Err(err(
@@ -607,6 +619,7 @@ impl Config {
             ("data.gold", &d.gold),
             ("data.prompts", &d.prompts),
             ("data.eval", &d.eval),
+            ("data.review", &d.review),
         ] {
             if let Some(src) = src {
                 for target in src.map.keys() {

@@ -46,6 +46,9 @@ pub struct TaskSets {
     pub prompts: Vec<Sample>,
     /// Prompt + reference, held out.
     pub eval: Vec<Sample>,
+    /// Prompt + reference, held out from training and eval alike: what the student answers for
+    /// expert review.
+    pub review: Vec<Sample>,
 }
 
 fn make(rng: &mut Rng, n: usize, with_reference: bool, template: &str, now: i64) -> Vec<Sample> {
@@ -64,14 +67,27 @@ fn make(rng: &mut Rng, n: usize, with_reference: bool, template: &str, now: i64)
         .collect()
 }
 
+/// How many rows of each set a task makes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sizes {
+    /// Gold rows.
+    pub gold: usize,
+    /// Prompt-pool rows.
+    pub prompts: usize,
+    /// Eval rows.
+    pub eval: usize,
+    /// Review rows.
+    pub review: usize,
+}
+
 /// Makes a task's sets from a seed; the same seed gives the same rows (but `created_at`).
-pub fn generate(
-    task: BuiltinTask,
-    seed: u64,
-    gold: usize,
-    prompts: usize,
-    eval: usize,
-) -> TaskSets {
+pub fn generate(task: BuiltinTask, seed: u64, sizes: Sizes) -> TaskSets {
+    let Sizes {
+        gold,
+        prompts,
+        eval,
+        review,
+    } = sizes;
     let now = now_micros();
     match task {
         BuiltinTask::Dates => {
@@ -99,6 +115,14 @@ pub fn generate(
                     template,
                     now,
                 ),
+                // A stream of its own (a constant no `3·seed + k` reaches for small seeds).
+                review: make(
+                    &mut Rng::new(seed ^ 0x5EED_0F4E_71E3_0000),
+                    review,
+                    true,
+                    template,
+                    now,
+                ),
             }
         }
     }
@@ -108,21 +132,30 @@ pub fn generate(
 mod tests {
     use super::*;
 
+    fn sizes(gold: usize, prompts: usize, eval: usize) -> Sizes {
+        Sizes {
+            gold,
+            prompts,
+            eval,
+            review: 4,
+        }
+    }
+
     #[test]
     fn the_same_seed_gives_the_same_sets() {
-        let a = generate(BuiltinTask::Dates, 5, 10, 20, 5);
-        let b = generate(BuiltinTask::Dates, 5, 10, 20, 5);
+        let a = generate(BuiltinTask::Dates, 5, sizes(10, 20, 5));
+        let b = generate(BuiltinTask::Dates, 5, sizes(10, 20, 5));
         let ids = |s: &[Sample]| s.iter().map(|x| x.id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(&a.gold), ids(&b.gold));
         assert_eq!(ids(&a.prompts), ids(&b.prompts));
         assert_eq!(ids(&a.eval), ids(&b.eval));
-        let c = generate(BuiltinTask::Dates, 6, 10, 20, 5);
+        let c = generate(BuiltinTask::Dates, 6, sizes(10, 20, 5));
         assert_ne!(ids(&a.gold), ids(&c.gold));
     }
 
     #[test]
     fn gold_and_eval_have_references_and_prompts_do_not() {
-        let s = generate(BuiltinTask::Dates, 1, 5, 5, 5);
+        let s = generate(BuiltinTask::Dates, 1, sizes(5, 5, 5));
         assert!(
             s.gold
                 .iter()
