@@ -160,12 +160,23 @@ fn the_readme_first_command_runs_the_demo() {
             "teacher.train.steps=4",
             "--set",
             "distill.train.steps=4",
+            "--set",
+            "data.review_size=8",
+            "--set",
+            "finetune.train.steps=4",
         ])
         .ok();
     assert!(r.stderr.contains("data: eval"), "{}", r.stderr);
-    assert!(r.stderr.contains("Expert review next"), "{}", r.stderr);
-    assert!(r.stderr.contains("workbench annotate"), "{}", r.stderr);
-    for model in ["| teacher |", "| gold-only |", "| distilled |"] {
+    // The demo closes the loop with the simulated expert, and says it is simulated.
+    assert!(r.stderr.contains("review prompts answered"), "{}", r.stderr);
+    assert!(r.stderr.contains("simulated expert"), "{}", r.stderr);
+    assert!(r.stderr.contains("not a person"), "{}", r.stderr);
+    for model in [
+        "| teacher |",
+        "| gold-only |",
+        "| distilled |",
+        "| distilled+expert |",
+    ] {
         assert!(r.stdout.contains(model), "{model} in\n{}", r.stdout);
     }
 }

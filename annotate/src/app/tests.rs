@@ -400,7 +400,13 @@ fn what_is_stored_is_what_the_screen_showed() {
         .handle_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL))
         .unwrap();
     f.app.handle_key(key(KeyCode::Enter)).unwrap();
-    let d = f.app.store().current(&f.ids[0], "ana").unwrap().unwrap().annotation;
+    let d = f
+        .app
+        .store()
+        .current(&f.ids[0], "ana")
+        .unwrap()
+        .unwrap()
+        .annotation;
     assert_eq!(d.corrected.as_deref(), Some("a\tb!\nc"));
     // Prefer B and accept; browse back to it and accept again: B stays preferred.
     f.app.handle_key(key(KeyCode::Right)).unwrap();
@@ -408,7 +414,13 @@ fn what_is_stored_is_what_the_screen_showed() {
     press(&mut f.app, "f"); // your accepted
     assert_eq!(f.app.item().unwrap().id, f.ids[1]);
     press(&mut f.app, "a");
-    let d = f.app.store().current(&f.ids[1], "ana").unwrap().unwrap().annotation;
+    let d = f
+        .app
+        .store()
+        .current(&f.ids[1], "ana")
+        .unwrap()
+        .unwrap()
+        .annotation;
     assert_eq!((d.preference, d.rating), (Some(Preference::B), Some(4)));
     f.app.handle_key(key(KeyCode::Esc)).unwrap();
     // No output: accept is refused; an empty correction is refused.
@@ -428,13 +440,25 @@ fn what_is_stored_is_what_the_screen_showed() {
     f.app
         .handle_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL))
         .unwrap();
-    f.app.store.set_busy_timeout(Duration::from_millis(50)).unwrap();
+    f.app
+        .store
+        .set_busy_timeout(Duration::from_millis(50))
+        .unwrap();
     let other = rusqlite::Connection::open(f.app.store().path()).unwrap();
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
     f.app.handle_key(key(KeyCode::Enter)).unwrap();
-    assert!(matches!(f.app.mode, Mode::Diff { .. }), "the correction is still there");
+    assert!(
+        matches!(f.app.mode, Mode::Diff { .. }),
+        "the correction is still there"
+    );
     other.execute_batch("ROLLBACK").unwrap();
     f.app.handle_key(key(KeyCode::Enter)).unwrap();
-    let d = f.app.store().current(&f.ids[2], "ana").unwrap().unwrap().annotation;
+    let d = f
+        .app
+        .store()
+        .current(&f.ids[2], "ana")
+        .unwrap()
+        .unwrap()
+        .annotation;
     assert_eq!(d.corrected.as_deref(), Some("2000-01-01"));
 }
