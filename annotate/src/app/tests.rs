@@ -92,6 +92,12 @@ fn press(app: &mut App, keys: &str) {
     }
 }
 
+/// Ctrl-S in the editor: save, and show the diff.
+fn save(app: &mut App) {
+    app.handle_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL))
+        .unwrap();
+}
+
 fn screen(app: &App) -> String {
     let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
     terminal.draw(|f| f.render_widget(app, f.area())).unwrap();
@@ -136,9 +142,7 @@ fn editor_then_diff_then_stored() {
     }
     press(&mut f.app, "1999-12-05 (day first)");
     insta::assert_snapshot!("editor", screen(&f.app));
-    f.app
-        .handle_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL))
-        .unwrap();
+    save(&mut f.app);
     assert!(matches!(f.app.mode, Mode::Diff { .. }));
     insta::assert_snapshot!("diff", screen(&f.app));
     f.app.handle_key(key(KeyCode::Enter)).unwrap();
@@ -162,9 +166,7 @@ fn editor_then_diff_then_stored() {
 fn an_edit_that_changes_nothing_is_an_accept() {
     let mut f = demo();
     press(&mut f.app, "e");
-    f.app
-        .handle_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL))
-        .unwrap();
+    save(&mut f.app);
     f.app.handle_key(key(KeyCode::Enter)).unwrap();
     let d = f
         .app
@@ -396,9 +398,7 @@ fn what_is_stored_is_what_the_screen_showed() {
     press(&mut f.app, "e");
     f.app.handle_key(key(KeyCode::End)).unwrap();
     press(&mut f.app, "!");
-    f.app
-        .handle_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL))
-        .unwrap();
+    save(&mut f.app);
     f.app.handle_key(key(KeyCode::Enter)).unwrap();
     let d = f
         .app
@@ -428,18 +428,14 @@ fn what_is_stored_is_what_the_screen_showed() {
     press(&mut f.app, "a");
     assert!(f.app.store().current(&f.ids[2], "ana").unwrap().is_none());
     press(&mut f.app, "e");
-    f.app
-        .handle_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL))
-        .unwrap();
+    save(&mut f.app);
     f.app.handle_key(key(KeyCode::Enter)).unwrap();
     assert!(f.app.store().current(&f.ids[2], "ana").unwrap().is_none());
     assert!(matches!(f.app.mode, Mode::Diff { .. }));
     // A correction the store refuses stays on screen.
     press(&mut f.app, "e");
     press(&mut f.app, "2000-01-01");
-    f.app
-        .handle_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL))
-        .unwrap();
+    save(&mut f.app);
     f.app
         .store
         .set_busy_timeout(Duration::from_millis(50))
