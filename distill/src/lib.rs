@@ -15,6 +15,7 @@ pub mod generate;
 pub mod model;
 pub mod plot;
 pub mod recipe;
+pub mod report;
 pub mod serve;
 pub mod synth;
 pub mod teacher;

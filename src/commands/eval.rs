@@ -57,5 +57,6 @@ pub fn eval_stage(
         data.eval.prompts.len(),
         dir.join("eval.md").display()
     ));
+    super::report::write_report(out, loaded, run, &rows, data.eval.prompts.len())?;
     Ok(rows)
 }

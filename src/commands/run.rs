@@ -198,7 +198,6 @@ pub fn run(out: &Output, args: RunArgs) -> Result<()> {
     super::train::finetune_stage(out, &loaded, &run, false)?;
     let rows = super::eval::eval_stage(out, &loaded, &run)?;
     out.data(&distill::evaluate::markdown(&rows))?;
-    out.say("The report stage is not built yet; the table above is in `report/eval.md`.");
     out.hint(format!(
         "the feedback sets are in `{}`; the final student is in `{}`",
         run.path().join(super::train::FEEDBACK).display(),

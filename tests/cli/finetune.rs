@@ -135,6 +135,16 @@ fn run_with_the_simulated_expert_closes_the_loop() {
     );
     assert!(r.stdout.contains("| distilled+expert |"), "{}", r.stdout);
     let run = sb.join("runs/loop");
+    // The report: the headline table with the expert decisions, said to be simulated; the HTML
+    // stands alone (plots inline).
+    let md = std::fs::read_to_string(run.join("report/report.md")).unwrap();
+    assert!(md.contains("| distilled+expert |"), "{md}");
+    assert!(md.contains("12 (simulated expert)"), "{md}");
+    assert!(md.contains("| data: review |"), "{md}");
+    let html = std::fs::read_to_string(run.join("report/report.html")).unwrap();
+    assert!(html.contains("<svg"), "plots inline");
+    assert!(html.contains("<strong>simulated expert</strong>"));
+    assert!(!html.contains("src=\"http"), "no external files");
     let store = ::annotate::Store::open_existing(run.join("annotations.db")).unwrap();
     let decisions = store.decisions().unwrap();
     assert_eq!(decisions.len(), 12);
