@@ -145,6 +145,20 @@ fn run_with_the_simulated_expert_closes_the_loop() {
     assert!(html.contains("<svg"), "plots inline");
     assert!(html.contains("<strong>simulated expert</strong>"));
     assert!(!html.contains("src=\"http"), "no external files");
+    // The exported feedback sets read as a trainer would (pyarrow).
+    if let Some(py) = crate::common::python() {
+        let printed = crate::common::run_python(
+            &py,
+            "read_feedback.py",
+            &[&run.join("feedback/sft"), &run.join("feedback/preference")],
+        );
+        let first = printed.lines().next().unwrap_or_default();
+        assert_eq!(
+            first.matches("'corrected')").count() + first.matches("'accepted')").count(),
+            12,
+            "{printed}"
+        );
+    }
     let store = ::annotate::Store::open_existing(run.join("annotations.db")).unwrap();
     let decisions = store.decisions().unwrap();
     assert_eq!(decisions.len(), 12);
