@@ -186,3 +186,67 @@ fn run_with_the_simulated_expert_closes_the_loop() {
         again.stderr
     );
 }
+
+/// `configs/hf-student.toml`'s path at test size: the student is a Hugging Face checkpoint with
+/// its own tokenizer (the `llama-gqa` fixture), distilled with sequence-level KD, reviewed by the
+/// simulated expert on a review set from a file, fine-tuned, and saved in the HF layout.
+#[test]
+fn an_hf_checkpoint_student_goes_through_the_whole_loop() {
+    let sb = Sandbox::new();
+    let fixture = crate::common::root().join("distill/tests/fixtures/models/llama-gqa");
+    // Short prompts, so they fit the fixture's 128 positions.
+    let line = |i: usize, with_answer: bool| {
+        let answer = if with_answer {
+            format!(", \"answer\": \"2001-05-{:02}\"", i % 28 + 1)
+        } else {
+            String::new()
+        };
+        format!("{{\"q\": \"{} May 2001\"{answer}}}\n", i % 28 + 1)
+    };
+    let lines = |range: std::ops::Range<usize>, answers: bool| {
+        range.map(|i| line(i, answers)).collect::<String>()
+    };
+    sb.write("gold.jsonl", lines(0..20, true));
+    sb.write("pool.jsonl", lines(20..40, false));
+    sb.write("eval.jsonl", lines(40..45, true));
+    sb.write("review.jsonl", lines(45..53, true));
+    let cfg = sb.write(
+        "hf.toml",
+        format!(
+            "[run]\nname = \"hf\"\nseed = 2\n\n[data]\ndecontaminate = false\ndedup = \"none\"\n\
+             gold = {{ path = \"gold.jsonl\", map = {{ prompt = \"q\", reference = \"answer\" }} }}\n\
+             prompts = {{ path = \"pool.jsonl\", map = {{ prompt = \"q\" }} }}\n\
+             eval = {{ path = \"eval.jsonl\", map = {{ prompt = \"q\", reference = \"answer\" }} }}\n\
+             review = {{ path = \"review.jsonl\", map = {{ prompt = \"q\", reference = \"answer\" }} }}\n\
+             {}[student]\npath = \"{}\"\n\n[generate]\nmax_new_tokens = 12\ndedup = \"none\"\n\n\
+             [distill]\nloss = \"ce\"\n\n[annotate]\nsimulated_expert = true\nbudget = 8\n\n\
+             [finetune.train]\nsteps = 3\nbatch_size = 4\n\n[eval]\nmax_new_tokens = 12\n",
+            crate::common::TINY_MODELS,
+            fixture.display()
+        ),
+    );
+    let r = sb.run(&["run", cfg.to_str().unwrap()]).ok();
+    assert!(r.stderr.contains("sequence-level KD"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("candidates: 8 review prompts"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("8 of the budget of 8 spent"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.contains("| distilled+expert |"), "{}", r.stdout);
+    let finetuned = sb.join("runs/hf/finetuned");
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        assert!(finetuned.join(f).is_file(), "{f}");
+    }
+    // The fixture's tokenizer went with it (not the run's teacher tokenizer).
+    let ours = std::fs::read(finetuned.join("tokenizer.json")).unwrap();
+    let theirs = std::fs::read(fixture.join("tokenizer.json")).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&ours).unwrap()["model"]["vocab"],
+        serde_json::from_slice::<serde_json::Value>(&theirs).unwrap()["model"]["vocab"]
+    );
+}
