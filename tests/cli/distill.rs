@@ -277,26 +277,10 @@ fn logit_kd_across_vocabularies_is_refused_and_sequence_level_kd_works() {
     // Short prompts from files, so they fit the fixture student's 128 positions.
     let sb = Sandbox::new();
     let fixture = root().join("distill/tests/fixtures/models/llama-gqa");
-    let line = |i: usize, with_answer: bool| {
-        let answer = if with_answer {
-            format!(", \"answer\": \"2001-05-{:02}\"", i % 28 + 1)
-        } else {
-            String::new()
-        };
-        format!("{{\"q\": \"{} May 2001\"{answer}}}\n", i % 28 + 1)
-    };
-    sb.write(
-        "gold.jsonl",
-        (0..20).map(|i| line(i, true)).collect::<String>(),
-    );
-    sb.write(
-        "pool.jsonl",
-        (0..20).map(|i| line(i + 7, false)).collect::<String>(),
-    );
-    sb.write(
-        "eval.jsonl",
-        (0..5).map(|i| line(i + 3, true)).collect::<String>(),
-    );
+    let lines = crate::common::short_dates_jsonl;
+    sb.write("gold.jsonl", lines(0..20, true));
+    sb.write("pool.jsonl", lines(7..27, false));
+    sb.write("eval.jsonl", lines(3..8, true));
     let cfg = sb.write(
         "vocab.toml",
         format!(

@@ -195,17 +195,7 @@ fn an_hf_checkpoint_student_goes_through_the_whole_loop() {
     let sb = Sandbox::new();
     let fixture = crate::common::root().join("distill/tests/fixtures/models/llama-gqa");
     // Short prompts, so they fit the fixture's 128 positions.
-    let line = |i: usize, with_answer: bool| {
-        let answer = if with_answer {
-            format!(", \"answer\": \"2001-05-{:02}\"", i % 28 + 1)
-        } else {
-            String::new()
-        };
-        format!("{{\"q\": \"{} May 2001\"{answer}}}\n", i % 28 + 1)
-    };
-    let lines = |range: std::ops::Range<usize>, answers: bool| {
-        range.map(|i| line(i, answers)).collect::<String>()
-    };
+    let lines = crate::common::short_dates_jsonl;
     sb.write("gold.jsonl", lines(0..20, true));
     sb.write("pool.jsonl", lines(20..40, false));
     sb.write("eval.jsonl", lines(40..45, true));

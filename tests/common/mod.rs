@@ -208,3 +208,18 @@ pub fn tiny_config(sb: &Sandbox, name: &str, extra: &str) -> PathBuf {
 
 pub mod fake_openai;
 pub mod units;
+
+/// JSONL of short date prompts (`{"q": "5 May 2001", "answer": "2001-05-05"}`), rows `range`,
+/// for students whose few positions the demo's long instruction would not fit.
+pub fn short_dates_jsonl(range: std::ops::Range<usize>, with_answers: bool) -> String {
+    range
+        .map(|i| {
+            let answer = if with_answers {
+                format!(", \"answer\": \"2001-05-{:02}\"", i % 28 + 1)
+            } else {
+                String::new()
+            };
+            format!("{{\"q\": \"{} May 2001\"{answer}}}\n", i % 28 + 1)
+        })
+        .collect()
+}
