@@ -240,3 +240,49 @@ fn an_hf_checkpoint_student_goes_through_the_whole_loop() {
         serde_json::from_slice::<serde_json::Value>(&theirs).unwrap()["model"]["vocab"]
     );
 }
+
+/// The loop with an `openai` teacher (a fake OpenAI-compatible server on loopback, as in
+/// `configs/openai-teacher.toml`): no local teacher, so the student learns the server's text
+/// (sequence-level KD) over the run's own tokenizer, the review candidates are the student's
+/// answers alone, and the simulated expert's corrections reach the fine-tuned student.
+#[test]
+fn an_openai_teacher_goes_through_the_whole_loop() {
+    use crate::common::fake_openai::{FakeServer, State};
+    let sb = Sandbox::new();
+    let server = FakeServer::start(State::default());
+    let cfg = tiny_config(
+        &sb,
+        "remote-loop",
+        &format!(
+            "[teacher]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"fake\"\nconcurrency = 2\n\n\
+             [generate]\nmin_chars = 0\ndedup = \"none\"\n\n[distill]\nloss = \"ce\"\n\n\
+             [annotate]\nsimulated_expert = true\nbudget = 6\n\n[finetune.train]\nsteps = 3\nbatch_size = 4\n",
+            server.base_url()
+        ),
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("eval_size = 12\n", "eval_size = 12\nreview_size = 6\n"),
+    )
+    .unwrap();
+    let r = sb.run(&["run", cfg.to_str().unwrap()]).ok();
+    assert!(r.stderr.contains("sequence-level KD"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("(6 rows)"),
+        "one candidate per prompt: {}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("6 of the budget of 6 spent"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stdout.contains("| teacher |"),
+        "no local teacher to evaluate: {}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("| distilled+expert |"), "{}", r.stdout);
+    assert!(server.with(|s| s.answered) > 0);
+}
