@@ -198,9 +198,22 @@ pub fn run(out: &Output, args: RunArgs) -> Result<()> {
     super::train::finetune_stage(out, &loaded, &run, false)?;
     let rows = super::eval::eval_stage(out, &loaded, &run)?;
     out.data(&distill::evaluate::markdown(&rows))?;
-    out.hint(format!(
-        "the feedback sets are in `{}`; the final student is in `{}`",
-        run.path().join(super::train::FEEDBACK).display(),
+    let report = run.path().join(super::eval::REPORT);
+    out.say(format!(
+        "Done. The report: `{}` (and `report.html`). The sets, each in the Hugging Face layout \
+         (`datasets.load_dataset(\"parquet\", data_dir=DIR)`): synthetic `{}`, expert feedback \
+         `{}` and `{}`, review candidates `{}`. The final student: `{}`.",
+        report.join("report.md").display(),
+        run.stage_dir(distill::synth::STAGE).display(),
+        run.path()
+            .join(super::train::FEEDBACK)
+            .join("sft")
+            .display(),
+        run.path()
+            .join(super::train::FEEDBACK)
+            .join("preference")
+            .display(),
+        run.stage_dir(distill::candidates::STAGE).display(),
         run.stage_dir(distill::evaluate::FINETUNED).display()
     ));
     Ok(())

@@ -19,7 +19,19 @@ fn finetune_learns_from_the_feedback_and_adds_the_distilled_expert_row() {
         "{}",
         early.stderr
     );
-    sb.run(&["run", c]).ok();
+    // No decisions yet: `run` evaluates, then stops with the exact command for the expert.
+    let first_run = sb.run(&["run", c]).ok();
+    assert!(
+        first_run.stderr.contains("Expert review next"),
+        "{}",
+        first_run.stderr
+    );
+    assert!(
+        first_run.stderr.contains("`workbench annotate runs/ft`"),
+        "{}",
+        first_run.stderr
+    );
+    assert!(!sb.join("runs/ft/finetuned").exists());
     let nodb = sb.run(&["finetune", c]).bad_input();
     assert!(
         nodb.stderr.contains("workbench annotate"),
@@ -134,6 +146,15 @@ fn run_with_the_simulated_expert_closes_the_loop() {
         r.stderr
     );
     assert!(r.stdout.contains("| distilled+expert |"), "{}", r.stdout);
+    // It says where everything is.
+    for place in [
+        "report/report.md",
+        "runs/loop/synthetic",
+        "runs/loop/feedback/sft",
+        "runs/loop/finetuned",
+    ] {
+        assert!(r.stderr.contains(place), "{place}: {}", r.stderr);
+    }
     let run = sb.join("runs/loop");
     // The report: the headline table with the expert decisions, said to be simulated; the HTML
     // stands alone (plots inline).
