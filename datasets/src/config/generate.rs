@@ -125,7 +125,10 @@ pub struct TeacherConfig {
     #[serde(default = "super::train::default_teacher_architecture")]
     pub architecture: Architecture,
     /// `workbench teacher train`: how it is trained on the gold set.
-    #[serde(default = "super::train::default_teacher_train")]
+    #[serde(
+        default = "super::train::default_teacher_train",
+        deserialize_with = "super::train::teacher_train"
+    )]
     pub train: TrainConfig,
 }
 

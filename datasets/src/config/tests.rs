@@ -126,3 +126,27 @@ fn the_json_schema_describes_every_section() {
         assert!(text.contains(&format!("\"{section}\"")), "{section}");
     }
 }
+
+/// Regression: `--set finetune.train.lr=…` on a config without `[finetune.train]` failed with
+/// "missing key `steps`"; a partial `[*.train]` table now keeps its own section's defaults.
+#[test]
+fn a_partial_train_table_keeps_its_sections_defaults() {
+    let c = load(MINIMAL, &["finetune.train.lr=1e-4"]).unwrap();
+    let d = FinetuneConfig::default().train;
+    assert_eq!(c.finetune.train.lr, 1e-4);
+    assert_eq!(
+        (c.finetune.train.steps, c.finetune.train.warmup),
+        (d.steps, d.warmup)
+    );
+    let c = load(
+        &format!("{MINIMAL}\n[distill.train]\nbatch_size = 8\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.distill.train.steps, DistillConfig::default().train.steps);
+    assert_eq!(c.distill.train.batch_size, 8);
+    let c = load(MINIMAL, &["teacher.train.lr=5e-4"]).unwrap();
+    assert_eq!(c.teacher.train.steps, TeacherConfig::default().train.steps);
+    let e = load(&format!("{MINIMAL}\n[distill.train]\nlrr = 1\n"), &[]).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("distill.train.lrr"), "{e}");
+}

@@ -93,7 +93,8 @@ impl Architecture {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
-    /// Optimizer steps.
+    /// Optimizer steps (each section has its own default).
+    #[serde(default)]
     pub steps: usize,
     /// Sequences per micro-batch.
     #[serde(default = "default_train_batch")]
@@ -222,6 +223,60 @@ pub(super) fn default_teacher_train() -> TrainConfig {
     TrainConfig::with_steps(600)
 }
 
+/// A `[*.train]` table as written: every key optional, and the keys left out take the section's
+/// own defaults (a `[finetune.train]` with only `lr`, or `--set finetune.train.lr=…` on a config
+/// without that table, keeps the fine-tune's steps and warmup, not the distillation's).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartialTrain {
+    steps: Option<usize>,
+    batch_size: Option<usize>,
+    accumulation: Option<usize>,
+    lr: Option<f64>,
+    warmup: Option<usize>,
+    min_lr_ratio: Option<f64>,
+    weight_decay: Option<f64>,
+    grad_clip: Option<f64>,
+    eval_every: Option<usize>,
+    patience: Option<usize>,
+    checkpoint_every: Option<usize>,
+}
+
+impl PartialTrain {
+    fn over(self, d: TrainConfig) -> TrainConfig {
+        TrainConfig {
+            steps: self.steps.unwrap_or(d.steps),
+            batch_size: self.batch_size.unwrap_or(d.batch_size),
+            accumulation: self.accumulation.unwrap_or(d.accumulation),
+            lr: self.lr.unwrap_or(d.lr),
+            warmup: self.warmup.unwrap_or(d.warmup),
+            min_lr_ratio: self.min_lr_ratio.unwrap_or(d.min_lr_ratio),
+            weight_decay: self.weight_decay.unwrap_or(d.weight_decay),
+            grad_clip: self.grad_clip.unwrap_or(d.grad_clip),
+            eval_every: self.eval_every.unwrap_or(d.eval_every),
+            patience: self.patience.unwrap_or(d.patience),
+            checkpoint_every: self.checkpoint_every.unwrap_or(d.checkpoint_every),
+        }
+    }
+}
+
+/// `[teacher.train]` over its section's defaults.
+pub(super) fn teacher_train<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<TrainConfig, D::Error> {
+    Ok(PartialTrain::deserialize(d)?.over(default_teacher_train()))
+}
+
+/// `[distill.train]` over its section's defaults.
+fn distill_train<'de, D: serde::Deserializer<'de>>(d: D) -> Result<TrainConfig, D::Error> {
+    Ok(PartialTrain::deserialize(d)?.over(default_distill_train()))
+}
+
+/// `[finetune.train]` over its section's defaults.
+fn finetune_train<'de, D: serde::Deserializer<'de>>(d: D) -> Result<TrainConfig, D::Error> {
+    Ok(PartialTrain::deserialize(d)?.over(default_finetune_train()))
+}
+
 /// Checks `teacher.vocab_size`, `[teacher.architecture]` and `[teacher.train]`.
 pub(super) fn check_teacher_training(
     vocab_size: usize,
@@ -337,7 +392,7 @@ pub struct DistillConfig {
     #[serde(default = "default_true")]
     pub baseline: bool,
     /// How the students are trained.
-    #[serde(default = "default_distill_train")]
+    #[serde(default = "default_distill_train", deserialize_with = "distill_train")]
     pub train: TrainConfig,
 }
 
@@ -495,7 +550,10 @@ pub struct FinetuneConfig {
     #[serde(default = "default_replay")]
     pub replay: f64,
     /// How the student is fine-tuned.
-    #[serde(default = "default_finetune_train")]
+    #[serde(
+        default = "default_finetune_train",
+        deserialize_with = "finetune_train"
+    )]
     pub train: TrainConfig,
 }
 
