@@ -391,8 +391,9 @@ impl Store {
     }
 
     /// Adds items, in one transaction; items already present (same content id) are merged: a
-    /// second, different output for the same prompt becomes candidate B. Returns how many items
-    /// were new.
+    /// second, different output for the same prompt becomes candidate B. An item someone has
+    /// decided on keeps the outputs they saw: a decision never comes to refer to text nobody was
+    /// shown. Returns how many items were new.
     pub fn add_items(&mut self, items: impl IntoIterator<Item = Item>) -> Result<u64> {
         let path = self.path.clone();
         let e = |what: &'static str| {
@@ -416,12 +417,14 @@ impl Store {
             let mut second = tx
                 .prepare_cached(
                     "UPDATE items SET output_b = ?2, model_b = ?3
-                     WHERE id = ?1 AND output_b IS NULL AND output_a IS NOT NULL AND output_a != ?2",
+                     WHERE id = ?1 AND output_b IS NULL AND output_a IS NOT NULL AND output_a != ?2
+                       AND NOT EXISTS (SELECT 1 FROM events e WHERE e.item_id = ?1)",
                 )
                 .map_err(e("cannot prepare the import"))?;
             let mut first = tx
                 .prepare_cached(
-                    "UPDATE items SET output_a = ?2, model_a = ?3 WHERE id = ?1 AND output_a IS NULL",
+                    "UPDATE items SET output_a = ?2, model_a = ?3 WHERE id = ?1 AND output_a IS NULL
+                       AND NOT EXISTS (SELECT 1 FROM events e WHERE e.item_id = ?1)",
                 )
                 .map_err(e("cannot prepare the import"))?;
             for item in items {

@@ -82,6 +82,28 @@ fn a_second_output_for_a_prompt_becomes_candidate_b() {
     );
 }
 
+/// From a review: a later import filled in candidate A or B on an item that already had
+/// decisions, so an old accept would have exported text nobody saw.
+#[test]
+fn a_decided_item_keeps_the_outputs_its_deciders_saw() {
+    let (_dir, mut store, _) = store_with(0);
+    let bare = item("prompt only", None, None);
+    let id = bare.id.clone();
+    store.add_items([bare.clone()]).unwrap();
+    store
+        .decide(&id, "ana", &Verdict::of(Decision::Skip))
+        .unwrap();
+    store
+        .add_items([item("prompt only", Some("late output"), None)])
+        .unwrap();
+    assert!(store.item(&id).unwrap().unwrap().a.is_none());
+    // Undecided items still gain their outputs.
+    let other = item("another", None, None);
+    store.add_items([other.clone()]).unwrap();
+    store.add_items([item("another", Some("o"), None)]).unwrap();
+    assert_eq!(store.item(&other.id).unwrap().unwrap().a.unwrap().text, "o");
+}
+
 #[test]
 fn decisions_undo_and_the_queue() {
     let (_dir, mut store, ids) = store_with(4);
