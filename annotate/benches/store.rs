@@ -20,6 +20,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use annotate::{Candidate, Item, Order, Store, Verdict};
+use datasets::tasks::Rng;
 use datasets::{Decision, Message};
 
 const ANNOTATOR: &str = "bench";
@@ -65,40 +66,24 @@ fn main() {
     scale(&base, items);
 }
 
-/// Deterministic pseudo-random numbers (xorshift64).
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 const WORDS: [&str; 16] = [
     "the", "date", "of", "invoice", "was", "March", "third", "twenty", "one", "please", "rewrite",
     "as", "ISO", "format", "thanks", "received",
 ];
 
-fn text(rng: &mut XorShift, words: usize) -> String {
+fn text(rng: &mut Rng, words: usize) -> String {
     let mut s = String::with_capacity(words * 7);
     for i in 0..words {
         if i > 0 {
             s.push(' ');
         }
-        s.push_str(WORDS[(rng.next() % 16) as usize]);
+        s.push_str(WORDS[(rng.below(16)) as usize]);
     }
     s
 }
 
 /// Item `i`: a 20-word prompt, a 60-word answer and scores, as a distillation run writes them.
-fn item(rng: &mut XorShift, i: usize) -> Item {
+fn item(rng: &mut Rng, i: usize) -> Item {
     let prompt = format!("{} #{i}", text(rng, 20));
     let mut item = Item::new(prompt.clone(), vec![Message::new("user", prompt)]);
     item.a = Some(Candidate {
@@ -178,7 +163,7 @@ fn fsync_baseline(base: &Path) {
 fn decide_latency(base: &Path) {
     let dir = temp_dir(base, "annotate-decide-");
     let mut store = Store::open(dir.path().join(annotate::store::DB_FILE)).unwrap();
-    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
     let items: Vec<Item> = (0..LATENCY_ITEMS).map(|i| item(&mut rng, i)).collect();
     let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
     store.add_items(items).unwrap();
@@ -223,7 +208,7 @@ fn scale(base: &Path, n: usize) {
     let db = dir.path().join(annotate::store::DB_FILE);
     {
         let mut store = Store::open(&db).unwrap();
-        let mut rng = XorShift(0xD1B5_4A32_D192_ED03);
+        let mut rng = Rng::new(0xD1B5_4A32_D192_ED03);
         let t = Instant::now();
         let mut start = 0;
         while start < n {

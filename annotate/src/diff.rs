@@ -543,19 +543,12 @@ mod tests {
         previous[b.len()]
     }
 
-    /// xorshift64: a deterministic stand-in for a random number generator.
-    struct XorShift(u64);
+    /// The project's seeded generator, drawing indices.
+    struct Draw(datasets::tasks::Rng);
 
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
+    impl Draw {
         fn below(&mut self, bound: usize) -> usize {
-            usize::try_from(self.next() % u64::try_from(bound).unwrap()).unwrap()
+            self.0.below(bound as u64) as usize
         }
     }
 
@@ -753,7 +746,7 @@ mod tests {
     fn random_word_sequences_keep_a_longest_common_subsequence() {
         const WORDS: [&str; 6] = ["a", "b", "c", "dd", "é", "🎉"];
         const SPACES: [&str; 5] = [" ", " ", "  ", "\n", "\t"];
-        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        let mut rng = Draw(datasets::tasks::Rng::new(0x9E37_79B9_7F4A_7C15));
         for case in 0..500 {
             let len_a = rng.below(30);
             let words_a: Vec<&str> = (0..len_a).map(|_| WORDS[rng.below(WORDS.len())]).collect();
@@ -813,7 +806,7 @@ mod tests {
 
     #[test]
     fn lcs_pairs_is_a_longest_common_subsequence() {
-        let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
+        let mut rng = Draw(datasets::tasks::Rng::new(0x2545_F491_4F6C_DD1D));
         for _ in 0..2000 {
             let alphabet = 1 + rng.below(4);
             let a: Vec<u32> = (0..rng.below(25))
@@ -837,7 +830,7 @@ mod tests {
     fn long_texts_with_few_edits() {
         // Two 5,000-word texts differing in 3 words: the prefix/suffix trim and Myers keep this
         // to a near-linear scan (runs in milliseconds; not asserted, to keep CI stable).
-        let mut rng = XorShift(0xDEAD_BEEF_CAFE_F00D);
+        let mut rng = Draw(datasets::tasks::Rng::new(0xDEAD_BEEF_CAFE_F00D));
         let words: Vec<String> = (0..5_000)
             .map(|i| {
                 let word = format!("w{}", rng.below(300));

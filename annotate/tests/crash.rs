@@ -134,18 +134,6 @@ fn parse(line: &str) -> Option<Line> {
     }
 }
 
-/// Deterministic pseudo-random numbers (xorshift64).
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// One row of the event log, read straight from the table.
 #[derive(Debug)]
 struct Event {
@@ -300,7 +288,7 @@ fn acknowledged_decisions_survive_sigkill() {
     }
 
     let exe = std::env::current_exe().unwrap();
-    let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
+    let mut rng = datasets::tasks::Rng::new(0x2545_F491_4F6C_DD1D);
     let mut acks: Vec<(i64, String, String)> = Vec::new();
     let mut undos: HashMap<String, usize> = HashMap::new();
     let mut tally = Tally::default();
@@ -340,7 +328,7 @@ fn acknowledged_decisions_survive_sigkill() {
             s
         });
         // A few ms (often before the store is open) to 100 ms (tens of decisions).
-        thread::sleep(Duration::from_millis(2 + rng.next() % 99));
+        thread::sleep(Duration::from_millis(2 + rng.below(99)));
         // SIGKILL on Unix; an error only means the child has already exited.
         let _ = child.kill();
         let status = child.wait().unwrap();

@@ -35,6 +35,11 @@ impl Rng {
         // Multiply-shift: unbiased enough for data generation, and stable.
         ((self.next_u64() as u128 * n as u128) >> 64) as u64
     }
+
+    /// A number in `[0, 1)`, from the top 53 bits.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
 }
 
 /// The three sets of a task.
