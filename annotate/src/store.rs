@@ -649,50 +649,54 @@ impl Store {
 
     /// Every annotator's decision in force on `item_id`, in event order.
     pub fn decisions_on(&self, item_id: &str) -> Result<Vec<Stored>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!(
+        self.stored_query(
+            &format!(
                 "SELECT {EVENT_COLUMNS} FROM decisions d JOIN events e ON e.seq = d.event
                  WHERE d.item_id = ?1 ORDER BY e.seq"
-            ))
-            .map_err(self.err("cannot read decisions"))?;
-        stmt.query_map([item_id], stored_from_row)
-            .map_err(self.err("cannot read decisions"))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(self.err("cannot read decisions"))
+            ),
+            [item_id],
+            "cannot read decisions",
+        )
     }
 
     /// Every decision in force (skips included), in event order.
     pub fn decisions(&self) -> Result<Vec<Stored>> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!(
+        self.stored_query(
+            &format!(
                 "SELECT {EVENT_COLUMNS} FROM decisions d JOIN events e ON e.seq = d.event ORDER BY e.seq"
-            ))
-            .map_err(self.err("cannot read decisions"))?;
-        stmt.query_map([], stored_from_row)
-            .map_err(self.err("cannot read decisions"))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(self.err("cannot read decisions"))
+            ),
+            [],
+            "cannot read decisions",
+        )
     }
 
     /// The decisions in force derived from the event log alone (not from the `decisions` table):
     /// for each item and annotator, the latest `decide` no `undo` has taken back.
     pub fn replay(&self) -> Result<Vec<Stored>> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!(
+        self.stored_query(
+            &format!(
                 "SELECT {EVENT_COLUMNS} FROM events e {ACTIVE_DECIDE}
                  AND e.seq = (SELECT max(f.seq) FROM events f
                      WHERE f.kind = 'decide' AND f.item_id = e.item_id AND f.annotator = e.annotator
                      AND NOT EXISTS (SELECT 1 FROM events u WHERE u.undoes = f.seq))
                  ORDER BY e.seq"
-            ))
-            .map_err(self.err("cannot replay the event log"))?;
-        stmt.query_map([], stored_from_row)
-            .map_err(self.err("cannot replay the event log"))?
+            ),
+            [],
+            "cannot replay the event log",
+        )
+    }
+
+    fn stored_query(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        what: &str,
+    ) -> Result<Vec<Stored>> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(self.err(what))?;
+        stmt.query_map(params, stored_from_row)
+            .map_err(self.err(what))?
             .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(self.err("cannot replay the event log"))
+            .map_err(self.err(what))
     }
 
     /// The next items for `annotator` to review, best first: items they have not decided, that
