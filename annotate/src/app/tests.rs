@@ -82,6 +82,16 @@ fn demo() -> Fixture {
     )
 }
 
+/// ana's decision in force on the fixture's item `i`.
+fn decided(f: &Fixture, i: usize) -> datasets::Annotation {
+    f.app
+        .store()
+        .current(&f.ids[i], "ana")
+        .unwrap()
+        .expect("a decision")
+        .annotation
+}
+
 fn key(code: KeyCode) -> KeyEvent {
     KeyEvent::new(code, KeyModifiers::NONE)
 }
@@ -117,13 +127,7 @@ fn item_view_single_output_after_a_decision() {
     press(&mut f.app, "4");
     f.app.handle_key(key(KeyCode::Right)).unwrap();
     press(&mut f.app, "a");
-    let d = f
-        .app
-        .store()
-        .current(&f.ids[1], "ana")
-        .unwrap()
-        .unwrap()
-        .annotation;
+    let d = decided(&f, 1);
     assert_eq!(
         (d.decision, d.rating, d.preference),
         (Decision::Accept, Some(4), Some(Preference::B))
@@ -146,13 +150,7 @@ fn editor_then_diff_then_stored() {
     assert!(matches!(f.app.mode, Mode::Diff { .. }));
     insta::assert_snapshot!("diff", screen(&f.app));
     f.app.handle_key(key(KeyCode::Enter)).unwrap();
-    let d = f
-        .app
-        .store()
-        .current(&f.ids[1], "ana")
-        .unwrap()
-        .unwrap()
-        .annotation;
+    let d = decided(&f, 1);
     assert_eq!(d.decision, Decision::Edit);
     assert_eq!(d.corrected.as_deref(), Some("1999-12-05 (day first)"));
     assert_ne!(
@@ -168,13 +166,7 @@ fn an_edit_that_changes_nothing_is_an_accept() {
     press(&mut f.app, "e");
     save(&mut f.app);
     f.app.handle_key(key(KeyCode::Enter)).unwrap();
-    let d = f
-        .app
-        .store()
-        .current(&f.ids[1], "ana")
-        .unwrap()
-        .unwrap()
-        .annotation;
+    let d = decided(&f, 1);
     assert_eq!((d.decision, d.corrected), (Decision::Accept, None));
 }
 
@@ -400,13 +392,7 @@ fn what_is_stored_is_what_the_screen_showed() {
     press(&mut f.app, "!");
     save(&mut f.app);
     f.app.handle_key(key(KeyCode::Enter)).unwrap();
-    let d = f
-        .app
-        .store()
-        .current(&f.ids[0], "ana")
-        .unwrap()
-        .unwrap()
-        .annotation;
+    let d = decided(&f, 0);
     assert_eq!(d.corrected.as_deref(), Some("a\tb!\nc"));
     // Prefer B and accept; browse back to it and accept again: B stays preferred.
     f.app.handle_key(key(KeyCode::Right)).unwrap();
@@ -414,13 +400,7 @@ fn what_is_stored_is_what_the_screen_showed() {
     press(&mut f.app, "f"); // your accepted
     assert_eq!(f.app.item().unwrap().id, f.ids[1]);
     press(&mut f.app, "a");
-    let d = f
-        .app
-        .store()
-        .current(&f.ids[1], "ana")
-        .unwrap()
-        .unwrap()
-        .annotation;
+    let d = decided(&f, 1);
     assert_eq!((d.preference, d.rating), (Some(Preference::B), Some(4)));
     f.app.handle_key(key(KeyCode::Esc)).unwrap();
     // No output: accept is refused; an empty correction is refused.
@@ -449,12 +429,6 @@ fn what_is_stored_is_what_the_screen_showed() {
     );
     other.execute_batch("ROLLBACK").unwrap();
     f.app.handle_key(key(KeyCode::Enter)).unwrap();
-    let d = f
-        .app
-        .store()
-        .current(&f.ids[2], "ana")
-        .unwrap()
-        .unwrap()
-        .annotation;
+    let d = decided(&f, 2);
     assert_eq!(d.corrected.as_deref(), Some("2000-01-01"));
 }
