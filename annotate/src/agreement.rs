@@ -132,6 +132,20 @@ mod tests {
         vec![pair; count]
     }
 
+    /// Two annotators on 10 items over a, b, c; the confusion matrix (rows annotator 1) is
+    /// a: 3 1 0 | b: 0 2 1 | c: 1 0 2.
+    fn three_label_pairs() -> Vec<(&'static str, &'static str)> {
+        [
+            repeat(("a", "a"), 3),
+            repeat(("a", "b"), 1),
+            repeat(("b", "b"), 2),
+            repeat(("b", "c"), 1),
+            repeat(("c", "a"), 1),
+            repeat(("c", "c"), 2),
+        ]
+        .concat()
+    }
+
     /// Wikipedia's Cohen's kappa example: 50 items, 20 yes-yes, 5 yes-no, 10 no-yes, 15 no-no.
     fn wikipedia_pairs() -> Vec<(&'static str, &'static str)> {
         [
@@ -156,15 +170,7 @@ mod tests {
         //   a: 3 1 0 | b: 0 2 1 | c: 1 0 2, n = 10.
         // p_o = 7/10; marginals 1: a 4, b 3, c 3; 2: a 4, b 3, c 3;
         // p_e = (16 + 9 + 9) / 100 = 0.34; kappa = 0.36 / 0.66 = 6/11.
-        let pairs = [
-            repeat(("a", "a"), 3),
-            repeat(("a", "b"), 1),
-            repeat(("b", "b"), 2),
-            repeat(("b", "c"), 1),
-            repeat(("c", "a"), 1),
-            repeat(("c", "c"), 2),
-        ]
-        .concat();
+        let pairs = three_label_pairs();
         close(cohen_kappa(&pairs), 6.0 / 11.0, 1e-12);
     }
 
@@ -274,15 +280,7 @@ mod tests {
         // p_e = (64 + 36 + 36) / 400 = 0.34, pi = 0.36 / 0.66 = 6/11,
         // alpha = 1 - (19/20) * (5/11) = 1 - 19/44 = 25/44 (kappa is 6/11 there too, since both
         // annotators have the same marginals; alpha is slightly larger by the small-sample term).
-        let pairs = [
-            repeat(("a", "a"), 3),
-            repeat(("a", "b"), 1),
-            repeat(("b", "b"), 2),
-            repeat(("b", "c"), 1),
-            repeat(("c", "a"), 1),
-            repeat(("c", "c"), 2),
-        ]
-        .concat();
+        let pairs = three_label_pairs();
         let units: Vec<Vec<&str>> = pairs.iter().map(|&(a, b)| vec![a, b]).collect();
         close(krippendorff_alpha(&units), 25.0 / 44.0, 1e-12);
         close(cohen_kappa(&pairs), 6.0 / 11.0, 1e-12);

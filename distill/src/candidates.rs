@@ -33,10 +33,7 @@ pub fn candidates_hash(c: &Config) -> String {
         "teacher": fit::teacher_hash(c),
         "max_new_tokens": c.eval.max_new_tokens,
     });
-    let mut h = blake3::Hasher::new();
-    h.update(c.stage_hash(&["run", "data"]).as_bytes());
-    h.update(keys.to_string().as_bytes());
-    h.finalize().to_hex()[..16].to_string()
+    fit::hash_with(c, &["run", "data"], &keys)
 }
 
 /// Mean negative log-likelihood per token of `answer` after `prompt` under `model`; `None` when

@@ -112,7 +112,8 @@ pub fn baseline_hash(c: &Config) -> String {
     hash_with(c, &["run", "data", "student"], &keys)
 }
 
-fn hash_with(c: &Config, sections: &[&str], extra: &serde_json::Value) -> String {
+/// The hash of `sections` of the config and `extra` keys: what a stage depends on.
+pub(crate) fn hash_with(c: &Config, sections: &[&str], extra: &serde_json::Value) -> String {
     let mut h = blake3::Hasher::new();
     h.update(c.stage_hash(sections).as_bytes());
     h.update(extra.to_string().as_bytes());

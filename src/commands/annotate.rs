@@ -93,7 +93,8 @@ pub fn resolve(target: &Path, need_items: bool) -> Result<Target> {
     })
 }
 
-fn order_of(arg: Option<OrderArg>, config: QueueOrder) -> Order {
+/// The queue order: the flag, else the config's.
+pub fn order_of(arg: Option<OrderArg>, config: QueueOrder) -> Order {
     match arg {
         Some(OrderArg::Disagreement) => Order::Disagreement,
         Some(OrderArg::Entropy) => Order::Entropy,

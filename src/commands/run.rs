@@ -118,11 +118,7 @@ fn simulated_review(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Result
     let same = |a: &str, b: &str| {
         datasets::config::Normalize::apply(steps, a) == datasets::config::Normalize::apply(steps, b)
     };
-    let order = match c.annotate.order {
-        datasets::config::QueueOrder::Disagreement => annotate::Order::Disagreement,
-        datasets::config::QueueOrder::Entropy => annotate::Order::Entropy,
-        datasets::config::QueueOrder::File => annotate::Order::File,
-    };
+    let order = super::annotate::order_of(None, c.annotate.order);
     let r = simulated::review(&mut store, order, left, &same)?;
     out.say(format!(
         "simulated expert (answers from the references; not a person, stored as \
