@@ -1,13 +1,18 @@
 //! The model's speed: training steps and KV-cache generation, beside PyTorch and transformers.
 //!
 //! ```text
-//! cargo bench --bench model -- train --config benches/configs/student-4m.json [--batch 16] [--seq 128] [--steps 20] [--warmup 3]
+//! cargo bench --bench model -- train --config benches/configs/student-4m.json [--batch 16] [--seq 128] [--steps 20] [--warmup 3] [--label NAME]
+//!   (WORKBENCH_FUSED=0 runs the step on burn's composed operations instead of the fused kernels)
 //! cargo bench --bench model -- generate --model DIR [--batch 1] [--prompt-len 16] [--new 64] [--reps 3]
 //! cargo bench --bench model -- init --config CONFIG.json --out DIR     (a random checkpoint both sides load)
 //! ```
 //!
 //! Prints one JSON object per run, like the Python peers `benches/model_train.py` and
 //! `benches/generate.py`; `benches/run.sh` runs them side by side and prints the ratios.
+
+/// The workbench binary's allocator (`src/main.rs`), so the figures are the binary's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -16,7 +21,7 @@ use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use burn::tensor::activation::log_softmax;
+use distill::model::fused::log_softmax;
 use distill::generate::{GenerateOptions, generate};
 use distill::model::{ModelConfig, checkpoint};
 
@@ -60,6 +65,7 @@ fn train(args: &[String]) {
     let config = ModelConfig::from_file(&path_arg(args, "--config")).expect("config");
     let (batch, seq) = (arg(args, "--batch", 16usize), arg(args, "--seq", 128usize));
     let (steps, warmup) = (arg(args, "--steps", 20usize), arg(args, "--warmup", 3usize));
+    let label: String = arg(args, "--label", String::new());
     let device = distill::backend::cpu().autodiff();
     device.seed(0);
     let mut model = config.init(&device);
@@ -70,6 +76,8 @@ fn train(args: &[String]) {
     let mut rng = Lcg(7);
     let mut timed = 0.0;
     let mut last_loss = 0.0;
+    // forward (with the loss), backward, optimizer step
+    let mut parts = [0.0f64; 3];
     for step in 0..warmup + steps {
         let ids = random_ids(&mut rng, batch * (seq + 1), config.vocab_size);
         let all = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, seq + 1]), &device);
@@ -77,23 +85,32 @@ fn train(args: &[String]) {
         let target = all.narrow(1, 1, seq);
         let t = Instant::now();
         let logits = model.forward(input);
-        let lp = log_softmax(logits, 2);
+        let lp = log_softmax(logits);
         let picked = lp.gather(2, target.unsqueeze_dim::<3>(2));
         let loss = picked.mean().neg();
+        let t_fwd = t.elapsed().as_secs_f64();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let t_bwd = t.elapsed().as_secs_f64();
         model = optim.step(1e-3, model, grads);
         last_loss = loss.into_scalar::<f32>();
         if step >= warmup {
-            timed += t.elapsed().as_secs_f64();
+            let total = t.elapsed().as_secs_f64();
+            timed += total;
+            parts[0] += t_fwd;
+            parts[1] += t_bwd - t_fwd;
+            parts[2] += total - t_bwd;
         }
     }
     let tokens = (batch * seq * steps) as f64;
     println!(
-        "{{\"impl\": \"workbench\", \"phase\": \"train\", \"params\": {}, \"tokens_per_s\": {:.0}, \"step_ms\": {:.1}, \"threads\": {}, \"loss\": {last_loss:.3}}}",
+        "{{\"impl\": \"workbench\", \"phase\": \"train\", \"label\": \"{label}\", \"params\": {}, \"tokens_per_s\": {:.0}, \"step_ms\": {:.1}, \"threads\": {}, \"loss\": {last_loss:.3}, \"forward_ms\": {:.1}, \"backward_ms\": {:.1}, \"optimizer_ms\": {:.1}}}",
         config.num_params(),
         tokens / timed,
         timed * 1000.0 / steps as f64,
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        parts[0] * 1000.0 / steps as f64,
+        parts[1] * 1000.0 / steps as f64,
+        parts[2] * 1000.0 / steps as f64,
     );
 }
 

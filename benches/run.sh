@@ -63,6 +63,8 @@ if [ "$only" = all ] || [ "$only" = model ]; then
 run "$model" init --config benches/configs/student-4m.json --out "$dir/student-4m" >/dev/null
 for _ in $(seq "$reps"); do
   run "$model" train --config benches/configs/student-4m.json --steps 10 --warmup 2
+  # The same step with burn's composed operations instead of the fused kernels, for their share.
+  WORKBENCH_FUSED=0 run "$model" train --config benches/configs/student-4m.json --steps 10 --warmup 2 --label composed
   run "$tpy" benches/model_train.py --config benches/configs/student-4m.json --steps 10 --warmup 2 --threads 2 --attn sdpa
 done
 for b in 1 16; do
@@ -88,7 +90,7 @@ for line in open(sys.argv[1]):
     if line.startswith("{"):
         d = json.loads(line)
         if d["phase"] == "train":
-            key, speed = (d["impl"], "train"), d["tokens_per_s"]
+            key, speed = (d["impl"], "train" + ("-" + d["label"] if d.get("label") else "")), d["tokens_per_s"]
         elif d["phase"] == "generate":
             key, speed = (d["impl"], f"generate-{d['batch']}"), d["new_tokens_per_s"]
         else:
@@ -118,6 +120,10 @@ if ("workbench", "train") in r:
         g, hf = r[("workbench", f"generate-{b}")], r[("transformers", f"generate-{b}")]
         print(f"RATIO generate_batch{b}_tokens_per_s {g['speed'] / hf['speed']:.2f}")
     print(f"FIGURE train_tokens_per_s {t['speed']} tokens/s")
+    if ("workbench", "train-composed") in r:
+        c = r[("workbench", "train-composed")]
+        print(f"FIGURE train_fused_over_composed {t['speed'] / c['speed']:.2f} x")
+    print(f"FIGURE train_step_split {t['forward_ms']} / {t['backward_ms']} / {t['optimizer_ms']} ms forward / backward / optimizer")
     # A training step costs about 6 FLOPs per parameter per token (forward + backward); MFU is
     # against the fp32 matmul peak measured on this machine (about 400 GFLOP/s on two cores).
     mfu = 6 * t["params"] * t["speed"] / 400e9

@@ -12,6 +12,12 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
+
+/// mimalloc rather than the system allocator: training allocates and frees every activation on
+/// every step, and glibc hands those large blocks back to the kernel, so each step paid the page
+/// faults and zeroing again (about a tenth of a training step; see `benches/README.md`).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use crate::output::Output;
 
 /// An error in the user's input that the libraries do not know about (a bad flag combination).

@@ -4,7 +4,8 @@
 
 use burn::module::Param;
 use burn::prelude::*;
-use burn::tensor::activation::silu;
+
+use super::fused;
 use burn::tensor::module::{attention, linear};
 use burn::tensor::ops::AttentionModuleOptions;
 
@@ -33,8 +34,21 @@ impl Proj {
 
     /// `[..., d_in]` → `[..., d_out]`
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        linear(x, self.weight.val(), self.bias.as_ref().map(Param::val))
+        linear_2d(x, self.weight.val(), self.bias.as_ref().map(Param::val))
     }
+}
+
+/// `x W + b` with every leading dimension of `x` folded into the rows first, so the product
+/// is one matrix multiplication (split across cores) instead of a batch of small ones, and the
+/// weight's gradient one product instead of a batch of them summed.
+pub fn linear_2d<const D: usize>(x: Tensor<D>, w: Tensor<2>, b: Option<Tensor<1>>) -> Tensor<D> {
+    let dims = x.dims();
+    let d_out = w.dims()[1];
+    let rows = dims[..D - 1].iter().product::<usize>();
+    let y = linear(x.reshape([rows, dims[D - 1]]), w, b);
+    let mut out = dims;
+    out[D - 1] = d_out;
+    y.reshape(out)
 }
 
 /// Root-mean-square normalisation with a learned gain.
@@ -58,6 +72,9 @@ impl RmsNorm {
 
     /// `[b, s, d]` → `[b, s, d]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        if fused::available(&x.device(), x.dtype()) {
+            return fused::rms_norm(x, self.weight.val(), self.eps);
+        }
         let ms = x.clone().powi_scalar(2).mean_dim(2);
         let inv = (ms + self.eps).sqrt().recip();
         x * inv * self.weight.val().unsqueeze::<3>()
@@ -129,6 +146,24 @@ impl Attention {
     ) -> Tensor<3> {
         let [b, s, _] = x.dims();
         let (h, kvh, d) = (self.heads, self.kv_heads, self.head_dim);
+        if cache.is_none()
+            && bias.is_none()
+            && rope.cos.dims()[0] == 1
+            && fused::available(&x.device(), x.dtype())
+        {
+            // Training and whole-sequence passes: one fused kernel for the rotation, the causal
+            // softmax and both products, reading the projections as they are.
+            let out = fused::attention(
+                self.q_proj.forward(x.clone()),
+                self.k_proj.forward(x.clone()),
+                self.v_proj.forward(x),
+                rope.cos.clone().reshape([s, d]),
+                rope.sin.clone().reshape([s, d]),
+                h,
+                kvh,
+            );
+            return self.o_proj.forward(out);
+        }
         let q = self
             .q_proj
             .forward(x.clone())
@@ -196,8 +231,9 @@ pub struct Mlp {
 impl Mlp {
     /// `[b, s, hidden]` → `[b, s, hidden]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        let gate = self.gate_proj.forward(x.clone());
+        self.down_proj
+            .forward(fused::swiglu(gate, self.up_proj.forward(x)))
     }
 }
 

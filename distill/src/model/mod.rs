@@ -6,6 +6,8 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod fused;
+pub mod kernels;
 pub mod layers;
 
 use std::sync::Arc;
@@ -233,8 +235,8 @@ impl Model {
     /// Hidden states to logits: `[b, s, hidden]` → `[b, s, vocab]`.
     pub fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
         match &self.lm_head {
-            Some(w) => burn::tensor::module::linear(hidden, w.val(), None),
-            None => burn::tensor::module::linear(hidden, self.embed_tokens.val().transpose(), None),
+            Some(w) => layers::linear_2d(hidden, w.val(), None),
+            None => layers::linear_2d(hidden, self.embed_tokens.val().transpose(), None),
         }
     }
 

@@ -34,7 +34,9 @@
 //! the limits of JSD(β)/β and JSD(β)/(1−β). KD losses are multiplied by T² (Hinton et al., 2015) so
 //! their gradients keep their scale as T changes.
 
-use burn::tensor::activation::{log_sigmoid, log_softmax};
+use burn::tensor::activation::log_sigmoid;
+
+use crate::model::fused::log_softmax;
 use burn::tensor::{IndexingUpdateOp, Int, Tensor};
 
 /// Which divergence KD minimises.
@@ -75,7 +77,7 @@ fn cross_entropy_per_position(logits: Tensor<3>, targets: Tensor<2, Int>) -> Ten
 /// or not, so every target must be a valid token id).
 fn target_logprobs(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
     let [b, t, _] = logits.dims();
-    let lq = log_softmax(logits, 2);
+    let lq = log_softmax(logits);
     lq.gather(2, targets.unsqueeze_dim::<3>(2)).reshape([b, t])
 }
 
@@ -149,7 +151,7 @@ fn topk_kd_per_position(
     let pad = top_valid.clone().neg().add_scalar(1.0).mul_scalar(-1.0e9);
     let tempered = top_logprobs.div_scalar(temperature) + pad;
     let logits_p = Tensor::cat(vec![tempered, tail_logit], 2);
-    let lp = log_softmax(logits_p, 2);
+    let lp = log_softmax(logits_p);
     let lq = Tensor::cat(vec![lq_k, lq_tail], 2);
     let valid = Tensor::cat(vec![top_valid, Tensor::ones([b, t, 1], &device)], 2);
     let per_position =
@@ -218,8 +220,8 @@ pub fn full_kd(
     divergence_kind: Divergence,
     temperature: f64,
 ) -> Tensor<1> {
-    let lq = log_softmax(logits.div_scalar(temperature), 2);
-    let lp = log_softmax(teacher_logits.div_scalar(temperature), 2);
+    let lq = log_softmax(logits.div_scalar(temperature));
+    let lp = log_softmax(teacher_logits.div_scalar(temperature));
     let valid = lp.ones_like();
     let per_position = divergence(lp, lq, valid, divergence_kind);
     masked_mean(per_position, mask).mul_scalar(temperature * temperature)

@@ -1,0 +1,370 @@
+//! The fused kernels of `kernels.rs` as burn operations, with their backward passes registered
+//! in burn's autodiff graph, on the `flex` CPU backend.
+//!
+//! A burn backend extension: the trait below is implemented for `Flex` (forward only, for
+//! inference) and for `Autodiff<Flex>` (forward, keeping what the backward pass needs). The model
+//! calls the wrappers at the bottom; they fall back to the composed operations on any other
+//! device, for other dtypes, and when `WORKBENCH_FUSED=0` is set (for benchmarks that compare the
+//! two).
+
+use std::sync::OnceLock;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, DispatchDevice, Flex, backend_extension};
+use burn::prelude::*;
+use burn::tensor::{DType, TensorData};
+
+use super::kernels::{self, AttnShape};
+
+/// The fused operations. Every input is `f32`; the output has the input's shape.
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedOps: Backend {
+    /// Causal grouped-query attention with rotary embeddings: `q: [b, s, h·d]`,
+    /// `k, v: [b, s, kvh·d]`, `cos, sin: [s, d]` → `[b, s, h·d]`.
+    fn fused_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        heads: usize,
+        kv_heads: usize,
+    ) -> FloatTensor<Self>;
+    /// `silu(gate) · up`.
+    fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `log_softmax` over the last dimension.
+    fn fused_log_softmax(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// RMSNorm over the last dimension with gain `w: [n]`.
+    fn fused_rms_norm(x: FloatTensor<Self>, w: FloatTensor<Self>, eps: f64) -> FloatTensor<Self>;
+}
+
+fn dims(t: &FlexTensor) -> Vec<usize> {
+    t.layout().shape().iter().copied().collect()
+}
+
+/// The tensor's values in order, copied only when the layout is not already contiguous.
+fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(
+            t.to_contiguous()
+                .as_slice::<f32>()
+                .expect("a contiguous f32 tensor")
+                .to_vec(),
+        ),
+    }
+}
+
+fn tensor(values: Vec<f32>, dims: Vec<usize>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, dims))
+}
+
+fn attn_shape(q: &FlexTensor, k: &FlexTensor, heads: usize, kv_heads: usize) -> AttnShape {
+    let (qd, kd) = (dims(q), dims(k));
+    assert!(
+        qd.len() == 3 && kd.len() == 3,
+        "fused attention: q and k must be [b, s, heads·d]"
+    );
+    AttnShape {
+        batch: qd[0],
+        seq: qd[1],
+        heads,
+        kv_heads,
+        head_dim: qd[2] / heads,
+    }
+}
+
+fn scale(shape: AttnShape) -> f32 {
+    1.0 / (shape.head_dim as f32).sqrt()
+}
+
+/// Forward on plain tensors; also returns the attention probabilities.
+fn attention_forward(
+    q: &FlexTensor,
+    k: &FlexTensor,
+    v: &FlexTensor,
+    cos: &FlexTensor,
+    sin: &FlexTensor,
+    shape: AttnShape,
+) -> (FlexTensor, FlexTensor) {
+    let (out, probs) = kernels::attention_forward(
+        &values(q),
+        &values(k),
+        &values(v),
+        &values(cos),
+        &values(sin),
+        shape,
+        scale(shape),
+    );
+    let AttnShape {
+        batch, seq, heads, ..
+    } = shape;
+    (
+        tensor(out, dims(q)),
+        tensor(probs, vec![batch, heads, seq, seq]),
+    )
+}
+
+impl FusedOps for Flex {
+    fn fused_attention(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        cos: FlexTensor,
+        sin: FlexTensor,
+        heads: usize,
+        kv_heads: usize,
+    ) -> FlexTensor {
+        let shape = attn_shape(&q, &k, heads, kv_heads);
+        attention_forward(&q, &k, &v, &cos, &sin, shape).0
+    }
+
+    fn fused_swiglu(gate: FlexTensor, up: FlexTensor) -> FlexTensor {
+        tensor(
+            kernels::swiglu_forward(&values(&gate), &values(&up)),
+            dims(&gate),
+        )
+    }
+
+    fn fused_log_softmax(x: FlexTensor) -> FlexTensor {
+        let d = dims(&x);
+        tensor(
+            kernels::log_softmax_forward(&values(&x), *d.last().expect("a dimension")),
+            d,
+        )
+    }
+
+    fn fused_rms_norm(x: FlexTensor, w: FlexTensor, eps: f64) -> FlexTensor {
+        tensor(
+            kernels::rms_norm_forward(&values(&x), &values(&w), eps as f32).0,
+            dims(&x),
+        )
+    }
+}
+
+#[derive(Debug)]
+struct AttentionBackward;
+
+impl Backward<Flex, 3> for AttentionBackward {
+    /// q, k, v, cos, sin, probabilities, sizes.
+    type State = (
+        FlexTensor,
+        FlexTensor,
+        FlexTensor,
+        FlexTensor,
+        FlexTensor,
+        FlexTensor,
+        AttnShape,
+    );
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_q, node_k, node_v] = ops.parents;
+        let dout = grads.consume::<Flex>(&ops.node);
+        let (q, k, v, cos, sin, probs, shape) = ops.state;
+        let (dq, dk, dv) = kernels::attention_backward(
+            &values(&q),
+            &values(&k),
+            &values(&v),
+            &values(&cos),
+            &values(&sin),
+            &values(&probs),
+            &values(&dout),
+            shape,
+            scale(shape),
+        );
+        for (node, grad, like) in [(node_q, dq, &q), (node_k, dk, &k), (node_v, dv, &v)] {
+            if let Some(node) = node {
+                grads.register::<Flex>(node.id, tensor(grad, dims(like)));
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SwigluBackward;
+
+impl Backward<Flex, 2> for SwigluBackward {
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_gate, node_up] = ops.parents;
+        let dout = grads.consume::<Flex>(&ops.node);
+        let (gate, up) = ops.state;
+        let (dg, du) = kernels::swiglu_backward(&values(&gate), &values(&up), &values(&dout));
+        let d = dims(&gate);
+        if let Some(node) = node_gate {
+            grads.register::<Flex>(node.id, tensor(dg, d.clone()));
+        }
+        if let Some(node) = node_up {
+            grads.register::<Flex>(node.id, tensor(du, d));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct LogSoftmaxBackward;
+
+impl Backward<Flex, 1> for LogSoftmaxBackward {
+    /// The output.
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let y = ops.state;
+        if let Some(node) = node {
+            let d = dims(&y);
+            let n = *d.last().expect("a dimension");
+            let dx = kernels::log_softmax_backward(&values(&y), &values(&dy), n);
+            grads.register::<Flex>(node.id, tensor(dx, d));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RmsNormBackward;
+
+impl Backward<Flex, 2> for RmsNormBackward {
+    /// x, w, each row's 1/rms.
+    type State = (FlexTensor, FlexTensor, Vec<f32>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x, w, inv) = ops.state;
+        let (dx, dw) = kernels::rms_norm_backward(&values(&x), &values(&w), &inv, &values(&dy));
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, tensor(dx, dims(&x)));
+        }
+        if let Some(node) = node_w {
+            grads.register::<Flex>(node.id, tensor(dw, dims(&w)));
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
+    fn fused_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        heads: usize,
+        kv_heads: usize,
+    ) -> FloatTensor<Self> {
+        let nodes = [q.node(), k.node(), v.node()];
+        let (q, k, v) = (q.into_primitive(), k.into_primitive(), v.into_primitive());
+        let (cos, sin) = (cos.into_primitive(), sin.into_primitive());
+        let shape = attn_shape(&q, &k, heads, kv_heads);
+        match AttentionBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (out, probs) = attention_forward(&q, &k, &v, &cos, &sin, shape);
+                prep.finish((q, k, v, cos, sin, probs, shape), out)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(attention_forward(&q, &k, &v, &cos, &sin, shape).0)
+            }
+        }
+    }
+
+    fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        let nodes = [gate.node(), up.node()];
+        let (gate, up) = (gate.into_primitive(), up.into_primitive());
+        let out = Flex::fused_swiglu(gate.clone(), up.clone());
+        match SwigluBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((gate, up), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn fused_log_softmax(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let nodes = [x.node()];
+        let out = Flex::fused_log_softmax(x.into_primitive());
+        match LogSoftmaxBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(out.clone(), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn fused_rms_norm(x: FloatTensor<Self>, w: FloatTensor<Self>, eps: f64) -> FloatTensor<Self> {
+        let nodes = [x.node(), w.node()];
+        let (x, w) = (x.into_primitive(), w.into_primitive());
+        let (out, inv) = kernels::rms_norm_forward(&values(&x), &values(&w), eps as f32);
+        let out = tensor(out, dims(&x));
+        match RmsNormBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((x, w, inv), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+}
+
+/// Whether the fused kernels serve tensors on `device` of `dtype`: the flex CPU backend, `f32`,
+/// unless `WORKBENCH_FUSED=0`.
+pub fn available(device: &Device, dtype: DType) -> bool {
+    static OFF: OnceLock<bool> = OnceLock::new();
+    let off = *OFF.get_or_init(|| std::env::var("WORKBENCH_FUSED").is_ok_and(|v| v.trim() == "0"));
+    !off && dtype == DType::F32 && matches!(device.as_dispatch().clone().inner(), DispatchDevice::Flex(_))
+}
+
+/// See [`FusedOps::fused_attention`]; the caller checks [`available`].
+pub fn attention(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    cos: Tensor<2>,
+    sin: Tensor<2>,
+    heads: usize,
+    kv_heads: usize,
+) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        cos.into_dispatch(),
+        sin.into_dispatch(),
+        heads,
+        kv_heads,
+    ))
+}
+
+/// `silu(gate) · up`: fused where [`available`], else burn's.
+pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
+    if available(&gate.device(), gate.dtype()) {
+        Tensor::from_dispatch(<Dispatch as FusedOps>::fused_swiglu(
+            gate.into_dispatch(),
+            up.into_dispatch(),
+        ))
+    } else {
+        burn::tensor::activation::silu(gate) * up
+    }
+}
+
+/// `log_softmax` over the last dimension: fused where [`available`], else burn's.
+pub fn log_softmax<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if available(&x.device(), x.dtype()) {
+        Tensor::from_dispatch(<Dispatch as FusedOps>::fused_log_softmax(x.into_dispatch()))
+    } else {
+        burn::tensor::activation::log_softmax(x, D - 1)
+    }
+}
+
+/// See [`FusedOps::fused_rms_norm`]; the caller checks [`available`].
+pub fn rms_norm<const D: usize>(x: Tensor<D>, w: Tensor<1>, eps: f64) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_rms_norm(
+        x.into_dispatch(),
+        w.into_dispatch(),
+        eps,
+    ))
+}
+
+#[cfg(test)]
+mod tests;

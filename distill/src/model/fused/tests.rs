@@ -1,0 +1,110 @@
+//! The fused operations inside burn's autodiff graph against burn's own composed operations:
+//! same values forward, same gradients backward.
+
+use burn::tensor::Distribution;
+
+use super::*;
+use crate::model::layers::Rope;
+
+fn device() -> Device {
+    crate::backend::cpu().autodiff()
+}
+
+fn random<const D: usize>(dims: [usize; D], seed: u64) -> Tensor<D> {
+    let device = device();
+    device.seed(seed);
+    Tensor::random(dims, Distribution::Normal(0.0, 1.0), &device).require_grad()
+}
+
+fn assert_close<const D: usize>(a: Tensor<D>, b: Tensor<D>, what: &str) {
+    let (a, b) = (a.into_data().to_vec::<f32>().unwrap(), b.into_data().to_vec::<f32>().unwrap());
+    assert_eq!(a.len(), b.len(), "{what}: sizes");
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{what}[{i}]: fused {x}, composed {y}");
+    }
+}
+
+#[test]
+fn the_fused_kernels_serve_the_cpu_device() {
+    assert!(available(&device(), DType::F32));
+    assert!(!available(&device(), DType::F64));
+}
+
+#[test]
+fn attention_matches_burns_composed_attention_and_gradients() {
+    let (b, s, h, kvh, d) = (2, 9, 4, 2, 8);
+    let (q, k, v) = (random([b, s, h * d], 1), random([b, s, kvh * d], 2), random([b, s, kvh * d], 3));
+    let w = random([b, s, h * d], 4).detach();
+    let (cos, sin): (Vec<f32>, Vec<f32>) = (0..s)
+        .flat_map(|t| (0..d).map(move |i| ((t * (i % (d / 2) + 1)) as f32 * 0.1)))
+        .map(|a| (a.cos(), a.sin()))
+        .unzip();
+    let table = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [s, d]), &device());
+    let (cos, sin) = (table(cos), table(sin));
+
+    let fused = attention(q.clone(), k.clone(), v.clone(), cos.clone(), sin.clone(), h, kvh);
+    let grads_fused = (fused.clone() * w.clone()).sum().backward();
+
+    let rope = Rope {
+        cos: cos.reshape([1, 1, s, d]),
+        sin: sin.reshape([1, 1, s, d]),
+    };
+    let heads = |x: Tensor<3>, n: usize| x.reshape([b, s, n, d]).swap_dims(1, 2);
+    let g = h / kvh;
+    let repeat = |x: Tensor<4>| x.unsqueeze_dim::<5>(2).expand([b, kvh, g, s, d]).reshape([b, h, s, d]);
+    let composed = burn::tensor::module::attention(
+        rope.apply(heads(q.clone(), h)),
+        repeat(rope.apply(heads(k.clone(), kvh))),
+        repeat(heads(v.clone(), kvh)),
+        None,
+        None,
+        burn::tensor::ops::AttentionModuleOptions {
+            scale: Some(1.0 / (d as f64).sqrt()),
+            softcap: None,
+            is_causal: true,
+        },
+    )
+    .swap_dims(1, 2)
+    .reshape([b, s, h * d]);
+    let grads_composed = (composed.clone() * w).sum().backward();
+
+    assert_close(fused, composed, "output");
+    for (x, name) in [(&q, "dq"), (&k, "dk"), (&v, "dv")] {
+        assert_close(
+            x.grad(&grads_fused).unwrap(),
+            x.grad(&grads_composed).unwrap(),
+            name,
+        );
+    }
+}
+
+#[test]
+fn swiglu_log_softmax_and_rms_norm_match_burn() {
+    let (gate, up) = (random([3, 5, 40], 5), random([3, 5, 40], 6));
+    let w = random([3, 5, 40], 7).detach();
+    let f = swiglu(gate.clone(), up.clone());
+    let gf = (f.clone() * w.clone()).sum().backward();
+    let c = burn::tensor::activation::silu(gate.clone()) * up.clone();
+    let gc = (c.clone() * w.clone()).sum().backward();
+    assert_close(f, c, "swiglu");
+    assert_close(gate.grad(&gf).unwrap(), gate.grad(&gc).unwrap(), "dgate");
+    assert_close(up.grad(&gf).unwrap(), up.grad(&gc).unwrap(), "dup");
+
+    let x = random([3, 5, 40], 8);
+    let f = log_softmax(x.clone());
+    let gf = (f.clone() * w.clone()).sum().backward();
+    let c = burn::tensor::activation::log_softmax(x.clone(), 2);
+    let gc = (c.clone() * w.clone()).sum().backward();
+    assert_close(f, c, "log_softmax");
+    assert_close(x.grad(&gf).unwrap(), x.grad(&gc).unwrap(), "dx");
+
+    let gain = random([40], 9);
+    let f = rms_norm(x.clone(), gain.clone(), 1e-6);
+    let gf = (f.clone() * w.clone()).sum().backward();
+    let inv = (x.clone().powi_scalar(2).mean_dim(2) + 1e-6).sqrt().recip();
+    let c = x.clone() * inv * gain.clone().unsqueeze::<3>();
+    let gc = (c.clone() * w).sum().backward();
+    assert_close(f, c, "rms_norm");
+    assert_close(x.grad(&gf).unwrap(), x.grad(&gc).unwrap(), "rms dx");
+    assert_close(gain.grad(&gf).unwrap(), gain.grad(&gc).unwrap(), "rms dw");
+}

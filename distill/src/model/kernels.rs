@@ -1,0 +1,607 @@
+//! Fused CPU kernels for training on plain `f32` slices: causal grouped-query attention with
+//! rotary embeddings, SwiGLU, log-softmax and RMSNorm, each with its backward pass.
+//!
+//! burn composes these from a dozen element-wise operations each, every one a pass over memory
+//! with its own buffer, most on one core. Here each is one or two passes, split across cores with
+//! rayon in fixed chunks (so the result does not depend on how many threads there are or which
+//! thread ran what), the products going to `gemm` and the exponentials to a polynomial that the
+//! compiler vectorises. `fused.rs` wires them into burn's autodiff graph; the tests below check each
+//! against a plain reference written from the textbook formula.
+//!
+//! The one module that uses `unsafe`, in two places, each with its reason: the call into `gemm`
+//! (raw pointers and strides, checked against the slices first) and the calls into the copies of
+//! a loop compiled for AVX-512 or AVX2 (made only after the CPU says it has them).
+#![allow(unsafe_code)]
+
+use rayon::prelude::*;
+
+/// `exp(x)` for `x <= 88`, within 2 ulp for the inputs softmax and SiLU give it (Cody-Waite
+/// reduction to `r` in `[-ln2/2, ln2/2]`, a degree-6 polynomial, then `2^n` built in the exponent
+/// bits). Large negative inputs give tiny positive numbers, never zero: callers mask explicitly.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    const SHIFT: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to the nearest integer
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * LOG2E + SHIFT) - SHIFT;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    f32::from_bits(((n as i32 + 127) << 23) as u32) * p
+}
+
+/// Lanes of the reductions below: sums kept in 16 independent accumulators, so the compiler
+/// vectorises them (a single running sum is a chain it must keep in order); the lanes are then
+/// added in a fixed order, so the result is the same on every run.
+const LANES: usize = 16;
+
+#[inline(always)]
+fn lane_sum(x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for i in 0..LANES {
+            acc[i] += c[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[inline(always)]
+fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..LANES {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[inline(always)]
+fn lane_max(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    for c in chunks {
+        for i in 0..LANES {
+            acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
+        }
+    }
+    acc.iter().fold(tail, |m, &v| m.max(v))
+}
+
+/// Runs `$body` compiled for AVX-512 or AVX2+FMA when the CPU has them (chosen at run time),
+/// else for the baseline: the element-wise loops below are written to vectorise.
+macro_rules! simd {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                unsafe fn v4($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn v3($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has the features `v4` is compiled for.
+                    return unsafe { v4($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has the features `v3` is compiled for.
+                    return unsafe { v3($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+
+/// One matrix product through `gemm`, on one thread (the callers split work across threads):
+/// `dst[m×n] (+)= alpha · lhs[m×k] · rhs[k×n]`, each operand given by its row and column strides
+/// in elements, so transposed and strided views need no copy. Panics (before touching memory) if
+/// a stride would reach outside its slice.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    (dst_rs, accumulate): (usize, bool),
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (usize, usize),
+    alpha: f32,
+) {
+    let reach = |rows: usize, cols: usize, rs: usize, cs: usize| {
+        if rows == 0 || cols == 0 {
+            0
+        } else {
+            (rows - 1) * rs + (cols - 1) * cs + 1
+        }
+    };
+    assert!(reach(m, n, dst_rs, 1) <= dst.len(), "matmul: dst too short");
+    assert!(reach(m, k, lhs_rs, lhs_cs) <= lhs.len(), "matmul: lhs too short");
+    assert!(reach(k, n, rhs_rs, rhs_cs) <= rhs.len(), "matmul: rhs too short");
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: the asserts above keep every index gemm forms inside its slice; `dst` is borrowed
+    // mutably and does not alias the inputs.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            alpha,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// The sizes of one attention call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttnShape {
+    pub batch: usize,
+    pub seq: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl AttnShape {
+    fn q_row(&self) -> usize {
+        self.heads * self.head_dim
+    }
+    fn kv_row(&self) -> usize {
+        self.kv_heads * self.head_dim
+    }
+}
+
+/// `x · cos + rotate_half(x) · sin` for one row of `d` values (Hugging Face's pairing).
+#[inline(always)]
+fn rope_row(x: &[f32], cos: &[f32], sin: &[f32], out: &mut [f32]) {
+    let half = x.len() / 2;
+    for i in 0..half {
+        out[i] = x[i] * cos[i] - x[i + half] * sin[i];
+        out[i + half] = x[i + half] * cos[i + half] + x[i] * sin[i + half];
+    }
+}
+
+/// The transpose of [`rope_row`], added into `out`: the gradient of the input from that of the
+/// output.
+#[inline(always)]
+fn rope_row_backward(dy: &[f32], cos: &[f32], sin: &[f32], out: &mut [f32]) {
+    let half = dy.len() / 2;
+    for i in 0..half {
+        out[i] += dy[i] * cos[i] + dy[i + half] * sin[i + half];
+        out[i + half] += dy[i + half] * cos[i + half] - dy[i] * sin[i];
+    }
+}
+
+/// One head's `[seq, d]` slab out of `[seq, row]`, rotated.
+fn gather_rope(x: &[f32], row: usize, off: usize, cos: &[f32], sin: &[f32], out: &mut [f32]) {
+    let d = out.len() / (x.len() / row);
+    for t in 0..x.len() / row {
+        rope_row(
+            &x[t * row + off..t * row + off + d],
+            &cos[t * d..(t + 1) * d],
+            &sin[t * d..(t + 1) * d],
+            &mut out[t * d..(t + 1) * d],
+        );
+    }
+}
+
+simd! {
+    /// Row `t` of causal softmax in place: `p[j] = softmax(scale · s[0..=t])`, `p[j > t] = 0`.
+    fn softmax_causal_rows(p: &mut [f32], seq: usize, scale: f32) {
+        for t in 0..seq {
+            let row = &mut p[t * seq..(t + 1) * seq];
+            let (live, dead) = row.split_at_mut(t + 1);
+            let max = lane_max(live);
+            for v in live.iter_mut() {
+                *v = exp((*v - max) * scale);
+            }
+            let inv = 1.0 / lane_sum(live);
+            for v in live.iter_mut() {
+                *v *= inv;
+            }
+            dead.fill(0.0);
+        }
+    }
+}
+
+simd! {
+    /// `ds = p · (dp - rowsum(p · dp)) · scale` over the causal rows, in place in `dp`.
+    fn softmax_causal_backward_rows(p: &[f32], dp: &mut [f32], seq: usize, scale: f32) {
+        for t in 0..seq {
+            let pr = &p[t * seq..t * seq + t + 1];
+            let dr = &mut dp[t * seq..(t + 1) * seq];
+            let dot = lane_dot(pr, &dr[..=t]);
+            for j in 0..=t {
+                dr[j] = pr[j] * (dr[j] - dot) * scale;
+            }
+            dr[t + 1..].fill(0.0);
+        }
+    }
+}
+
+/// Causal grouped-query attention with rotary embeddings, forward.
+///
+/// `q: [b, s, h·d]`, `k, v: [b, s, kvh·d]` (as the projections give them, before the rotation),
+/// `cos, sin: [s, d]`. Returns the output `[b, s, h·d]` (ready for the output projection) and the
+/// attention probabilities `[b, h, s, s]` the backward pass needs.
+pub fn attention_forward(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    cos: &[f32],
+    sin: &[f32],
+    shape: AttnShape,
+    scale: f32,
+) -> (Vec<f32>, Vec<f32>) {
+    let AttnShape {
+        batch,
+        seq,
+        heads,
+        kv_heads,
+        head_dim: d,
+    } = shape;
+    let (qr, kr) = (shape.q_row(), shape.kv_row());
+    assert_eq!(q.len(), batch * seq * qr, "attention: q has the wrong size");
+    assert_eq!(k.len(), batch * seq * kr, "attention: k has the wrong size");
+    assert_eq!(v.len(), k.len(), "attention: v has the wrong size");
+    assert_eq!(cos.len(), seq * d, "attention: cos has the wrong size");
+    assert_eq!(sin.len(), seq * d, "attention: sin has the wrong size");
+    let group = heads / kv_heads;
+    let mut out = vec![0.0f32; q.len()];
+    let mut probs = vec![0.0f32; batch * heads * seq * seq];
+    out.par_chunks_mut(seq * qr)
+        .zip(probs.par_chunks_mut(heads * seq * seq))
+        .enumerate()
+        .for_each(|(b, (out, probs))| {
+            let (q, k, v) = (
+                &q[b * seq * qr..(b + 1) * seq * qr],
+                &k[b * seq * kr..(b + 1) * seq * kr],
+                &v[b * seq * kr..(b + 1) * seq * kr],
+            );
+            let mut qh = vec![0.0f32; seq * d];
+            let mut kh = vec![0.0f32; seq * d];
+            for kv in 0..kv_heads {
+                gather_rope(k, kr, kv * d, cos, sin, &mut kh);
+                for g in 0..group {
+                    let h = kv * group + g;
+                    gather_rope(q, qr, h * d, cos, sin, &mut qh);
+                    let p = &mut probs[h * seq * seq..(h + 1) * seq * seq];
+                    // s = q kᵀ (scaled inside the softmax)
+                    matmul((seq, seq, d), p, (seq, false), &qh, (d, 1), &kh, (1, d), 1.0);
+                    softmax_causal_rows(p, seq, scale);
+                    // out_h = p v, written straight into its columns of `out`
+                    matmul(
+                        (seq, d, seq),
+                        &mut out[h * d..],
+                        (qr, false),
+                        p,
+                        (seq, 1),
+                        &v[kv * d..],
+                        (kr, 1),
+                        1.0,
+                    );
+                }
+            }
+        });
+    (out, probs)
+}
+
+/// The gradients of [`attention_forward`]'s inputs `(dq, dk, dv)` from the output's `dout`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    cos: &[f32],
+    sin: &[f32],
+    probs: &[f32],
+    dout: &[f32],
+    shape: AttnShape,
+    scale: f32,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let AttnShape {
+        batch,
+        seq,
+        heads,
+        kv_heads,
+        head_dim: d,
+    } = shape;
+    let (qr, kr) = (shape.q_row(), shape.kv_row());
+    assert_eq!(dout.len(), q.len(), "attention backward: dout has the wrong size");
+    assert_eq!(probs.len(), batch * heads * seq * seq);
+    let group = heads / kv_heads;
+    let mut dq = vec![0.0f32; q.len()];
+    let mut dk = vec![0.0f32; k.len()];
+    let mut dv = vec![0.0f32; v.len()];
+    dq.par_chunks_mut(seq * qr)
+        .zip(dk.par_chunks_mut(seq * kr))
+        .zip(dv.par_chunks_mut(seq * kr))
+        .enumerate()
+        .for_each(|(b, ((dq, dk), dv))| {
+            let (q, k, v, dout) = (
+                &q[b * seq * qr..(b + 1) * seq * qr],
+                &k[b * seq * kr..(b + 1) * seq * kr],
+                &v[b * seq * kr..(b + 1) * seq * kr],
+                &dout[b * seq * qr..(b + 1) * seq * qr],
+            );
+            let probs = &probs[b * heads * seq * seq..(b + 1) * heads * seq * seq];
+            let mut qh = vec![0.0f32; seq * d];
+            let mut kh = vec![0.0f32; seq * d];
+            let mut dqh = vec![0.0f32; seq * d];
+            let mut dkh = vec![0.0f32; seq * d];
+            let mut ds = vec![0.0f32; seq * seq];
+            for kv in 0..kv_heads {
+                gather_rope(k, kr, kv * d, cos, sin, &mut kh);
+                for g in 0..group {
+                    let h = kv * group + g;
+                    let first = g == 0;
+                    gather_rope(q, qr, h * d, cos, sin, &mut qh);
+                    let p = &probs[h * seq * seq..(h + 1) * seq * seq];
+                    let dout_h = &dout[h * d..];
+                    // dv += pᵀ dout
+                    matmul(
+                        (seq, d, seq),
+                        &mut dv[kv * d..],
+                        (kr, !first),
+                        p,
+                        (1, seq),
+                        dout_h,
+                        (qr, 1),
+                        1.0,
+                    );
+                    // dp = dout vᵀ, then ds = p (dp - rowsum(p dp)) scale
+                    matmul(
+                        (seq, seq, d),
+                        &mut ds,
+                        (seq, false),
+                        dout_h,
+                        (qr, 1),
+                        &v[kv * d..],
+                        (1, kr),
+                        1.0,
+                    );
+                    softmax_causal_backward_rows(p, &mut ds, seq, scale);
+                    // dq (rotated) = ds k ; dk (rotated) += dsᵀ q
+                    matmul((seq, d, seq), &mut dqh, (d, false), &ds, (seq, 1), &kh, (d, 1), 1.0);
+                    matmul(
+                        (seq, d, seq),
+                        &mut dkh,
+                        (d, !first),
+                        &ds,
+                        (1, seq),
+                        &qh,
+                        (d, 1),
+                        1.0,
+                    );
+                    for t in 0..seq {
+                        rope_row_backward(
+                            &dqh[t * d..(t + 1) * d],
+                            &cos[t * d..(t + 1) * d],
+                            &sin[t * d..(t + 1) * d],
+                            &mut dq[t * qr + h * d..t * qr + (h + 1) * d],
+                        );
+                    }
+                }
+                for t in 0..seq {
+                    rope_row_backward(
+                        &dkh[t * d..(t + 1) * d],
+                        &cos[t * d..(t + 1) * d],
+                        &sin[t * d..(t + 1) * d],
+                        &mut dk[t * kr + kv * d..t * kr + (kv + 1) * d],
+                    );
+                }
+            }
+        });
+    (dq, dk, dv)
+}
+
+/// Rows per rayon task in the element-wise kernels: enough work to amortise the split, and a
+/// fixed split so results do not depend on the thread count.
+const CHUNK: usize = 16 * 1024;
+
+simd! {
+    fn swiglu_chunk(gate: &[f32], up: &[f32], out: &mut [f32]) {
+        for i in 0..out.len() {
+            let g = gate[i];
+            out[i] = g / (1.0 + exp(-g)) * up[i];
+        }
+    }
+}
+
+simd! {
+    fn swiglu_backward_chunk(gate: &[f32], up: &[f32], dout: &[f32], dgate: &mut [f32], dup: &mut [f32]) {
+        for i in 0..dout.len() {
+            let g = gate[i];
+            let sig = 1.0 / (1.0 + exp(-g));
+            let silu = g * sig;
+            dup[i] = dout[i] * silu;
+            dgate[i] = dout[i] * up[i] * sig * (1.0 + g * (1.0 - sig));
+        }
+    }
+}
+
+/// `silu(gate) · up`, element by element.
+pub fn swiglu_forward(gate: &[f32], up: &[f32]) -> Vec<f32> {
+    assert_eq!(gate.len(), up.len(), "swiglu: gate and up differ in size");
+    let mut out = vec![0.0f32; gate.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
+        .for_each(|(o, (g, u))| swiglu_chunk(g, u, o));
+    out
+}
+
+/// The gradients `(dgate, dup)` of [`swiglu_forward`].
+pub fn swiglu_backward(gate: &[f32], up: &[f32], dout: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let mut dgate = vec![0.0f32; gate.len()];
+    let mut dup = vec![0.0f32; gate.len()];
+    dgate
+        .par_chunks_mut(CHUNK)
+        .zip(dup.par_chunks_mut(CHUNK))
+        .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
+        .zip(dout.par_chunks(CHUNK))
+        .for_each(|(((dg, du), (g, u)), d)| swiglu_backward_chunk(g, u, d, dg, du));
+    (dgate, dup)
+}
+
+simd! {
+    fn log_softmax_rows(x: &[f32], out: &mut [f32], n: usize) {
+        for (xr, or) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+            let max = lane_max(xr);
+            for (o, &v) in or.iter_mut().zip(xr) {
+                *o = exp(v - max);
+            }
+            let lse = max + lane_sum(or).ln();
+            for (o, &v) in or.iter_mut().zip(xr) {
+                *o = v - lse;
+            }
+        }
+    }
+}
+
+simd! {
+    fn log_softmax_backward_rows(y: &[f32], dy: &[f32], dx: &mut [f32], n: usize) {
+        for ((yr, dyr), dxr) in y.chunks_exact(n).zip(dy.chunks_exact(n)).zip(dx.chunks_exact_mut(n)) {
+            let sum = lane_sum(dyr);
+            for i in 0..n {
+                dxr[i] = dyr[i] - exp(yr[i]) * sum;
+            }
+        }
+    }
+}
+
+fn rows_per_task(n: usize) -> usize {
+    CHUNK.div_ceil(n.max(1)).max(1)
+}
+
+/// `log_softmax` over the last dimension of length `n`.
+pub fn log_softmax_forward(x: &[f32], n: usize) -> Vec<f32> {
+    assert!(n > 0 && x.len() % n == 0, "log_softmax: bad row length");
+    let mut out = vec![0.0f32; x.len()];
+    let rows = rows_per_task(n) * n;
+    out.par_chunks_mut(rows)
+        .zip(x.par_chunks(rows))
+        .for_each(|(o, x)| log_softmax_rows(x, o, n));
+    out
+}
+
+/// The gradient of [`log_softmax_forward`] from its output `y` and the output's gradient `dy`:
+/// `dx = dy - softmax(x) · Σ dy`.
+pub fn log_softmax_backward(y: &[f32], dy: &[f32], n: usize) -> Vec<f32> {
+    let mut dx = vec![0.0f32; y.len()];
+    let rows = rows_per_task(n) * n;
+    dx.par_chunks_mut(rows)
+        .zip(y.par_chunks(rows).zip(dy.par_chunks(rows)))
+        .for_each(|(dx, (y, dy))| log_softmax_backward_rows(y, dy, dx, n));
+    dx
+}
+
+simd! {
+    fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32], inv: &mut [f32]) {
+        let n = w.len();
+        for ((xr, or), r) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)).zip(inv.iter_mut()) {
+            let ss = lane_dot(xr, xr);
+            let rr = 1.0 / (ss / n as f32 + eps).sqrt();
+            *r = rr;
+            for i in 0..n {
+                or[i] = xr[i] * rr * w[i];
+            }
+        }
+    }
+}
+
+simd! {
+    fn rms_norm_backward_rows(x: &[f32], w: &[f32], inv: &[f32], dy: &[f32], dx: &mut [f32], dw: &mut [f32]) {
+        let n = w.len();
+        for (((xr, dyr), dxr), &r) in x.chunks_exact(n).zip(dy.chunks_exact(n)).zip(dx.chunks_exact_mut(n)).zip(inv) {
+            for i in 0..n {
+                dw[i] += dyr[i] * xr[i] * r;
+            }
+            let mut acc = [0.0f32; LANES];
+            let full = n - n % LANES;
+            for c in (0..full).step_by(LANES) {
+                for i in 0..LANES {
+                    acc[i] += dyr[c + i] * w[c + i] * xr[c + i];
+                }
+            }
+            let tail: f32 = (full..n).map(|i| dyr[i] * w[i] * xr[i]).sum();
+            let dot = acc.iter().sum::<f32>() + tail;
+            let c = r * r * r * dot / n as f32;
+            for i in 0..n {
+                dxr[i] = r * dyr[i] * w[i] - c * xr[i];
+            }
+        }
+    }
+}
+
+/// RMSNorm over rows of `w.len()`: returns the output and each row's `1 / rms`.
+pub fn rms_norm_forward(x: &[f32], w: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>) {
+    let n = w.len();
+    assert!(n > 0 && x.len() % n == 0, "rms_norm: bad row length");
+    let mut out = vec![0.0f32; x.len()];
+    let mut inv = vec![0.0f32; x.len() / n];
+    let rows = rows_per_task(n);
+    out.par_chunks_mut(rows * n)
+        .zip(inv.par_chunks_mut(rows))
+        .zip(x.par_chunks(rows * n))
+        .for_each(|((o, r), x)| rms_norm_rows(x, w, eps, o, r));
+    (out, inv)
+}
+
+/// The gradients `(dx, dw)` of [`rms_norm_forward`]. The weight's gradient is summed per task
+/// and the partial sums added in task order, so it is the same on any number of threads.
+pub fn rms_norm_backward(x: &[f32], w: &[f32], inv: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let n = w.len();
+    let rows = rows_per_task(n);
+    let mut dx = vec![0.0f32; x.len()];
+    let partial: Vec<Vec<f32>> = dx
+        .par_chunks_mut(rows * n)
+        .zip(x.par_chunks(rows * n))
+        .zip(inv.par_chunks(rows).zip(dy.par_chunks(rows * n)))
+        .map(|((dx, x), (inv, dy))| {
+            let mut dw = vec![0.0f32; n];
+            rms_norm_backward_rows(x, w, inv, dy, dx, &mut dw);
+            dw
+        })
+        .collect();
+    let mut dw = vec![0.0f32; n];
+    for p in &partial {
+        for (a, b) in dw.iter_mut().zip(p) {
+            *a += b;
+        }
+    }
+    (dx, dw)
+}
+
+#[cfg(test)]
+mod tests;
