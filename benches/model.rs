@@ -21,8 +21,8 @@ use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use distill::model::fused::log_softmax;
 use distill::generate::{GenerateOptions, generate};
+use distill::model::fused::log_softmax;
 use distill::model::{ModelConfig, checkpoint};
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {

@@ -280,7 +280,11 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         let nodes = [gate.node(), up.node()];
         let (gate, up) = (gate.into_primitive(), up.into_primitive());
         let out = Flex::fused_swiglu(gate.clone(), up.clone());
-        match SwigluBackward.prepare::<C>(nodes).compute_bound().stateful() {
+        match SwigluBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => prep.finish((gate, up), out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         }
@@ -289,7 +293,11 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
     fn fused_log_softmax(x: FloatTensor<Self>) -> FloatTensor<Self> {
         let nodes = [x.node()];
         let out = Flex::fused_log_softmax(x.into_primitive());
-        match LogSoftmaxBackward.prepare::<C>(nodes).compute_bound().stateful() {
+        match LogSoftmaxBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => prep.finish(out.clone(), out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         }
@@ -300,7 +308,11 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         let (x, w) = (x.into_primitive(), w.into_primitive());
         let (out, inv) = kernels::rms_norm_forward(&values(&x), &values(&w), eps as f32);
         let out = tensor(out, dims(&x));
-        match RmsNormBackward.prepare::<C>(nodes).compute_bound().stateful() {
+        match RmsNormBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => prep.finish((x, w, inv), out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         }
@@ -312,7 +324,11 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
 pub fn available(device: &Device, dtype: DType) -> bool {
     static OFF: OnceLock<bool> = OnceLock::new();
     let off = *OFF.get_or_init(|| std::env::var("WORKBENCH_FUSED").is_ok_and(|v| v.trim() == "0"));
-    !off && dtype == DType::F32 && matches!(device.as_dispatch().clone().inner(), DispatchDevice::Flex(_))
+    !off && dtype == DType::F32
+        && matches!(
+            device.as_dispatch().clone().inner(),
+            DispatchDevice::Flex(_)
+        )
 }
 
 /// See [`FusedOps::fused_attention`]; the caller checks [`available`].

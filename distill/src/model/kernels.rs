@@ -56,7 +56,12 @@ fn lane_sum(x: &[f32]) -> f32 {
 fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     for (x, y) in ca.zip(cb) {
         for i in 0..LANES {
             acc[i] += x[i] * y[i];
@@ -69,7 +74,10 @@ fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
 fn lane_max(x: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; LANES];
     let chunks = x.chunks_exact(LANES);
-    let tail = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let tail = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     for c in chunks {
         for i in 0..LANES {
             acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
@@ -131,8 +139,14 @@ fn matmul(
         }
     };
     assert!(reach(m, n, dst_rs, 1) <= dst.len(), "matmul: dst too short");
-    assert!(reach(m, k, lhs_rs, lhs_cs) <= lhs.len(), "matmul: lhs too short");
-    assert!(reach(k, n, rhs_rs, rhs_cs) <= rhs.len(), "matmul: rhs too short");
+    assert!(
+        reach(m, k, lhs_rs, lhs_cs) <= lhs.len(),
+        "matmul: lhs too short"
+    );
+    assert!(
+        reach(k, n, rhs_rs, rhs_cs) <= rhs.len(),
+        "matmul: rhs too short"
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -298,7 +312,16 @@ pub fn attention_forward(
                     gather_rope(q, qr, h * d, cos, sin, &mut qh);
                     let p = &mut probs[h * seq * seq..(h + 1) * seq * seq];
                     // s = q kᵀ (scaled inside the softmax)
-                    matmul((seq, seq, d), p, (seq, false), &qh, (d, 1), &kh, (1, d), 1.0);
+                    matmul(
+                        (seq, seq, d),
+                        p,
+                        (seq, false),
+                        &qh,
+                        (d, 1),
+                        &kh,
+                        (1, d),
+                        1.0,
+                    );
                     softmax_causal_rows(p, seq, scale);
                     // out_h = p v, written straight into its columns of `out`
                     matmul(
@@ -338,7 +361,11 @@ pub fn attention_backward(
         head_dim: d,
     } = shape;
     let (qr, kr) = (shape.q_row(), shape.kv_row());
-    assert_eq!(dout.len(), q.len(), "attention backward: dout has the wrong size");
+    assert_eq!(
+        dout.len(),
+        q.len(),
+        "attention backward: dout has the wrong size"
+    );
     assert_eq!(probs.len(), batch * heads * seq * seq);
     let group = heads / kv_heads;
     let mut dq = vec![0.0f32; q.len()];
@@ -393,7 +420,16 @@ pub fn attention_backward(
                     );
                     softmax_causal_backward_rows(p, &mut ds, seq, scale);
                     // dq (rotated) = ds k ; dk (rotated) += dsᵀ q
-                    matmul((seq, d, seq), &mut dqh, (d, false), &ds, (seq, 1), &kh, (d, 1), 1.0);
+                    matmul(
+                        (seq, d, seq),
+                        &mut dqh,
+                        (d, false),
+                        &ds,
+                        (seq, 1),
+                        &kh,
+                        (d, 1),
+                        1.0,
+                    );
                     matmul(
                         (seq, d, seq),
                         &mut dkh,
@@ -506,7 +542,10 @@ fn rows_per_task(n: usize) -> usize {
 
 /// `log_softmax` over the last dimension of length `n`.
 pub fn log_softmax_forward(x: &[f32], n: usize) -> Vec<f32> {
-    assert!(n > 0 && x.len() % n == 0, "log_softmax: bad row length");
+    assert!(
+        n > 0 && x.len().is_multiple_of(n),
+        "log_softmax: bad row length"
+    );
     let mut out = vec![0.0f32; x.len()];
     let rows = rows_per_task(n) * n;
     out.par_chunks_mut(rows)
@@ -567,7 +606,10 @@ simd! {
 /// RMSNorm over rows of `w.len()`: returns the output and each row's `1 / rms`.
 pub fn rms_norm_forward(x: &[f32], w: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>) {
     let n = w.len();
-    assert!(n > 0 && x.len() % n == 0, "rms_norm: bad row length");
+    assert!(
+        n > 0 && x.len().is_multiple_of(n),
+        "rms_norm: bad row length"
+    );
     let mut out = vec![0.0f32; x.len()];
     let mut inv = vec![0.0f32; x.len() / n];
     let rows = rows_per_task(n);

@@ -17,10 +17,16 @@ fn random<const D: usize>(dims: [usize; D], seed: u64) -> Tensor<D> {
 }
 
 fn assert_close<const D: usize>(a: Tensor<D>, b: Tensor<D>, what: &str) {
-    let (a, b) = (a.into_data().to_vec::<f32>().unwrap(), b.into_data().to_vec::<f32>().unwrap());
+    let (a, b) = (
+        a.into_data().try_to_vec::<f32>().unwrap(),
+        b.into_data().try_to_vec::<f32>().unwrap(),
+    );
     assert_eq!(a.len(), b.len(), "{what}: sizes");
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-        assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{what}[{i}]: fused {x}, composed {y}");
+        assert!(
+            (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+            "{what}[{i}]: fused {x}, composed {y}"
+        );
     }
 }
 
@@ -33,16 +39,28 @@ fn the_fused_kernels_serve_the_cpu_device() {
 #[test]
 fn attention_matches_burns_composed_attention_and_gradients() {
     let (b, s, h, kvh, d) = (2, 9, 4, 2, 8);
-    let (q, k, v) = (random([b, s, h * d], 1), random([b, s, kvh * d], 2), random([b, s, kvh * d], 3));
+    let (q, k, v) = (
+        random([b, s, h * d], 1),
+        random([b, s, kvh * d], 2),
+        random([b, s, kvh * d], 3),
+    );
     let w = random([b, s, h * d], 4).detach();
     let (cos, sin): (Vec<f32>, Vec<f32>) = (0..s)
-        .flat_map(|t| (0..d).map(move |i| ((t * (i % (d / 2) + 1)) as f32 * 0.1)))
+        .flat_map(|t| (0..d).map(move |i| (t * (i % (d / 2) + 1)) as f32 * 0.1))
         .map(|a| (a.cos(), a.sin()))
         .unzip();
     let table = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [s, d]), &device());
     let (cos, sin) = (table(cos), table(sin));
 
-    let fused = attention(q.clone(), k.clone(), v.clone(), cos.clone(), sin.clone(), h, kvh);
+    let fused = attention(
+        q.clone(),
+        k.clone(),
+        v.clone(),
+        cos.clone(),
+        sin.clone(),
+        h,
+        kvh,
+    );
     let grads_fused = (fused.clone() * w.clone()).sum().backward();
 
     let rope = Rope {
@@ -51,7 +69,11 @@ fn attention_matches_burns_composed_attention_and_gradients() {
     };
     let heads = |x: Tensor<3>, n: usize| x.reshape([b, s, n, d]).swap_dims(1, 2);
     let g = h / kvh;
-    let repeat = |x: Tensor<4>| x.unsqueeze_dim::<5>(2).expand([b, kvh, g, s, d]).reshape([b, h, s, d]);
+    let repeat = |x: Tensor<4>| {
+        x.unsqueeze_dim::<5>(2)
+            .expand([b, kvh, g, s, d])
+            .reshape([b, h, s, d])
+    };
     let composed = burn::tensor::module::attention(
         rope.apply(heads(q.clone(), h)),
         repeat(rope.apply(heads(k.clone(), kvh))),

@@ -6,7 +6,10 @@ struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> f32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
     fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
@@ -18,7 +21,10 @@ fn close(a: &[f32], b: &[f64], tol: f64, what: &str) {
     assert_eq!(a.len(), b.len(), "{what}: lengths");
     for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
         let err = (x as f64 - y).abs();
-        assert!(err <= tol * (1.0 + y.abs()), "{what}[{i}]: {x} vs {y} (error {err})");
+        assert!(
+            err <= tol * (1.0 + y.abs()),
+            "{what}[{i}]: {x} vs {y} (error {err})"
+        );
     }
 }
 
@@ -53,12 +59,30 @@ fn rope_tables(seq: usize, d: usize) -> (Vec<f32>, Vec<f32>) {
 }
 
 /// Rotary, causal softmax attention with grouped heads, in f64, written out directly.
-fn attention_reference(q: &[f32], k: &[f32], v: &[f32], cos: &[f32], sin: &[f32], s: AttnShape, scale: f64) -> Vec<f64> {
-    let AttnShape { batch, seq, heads, kv_heads, head_dim: d } = s;
+fn attention_reference(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    cos: &[f32],
+    sin: &[f32],
+    s: AttnShape,
+    scale: f64,
+) -> Vec<f64> {
+    let AttnShape {
+        batch,
+        seq,
+        heads,
+        kv_heads,
+        head_dim: d,
+    } = s;
     let rot = |x: &[f32], t: usize| -> Vec<f64> {
         (0..d)
             .map(|i| {
-                let other = if i < d / 2 { -(x[i + d / 2] as f64) } else { x[i - d / 2] as f64 };
+                let other = if i < d / 2 {
+                    -(x[i + d / 2] as f64)
+                } else {
+                    x[i - d / 2] as f64
+                };
                 x[i] as f64 * cos[t * d + i] as f64 + other * sin[t * d + i] as f64
             })
             .collect()
@@ -93,7 +117,13 @@ fn attention_reference(q: &[f32], k: &[f32], v: &[f32], cos: &[f32], sin: &[f32]
 }
 
 fn shape() -> AttnShape {
-    AttnShape { batch: 2, seq: 7, heads: 4, kv_heads: 2, head_dim: 8 }
+    AttnShape {
+        batch: 2,
+        seq: 7,
+        heads: 4,
+        kv_heads: 2,
+        head_dim: 8,
+    }
 }
 
 #[test]
@@ -106,7 +136,12 @@ fn attention_forward_matches_reference() {
     let (cos, sin) = rope_tables(s.seq, s.head_dim);
     let scale = 1.0 / (s.head_dim as f32).sqrt();
     let (out, probs) = attention_forward(&q, &k, &v, &cos, &sin, s, scale);
-    close(&out, &attention_reference(&q, &k, &v, &cos, &sin, s, scale as f64), 1e-5, "out");
+    close(
+        &out,
+        &attention_reference(&q, &k, &v, &cos, &sin, s, scale as f64),
+        1e-5,
+        "out",
+    );
     // Each probability row sums to one and is zero above the diagonal.
     for (r, row) in probs.chunks(s.seq).enumerate() {
         let t = r % s.seq;
@@ -144,12 +179,31 @@ fn attention_backward_matches_finite_differences() {
     let (_, probs) = attention_forward(&q, &k, &v, &cos, &sin, s, scale);
     let (dq, dk, dv) = attention_backward(&q, &k, &v, &cos, &sin, &probs, &w, s, scale);
     let loss = |q: &[f32], k: &[f32], v: &[f32]| -> f64 {
-        attention_reference(q, k, v, &cos, &sin, s, scale as f64).iter().zip(&w).map(|(o, &w)| o * w as f64).sum()
+        attention_reference(q, k, v, &cos, &sin, s, scale as f64)
+            .iter()
+            .zip(&w)
+            .map(|(o, &w)| o * w as f64)
+            .sum()
     };
     let (q0, k0, v0) = (q.clone(), k.clone(), v.clone());
-    close(&dq, &numeric_grad(&mut q, &|x| loss(x, &k0, &v0)), 2e-3, "dq");
-    close(&dk, &numeric_grad(&mut k, &|x| loss(&q0, x, &v0)), 2e-3, "dk");
-    close(&dv, &numeric_grad(&mut v, &|x| loss(&q0, &k0, x)), 2e-3, "dv");
+    close(
+        &dq,
+        &numeric_grad(&mut q, &|x| loss(x, &k0, &v0)),
+        2e-3,
+        "dq",
+    );
+    close(
+        &dk,
+        &numeric_grad(&mut k, &|x| loss(&q0, x, &v0)),
+        2e-3,
+        "dk",
+    );
+    close(
+        &dv,
+        &numeric_grad(&mut v, &|x| loss(&q0, &k0, x)),
+        2e-3,
+        "dv",
+    );
 }
 
 #[test]
@@ -161,7 +215,11 @@ fn swiglu_and_its_gradient() {
     let dout = rng.vec(n, 1.0);
     let out = swiglu_forward(&gate, &up);
     let sig = |g: f64| 1.0 / (1.0 + (-g).exp());
-    let want: Vec<f64> = gate.iter().zip(&up).map(|(&g, &u)| g as f64 * sig(g as f64) * u as f64).collect();
+    let want: Vec<f64> = gate
+        .iter()
+        .zip(&up)
+        .map(|(&g, &u)| g as f64 * sig(g as f64) * u as f64)
+        .collect();
     close(&out, &want, 1e-6, "swiglu");
     let (dg, du) = swiglu_backward(&gate, &up, &dout);
     let h = 1e-4;
@@ -211,14 +269,21 @@ fn rms_norm_and_its_gradient() {
     let norm = |x: &[f32], w: &[f32]| -> Vec<f64> {
         x.chunks(n)
             .flat_map(|r| {
-                let rms = (r.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / n as f64 + eps as f64).sqrt();
-                r.iter().zip(w).map(move |(&v, &w)| v as f64 / rms * w as f64).collect::<Vec<_>>()
+                let rms = (r.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / n as f64
+                    + eps as f64)
+                    .sqrt();
+                r.iter()
+                    .zip(w)
+                    .map(move |(&v, &w)| v as f64 / rms * w as f64)
+                    .collect::<Vec<_>>()
             })
             .collect()
     };
     close(&y, &norm(&x, &w), 1e-5, "rms_norm");
     let (dx, dw) = rms_norm_backward(&x, &w, &inv, &dy);
-    let loss = |x: &[f32], w: &[f32]| -> f64 { norm(x, w).iter().zip(&dy).map(|(a, &b)| a * b as f64).sum() };
+    let loss = |x: &[f32], w: &[f32]| -> f64 {
+        norm(x, w).iter().zip(&dy).map(|(a, &b)| a * b as f64).sum()
+    };
     let (mut xs, mut ws) = (x.clone(), w.clone());
     // A sample of rows for dx (the numeric gradient is quadratic in the size).
     let first_rows = &mut xs[..3 * n];
