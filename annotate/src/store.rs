@@ -335,14 +335,10 @@ impl Store {
     }
 
     fn migrate(&mut self) -> Result<()> {
-        let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| classify(&path, "cannot start a transaction", e))?;
+        let (tx, path) = self.immediate()?;
         let version: i64 = tx
             .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| classify(&path, "cannot read its version", e))?;
+            .map_err(|e| classify(path, "cannot read its version", e))?;
         let known = MIGRATIONS.len() as i64;
         if version > known {
             return Err(Error::invalid(format!(
@@ -354,22 +350,22 @@ impl Store {
             // A database someone else made (another program's tables) is not ours to change.
             let tables: i64 = tx
                 .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
-                .map_err(|e| classify(&path, "cannot read its schema", e))?;
+                .map_err(|e| classify(path, "cannot read its schema", e))?;
             if tables > 0 {
                 return Err(Error::Corrupt {
-                    path: path.clone(),
+                    path: path.to_path_buf(),
                     message: "it holds tables the workbench did not make".into(),
                 });
             }
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             tx.execute_batch(sql)
-                .map_err(|e| classify(&path, &format!("migration {} failed", i + 1), e))?;
+                .map_err(|e| classify(path, &format!("migration {} failed", i + 1), e))?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)
-                .map_err(|e| classify(&path, "cannot record its version", e))?;
+                .map_err(|e| classify(path, "cannot record its version", e))?;
         }
         tx.commit()
-            .map_err(|e| classify(&path, "cannot commit the migration", e))?;
+            .map_err(|e| classify(path, "cannot commit the migration", e))?;
         Ok(())
     }
 
@@ -390,20 +386,23 @@ impl Store {
         move |e| classify(&self.path, what, e)
     }
 
+    /// Starts an IMMEDIATE transaction (the write lock taken now, not at the first write), and
+    /// hands back the path beside it for the transaction's error messages.
+    fn immediate(&mut self) -> Result<(rusqlite::Transaction<'_>, &Path)> {
+        let Store { conn, path } = self;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| classify(path, "cannot start a transaction", e))?;
+        Ok((tx, path))
+    }
+
     /// Adds items, in one transaction; items already present (same content id) are merged: a
     /// second, different output for the same prompt becomes candidate B. An item someone has
     /// decided on keeps the outputs they saw: a decision never comes to refer to text nobody was
     /// shown. Returns how many items were new.
     pub fn add_items(&mut self, items: impl IntoIterator<Item = Item>) -> Result<u64> {
-        let path = self.path.clone();
-        let e = |what: &'static str| {
-            let path = &path;
-            move |err| classify(path, what, err)
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(e("cannot start a transaction"))?;
+        let (tx, path) = self.immediate()?;
+        let e = |what: &'static str| move |err| classify(path, what, err);
         let mut added = 0u64;
         {
             let mut insert = tx
@@ -525,15 +524,8 @@ impl Store {
         }
         let labels = serde_json::to_string(&verdict.labels)
             .map_err(|e| Error::invalid(format!("cannot encode labels: {e}")))?;
-        let path = self.path.clone();
-        let e = |what: &'static str| {
-            let path = &path;
-            move |err| classify(path, what, err)
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(e("cannot start a transaction"))?;
+        let (tx, path) = self.immediate()?;
+        let e = |what: &'static str| move |err| classify(path, what, err);
         let exists: bool = tx
             .query_row("SELECT 1 FROM items WHERE id = ?1", [item_id], |_| Ok(true))
             .optional()
@@ -542,7 +534,7 @@ impl Store {
         if !exists {
             return Err(Error::invalid(format!(
                 "No item `{item_id}` in `{}`",
-                self.path.display()
+                path.display()
             )));
         }
         tx.execute(
@@ -579,15 +571,8 @@ impl Store {
     /// was on, or `None` when there is nothing to undo.
     pub fn undo(&mut self, annotator: &str) -> Result<Option<String>> {
         check_annotator(annotator)?;
-        let path = self.path.clone();
-        let e = |what: &'static str| {
-            let path = &path;
-            move |err| classify(path, what, err)
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(e("cannot start a transaction"))?;
+        let (tx, path) = self.immediate()?;
+        let e = |what: &'static str| move |err| classify(path, what, err);
         let last: Option<(i64, String)> = tx
             .query_row(
                 &format!("SELECT e.seq, e.item_id FROM events e {ACTIVE_DECIDE} AND e.annotator = ?1 ORDER BY e.seq DESC LIMIT 1"),
