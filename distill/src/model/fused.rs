@@ -83,7 +83,7 @@ fn scale(shape: AttnShape) -> f32 {
     1.0 / (shape.head_dim as f32).sqrt()
 }
 
-/// Forward on plain tensors; also returns the attention probabilities.
+/// Forward on plain tensors; with `keep_probs`, also the attention probabilities.
 fn attention_forward(
     q: &FlexTensor,
     k: &FlexTensor,
@@ -91,7 +91,8 @@ fn attention_forward(
     cos: &FlexTensor,
     sin: &FlexTensor,
     shape: AttnShape,
-) -> (FlexTensor, FlexTensor) {
+    keep_probs: bool,
+) -> (FlexTensor, Option<FlexTensor>) {
     let (out, probs) = kernels::attention_forward(
         &values(q),
         &values(k),
@@ -100,13 +101,14 @@ fn attention_forward(
         &values(sin),
         shape,
         scale(shape),
+        keep_probs,
     );
     let AttnShape {
         batch, seq, heads, ..
     } = shape;
     (
         tensor(out, dims(q)),
-        tensor(probs, vec![batch, heads, seq, seq]),
+        probs.map(|p| tensor(p, vec![batch, heads, seq, seq])),
     )
 }
 
@@ -121,7 +123,7 @@ impl FusedOps for Flex {
         kv_heads: usize,
     ) -> FlexTensor {
         let shape = attn_shape(&q, &k, heads, kv_heads);
-        attention_forward(&q, &k, &v, &cos, &sin, shape).0
+        attention_forward(&q, &k, &v, &cos, &sin, shape, false).0
     }
 
     fn fused_swiglu(gate: FlexTensor, up: FlexTensor) -> FlexTensor {
@@ -267,11 +269,12 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (out, probs) = attention_forward(&q, &k, &v, &cos, &sin, shape);
+                let (out, probs) = attention_forward(&q, &k, &v, &cos, &sin, shape, true);
+                let probs = probs.expect("probabilities were asked for");
                 prep.finish((q, k, v, cos, sin, probs, shape), out)
             }
             OpsKind::UnTracked(prep) => {
-                prep.finish(attention_forward(&q, &k, &v, &cos, &sin, shape).0)
+                prep.finish(attention_forward(&q, &k, &v, &cos, &sin, shape, false).0)
             }
         }
     }

@@ -194,6 +194,28 @@ impl AttnShape {
     fn kv_row(&self) -> usize {
         self.kv_heads * self.head_dim
     }
+
+    /// Panics unless the inputs have this shape's sizes.
+    fn check(&self, q: &[f32], k: &[f32], v: &[f32], cos: &[f32], sin: &[f32]) {
+        let (rows, table) = (self.batch * self.seq, self.seq * self.head_dim);
+        assert_eq!(
+            q.len(),
+            rows * self.q_row(),
+            "attention: q has the wrong size"
+        );
+        assert_eq!(
+            k.len(),
+            rows * self.kv_row(),
+            "attention: k has the wrong size"
+        );
+        assert_eq!(v.len(), k.len(), "attention: v has the wrong size");
+        assert_eq!(cos.len(), table, "attention: cos has the wrong size");
+        assert_eq!(sin.len(), table, "attention: sin has the wrong size");
+        assert!(
+            self.kv_heads > 0 && self.heads.is_multiple_of(self.kv_heads),
+            "attention: heads must be a multiple of kv_heads"
+        );
+    }
 }
 
 /// `x · cos + rotate_half(x) · sin` for one row of `d` values (Hugging Face's pairing).
@@ -267,8 +289,10 @@ simd! {
 /// Causal grouped-query attention with rotary embeddings, forward.
 ///
 /// `q: [b, s, h·d]`, `k, v: [b, s, kvh·d]` (as the projections give them, before the rotation),
-/// `cos, sin: [s, d]`. Returns the output `[b, s, h·d]` (ready for the output projection) and the
-/// attention probabilities `[b, h, s, s]` the backward pass needs.
+/// `cos, sin: [s, d]`. Returns the output `[b, s, h·d]` (ready for the output projection) and,
+/// with `keep_probs`, the attention probabilities `[b, h, s, s]` the backward pass needs;
+/// without, each task reuses one `[s, s]` buffer.
+#[allow(clippy::too_many_arguments)]
 pub fn attention_forward(
     q: &[f32],
     k: &[f32],
@@ -277,7 +301,9 @@ pub fn attention_forward(
     sin: &[f32],
     shape: AttnShape,
     scale: f32,
-) -> (Vec<f32>, Vec<f32>) {
+    keep_probs: bool,
+) -> (Vec<f32>, Option<Vec<f32>>) {
+    shape.check(q, k, v, cos, sin);
     let AttnShape {
         batch,
         seq,
@@ -286,58 +312,64 @@ pub fn attention_forward(
         head_dim: d,
     } = shape;
     let (qr, kr) = (shape.q_row(), shape.kv_row());
-    assert_eq!(q.len(), batch * seq * qr, "attention: q has the wrong size");
-    assert_eq!(k.len(), batch * seq * kr, "attention: k has the wrong size");
-    assert_eq!(v.len(), k.len(), "attention: v has the wrong size");
-    assert_eq!(cos.len(), seq * d, "attention: cos has the wrong size");
-    assert_eq!(sin.len(), seq * d, "attention: sin has the wrong size");
     let group = heads / kv_heads;
-    let mut out = vec![0.0f32; q.len()];
-    let mut probs = vec![0.0f32; batch * heads * seq * seq];
-    out.par_chunks_mut(seq * qr)
-        .zip(probs.par_chunks_mut(heads * seq * seq))
-        .enumerate()
-        .for_each(|(b, (out, probs))| {
-            let (q, k, v) = (
-                &q[b * seq * qr..(b + 1) * seq * qr],
-                &k[b * seq * kr..(b + 1) * seq * kr],
-                &v[b * seq * kr..(b + 1) * seq * kr],
-            );
-            let mut qh = vec![0.0f32; seq * d];
-            let mut kh = vec![0.0f32; seq * d];
-            for kv in 0..kv_heads {
-                gather_rope(k, kr, kv * d, cos, sin, &mut kh);
-                for g in 0..group {
-                    let h = kv * group + g;
-                    gather_rope(q, qr, h * d, cos, sin, &mut qh);
-                    let p = &mut probs[h * seq * seq..(h + 1) * seq * seq];
-                    // s = q kᵀ (scaled inside the softmax)
-                    matmul(
-                        (seq, seq, d),
-                        p,
-                        (seq, false),
-                        &qh,
-                        (d, 1),
-                        &kh,
-                        (1, d),
-                        1.0,
-                    );
-                    softmax_causal_rows(p, seq, scale);
-                    // out_h = p v, written straight into its columns of `out`
-                    matmul(
-                        (seq, d, seq),
-                        &mut out[h * d..],
-                        (qr, false),
-                        p,
-                        (seq, 1),
-                        &v[kv * d..],
-                        (kr, 1),
-                        1.0,
-                    );
-                }
+    // One batch row: `probs` is either its `[h, s, s]` share of the kept probabilities or one
+    // `[s, s]` scratch buffer that every head overwrites.
+    let attend = |b: usize, out: &mut [f32], probs: &mut [f32]| {
+        let per_head = if keep_probs { seq * seq } else { 0 };
+        let (q, k, v) = (
+            &q[b * seq * qr..(b + 1) * seq * qr],
+            &k[b * seq * kr..(b + 1) * seq * kr],
+            &v[b * seq * kr..(b + 1) * seq * kr],
+        );
+        let mut qh = vec![0.0f32; seq * d];
+        let mut kh = vec![0.0f32; seq * d];
+        for kv in 0..kv_heads {
+            gather_rope(k, kr, kv * d, cos, sin, &mut kh);
+            for g in 0..group {
+                let h = kv * group + g;
+                gather_rope(q, qr, h * d, cos, sin, &mut qh);
+                let p = &mut probs[h * per_head..h * per_head + seq * seq];
+                // s = q kᵀ (scaled inside the softmax)
+                matmul(
+                    (seq, seq, d),
+                    p,
+                    (seq, false),
+                    &qh,
+                    (d, 1),
+                    &kh,
+                    (1, d),
+                    1.0,
+                );
+                softmax_causal_rows(p, seq, scale);
+                // out_h = p v, written straight into its columns of `out`
+                matmul(
+                    (seq, d, seq),
+                    &mut out[h * d..],
+                    (qr, false),
+                    p,
+                    (seq, 1),
+                    &v[kv * d..],
+                    (kr, 1),
+                    1.0,
+                );
             }
-        });
-    (out, probs)
+        }
+    };
+    let mut out = vec![0.0f32; q.len()];
+    if keep_probs {
+        let mut probs = vec![0.0f32; batch * heads * seq * seq];
+        out.par_chunks_mut(seq * qr)
+            .zip(probs.par_chunks_mut(heads * seq * seq))
+            .enumerate()
+            .for_each(|(b, (out, probs))| attend(b, out, probs));
+        (out, Some(probs))
+    } else {
+        out.par_chunks_mut(seq * qr)
+            .enumerate()
+            .for_each(|(b, out)| attend(b, out, &mut vec![0.0f32; seq * seq]));
+        (out, None)
+    }
 }
 
 /// The gradients of [`attention_forward`]'s inputs `(dq, dk, dv)` from the output's `dout`.
@@ -353,6 +385,17 @@ pub fn attention_backward(
     shape: AttnShape,
     scale: f32,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    shape.check(q, k, v, cos, sin);
+    assert_eq!(
+        dout.len(),
+        q.len(),
+        "attention backward: dout has the wrong size"
+    );
+    assert_eq!(
+        probs.len(),
+        shape.batch * shape.heads * shape.seq * shape.seq,
+        "attention backward: probs have the wrong size"
+    );
     let AttnShape {
         batch,
         seq,
@@ -361,12 +404,6 @@ pub fn attention_backward(
         head_dim: d,
     } = shape;
     let (qr, kr) = (shape.q_row(), shape.kv_row());
-    assert_eq!(
-        dout.len(),
-        q.len(),
-        "attention backward: dout has the wrong size"
-    );
-    assert_eq!(probs.len(), batch * heads * seq * seq);
     let group = heads / kv_heads;
     let mut dq = vec![0.0f32; q.len()];
     let mut dk = vec![0.0f32; k.len()];

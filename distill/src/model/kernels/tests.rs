@@ -135,7 +135,13 @@ fn attention_forward_matches_reference() {
     let v = rng.vec(k.len(), 1.0);
     let (cos, sin) = rope_tables(s.seq, s.head_dim);
     let scale = 1.0 / (s.head_dim as f32).sqrt();
-    let (out, probs) = attention_forward(&q, &k, &v, &cos, &sin, s, scale);
+    let (out, probs) = attention_forward(&q, &k, &v, &cos, &sin, s, scale, true);
+    let probs = probs.unwrap();
+    // Without keeping the probabilities, the same output.
+    assert_eq!(
+        attention_forward(&q, &k, &v, &cos, &sin, s, scale, false),
+        (out.clone(), None)
+    );
     close(
         &out,
         &attention_reference(&q, &k, &v, &cos, &sin, s, scale as f64),
@@ -176,7 +182,9 @@ fn attention_backward_matches_finite_differences() {
     let w = rng.vec(q.len(), 1.0);
     let (cos, sin) = rope_tables(s.seq, s.head_dim);
     let scale = 1.0 / (s.head_dim as f32).sqrt();
-    let (_, probs) = attention_forward(&q, &k, &v, &cos, &sin, s, scale);
+    let probs = attention_forward(&q, &k, &v, &cos, &sin, s, scale, true)
+        .1
+        .unwrap();
     let (dq, dk, dv) = attention_backward(&q, &k, &v, &cos, &sin, &probs, &w, s, scale);
     let loss = |q: &[f32], k: &[f32], v: &[f32]| -> f64 {
         attention_reference(q, k, v, &cos, &sin, s, scale as f64)
