@@ -391,11 +391,6 @@ pub fn attention_backward(
         q.len(),
         "attention backward: dout has the wrong size"
     );
-    assert_eq!(
-        probs.len(),
-        shape.batch * shape.heads * shape.seq * shape.seq,
-        "attention backward: probs have the wrong size"
-    );
     let AttnShape {
         batch,
         seq,
@@ -403,6 +398,11 @@ pub fn attention_backward(
         kv_heads,
         head_dim: d,
     } = shape;
+    assert_eq!(
+        probs.len(),
+        batch * heads * seq * seq,
+        "attention backward: probs have the wrong size"
+    );
     let (qr, kr) = (shape.q_row(), shape.kv_row());
     let group = heads / kv_heads;
     let mut dq = vec![0.0f32; q.len()];
