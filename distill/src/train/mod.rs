@@ -5,9 +5,8 @@
 //! `checkpoint_every` steps it writes `step-N/` (weights, optimizer state, and the loop's own state:
 //! step, data cursor, the log so far, early-stopping counters) under a temporary name, renames it,
 //! and writes `COMPLETE` last; a resumed run picks the newest complete one and continues with the
-//! same data order, so its loss curve is the uninterrupted one (bit for bit on an idle CPU; under
-//! concurrent load the CPU backend may order a reduction differently, a last-bit difference that
-//! fresh runs show too). Data order is a seeded permutation per epoch, so the cursor (epoch,
+//! same data order, so its loss curve is the uninterrupted one, bit for bit (the log so far is
+//! read back with `serde_json`'s `float_roundtrip`, so it is the same bits too). Data order is a seeded permutation per epoch, so the cursor (epoch,
 //! position) is the whole RNG state.
 
 pub mod data;

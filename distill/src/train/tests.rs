@@ -132,25 +132,28 @@ fn a_paused_run_resumes_on_the_same_loss_curve() {
     assert_eq!(part.log.len(), 6);
     assert_eq!(latest_checkpoint(&ckpt).unwrap().0, 6);
     let rest = run(Some(&ckpt), &options(12), true, &init);
-    // Bit for bit on an idle CPU; tests run in parallel threads, and under that load the CPU
-    // backend may split a reduction differently (even step 1 of two fresh runs can differ in the
-    // last bit), so compare to a few ulps. Anything the resume got wrong (weights, optimizer
-    // moments, schedule, data order) moves the curve by far more.
+    // Bit for bit: losses, eval losses, the steps read back from the checkpoint's log and the
+    // ones trained after it. Anything the resume got wrong (weights, optimizer moments,
+    // schedule, data order) would show here.
     assert_eq!(rest.log.len(), whole.log.len());
     for (a, b) in rest.log.iter().zip(&whole.log) {
         assert_eq!(a.step, b.step);
-        let close = |x: f64, y: f64| (x - y).abs() <= 1e-6 * y.abs().max(1.0);
-        assert!(
-            close(a.loss, b.loss),
+        assert_eq!(
+            a.loss.to_bits(),
+            b.loss.to_bits(),
             "step {}: {} vs {}",
             a.step,
             a.loss,
             b.loss
         );
-        assert_eq!(a.eval_loss.is_some(), b.eval_loss.is_some());
-        if let (Some(x), Some(y)) = (a.eval_loss, b.eval_loss) {
-            assert!(close(x, y), "eval at step {}: {x} vs {y}", a.step);
-        }
+        assert_eq!(
+            a.eval_loss.map(f64::to_bits),
+            b.eval_loss.map(f64::to_bits),
+            "eval at step {}: {:?} vs {:?}",
+            a.step,
+            a.eval_loss,
+            b.eval_loss
+        );
     }
 }
 
