@@ -24,7 +24,7 @@ if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
   rm -rf "$venv"
   "$python" -m venv "$venv" >&2
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" >&2
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir -r "$req" >&2
   touch "$venv/.complete"
 fi
 echo "$venv/bin/python"
