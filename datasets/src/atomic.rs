@@ -3,7 +3,8 @@
 //! Everything the workbench writes goes to a temporary name beside its destination, is closed and
 //! fsynced, renamed into place, and then the directory is fsynced so the rename itself survives a
 //! power cut. A crash at any point leaves either the old file or the new one, plus at most a
-//! stray temporary that the next run ignores and [`Drop`] removes when it can.
+//! stray temporary: [`Drop`] removes it when the process lives, and the next write to the same
+//! destination sweeps those of processes that died (SIGKILL, power cut).
 
 use std::fs::File;
 use std::io::Write;
@@ -24,6 +25,75 @@ fn parent_of(path: &Path) -> PathBuf {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     }
+}
+
+/// The tags of the temporaries beside a destination.
+const TAGS: [&str; 3] = ["tmp", "partial", "old"];
+
+/// Removes the temporaries that dead processes left beside `dest` (named
+/// `.{name}.{tag}-{pid}-{n}` by [`temp_sibling`]). A temporary of a live process, this one
+/// included, is never touched. Best effort: where `/proc` cannot tell whether a process lives,
+/// nothing is removed.
+fn sweep_stale(dest: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Some(name) = dest.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let parent = parent_of(dest);
+    let Ok(entries) = std::fs::read_dir(&parent) else {
+        return;
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = stale_pid(&file_name, &name) else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let path = entry.path();
+        let _ = match entry.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+            _ => std::fs::remove_file(&path),
+        };
+    }
+}
+
+/// The process id in a temporary's name, if `file_name` is one of `dest_name`'s.
+fn stale_pid(file_name: &str, dest_name: &str) -> Option<u32> {
+    let rest = file_name
+        .strip_prefix('.')?
+        .strip_prefix(dest_name)?
+        .strip_prefix('.')?;
+    let (tag, rest) = rest.split_once('-')?;
+    if !TAGS.contains(&tag) {
+        return None;
+    }
+    let (pid, n) = rest.split_once('-')?;
+    n.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
+/// Puts the finished `temp` at `dest`, where a `dest` exists. On Linux the two are swapped in one
+/// step (`RENAME_EXCHANGE`), so `dest` is never missing, and the old tree is left at `temp` for
+/// the caller to remove; elsewhere (or where the file system cannot swap) the old tree is moved
+/// aside first. Returns where the old tree now is.
+fn replace_dir(temp: &Path, dest: &Path) -> Result<PathBuf> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{CWD, RenameFlags, renameat_with};
+        match renameat_with(CWD, temp, CWD, dest, RenameFlags::EXCHANGE) {
+            Ok(()) => return Ok(temp.to_path_buf()),
+            Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {}
+            Err(e) => return Err(Error::write(dest, std::io::Error::from(e))),
+        }
+    }
+    let aside = temp_sibling(dest, "old");
+    std::fs::rename(dest, &aside).map_err(|e| Error::write(dest, e))?;
+    std::fs::rename(temp, dest).map_err(|e| Error::write(dest, e))?;
+    Ok(aside)
 }
 
 fn temp_sibling(dest: &Path, tag: &str) -> PathBuf {
@@ -47,6 +117,7 @@ impl AtomicFile {
     /// Creates the temporary file beside `dest`.
     pub fn create(dest: impl Into<PathBuf>) -> Result<Self> {
         let dest = dest.into();
+        sweep_stale(&dest);
         let temp = temp_sibling(&dest, "tmp");
         let file = File::create_new(&temp).map_err(|e| Error::write(&temp, e))?;
         Ok(AtomicFile {
@@ -135,6 +206,7 @@ impl AtomicDir {
         }
         let parent = parent_of(&dest);
         std::fs::create_dir_all(&parent).map_err(|e| Error::write(&parent, e))?;
+        sweep_stale(&dest);
         let temp = temp_sibling(&dest, "partial");
         std::fs::create_dir(&temp).map_err(|e| Error::write(&temp, e))?;
         Ok(AtomicDir {
@@ -160,17 +232,15 @@ impl AtomicDir {
         sync_tree(&self.temp)?;
         let parent = parent_of(&self.dest);
         let mut old = None;
-        if self.dest.exists() {
-            if !self.replace {
-                // Only an empty directory can be here (checked at create).
-                std::fs::remove_dir(&self.dest).map_err(|e| Error::write(&self.dest, e))?;
-            } else {
-                let aside = temp_sibling(&self.dest, "old");
-                std::fs::rename(&self.dest, &aside).map_err(|e| Error::write(&self.dest, e))?;
-                old = Some(aside);
-            }
+        if self.dest.exists() && !self.replace {
+            // Only an empty directory can be here (checked at create).
+            std::fs::remove_dir(&self.dest).map_err(|e| Error::write(&self.dest, e))?;
         }
-        std::fs::rename(&self.temp, &self.dest).map_err(|e| Error::write(&self.dest, e))?;
+        if self.dest.exists() {
+            old = Some(replace_dir(&self.temp, &self.dest)?);
+        } else {
+            std::fs::rename(&self.temp, &self.dest).map_err(|e| Error::write(&self.dest, e))?;
+        }
         self.temp = PathBuf::new();
         sync_dir(&parent)?;
         if let Some(old) = old {
@@ -248,6 +318,64 @@ mod tests {
         d.commit().unwrap();
         assert!(dest.join("b").exists() && !dest.join("a").exists());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn temporaries_of_dead_processes_are_swept_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("set");
+        // A pid far above any kernel's pid_max is never alive.
+        let dead = dir.path().join(".set.partial-4294967290-0");
+        std::fs::create_dir(&dead).unwrap();
+        std::fs::write(dead.join("half.parquet"), b"PAR1").unwrap();
+        std::fs::write(dir.path().join(".set.tmp-4294967291-3"), b"half").unwrap();
+        let mine = dir
+            .path()
+            .join(format!(".set.old-{}-7", std::process::id()));
+        std::fs::create_dir(&mine).unwrap();
+        let other = dir.path().join(".settings.tmp-4294967290-0");
+        std::fs::write(&other, b"not ours").unwrap();
+        let d = AtomicDir::create(&dest, false).unwrap();
+        d.commit().unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let want = [
+            format!(".set.old-{}-7", std::process::id()),
+            ".settings.tmp-4294967290-0".to_string(),
+            "set".to_string(),
+        ];
+        assert_eq!(left, want);
+    }
+
+    #[test]
+    fn stale_names_parse_only_for_their_destination() {
+        assert_eq!(stale_pid(".set.partial-12-0", "set"), Some(12));
+        assert_eq!(stale_pid(".set.tmp-12-3", "set"), Some(12));
+        assert_eq!(stale_pid(".set.old-12-3", "set"), Some(12));
+        assert_eq!(stale_pid(".set.other-12-3", "set"), None);
+        assert_eq!(stale_pid(".settings.tmp-12-3", "set"), None);
+        assert_eq!(stale_pid(".set.tmp-x-3", "set"), None);
+        assert_eq!(stale_pid("set", "set"), None);
+    }
+
+    #[test]
+    fn a_replaced_directory_is_never_missing() {
+        // The swap leaves no moment without `dest`; after commit only the new tree is there.
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("set");
+        let d = AtomicDir::create(&dest, true).unwrap();
+        std::fs::write(d.path().join("a"), b"1").unwrap();
+        d.commit().unwrap();
+        let d = AtomicDir::create(&dest, true).unwrap();
+        std::fs::write(d.path().join("b"), b"2").unwrap();
+        let temp = d.path().to_path_buf();
+        let old = replace_dir(&temp, &dest).unwrap();
+        assert!(dest.join("b").exists(), "the new tree is in place");
+        assert!(old.join("a").exists(), "the old tree is aside, whole");
+        std::fs::remove_dir_all(&old).unwrap();
     }
 
     #[test]
