@@ -275,6 +275,21 @@ impl Source {
                 )));
             }
         }
+        // Every row needs a prompt (or a conversation): say so once, with the columns there
+        // are, rather than at the first row.
+        let source_of = |t: &str| self.map.get(t).cloned().unwrap_or_else(|| t.to_string());
+        if !columns.contains(&source_of("prompt")) && !columns.contains(&source_of("messages")) {
+            let suggestion = columns.first().map(String::as_str).unwrap_or("COLUMN");
+            return Err(Error::invalid(format!(
+                "`{}` has no `{}` column and no `{}`, so its rows have no prompt; its columns \
+                 are: {}\n\nhint: name the column that holds the prompt with {}",
+                self.path.display(),
+                source_of("prompt"),
+                source_of("messages"),
+                columns.join(", "),
+                entry("prompt", suggestion)
+            )));
+        }
         let used: BTreeSet<&str> = MAPPABLE
             .iter()
             .map(|t| self.map.get(*t).map(String::as_str).unwrap_or(t))

@@ -92,10 +92,9 @@ pub fn write_candidates(
             student_dir.display()
         )));
     }
-    let student = checkpoint::load(&student_dir, device)?;
-    let student_tok = Tokenizer::from_dir(&student_dir)?;
+    let (student, student_tok) = checkpoint::load_with_tokenizer(&student_dir, device)?;
     let teacher = match fit::teacher_dir(loaded, run_dir) {
-        Some(dir) => Some((checkpoint::load(&dir, device)?, Tokenizer::from_dir(&dir)?)),
+        Some(dir) => Some(checkpoint::load_with_tokenizer(&dir, device)?),
         None => None,
     };
     let prompts: Vec<String> = review.iter().map(|s| s.prompt.clone()).collect();

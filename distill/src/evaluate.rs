@@ -11,7 +11,6 @@ use std::time::Instant;
 use datasets::config::LoadedConfig;
 use serde::Serialize;
 
-use crate::data::tokenizer::Tokenizer;
 use crate::fit::{self, EvalSet};
 use crate::model::checkpoint;
 use crate::recipe;
@@ -93,8 +92,7 @@ pub fn evaluate(
     let mut teacher_answers: Option<Vec<String>> = None;
     for (name, dir) in models {
         progress(&name);
-        let model = checkpoint::load(&dir, &device)?;
-        let tok = Tokenizer::from_dir(&dir)?;
+        let (model, tok) = checkpoint::load_with_tokenizer(&dir, &device)?;
         let t0 = Instant::now();
         let (answers, tokens) = recipe::answers_counted(
             &model,

@@ -553,7 +553,7 @@ pub fn student_start(
     let (model, tokenizer) = match &c.student.path {
         Some(p) => {
             let dir = loaded.resolve(p);
-            (checkpoint::load(&dir, device)?, Tokenizer::from_dir(&dir)?)
+            checkpoint::load_with_tokenizer(&dir, device)?
         }
         None => {
             let tok = match &teacher_tok {

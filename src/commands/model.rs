@@ -37,15 +37,21 @@ pub fn run(out: &Output, cmd: ModelCommand) -> Result<()> {
             json,
             device,
         } => {
+            if ids.is_none() && text.is_none() {
+                return Err(BadInput("give `--text` or `--ids`".into()).into());
+            }
+            let m = load(&model, &device)?;
             let (ids, tok) = match (ids, text) {
                 (Some(ids), _) => (ids, None),
-                (None, Some(text)) => {
+                (None, text) => {
                     let tok = tokenizer(&model)?;
-                    (tok.encode(&text, true)?, Some(tok))
+                    tok.check_fits(m.config().vocab_size, &model)?;
+                    (
+                        tok.encode(text.as_deref().unwrap_or_default(), true)?,
+                        Some(tok),
+                    )
                 }
-                (None, None) => return Err(BadInput("give `--text` or `--ids`".into()).into()),
             };
-            let m = load(&model, &device)?;
             let logits = distill::generate::logits(&m, &ids)?;
             if json {
                 return out
@@ -85,7 +91,9 @@ pub fn run(out: &Output, cmd: ModelCommand) -> Result<()> {
         } => {
             let m = load(&model, "cpu")?;
             let tok = if model.join("tokenizer.json").is_file() {
-                Some(Tokenizer::from_dir(&model)?)
+                let tok = Tokenizer::from_dir(&model)?;
+                tok.check_fits(m.config().vocab_size, &model)?;
+                Some(tok)
             } else {
                 None
             };
@@ -109,6 +117,7 @@ pub fn run(out: &Output, cmd: ModelCommand) -> Result<()> {
 pub fn serve(out: &Output, args: ServeArgs) -> Result<()> {
     let tok = tokenizer(&args.model)?;
     let model = load(&args.model, &args.device)?;
+    tok.check_fits(model.config().vocab_size, &args.model)?;
     let name = args.name.clone().unwrap_or_else(|| {
         args.model
             .file_name()

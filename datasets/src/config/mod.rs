@@ -512,6 +512,16 @@ impl Config {
         origin: &str,
         overrides: &[Override],
     ) -> Result<Config, ConfigError> {
+        if text.trim().is_empty() {
+            return Err(ConfigError {
+                origin: origin.to_string(),
+                position: None,
+                key: None,
+                message: "the file is empty; a config needs at least `[run]` with a `name` and a \
+                          `[data]` source\n\nhint: start from `configs/demo.toml`"
+                    .into(),
+            });
+        }
         let config: Config = if overrides.is_empty() {
             from_text(text, origin)?
         } else {

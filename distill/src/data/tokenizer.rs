@@ -354,6 +354,23 @@ impl Tokenizer {
         self.vocab_size
     }
 
+    /// Refuses a tokenizer whose ids run past the `model_vocab` rows of the checkpoint in `dir`
+    /// (a model may have more rows than its tokenizer uses, never fewer).
+    pub fn check_fits(&self, model_vocab: usize, dir: &Path) -> Result<()> {
+        if self.vocab_size > model_vocab {
+            return Err(Error::Checkpoint {
+                path: dir.to_path_buf(),
+                message: format!(
+                    "`tokenizer.json` has {} tokens but the model's vocabulary (`vocab_size` in \
+                     `config.json`) has {model_vocab} rows, so they do not belong together\n\n\
+                     hint: put the tokenizer the checkpoint was trained with beside it",
+                    self.vocab_size
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// The id of a token (as it appears in `tokenizer.json`, so byte-level tokens spell a space
     /// `Ġ`), or of an added token.
     pub fn token_to_id(&self, token: &str) -> Option<u32> {

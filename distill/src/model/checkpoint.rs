@@ -209,6 +209,18 @@ fn norm(w: &Weights, name: &str, d: usize, eps: f64, device: &Device) -> Result<
     })
 }
 
+/// Loads the checkpoint at `dir` and its `tokenizer.json`, and checks that they belong together
+/// (every token id has a row in the model).
+pub fn load_with_tokenizer(
+    dir: &Path,
+    device: &Device,
+) -> Result<(Model, crate::data::tokenizer::Tokenizer)> {
+    let model = load(dir, device)?;
+    let tok = crate::data::tokenizer::Tokenizer::from_dir(dir)?;
+    tok.check_fits(model.config().vocab_size, dir)?;
+    Ok((model, tok))
+}
+
 /// Loads a checkpoint directory (config.json + safetensors) onto `device`.
 pub fn load(dir: &Path, device: &Device) -> Result<Model> {
     if !dir.is_dir() {

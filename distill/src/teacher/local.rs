@@ -27,18 +27,7 @@ impl LocalTeacher {
     /// `device` (`cpu`, `cuda:N`, `wgpu`).
     pub fn load(dir: &Path, device: &str, batch_size: usize) -> Result<LocalTeacher> {
         let device = backend::device(device)?;
-        let model = checkpoint::load(dir, &device)?;
-        let tokenizer = Tokenizer::from_dir(dir)?;
-        if tokenizer.vocab_size() > model.config().vocab_size {
-            return Err(Error::Checkpoint {
-                path: dir.to_path_buf(),
-                message: format!(
-                    "the tokenizer has {} tokens but the model only {}; they do not belong together",
-                    tokenizer.vocab_size(),
-                    model.config().vocab_size
-                ),
-            });
-        }
+        let (model, tokenizer) = checkpoint::load_with_tokenizer(dir, &device)?;
         let name = dir
             .canonicalize()
             .ok()
