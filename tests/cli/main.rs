@@ -4,7 +4,9 @@
 mod common;
 
 mod annotate;
+mod bad_input;
 mod config;
+mod crash;
 mod datasets;
 mod distill;
 mod finetune;

@@ -1,0 +1,805 @@
+//! The bad-input table (issue 9): every way a user's input can be wrong, run through the real
+//! binary. Each case must end with one message that names the file, line or key and says what to
+//! do; exit 2 for bad input or 1 for a failure of the world (a server, a lock, the disk); no panic;
+//! and nothing half-written: no temporary left anywhere in the sandbox, and no output the command
+//! was asked for.
+//!
+//! One test runs the whole table and reports every case that misbehaves, not only the first.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::fake_openai::{FakeServer, Fault, State};
+use crate::common::{Run, Sandbox, TINY_MODELS, root, tiny_config};
+
+/// One row of the table.
+struct Case {
+    name: &'static str,
+    /// Prepares the sandbox and returns the command line (after `workbench`). The case owns
+    /// whatever it returns in `Setup::keep` until the command has run (a server, a lock).
+    setup: fn(&Sandbox) -> Setup,
+    /// 2: bad input; 1: the input was fine but the world was not.
+    code: i32,
+    /// Text the message must contain.
+    needles: &'static [&'static str],
+    /// Paths (relative to the sandbox) that must not exist afterwards.
+    absent: &'static [&'static str],
+}
+
+struct Setup {
+    args: Vec<String>,
+    env: Vec<(&'static str, String)>,
+    /// Run through `sh -c` with this prefix (for `ulimit`).
+    shell_prefix: Option<&'static str>,
+    keep: Vec<Box<dyn std::any::Any>>,
+}
+
+fn args(a: &[&str]) -> Setup {
+    Setup {
+        args: a.iter().map(|s| s.to_string()).collect(),
+        env: Vec::new(),
+        shell_prefix: None,
+        keep: Vec::new(),
+    }
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn fixture(name: &str) -> PathBuf {
+    root().join("distill/tests/fixtures/models").join(name)
+}
+
+/// A copy of a fixture checkpoint in the sandbox, to damage.
+fn copy_model(sb: &Sandbox, fixture_name: &str, to: &str) -> PathBuf {
+    let src = fixture(fixture_name);
+    let dst = sb.join(to);
+    std::fs::create_dir_all(&dst).unwrap();
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(src.join(f), dst.join(f)).unwrap();
+    }
+    dst
+}
+
+fn edit_json(path: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+/// Rewrites a safetensors file without the tensor `drop` (its bytes cut out, every later offset
+/// moved down), so the file is valid and only that tensor is missing.
+fn drop_tensor(path: &Path, drop: &str) {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data = &bytes[8 + n..];
+    let mut entries: Vec<(String, serde_json::Value)> = header.into_iter().collect();
+    entries.sort_by_key(|(_, v)| v["data_offsets"][0].as_u64().unwrap_or(0));
+    let (mut out_header, mut out_data) = (serde_json::Map::new(), Vec::new());
+    let mut found = false;
+    for (name, mut v) in entries {
+        if name == "__metadata__" {
+            out_header.insert(name, v);
+            continue;
+        }
+        if name == drop {
+            found = true;
+            continue;
+        }
+        let (a, b) = (
+            v["data_offsets"][0].as_u64().unwrap() as usize,
+            v["data_offsets"][1].as_u64().unwrap() as usize,
+        );
+        let start = out_data.len();
+        out_data.extend_from_slice(&data[a..b]);
+        v["data_offsets"] = serde_json::json!([start, out_data.len()]);
+        out_header.insert(name, v);
+    }
+    assert!(found, "{drop} is not in {}", path.display());
+    let mut h = serde_json::to_vec(&out_header).unwrap();
+    while h.len() % 8 != 0 {
+        h.push(b' ');
+    }
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&h);
+    out.extend_from_slice(&out_data);
+    std::fs::write(path, out).unwrap();
+}
+
+/// A Parquet file without a `prompt` column (a `question` column instead).
+fn no_prompt_parquet(path: &Path) {
+    use arrow::array::{RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("question", DataType::Utf8, false),
+        Field::new("answer", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from(vec!["q1", "q2"])),
+            Arc::new(StringArray::from(vec!["a", "b"])),
+        ],
+    )
+    .unwrap();
+    let f = std::fs::File::create(path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(f, schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+const JSONL: &str =
+    "{\"prompt\": \"a\", \"reference\": \"b\"}\n{\"prompt\": \"c\", \"reference\": \"d\"}\n";
+
+/// A run config whose teacher is an OpenAI-compatible server at `base_url` that gives up fast.
+fn server_config(sb: &Sandbox, name: &str, base_url: &str) -> PathBuf {
+    tiny_config(
+        sb,
+        name,
+        &format!(
+            "[teacher]\nkind = \"openai\"\nbase_url = \"{base_url}\"\nmodel = \"fake\"\n\
+             timeout_secs = 1.0\nbackoff_ms = 10\nbackoff_max_ms = 20\nmax_retries = 1\n\n\
+             [generate]\nlimit = 4\n"
+        ),
+    )
+}
+
+fn faulty_server(sb: &Sandbox, name: &str, fault: Fault) -> Setup {
+    let server = FakeServer::start(State {
+        after: Some(fault),
+        ..Default::default()
+    });
+    let cfg = server_config(sb, name, &server.base_url());
+    let mut s = args(&["generate", p(&cfg)]);
+    s.keep.push(Box::new(server));
+    s
+}
+
+fn config(sb: &Sandbox, text: &str) -> PathBuf {
+    sb.write("c.toml", text)
+}
+
+const GOOD: &str = "[run]\nname = \"x\"\n\n[data]\ntask = \"dates\"\n";
+
+fn cases() -> Vec<Case> {
+    vec![
+        // ---- the config file ----
+        Case {
+            name: "malformed TOML",
+            setup: |sb| {
+                let c = config(sb, "[run]\nname = \"x\n");
+                args(&["run", p(&c)])
+            },
+            code: 2,
+            needles: &["c.toml` at line 2"],
+            absent: &["runs"],
+        },
+        Case {
+            name: "unknown key",
+            setup: |sb| {
+                let c = config(sb, &format!("{GOOD}gold_sise = 3\n"));
+                args(&["run", p(&c)])
+            },
+            code: 2,
+            needles: &["gold_sise", "gold_size"],
+            absent: &["runs"],
+        },
+        Case {
+            name: "wrong type",
+            setup: |sb| {
+                let c = config(sb, &format!("{GOOD}gold_size = \"many\"\n"));
+                args(&["run", p(&c)])
+            },
+            code: 2,
+            needles: &["data.gold_size"],
+            absent: &["runs"],
+        },
+        Case {
+            name: "--set with an unknown key",
+            setup: |sb| {
+                let c = config(sb, GOOD);
+                args(&["run", p(&c), "--set", "data.gold_sise=3"])
+            },
+            code: 2,
+            needles: &["gold_sise"],
+            absent: &["runs"],
+        },
+        Case {
+            name: "--set with a wrong type",
+            setup: |sb| {
+                let c = config(sb, GOOD);
+                args(&["run", p(&c), "--set", "run.seed=\"soon\""])
+            },
+            code: 2,
+            needles: &["run.seed"],
+            absent: &["runs"],
+        },
+        Case {
+            name: "missing config file",
+            setup: |_| args(&["run", "nowhere.toml"]),
+            code: 2,
+            needles: &["nowhere.toml"],
+            absent: &["runs"],
+        },
+        Case {
+            name: "a directory where the config belongs",
+            setup: |sb| {
+                std::fs::create_dir(sb.join("c.toml")).unwrap();
+                args(&["run", "c.toml"])
+            },
+            code: 2,
+            needles: &["c.toml", "directory"],
+            absent: &["runs"],
+        },
+        Case {
+            name: "empty config file",
+            setup: |sb| {
+                let c = config(sb, "");
+                args(&["run", p(&c)])
+            },
+            code: 2,
+            needles: &["c.toml", "the file is empty", "configs/demo.toml"],
+            absent: &["runs"],
+        },
+        Case {
+            name: "config that is not UTF-8",
+            setup: |sb| {
+                let c = sb.write("c.toml", b"[run]\nname = \"caf\xe9\"\n");
+                args(&["run", p(&c)])
+            },
+            code: 2,
+            needles: &["c.toml", "UTF-8"],
+            absent: &["runs"],
+        },
+        Case {
+            name: "zero size",
+            setup: |sb| {
+                let c = config(sb, &format!("{GOOD}gold_size = 0\n"));
+                args(&["run", p(&c)])
+            },
+            code: 2,
+            needles: &["data.gold_size"],
+            absent: &["runs"],
+        },
+        Case {
+            name: "negative size",
+            setup: |sb| {
+                let c = config(sb, &format!("{GOOD}\n[teacher.train]\nsteps = -5\n"));
+                args(&["run", p(&c)])
+            },
+            code: 2,
+            needles: &["teacher.train.steps"],
+            absent: &["runs"],
+        },
+        Case {
+            name: "a run name that leaves the runs directory",
+            setup: |sb| {
+                let c = config(
+                    sb,
+                    "[run]\nname = \"../escaped\"\n\n[data]\ntask = \"dates\"\n",
+                );
+                args(&["run", p(&c)])
+            },
+            code: 2,
+            needles: &["run.name", "../escaped"],
+            absent: &["runs", "escaped"],
+        },
+        Case {
+            name: "an export split that leaves the set directory",
+            setup: |sb| {
+                let c = config(
+                    sb,
+                    &format!("{GOOD}\n[export]\nsplits = {{ \"../up\" = 1.0 }}\n"),
+                );
+                args(&["config", "check", p(&c)])
+            },
+            code: 2,
+            needles: &["export.splits", "../up"],
+            absent: &["up"],
+        },
+        Case {
+            name: "a data file the config names is missing",
+            setup: |sb| {
+                let c = config(
+                    sb,
+                    "[run]\nname = \"x\"\n\n[data]\ngold = { path = \"nope.jsonl\" }\n\
+                     prompts = { path = \"nope.jsonl\" }\neval = { path = \"nope.jsonl\" }\n",
+                );
+                args(&["run", p(&c)])
+            },
+            code: 2,
+            needles: &["nope.jsonl"],
+            absent: &["runs/x/data"],
+        },
+        Case {
+            name: "a run directory another config made",
+            setup: |sb| {
+                let a = tiny_config(sb, "shared", "");
+                // `eval` prepares the run directory and its data, then stops: no models yet.
+                sb.run(&["eval", p(&a)]);
+                assert!(sb.join("runs/shared/config.toml").exists());
+                let b = sb.write(
+                    "b.toml",
+                    std::fs::read_to_string(&a)
+                        .unwrap()
+                        .replace("seed = 3", "seed = 4"),
+                );
+                args(&["run", p(&b)])
+            },
+            code: 2,
+            needles: &["runs/shared", "--force"],
+            absent: &["runs/shared/teacher"],
+        },
+        Case {
+            name: "--resume without a checkpoint",
+            setup: |sb| {
+                let c = tiny_config(sb, "fresh", "");
+                args(&["teacher", "train", p(&c), "--resume"])
+            },
+            code: 2,
+            needles: &["no complete checkpoint", "without --resume"],
+            absent: &["runs/fresh/teacher"],
+        },
+        // ---- data files ----
+        Case {
+            name: "JSONL with one bad line",
+            setup: |sb| {
+                sb.write("bad.jsonl", "{\"prompt\": \"a\"}\n{\"prompt\": \"b\"\n");
+                args(&["datasets", "import", "bad.jsonl", "--out", "out"])
+            },
+            code: 2,
+            needles: &["bad.jsonl` line 2", "not valid JSON"],
+            absent: &["out"],
+        },
+        Case {
+            name: "CSV with a ragged row",
+            setup: |sb| {
+                sb.write("ragged.csv", "prompt,reference\na,b\nc,d,e\n");
+                args(&["datasets", "import", "ragged.csv", "--out", "out"])
+            },
+            code: 2,
+            needles: &["ragged.csv` line 3", "3 fields"],
+            absent: &["out"],
+        },
+        Case {
+            name: "invalid UTF-8 in a data file",
+            setup: |sb| {
+                sb.write(
+                    "latin1.jsonl",
+                    b"{\"prompt\": \"a\"}\n{\"prompt\": \"caf\xe9\"}\n",
+                );
+                args(&["datasets", "import", "latin1.jsonl", "--out", "out"])
+            },
+            code: 2,
+            needles: &["latin1.jsonl` line 2", "UTF-8"],
+            absent: &["out"],
+        },
+        Case {
+            name: "missing data file",
+            setup: |_| args(&["datasets", "import", "gone.jsonl", "--out", "out"]),
+            code: 2,
+            needles: &["gone.jsonl"],
+            absent: &["out"],
+        },
+        Case {
+            name: "a mapping that names a missing column",
+            setup: |sb| {
+                sb.write("q.jsonl", "{\"question\": \"a\"}\n");
+                args(&[
+                    "datasets", "import", "q.jsonl", "--map", "prompt=q", "--out", "out",
+                ])
+            },
+            code: 2,
+            needles: &["has no column `q`", "question"],
+            absent: &["out"],
+        },
+        Case {
+            name: "truncated Parquet",
+            setup: |sb| {
+                let rows: String = (0..40)
+                    .map(|i| format!("{{\"prompt\": \"question {i}\"}}\n"))
+                    .collect();
+                sb.write("a.jsonl", rows);
+                sb.run(&["datasets", "import", "a.jsonl", "--out", "good"])
+                    .ok();
+                let bytes =
+                    std::fs::read(sb.join("good/data/train-00000-of-00001.parquet")).unwrap();
+                sb.write("cut.parquet", &bytes[..bytes.len() / 2]);
+                args(&["datasets", "import", "cut.parquet", "--out", "out"])
+            },
+            code: 2,
+            needles: &["cut.parquet", "Parquet"],
+            absent: &["out"],
+        },
+        Case {
+            name: "Parquet with the wrong schema",
+            setup: |sb| {
+                no_prompt_parquet(&sb.join("qa.parquet"));
+                args(&["datasets", "import", "qa.parquet", "--out", "out"])
+            },
+            code: 2,
+            needles: &["qa.parquet", "prompt", "question", "--map"],
+            absent: &["out"],
+        },
+        Case {
+            name: "a split name that leaves the output directory",
+            setup: |sb| {
+                sb.write("ok.jsonl", JSONL);
+                args(&[
+                    "datasets",
+                    "import",
+                    "ok.jsonl",
+                    "--out",
+                    "out",
+                    "--split",
+                    "../evil=1",
+                ])
+            },
+            code: 2,
+            needles: &["Split name `../evil`"],
+            absent: &["out", "evil"],
+        },
+        Case {
+            name: "an existing output without --force",
+            setup: |sb| {
+                sb.write("ok.jsonl", JSONL);
+                sb.write("out/keep.txt", "mine");
+                args(&["datasets", "import", "ok.jsonl", "--out", "out"])
+            },
+            code: 2,
+            needles: &["`out` already exists", "--force"],
+            absent: &["out/data"],
+        },
+        // ---- checkpoints ----
+        Case {
+            name: "checkpoint with a missing tensor",
+            setup: |sb| {
+                let m = copy_model(sb, "llama-gqa", "m");
+                drop_tensor(
+                    &m.join("model.safetensors"),
+                    "model.layers.0.mlp.up_proj.weight",
+                );
+                args(&["model", "logits", "--model", "m", "--ids", "1,2"])
+            },
+            code: 2,
+            needles: &["model.layers.0.mlp.up_proj.weight", "is missing"],
+            absent: &[],
+        },
+        Case {
+            name: "checkpoint with a wrong shape",
+            setup: |sb| {
+                let m = copy_model(sb, "llama-gqa", "m");
+                edit_json(&m.join("config.json"), |v| {
+                    v["intermediate_size"] = 128.into()
+                });
+                args(&["model", "logits", "--model", "m", "--ids", "1,2"])
+            },
+            code: 2,
+            needles: &["mlp", "shape"],
+            absent: &[],
+        },
+        Case {
+            name: "checkpoint with an unknown model_type",
+            setup: |sb| {
+                let m = copy_model(sb, "llama-gqa", "m");
+                edit_json(&m.join("config.json"), |v| v["model_type"] = "gpt9".into());
+                args(&["model", "logits", "--model", "m", "--ids", "1,2"])
+            },
+            code: 2,
+            needles: &["gpt9", "config.json"],
+            absent: &[],
+        },
+        Case {
+            name: "a sharded checkpoint whose index points outside it",
+            setup: |sb| {
+                let m = copy_model(sb, "llama-gqa", "m");
+                std::fs::rename(
+                    m.join("model.safetensors"),
+                    sb.join("elsewhere.safetensors"),
+                )
+                .unwrap();
+                sb.write(
+                    "m/model.safetensors.index.json",
+                    "{\"weight_map\": {\"model.embed_tokens.weight\": \"../elsewhere.safetensors\"}}",
+                );
+                args(&["model", "logits", "--model", "m", "--ids", "1,2"])
+            },
+            code: 2,
+            needles: &["points outside the checkpoint"],
+            absent: &[],
+        },
+        Case {
+            name: "a tokenizer that does not match the checkpoint",
+            setup: |sb| {
+                let m = copy_model(sb, "llama-gqa", "m");
+                // 900 added tokens: the tokenizer's ids run past the model's 512 rows.
+                edit_json(&m.join("tokenizer.json"), |v| {
+                    let added = v["added_tokens"].as_array_mut().unwrap();
+                    for i in 0..900 {
+                        added.push(serde_json::json!({
+                            "id": 512 + i, "content": format!("<extra_{i}>"), "single_word": false,
+                            "lstrip": false, "rstrip": false, "normalized": false, "special": true
+                        }));
+                    }
+                });
+                args(&["model", "logits", "--model", "m", "--text", "hello"])
+            },
+            code: 2,
+            needles: &["tokenizer.json", "vocab"],
+            absent: &[],
+        },
+        Case {
+            name: "a port in use for serve",
+            setup: |_| {
+                let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = taken.local_addr().unwrap().to_string();
+                let m = fixture("llama-gqa");
+                let mut s = args(&["serve", "--model", p(&m), "--addr", &addr]);
+                s.keep.push(Box::new(taken));
+                s
+            },
+            code: 2,
+            needles: &["127.0.0.1:", "--addr"],
+            absent: &[],
+        },
+        // ---- a teacher server that misbehaves ----
+        Case {
+            name: "a server answering 429",
+            setup: |sb| faulty_server(sb, "s429", Fault::TooMany),
+            code: 1,
+            needles: &["HTTP 429", "gave up"],
+            absent: &["runs/s429/synthetic"],
+        },
+        Case {
+            name: "a server answering 500",
+            setup: |sb| faulty_server(sb, "s500", Fault::Internal),
+            code: 1,
+            needles: &["HTTP 500", "gave up"],
+            absent: &["runs/s500/synthetic"],
+        },
+        Case {
+            name: "a server answering garbage",
+            setup: |sb| faulty_server(sb, "junk", Fault::Malformed),
+            code: 1,
+            needles: &["gave up"],
+            absent: &["runs/junk/synthetic"],
+        },
+        Case {
+            name: "a server answering nothing",
+            setup: |sb| faulty_server(sb, "mute", Fault::Drop),
+            code: 1,
+            needles: &["gave up"],
+            absent: &["runs/mute/synthetic"],
+        },
+        Case {
+            name: "no server at the address",
+            setup: |sb| {
+                // A port that was free a moment ago: nothing listens there.
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port();
+                let cfg = server_config(sb, "nobody", &format!("http://127.0.0.1:{port}/v1"));
+                args(&["generate", p(&cfg)])
+            },
+            code: 1,
+            needles: &["gave up", "127.0.0.1"],
+            absent: &["runs/nobody/synthetic"],
+        },
+        // ---- the annotation database ----
+        Case {
+            name: "a corrupted annotation database",
+            setup: |sb| {
+                sb.write("broken.db", vec![b'x'; 4096]);
+                args(&["annotate", "stats", "broken.db"])
+            },
+            code: 2,
+            needles: &[
+                "broken.db",
+                "is not a readable annotation database",
+                "hint:",
+            ],
+            absent: &[],
+        },
+        Case {
+            name: "a locked annotation database",
+            setup: |sb| {
+                sb.write("items.jsonl", JSONL);
+                let db = sb.join("annotations.db");
+                let conn = rusqlite::Connection::open(&db).unwrap();
+                conn.execute_batch(
+                    "PRAGMA journal_mode = WAL; PRAGMA locking_mode = EXCLUSIVE; \
+                     CREATE TABLE hold(x); BEGIN EXCLUSIVE; INSERT INTO hold VALUES (1);",
+                )
+                .unwrap();
+                let mut s = args(&["annotate", "stats", p(&db)]);
+                s.keep.push(Box::new(conn));
+                s
+            },
+            code: 1,
+            needles: &["annotations.db", "held by another process", "retry"],
+            absent: &[],
+        },
+        // ---- the machine ----
+        Case {
+            name: "the disk fills up",
+            setup: |sb| {
+                let rows: String = (0..4000)
+                    .map(|i| format!("{{\"prompt\": \"question {i} {}\"}}\n", "x".repeat(200)))
+                    .collect();
+                sb.write("big.jsonl", rows);
+                // Files may not grow past 64 KiB: writes fail as on a full disk (EFBIG).
+                let mut s = args(&["datasets", "import", "big.jsonl", "--out", "out"]);
+                s.shell_prefix = Some("trap '' XFSZ; ulimit -f 64;");
+                s
+            },
+            code: 1,
+            needles: &["out"],
+            absent: &["out"],
+        },
+        Case {
+            name: "a run directory that cannot be written",
+            setup: |sb| {
+                // A file where the runs directory belongs: unwritable for root too.
+                sb.write("runs", "not a directory");
+                let c = tiny_config(sb, "ro", "");
+                args(&["run", p(&c)])
+            },
+            code: 1,
+            needles: &["runs"],
+            absent: &[],
+        },
+        Case {
+            name: "logit KD across vocabularies",
+            setup: |sb| {
+                let lines = crate::common::short_dates_jsonl;
+                sb.write("gold.jsonl", lines(0..20, true));
+                sb.write("pool.jsonl", lines(7..27, false));
+                sb.write("eval.jsonl", lines(3..8, true));
+                let cfg = sb.write(
+                    "vocab.toml",
+                    format!(
+                        "[run]\nname = \"vocab\"\nseed = 2\n\n[data]\ndecontaminate = false\n\
+                         gold = {{ path = \"gold.jsonl\", map = {{ prompt = \"q\", reference = \"answer\" }} }}\n\
+                         prompts = {{ path = \"pool.jsonl\", map = {{ prompt = \"q\" }} }}\n\
+                         eval = {{ path = \"eval.jsonl\", map = {{ prompt = \"q\", reference = \"answer\" }} }}\n\
+                         {TINY_MODELS}[student]\npath = \"{}\"\n\n[generate]\nmax_new_tokens = 12\ndedup = \"none\"\n\n\
+                         [eval]\nmax_new_tokens = 12\n",
+                        fixture("llama-gqa").display()
+                    ),
+                );
+                sb.run(&["teacher", "train", p(&cfg)]).ok();
+                sb.run(&["generate", p(&cfg)]).ok();
+                args(&["distill", p(&cfg)])
+            },
+            code: 2,
+            needles: &["share a vocabulary", "distill.loss = \"ce\""],
+            absent: &["runs/vocab/student"],
+        },
+    ]
+}
+
+/// Every temporary name the workbench writes (`.NAME.tmp-PID-N`, `.NAME.partial-...`,
+/// `.NAME.old-...`) anywhere under `dir`.
+fn temporaries(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for e in entries.filter_map(|e| e.ok()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.')
+            && [".tmp-", ".partial-", ".old-"]
+                .iter()
+                .any(|t| name.contains(t))
+        {
+            found.push(e.path());
+        }
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            found.extend(temporaries(&e.path()));
+        }
+    }
+    found
+}
+
+fn run_case(case: &Case) -> Result<(), String> {
+    let sb = Sandbox::new();
+    let setup = (case.setup)(&sb);
+    let env: Vec<(&str, &str)> = setup.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let run: Run = match setup.shell_prefix {
+        None => {
+            let a: Vec<&str> = setup.args.iter().map(String::as_str).collect();
+            sb.run_env(&a, &env)
+        }
+        Some(prefix) => {
+            let quoted: Vec<String> = setup.args.iter().map(|a| format!("'{a}'")).collect();
+            let line = format!(
+                "{prefix} exec '{}' {}",
+                env!("CARGO_BIN_EXE_workbench"),
+                quoted.join(" ")
+            );
+            let out = std::process::Command::new("sh")
+                .args(["-c", &line])
+                .current_dir(sb.path())
+                .env("NO_COLOR", "1")
+                .env_remove("RUST_LOG")
+                .output()
+                .unwrap();
+            Run {
+                code: out.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }
+        }
+    };
+    drop(setup.keep);
+    let mut problems = Vec::new();
+    if run.code != case.code {
+        problems.push(format!("exit {} (expected {})", run.code, case.code));
+    }
+    if run.stderr.contains("panicked") || run.stderr.contains("RUST_BACKTRACE") {
+        problems.push("panicked".into());
+    }
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    let last = lines
+        .iter()
+        .rposition(|l| l.starts_with("error: "))
+        .map(|i| lines[i..].join("\n"));
+    match &last {
+        None => problems.push("no `error: ` line".into()),
+        Some(message) => {
+            for n in case.needles {
+                if !message.contains(n) {
+                    problems.push(format!("the message lacks {n:?}"));
+                }
+            }
+        }
+    }
+    for a in case.absent {
+        if sb.join(a).exists() {
+            problems.push(format!("`{a}` was written"));
+        }
+    }
+    let temps = temporaries(sb.path());
+    if !temps.is_empty() {
+        problems.push(format!("temporaries left: {temps:?}"));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: {}\n--- stderr ---\n{}",
+            case.name,
+            problems.join("; "),
+            run.stderr
+                .replace(sb.path().to_str().unwrap(), "[SANDBOX]")
+                .trim_end()
+        ))
+    }
+}
+
+#[test]
+fn every_bad_input_gets_one_clear_message_and_leaves_nothing_half_written() {
+    let cases = cases();
+    assert!(cases.len() >= 30, "the issue asks for at least 30 cases");
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|c| {
+            std::panic::catch_unwind(|| run_case(c))
+                .unwrap_or_else(|_| Err(format!("{}: its setup panicked (above)", c.name)))
+                .err()
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases misbehaved:\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
+}
