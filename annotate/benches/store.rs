@@ -10,6 +10,8 @@
 //!   store of 10,000 items, 2,000 times, each call returning once its transaction is fsynced;
 //! - `annotate_undo_p50`, `annotate_undo_p99`: [`Store::undo`], 500 times;
 //! - `annotate_insert_1m_items_per_s`: importing the items of the scale check, in batches;
+//! - `annotate_search_1m_rare`, `_common`, `_none`: the first 50 matches of a search (`/` in the
+//!   app) through the trigram index: one item's number, a word in most items, a text in none;
 //! - `annotate_open_1m`, `annotate_open_1m_rss`: the terminal app's first frame on that store
 //!   ([`Store::open_existing`], `App::new`, which loads the counts and a 50-item page of the queue
 //!   by disagreement, and one draw into a `TestBackend`), in a fresh process so that the import's memory does not count (median time of 3 runs, largest
@@ -223,6 +225,29 @@ fn scale(base: &Path, n: usize) {
             "FIGURE annotate_insert_1m_items_per_s {:.0} items/s",
             n as f64 / secs
         );
+        // `/` in the app: a first page of matches, for a rare text (one item's number), a
+        // common one (a word in most items) and one nowhere.
+        for (what, query) in [
+            ("rare", format!("#{}", n - 1)),
+            ("common", WORDS[3].to_string()),
+            ("none", "zzzz".to_string()),
+        ] {
+            let t = Instant::now();
+            let found = store
+                .list(
+                    ANNOTATOR,
+                    &annotate::store::Filter::Search(query.clone()),
+                    0,
+                    50,
+                )
+                .unwrap();
+            println!(
+                "scale: search {query:?} found {} (first page) in {:.1} ms",
+                found.len(),
+                ms(t.elapsed())
+            );
+            println!("FIGURE annotate_search_1m_{what} {:.1} ms", ms(t.elapsed()));
+        }
         // A session being resumed: the top of the queue has been worked through.
         let queue = store
             .queue(ANNOTATOR, Order::Disagreement, 1, SCALE_DECISIONS)

@@ -225,6 +225,9 @@ impl App {
                 _ => {}
             }
         }
+        // The item on screen goes back to the others (a failure here only delays that until
+        // the claim's lease runs out).
+        let _ = self.store.release(&self.opts.annotator);
         Ok(())
     }
 
@@ -259,6 +262,14 @@ impl App {
     }
 
     fn load_current(&mut self) -> Result<()> {
+        if self.view == View::Queue {
+            self.claim_current();
+        }
+        self.show_current()
+    }
+
+    /// Loads the decisions on the item at the cursor, as [`Self::load_current`] without a claim.
+    fn show_current(&mut self) -> Result<()> {
         self.current = match self.item() {
             Some(item) => self.store.current(&item.id, &self.opts.annotator)?,
             None => None,
@@ -275,6 +286,27 @@ impl App {
         self.scroll = 0;
         self.shown_at = Instant::now();
         Ok(())
+    }
+
+    /// Claims the queue item on screen so that no other annotator is shown it while the overlap
+    /// has no room; an item someone else claimed first leaves this queue and the next one is
+    /// tried. A store that cannot take the claim (locked, read-only) does not stop the review:
+    /// the item is shown, and the decision itself reports any failure.
+    fn claim_current(&mut self) {
+        for _ in 0..PAGE {
+            let Some(item) = self.item() else { return };
+            let id = item.id.clone();
+            match self
+                .store
+                .claim(&id, &self.opts.annotator, self.opts.overlap)
+            {
+                Ok(true) | Err(_) => return,
+                Ok(false) => {
+                    self.items.remove(self.cursor);
+                    self.cursor = self.cursor.min(self.items.len().saturating_sub(1));
+                }
+            }
+        }
     }
 
     /// Handles one key press.
@@ -574,7 +606,12 @@ impl App {
                         }
                     }
                 }
-                self.load_current()?;
+                // The item is this annotator's to redo whatever others hold: claimed when
+                // there is room, shown either way.
+                let _ = self
+                    .store
+                    .claim(&id, &self.opts.annotator, self.opts.overlap);
+                self.show_current()?;
                 self.session.pop();
                 self.status = Status::Info("undone: your last decision is taken back".into());
             }

@@ -96,7 +96,29 @@ CREATE INDEX decisions_by_annotator ON decisions (annotator, decision, event);
     r#"
 CREATE INDEX events_by_item ON events (item_id, annotator, seq);
 "#,
+    // 3: claims on the items annotators have on screen, so two who start at once are not shown
+    // the same item when the overlap leaves room for one (see `Store::claim`).
+    r#"
+CREATE TABLE claims (
+    item_id    TEXT NOT NULL,
+    annotator  TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (item_id, annotator)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX claims_by_annotator ON claims (annotator);
+"#,
+    // 4: search by substring through an FTS5 trigram index (rowid = items.seq), so `/` answers
+    // at a million items without scanning them. `add_items` keeps it in step with `items`.
+    r#"
+CREATE VIRTUAL TABLE items_text USING fts5 (prompt, output_a, output_b, tokenize = 'trigram');
+INSERT INTO items_text (rowid, prompt, output_a, output_b)
+    SELECT seq, prompt, output_a, output_b FROM items;
+"#,
 ];
+
+/// How long a claim on the item an annotator has on screen lasts without a decision. A claim of
+/// an annotator who walked away (or whose terminal died) stops holding the item back after this.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(15 * 60);
 
 /// One output shown to the expert.
 #[derive(Debug, Clone, PartialEq)]
@@ -426,6 +448,17 @@ impl Store {
                        AND NOT EXISTS (SELECT 1 FROM events e WHERE e.item_id = ?1)",
                 )
                 .map_err(e("cannot prepare the import"))?;
+            let mut unindex = tx
+                .prepare_cached(
+                    "DELETE FROM items_text WHERE rowid = (SELECT seq FROM items WHERE id = ?1)",
+                )
+                .map_err(e("cannot prepare the import"))?;
+            let mut index = tx
+                .prepare_cached(
+                    "INSERT INTO items_text (rowid, prompt, output_a, output_b)
+                     SELECT seq, prompt, output_a, output_b FROM items WHERE id = ?1",
+                )
+                .map_err(e("cannot prepare the import"))?;
             for item in items {
                 let messages = serde_json::to_string(&item.messages)
                     .map_err(|err| Error::invalid(format!("cannot encode messages: {err}")))?;
@@ -445,17 +478,28 @@ impl Store {
                     ])
                     .map_err(e("cannot add an item"))?;
                 added += n as u64;
+                let mut changed = n > 0;
                 if n == 0
                     && let Some(a) = &item.a
                 {
                     let filled = first
                         .execute(params![item.id, a.text, a.model])
                         .map_err(e("cannot add an item"))?;
-                    if filled == 0 {
-                        second
+                    changed = filled > 0
+                        || second
                             .execute(params![item.id, a.text, a.model])
-                            .map_err(e("cannot add an item"))?;
+                            .map_err(e("cannot add an item"))?
+                            > 0;
+                    if changed {
+                        unindex
+                            .execute([&item.id])
+                            .map_err(e("cannot index an item"))?;
                     }
+                }
+                if changed {
+                    index
+                        .execute([&item.id])
+                        .map_err(e("cannot index an item"))?;
                 }
             }
         }
@@ -563,8 +607,70 @@ impl Store {
             params![item_id, annotator, event, decision.as_str()],
         )
         .map_err(e("cannot record the decision"))?;
+        tx.execute(
+            "DELETE FROM claims WHERE item_id = ?1 AND annotator = ?2",
+            params![item_id, annotator],
+        )
+        .map_err(e("cannot release the claim"))?;
         tx.commit().map_err(e("cannot commit the decision"))?;
         Ok(event)
+    }
+
+    /// Claims item `item_id` for `annotator`, who is about to see it in their queue, unless the
+    /// item is already spoken for: `overlap` other annotators have decided it (skips aside) or
+    /// hold live claims on it. Checked and written in one IMMEDIATE transaction, so of two
+    /// annotators who reach the same item at once, one gets it and the other is told to move on
+    /// (`Ok(false)`). An annotator holds one claim at a time; it ends with their decision on the
+    /// item, [`Store::release`], or [`CLAIM_LEASE`] after it was taken.
+    pub fn claim(&mut self, item_id: &str, annotator: &str, overlap: u32) -> Result<bool> {
+        self.claim_at(item_id, annotator, overlap, now_micros())
+    }
+
+    /// [`Store::claim`] at an explicit time (microseconds since the epoch), for tests.
+    pub fn claim_at(
+        &mut self,
+        item_id: &str,
+        annotator: &str,
+        overlap: u32,
+        now: i64,
+    ) -> Result<bool> {
+        check_annotator(annotator)?;
+        let (tx, path) = self.immediate()?;
+        let e = |what: &'static str| move |err| classify(path, what, err);
+        let taken: i64 = tx
+            .query_row(
+                "SELECT (SELECT count(*) FROM decisions
+                         WHERE item_id = ?1 AND annotator != ?2 AND decision != 'skip')
+                      + (SELECT count(*) FROM claims
+                         WHERE item_id = ?1 AND annotator != ?2 AND expires_at > ?3)",
+                params![item_id, annotator, now],
+                |r| r.get(0),
+            )
+            .map_err(e("cannot read the claims"))?;
+        if taken >= i64::from(overlap) {
+            return Ok(false);
+        }
+        tx.execute(
+            "DELETE FROM claims WHERE annotator = ?1 OR expires_at <= ?2",
+            params![annotator, now],
+        )
+        .map_err(e("cannot release old claims"))?;
+        tx.execute(
+            "INSERT INTO claims (item_id, annotator, expires_at) VALUES (?1, ?2, ?3)",
+            params![item_id, annotator, now + CLAIM_LEASE.as_micros() as i64],
+        )
+        .map_err(e("cannot claim the item"))?;
+        tx.commit().map_err(e("cannot commit the claim"))?;
+        Ok(true)
+    }
+
+    /// Ends `annotator`'s claim (they quit): the item goes back to the others' queues.
+    pub fn release(&mut self, annotator: &str) -> Result<()> {
+        let (tx, path) = self.immediate()?;
+        tx.execute("DELETE FROM claims WHERE annotator = ?1", [annotator])
+            .map_err(|e| classify(path, "cannot release the claim", e))?;
+        tx.commit()
+            .map_err(|e| classify(path, "cannot commit the release", e))
     }
 
     /// Takes back `annotator`'s most recent decision that is still in force. Returns the item it
@@ -694,25 +800,31 @@ impl Store {
         overlap: u32,
         limit: usize,
     ) -> Result<Vec<Item>> {
+        // Room on an item: decisions in force (skips aside) plus other annotators' live claims.
         let fresh = format!(
             "SELECT {ITEM_COLUMNS} FROM items i
              WHERE NOT EXISTS (SELECT 1 FROM decisions d WHERE d.item_id = i.id AND d.annotator = ?1)
                AND (SELECT count(*) FROM decisions d
-                    WHERE d.item_id = i.id AND d.decision != 'skip') < ?2
+                    WHERE d.item_id = i.id AND d.decision != 'skip')
+                 + (SELECT count(*) FROM claims c
+                    WHERE c.item_id = i.id AND c.annotator != ?1 AND c.expires_at > ?4) < ?2
              ORDER BY {} LIMIT ?3",
             order.sql()
         );
-        let mut items = self.items_query(&fresh, params![annotator, overlap, limit as i64])?;
+        let now = now_micros();
+        let mut items = self.items_query(&fresh, params![annotator, overlap, limit as i64, now])?;
         if items.len() < limit {
             let skipped = format!(
                 "SELECT {ITEM_COLUMNS} FROM decisions d JOIN items i ON i.id = d.item_id
                  WHERE d.annotator = ?1 AND d.decision = 'skip'
                    AND (SELECT count(*) FROM decisions o
-                        WHERE o.item_id = i.id AND o.decision != 'skip') < ?2
+                        WHERE o.item_id = i.id AND o.decision != 'skip')
+                     + (SELECT count(*) FROM claims c
+                        WHERE c.item_id = i.id AND c.annotator != ?1 AND c.expires_at > ?4) < ?2
                  ORDER BY d.event LIMIT ?3"
             );
             let more = (limit - items.len()) as i64;
-            items.extend(self.items_query(&skipped, params![annotator, overlap, more])?);
+            items.extend(self.items_query(&skipped, params![annotator, overlap, more, now])?);
         }
         Ok(items)
     }
@@ -747,6 +859,18 @@ impl Store {
                      ORDER BY i.seq LIMIT ?1 OFFSET ?2"
                 ),
                 params![limit, offset],
+            ),
+            // Three characters or more: the trigram index (case-insensitive like LIKE for
+            // ASCII). Shorter: a scan, as a trigram index cannot answer it.
+            Filter::Search(text) if text.chars().count() >= 3 => self.items_query(
+                &format!(
+                    "SELECT {ITEM_COLUMNS} FROM (
+                         SELECT rowid AS seq FROM items_text WHERE items_text MATCH ?1
+                         ORDER BY rowid LIMIT ?2 OFFSET ?3) m
+                     JOIN items i ON i.seq = m.seq
+                     ORDER BY i.seq"
+                ),
+                params![format!("\"{}\"", text.replace('"', "\"\"")), limit, offset],
             ),
             Filter::Search(text) => {
                 let pattern = format!(

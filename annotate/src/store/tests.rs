@@ -277,6 +277,156 @@ fn a_second_writer_waits_and_a_reader_never_blocks() {
     assert_eq!(other.progress("ben", 1).unwrap().complete, 2);
 }
 
+#[test]
+fn a_claimed_item_leaves_the_others_queues_until_decided_released_or_expired() {
+    let (_dir, mut store, ids) = store_with(3);
+    let top = |s: &Store, who: &str, overlap: u32| {
+        s.queue(who, Order::Disagreement, overlap, 1).unwrap()[0]
+            .id
+            .clone()
+    };
+    // ana and ben start at once: both see the same top item; ana claims it first.
+    assert_eq!(top(&store, "ana", 1), ids[2]);
+    assert_eq!(top(&store, "ben", 1), ids[2]);
+    assert!(store.claim(&ids[2], "ana", 1).unwrap());
+    assert!(!store.claim(&ids[2], "ben", 1).unwrap(), "taken");
+    assert_eq!(top(&store, "ben", 1), ids[1], "ben moves on");
+    // At overlap 2 there is room for both.
+    assert_eq!(top(&store, "ben", 2), ids[2]);
+    assert!(store.claim(&ids[2], "ben", 2).unwrap());
+    // One claim per annotator: ben's claim moved, so at overlap 1 ids[1] is his.
+    assert!(store.claim(&ids[1], "ben", 1).unwrap());
+    assert!(!store.claim(&ids[1], "cat", 1).unwrap());
+    // A decision ends the claim and takes the item's room itself.
+    store
+        .decide(&ids[2], "ana", &Verdict::of(Decision::Accept))
+        .unwrap();
+    assert!(!store.claim(&ids[2], "cat", 1).unwrap(), "decided");
+    // Quitting releases.
+    store.release("ben").unwrap();
+    assert!(store.claim(&ids[1], "cat", 1).unwrap());
+    // A claim lapses after the lease.
+    let later = now_micros() + CLAIM_LEASE.as_micros() as i64 + 1;
+    assert!(store.claim_at(&ids[1], "dan", 1, later).unwrap());
+    // A skip does not take the item's room.
+    store
+        .decide(&ids[0], "eve", &Verdict::of(Decision::Skip))
+        .unwrap();
+    assert!(store.claim(&ids[0], "fay", 1).unwrap());
+}
+
+#[test]
+fn two_annotators_racing_through_one_queue_never_take_the_same_item_at_overlap_1() {
+    // Two connections (as two terminals) take the top of their queue, claim it, decide it;
+    // without claims both would often decide the same item.
+    let (dir, _store, ids) = store_with(40);
+    let path = dir.path().join(DB_FILE);
+    let worker = |who: &'static str| {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            let mut s = Store::open(&path).unwrap();
+            let mut mine = Vec::new();
+            loop {
+                let q = s.queue(who, Order::Disagreement, 1, 1).unwrap();
+                let Some(item) = q.first() else { break };
+                if s.claim(&item.id, who, 1).unwrap() {
+                    s.decide(&item.id, who, &Verdict::of(Decision::Accept))
+                        .unwrap();
+                    mine.push(item.id.clone());
+                }
+            }
+            mine
+        })
+    };
+    let (a, b) = (worker("ana"), worker("ben"));
+    let (a, b) = (a.join().unwrap(), b.join().unwrap());
+    let mut all: Vec<&String> = a.iter().chain(&b).collect();
+    all.sort();
+    let mut want: Vec<&String> = ids.iter().collect();
+    want.sort();
+    assert_eq!(all, want, "every item decided exactly once");
+}
+
+#[test]
+fn search_through_the_index_finds_what_a_scan_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path().join(DB_FILE)).unwrap();
+    let texts = [
+        "The Quick brown fox",
+        "a \"quoted\" answer",
+        "50% off_sale",
+        "naïve café",
+        "quickly done",
+        "fox",
+    ];
+    let items: Vec<Item> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| item(&format!("prompt {i}"), Some(t), None))
+        .collect();
+    store.add_items(items).unwrap();
+    // A second output for prompt 5 becomes candidate B and is searchable too.
+    store
+        .add_items([item("prompt 5", Some("second fox answer"), None)])
+        .unwrap();
+    for query in [
+        "quick",
+        "QUICK",
+        "fox",
+        "\"quoted\"",
+        "50%",
+        "off_",
+        "café",
+        "prompt",
+        "ompt 3",
+        "zzz",
+        "fox answer",
+        "x",
+        "qu",
+    ] {
+        let got: Vec<String> = store
+            .list("ana", &Filter::Search(query.into()), 0, 100)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.prompt)
+            .collect();
+        let q = query.to_ascii_lowercase();
+        let want: Vec<String> = (0..texts.len())
+            .filter(|&i| {
+                let b = if i == 5 { "second fox answer" } else { "" };
+                [format!("prompt {i}"), texts[i].to_string(), b.to_string()]
+                    .iter()
+                    .any(|t| t.to_ascii_lowercase().contains(&q))
+            })
+            .map(|i| format!("prompt {i}"))
+            .collect();
+        assert_eq!(got, want, "search {query:?}");
+    }
+    // Three characters or more go through the index, not a scan of `items`.
+    let plan: Vec<String> = store
+        .conn
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT i.seq FROM (
+                 SELECT rowid AS seq FROM items_text WHERE items_text MATCH '\"fox\"'
+                 ORDER BY rowid LIMIT 50 OFFSET 0) m
+             JOIN items i ON i.seq = m.seq ORDER BY i.seq",
+        )
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(3))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert!(
+        plan.iter().any(|l| l.contains("VIRTUAL TABLE INDEX")),
+        "{plan:?}"
+    );
+    assert!(
+        plan.iter()
+            .any(|l| l.starts_with("SEARCH i USING INTEGER PRIMARY KEY")),
+        "items are looked up by key, not scanned: {plan:?}"
+    );
+}
+
 /// What the property test drives.
 #[derive(Debug, Clone)]
 enum Op {
