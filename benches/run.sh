@@ -4,6 +4,10 @@
 #
 #   benches/run.sh [--rows N] [--reps R]   (default 200000 rows, 2 repetitions, best of each kept;
 #                                           BENCH_DIR sets where the scratch files go)
+#   benches/run.sh --only parquet|model|annotate|demo|scale
+#
+# `all` runs parquet, model, annotate and demo; `scale` (how costs grow with model size, sequence
+# length and rows) runs only when asked, as it takes several minutes more.
 #
 # Not a test: nothing here asserts a time. See benches/README.md for the last results.
 set -euo pipefail
@@ -16,7 +20,7 @@ while [ $# -gt 0 ]; do
     --rows) rows="$2"; shift 2 ;;
     --reps) reps="$2"; shift 2 ;;
     --only) only="$2"; shift 2 ;;
-    *) echo "usage: benches/run.sh [--rows N] [--reps R] [--only parquet|model|annotate]" >&2; exit 2 ;;
+    *) echo "usage: benches/run.sh [--rows N] [--reps R] [--only parquet|model|annotate|demo|scale]" >&2; exit 2 ;;
   esac
 done
 dir="${BENCH_DIR:-$(mktemp -d)}"
@@ -82,6 +86,40 @@ echo "+ cargo bench -p workbench-annotate --bench store" >&2
 cargo bench -p workbench-annotate --bench store 2>/dev/null | tee "$dir/annotate.txt" >&2
 fi
 
+if [ "$only" = all ] || [ "$only" = demo ]; then
+# The embedded default end to end, as the README's first command runs it: wall time and peak RSS
+# of `workbench run configs/demo.toml` (release build), in a scratch directory.
+echo "+ workbench run configs/demo.toml" >&2
+cargo build --release >&2
+demo="$dir/demo"
+rm -rf "$demo" && mkdir -p "$demo"
+cp -r configs "$demo/"
+(cd "$demo" && /usr/bin/time -f "DEMO %e %M" "$OLDPWD/target/release/workbench" --quiet run configs/demo.toml) \
+  >"$dir/demo.out" 2>"$dir/demo.err" || { cat "$dir/demo.err" >&2; exit 1; }
+cat "$dir/demo.out" >&2
+awk '/^DEMO / { printf "FIGURE demo_wall_time %.0f s\nFIGURE demo_peak_rss %.0f MiB\n", $2, $3 / 1024 }' "$dir/demo.err" > "$dir/demo.txt"
+rm -rf "$demo"
+fi
+
+if [ "$only" = scale ]; then
+# How the costs grow: the training step by model size (1.3M, 4M, 20M at 16 x 128) and by
+# sequence length (4M, 2,048 tokens a step split as 32 x 64 ... 4 x 512); generation (batch 1,
+# 64 new tokens) by model size; Parquet writes by rows (time and peak RSS).
+for m in 1m 4m 20m; do
+  run "$model" train --config "benches/configs/student-$m.json" --steps 6 --warmup 2 --label "scale-$m-16x128"
+  run "$model" init --config "benches/configs/student-$m.json" --out "$dir/student-$m" >/dev/null
+  "$model" generate --model "$dir/student-$m" --batch 1 --new 64 --reps 2 \
+    | sed "s/\"generate\"/\"generate-scale-$m\"/" | tee -a "$results" >&2
+done
+for bs in 32x64 16x128 8x256 4x512; do
+  run "$model" train --config benches/configs/student-4m.json --batch "${bs%x*}" --seq "${bs#*x}" --steps 6 --warmup 2 --label "scale-4m-$bs"
+done
+for n in 25000 50000 100000; do
+  "$bin" write "$dir/scale.parquet" --rows "$n" | sed "s/\"write\"/\"write-scale-$n\"/" | tee -a "$results" >&2
+done
+rm -f "$dir/scale.parquet"
+fi
+
 "$py" - "$results" <<'PY'
 import json, sys
 r = {}
@@ -93,6 +131,8 @@ for line in open(sys.argv[1]):
             key, speed = (d["impl"], "train" + ("-" + d["label"] if d.get("label") else "")), d["tokens_per_s"]
         elif d["phase"] == "generate":
             key, speed = (d["impl"], f"generate-{d['batch']}"), d["new_tokens_per_s"]
+        elif d["phase"].startswith("generate-"):
+            key, speed = (d["impl"], d["phase"]), d["new_tokens_per_s"]
         else:
             key, speed = (d["impl"], d["phase"] + ("-1t" if d.get("threads") == 1 else "")), d["rows_per_s"]
         d["speed"] = speed
@@ -130,5 +170,22 @@ if ("workbench", "train") in r:
     print(f"FIGURE train_mfu {100 * mfu:.1f} % of 400 GFLOP/s")
     for b in (1, 16):
         print(f"FIGURE generate_batch{b}_tokens_per_s {r[('workbench', f'generate-{b}')]['speed']} tokens/s")
+for m in ("1m", "4m", "20m"):
+    t = r.get(("workbench", f"train-scale-{m}-16x128"))
+    if t:
+        mfu = 6 * t["params"] * t["speed"] / 400e9
+        print(f"FIGURE scale_train_{m} {t['speed']} tokens/s at {t['params']} params, {100 * mfu:.1f} % MFU, {t['step_ms']} ms/step")
+    g = r.get(("workbench", f"generate-scale-{m}"))
+    if g:
+        print(f"FIGURE scale_generate_batch1_{m} {g['speed']} tokens/s")
+for bs in ("32x64", "16x128", "8x256", "4x512"):
+    t = r.get(("workbench", f"train-scale-4m-{bs}"))
+    if t:
+        print(f"FIGURE scale_train_4m_{bs} {t['speed']} tokens/s, {t['step_ms']} ms/step")
+for n in (25000, 50000, 100000):
+    w = r.get(("workbench", f"write-scale-{n}"))
+    if w:
+        print(f"FIGURE scale_parquet_write_{n} {w['rows_per_s']} rows/s, {w['peak_rss_mib']} MiB peak RSS")
 PY
 [ -f "$dir/annotate.txt" ] && grep "^FIGURE" "$dir/annotate.txt" || true
+[ -f "$dir/demo.txt" ] && cat "$dir/demo.txt" || true
