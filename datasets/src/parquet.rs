@@ -654,6 +654,44 @@ impl Batches {
     }
 }
 
+/// Runs one step of the `parquet` decoder, turning a panic into an error message.
+///
+/// The decoder trusts some of what a corrupt file says and panics (parquet 60.1: a data page
+/// that claims a dictionary where none was read, a negative column chunk offset, definition
+/// levels shorter than the page; found by `fuzz/`, inputs in `fuzz/regressions/parquet_import/`).
+/// A corrupt file must be an error that names it, not a crash; and on the parallel reader a
+/// panicking worker thread ends its channel, which reads as the end of the file, so rows would
+/// go missing without an error.
+///
+/// The panic is caught, so the default hook's "thread panicked at …" would only be noise above
+/// the error that names the file: while a thread decodes, a hook (installed once, in front of
+/// whatever hook was there) keeps quiet. A panic anywhere else is reported as before.
+fn decode<T>(step: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    thread_local! {
+        static DECODING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    static QUIET: std::sync::Once = std::sync::Once::new();
+    QUIET.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !DECODING.with(|d| d.get()) {
+                previous(info);
+            }
+        }));
+    });
+    DECODING.with(|d| d.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(step));
+    DECODING.with(|d| d.set(false));
+    result.map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        format!("the Parquet decoder failed: {message}")
+    })
+}
+
 impl Iterator for Batches {
     type Item = Result<(usize, RecordBatch)>;
 
@@ -661,14 +699,20 @@ impl Iterator for Batches {
         loop {
             if let Some((g, reader)) = &mut self.current {
                 let g = *g;
-                match reader.next() {
-                    Some(Ok(batch)) => return Some(Ok((g, batch))),
-                    Some(Err(e)) => {
+                match decode(|| reader.next()) {
+                    Ok(Some(Ok(batch))) => return Some(Ok((g, batch))),
+                    Ok(Some(Err(e))) => {
                         self.current = None;
                         self.next = usize::MAX;
                         return Some(Err(self.row_group_error(g, e.to_string())));
                     }
-                    None => self.current = None,
+                    // The reader is dropped unused: a panic may have left it half-way.
+                    Err(panic) => {
+                        self.current = None;
+                        self.next = usize::MAX;
+                        return Some(Err(self.row_group_error(g, panic)));
+                    }
+                    Ok(None) => self.current = None,
                 }
             }
             let &g = self.groups.get(self.next)?;
@@ -720,4 +764,82 @@ pub fn read_records<R: Record>(path: impl AsRef<Path>) -> Result<Vec<R>> {
         out.extend(rows?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Sample;
+
+    /// Reads a corrupt file row group by row group (as `workbench datasets import` and
+    /// `inspect` do) and on decoding threads (as sets are read), and returns both errors. On
+    /// threads a panic used to end the worker's channel, which reads as the end of the file.
+    fn read_corrupt(bytes: &[u8]) -> (String, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("corrupt.parquet");
+        std::fs::write(&path, bytes).unwrap();
+        let file = ParquetFile::open(&path).unwrap();
+        let sequential = file
+            .batches(1024)
+            .find_map(|b| b.err())
+            .expect("a corrupt row group is an error")
+            .to_string();
+        let parallel = read_records::<Sample>(&path)
+            .expect_err("a corrupt row group is an error on decoding threads too")
+            .to_string();
+        (sequential, parallel)
+    }
+
+    /// Found by `fuzz/` (`parquet_import`): a data page that says it is dictionary-encoded where
+    /// no dictionary was read made the `parquet` crate panic ("Decoder for dict should have been
+    /// set"), and `workbench datasets import` / `inspect` exit with 101. The input is as
+    /// `cargo fuzz tmin` minimised it.
+    #[test]
+    fn a_data_page_without_its_dictionary_is_an_error_not_a_panic() {
+        let (e, on_threads) = read_corrupt(include_bytes!(
+            "../../fuzz/regressions/parquet_import/dict_decoder_not_set.parquet"
+        ));
+        assert!(e.contains("corrupt.parquet"), "{e}");
+        assert!(e.contains("row group 0 is unreadable"), "{e}");
+        assert!(e.contains("Decoder for dict should have been set"), "{e}");
+        assert!(e.contains("truncated or corrupt"), "{e}");
+        assert!(
+            on_threads.contains("Decoder for dict should have been set"),
+            "{on_threads}"
+        );
+    }
+
+    /// Found by `fuzz/` (`parquet_import`): a footer whose column chunk has a negative offset or
+    /// size made the `parquet` crate panic ("column start and length should not be negative")
+    /// when the row group was read.
+    #[test]
+    fn a_negative_column_chunk_offset_is_an_error_not_a_panic() {
+        let (e, on_threads) = read_corrupt(include_bytes!(
+            "../../fuzz/regressions/parquet_import/negative_column_chunk_offset.parquet"
+        ));
+        assert!(e.contains("corrupt.parquet"), "{e}");
+        assert!(e.contains("should not be negative"), "{e}");
+        assert!(e.contains("truncated or corrupt"), "{e}");
+        assert!(
+            on_threads.contains("should not be negative"),
+            "{on_threads}"
+        );
+    }
+
+    /// Found by `fuzz/` (`parquet_import`): a page whose definition levels (the null bitmap)
+    /// end before its values do made `arrow-buffer` panic ("offset + len out of bounds") inside
+    /// the `parquet` crate's level decoder.
+    #[test]
+    fn a_page_with_too_few_definition_levels_is_an_error_not_a_panic() {
+        let (e, on_threads) = read_corrupt(include_bytes!(
+            "../../fuzz/regressions/parquet_import/short_definition_levels.parquet"
+        ));
+        assert!(e.contains("corrupt.parquet"), "{e}");
+        assert!(e.contains("offset + len out of bounds"), "{e}");
+        assert!(e.contains("truncated or corrupt"), "{e}");
+        assert!(
+            on_threads.contains("offset + len out of bounds"),
+            "{on_threads}"
+        );
+    }
 }
