@@ -426,6 +426,21 @@ fn cases() -> Vec<Case> {
             absent: &["out"],
         },
         Case {
+            name: "a corrupt Parquet page the decoder chokes on",
+            setup: |sb| {
+                // Found by `fuzz/`: the `parquet` crate panics on it; we must not.
+                let bytes = std::fs::read(
+                    root().join("fuzz/regressions/parquet_import/dict_decoder_not_set.parquet"),
+                )
+                .unwrap();
+                sb.write("dict.parquet", bytes);
+                args(&["datasets", "import", "dict.parquet", "--out", "out"])
+            },
+            code: 2,
+            needles: &["dict.parquet", "row group 0 is unreadable", "corrupt"],
+            absent: &["out"],
+        },
+        Case {
             name: "a split name that leaves the output directory",
             setup: |sb| {
                 sb.write("ok.jsonl", JSONL);
