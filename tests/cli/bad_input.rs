@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::common::fake_openai::{FakeServer, Fault, State};
-use crate::common::{Run, Sandbox, TINY_MODELS, root, tiny_config};
+use crate::common::{Run, Sandbox, root, tiny_config};
 
 /// One row of the table.
 struct Case {
@@ -672,22 +672,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "logit KD across vocabularies",
             setup: |sb| {
-                let lines = crate::common::short_dates_jsonl;
-                sb.write("gold.jsonl", lines(0..20, true));
-                sb.write("pool.jsonl", lines(7..27, false));
-                sb.write("eval.jsonl", lines(3..8, true));
-                let cfg = sb.write(
-                    "vocab.toml",
-                    format!(
-                        "[run]\nname = \"vocab\"\nseed = 2\n\n[data]\ndecontaminate = false\n\
-                         gold = {{ path = \"gold.jsonl\", map = {{ prompt = \"q\", reference = \"answer\" }} }}\n\
-                         prompts = {{ path = \"pool.jsonl\", map = {{ prompt = \"q\" }} }}\n\
-                         eval = {{ path = \"eval.jsonl\", map = {{ prompt = \"q\", reference = \"answer\" }} }}\n\
-                         {TINY_MODELS}[student]\npath = \"{}\"\n\n[generate]\nmax_new_tokens = 12\ndedup = \"none\"\n\n\
-                         [eval]\nmax_new_tokens = 12\n",
-                        fixture("llama-gqa").display()
-                    ),
-                );
+                let cfg = crate::common::fixture_student_config(sb);
                 sb.run(&["teacher", "train", p(&cfg)]).ok();
                 sb.run(&["generate", p(&cfg)]).ok();
                 args(&["distill", p(&cfg)])

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Sandbox, TINY_MODELS, root, tiny_config};
+use crate::common::{Sandbox, tiny_config};
 
 /// The eval rows of a run, by model name.
 fn eval_rows(sb: &Sandbox, cfg: &Path) -> Vec<serde_json::Value> {
@@ -270,25 +270,8 @@ fn each_stage_leaves_a_model_metrics_and_plots_and_eval_writes_the_table() {
 
 #[test]
 fn logit_kd_across_vocabularies_is_refused_and_sequence_level_kd_works() {
-    // Short prompts from files, so they fit the fixture student's 128 positions.
     let sb = Sandbox::new();
-    let fixture = root().join("distill/tests/fixtures/models/llama-gqa");
-    let lines = crate::common::short_dates_jsonl;
-    sb.write("gold.jsonl", lines(0..20, true));
-    sb.write("pool.jsonl", lines(7..27, false));
-    sb.write("eval.jsonl", lines(3..8, true));
-    let cfg = sb.write(
-        "vocab.toml",
-        format!(
-            "[run]\nname = \"vocab\"\nseed = 2\n\n[data]\ndecontaminate = false\n\
-             gold = {{ path = \"gold.jsonl\", map = {{ prompt = \"q\", reference = \"answer\" }} }}\n\
-             prompts = {{ path = \"pool.jsonl\", map = {{ prompt = \"q\" }} }}\n\
-             eval = {{ path = \"eval.jsonl\", map = {{ prompt = \"q\", reference = \"answer\" }} }}\n\
-             {TINY_MODELS}[student]\npath = \"{}\"\n\n[generate]\nmax_new_tokens = 12\ndedup = \"none\"\n\n\
-             [eval]\nmax_new_tokens = 12\n",
-            fixture.display()
-        ),
-    );
+    let cfg = crate::common::fixture_student_config(&sb);
     sb.run(&["teacher", "train", cfg.to_str().unwrap()]).ok();
     sb.run(&["generate", cfg.to_str().unwrap()]).ok();
     let r = sb.run(&["distill", cfg.to_str().unwrap()]).bad_input();

@@ -223,3 +223,25 @@ pub fn short_dates_jsonl(range: std::ops::Range<usize>, with_answers: bool) -> S
         })
         .collect()
 }
+
+/// A run whose student is the `llama-gqa` fixture checkpoint (its own 512-token vocabulary) while
+/// the teacher is trained on the run's tokenizer: short date prompts from files, so they fit the
+/// fixture's 128 positions. Writes the data files and `vocab.toml` (run `vocab`).
+pub fn fixture_student_config(sb: &Sandbox) -> PathBuf {
+    let fixture = root().join("distill/tests/fixtures/models/llama-gqa");
+    sb.write("gold.jsonl", short_dates_jsonl(0..20, true));
+    sb.write("pool.jsonl", short_dates_jsonl(7..27, false));
+    sb.write("eval.jsonl", short_dates_jsonl(3..8, true));
+    sb.write(
+        "vocab.toml",
+        format!(
+            "[run]\nname = \"vocab\"\nseed = 2\n\n[data]\ndecontaminate = false\n\
+             gold = {{ path = \"gold.jsonl\", map = {{ prompt = \"q\", reference = \"answer\" }} }}\n\
+             prompts = {{ path = \"pool.jsonl\", map = {{ prompt = \"q\" }} }}\n\
+             eval = {{ path = \"eval.jsonl\", map = {{ prompt = \"q\", reference = \"answer\" }} }}\n\
+             {TINY_MODELS}[student]\npath = \"{}\"\n\n[generate]\nmax_new_tokens = 12\ndedup = \"none\"\n\n\
+             [eval]\nmax_new_tokens = 12\n",
+            fixture.display()
+        ),
+    )
+}
