@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::common::fake_openai::{FakeServer, Fault, State};
-use crate::common::{Run, Sandbox, root, tiny_config};
+use crate::common::{Run, Sandbox, root, temporaries, tiny_config};
 
 /// One row of the table.
 struct Case {
@@ -682,29 +682,6 @@ fn cases() -> Vec<Case> {
             absent: &["runs/vocab/student"],
         },
     ]
-}
-
-/// Every temporary name the workbench writes (`.NAME.tmp-PID-N`, `.NAME.partial-...`,
-/// `.NAME.old-...`) anywhere under `dir`.
-fn temporaries(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return found;
-    };
-    for e in entries.filter_map(|e| e.ok()) {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.')
-            && [".tmp-", ".partial-", ".old-"]
-                .iter()
-                .any(|t| name.contains(t))
-        {
-            found.push(e.path());
-        }
-        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            found.extend(temporaries(&e.path()));
-        }
-    }
-    found
 }
 
 fn run_case(case: &Case) -> Result<(), String> {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::Sandbox;
+use crate::common::{Sandbox, temporaries};
 
 fn crash_config(sb: &Sandbox) -> PathBuf {
     sb.write(
@@ -126,31 +126,27 @@ fn outcome(sb: &Sandbox, cfg: &Path) -> Outcome {
     Outcome { curves, eval, sets }
 }
 
-/// Every temporary the workbench writes (`.NAME.tmp-PID-N`, `.NAME.partial-…`, `.NAME.old-…`,
-/// `step-N.tmp`) anywhere under `dir`.
-fn leftovers(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().filter_map(|e| e.ok()) {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let temp = (name.starts_with('.')
-            && [".tmp-", ".partial-", ".old-"]
-                .iter()
-                .any(|t| name.contains(t)))
-            || name.ends_with(".tmp");
-        if temp {
-            found.push(e.path());
-        } else if e.path().is_dir() {
-            found.extend(leftovers(&e.path()));
-        }
-    }
-    found
-}
-
 /// A small deterministic generator for the kill moments; its seed is printed so a failure can be
 /// replayed with `WORKBENCH_CRASH_SEED`.
 struct Moments(u64);
 
 impl Moments {
+    /// Seeded from `WORKBENCH_CRASH_SEED`, else the clock; the seed is printed and returned.
+    fn from_env_or_clock() -> (u64, Moments) {
+        let seed = std::env::var("WORKBENCH_CRASH_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("kill moments from WORKBENCH_CRASH_SEED={seed}");
+        (seed, Moments(seed))
+    }
+
     fn next_below(&mut self, max: Duration) -> Duration {
         // xorshift64*
         self.0 ^= self.0 >> 12;
@@ -177,18 +173,7 @@ fn a_run_killed_at_random_moments_ends_as_if_never_killed() {
     );
 
     // Killed at random moments until it finishes (at most 8 kills, then left to finish).
-    let seed = std::env::var("WORKBENCH_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("kill moments from WORKBENCH_CRASH_SEED={seed}");
-    let mut moments = Moments(seed);
+    let (seed, mut moments) = Moments::from_env_or_clock();
     let b = Sandbox::new();
     let cfg_b = crash_config(&b);
     let mut kills = Vec::new();
@@ -233,7 +218,7 @@ fn a_run_killed_at_random_moments_ends_as_if_never_killed() {
     if !finished {
         b.run(&["run", cfg_b.to_str().unwrap()]).ok();
     }
-    let left = leftovers(b.path());
+    let left = temporaries(b.path());
     assert!(
         left.is_empty(),
         "seed {seed}, kills at {kills:?}: temporaries left: {left:?}"
@@ -288,13 +273,7 @@ fn an_import_killed_at_random_moments_leaves_the_old_set_or_the_new_one() {
     let whole = t0.elapsed();
     let want = set_rows(&sb.join("set"));
     assert_eq!(want.len(), 30_000);
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("kill moments from seed {seed}");
-    let mut moments = Moments(seed);
+    let (seed, mut moments) = Moments::from_env_or_clock();
     for _ in 0..6 {
         let mut child = Command::new(env!("CARGO_BIN_EXE_workbench"))
             .args(args)
@@ -312,6 +291,6 @@ fn an_import_killed_at_random_moments_leaves_the_old_set_or_the_new_one() {
     }
     sb.run(&args).ok();
     assert_eq!(set_rows(&sb.join("set")), want);
-    let left = leftovers(sb.path());
+    let left = temporaries(sb.path());
     assert!(left.is_empty(), "seed {seed}: temporaries left: {left:?}");
 }

@@ -245,3 +245,27 @@ pub fn fixture_student_config(sb: &Sandbox) -> PathBuf {
         ),
     )
 }
+
+/// Every temporary the workbench writes (`.NAME.tmp-PID-N`, `.NAME.partial-…`, `.NAME.old-…`,
+/// and step checkpoints being written, `step-N.tmp`) anywhere under `dir`: after a command has
+/// ended, or a killed one has been rerun, none may be left.
+pub fn temporaries(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for e in entries.filter_map(|e| e.ok()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let temp = (name.starts_with('.')
+            && [".tmp-", ".partial-", ".old-"]
+                .iter()
+                .any(|t| name.contains(t)))
+            || name.ends_with(".tmp");
+        if temp {
+            found.push(e.path());
+        } else if e.file_type().is_ok_and(|t| t.is_dir()) {
+            found.extend(temporaries(&e.path()));
+        }
+    }
+    found
+}
