@@ -3,8 +3,9 @@
 //!
 //! Prompts of different lengths are left-padded into one batch (padding keys get a large negative
 //! attention bias, positions count from each prompt's first real token), prefilled in one pass,
-//! then decoded one token per step for every row at once. The model runs on the device; sampling
-//! runs on the host per row: temperature, top-k, top-p, a seeded generator per row, EOS and stop
+//! then decoded one token per step for every row at once. The model runs on the device (on the
+//! CPU, the decoder of `model/decode.rs`, which keeps a preallocated cache); sampling runs on the
+//! host per row: temperature, top-k, top-p, a seeded generator per row, EOS and stop
 //! strings. For every generated token the result carries the sampled id, its logprob and the
 //! top-k (id, logprob) of the full distribution at temperature 1, plus its entropy: the teacher
 //! signal that `teacher_topk`, `logprob_mean` and `entropy_mean` store.
@@ -13,8 +14,10 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use datasets::TopLogprob;
 use datasets::tasks::Rng;
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::model::decode::Decoder;
 use crate::model::{KvCache, Model};
 
 /// Tokens that end an assistant turn in common chat templates; generation from a chat prompt
@@ -224,6 +227,50 @@ fn choose(logits: &[f32], step: &Step, options: &GenerateOptions, rng: &mut Rng)
     cand.last().map_or(0, |c| c.0)
 }
 
+/// What runs the model step by step: the host decoder on the CPU (`model/decode.rs`), burn's
+/// operations with their KV cache elsewhere.
+enum Engine<'a> {
+    Host(Box<Decoder>),
+    Burn(&'a Model, KvCache),
+}
+
+impl<'a> Engine<'a> {
+    fn new(model: &'a Model, batch: usize, capacity: usize) -> Self {
+        match Decoder::new(model, batch, capacity) {
+            Some(d) => Engine::Host(Box::new(d)),
+            None => Engine::Burn(model, KvCache::new(model.config().num_hidden_layers)),
+        }
+    }
+
+    /// One step for `ids` `[batch × s]`: the logits of each row's last position, on the host.
+    fn step(
+        &mut self,
+        ids: &[u32],
+        positions: &[Vec<usize>],
+        bias: Option<&[Vec<f32>]>,
+    ) -> Result<Vec<f32>> {
+        match self {
+            Engine::Host(d) => Ok(d.step(ids, positions, bias)),
+            Engine::Burn(model, cache) => {
+                let b = positions.len();
+                let ids = Tensor::<2, Int>::from_data(
+                    TensorData::new(
+                        ids.iter().map(|&t| t as i64).collect::<Vec<_>>(),
+                        [b, ids.len() / b],
+                    ),
+                    &model.device(),
+                );
+                model
+                    .step(ids, positions, bias, cache)
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .map_err(|e| Error::invalid(format!("Failed to read logits: {e:?}")))
+            }
+        }
+    }
+}
+
 /// Cuts a sequence at the first stop string: returns how many tokens to keep, or `None`.
 fn stop_at(ids: &[u32], stops: &[String], decode: &dyn Fn(&[u32]) -> String) -> Option<usize> {
     let text = decode(ids);
@@ -305,7 +352,6 @@ pub fn generate_with(
             options.max_new_tokens
         )));
     }
-    let device = model.device();
     let b = prompts.len();
     let pad = config
         .pad_token_id
@@ -318,8 +364,8 @@ pub fn generate_with(
     let mut bias: Vec<Vec<f32>> = Vec::with_capacity(b);
     for p in prompts {
         let padding = longest - p.len();
-        flat.extend(std::iter::repeat_n(pad as i64, padding));
-        flat.extend(p.iter().map(|&t| t as i64));
+        flat.extend(std::iter::repeat_n(pad, padding));
+        flat.extend_from_slice(p);
         positions.push(
             (0..longest)
                 .map(|j| j.saturating_sub(padding))
@@ -330,14 +376,8 @@ pub fn generate_with(
         bias.push(row);
     }
     let any_padding = prompts.iter().any(|p| p.len() != longest);
-    let mut cache = KvCache::new(config.num_hidden_layers);
-    let ids = Tensor::<2, Int>::from_data(TensorData::new(flat, [b, longest]), &device);
-    let mut logits = model.step(
-        ids,
-        &positions,
-        any_padding.then_some(bias.as_slice()),
-        &mut cache,
-    );
+    let mut engine = Engine::new(model, b, longest + options.max_new_tokens);
+    let mut logits = engine.step(&flat, &positions, any_padding.then_some(bias.as_slice()))?;
 
     let mut rngs: Vec<Rng> = (0..b)
         .map(|i| {
@@ -362,25 +402,33 @@ pub fn generate_with(
     let mut done = vec![false; b];
     let mut next_pos: Vec<usize> = prompts.iter().map(Vec::len).collect();
     for _ in 0..options.max_new_tokens {
-        let host: Vec<f32> = logits
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| Error::invalid(format!("Failed to read logits: {e:?}")))?;
+        let host = std::mem::take(&mut logits);
         let v = config.vocab_size;
+        // The distribution, the choice and the top-k of every live row, rows in parallel (each
+        // row has its own generator, so the result does not depend on the split).
+        let picked: Vec<Option<(Step, u32, Vec<TopLogprob>)>> = rngs
+            .par_iter_mut()
+            .enumerate()
+            .map(|(r, rng)| {
+                (!done[r]).then(|| {
+                    let row = &host[r * v..(r + 1) * v];
+                    let step = log_softmax(row);
+                    let id = choose(row, &step, options, rng);
+                    let top = top_k(&step.logprobs, options.logprobs);
+                    (step, id, top)
+                })
+            })
+            .collect();
         let mut next = Vec::with_capacity(b);
-        for r in 0..b {
-            if done[r] {
+        for (r, picked) in picked.into_iter().enumerate() {
+            let Some((step, id, top)) = picked else {
                 next.push(pad);
                 continue;
-            }
-            let row = &host[r * v..(r + 1) * v];
-            let step = log_softmax(row);
-            let id = choose(row, &step, options, &mut rngs[r]);
+            };
             let g = &mut out[r];
             g.ids.push(id);
             g.logprobs.push(step.logprobs[id as usize]);
-            g.top.push(top_k(&step.logprobs, options.logprobs));
+            g.top.push(top);
             g.entropy.push(step.entropy);
             let wanted = on_token(
                 r,
@@ -415,12 +463,8 @@ pub fn generate_with(
         }
         let pos: Vec<Vec<usize>> = next_pos.iter().map(|&p| vec![p]).collect();
         next_pos.iter_mut().for_each(|p| *p += 1);
-        let ids = Tensor::<2, Int>::from_data(
-            TensorData::new(next.iter().map(|&t| t as i64).collect::<Vec<_>>(), [b, 1]),
-            &device,
-        );
         let need_bias = any_padding || done.iter().any(|&d| d);
-        logits = model.step(ids, &pos, need_bias.then_some(bias.as_slice()), &mut cache);
+        logits = engine.step(&next, &pos, need_bias.then_some(bias.as_slice()))?;
     }
     Ok(out)
 }

@@ -682,5 +682,7 @@ pub fn rms_norm_backward(x: &[f32], w: &[f32], inv: &[f32], dy: &[f32]) -> (Vec<
     (dx, dw)
 }
 
+pub mod decode;
+
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod decode;
 pub mod fused;
 pub mod kernels;
 pub mod layers;

@@ -1,0 +1,542 @@
+//! Kernels of the generation step (`model/decode.rs`) on plain `f32` slices: the projections of a
+//! few rows split by column blocks across cores, the gated MLP fused with its activation, and the
+//! attention of new tokens over a preallocated key/value cache.
+//!
+//! A decoding step multiplies a handful of rows (one per sequence in the batch) by every weight
+//! of the model, so the work is reading the weights: the column blocks of all the products that
+//! do not depend on each other go to the cores in one parallel pass, and every output element is
+//! one `gemm` dot product over the full depth, so the result does not depend on the thread count.
+
+use rayon::prelude::*;
+
+use super::{LANES, exp, lane_max, lane_sum, matmul, rope_row, swiglu_chunk};
+
+/// Columns of a weight per task: 128 columns of a 256-deep weight are 128 KiB, which stays in a
+/// core's L2 cache while every row of the batch is multiplied by it.
+const COLS: usize = 128;
+
+/// A weight `[k, n]` seen through strides: element `(i, j)` is `data[i * rs + j * cs]`, so a
+/// weight stored transposed (a tied embedding used as the head) needs no copy.
+#[derive(Debug, Clone, Copy)]
+pub struct Weight<'a> {
+    data: &'a [f32],
+    k: usize,
+    n: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> Weight<'a> {
+    /// A row-major `[k, n]` weight.
+    pub fn rows(data: &'a [f32], k: usize, n: usize) -> Self {
+        assert_eq!(data.len(), k * n, "weight: wrong size for [{k}, {n}]");
+        Weight {
+            data,
+            k,
+            n,
+            rs: n,
+            cs: 1,
+        }
+    }
+
+    /// The `[k, n]` transpose of a row-major `[n, k]` matrix.
+    pub fn transposed(data: &'a [f32], k: usize, n: usize) -> Self {
+        assert_eq!(data.len(), k * n, "weight: wrong size for [{n}, {k}]");
+        Weight {
+            data,
+            k,
+            n,
+            rs: 1,
+            cs: k,
+        }
+    }
+
+    /// Output columns.
+    pub fn cols(&self) -> usize {
+        self.n
+    }
+
+    /// `out[m × nb] = x[m × k] · self[:, n0..n0 + nb] (+ bias[n0..n0 + nb])`.
+    fn block(&self, x: &[f32], m: usize, n0: usize, nb: usize, bias: Option<&[f32]>) -> Vec<f32> {
+        let mut out = vec![0.0f32; m * nb];
+        self.gemm(x, m, n0, nb, &mut out);
+        if let Some(b) = bias {
+            let b = &b[n0..n0 + nb];
+            for row in out.chunks_exact_mut(nb) {
+                for (o, b) in row.iter_mut().zip(b) {
+                    *o += b;
+                }
+            }
+        }
+        out
+    }
+
+    fn gemm(&self, x: &[f32], m: usize, n0: usize, nb: usize, out: &mut [f32]) {
+        matmul(
+            (m, nb, self.k),
+            out,
+            (nb, false),
+            x,
+            (self.k, 1),
+            &self.data[n0 * self.cs..],
+            (self.rs, self.cs),
+            1.0,
+        );
+    }
+}
+
+/// A projection: its weight and optional bias `[n]`.
+pub type Linear<'a> = (Weight<'a>, Option<&'a [f32]>);
+
+/// Column blocks `(which, first column, columns)` of every weight.
+fn blocks(ns: impl Iterator<Item = usize>) -> Vec<(usize, usize, usize)> {
+    ns.enumerate()
+        .flat_map(|(i, n)| {
+            (0..n)
+                .step_by(COLS)
+                .map(move |n0| (i, n0, COLS.min(n - n0)))
+        })
+        .collect()
+}
+
+/// Copies each block `[m × nb]` into its columns of its output `[m × n]`.
+fn scatter(m: usize, tasks: &[(usize, usize, usize)], parts: Vec<Vec<f32>>, outs: &mut [Vec<f32>]) {
+    for (&(i, n0, nb), part) in tasks.iter().zip(parts) {
+        let n = outs[i].len() / m;
+        for r in 0..m {
+            outs[i][r * n + n0..r * n + n0 + nb].copy_from_slice(&part[r * nb..(r + 1) * nb]);
+        }
+    }
+}
+
+/// `x[m × k] · w + b` for every projection at once (they share the input), the column blocks of
+/// all of them in one parallel pass. Returns one `[m × n]` output per projection.
+pub fn linears(x: &[f32], m: usize, projections: &[Linear<'_>]) -> Vec<Vec<f32>> {
+    for (w, b) in projections {
+        assert_eq!(x.len(), m * w.k, "linear: input is not [{m}, {}]", w.k);
+        assert!(b.is_none_or(|b| b.len() == w.n), "linear: bias size");
+    }
+    let tasks = blocks(projections.iter().map(|(w, _)| w.n));
+    let parts: Vec<Vec<f32>> = tasks
+        .par_iter()
+        .map(|&(i, n0, nb)| projections[i].0.block(x, m, n0, nb, projections[i].1))
+        .collect();
+    let mut outs: Vec<Vec<f32>> = projections
+        .iter()
+        .map(|(w, _)| vec![0.0f32; m * w.n])
+        .collect();
+    scatter(m, &tasks, parts, &mut outs);
+    outs
+}
+
+/// `silu(x · gate) · (x · up)`, `[m × n]`, each column block's two products and activation in
+/// one task.
+pub fn gated(x: &[f32], m: usize, gate: Linear<'_>, up: Linear<'_>) -> Vec<f32> {
+    assert_eq!(
+        (gate.0.k, gate.0.n),
+        (up.0.k, up.0.n),
+        "gated: gate and up differ in shape"
+    );
+    assert_eq!(x.len(), m * gate.0.k, "gated: input size");
+    let tasks = blocks(std::iter::once(gate.0.n));
+    let parts: Vec<Vec<f32>> = tasks
+        .par_iter()
+        .map(|&(_, n0, nb)| {
+            let g = gate.0.block(x, m, n0, nb, gate.1);
+            let u = up.0.block(x, m, n0, nb, up.1);
+            let mut out = vec![0.0f32; m * nb];
+            swiglu_chunk(&g, &u, &mut out);
+            out
+        })
+        .collect();
+    let mut out = vec![vec![0.0f32; m * gate.0.n]];
+    scatter(m, &tasks, parts, &mut out);
+    out.pop().unwrap_or_default()
+}
+
+/// `x · cos + rotate_half(x) · sin` of one head's `d` values, in place.
+pub fn rotate(x: &mut [f32], cos: &[f32], sin: &[f32]) {
+    let mut out = [0.0f32; 512];
+    let d = x.len();
+    assert!(
+        d <= out.len() && cos.len() == d && sin.len() == d,
+        "rotate: sizes"
+    );
+    rope_row(x, cos, sin, &mut out[..d]);
+    x.copy_from_slice(&out[..d]);
+}
+
+/// The sizes of a key/value cache, per layer: keys `[batch, kv_heads, head_dim, capacity]`
+/// (transposed, so the scores of one query against every key are one pass along contiguous
+/// keys) and values `[batch, kv_heads, capacity, head_dim]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheShape {
+    pub batch: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub capacity: usize,
+}
+
+impl CacheShape {
+    /// Values in one layer's keys (or values).
+    pub fn len(&self) -> usize {
+        self.batch * self.kv_heads * self.capacity * self.head_dim
+    }
+
+    /// Whether the cache holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes one position's key and value of row `r`, key/value head `g`.
+    pub fn write(
+        &self,
+        (k, v): (&mut [f32], &mut [f32]),
+        (r, g, position): (usize, usize, usize),
+        (key, value): (&[f32], &[f32]),
+    ) {
+        let (d, cap) = (self.head_dim, self.capacity);
+        assert!(
+            position < cap,
+            "cache: position {position} past its capacity {cap}"
+        );
+        debug_assert!(cap.is_multiple_of(KEY_BLOCK));
+        let slab = (r * self.kv_heads + g) * d * cap;
+        for (e, &x) in key.iter().enumerate() {
+            k[slab + e * cap + position] = x;
+        }
+        v[slab + position * d..slab + (position + 1) * d].copy_from_slice(value);
+    }
+}
+
+/// Attention of `s` new tokens per row over the cache, in which their own keys and values are
+/// already written after `past` earlier positions.
+///
+/// `q: [b, s, h·d]`, rotated; `k, v`: the cache; `bias: [b, past + s]` (0 for a real key, a large
+/// negative number for padding) or `None`. New token `i` sees keys `0..=past + i` (causal).
+/// Returns `[b, s, h·d]`, ready for the output projection.
+pub fn cached_attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    shape: CacheShape,
+    s: usize,
+    past: usize,
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let CacheShape {
+        batch,
+        heads,
+        kv_heads,
+        head_dim: d,
+        capacity,
+    } = shape;
+    let t = past + s;
+    let row = heads * d;
+    assert!(
+        kv_heads > 0 && heads.is_multiple_of(kv_heads),
+        "attention: heads must be a multiple of kv_heads"
+    );
+    assert!(
+        t <= capacity,
+        "attention: more positions than the cache holds"
+    );
+    assert!(
+        capacity.is_multiple_of(KEY_BLOCK),
+        "attention: the capacity must be a multiple of {KEY_BLOCK}"
+    );
+    assert_eq!(q.len(), batch * s * row, "attention: q has the wrong size");
+    assert!(
+        k.len() == shape.len() && v.len() == k.len(),
+        "attention: the cache has the wrong size"
+    );
+    assert!(
+        bias.is_none_or(|b| b.len() == batch * t),
+        "attention: bias has the wrong size"
+    );
+    let slab = kv_heads * capacity * d;
+    let scale = 1.0 / (d as f32).sqrt();
+    let mut out = vec![0.0f32; q.len()];
+    out.par_chunks_mut(s * row)
+        .enumerate()
+        .for_each(|(r, out)| {
+            let keys = Keys {
+                k: &k[r * slab..(r + 1) * slab],
+                v: &v[r * slab..(r + 1) * slab],
+                bias: bias.map(|b| &b[r * t..(r + 1) * t]),
+                capacity,
+                d,
+                group: heads / kv_heads,
+                row,
+            };
+            attend_row(&q[r * s * row..(r + 1) * s * row], &keys, past, scale, out);
+        });
+    out
+}
+
+/// One batch row's cache.
+struct Keys<'a> {
+    /// `[kv_heads, d, capacity]`
+    k: &'a [f32],
+    /// `[kv_heads, capacity, d]`
+    v: &'a [f32],
+    bias: Option<&'a [f32]>,
+    capacity: usize,
+    d: usize,
+    /// Query heads per key/value head.
+    group: usize,
+    /// Values of one token's queries: heads · d.
+    row: usize,
+}
+
+/// Keys scored together: one vector register of accumulators. The cache's capacity is a multiple
+/// of it, so a block never reads past its row.
+pub const KEY_BLOCK: usize = 16;
+
+simd! {
+    fn attend_row(q: &[f32], keys: &Keys<'_>, past: usize, scale: f32, out: &mut [f32]) {
+        let (d, cap) = (keys.d, keys.capacity);
+        let mut p = vec![0.0f32; cap];
+        for (i, (qi, oi)) in q.chunks_exact(keys.row).zip(out.chunks_exact_mut(keys.row)).enumerate() {
+            let n = past + i + 1;
+            let blocks = n.div_ceil(KEY_BLOCK);
+            for (h, (qh, oh)) in qi.chunks_exact(d).zip(oi.chunks_exact_mut(d)).enumerate() {
+                let base = (h / keys.group) * cap * d;
+                let (kh, vh) = (&keys.k[base..base + d * cap], &keys.v[base..base + n * d]);
+                // Scores of a block of keys in registers: acc += (q[e] · scale) · k[e, block], in
+                // four independent sums (e mod 4) so the additions do not wait on each other.
+                // Keys past `n` in the last block are computed and ignored.
+                for (b, pb) in p.chunks_exact_mut(KEY_BLOCK).take(blocks).enumerate() {
+                    let key = |e: usize| &kh[e * cap + b * KEY_BLOCK..e * cap + (b + 1) * KEY_BLOCK];
+                    let (mut a0, mut a1, mut a2, mut a3) = ([0.0f32; KEY_BLOCK], [0.0f32; KEY_BLOCK], [0.0f32; KEY_BLOCK], [0.0f32; KEY_BLOCK]);
+                    let mut e = 0;
+                    while e + 4 <= d {
+                        let (q0, q1, q2, q3) = (qh[e] * scale, qh[e + 1] * scale, qh[e + 2] * scale, qh[e + 3] * scale);
+                        let (k0, k1, k2, k3) = (key(e), key(e + 1), key(e + 2), key(e + 3));
+                        for l in 0..KEY_BLOCK {
+                            a0[l] += q0 * k0[l];
+                            a1[l] += q1 * k1[l];
+                            a2[l] += q2 * k2[l];
+                            a3[l] += q3 * k3[l];
+                        }
+                        e += 4;
+                    }
+                    for (e, &qe) in qh.iter().enumerate().skip(e) {
+                        let (qe, kr) = (qe * scale, key(e));
+                        for l in 0..KEY_BLOCK {
+                            a0[l] += qe * kr[l];
+                        }
+                    }
+                    for l in 0..KEY_BLOCK {
+                        pb[l] = (a0[l] + a1[l]) + (a2[l] + a3[l]);
+                    }
+                }
+                let p = &mut p[..n];
+                if let Some(b) = keys.bias {
+                    for (pj, bj) in p.iter_mut().zip(b) {
+                        *pj += bj;
+                    }
+                }
+                let max = lane_max(p);
+                for pj in p.iter_mut() {
+                    *pj = exp(*pj - max);
+                }
+                let inv = 1.0 / lane_sum(p);
+                // out = Σ p[j] v[j] / Σ p, sixteen dimensions at a time in registers, in four
+                // independent sums (j mod 4).
+                let mut c = 0;
+                while c + LANES <= d {
+                    let value = |j: usize| &vh[j * d + c..j * d + c + LANES];
+                    let (mut a0, mut a1, mut a2, mut a3) = ([0.0f32; LANES], [0.0f32; LANES], [0.0f32; LANES], [0.0f32; LANES]);
+                    let mut j = 0;
+                    while j + 4 <= n {
+                        let (v0, v1, v2, v3) = (value(j), value(j + 1), value(j + 2), value(j + 3));
+                        for l in 0..LANES {
+                            a0[l] += p[j] * v0[l];
+                            a1[l] += p[j + 1] * v1[l];
+                            a2[l] += p[j + 2] * v2[l];
+                            a3[l] += p[j + 3] * v3[l];
+                        }
+                        j += 4;
+                    }
+                    for (j, &pj) in p.iter().enumerate().skip(j) {
+                        let vr = value(j);
+                        for l in 0..LANES {
+                            a0[l] += pj * vr[l];
+                        }
+                    }
+                    for l in 0..LANES {
+                        oh[c + l] = ((a0[l] + a1[l]) + (a2[l] + a3[l])) * inv;
+                    }
+                    c += LANES;
+                }
+                if c < d {
+                    oh[c..].fill(0.0);
+                    for (&pj, vj) in p.iter().zip(vh.chunks_exact(d)) {
+                        for (o, &x) in oh[c..].iter_mut().zip(&vj[c..]) {
+                            *o += pj * x;
+                        }
+                    }
+                    for o in &mut oh[c..] {
+                        *o *= inv;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn reference_product(x: &[f32], m: usize, w: &[f32], k: usize, n: usize) -> Vec<f64> {
+        let mut out = vec![0.0f64; m * n];
+        for r in 0..m {
+            for j in 0..n {
+                out[r * n + j] = (0..k)
+                    .map(|i| x[r * k + i] as f64 * w[i * n + j] as f64)
+                    .sum();
+            }
+        }
+        out
+    }
+
+    fn close(a: &[f32], b: &[f64], tol: f64, what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}: sizes");
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (*x as f64 - y).abs() <= tol * (1.0 + y.abs()),
+                "{what}[{i}]: {x} vs {y}"
+            );
+        }
+    }
+
+    #[test]
+    fn products_by_column_blocks_match_the_reference() {
+        // 300 columns: two full blocks and a ragged one; one and five rows.
+        let (k, n) = (40, 300);
+        let w = random(k * n, 1);
+        let wt: Vec<f32> = (0..n * k).map(|idx| w[(idx % k) * n + idx / k]).collect();
+        let bias = random(n, 2);
+        for m in [1, 5] {
+            let x = random(m * k, 3 + m as u64);
+            let mut want = reference_product(&x, m, &w, k, n);
+            let out = linears(
+                &x,
+                m,
+                &[
+                    (Weight::rows(&w, k, n), None),
+                    (Weight::transposed(&wt, k, n), None),
+                    (Weight::rows(&w, k, n), Some(&bias)),
+                ],
+            );
+            close(&out[0], &want, 1e-5, "rows");
+            close(&out[1], &want, 1e-5, "transposed");
+            for (i, y) in want.iter_mut().enumerate() {
+                *y += bias[i % n] as f64;
+            }
+            close(&out[2], &want, 1e-5, "with bias");
+        }
+    }
+
+    #[test]
+    fn the_gated_product_is_silu_times_up() {
+        let (m, k, n) = (3, 24, 200);
+        let (x, wg, wu) = (random(m * k, 4), random(k * n, 5), random(k * n, 6));
+        let g = reference_product(&x, m, &wg, k, n);
+        let u = reference_product(&x, m, &wu, k, n);
+        let want: Vec<f64> = g
+            .iter()
+            .zip(&u)
+            .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
+            .collect();
+        let out = gated(
+            &x,
+            m,
+            (Weight::rows(&wg, k, n), None),
+            (Weight::rows(&wu, k, n), None),
+        );
+        close(&out, &want, 1e-5, "gated");
+    }
+
+    #[test]
+    fn cached_attention_is_causal_grouped_and_masked() {
+        // Head sizes below, at and between multiples of the sixteen register lanes.
+        for head_dim in [8, 32, 40] {
+            attention_case(head_dim);
+        }
+    }
+
+    fn attention_case(head_dim: usize) {
+        let shape = CacheShape {
+            batch: 2,
+            heads: 4,
+            kv_heads: 2,
+            head_dim,
+            capacity: 16,
+        };
+        let (past, s) = (3, 2);
+        let t = past + s;
+        let d = shape.head_dim;
+        let q = random(shape.batch * s * shape.heads * d, 7);
+        let slab = shape.kv_heads * shape.capacity * d;
+        let k = random(shape.batch * slab, 8);
+        let v = random(shape.batch * slab, 9);
+        // Row 1's first key is padding.
+        let mut bias = vec![0.0f32; shape.batch * t];
+        bias[t] = -1.0e9;
+        let out = cached_attention(&q, &k, &v, shape, s, past, Some(&bias));
+        let mut want = vec![0.0f64; out.len()];
+        for r in 0..shape.batch {
+            for i in 0..s {
+                for h in 0..shape.heads {
+                    let g = h / (shape.heads / shape.kv_heads);
+                    let qh = &q[((r * s + i) * shape.heads + h) * d..][..d];
+                    let slab_of = r * slab + g * shape.capacity * d;
+                    let key = |j: usize, e: usize| slab_of + e * shape.capacity + j;
+                    let value = |j: usize, e: usize| slab_of + j * d + e;
+                    let seen: Vec<usize> =
+                        (0..=past + i).filter(|&j| bias[r * t + j] == 0.0).collect();
+                    let scores: Vec<f64> = seen
+                        .iter()
+                        .map(|&j| {
+                            (0..d)
+                                .map(|e| qh[e] as f64 * k[key(j, e)] as f64)
+                                .sum::<f64>()
+                                / (d as f64).sqrt()
+                        })
+                        .collect();
+                    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let total: f64 = scores.iter().map(|x| (x - max).exp()).sum();
+                    for e in 0..d {
+                        want[((r * s + i) * shape.heads + h) * d + e] = seen
+                            .iter()
+                            .zip(&scores)
+                            .map(|(&j, x)| (x - max).exp() / total * v[value(j, e)] as f64)
+                            .sum();
+                    }
+                }
+            }
+        }
+        close(
+            &out,
+            &want,
+            1e-5,
+            &format!("attention, head_dim {head_dim}"),
+        );
+    }
+}
