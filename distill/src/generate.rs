@@ -18,6 +18,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::model::decode::Decoder;
+use crate::model::kernels::decode::log_softmax_entropy;
 use crate::model::{KvCache, Model};
 
 /// Tokens that end an assistant turn in common chat templates; generation from a chat prompt
@@ -122,22 +123,9 @@ struct Step {
 }
 
 fn log_softmax(logits: &[f32]) -> Step {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    // One exp per entry (f32, vectorisable), sums in f64. With p = e / Σe and lse = max + ln Σe:
-    // log p = x - lse, and the entropy -Σ p log p = lse - Σ p x.
-    let mut sum = 0.0f64;
-    let mut dot = 0.0f64;
-    for &x in logits {
-        let e = (x - max).exp() as f64;
-        sum += e;
-        dot += e * x as f64;
-    }
-    let lse = max as f64 + sum.ln();
-    let logprobs: Vec<f32> = logits.iter().map(|&x| (x as f64 - lse) as f32).collect();
-    Step {
-        logprobs,
-        entropy: (lse - dot / sum).max(0.0) as f32,
-    }
+    let mut logprobs = vec![0.0f32; logits.len()];
+    let entropy = log_softmax_entropy(logits, &mut logprobs);
+    Step { logprobs, entropy }
 }
 
 /// The `k` most likely tokens, most likely first (ties broken by lower id).
