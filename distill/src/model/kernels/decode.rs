@@ -459,7 +459,7 @@ mod tests {
 
     #[test]
     fn products_by_column_blocks_match_the_reference() {
-        // 300 columns: two full blocks and a ragged one; one and five rows.
+        // 300 columns: whole blocks and a ragged one; one and five rows.
         let (k, n) = (40, 300);
         let w = random(k * n, 1);
         let wt: Vec<f32> = (0..n * k).map(|idx| w[(idx % k) * n + idx / k]).collect();
