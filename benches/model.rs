@@ -10,9 +10,9 @@
 //! Prints one JSON object per run, like the Python peers `benches/model_train.py` and
 //! `benches/generate.py`; `benches/run.sh` runs them side by side and prints the ratios.
 
-/// The workbench binary's allocator (`src/main.rs`), so the figures are the binary's.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// The workbench binary's allocator and its setting, so the figures are the binary's.
+#[path = "../src/allocator.rs"]
+mod allocator;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -161,6 +161,7 @@ fn bench_generate(args: &[String]) {
 }
 
 fn main() {
+    allocator::configure();
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")

@@ -3,6 +3,7 @@
 //! Parse, turn raw arguments into a validated plan, call a library, report. Exit codes: 0 success,
 //! 1 failure at run time, 2 bad input (config, file, argument).
 
+mod allocator;
 mod cli;
 mod commands;
 mod output;
@@ -13,11 +14,6 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 
-/// mimalloc rather than the system allocator: training allocates and frees every activation on
-/// every step, and glibc hands those large blocks back to the kernel, so each step paid the page
-/// faults and zeroing again (about a tenth of a training step; see `benches/README.md`).
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use crate::output::Output;
 
 /// An error in the user's input that the libraries do not know about (a bad flag combination).
@@ -62,6 +58,7 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 }
 
 fn main() -> ExitCode {
+    allocator::configure();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
