@@ -263,7 +263,7 @@ impl Decoder {
                 &[layer.q.linear(), layer.k.linear(), layer.v.linear()],
             )
             .into_iter();
-            let (mut q, kn, vn) = (
+            let (mut q, mut kn, vn) = (
                 qkv.next().unwrap_or_default(),
                 qkv.next().unwrap_or_default(),
                 qkv.next().unwrap_or_default(),
@@ -278,12 +278,12 @@ impl Decoder {
                     }
                     for g in 0..kvh {
                         let from = (tok * kvh + g) * d;
-                        let mut key = kn[from..from + d].to_vec();
-                        k::rotate(&mut key, cos, sin);
+                        let key = &mut kn[from..from + d];
+                        k::rotate(key, cos, sin);
                         self.shape.write(
                             (&mut cache.k, &mut cache.v),
                             (r, g, past + i),
-                            (&key, &vn[from..from + d]),
+                            (key, &vn[from..from + d]),
                         );
                     }
                 }
@@ -309,7 +309,6 @@ impl Decoder {
             Some(w) => Weight::rows(w.get(), hd, self.vocab),
             None => Weight::transposed(self.embed.get(), hd, self.vocab),
         };
-        debug_assert_eq!(head.cols(), self.vocab);
         k::linears(&normed, b, &[(head, None)])
             .pop()
             .unwrap_or_default()

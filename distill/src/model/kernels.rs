@@ -219,14 +219,23 @@ impl AttnShape {
     }
 }
 
-/// `x · cos + rotate_half(x) · sin` for one row of `d` values (Hugging Face's pairing).
+/// `x · cos + rotate_half(x) · sin` for one row of `d` values (Hugging Face's pairing), in place.
+#[inline(always)]
+fn rope_in_place(x: &mut [f32], cos: &[f32], sin: &[f32]) {
+    let half = x.len() / 2;
+    let (x1, x2) = x.split_at_mut(half);
+    for i in 0..half {
+        let (a, b) = (x1[i], x2[i]);
+        x1[i] = a * cos[i] - b * sin[i];
+        x2[i] = b * cos[i + half] + a * sin[i + half];
+    }
+}
+
+/// [`rope_in_place`] of `x` into `out`.
 #[inline(always)]
 fn rope_row(x: &[f32], cos: &[f32], sin: &[f32], out: &mut [f32]) {
-    let half = x.len() / 2;
-    for i in 0..half {
-        out[i] = x[i] * cos[i] - x[i + half] * sin[i];
-        out[i + half] = x[i + half] * cos[i + half] + x[i] * sin[i + half];
-    }
+    out.copy_from_slice(x);
+    rope_in_place(out, cos, sin);
 }
 
 /// The transpose of [`rope_row`], added into `out`: the gradient of the input from that of the

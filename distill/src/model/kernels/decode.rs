@@ -9,7 +9,7 @@
 
 use rayon::prelude::*;
 
-use super::{LANES, exp, lane_max, lane_sum, matmul, rope_row, swiglu_chunk};
+use super::{LANES, exp, lane_max, lane_sum, matmul, rope_in_place, swiglu_chunk};
 
 /// Columns of a weight per task: 64 columns of a 256-deep weight are 64 KiB, which stays in a
 /// core's L2 cache while every row of the batch is multiplied by it, and give enough tasks to keep
@@ -50,11 +50,6 @@ impl<'a> Weight<'a> {
             rs: 1,
             cs: k,
         }
-    }
-
-    /// Output columns.
-    pub fn cols(&self) -> usize {
-        self.n
     }
 
     /// `out[m × nb] = x[m × k] · self[:, n0..n0 + nb] (+ bias[n0..n0 + nb])`.
@@ -188,14 +183,11 @@ simd! {
 
 /// `x · cos + rotate_half(x) · sin` of one head's `d` values, in place.
 pub fn rotate(x: &mut [f32], cos: &[f32], sin: &[f32]) {
-    let mut out = [0.0f32; 512];
-    let d = x.len();
     assert!(
-        d <= out.len() && cos.len() == d && sin.len() == d,
+        cos.len() == x.len() && sin.len() == x.len(),
         "rotate: sizes"
     );
-    rope_row(x, cos, sin, &mut out[..d]);
-    x.copy_from_slice(&out[..d]);
+    rope_in_place(x, cos, sin);
 }
 
 /// The sizes of a key/value cache, per layer: keys `[batch, kv_heads, head_dim, capacity]`
