@@ -790,23 +790,28 @@ mod tests {
         (sequential, parallel)
     }
 
+    /// Reads a corrupt file both ways and checks each error names the file, the `parquet`
+    /// crate's own words and what to do. Returns the sequential reader's message.
+    fn assert_corrupt_named(bytes: &[u8], words: &str) -> String {
+        let (e, on_threads) = read_corrupt(bytes);
+        assert!(e.contains("corrupt.parquet"), "{e}");
+        assert!(e.contains(words), "{e}");
+        assert!(e.contains("truncated or corrupt"), "{e}");
+        assert!(on_threads.contains(words), "{on_threads}");
+        e
+    }
+
     /// Found by `fuzz/` (`parquet_import`): a data page that says it is dictionary-encoded where
     /// no dictionary was read made the `parquet` crate panic ("Decoder for dict should have been
     /// set"), and `workbench datasets import` / `inspect` exit with 101. The input is as
     /// `cargo fuzz tmin` minimised it.
     #[test]
     fn a_data_page_without_its_dictionary_is_an_error_not_a_panic() {
-        let (e, on_threads) = read_corrupt(include_bytes!(
-            "../../fuzz/regressions/parquet_import/dict_decoder_not_set.parquet"
-        ));
-        assert!(e.contains("corrupt.parquet"), "{e}");
-        assert!(e.contains("row group 0 is unreadable"), "{e}");
-        assert!(e.contains("Decoder for dict should have been set"), "{e}");
-        assert!(e.contains("truncated or corrupt"), "{e}");
-        assert!(
-            on_threads.contains("Decoder for dict should have been set"),
-            "{on_threads}"
+        let e = assert_corrupt_named(
+            include_bytes!("../../fuzz/regressions/parquet_import/dict_decoder_not_set.parquet"),
+            "Decoder for dict should have been set",
         );
+        assert!(e.contains("row group 0 is unreadable"), "{e}");
     }
 
     /// Found by `fuzz/` (`parquet_import`): a footer whose column chunk has a negative offset or
@@ -814,15 +819,11 @@ mod tests {
     /// when the row group was read.
     #[test]
     fn a_negative_column_chunk_offset_is_an_error_not_a_panic() {
-        let (e, on_threads) = read_corrupt(include_bytes!(
-            "../../fuzz/regressions/parquet_import/negative_column_chunk_offset.parquet"
-        ));
-        assert!(e.contains("corrupt.parquet"), "{e}");
-        assert!(e.contains("should not be negative"), "{e}");
-        assert!(e.contains("truncated or corrupt"), "{e}");
-        assert!(
-            on_threads.contains("should not be negative"),
-            "{on_threads}"
+        assert_corrupt_named(
+            include_bytes!(
+                "../../fuzz/regressions/parquet_import/negative_column_chunk_offset.parquet"
+            ),
+            "should not be negative",
         );
     }
 
@@ -831,15 +832,9 @@ mod tests {
     /// the `parquet` crate's level decoder.
     #[test]
     fn a_page_with_too_few_definition_levels_is_an_error_not_a_panic() {
-        let (e, on_threads) = read_corrupt(include_bytes!(
-            "../../fuzz/regressions/parquet_import/short_definition_levels.parquet"
-        ));
-        assert!(e.contains("corrupt.parquet"), "{e}");
-        assert!(e.contains("offset + len out of bounds"), "{e}");
-        assert!(e.contains("truncated or corrupt"), "{e}");
-        assert!(
-            on_threads.contains("offset + len out of bounds"),
-            "{on_threads}"
+        assert_corrupt_named(
+            include_bytes!("../../fuzz/regressions/parquet_import/short_definition_levels.parquet"),
+            "offset + len out of bounds",
         );
     }
 }

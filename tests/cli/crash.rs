@@ -6,7 +6,6 @@
 //! the same synthetic set, the same decisions, the same table.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{Sandbox, temporaries};
@@ -179,14 +178,7 @@ fn a_run_killed_at_random_moments_ends_as_if_never_killed() {
     let mut kills = Vec::new();
     let mut finished = false;
     for _ in 0..8 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_workbench"))
-            .args(["run", cfg_b.to_str().unwrap()])
-            .current_dir(b.path())
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = b.spawn(&["run", cfg_b.to_str().unwrap()]);
         // Each attempt redoes less, so the moments are drawn over the whole run's length.
         let at = moments.next_below(whole);
         let started = Instant::now();
@@ -275,13 +267,7 @@ fn an_import_killed_at_random_moments_leaves_the_old_set_or_the_new_one() {
     assert_eq!(want.len(), 30_000);
     let (seed, mut moments) = Moments::from_env_or_clock();
     for _ in 0..6 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_workbench"))
-            .args(args)
-            .current_dir(sb.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = sb.spawn(&args);
         std::thread::sleep(moments.next_below(whole));
         let _ = child.kill();
         child.wait().unwrap();

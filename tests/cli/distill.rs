@@ -2,7 +2,6 @@
 //! several seeds, exact resume after a kill, the files each stage leaves, and clear refusals.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{Sandbox, tiny_config};
@@ -123,13 +122,7 @@ fn a_killed_teacher_run_resumes_to_the_same_loss_curve() {
     // Killed once a few checkpoints exist, then resumed.
     let b = Sandbox::new();
     let cfg = resume_config(&b);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_workbench"))
-        .args(["teacher", "train", cfg.to_str().unwrap()])
-        .current_dir(b.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = b.spawn(&["teacher", "train", cfg.to_str().unwrap()]);
     let marker = b.join("runs/resume/checkpoints/teacher/step-30/COMPLETE");
     let t0 = Instant::now();
     while !marker.exists() {

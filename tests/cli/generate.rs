@@ -2,7 +2,6 @@
 //! server, kill and resume, and the API key kept out of every file and log.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::fake_openai::{FakeServer, Fault, State, answer_for};
@@ -259,14 +258,7 @@ fn a_killed_run_resumes_without_repeats_or_gaps() {
         ..Default::default()
     });
     let cfg = make(&sb, &server);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_workbench"))
-        .args(["generate", cfg.to_str().unwrap()])
-        .current_dir(sb.path())
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = sb.spawn(&["generate", cfg.to_str().unwrap()]);
     let deadline = Instant::now() + Duration::from_secs(60);
     while server.with(|s| s.answered) < 20 {
         assert!(

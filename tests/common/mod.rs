@@ -111,6 +111,20 @@ impl Sandbox {
         }
     }
 
+    /// Starts `workbench ARGS` in the sandbox in the background, its output discarded (for tests
+    /// that kill it or wait for its effects).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_workbench"))
+            .args(args)
+            .current_dir(self.path())
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("workbench starts")
+    }
+
     /// Entries directly in the sandbox directory (to check nothing half-written is left).
     pub fn entries(&self, sub: &str) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.join(sub))

@@ -745,9 +745,9 @@ impl PyJson {
         Ok(())
     }
 
-    /// A JSON string as Python writes it: `\n`-style escapes for the usual five, `\u00XX` for the
-    /// other control characters, and with `ensure_ascii` `\uXXXX` (surrogate pairs above the BMP)
-    /// for everything outside printable ASCII.
+    /// A JSON string as Python writes it: `\n`-style escapes for the usual five and `\u00XX` for
+    /// the other control characters. With `ensure_ascii`, every character outside printable ASCII
+    /// is written as `\uXXXX`, as a surrogate pair when it lies above the BMP.
     fn write_str(&self, s: &str, out: &mut String) {
         out.push('"');
         for c in s.chars() {
