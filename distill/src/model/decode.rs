@@ -227,10 +227,9 @@ impl Decoder {
         let s = ids.len() / b.max(1);
         assert_eq!(ids.len(), b * s, "decode: ids are not [batch, s]");
         assert!(s > 0, "decode: no new tokens");
-        assert_eq!(
-            positions.len(),
-            b,
-            "decode: one row of positions per sequence"
+        assert!(
+            positions.len() == b && positions.iter().all(|r| r.len() == s),
+            "decode: one position per new token of every sequence"
         );
         let (past, t) = (self.past, self.past + s);
         assert!(
@@ -270,7 +269,7 @@ impl Decoder {
             );
             // Rotate the new queries and keys; write the keys and values into the cache.
             for (r, row) in positions.iter().enumerate() {
-                for (i, &p) in row.iter().enumerate().take(s) {
+                for (i, &p) in row.iter().enumerate() {
                     let (cos, sin) = (&self.cos[p * d..(p + 1) * d], &self.sin[p * d..(p + 1) * d]);
                     let tok = r * s + i;
                     for head in q[tok * h * d..(tok + 1) * h * d].chunks_exact_mut(d) {
