@@ -230,6 +230,15 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// `[f(0), …, f(n - 1)]` in parallel: on the decoder's team (whose threads are waiting for
+    /// the next step anyway), else on rayon's pool.
+    fn rows<T: Send + Sync>(&mut self, n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+        match self {
+            Engine::Host(d) => d.team().map(n, f),
+            Engine::Burn(..) => (0..n).into_par_iter().map(&f).collect(),
+        }
+    }
+
     /// One step for `ids` `[batch × s]`: the logits of each row's last position, on the host.
     fn step(
         &mut self,
@@ -394,25 +403,23 @@ pub fn generate_with(
         let v = config.vocab_size;
         // The distribution, the choice and the top-k of every live row, rows in parallel (each
         // row has its own generator, so the result does not depend on the split).
-        let picked: Vec<Option<(Step, u32, Vec<TopLogprob>)>> = rngs
-            .par_iter_mut()
-            .enumerate()
-            .map(|(r, rng)| {
-                (!done[r]).then(|| {
-                    let row = &host[r * v..(r + 1) * v];
-                    let step = log_softmax(row);
-                    let id = choose(row, &step, options, rng);
-                    let top = top_k(&step.logprobs, options.logprobs);
-                    (step, id, top)
-                })
+        let picked: Vec<Option<(Step, u32, Vec<TopLogprob>, Rng)>> = engine.rows(b, |r| {
+            (!done[r]).then(|| {
+                let row = &host[r * v..(r + 1) * v];
+                let step = log_softmax(row);
+                let mut rng = rngs[r].clone();
+                let id = choose(row, &step, options, &mut rng);
+                let top = top_k(&step.logprobs, options.logprobs);
+                (step, id, top, rng)
             })
-            .collect();
+        });
         let mut next = Vec::with_capacity(b);
         for (r, picked) in picked.into_iter().enumerate() {
-            let Some((step, id, top)) = picked else {
+            let Some((step, id, top, rng)) = picked else {
                 next.push(pad);
                 continue;
             };
+            rngs[r] = rng;
             let g = &mut out[r];
             g.ids.push(id);
             g.logprobs.push(step.logprobs[id as usize]);

@@ -22,6 +22,7 @@ use super::Model;
 use super::fused;
 use super::kernels::decode::{self as k, CacheShape, Linear, Weight};
 use super::kernels::rms_norm_forward;
+use super::team::Team;
 
 /// A weight as the decoder reads it: the model's own buffer when it is a contiguous `f32` flex
 /// tensor (no copy), else a contiguous copy.
@@ -111,6 +112,8 @@ pub struct Decoder {
     /// Rotary tables `[position, head_dim]`, grown as positions are asked for.
     cos: Vec<f32>,
     sin: Vec<f32>,
+    /// The threads of the parallel passes.
+    team: Team,
 }
 
 impl Decoder {
@@ -165,7 +168,14 @@ impl Decoder {
             inv_freq: model.inv_freq.to_vec(),
             cos: Vec::new(),
             sin: Vec::new(),
+            team: Team::of_pool(),
         })
+    }
+
+    /// The threads of the decoder's parallel passes, for the caller's own passes between steps
+    /// (while they wait for the next step).
+    pub fn team(&mut self) -> &mut Team {
+        &mut self.team
     }
 
     /// Positions cached so far.
@@ -200,18 +210,8 @@ impl Decoder {
     /// (0 for a real key, a large negative number for padding) or `None`. Returns the logits of
     /// each row's last position, `[batch × vocab]`.
     ///
-    /// The step runs on one of rayon's threads, so its parallel passes start there instead of
-    /// each one waking the pool from outside and waiting for it.
+    /// The parallel passes run on the decoder's [`Team`], whose threads wait for them spinning.
     pub fn step(
-        &mut self,
-        ids: &[u32],
-        positions: &[Vec<usize>],
-        key_bias: Option<&[Vec<f32>]>,
-    ) -> Vec<f32> {
-        rayon::scope(|_| self.step_here(ids, positions, key_bias))
-    }
-
-    fn step_here(
         &mut self,
         ids: &[u32],
         positions: &[Vec<usize>],
@@ -219,8 +219,8 @@ impl Decoder {
     ) -> Vec<f32> {
         let CacheShape {
             batch: b,
-            heads: h,
-            kv_heads: kvh,
+            heads: _,
+            kv_heads: _,
             head_dim: d,
             capacity,
         } = self.shape;
@@ -254,46 +254,53 @@ impl Decoder {
         for &id in ids {
             x.extend_from_slice(&embed[id as usize * hd..(id as usize + 1) * hd]);
         }
+        // Each new token's rotary tables.
+        let rope: Vec<(&[f32], &[f32])> = positions
+            .iter()
+            .flatten()
+            .map(|&p| (&self.cos[p * d..(p + 1) * d], &self.sin[p * d..(p + 1) * d]))
+            .collect();
         for (layer, cache) in self.layers.iter().zip(self.cache.iter_mut()) {
             let normed = rms_norm(&x, layer.input_norm.get(), self.eps);
             let mut qkv = k::linears(
+                &mut self.team,
                 &normed,
                 m,
                 &[layer.q.linear(), layer.k.linear(), layer.v.linear()],
             )
             .into_iter();
-            let (mut q, mut kn, vn) = (
+            let (q, kn, vn) = (
                 qkv.next().unwrap_or_default(),
                 qkv.next().unwrap_or_default(),
                 qkv.next().unwrap_or_default(),
             );
-            // Rotate the new queries and keys; write the keys and values into the cache.
-            for (r, row) in positions.iter().enumerate() {
-                for (i, &p) in row.iter().enumerate() {
-                    let (cos, sin) = (&self.cos[p * d..(p + 1) * d], &self.sin[p * d..(p + 1) * d]);
-                    let tok = r * s + i;
-                    for head in q[tok * h * d..(tok + 1) * h * d].chunks_exact_mut(d) {
-                        k::rotate(head, cos, sin);
-                    }
-                    for g in 0..kvh {
-                        let from = (tok * kvh + g) * d;
-                        let key = &mut kn[from..from + d];
-                        k::rotate(key, cos, sin);
-                        self.shape.write(
-                            (&mut cache.k, &mut cache.v),
-                            (r, g, past + i),
-                            (key, &vn[from..from + d]),
-                        );
-                    }
-                }
-            }
-            let attn =
-                k::cached_attention(&q, &cache.k, &cache.v, self.shape, s, past, bias.as_deref());
-            let o = k::linears(&attn, m, &[layer.o.linear()]);
+            // The attention pass rotates the new queries and keys and writes the keys and values
+            // into the cache, each row in its own task.
+            let attn = k::cached_attention(
+                &mut self.team,
+                &q,
+                (&mut cache.k, &mut cache.v),
+                Some(k::Fresh {
+                    k: &kn,
+                    v: &vn,
+                    rope: &rope,
+                }),
+                self.shape,
+                s,
+                past,
+                bias.as_deref(),
+            );
+            let o = k::linears(&mut self.team, &attn, m, &[layer.o.linear()]);
             add(&mut x, &o[0]);
             let normed = rms_norm(&x, layer.post_norm.get(), self.eps);
-            let act = k::gated(&normed, m, layer.gate.linear(), layer.up.linear());
-            let down = k::linears(&act, m, &[layer.down.linear()]);
+            let act = k::gated(
+                &mut self.team,
+                &normed,
+                m,
+                layer.gate.linear(),
+                layer.up.linear(),
+            );
+            let down = k::linears(&mut self.team, &act, m, &[layer.down.linear()]);
             add(&mut x, &down[0]);
         }
         self.past = t;
@@ -308,7 +315,7 @@ impl Decoder {
             Some(w) => Weight::rows(w.get(), hd, self.vocab),
             None => Weight::transposed(self.embed.get(), hd, self.vocab),
         };
-        k::linears(&normed, b, &[(head, None)])
+        k::linears(&mut self.team, &normed, b, &[(head, None)])
             .pop()
             .unwrap_or_default()
     }

@@ -10,6 +10,7 @@ pub mod decode;
 pub mod fused;
 pub mod kernels;
 pub mod layers;
+pub mod team;
 
 use std::sync::Arc;
 

@@ -7,8 +7,9 @@
 //! do not depend on each other go to the cores in one parallel pass, and every output element is
 //! one `gemm` dot product over the full depth, so the result does not depend on the thread count.
 
-use rayon::prelude::*;
+use std::sync::Mutex;
 
+use super::super::team::Team;
 use super::{LANES, exp, lane_max, lane_sum, matmul, rope_in_place, swiglu_chunk};
 
 /// Columns of a weight per task: 64 columns of a 256-deep weight are 64 KiB, which stays in a
@@ -107,16 +108,16 @@ fn scatter(m: usize, tasks: &[(usize, usize, usize)], parts: Vec<Vec<f32>>, outs
 
 /// `x[m × k] · w + b` for every projection at once (they share the input), the column blocks of
 /// all of them in one parallel pass. Returns one `[m × n]` output per projection.
-pub fn linears(x: &[f32], m: usize, projections: &[Linear<'_>]) -> Vec<Vec<f32>> {
+pub fn linears(team: &mut Team, x: &[f32], m: usize, projections: &[Linear<'_>]) -> Vec<Vec<f32>> {
     for (w, b) in projections {
         assert_eq!(x.len(), m * w.k, "linear: input is not [{m}, {}]", w.k);
         assert!(b.is_none_or(|b| b.len() == w.n), "linear: bias size");
     }
     let tasks = blocks(projections.iter().map(|(w, _)| w.n));
-    let parts: Vec<Vec<f32>> = tasks
-        .par_iter()
-        .map(|&(i, n0, nb)| projections[i].0.block(x, m, n0, nb, projections[i].1))
-        .collect();
+    let parts: Vec<Vec<f32>> = team.map(tasks.len(), |t| {
+        let (i, n0, nb) = tasks[t];
+        projections[i].0.block(x, m, n0, nb, projections[i].1)
+    });
     let mut outs: Vec<Vec<f32>> = projections
         .iter()
         .map(|(w, _)| vec![0.0f32; m * w.n])
@@ -127,7 +128,7 @@ pub fn linears(x: &[f32], m: usize, projections: &[Linear<'_>]) -> Vec<Vec<f32>>
 
 /// `silu(x · gate) · (x · up)`, `[m × n]`, each column block's two products and activation in
 /// one task.
-pub fn gated(x: &[f32], m: usize, gate: Linear<'_>, up: Linear<'_>) -> Vec<f32> {
+pub fn gated(team: &mut Team, x: &[f32], m: usize, gate: Linear<'_>, up: Linear<'_>) -> Vec<f32> {
     assert_eq!(
         (gate.0.k, gate.0.n),
         (up.0.k, up.0.n),
@@ -135,16 +136,14 @@ pub fn gated(x: &[f32], m: usize, gate: Linear<'_>, up: Linear<'_>) -> Vec<f32> 
     );
     assert_eq!(x.len(), m * gate.0.k, "gated: input size");
     let tasks = blocks(std::iter::once(gate.0.n));
-    let parts: Vec<Vec<f32>> = tasks
-        .par_iter()
-        .map(|&(_, n0, nb)| {
-            let g = gate.0.block(x, m, n0, nb, gate.1);
-            let u = up.0.block(x, m, n0, nb, up.1);
-            let mut out = vec![0.0f32; m * nb];
-            swiglu_chunk(&g, &u, &mut out);
-            out
-        })
-        .collect();
+    let parts: Vec<Vec<f32>> = team.map(tasks.len(), |t| {
+        let (_, n0, nb) = tasks[t];
+        let g = gate.0.block(x, m, n0, nb, gate.1);
+        let u = up.0.block(x, m, n0, nb, up.1);
+        let mut out = vec![0.0f32; m * nb];
+        swiglu_chunk(&g, &u, &mut out);
+        out
+    });
     let mut out = vec![vec![0.0f32; m * gate.0.n]];
     scatter(m, &tasks, parts, &mut out);
     out.pop().unwrap_or_default()
@@ -234,16 +233,28 @@ impl CacheShape {
     }
 }
 
-/// Attention of `s` new tokens per row over the cache, in which their own keys and values are
-/// already written after `past` earlier positions.
+/// The new tokens of a step, for [`cached_attention`] to rotate and write into the cache: keys and
+/// values `[b, s, kv_heads·d]` as projected, and each token's rotary tables `(cos, sin)` of
+/// `head_dim` values, in token order (`b · s` of them).
+pub struct Fresh<'a> {
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    pub rope: &'a [(&'a [f32], &'a [f32])],
+}
+
+/// Attention of `s` new tokens per row over the cache, after `past` earlier positions.
 ///
-/// `q: [b, s, h·d]`, rotated; `k, v`: the cache; `bias: [b, past + s]` (0 for a real key, a large
-/// negative number for padding) or `None`. New token `i` sees keys `0..=past + i` (causal).
-/// Returns `[b, s, h·d]`, ready for the output projection.
+/// `q: [b, s, h·d]`; `k, v`: the cache; `bias: [b, past + s]` (0 for a real key, a large negative
+/// number for padding) or `None`. With `fresh`, each row's task first rotates its queries and
+/// keys and writes its keys and values into the cache (rows own disjoint parts of it); without,
+/// `q` is rotated and the cache holds the new tokens already. New token `i` sees keys
+/// `0..=past + i` (causal). Returns `[b, s, h·d]`, ready for the output projection.
+#[allow(clippy::too_many_arguments)]
 pub fn cached_attention(
+    team: &mut Team,
     q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    (k, v): (&mut [f32], &mut [f32]),
+    fresh: Option<Fresh<'_>>,
     shape: CacheShape,
     s: usize,
     past: usize,
@@ -279,24 +290,56 @@ pub fn cached_attention(
         bias.is_none_or(|b| b.len() == batch * t),
         "attention: bias has the wrong size"
     );
+    if let Some(f) = &fresh {
+        let new = batch * s * kv_heads * d;
+        assert!(
+            f.k.len() == new && f.v.len() == new && f.rope.len() == batch * s,
+            "attention: the new keys, values or rotary tables have the wrong size"
+        );
+    }
     let slab = kv_heads * capacity * d;
     let scale = 1.0 / (d as f32).sqrt();
-    let mut out = vec![0.0f32; q.len()];
-    out.par_chunks_mut(s * row)
-        .enumerate()
-        .for_each(|(r, out)| {
-            let keys = Keys {
-                k: &k[r * slab..(r + 1) * slab],
-                v: &v[r * slab..(r + 1) * slab],
-                bias: bias.map(|b| &b[r * t..(r + 1) * t]),
-                capacity,
-                d,
-                group: heads / kv_heads,
-                row,
-            };
-            attend_row(&q[r * s * row..(r + 1) * s * row], &keys, past, scale, out);
-        });
-    out
+    // Each row's task takes its own part of the cache (uncontended: one task per row).
+    let slabs: Vec<Mutex<(&mut [f32], &mut [f32])>> = k
+        .chunks_exact_mut(slab)
+        .zip(v.chunks_exact_mut(slab))
+        .map(Mutex::new)
+        .collect();
+    let one = CacheShape { batch: 1, ..shape };
+    let rows = team.map(batch, |r| {
+        let mut cache = slabs[r].lock().unwrap_or_else(|e| e.into_inner());
+        let (kr, vr) = &mut *cache;
+        let mut qr = q[r * s * row..(r + 1) * s * row].to_vec();
+        if let Some(f) = &fresh {
+            let mut key = vec![0.0f32; d];
+            for i in 0..s {
+                let tok = r * s + i;
+                let (cos, sin) = f.rope[tok];
+                for head in qr[i * row..(i + 1) * row].chunks_exact_mut(d) {
+                    rotate(head, cos, sin);
+                }
+                for g in 0..kv_heads {
+                    let from = (tok * kv_heads + g) * d;
+                    key.copy_from_slice(&f.k[from..from + d]);
+                    rotate(&mut key, cos, sin);
+                    one.write((kr, vr), (0, g, past + i), (&key, &f.v[from..from + d]));
+                }
+            }
+        }
+        let keys = Keys {
+            k: kr,
+            v: vr,
+            bias: bias.map(|b| &b[r * t..(r + 1) * t]),
+            capacity,
+            d,
+            group: heads / kv_heads,
+            row,
+        };
+        let mut out = vec![0.0f32; s * row];
+        attend_row(&qr, &keys, past, scale, &mut out);
+        out
+    });
+    rows.concat()
 }
 
 /// One batch row's cache.
@@ -460,6 +503,7 @@ mod tests {
             let x = random(m * k, 3 + m as u64);
             let mut want = reference_product(&x, m, &w, k, n);
             let out = linears(
+                &mut Team::new(2),
                 &x,
                 m,
                 &[
@@ -504,6 +548,7 @@ mod tests {
             .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
             .collect();
         let out = gated(
+            &mut Team::new(2),
             &x,
             m,
             (Weight::rows(&wg, k, n), None),
@@ -538,7 +583,16 @@ mod tests {
         // Row 1's first key is padding.
         let mut bias = vec![0.0f32; shape.batch * t];
         bias[t] = -1.0e9;
-        let out = cached_attention(&q, &k, &v, shape, s, past, Some(&bias));
+        let out = cached_attention(
+            &mut Team::new(2),
+            &q,
+            (&mut k.clone(), &mut v.clone()),
+            None,
+            shape,
+            s,
+            past,
+            Some(&bias),
+        );
         let mut want = vec![0.0f64; out.len()];
         for r in 0..shape.batch {
             for i in 0..s {
