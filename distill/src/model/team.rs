@@ -50,16 +50,17 @@ pub struct Team {
 }
 
 impl Team {
-    /// A team of `threads` (the caller and `threads - 1` helpers).
+    /// A team of `threads` (the caller and `threads - 1` helpers). If the system refuses a
+    /// thread, the team is smaller: it computes the same, more slowly.
     pub fn new(threads: usize) -> Team {
         let shared = Arc::new(Shared::default());
         let helpers = (1..threads.max(1))
-            .map(|i| {
+            .map_while(|i| {
                 let shared = Arc::clone(&shared);
                 std::thread::Builder::new()
                     .name(format!("workbench-decode-{i}"))
                     .spawn(move || helper(&shared))
-                    .expect("the system cannot start a decoding thread")
+                    .ok()
             })
             .collect();
         Team {
