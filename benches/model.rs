@@ -17,8 +17,7 @@ mod allocator;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use distill::generate::{GenerateOptions, generate};
@@ -69,10 +68,8 @@ fn train(args: &[String]) {
     let device = distill::backend::cpu().autodiff();
     device.seed(0);
     let mut model = config.init(&device);
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(0.1)
-        .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
-        .init();
+    // The training loop's optimizer (AdamW, fused on the CPU), as PyTorch's side uses its own.
+    let mut optim = distill::train::optimizer(0.1, 1.0);
     let mut rng = Lcg(7);
     let mut timed = 0.0;
     let mut last_loss = 0.0;

@@ -215,6 +215,9 @@ fn choose(logits: &[f32], step: &Step, options: &GenerateOptions, rng: &mut Rng)
     cand.last().map_or(0, |c| c.0)
 }
 
+/// A row's sampled token: its distribution, the id, the top-k, and the row's generator after it.
+type Pick = (Step, u32, Vec<TopLogprob>, Rng);
+
 /// What runs the model step by step: the host decoder on the CPU (`model/decode.rs`), burn's
 /// operations with their KV cache elsewhere.
 enum Engine<'a> {
@@ -403,7 +406,7 @@ pub fn generate_with(
         let v = config.vocab_size;
         // The distribution, the choice and the top-k of every live row, rows in parallel (each
         // row has its own generator, so the result does not depend on the split).
-        let picked: Vec<Option<(Step, u32, Vec<TopLogprob>, Rng)>> = engine.rows(b, |r| {
+        let picked: Vec<Option<Pick>> = engine.rows(b, |r| {
             (!done[r]).then(|| {
                 let row = &host[r * v..(r + 1) * v];
                 let step = log_softmax(row);

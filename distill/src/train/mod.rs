@@ -9,6 +9,7 @@
 //! read back with `serde_json`'s `float_roundtrip`, so it is the same bits too). Data order is a seeded permutation per epoch, so the cursor (epoch,
 //! position) is the whole RNG state.
 
+pub mod adamw;
 pub mod data;
 pub mod loss;
 
@@ -17,7 +18,7 @@ use std::time::Instant;
 
 use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams};
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -105,6 +106,17 @@ impl Default for TrainOptions {
             pause_after: None,
             objective: Objective::CrossEntropy,
         }
+    }
+}
+
+/// The loop's optimizer: AdamW with this weight decay, the gradients clipped to this global norm
+/// (none at 0), computed in one pass per parameter on the CPU (`adamw.rs`).
+pub fn optimizer(weight_decay: f64, grad_clip: f64) -> ModuleOptimizer {
+    let optim = ModuleOptimizer::from(adamw::FusedAdamW::new(weight_decay as f32));
+    if grad_clip > 0.0 {
+        optim.with_grad_clipping(GradientClippingConfig::Norm(grad_clip as f32).init())
+    } else {
+        optim
     }
 }
 
@@ -315,12 +327,7 @@ pub fn train(
         ));
     }
     let mut model = stable_ids(model.fork(device));
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(o.weight_decay as f32)
-        .with_grad_clipping(
-            (o.grad_clip > 0.0).then_some(GradientClippingConfig::Norm(o.grad_clip as f32)),
-        )
-        .init();
+    let mut optim = optimizer(o.weight_decay, o.grad_clip);
     let mut state = LoopState {
         step: 0,
         epoch: 0,
