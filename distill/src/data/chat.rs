@@ -747,7 +747,8 @@ impl PyJson {
 
     /// A JSON string as Python writes it: `\n`-style escapes for the usual five and `\u00XX` for
     /// the other control characters. With `ensure_ascii`, every character outside printable ASCII
-    /// is written as `\uXXXX`, as a surrogate pair when it lies above the BMP.
+    /// becomes a `\uXXXX` escape; a character above the Basic Multilingual Plane becomes two of
+    /// them (a surrogate pair).
     fn write_str(&self, s: &str, out: &mut String) {
         out.push('"');
         for c in s.chars() {
