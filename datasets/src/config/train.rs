@@ -114,7 +114,7 @@ pub struct TrainConfig {
     /// AdamW weight decay.
     #[serde(default = "default_weight_decay")]
     pub weight_decay: f64,
-    /// Gradient clipping by global norm (0: off).
+    /// Gradient clipping: each parameter's gradient scaled down to this L2 norm (0: off).
     #[serde(default = "default_grad_clip")]
     pub grad_clip: f64,
     /// Evaluate (loss and exact match on the eval set) every N steps; always at the end.

@@ -14,9 +14,7 @@
 //! kernels are [`available`](super::fused::available)); other devices keep `Model::step`.
 
 use burn::backend::flex::FlexTensor;
-use burn::backend::{BackendTensor, DispatchTensorKind};
 use burn::prelude::*;
-use burn::tensor::DType;
 
 use super::Model;
 use super::fused;
@@ -30,17 +28,10 @@ struct Host(FlexTensor);
 
 impl Host {
     fn of<const D: usize>(t: Tensor<D>) -> Host {
-        let copy = t.clone();
-        if let DispatchTensorKind::Flex(BackendTensor::Float(f)) = t.into_dispatch().kind
-            && f.dtype() == DType::F32
-        {
-            if f.as_slice::<f32>().is_some() {
-                return Host(f);
-            }
-            return Host(f.to_contiguous());
-        }
-        let data = copy.into_data().convert::<f32>();
-        Host(FlexTensor::from_data(data))
+        Host(
+            fused::host_f32(&t)
+                .unwrap_or_else(|| FlexTensor::from_data(t.into_data().convert::<f32>())),
+        )
     }
 
     fn get(&self) -> &[f32] {
@@ -219,10 +210,9 @@ impl Decoder {
     ) -> Vec<f32> {
         let CacheShape {
             batch: b,
-            heads: _,
-            kv_heads: _,
             head_dim: d,
             capacity,
+            ..
         } = self.shape;
         let s = ids.len() / b.max(1);
         assert_eq!(ids.len(), b * s, "decode: ids are not [batch, s]");

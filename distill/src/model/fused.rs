@@ -15,7 +15,10 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, Dispatch, DispatchDevice, Flex, backend_extension};
+use burn::backend::{
+    Autodiff, Backend, BackendTensor, Dispatch, DispatchDevice, DispatchTensorKind, Flex,
+    backend_extension,
+};
 use burn::prelude::*;
 use burn::tensor::{DType, TensorData};
 
@@ -319,6 +322,21 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
             OpsKind::Tracked(prep) => prep.finish((x, w, inv), out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         }
+    }
+}
+
+/// The tensor's values as a contiguous `f32` flex tensor: its own buffer when it already is one
+/// (no copy), a contiguous copy of a strided flex tensor, or `None` on another backend or dtype.
+pub fn host_f32<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
+    if t.dtype() != DType::F32 {
+        return None;
+    }
+    match t.clone().into_dispatch().kind {
+        DispatchTensorKind::Flex(BackendTensor::Float(f)) if f.as_slice::<f32>().is_some() => {
+            Some(f)
+        }
+        DispatchTensorKind::Flex(BackendTensor::Float(f)) => Some(f.to_contiguous()),
+        _ => None,
     }
 }
 

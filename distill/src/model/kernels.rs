@@ -8,11 +8,11 @@
 //! compiler vectorises. `fused.rs` wires them into burn's autodiff graph; the tests below check each
 //! against a plain reference written from the textbook formula.
 //!
-//! One of two modules of the libraries that use `unsafe` (`model/team.rs`, the decoder's threads,
-//! is the other, and the binary's allocator setting, `src/allocator.rs`, is a third place), here
-//! in two places, each with its reason: the call into `gemm`
-//! (raw pointers and strides, checked against the slices first) and the calls into the copies of
-//! a loop compiled for AVX-512 or AVX2 (made only after the CPU says it has them).
+//! One of the two library modules that use `unsafe` (the other is `model/team.rs`, the decoder's
+//! threads; the binary's allocator setting, `src/allocator.rs`, is outside the libraries). Here
+//! it is in two places, each with its reason: the call into `gemm` (raw pointers and strides,
+//! checked against the slices first) and the calls into the copies of a loop compiled for AVX-512
+//! or AVX2 (made only after the CPU says it has them).
 #![allow(unsafe_code)]
 
 use rayon::prelude::*;

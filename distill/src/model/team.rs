@@ -3,8 +3,8 @@
 //! A decoding step at batch 16 is some twenty parallel passes of 20–100 µs each, with short serial
 //! parts between them. On rayon's pool an idle worker goes to sleep after a few microseconds
 //! without work, and waking it again costs a system call on the critical path and tens of
-//! microseconds before it runs: measured on the 4M student, about eight sleeps a step and 12% of
-//! the time in the kernel's scheduler. A team is made for one generation: its helpers spin on an
+//! microseconds before it runs: measured on the 4M student, about thirteen context switches a
+//! step and 12% of the time in the kernel's scheduler. A team is made for one generation: its helpers spin on an
 //! atomic between passes (and only park after [`SPIN`] without one), so a pass starts in well under
 //! a microsecond. The thread that calls [`Team::map`] works too, and waits for the last task.
 //!

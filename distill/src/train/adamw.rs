@@ -12,13 +12,12 @@
 //! backend, `f32`); elsewhere, and for AMSGrad states, burn's `AdamW` does the step.
 
 use burn::backend::flex::FlexTensor;
-use burn::backend::{BackendTensor, DispatchTensorKind};
 use burn::optim::{AdamW, AdamWConfig, AdamWState, AdaptiveMomentumState, LearningRate, Optimizer};
 use burn::prelude::*;
-use burn::tensor::{DType, TensorData};
+use burn::tensor::TensorData;
 use rayon::prelude::*;
 
-use crate::model::fused;
+use crate::model::fused::{self, host_f32};
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 15;
@@ -44,9 +43,7 @@ impl FusedAdamW {
             weight_decay,
         }
     }
-}
 
-impl FusedAdamW {
     /// The step in one pass, or `None` where it does not serve (not the flex CPU backend in
     /// `f32`, `WORKBENCH_FUSED=0`, or an AMSGrad state).
     fn fused_step<const D: usize>(
@@ -63,10 +60,13 @@ impl FusedAdamW {
             return None;
         }
         let moments = match state {
-            Some(s) => Some((host(&s.momentum.moment_1)?, host(&s.momentum.moment_2)?)),
+            Some(s) => Some((
+                host_f32(&s.momentum.moment_1)?,
+                host_f32(&s.momentum.moment_2)?,
+            )),
             None => None,
         };
-        let (p, g) = (host(tensor)?, host(grad)?);
+        let (p, g) = (host_f32(tensor)?, host_f32(grad)?);
         let time = state.map_or(1, |s| s.momentum.time + 1);
         let decay = lr * self.weight_decay as f64;
         let s = Scalars {
@@ -105,26 +105,9 @@ impl FusedAdamW {
     }
 }
 
-/// The tensor's `f32` buffer on the flex backend, or `None` elsewhere.
-fn host<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
-    if t.dtype() != DType::F32 {
-        return None;
-    }
-    match t.clone().into_dispatch().kind {
-        DispatchTensorKind::Flex(BackendTensor::Float(f)) => {
-            Some(if f.as_slice::<f32>().is_some() {
-                f
-            } else {
-                f.to_contiguous()
-            })
-        }
-        _ => None,
-    }
-}
-
 fn values(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>()
-        .expect("a contiguous f32 tensor, made so in host()")
+        .expect("a contiguous f32 tensor, made so by fused::host_f32")
 }
 
 /// The scalars of one step, as burn's operations round them.

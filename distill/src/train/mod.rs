@@ -71,7 +71,7 @@ pub struct TrainOptions {
     pub min_lr_ratio: f64,
     /// AdamW weight decay.
     pub weight_decay: f64,
-    /// Gradient clipping by global norm (0: off).
+    /// Gradient clipping: each parameter's gradient scaled down to this L2 norm (0: off).
     pub grad_clip: f64,
     /// Evaluate every N steps (0: only at the end).
     pub eval_every: usize,
@@ -109,8 +109,9 @@ impl Default for TrainOptions {
     }
 }
 
-/// The loop's optimizer: AdamW with this weight decay, the gradients clipped to this global norm
-/// (none at 0), computed in one pass per parameter on the CPU (`adamw.rs`).
+/// The loop's optimizer: AdamW with this weight decay, computed in one pass per parameter on the
+/// CPU (`adamw.rs`), each parameter's gradient first clipped to this L2 norm (burn clips parameter
+/// by parameter; none at 0).
 pub fn optimizer(weight_decay: f64, grad_clip: f64) -> ModuleOptimizer {
     let optim = ModuleOptimizer::from(adamw::FusedAdamW::new(weight_decay as f32));
     if grad_clip > 0.0 {
