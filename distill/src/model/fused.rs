@@ -27,6 +27,8 @@ use super::kernels::{self, AttnShape};
 /// The fused operations. Every input is `f32`; the output has the input's shape.
 #[backend_extension(Flex, Autodiff)]
 pub trait FusedOps: Backend {
+    /// The dense projection `x · w`: `x: [rows, d_in]`, `w: [d_in, d_out]` → `[rows, d_out]`.
+    fn fused_linear(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self>;
     /// Causal grouped-query attention with rotary embeddings: `q: [b, s, h·d]`,
     /// `k, v: [b, s, kvh·d]`, `cos, sin: [s, d]` → `[b, s, h·d]`.
     fn fused_attention(
@@ -115,7 +117,28 @@ fn attention_forward(
     )
 }
 
+fn linear_sizes(x: &FlexTensor, w: &FlexTensor) -> (usize, usize) {
+    let (xd, wd) = (dims(x), dims(w));
+    assert!(
+        xd.len() == 2 && wd.len() == 2 && xd[1] == wd[0],
+        "fused linear: x must be [rows, d_in] and w [d_in, d_out]"
+    );
+    (wd[0], wd[1])
+}
+
+fn linear_forward(x: &FlexTensor, w: &FlexTensor) -> FlexTensor {
+    let (d_in, d_out) = linear_sizes(x, w);
+    tensor(
+        kernels::linear_forward(&values(x), &values(w), d_in, d_out),
+        vec![dims(x)[0], d_out],
+    )
+}
+
 impl FusedOps for Flex {
+    fn fused_linear(x: FlexTensor, w: FlexTensor) -> FlexTensor {
+        linear_forward(&x, &w)
+    }
+
     fn fused_attention(
         q: FlexTensor,
         k: FlexTensor,
@@ -149,6 +172,34 @@ impl FusedOps for Flex {
             kernels::rms_norm_forward(&values(&x), &values(&w), eps as f32).0,
             dims(&x),
         )
+    }
+}
+
+#[derive(Debug)]
+struct LinearBackward;
+
+impl Backward<Flex, 2> for LinearBackward {
+    /// x, w.
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x, w) = ops.state;
+        let sizes = linear_sizes(&x, &w);
+        let (dx, dw) = kernels::linear_backward(
+            &values(&x),
+            &values(&w),
+            &values(&dy),
+            sizes,
+            (node_x.is_some(), node_w.is_some()),
+        );
+        if let (Some(node), Some(dx)) = (node_x, dx) {
+            grads.register::<Flex>(node.id, tensor(dx, dims(&x)));
+        }
+        if let (Some(node), Some(dw)) = (node_w, dw) {
+            grads.register::<Flex>(node.id, tensor(dw, dims(&w)));
+        }
     }
 }
 
@@ -253,6 +304,20 @@ impl Backward<Flex, 2> for RmsNormBackward {
 }
 
 impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
+    fn fused_linear(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+        let nodes = [x.node(), w.node()];
+        let (x, w) = (x.into_primitive(), w.into_primitive());
+        let out = linear_forward(&x, &w);
+        match LinearBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((x, w), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
     fn fused_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
@@ -350,6 +415,14 @@ pub fn available(device: &Device, dtype: DType) -> bool {
             device.as_dispatch().clone().inner(),
             DispatchDevice::Flex(_)
         )
+}
+
+/// See [`FusedOps::fused_linear`]; the caller checks [`available`].
+pub fn linear(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_linear(
+        x.into_dispatch(),
+        w.into_dispatch(),
+    ))
 }
 
 /// See [`FusedOps::fused_attention`]; the caller checks [`available`].

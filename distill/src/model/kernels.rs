@@ -1,5 +1,6 @@
-//! Fused CPU kernels for training on plain `f32` slices: causal grouped-query attention with
-//! rotary embeddings, SwiGLU, log-softmax and RMSNorm, each with its backward pass.
+//! Fused CPU kernels for training on plain `f32` slices: the dense projection, causal
+//! grouped-query attention with rotary embeddings, SwiGLU, log-softmax and RMSNorm, each with its
+//! backward pass.
 //!
 //! burn composes these from a dozen element-wise operations each, every one a pass over memory
 //! with its own buffer, most on one core. Here each is one or two passes, split across cores with
@@ -11,7 +12,8 @@
 //! One of the two library modules that use `unsafe` (the other is `model/team.rs`, the decoder's
 //! threads; the binary's allocator setting, `src/allocator.rs`, is outside the libraries). Here
 //! it is in two places, each with its reason: the call into `gemm` (raw pointers and strides,
-//! checked against the slices first) and the calls into the copies of a loop compiled for AVX-512
+//! checked against the slices first; in [`product`], writing a reserved buffer before its length
+//! is set) and the calls into the copies of a loop compiled for AVX-512
 //! or AVX2 (made only after the CPU says it has them).
 #![allow(unsafe_code)]
 
@@ -177,6 +179,106 @@ fn matmul(
             gemm::Parallelism::None,
         );
     }
+}
+
+/// Products below this many multiply-adds run on one thread: splitting them costs more than it
+/// saves (the same threshold as burn-flex's).
+const PARALLEL_PRODUCT: usize = 192 * 192 * 192;
+
+/// `lhs[m×k] · rhs[k×n]` into a new row-major `m×n` buffer, each operand given by its row and
+/// column strides (so transposed views need no copy), split across rayon's threads by `gemm`.
+///
+/// The buffer is never zeroed or copied first: `gemm` writes each element once (with `read_dst`
+/// off it does not read the destination). burn-flex's product zeroes a byte buffer and copies it
+/// to an aligned one before multiplying, two passes on one core while the other waits; for the
+/// training step's 30-odd products that was about 7% of the step. Each element's sum runs over
+/// `k` in the same order whatever the thread count (`gemm` splits rows and columns, not depth).
+pub fn product(
+    (m, n, k): (usize, usize, usize),
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (usize, usize),
+) -> Vec<f32> {
+    let reach = |rows: usize, cols: usize, rs: usize, cs: usize| {
+        if rows == 0 || cols == 0 {
+            0
+        } else {
+            (rows - 1) * rs + (cols - 1) * cs + 1
+        }
+    };
+    assert!(
+        reach(m, k, lhs_rs, lhs_cs) <= lhs.len(),
+        "product: lhs too short"
+    );
+    assert!(
+        reach(k, n, rhs_rs, rhs_cs) <= rhs.len(),
+        "product: rhs too short"
+    );
+    let len = m.checked_mul(n).expect("product: size overflows");
+    if k == 0 || len == 0 {
+        return vec![0.0; len];
+    }
+    let parallelism = if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_PRODUCT {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    let mut out = Vec::<f32>::with_capacity(len);
+    // SAFETY: the asserts above keep every index gemm forms inside the input slices; the output
+    // pointer addresses `len` reserved elements, written (never read, `read_dst` is false) at
+    // row stride `n`, column stride 1; only then is the length set, so no uninitialised value is
+    // ever visible (a panic inside gemm leaves the vector empty).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+        out.set_len(len);
+    }
+    out
+}
+
+/// `x[rows×d_in] · w[d_in×d_out]`, row-major.
+pub fn linear_forward(x: &[f32], w: &[f32], d_in: usize, d_out: usize) -> Vec<f32> {
+    assert!(
+        d_in > 0 && x.len().is_multiple_of(d_in) && w.len() == d_in * d_out,
+        "linear: x is not [rows, {d_in}] or w is not [{d_in}, {d_out}]"
+    );
+    product((x.len() / d_in, d_out, d_in), x, (d_in, 1), w, (d_out, 1))
+}
+
+/// The gradients of [`linear_forward`] from the output's gradient `dy[rows×d_out]`:
+/// `dx = dy · wᵀ` and `dw = xᵀ · dy`, each only when asked for.
+pub fn linear_backward(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    (d_in, d_out): (usize, usize),
+    (want_dx, want_dw): (bool, bool),
+) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    let rows = x.len() / d_in.max(1);
+    assert_eq!(dy.len(), rows * d_out, "linear: dy has the wrong size");
+    let dx = want_dx.then(|| product((rows, d_in, d_out), dy, (d_out, 1), w, (1, d_out)));
+    let dw = want_dw.then(|| product((d_in, d_out, rows), x, (1, d_in), dy, (d_out, 1)));
+    (dx, dw)
 }
 
 /// The sizes of one attention call.

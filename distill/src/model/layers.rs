@@ -40,12 +40,17 @@ impl Proj {
 
 /// `x W + b` with every leading dimension of `x` folded into the rows first, so the product
 /// is one matrix multiplication (split across cores) instead of a batch of small ones, and the
-/// weight's gradient one product instead of a batch of them summed.
+/// weight's gradient one product instead of a batch of them summed. Without a bias, on the CPU,
+/// the fused product (`fused::linear`: no zeroed and copied output buffers).
 pub fn linear_2d<const D: usize>(x: Tensor<D>, w: Tensor<2>, b: Option<Tensor<1>>) -> Tensor<D> {
     let dims = x.dims();
     let d_out = w.dims()[1];
     let rows = dims[..D - 1].iter().product::<usize>();
-    let y = linear(x.reshape([rows, dims[D - 1]]), w, b);
+    let x = x.reshape([rows, dims[D - 1]]);
+    let y = match b {
+        None if fused::available(&x.device(), x.dtype()) => fused::linear(x, w),
+        b => linear(x, w, b),
+    };
     let mut out = dims;
     out[D - 1] = d_out;
     y.reshape(out)

@@ -130,3 +130,30 @@ fn swiglu_log_softmax_and_rms_norm_match_burn() {
     assert_close(x.grad(&gf).unwrap(), x.grad(&gc).unwrap(), "rms dx");
     assert_close(gain.grad(&gf).unwrap(), gain.grad(&gc).unwrap(), "rms dw");
 }
+
+#[test]
+fn linear_matches_burns_product_and_gradients() {
+    // Sizes on both sides of the threshold where the product splits across threads, and a
+    // weight reached through a transpose (the tied head's), which is not contiguous.
+    for (rows, d_in, d_out) in [(7, 5, 3), (300, 200, 180)] {
+        let x = random([rows, d_in], 10);
+        let w = random([d_in, d_out], 11);
+        let wt = random([d_out, d_in], 12);
+        let r = random([rows, d_out], 13).detach();
+        for (w, what) in [(w, "plain"), (wt.transpose(), "transposed")] {
+            let f = linear(x.clone(), w.clone());
+            let gf = (f.clone() * r.clone()).sum().backward();
+            let c = x.clone().matmul(w.clone());
+            let gc = (c.clone() * r.clone()).sum().backward();
+            assert_close(f, c, what);
+            assert_close(x.grad(&gf).unwrap(), x.grad(&gc).unwrap(), what);
+        }
+        let (w, wt) = (random([d_in, d_out], 11), random([d_out, d_in], 12));
+        let f = (linear(x.clone(), w.clone()) * r.clone()).sum().backward();
+        let c = (x.clone().matmul(w.clone()) * r.clone()).sum().backward();
+        assert_close(w.grad(&f).unwrap(), w.grad(&c).unwrap(), "dw");
+        let f = (linear(x.clone(), wt.clone().transpose()) * r.clone()).sum().backward();
+        let c = (x.clone().matmul(wt.clone().transpose()) * r.clone()).sum().backward();
+        assert_close(wt.grad(&f).unwrap(), wt.grad(&c).unwrap(), "dw through a transpose");
+    }
+}

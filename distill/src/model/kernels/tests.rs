@@ -304,3 +304,44 @@ fn rms_norm_and_its_gradient() {
     close(&dx[..3 * n], &num_dx, 2e-3, "dx");
     close(&dw, &numeric_grad(&mut ws, &|w| loss(&x, w)), 2e-3, "dw");
 }
+
+#[test]
+fn the_product_matches_a_plain_loop_for_every_layout() {
+    let mut rng = Rng(21);
+    // Small (one thread) and large enough to split across threads.
+    for (m, n, k) in [(3, 4, 5), (1, 1, 1), (4, 3, 0), (260, 200, 190)] {
+        let a = rng.vec(m * k, 1.0);
+        let b = rng.vec(k * n, 1.0);
+        let want: Vec<f64> = (0..m * n)
+            .map(|e| {
+                let (i, j) = (e / n, e % n);
+                (0..k).map(|p| a[i * k + p] as f64 * b[p * n + j] as f64).sum()
+            })
+            .collect();
+        let got = product((m, n, k), &a, (k, 1), &b, (n, 1));
+        close(&got, &want, 1e-5, "row-major");
+        // The same operands stored transposed, read through their strides.
+        let at: Vec<f32> = (0..k * m).map(|e| a[(e % m) * k + e / m]).collect();
+        let bt: Vec<f32> = (0..n * k).map(|e| b[(e % k) * n + e / k]).collect();
+        let got = product((m, n, k), &at, (1, m), &bt, (1, k));
+        close(&got, &want, 1e-5, "transposed");
+    }
+    let (x, w) = (rng.vec(6 * 4, 1.0), rng.vec(4 * 3, 1.0));
+    let dy = rng.vec(6 * 3, 1.0);
+    let (dx, dw) = linear_backward(&x, &w, &dy, (4, 3), (true, true));
+    let want_dx: Vec<f64> = (0..6 * 4)
+        .map(|e| (0..3).map(|j| dy[(e / 4) * 3 + j] as f64 * w[(e % 4) * 3 + j] as f64).sum())
+        .collect();
+    let want_dw: Vec<f64> = (0..4 * 3)
+        .map(|e| (0..6).map(|r| x[r * 4 + e / 3] as f64 * dy[r * 3 + e % 3] as f64).sum())
+        .collect();
+    close(&dx.unwrap(), &want_dx, 1e-5, "dx");
+    close(&dw.unwrap(), &want_dw, 1e-5, "dw");
+    assert_eq!(linear_backward(&x, &w, &dy, (4, 3), (false, false)), (None, None));
+}
+
+#[test]
+#[should_panic(expected = "product: rhs too short")]
+fn a_product_with_a_short_operand_panics_before_touching_memory() {
+    product((2, 2, 2), &[0.0; 4], (2, 1), &[0.0; 3], (2, 1));
+}
