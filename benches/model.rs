@@ -5,6 +5,7 @@
 //!   (WORKBENCH_FUSED=0 runs the step on burn's composed operations instead of the fused kernels)
 //! cargo bench --bench model -- generate --model DIR [--batch 1] [--prompt-len 16] [--new 64] [--reps 3]
 //! cargo bench --bench model -- init --config CONFIG.json --out DIR     (a random checkpoint both sides load)
+//! cargo bench --bench model -- peak [--size 1024] [--reps 10]   (the fp32 matmul peak, for MFU)
 //! ```
 //!
 //! Prints one JSON object per run, like the Python peers `benches/model_train.py` and
@@ -21,8 +22,8 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use distill::generate::{GenerateOptions, generate};
-use distill::model::fused::log_softmax;
 use distill::model::{ModelConfig, checkpoint};
+use distill::train::loss::cross_entropy;
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
     args.iter()
@@ -60,7 +61,12 @@ fn random_ids(rng: &mut Lcg, n: usize, vocab: usize) -> Vec<i64> {
     (0..n).map(|_| (rng.next() % vocab as u64) as i64).collect()
 }
 
+/// On a thread of the CPU pool, as the training loop runs its steps (`backend::on_cpu_pool`).
 fn train(args: &[String]) {
+    distill::backend::on_cpu_pool(|| train_here(args))
+}
+
+fn train_here(args: &[String]) {
     let config = ModelConfig::from_file(&path_arg(args, "--config")).expect("config");
     let (batch, seq) = (arg(args, "--batch", 16usize), arg(args, "--seq", 128usize));
     let (steps, warmup) = (arg(args, "--steps", 20usize), arg(args, "--warmup", 3usize));
@@ -81,10 +87,12 @@ fn train(args: &[String]) {
         let input = all.clone().narrow(1, 0, seq);
         let target = all.narrow(1, 1, seq);
         let t = Instant::now();
-        let logits = model.forward(input);
-        let lp = log_softmax(logits);
-        let picked = lp.gather(2, target.unsqueeze_dim::<3>(2));
-        let loss = picked.mean().neg();
+        // The training loop's cross-entropy, over every position (PyTorch's side: `labels=`).
+        let loss = cross_entropy(
+            model.forward(input),
+            target,
+            Tensor::ones([batch, seq], &device),
+        );
         let t_fwd = t.elapsed().as_secs_f64();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let t_bwd = t.elapsed().as_secs_f64();
@@ -108,6 +116,30 @@ fn train(args: &[String]) {
         parts[0] * 1000.0 / steps as f64,
         parts[1] * 1000.0 / steps as f64,
         parts[2] * 1000.0 / steps as f64,
+    );
+}
+
+/// The machine's fp32 matrix-product peak, the denominator of MFU: the best of `--reps` square
+/// products of `--size` (1024 by default: large enough that packing and the split across threads
+/// cost little) through the training step's own product on all of the pool's threads.
+fn peak(args: &[String]) {
+    let (n, reps) = (arg(args, "--size", 1024usize), arg(args, "--reps", 10usize));
+    let a: Vec<f32> = (0..n * n).map(|i| (i % 17) as f32 * 0.01).collect();
+    let b: Vec<f32> = (0..n * n).map(|i| (i % 13) as f32 * 0.01).collect();
+    let mut best = f64::MAX;
+    let mut check = 0.0f32;
+    for _ in 0..reps + 1 {
+        let t = Instant::now();
+        let c = distill::backend::on_cpu_pool(|| {
+            distill::model::kernels::product((n, n, n), &a, (n, 1), &b, (n, 1))
+        });
+        best = best.min(t.elapsed().as_secs_f64());
+        check += c[n * n / 2];
+    }
+    let gflops = 2.0 * (n * n * n) as f64 / best / 1e9;
+    println!(
+        "{{\"impl\": \"workbench\", \"phase\": \"peak\", \"size\": {n}, \"gflops\": {gflops:.1}, \"threads\": {}, \"check\": {check:.3}}}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
 }
 
@@ -167,9 +199,10 @@ fn main() {
         Some("train") => train(&args),
         Some("generate") => bench_generate(&args),
         Some("init") => init(&args),
+        Some("peak") => peak(&args),
         _ => {
             eprintln!(
-                "usage: model (train --config FILE | generate --model DIR | init --config FILE --out DIR) [options]"
+                "usage: model (train --config FILE | generate --model DIR | init --config FILE --out DIR | peak) [options]"
             );
             std::process::exit(2);
         }

@@ -65,6 +65,8 @@ if [ "$only" = all ] || [ "$only" = model ]; then
 # (2 threads), and KV-cache generation at batch 1 and 16 beside transformers generate() on the
 # same checkpoint.
 run "$model" init --config benches/configs/student-4m.json --out "$dir/student-4m" >/dev/null
+# The machine's fp32 matmul peak, the denominator of MFU (machines differ: AVX-512 or AVX2).
+run "$model" peak
 for _ in $(seq "$reps"); do
   run "$model" train --config benches/configs/student-4m.json --steps 10 --warmup 2
   # The same step with burn's composed operations instead of the fused kernels, for their share.
@@ -105,6 +107,7 @@ if [ "$only" = scale ]; then
 # How the costs grow: the training step by model size (1.3M, 4M, 20M at 16 x 128) and by
 # sequence length (4M, 2,048 tokens a step split as 32 x 64 ... 4 x 512); generation (batch 1,
 # 64 new tokens) by model size; Parquet writes by rows (time and peak RSS).
+run "$model" peak
 for m in 1m 4m 20m; do
   run "$model" train --config "benches/configs/student-$m.json" --steps 6 --warmup 2 --label "scale-$m-16x128"
   run "$model" init --config "benches/configs/student-$m.json" --out "$dir/student-$m" >/dev/null
@@ -131,6 +134,8 @@ for line in open(sys.argv[1]):
             key, speed = (d["impl"], "train" + ("-" + d["label"] if d.get("label") else "")), d["tokens_per_s"]
         elif d["phase"] == "generate":
             key, speed = (d["impl"], f"generate-{d['batch']}"), d["new_tokens_per_s"]
+        elif d["phase"] == "peak":
+            key, speed = (d["impl"], "peak"), d["gflops"]
         elif d["phase"].startswith("generate-"):
             key, speed = (d["impl"], d["phase"]), d["new_tokens_per_s"]
         else:
@@ -138,6 +143,9 @@ for line in open(sys.argv[1]):
         d["speed"] = speed
         if key not in r or speed > r[key]["speed"]:
             r[key] = d
+# MFU's denominator: the fp32 matmul peak measured in this run (`model peak`), else the 400 GFLOP/s
+# measured on the AVX-512 development machine of the earlier sessions.
+peak = r[("workbench", "peak")]["gflops"] if ("workbench", "peak") in r else 400.0
 if ("workbench", "write") in r:
     w, p = r[("workbench", "write")], r[("pyarrow", "write")]
     best_read = max(r[("pyarrow", "read")]["rows_per_s"], r[("pyarrow", "read_table")]["rows_per_s"])
@@ -165,15 +173,16 @@ if ("workbench", "train") in r:
         print(f"FIGURE train_fused_over_composed {t['speed'] / c['speed']:.2f} x")
     print(f"FIGURE train_step_split {t['forward_ms']} / {t['backward_ms']} / {t['optimizer_ms']} ms forward / backward / optimizer")
     # A training step costs about 6 FLOPs per parameter per token (forward + backward); MFU is
-    # against the fp32 matmul peak measured on this machine (about 400 GFLOP/s on two cores).
-    mfu = 6 * t["params"] * t["speed"] / 400e9
-    print(f"FIGURE train_mfu {100 * mfu:.1f} % of 400 GFLOP/s")
+    # against the fp32 matmul peak measured on this machine.
+    mfu = 6 * t["params"] * t["speed"] / (peak * 1e9)
+    print(f"FIGURE train_mfu {100 * mfu:.1f} % of {peak:.0f} GFLOP/s")
+    print(f"FIGURE matmul_peak {peak:.0f} GFLOP/s")
     for b in (1, 16):
         print(f"FIGURE generate_batch{b}_tokens_per_s {r[('workbench', f'generate-{b}')]['speed']} tokens/s")
 for m in ("1m", "4m", "20m"):
     t = r.get(("workbench", f"train-scale-{m}-16x128"))
     if t:
-        mfu = 6 * t["params"] * t["speed"] / 400e9
+        mfu = 6 * t["params"] * t["speed"] / (peak * 1e9)
         print(f"FIGURE scale_train_{m} {t['speed']} tokens/s at {t['params']} params, {100 * mfu:.1f} % MFU, {t['step_ms']} ms/step")
     g = r.get(("workbench", f"generate-scale-{m}"))
     if g:

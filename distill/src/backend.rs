@@ -41,3 +41,15 @@ pub fn device(name: &str) -> Result<Device> {
 pub fn cpu() -> Device {
     Device::flex()
 }
+
+/// Runs `f` on one of the CPU pool's threads (rayon's global pool), the caller waiting.
+///
+/// The CPU kernels split their work across that pool. Called from outside it, each of a training
+/// step's two hundred-odd parallel passes hands its work to the pool and puts the calling thread
+/// to sleep until the pool is done, then wakes it: a round trip through the kernel's scheduler
+/// per pass, while the serial work between passes runs on a thread of its own. Called from one
+/// of the pool's threads, a pass starts on that thread at once and the thread carries on after
+/// it without sleeping.
+pub fn on_cpu_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::join(f, || ()).0
+}

@@ -42,6 +42,8 @@ pub trait FusedOps: Backend {
     ) -> FloatTensor<Self>;
     /// `silu(gate) · up`.
     fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Per row of `x: [rows, n]`, `log softmax(row)[targets[row]]` → `[rows]`.
+    fn fused_target_logprobs(x: FloatTensor<Self>, targets: Vec<u32>) -> FloatTensor<Self>;
     /// `log_softmax` over the last dimension.
     fn fused_log_softmax(x: FloatTensor<Self>) -> FloatTensor<Self>;
     /// RMSNorm over the last dimension with gain `w: [n]`.
@@ -134,9 +136,24 @@ fn linear_forward(x: &FlexTensor, w: &FlexTensor) -> FlexTensor {
     )
 }
 
+fn target_logprobs_forward(x: &FlexTensor, targets: &[u32]) -> (FlexTensor, Vec<f32>) {
+    let d = dims(x);
+    assert_eq!(
+        d.len(),
+        2,
+        "fused target log-probabilities: x must be [rows, n]"
+    );
+    let (out, lse) = kernels::target_logprobs_forward(&values(x), targets, d[1]);
+    (tensor(out, vec![d[0]]), lse)
+}
+
 impl FusedOps for Flex {
     fn fused_linear(x: FlexTensor, w: FlexTensor) -> FlexTensor {
         linear_forward(&x, &w)
+    }
+
+    fn fused_target_logprobs(x: FlexTensor, targets: Vec<u32>) -> FlexTensor {
+        target_logprobs_forward(&x, &targets).0
     }
 
     fn fused_attention(
@@ -199,6 +216,26 @@ impl Backward<Flex, 2> for LinearBackward {
         }
         if let (Some(node), Some(dw)) = (node_w, dw) {
             grads.register::<Flex>(node.id, tensor(dw, dims(&w)));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct TargetLogprobsBackward;
+
+impl Backward<Flex, 1> for TargetLogprobsBackward {
+    /// The logits, the targets, each row's log-sum-exp.
+    type State = (FlexTensor, Vec<u32>, Vec<f32>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node] = ops.parents;
+        let g = grads.consume::<Flex>(&ops.node);
+        let (x, targets, lse) = ops.state;
+        if let Some(node) = node {
+            let d = dims(&x);
+            let dx =
+                kernels::target_logprobs_backward(&values(&x), &targets, &lse, &values(&g), d[1]);
+            grads.register::<Flex>(node.id, tensor(dx, d));
         }
     }
 }
@@ -347,6 +384,20 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         }
     }
 
+    fn fused_target_logprobs(x: FloatTensor<Self>, targets: Vec<u32>) -> FloatTensor<Self> {
+        let nodes = [x.node()];
+        let x = x.into_primitive();
+        let (out, lse) = target_logprobs_forward(&x, &targets);
+        match TargetLogprobsBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((x, targets, lse), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
     fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
         let nodes = [gate.node(), up.node()];
         let (gate, up) = (gate.into_primitive(), up.into_primitive());
@@ -423,6 +474,30 @@ pub fn linear(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
         x.into_dispatch(),
         w.into_dispatch(),
     ))
+}
+
+/// `log p(targets)` under `logits`: `[b, t, n]` and `[b, t]` → `[b, t]`, fused where
+/// [`available`] (one pass forward, one backward, no `[b, t, n]` log-probabilities), else burn's
+/// `log_softmax` and `gather`. Every target must be below `n`.
+pub fn target_logprobs(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
+    let [b, t, n] = logits.dims();
+    if !available(&logits.device(), logits.dtype()) {
+        let lq = log_softmax(logits);
+        return lq.gather(2, targets.unsqueeze_dim::<3>(2)).reshape([b, t]);
+    }
+    let ids: Vec<u32> = targets
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .expect("integer targets")
+        .into_iter()
+        .map(|v| u32::try_from(v).unwrap_or(u32::MAX))
+        .collect();
+    let rows = <Dispatch as FusedOps>::fused_target_logprobs(
+        logits.reshape([b * t, n]).into_dispatch(),
+        ids,
+    );
+    Tensor::<1>::from_dispatch(rows).reshape([b, t])
 }
 
 /// See [`FusedOps::fused_attention`]; the caller checks [`available`].

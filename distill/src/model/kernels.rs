@@ -1,6 +1,6 @@
 //! Fused CPU kernels for training on plain `f32` slices: the dense projection, causal
-//! grouped-query attention with rotary embeddings, SwiGLU, log-softmax and RMSNorm, each with its
-//! backward pass.
+//! grouped-query attention with rotary embeddings, SwiGLU, log-softmax, the target's
+//! log-probability (cross-entropy) and RMSNorm, each with its backward pass.
 //!
 //! burn composes these from a dozen element-wise operations each, every one a pass over memory
 //! with its own buffer, most on one core. Here each is one or two passes, split across cores with
@@ -11,10 +11,11 @@
 //!
 //! One of the two library modules that use `unsafe` (the other is `model/team.rs`, the decoder's
 //! threads; the binary's allocator setting, `src/allocator.rs`, is outside the libraries). Here
-//! it is in two places, each with its reason: the call into `gemm` (raw pointers and strides,
-//! checked against the slices first; in [`product`], writing a reserved buffer before its length
-//! is set) and the calls into the copies of a loop compiled for AVX-512
-//! or AVX2 (made only after the CPU says it has them).
+//! it is in three places, each with its reason: the calls into `gemm` (raw pointers and strides,
+//! checked against the slices first; in [`product`], into a reserved buffer whose length is set
+//! after `gemm` has written it), [`par_new`] (each task initialises its part of a reserved buffer
+//! before using it) and the calls into the copies of a loop compiled for AVX-512 or AVX2 (made
+//! only after the CPU says it has them).
 #![allow(unsafe_code)]
 
 use rayon::prelude::*;
@@ -469,18 +470,17 @@ pub fn attention_forward(
             }
         }
     };
-    let mut out = vec![0.0f32; q.len()];
     if keep_probs {
-        let mut probs = vec![0.0f32; batch * heads * seq * seq];
-        out.par_chunks_mut(seq * qr)
-            .zip(probs.par_chunks_mut(heads * seq * seq))
-            .enumerate()
-            .for_each(|(b, (out, probs))| attend(b, out, probs));
+        let (out, probs) = par_new2(
+            (q.len(), seq * qr),
+            (batch * heads * seq * seq, heads * seq * seq),
+            attend,
+        );
         (out, Some(probs))
     } else {
-        out.par_chunks_mut(seq * qr)
-            .enumerate()
-            .for_each(|(b, out)| attend(b, out, &mut vec![0.0f32; seq * seq]));
+        let out = par_new(q.len(), seq * qr, |b, out| {
+            attend(b, out, &mut vec![0.0f32; seq * seq])
+        });
         (out, None)
     }
 }
@@ -640,24 +640,23 @@ simd! {
 /// `silu(gate) · up`, element by element.
 pub fn swiglu_forward(gate: &[f32], up: &[f32]) -> Vec<f32> {
     assert_eq!(gate.len(), up.len(), "swiglu: gate and up differ in size");
-    let mut out = vec![0.0f32; gate.len()];
-    out.par_chunks_mut(CHUNK)
-        .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
-        .for_each(|(o, (g, u))| swiglu_chunk(g, u, o));
-    out
+    par_new(gate.len(), CHUNK, |i, o| {
+        let r = i * CHUNK..i * CHUNK + o.len();
+        swiglu_chunk(&gate[r.clone()], &up[r], o)
+    })
 }
 
 /// The gradients `(dgate, dup)` of [`swiglu_forward`].
 pub fn swiglu_backward(gate: &[f32], up: &[f32], dout: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    let mut dgate = vec![0.0f32; gate.len()];
-    let mut dup = vec![0.0f32; gate.len()];
-    dgate
-        .par_chunks_mut(CHUNK)
-        .zip(dup.par_chunks_mut(CHUNK))
-        .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
-        .zip(dout.par_chunks(CHUNK))
-        .for_each(|(((dg, du), (g, u)), d)| swiglu_backward_chunk(g, u, d, dg, du));
-    (dgate, dup)
+    let n = gate.len();
+    assert!(
+        up.len() == n && dout.len() == n,
+        "swiglu: gate, up and the gradient differ in size"
+    );
+    par_new2((n, CHUNK), (n, CHUNK), |i, dg, du| {
+        let r = i * CHUNK..i * CHUNK + dg.len();
+        swiglu_backward_chunk(&gate[r.clone()], &up[r.clone()], &dout[r], dg, du)
+    })
 }
 
 simd! {
@@ -715,6 +714,137 @@ pub fn log_softmax_backward(y: &[f32], dy: &[f32], n: usize) -> Vec<f32> {
     dx
 }
 
+/// A new buffer of `len` values written by `fill(index, chunk)` on rayon's threads, chunk by chunk
+/// (`chunk` values each, the last shorter). Each task zeroes its own chunk just before `fill` runs,
+/// while it is in cache, instead of one core zeroing the whole buffer first.
+fn par_new(len: usize, chunk: usize, fill: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+    let mut out = Vec::<f32>::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk.max(1))
+        .enumerate()
+        .for_each(|(i, c)| fill(i, zeroed(c)));
+    // SAFETY: the chunks cover `0..len` and each was initialised above (had a task panicked,
+    // rayon would have re-raised the panic before this line and the vector would drop empty).
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// Zeroes a chunk of reserved memory and hands it out as values.
+fn zeroed(c: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
+    c.fill(std::mem::MaybeUninit::new(0.0));
+    // SAFETY: every element of `c` was initialised on the line above, and `MaybeUninit<f32>` has
+    // the layout of `f32`.
+    unsafe { &mut *(c as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) }
+}
+
+/// [`par_new`] for two buffers written together: task `i` gets chunk `i` of each (`(len, chunk)`
+/// per buffer; both must split into the same number of chunks).
+fn par_new2(
+    (len_a, chunk_a): (usize, usize),
+    (len_b, chunk_b): (usize, usize),
+    fill: impl Fn(usize, &mut [f32], &mut [f32]) + Sync,
+) -> (Vec<f32>, Vec<f32>) {
+    let (chunk_a, chunk_b) = (chunk_a.max(1), chunk_b.max(1));
+    assert_eq!(
+        len_a.div_ceil(chunk_a),
+        len_b.div_ceil(chunk_b),
+        "par_new2: the buffers split into different numbers of chunks"
+    );
+    let (mut a, mut b) = (
+        Vec::<f32>::with_capacity(len_a),
+        Vec::<f32>::with_capacity(len_b),
+    );
+    a.spare_capacity_mut()[..len_a]
+        .par_chunks_mut(chunk_a)
+        .zip(b.spare_capacity_mut()[..len_b].par_chunks_mut(chunk_b))
+        .enumerate()
+        .for_each(|(i, (ca, cb))| fill(i, zeroed(ca), zeroed(cb)));
+    // SAFETY: as in `par_new`: the zipped chunks cover both buffers (same number of chunks, checked
+    // above), and each chunk was initialised by `zeroed`.
+    unsafe {
+        a.set_len(len_a);
+        b.set_len(len_b);
+    }
+    (a, b)
+}
+
+simd! {
+    fn target_logprob_rows(x: &[f32], targets: &[u32], n: usize, out: &mut [f32], lse: &mut [f32], scratch: &mut [f32]) {
+        for (((xr, &t), o), l) in x.chunks_exact(n).zip(targets).zip(out.iter_mut()).zip(lse.iter_mut()) {
+            let max = lane_max(xr);
+            for (e, &v) in scratch.iter_mut().zip(xr) {
+                *e = exp(v - max);
+            }
+            *l = max + lane_sum(scratch).ln();
+            *o = xr[t as usize] - *l;
+        }
+    }
+}
+
+simd! {
+    fn target_logprob_backward_rows(x: &[f32], targets: &[u32], lse: &[f32], g: &[f32], n: usize, dx: &mut [f32]) {
+        for ((((xr, &t), &l), &g), dr) in x.chunks_exact(n).zip(targets).zip(lse).zip(g).zip(dx.chunks_exact_mut(n)) {
+            for i in 0..n {
+                dr[i] = -g * exp(xr[i] - l);
+            }
+            dr[t as usize] += g;
+        }
+    }
+}
+
+/// Per row of `x[rows×n]`, `log softmax(row)[target]`, and each row's log-sum-exp (for the
+/// backward pass). Cross-entropy without the `rows×n` log-probabilities: the loss needs one value
+/// per row, and its gradient is `softmax − one-hot`, made from the logits and the log-sum-exp.
+/// Panics if a target is not below `n`.
+pub fn target_logprobs_forward(x: &[f32], targets: &[u32], n: usize) -> (Vec<f32>, Vec<f32>) {
+    assert!(
+        n > 0 && x.len() == targets.len() * n,
+        "target log-probabilities: x is not [rows, n] for one target per row"
+    );
+    assert!(
+        targets.iter().all(|&t| (t as usize) < n),
+        "target log-probabilities: a target is not below the vocabulary size {n}"
+    );
+    let rows = rows_per_task(n);
+    let mut out = vec![0.0f32; targets.len()];
+    let mut lse = vec![0.0f32; targets.len()];
+    out.par_chunks_mut(rows)
+        .zip(lse.par_chunks_mut(rows))
+        .zip(x.par_chunks(rows * n).zip(targets.par_chunks(rows)))
+        .for_each(|((o, l), (x, t))| {
+            let mut scratch = vec![0.0f32; n];
+            target_logprob_rows(x, t, n, o, l, &mut scratch)
+        });
+    (out, lse)
+}
+
+/// The gradient of [`target_logprobs_forward`] from each row's output gradient `g`:
+/// `dx = g · (one-hot(target) − softmax(x))`.
+pub fn target_logprobs_backward(
+    x: &[f32],
+    targets: &[u32],
+    lse: &[f32],
+    g: &[f32],
+    n: usize,
+) -> Vec<f32> {
+    assert!(
+        x.len() == targets.len() * n && lse.len() == targets.len() && g.len() == targets.len(),
+        "target log-probabilities: backward sizes differ"
+    );
+    let rows = rows_per_task(n);
+    par_new(x.len(), rows * n, |i, dx| {
+        let r = i * rows..i * rows + dx.len() / n;
+        target_logprob_backward_rows(
+            &x[r.start * n..r.end * n],
+            &targets[r.clone()],
+            &lse[r.clone()],
+            &g[r],
+            n,
+            dx,
+        )
+    })
+}
+
 simd! {
     fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32], inv: &mut [f32]) {
         let n = w.len();
@@ -760,14 +890,11 @@ pub fn rms_norm_forward(x: &[f32], w: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>) 
         n > 0 && x.len().is_multiple_of(n),
         "rms_norm: bad row length"
     );
-    let mut out = vec![0.0f32; x.len()];
-    let mut inv = vec![0.0f32; x.len() / n];
     let rows = rows_per_task(n);
-    out.par_chunks_mut(rows * n)
-        .zip(inv.par_chunks_mut(rows))
-        .zip(x.par_chunks(rows * n))
-        .for_each(|((o, r), x)| rms_norm_rows(x, w, eps, o, r));
-    (out, inv)
+    par_new2((x.len(), rows * n), (x.len() / n, rows), |i, o, r| {
+        let at = i * rows * n;
+        rms_norm_rows(&x[at..at + o.len()], w, eps, o, r)
+    })
 }
 
 /// The gradients `(dx, dw)` of [`rms_norm_forward`]. The weight's gradient is summed per task
@@ -775,19 +902,15 @@ pub fn rms_norm_forward(x: &[f32], w: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>) 
 pub fn rms_norm_backward(x: &[f32], w: &[f32], inv: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let n = w.len();
     let rows = rows_per_task(n);
-    let mut dx = vec![0.0f32; x.len()];
-    let partial: Vec<Vec<f32>> = dx
-        .par_chunks_mut(rows * n)
-        .zip(x.par_chunks(rows * n))
-        .zip(inv.par_chunks(rows).zip(dy.par_chunks(rows * n)))
-        .map(|((dx, x), (inv, dy))| {
-            let mut dw = vec![0.0f32; n];
-            rms_norm_backward_rows(x, w, inv, dy, dx, &mut dw);
-            dw
-        })
-        .collect();
+    let tasks = x.len().div_ceil(rows * n);
+    // Each task's partial weight gradient in its own `n` values of `partial`.
+    let (dx, partial) = par_new2((x.len(), rows * n), (tasks * n, n), |i, dx, dw| {
+        let (at, len) = (i * rows * n, dx.len());
+        let r = i * rows..i * rows + len / n;
+        rms_norm_backward_rows(&x[at..at + len], w, &inv[r], &dy[at..at + len], dx, dw)
+    });
     let mut dw = vec![0.0f32; n];
-    for p in &partial {
+    for p in partial.chunks_exact(n) {
         for (a, b) in dw.iter_mut().zip(p) {
             *a += b;
         }

@@ -76,9 +76,7 @@ fn cross_entropy_per_position(logits: Tensor<3>, targets: Tensor<2, Int>) -> Ten
 /// Per position, `log p(targets[t])` under `logits`, `[batch, positions]` (every position, counted
 /// or not, so every target must be a valid token id).
 fn target_logprobs(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
-    let [b, t, _] = logits.dims();
-    let lq = log_softmax(logits);
-    lq.gather(2, targets.unsqueeze_dim::<3>(2)).reshape([b, t])
+    crate::model::fused::target_logprobs(logits, targets)
 }
 
 /// Per row of the batch, the log-probability of its counted targets,

@@ -367,103 +367,109 @@ pub fn train(
         let t0 = Instant::now();
         let step = state.step + 1;
         let lr = learning_rate(o, step);
-        let mut accumulator = GradientsAccumulator::new();
-        let (mut loss_sum, mut ce_sum, mut kd_sum, mut tokens) = (0.0, 0.0, 0.0, 0usize);
+        // The step's work runs on a thread of the CPU pool, so its parallel passes start there
+        // instead of waking a sleeping caller after each (`backend::on_cpu_pool`).
         let micro = o.accumulation.max(1);
-        for _ in 0..micro {
-            let mut picked = Vec::with_capacity(o.batch_size);
-            while picked.len() < o.batch_size {
-                if state.cursor >= perm.len() {
-                    state.epoch += 1;
-                    state.cursor = 0;
-                    perm = order(train.len(), o.seed, state.epoch);
+        let (next, (loss_sum, ce_sum, kd_sum, tokens)) = crate::backend::on_cpu_pool(|| {
+            let mut accumulator = GradientsAccumulator::new();
+            let (mut loss_sum, mut ce_sum, mut kd_sum, mut tokens) = (0.0, 0.0, 0.0, 0usize);
+            for _ in 0..micro {
+                let mut picked = Vec::with_capacity(o.batch_size);
+                while picked.len() < o.batch_size {
+                    if state.cursor >= perm.len() {
+                        state.epoch += 1;
+                        state.cursor = 0;
+                        perm = order(train.len(), o.seed, state.epoch);
+                    }
+                    picked.push(&train[perm[state.cursor]]);
+                    state.cursor += 1;
                 }
-                picked.push(&train[perm[state.cursor]]);
-                state.cursor += 1;
-            }
-            let b = batch(&picked, pad, device);
-            tokens += b.tokens;
-            let logits = model.forward(b.input.clone());
-            let ce = loss::cross_entropy(logits.clone(), b.targets.clone(), b.mask.clone());
-            let (total, kd) = match o.objective {
-                Objective::CrossEntropy => (ce.clone(), None),
-                Objective::Distill {
-                    alpha,
-                    divergence,
-                    temperature,
-                } => {
-                    let kd = match (teacher, &b.topk) {
-                        (Some(t), _) => {
-                            let tl = t.forward(b.input.clone()).detach();
-                            Some(loss::full_kd(
+                let b = batch(&picked, pad, device);
+                tokens += b.tokens;
+                let logits = model.forward(b.input.clone());
+                let ce = loss::cross_entropy(logits.clone(), b.targets.clone(), b.mask.clone());
+                let (total, kd) = match o.objective {
+                    Objective::CrossEntropy => (ce.clone(), None),
+                    Objective::Distill {
+                        alpha,
+                        divergence,
+                        temperature,
+                    } => {
+                        let kd = match (teacher, &b.topk) {
+                            (Some(t), _) => {
+                                let tl = t.forward(b.input.clone()).detach();
+                                Some(loss::full_kd(
+                                    logits,
+                                    tl,
+                                    b.mask.clone(),
+                                    divergence,
+                                    temperature,
+                                ))
+                            }
+                            (None, Some((ids, lp, valid))) => Some(loss::topk_kd_or_reference(
                                 logits,
-                                tl,
+                                b.targets.clone(),
+                                ids.clone(),
+                                lp.clone(),
+                                valid.clone(),
                                 b.mask.clone(),
                                 divergence,
                                 temperature,
-                            ))
+                            )),
+                            (None, None) => None,
+                        };
+                        match kd {
+                            Some(kd) => (
+                                kd.clone().mul_scalar(alpha) + ce.clone().mul_scalar(1.0 - alpha),
+                                Some(kd),
+                            ),
+                            None => (ce.clone(), None),
                         }
-                        (None, Some((ids, lp, valid))) => Some(loss::topk_kd_or_reference(
-                            logits,
-                            b.targets.clone(),
-                            ids.clone(),
-                            lp.clone(),
-                            valid.clone(),
-                            b.mask.clone(),
-                            divergence,
-                            temperature,
-                        )),
-                        (None, None) => None,
-                    };
-                    match kd {
-                        Some(kd) => (
-                            kd.clone().mul_scalar(alpha) + ce.clone().mul_scalar(1.0 - alpha),
-                            Some(kd),
-                        ),
-                        None => (ce.clone(), None),
                     }
-                }
-                Objective::Preference { beta, weight } => {
-                    let chosen: Vec<&Example> = picked
-                        .iter()
-                        .copied()
-                        .filter(|e| e.rejected.is_some())
-                        .collect();
-                    match (teacher, chosen.is_empty()) {
-                        (Some(reference), false) => {
-                            let rejected: Vec<Example> =
-                                chosen.iter().filter_map(|e| e.rejected_example()).collect();
-                            let rejected: Vec<&Example> = rejected.iter().collect();
-                            let bc = batch(&chosen, pad, device);
-                            let br = batch(&rejected, pad, device);
-                            let logps = |m: &Model, b: &data::Batch| {
-                                loss::sequence_logprobs(
-                                    m.forward(b.input.clone()),
-                                    b.targets.clone(),
-                                    b.mask.clone(),
-                                )
-                            };
-                            let dpo = loss::dpo_sigmoid(
-                                logps(&model, &bc),
-                                logps(&model, &br),
-                                logps(reference, &bc).detach(),
-                                logps(reference, &br).detach(),
-                                beta,
-                            );
-                            (ce.clone() + dpo.clone().mul_scalar(weight), Some(dpo))
+                    Objective::Preference { beta, weight } => {
+                        let chosen: Vec<&Example> = picked
+                            .iter()
+                            .copied()
+                            .filter(|e| e.rejected.is_some())
+                            .collect();
+                        match (teacher, chosen.is_empty()) {
+                            (Some(reference), false) => {
+                                let rejected: Vec<Example> =
+                                    chosen.iter().filter_map(|e| e.rejected_example()).collect();
+                                let rejected: Vec<&Example> = rejected.iter().collect();
+                                let bc = batch(&chosen, pad, device);
+                                let br = batch(&rejected, pad, device);
+                                let logps = |m: &Model, b: &data::Batch| {
+                                    loss::sequence_logprobs(
+                                        m.forward(b.input.clone()),
+                                        b.targets.clone(),
+                                        b.mask.clone(),
+                                    )
+                                };
+                                let dpo = loss::dpo_sigmoid(
+                                    logps(&model, &bc),
+                                    logps(&model, &br),
+                                    logps(reference, &bc).detach(),
+                                    logps(reference, &br).detach(),
+                                    beta,
+                                );
+                                (ce.clone() + dpo.clone().mul_scalar(weight), Some(dpo))
+                            }
+                            _ => (ce.clone(), None),
                         }
-                        _ => (ce.clone(), None),
                     }
-                }
-            };
-            let scaled = total.clone().div_scalar(micro as f64);
-            let grads = GradientsParams::from_grads(scaled.backward(), &model);
-            accumulator.accumulate(&model, grads);
-            loss_sum += scalar(total);
-            ce_sum += scalar(ce);
-            kd_sum += kd.map(scalar).unwrap_or(0.0);
-        }
-        model = optim.step(lr, model, accumulator.grads());
+                };
+                let scaled = total.clone().div_scalar(micro as f64);
+                let grads = GradientsParams::from_grads(scaled.backward(), &model);
+                accumulator.accumulate(&model, grads);
+                loss_sum += scalar(total);
+                ce_sum += scalar(ce);
+                kd_sum += kd.map(scalar).unwrap_or(0.0);
+            }
+            let model = optim.step(lr, model, accumulator.grads());
+            (model, (loss_sum, ce_sum, kd_sum, tokens))
+        });
+        model = next;
         state.step = step;
         let mut entry = StepLog {
             step,

@@ -137,23 +137,47 @@ fn linear_matches_burns_product_and_gradients() {
     // weight reached through a transpose (the tied head's), which is not contiguous.
     for (rows, d_in, d_out) in [(7, 5, 3), (300, 200, 180)] {
         let x = random([rows, d_in], 10);
-        let w = random([d_in, d_out], 11);
-        let wt = random([d_out, d_in], 12);
         let r = random([rows, d_out], 13).detach();
-        for (w, what) in [(w, "plain"), (wt.transpose(), "transposed")] {
-            let f = linear(x.clone(), w.clone());
+        let plain = random([d_in, d_out], 11);
+        let stored = random([d_out, d_in], 12);
+        // Each graph gets its own view of the weight: a backward pass consumes its nodes.
+        let weights: [(&Tensor<2>, &dyn Fn() -> Tensor<2>, &str); 2] = [
+            (&plain, &|| plain.clone(), "plain"),
+            (&stored, &|| stored.clone().transpose(), "transposed"),
+        ];
+        for (leaf, w, what) in weights {
+            let f = linear(x.clone(), w());
             let gf = (f.clone() * r.clone()).sum().backward();
-            let c = x.clone().matmul(w.clone());
+            let c = x.clone().matmul(w());
             let gc = (c.clone() * r.clone()).sum().backward();
             assert_close(f, c, what);
             assert_close(x.grad(&gf).unwrap(), x.grad(&gc).unwrap(), what);
+            assert_close(leaf.grad(&gf).unwrap(), leaf.grad(&gc).unwrap(), what);
         }
-        let (w, wt) = (random([d_in, d_out], 11), random([d_out, d_in], 12));
-        let f = (linear(x.clone(), w.clone()) * r.clone()).sum().backward();
-        let c = (x.clone().matmul(w.clone()) * r.clone()).sum().backward();
-        assert_close(w.grad(&f).unwrap(), w.grad(&c).unwrap(), "dw");
-        let f = (linear(x.clone(), wt.clone().transpose()) * r.clone()).sum().backward();
-        let c = (x.clone().matmul(wt.clone().transpose()) * r.clone()).sum().backward();
-        assert_close(wt.grad(&f).unwrap(), wt.grad(&c).unwrap(), "dw through a transpose");
     }
+}
+
+#[test]
+fn target_logprobs_match_burns_log_softmax_and_gather() {
+    let (b, t, n) = (3, 70, 50);
+    let x = random([b, t, n], 14);
+    let ids: Vec<i64> = (0..b * t).map(|i| (i * 7 % n) as i64).collect();
+    let targets = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, t]), &device());
+    let w = random([b, t], 15).detach();
+    let f = target_logprobs(x.clone(), targets.clone());
+    let gf = (f.clone() * w.clone()).sum().backward();
+    let c = burn::tensor::activation::log_softmax(x.clone(), 2)
+        .gather(2, targets.unsqueeze_dim::<3>(2))
+        .reshape([b, t]);
+    let gc = (c.clone() * w).sum().backward();
+    assert_close(f, c, "log p(target)");
+    assert_close(x.grad(&gf).unwrap(), x.grad(&gc).unwrap(), "dlogits");
+}
+
+#[test]
+#[should_panic(expected = "a target is not below the vocabulary size 5")]
+fn a_target_outside_the_vocabulary_panics() {
+    let x = random([1, 2, 5], 16);
+    let targets = Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 5], [1, 2]), &device());
+    let _ = target_logprobs(x, targets);
 }

@@ -315,7 +315,9 @@ fn the_product_matches_a_plain_loop_for_every_layout() {
         let want: Vec<f64> = (0..m * n)
             .map(|e| {
                 let (i, j) = (e / n, e % n);
-                (0..k).map(|p| a[i * k + p] as f64 * b[p * n + j] as f64).sum()
+                (0..k)
+                    .map(|p| a[i * k + p] as f64 * b[p * n + j] as f64)
+                    .sum()
             })
             .collect();
         let got = product((m, n, k), &a, (k, 1), &b, (n, 1));
@@ -330,18 +332,55 @@ fn the_product_matches_a_plain_loop_for_every_layout() {
     let dy = rng.vec(6 * 3, 1.0);
     let (dx, dw) = linear_backward(&x, &w, &dy, (4, 3), (true, true));
     let want_dx: Vec<f64> = (0..6 * 4)
-        .map(|e| (0..3).map(|j| dy[(e / 4) * 3 + j] as f64 * w[(e % 4) * 3 + j] as f64).sum())
+        .map(|e| {
+            (0..3)
+                .map(|j| dy[(e / 4) * 3 + j] as f64 * w[(e % 4) * 3 + j] as f64)
+                .sum()
+        })
         .collect();
     let want_dw: Vec<f64> = (0..4 * 3)
-        .map(|e| (0..6).map(|r| x[r * 4 + e / 3] as f64 * dy[r * 3 + e % 3] as f64).sum())
+        .map(|e| {
+            (0..6)
+                .map(|r| x[r * 4 + e / 3] as f64 * dy[r * 3 + e % 3] as f64)
+                .sum()
+        })
         .collect();
     close(&dx.unwrap(), &want_dx, 1e-5, "dx");
     close(&dw.unwrap(), &want_dw, 1e-5, "dw");
-    assert_eq!(linear_backward(&x, &w, &dy, (4, 3), (false, false)), (None, None));
+    assert_eq!(
+        linear_backward(&x, &w, &dy, (4, 3), (false, false)),
+        (None, None)
+    );
 }
 
 #[test]
 #[should_panic(expected = "product: rhs too short")]
 fn a_product_with_a_short_operand_panics_before_touching_memory() {
     product((2, 2, 2), &[0.0; 4], (2, 1), &[0.0; 3], (2, 1));
+}
+
+#[test]
+fn target_logprobs_and_their_gradient_match_the_formula() {
+    let mut rng = Rng(22);
+    // More rows than one task takes, so the split and `par_new`'s chunks are exercised.
+    let (rows, n) = (rows_per_task(40) * 2 + 3, 40);
+    let x = rng.vec(rows * n, 8.0);
+    let targets: Vec<u32> = (0..rows).map(|r| (r * 13 % n) as u32).collect();
+    let g = rng.vec(rows, 1.0);
+    let (out, lse) = target_logprobs_forward(&x, &targets, n);
+    let dx = target_logprobs_backward(&x, &targets, &lse, &g, n);
+    let (mut want, mut want_dx) = (vec![], vec![]);
+    for r in 0..rows {
+        let row = &x[r * n..(r + 1) * n];
+        let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+        let z: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
+        let l = max + z.ln();
+        want.push(row[targets[r] as usize] as f64 - l);
+        for (i, &v) in row.iter().enumerate() {
+            let onehot = if i == targets[r] as usize { 1.0 } else { 0.0 };
+            want_dx.push(g[r] as f64 * (onehot - (v as f64 - l).exp()));
+        }
+    }
+    close(&out, &want, 1e-5, "log p(target)");
+    close(&dx, &want_dx, 1e-5, "dx");
 }
