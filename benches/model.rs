@@ -5,7 +5,7 @@
 //!   (WORKBENCH_FUSED=0 runs the step on burn's composed operations instead of the fused kernels)
 //! cargo bench --bench model -- generate --model DIR [--batch 1] [--prompt-len 16] [--new 64] [--reps 3]
 //! cargo bench --bench model -- init --config CONFIG.json --out DIR     (a random checkpoint both sides load)
-//! cargo bench --bench model -- peak [--size 1024] [--reps 10]   (the fp32 matmul peak, for MFU)
+//! cargo bench --bench model -- peak [--size 1000] [--reps 20]   (the fp32 matmul peak, for MFU)
 //! ```
 //!
 //! Prints one JSON object per run, like the Python peers `benches/model_train.py` and
@@ -107,8 +107,14 @@ fn train_here(args: &[String]) {
         }
     }
     let tokens = (batch * seq * steps) as f64;
+    // A step's FLOPs per token, as PaLM's MFU counts them: 6 per weight that multiplies (the input
+    // embedding only looks rows up) and 12 · layers · heads · head_dim · sequence for attention.
+    let c = &config;
+    let embedding = (c.vocab_size * c.hidden_size) as u64;
+    let attention = 12 * c.num_hidden_layers * c.num_attention_heads * c.head_dim * seq;
+    let flops_per_token = 6 * (c.num_params() - embedding) + attention as u64;
     println!(
-        "{{\"impl\": \"workbench\", \"phase\": \"train\", \"label\": \"{label}\", \"params\": {}, \"tokens_per_s\": {:.0}, \"step_ms\": {:.1}, \"threads\": {}, \"loss\": {last_loss:.3}, \"forward_ms\": {:.1}, \"backward_ms\": {:.1}, \"optimizer_ms\": {:.1}}}",
+        "{{\"impl\": \"workbench\", \"phase\": \"train\", \"label\": \"{label}\", \"params\": {}, \"flops_per_token\": {flops_per_token}, \"tokens_per_s\": {:.0}, \"step_ms\": {:.1}, \"threads\": {}, \"loss\": {last_loss:.3}, \"forward_ms\": {:.1}, \"backward_ms\": {:.1}, \"optimizer_ms\": {:.1}}}",
         config.num_params(),
         tokens / timed,
         timed * 1000.0 / steps as f64,
@@ -120,10 +126,11 @@ fn train_here(args: &[String]) {
 }
 
 /// The machine's fp32 matrix-product peak, the denominator of MFU: the best of `--reps` square
-/// products of `--size` (1024 by default: large enough that packing and the split across threads
-/// cost little) through the training step's own product on all of the pool's threads.
+/// products of `--size` (1000 by default: large enough that packing and the split across threads
+/// cost little, and not a power of two, whose strides collide in the caches) through the training
+/// step's own product on all of the pool's threads.
 fn peak(args: &[String]) {
-    let (n, reps) = (arg(args, "--size", 1024usize), arg(args, "--reps", 10usize));
+    let (n, reps) = (arg(args, "--size", 1000usize), arg(args, "--reps", 20usize));
     let a: Vec<f32> = (0..n * n).map(|i| (i % 17) as f32 * 0.01).collect();
     let b: Vec<f32> = (0..n * n).map(|i| (i % 13) as f32 * 0.01).collect();
     let mut best = f64::MAX;

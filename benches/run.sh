@@ -172,9 +172,9 @@ if ("workbench", "train") in r:
         c = r[("workbench", "train-composed")]
         print(f"FIGURE train_fused_over_composed {t['speed'] / c['speed']:.2f} x")
     print(f"FIGURE train_step_split {t['forward_ms']} / {t['backward_ms']} / {t['optimizer_ms']} ms forward / backward / optimizer")
-    # A training step costs about 6 FLOPs per parameter per token (forward + backward); MFU is
-    # against the fp32 matmul peak measured on this machine.
-    mfu = 6 * t["params"] * t["speed"] / (peak * 1e9)
+    # MFU: the step's FLOPs per token as PaLM counts them (6 per multiplying weight, plus
+    # attention; `flops_per_token` from the benchmark) against the fp32 matmul peak measured here.
+    mfu = t["flops_per_token"] * t["speed"] / (peak * 1e9)
     print(f"FIGURE train_mfu {100 * mfu:.1f} % of {peak:.0f} GFLOP/s")
     print(f"FIGURE matmul_peak {peak:.0f} GFLOP/s")
     for b in (1, 16):
@@ -182,7 +182,7 @@ if ("workbench", "train") in r:
 for m in ("1m", "4m", "20m"):
     t = r.get(("workbench", f"train-scale-{m}-16x128"))
     if t:
-        mfu = 6 * t["params"] * t["speed"] / (peak * 1e9)
+        mfu = t["flops_per_token"] * t["speed"] / (peak * 1e9)
         print(f"FIGURE scale_train_{m} {t['speed']} tokens/s at {t['params']} params, {100 * mfu:.1f} % MFU, {t['step_ms']} ms/step")
     g = r.get(("workbench", f"generate-scale-{m}"))
     if g:
