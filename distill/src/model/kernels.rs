@@ -121,6 +121,15 @@ macro_rules! simd {
     };
 }
 
+/// How many elements a `rows × cols` operand at row stride `rs` and column stride `cs` spans.
+fn reach(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
+    if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * rs + (cols - 1) * cs + 1
+    }
+}
+
 /// One matrix product through `gemm`, on one thread (the callers split work across threads):
 /// `dst[m×n] (+)= alpha · lhs[m×k] · rhs[k×n]`, each operand given by its row and column strides
 /// in elements, so transposed and strided views need no copy. Panics (before touching memory) if
@@ -136,13 +145,6 @@ fn matmul(
     (rhs_rs, rhs_cs): (usize, usize),
     alpha: f32,
 ) {
-    let reach = |rows: usize, cols: usize, rs: usize, cs: usize| {
-        if rows == 0 || cols == 0 {
-            0
-        } else {
-            (rows - 1) * rs + (cols - 1) * cs + 1
-        }
-    };
     assert!(reach(m, n, dst_rs, 1) <= dst.len(), "matmul: dst too short");
     assert!(
         reach(m, k, lhs_rs, lhs_cs) <= lhs.len(),
@@ -201,13 +203,6 @@ pub fn product(
     rhs: &[f32],
     (rhs_rs, rhs_cs): (usize, usize),
 ) -> Vec<f32> {
-    let reach = |rows: usize, cols: usize, rs: usize, cs: usize| {
-        if rows == 0 || cols == 0 {
-            0
-        } else {
-            (rows - 1) * rs + (cols - 1) * cs + 1
-        }
-    };
     assert!(
         reach(m, k, lhs_rs, lhs_cs) <= lhs.len(),
         "product: lhs too short"
