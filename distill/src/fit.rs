@@ -108,8 +108,18 @@ pub fn student_hash(c: &Config) -> String {
 
 /// Hash of what the gold-only baseline depends on: not the synthetic set, nor the KD settings.
 pub fn baseline_hash(c: &Config) -> String {
-    let keys = serde_json::json!({ "train": c.distill.train, "teacher": teacher_hash(c) });
+    let mut keys = serde_json::json!({ "train": c.distill.train, "teacher": teacher_hash(c) });
+    if let Some(n) = c.distill.gold_rows {
+        keys["gold_rows"] = n.into();
+    }
     hash_with(c, &["run", "data", "student"], &keys)
+}
+
+/// The gold rows the students learn from: the first `distill.gold_rows` (all when unset); the
+/// local teacher learns from every gold row.
+pub fn students_gold<'a>(c: &Config, data: &'a RunData) -> &'a [Sample] {
+    let n = c.distill.gold_rows.unwrap_or(usize::MAX);
+    &data.gold[..n.min(data.gold.len())]
 }
 
 /// The hash of `sections` of the config and `extra` keys: what a stage depends on.
@@ -623,7 +633,8 @@ pub fn distill_student(
     let tok = &start.tokenizer;
     let max_positions = start.model.config().max_position_embeddings;
     let vocab = start.model.config().vocab_size as u32;
-    let mut train = Vec::with_capacity(synthetic.len() + data.gold.len());
+    let gold = students_gold(c, data);
+    let mut train = Vec::with_capacity(synthetic.len() + gold.len());
     let (mut skipped, mut too_long) = (0, 0);
     for s in synthetic {
         let Some(completion) = &s.completion else {
@@ -649,7 +660,7 @@ pub fn distill_student(
     let synthetic_rows = train.len();
     skipped += too_long;
     if d.include_gold {
-        let (gold, s) = gold_examples(tok, &data.gold, max_positions)?;
+        let (gold, s) = gold_examples(tok, gold, max_positions)?;
         train.extend(gold);
         skipped += s;
     }
@@ -745,7 +756,8 @@ pub fn train_baseline(
     let device = crate::backend::device(&c.teacher.device)?.autodiff();
     let start = student_start(loaded, run_dir, data, &device)?;
     let max_positions = start.model.config().max_position_embeddings;
-    let (train, skipped) = gold_examples(&start.tokenizer, &data.gold, max_positions)?;
+    let gold = students_gold(c, data);
+    let (train, skipped) = gold_examples(&start.tokenizer, gold, max_positions)?;
     if train.is_empty() {
         return Err(Error::invalid(
             "The gold set has no rows with a reference, so the gold-only baseline has nothing \
@@ -929,4 +941,66 @@ pub fn finetune_student(
         config_hash,
         on_step,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datasets::config::BuiltinTask;
+    use datasets::tasks::{Sizes, generate};
+
+    fn config(overrides: &[&str]) -> Config {
+        let overrides: Vec<_> = overrides
+            .iter()
+            .map(|o| datasets::config::Override::parse(o).unwrap())
+            .collect();
+        Config::from_str_with(
+            "[run]\nname = \"t\"\n[data]\ntask = \"dates\"\n",
+            "t.toml",
+            &overrides,
+        )
+        .unwrap()
+    }
+
+    fn data(gold: usize) -> RunData {
+        let sets = generate(
+            BuiltinTask::Dates,
+            5,
+            Sizes {
+                gold,
+                prompts: 0,
+                eval: 0,
+                review: 0,
+            },
+        );
+        RunData {
+            gold: sets.gold,
+            prompts: Vec::new(),
+            eval: EvalSet {
+                prompts: Vec::new(),
+                references: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn the_students_learn_from_the_first_gold_rows_and_the_teacher_from_all() {
+        let d = data(10);
+        let all = config(&[]);
+        assert_eq!(students_gold(&all, &d).len(), 10);
+        let some = config(&["distill.gold_rows=4"]);
+        let gold = students_gold(&some, &d);
+        assert_eq!(gold.len(), 4);
+        assert_eq!(gold[3].id, d.gold[3].id);
+        // More rows asked for than there are: every row.
+        assert_eq!(
+            students_gold(&config(&["distill.gold_rows=99"]), &d).len(),
+            10
+        );
+        // The baseline (which reads no other `[distill]` key but its training) is redone when
+        // its rows change; the teacher is not.
+        assert_ne!(baseline_hash(&all), baseline_hash(&some));
+        assert_eq!(teacher_hash(&all), teacher_hash(&some));
+        assert_ne!(student_hash(&all), student_hash(&some));
+    }
 }

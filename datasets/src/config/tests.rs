@@ -98,6 +98,20 @@ fn semantic_checks_name_the_key() {
     assert_eq!(e.key.as_deref(), Some("export.shard_mib"));
     let e = load("[run]\nname = \"t\"\n", &[]).unwrap_err();
     assert_eq!(e.key.as_deref(), Some("data"));
+    let e = load(MINIMAL, &["distill.gold_rows=0"]).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("distill.gold_rows"));
+    assert!(e.to_string().contains("include_gold = false"), "{e}");
+}
+
+#[test]
+fn gold_rows_is_optional_and_leaves_other_configs_hashes_alone() {
+    let a = load(MINIMAL, &[]).unwrap();
+    assert_eq!(a.distill.gold_rows, None);
+    assert!(!a.to_toml().contains("gold_rows"), "{}", a.to_toml());
+    let b = load(MINIMAL, &["distill.gold_rows=300"]).unwrap();
+    assert_eq!(b.distill.gold_rows, Some(300));
+    assert_eq!(load(&b.to_toml(), &[]).unwrap(), b);
+    assert_ne!(a.stage_hash(&["distill"]), b.stage_hash(&["distill"]));
 }
 
 #[test]

@@ -387,6 +387,13 @@ pub struct DistillConfig {
     /// Train on the gold set too, next to the synthetic set (CE on the gold answers).
     #[serde(default = "default_true")]
     pub include_gold: bool,
+    /// How many gold rows the students learn from (the distilled one with `include_gold`, and
+    /// the gold-only baseline): the first `gold_rows` of the gold set. The local teacher learns
+    /// from all of them. Unset: every gold row. With fewer rows for the students than for the
+    /// teacher, the teacher knows more than the students' labels hold, as a pretrained teacher
+    /// does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gold_rows: Option<usize>,
     /// Also train the gold-only baseline: the same student on the gold set alone, same steps, so
     /// the table shows what the teacher bought.
     #[serde(default = "default_true")]
@@ -422,6 +429,7 @@ impl Default for DistillConfig {
             alpha: default_alpha(),
             full_vocab: false,
             include_gold: true,
+            gold_rows: None,
             baseline: true,
             train: default_distill_train(),
         }
@@ -439,6 +447,14 @@ impl DistillConfig {
             return Err((
                 "distill.temperature".into(),
                 format!("is {}; expected a positive number", self.temperature),
+            ));
+        }
+        if self.gold_rows == Some(0) {
+            return Err((
+                "distill.gold_rows".into(),
+                "is 0; expected at least 1, or leave it out for every gold row (to train the \
+                 students on no gold rows, set `include_gold = false` and `baseline = false`)"
+                    .into(),
             ));
         }
         if self.full_vocab && self.loss == DistillLoss::Ce {
