@@ -65,8 +65,20 @@ if [ "$only" = all ] || [ "$only" = model ]; then
 # (2 threads), and KV-cache generation at batch 1 and 16 beside transformers generate() on the
 # same checkpoint.
 run "$model" init --config benches/configs/student-4m.json --out "$dir/student-4m" >/dev/null
-# The machine's fp32 matmul peak, the denominator of MFU (machines differ: AVX-512 or AVX2).
-run "$model" peak
+# The machine's fp32 matmul peak, the denominator of MFU (machines differ: AVX-512 or AVX2): the
+# better of our product and PyTorch's on 1000^3. Then the training step's own product shapes
+# (2,048 tokens; q/o, k/v, gate/up, down, the head, a weight gradient) on both sides: whether a
+# gap in the step is the products themselves or the work around them.
+# Each side alternated with the other and kept at its best, as this machine drifts.
+shapes="2048,256,256 2048,256,128 2048,256,688 2048,688,256 2048,256,2048 256,2048,688"
+for _ in $(seq "$reps"); do
+  run "$model" peak
+  run "$tpy" benches/matmul.py --shape 1000,1000,1000 --threads 2
+  for s in $shapes; do
+    run "$model" peak --shape "$s"
+    run "$tpy" benches/matmul.py --shape "$s" --threads 2
+  done
+done
 for _ in $(seq "$reps"); do
   run "$model" train --config benches/configs/student-4m.json --steps 10 --warmup 2
   # The same step with burn's composed operations instead of the fused kernels, for their share.
@@ -135,7 +147,7 @@ for line in open(sys.argv[1]):
         elif d["phase"] == "generate":
             key, speed = (d["impl"], f"generate-{d['batch']}"), d["new_tokens_per_s"]
         elif d["phase"] == "peak":
-            key, speed = (d["impl"], "peak"), d["gflops"]
+            key, speed = (d["impl"], "peak" if d.get("size") else "peak-" + d["shape"]), d["gflops"]
         elif d["phase"].startswith("generate-"):
             key, speed = (d["impl"], d["phase"]), d["new_tokens_per_s"]
         else:
@@ -143,9 +155,14 @@ for line in open(sys.argv[1]):
         d["speed"] = speed
         if key not in r or speed > r[key]["speed"]:
             r[key] = d
-# MFU's denominator: the fp32 matmul peak measured in this run (`model peak`), else the 400 GFLOP/s
-# measured on the AVX-512 development machine of the earlier sessions.
-peak = r[("workbench", "peak")]["gflops"] if ("workbench", "peak") in r else 400.0
+# MFU's denominator: the fp32 matmul peak measured in this run, the better of ours (`model peak`)
+# and PyTorch's (`matmul.py`), else the 400 GFLOP/s measured on the AVX-512 development machine of
+# the earlier sessions.
+peaks = [r[(i, "peak")]["gflops"] for i in ("workbench", "pytorch") if (i, "peak") in r]
+peak = max(peaks) if peaks else 400.0
+for (impl, name), d in sorted(r.items()):
+    if impl == "workbench" and name.startswith("peak-") and ("pytorch", name) in r:
+        print(f"RATIO matmul_{d['shape']}_gflops {d['speed'] / r[('pytorch', name)]['speed']:.2f}")
 if ("workbench", "write") in r:
     w, p = r[("workbench", "write")], r[("pyarrow", "write")]
     best_read = max(r[("pyarrow", "read")]["rows_per_s"], r[("pyarrow", "read_table")]["rows_per_s"])
@@ -177,6 +194,8 @@ if ("workbench", "train") in r:
     mfu = t["flops_per_token"] * t["speed"] / (peak * 1e9)
     print(f"FIGURE train_mfu {100 * mfu:.1f} % of {peak:.0f} GFLOP/s")
     print(f"FIGURE matmul_peak {peak:.0f} GFLOP/s")
+    if ("workbench", "peak") in r and ("pytorch", "peak") in r:
+        print(f"RATIO matmul_1000_gflops {r[('workbench', 'peak')]['speed'] / r[('pytorch', 'peak')]['speed']:.2f}")
     for b in (1, 16):
         print(f"FIGURE generate_batch{b}_tokens_per_s {r[('workbench', f'generate-{b}')]['speed']} tokens/s")
 for m in ("1m", "4m", "20m"):
