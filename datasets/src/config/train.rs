@@ -389,9 +389,9 @@ pub struct DistillConfig {
     pub include_gold: bool,
     /// How many gold rows the students learn from (the distilled one with `include_gold`, and
     /// the gold-only baseline): the first `gold_rows` of the gold set. The local teacher learns
-    /// from all of them. Unset, or more than the gold set holds: every gold row. With fewer rows for the students than for the
-    /// teacher, the teacher knows more than the students' labels hold, as a pretrained teacher
-    /// does.
+    /// from all of them. Unset, or more than the gold set holds: every gold row. With fewer rows
+    /// for the students than for the teacher, the teacher knows more than the students' labels
+    /// hold, as a pretrained teacher does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gold_rows: Option<usize>,
     /// Also train the gold-only baseline: the same student on the gold set alone, same steps, so
