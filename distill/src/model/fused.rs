@@ -29,12 +29,11 @@ use super::kernels::{self, AttnShape};
 pub trait FusedOps: Backend {
     /// The dense projection `x · w`: `x: [rows, d_in]`, `w: [d_in, d_out]` → `[rows, d_out]`.
     fn fused_linear(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self>;
-    /// Causal grouped-query attention with rotary embeddings: `q: [b, s, h·d]`,
-    /// `k, v: [b, s, kvh·d]`, `cos, sin: [s, d]` → `[b, s, h·d]`.
+    /// Causal grouped-query attention with rotary embeddings on the packed projections
+    /// `qkv: [b, s, (h + 2·kvh)·d]` (each row `q`, then `k`, then `v`), `cos, sin: [s, d]` →
+    /// `[b, s, h·d]`.
     fn fused_attention(
-        q: FloatTensor<Self>,
-        k: FloatTensor<Self>,
-        v: FloatTensor<Self>,
+        qkv: FloatTensor<Self>,
         cos: FloatTensor<Self>,
         sin: FloatTensor<Self>,
         heads: usize,
@@ -71,18 +70,19 @@ fn tensor(values: Vec<f32>, dims: Vec<usize>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, dims))
 }
 
-fn attn_shape(q: &FlexTensor, k: &FlexTensor, heads: usize, kv_heads: usize) -> AttnShape {
-    let (qd, kd) = (dims(q), dims(k));
+fn attn_shape(qkv: &FlexTensor, heads: usize, kv_heads: usize) -> AttnShape {
+    let d = dims(qkv);
+    let per_row = heads + 2 * kv_heads;
     assert!(
-        qd.len() == 3 && kd.len() == 3,
-        "fused attention: q and k must be [b, s, heads·d]"
+        d.len() == 3 && d[2].is_multiple_of(per_row),
+        "fused attention: qkv must be [b, s, (heads + 2·kv_heads)·d]"
     );
     AttnShape {
-        batch: qd[0],
-        seq: qd[1],
+        batch: d[0],
+        seq: d[1],
         heads,
         kv_heads,
-        head_dim: qd[2] / heads,
+        head_dim: d[2] / per_row,
     }
 }
 
@@ -92,29 +92,28 @@ fn scale(shape: AttnShape) -> f32 {
 
 /// Forward on plain tensors; with `keep_probs`, also the attention probabilities.
 fn attention_forward(
-    q: &FlexTensor,
-    k: &FlexTensor,
-    v: &FlexTensor,
+    qkv: &FlexTensor,
     cos: &FlexTensor,
     sin: &FlexTensor,
     shape: AttnShape,
     keep_probs: bool,
 ) -> (FlexTensor, Option<FlexTensor>) {
     let (out, probs) = kernels::attention_forward(
-        &values(q),
-        &values(k),
-        &values(v),
-        &values(cos),
-        &values(sin),
+        &values(qkv),
+        (&values(cos), &values(sin)),
         shape,
         scale(shape),
         keep_probs,
     );
     let AttnShape {
-        batch, seq, heads, ..
+        batch,
+        seq,
+        heads,
+        head_dim,
+        ..
     } = shape;
     (
-        tensor(out, dims(q)),
+        tensor(out, vec![batch, seq, heads * head_dim]),
         probs.map(|p| tensor(p, vec![batch, heads, seq, seq])),
     )
 }
@@ -157,16 +156,14 @@ impl FusedOps for Flex {
     }
 
     fn fused_attention(
-        q: FlexTensor,
-        k: FlexTensor,
-        v: FlexTensor,
+        qkv: FlexTensor,
         cos: FlexTensor,
         sin: FlexTensor,
         heads: usize,
         kv_heads: usize,
     ) -> FlexTensor {
-        let shape = attn_shape(&q, &k, heads, kv_heads);
-        attention_forward(&q, &k, &v, &cos, &sin, shape, false).0
+        let shape = attn_shape(&qkv, heads, kv_heads);
+        attention_forward(&qkv, &cos, &sin, shape, false).0
     }
 
     fn fused_swiglu(gate: FlexTensor, up: FlexTensor) -> FlexTensor {
@@ -243,37 +240,24 @@ impl Backward<Flex, 1> for TargetLogprobsBackward {
 #[derive(Debug)]
 struct AttentionBackward;
 
-impl Backward<Flex, 3> for AttentionBackward {
-    /// q, k, v, cos, sin, probabilities, sizes.
-    type State = (
-        FlexTensor,
-        FlexTensor,
-        FlexTensor,
-        FlexTensor,
-        FlexTensor,
-        FlexTensor,
-        AttnShape,
-    );
+impl Backward<Flex, 1> for AttentionBackward {
+    /// qkv, cos, sin, probabilities, sizes.
+    type State = (FlexTensor, FlexTensor, FlexTensor, FlexTensor, AttnShape);
 
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node_q, node_k, node_v] = ops.parents;
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node] = ops.parents;
         let dout = grads.consume::<Flex>(&ops.node);
-        let (q, k, v, cos, sin, probs, shape) = ops.state;
-        let (dq, dk, dv) = kernels::attention_backward(
-            &values(&q),
-            &values(&k),
-            &values(&v),
-            &values(&cos),
-            &values(&sin),
-            &values(&probs),
-            &values(&dout),
-            shape,
-            scale(shape),
-        );
-        for (node, grad, like) in [(node_q, dq, &q), (node_k, dk, &k), (node_v, dv, &v)] {
-            if let Some(node) = node {
-                grads.register::<Flex>(node.id, tensor(grad, dims(like)));
-            }
+        let (qkv, cos, sin, probs, shape) = ops.state;
+        if let Some(node) = node {
+            let dqkv = kernels::attention_backward(
+                &values(&qkv),
+                (&values(&cos), &values(&sin)),
+                &values(&probs),
+                &values(&dout),
+                shape,
+                scale(shape),
+            );
+            grads.register::<Flex>(node.id, tensor(dqkv, dims(&qkv)));
         }
     }
 }
@@ -356,30 +340,28 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
     }
 
     fn fused_attention(
-        q: FloatTensor<Self>,
-        k: FloatTensor<Self>,
-        v: FloatTensor<Self>,
+        qkv: FloatTensor<Self>,
         cos: FloatTensor<Self>,
         sin: FloatTensor<Self>,
         heads: usize,
         kv_heads: usize,
     ) -> FloatTensor<Self> {
-        let nodes = [q.node(), k.node(), v.node()];
-        let (q, k, v) = (q.into_primitive(), k.into_primitive(), v.into_primitive());
+        let nodes = [qkv.node()];
+        let qkv = qkv.into_primitive();
         let (cos, sin) = (cos.into_primitive(), sin.into_primitive());
-        let shape = attn_shape(&q, &k, heads, kv_heads);
+        let shape = attn_shape(&qkv, heads, kv_heads);
         match AttentionBackward
             .prepare::<C>(nodes)
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (out, probs) = attention_forward(&q, &k, &v, &cos, &sin, shape, true);
+                let (out, probs) = attention_forward(&qkv, &cos, &sin, shape, true);
                 let probs = probs.expect("probabilities were asked for");
-                prep.finish((q, k, v, cos, sin, probs, shape), out)
+                prep.finish((qkv, cos, sin, probs, shape), out)
             }
             OpsKind::UnTracked(prep) => {
-                prep.finish(attention_forward(&q, &k, &v, &cos, &sin, shape, false).0)
+                prep.finish(attention_forward(&qkv, &cos, &sin, shape, false).0)
             }
         }
     }
@@ -502,18 +484,14 @@ pub fn target_logprobs(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> 
 
 /// See [`FusedOps::fused_attention`]; the caller checks [`available`].
 pub fn attention(
-    q: Tensor<3>,
-    k: Tensor<3>,
-    v: Tensor<3>,
+    qkv: Tensor<3>,
     cos: Tensor<2>,
     sin: Tensor<2>,
     heads: usize,
     kv_heads: usize,
 ) -> Tensor<3> {
     Tensor::from_dispatch(<Dispatch as FusedOps>::fused_attention(
-        q.into_dispatch(),
-        k.into_dispatch(),
-        v.into_dispatch(),
+        qkv.into_dispatch(),
         cos.into_dispatch(),
         sin.into_dispatch(),
         heads,

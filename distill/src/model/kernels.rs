@@ -295,26 +295,25 @@ impl AttnShape {
         self.kv_heads * self.head_dim
     }
 
+    /// One packed row of the projections: `q`, then `k`, then `v`.
+    fn row(&self) -> usize {
+        self.q_row() + 2 * self.kv_row()
+    }
+
     /// Panics unless the inputs have this shape's sizes.
-    fn check(&self, q: &[f32], k: &[f32], v: &[f32], cos: &[f32], sin: &[f32]) {
+    fn check(&self, qkv: &[f32], cos: &[f32], sin: &[f32]) {
         let (rows, table) = (self.batch * self.seq, self.seq * self.head_dim);
-        assert_eq!(
-            q.len(),
-            rows * self.q_row(),
-            "attention: q has the wrong size"
-        );
-        assert_eq!(
-            k.len(),
-            rows * self.kv_row(),
-            "attention: k has the wrong size"
-        );
-        assert_eq!(v.len(), k.len(), "attention: v has the wrong size");
-        assert_eq!(cos.len(), table, "attention: cos has the wrong size");
-        assert_eq!(sin.len(), table, "attention: sin has the wrong size");
         assert!(
             self.kv_heads > 0 && self.heads.is_multiple_of(self.kv_heads),
             "attention: heads must be a multiple of kv_heads"
         );
+        assert_eq!(
+            qkv.len(),
+            rows * self.row(),
+            "attention: qkv has the wrong size"
+        );
+        assert_eq!(cos.len(), table, "attention: cos has the wrong size");
+        assert_eq!(sin.len(), table, "attention: sin has the wrong size");
     }
 }
 
@@ -397,22 +396,20 @@ simd! {
 
 /// Causal grouped-query attention with rotary embeddings, forward.
 ///
-/// `q: [b, s, h·d]`, `k, v: [b, s, kvh·d]` (as the projections give them, before the rotation),
-/// `cos, sin: [s, d]`. Returns the output `[b, s, h·d]` (ready for the output projection) and,
-/// with `keep_probs`, the attention probabilities `[b, h, s, s]` the backward pass needs;
-/// without, each task reuses one `[s, s]` buffer.
-#[allow(clippy::too_many_arguments)]
+/// `qkv: [b, s, (h + 2·kvh)·d]` is the packed output of one projection, each row `q` (`h·d`
+/// values), then `k` and `v` (`kvh·d` each), before the rotation; `cos, sin: [s, d]`. Each head
+/// is read from its columns by row stride, so the packed tensor is never split or copied. Returns
+/// the output `[b, s, h·d]` (ready for the output projection) and, with `keep_probs`, the
+/// attention probabilities `[b, h, s, s]` the backward pass needs; without, each task reuses one
+/// `[s, s]` buffer.
 pub fn attention_forward(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    cos: &[f32],
-    sin: &[f32],
+    qkv: &[f32],
+    (cos, sin): (&[f32], &[f32]),
     shape: AttnShape,
     scale: f32,
     keep_probs: bool,
 ) -> (Vec<f32>, Option<Vec<f32>>) {
-    shape.check(q, k, v, cos, sin);
+    shape.check(qkv, cos, sin);
     let AttnShape {
         batch,
         seq,
@@ -420,24 +417,21 @@ pub fn attention_forward(
         kv_heads,
         head_dim: d,
     } = shape;
-    let (qr, kr) = (shape.q_row(), shape.kv_row());
+    let (qr, r) = (shape.q_row(), shape.row());
+    let (k_at, v_at) = (qr, qr + shape.kv_row());
     let group = heads / kv_heads;
     // One batch row: `probs` is either its `[h, s, s]` share of the kept probabilities or one
     // `[s, s]` scratch buffer that every head overwrites.
     let attend = |b: usize, out: &mut [f32], probs: &mut [f32]| {
         let per_head = if keep_probs { seq * seq } else { 0 };
-        let (q, k, v) = (
-            &q[b * seq * qr..(b + 1) * seq * qr],
-            &k[b * seq * kr..(b + 1) * seq * kr],
-            &v[b * seq * kr..(b + 1) * seq * kr],
-        );
+        let x = &qkv[b * seq * r..(b + 1) * seq * r];
         let mut qh = vec![0.0f32; seq * d];
         let mut kh = vec![0.0f32; seq * d];
         for kv in 0..kv_heads {
-            gather_rope(k, kr, kv * d, cos, sin, &mut kh);
+            gather_rope(x, r, k_at + kv * d, cos, sin, &mut kh);
             for g in 0..group {
                 let h = kv * group + g;
-                gather_rope(q, qr, h * d, cos, sin, &mut qh);
+                gather_rope(x, r, h * d, cos, sin, &mut qh);
                 let p = &mut probs[h * per_head..h * per_head + seq * seq];
                 // s = q kᵀ (scaled inside the softmax)
                 matmul(
@@ -458,47 +452,40 @@ pub fn attention_forward(
                     (qr, false),
                     p,
                     (seq, 1),
-                    &v[kv * d..],
-                    (kr, 1),
+                    &x[v_at + kv * d..],
+                    (r, 1),
                     1.0,
                 );
             }
         }
     };
+    let len = batch * seq * qr;
     if keep_probs {
         let (out, probs) = par_new2(
-            (q.len(), seq * qr),
+            (len, seq * qr),
             (batch * heads * seq * seq, heads * seq * seq),
             attend,
         );
         (out, Some(probs))
     } else {
-        let out = par_new(q.len(), seq * qr, |b, out| {
+        let out = par_new(len, seq * qr, |b, out| {
             attend(b, out, &mut vec![0.0f32; seq * seq])
         });
         (out, None)
     }
 }
 
-/// The gradients of [`attention_forward`]'s inputs `(dq, dk, dv)` from the output's `dout`.
-#[allow(clippy::too_many_arguments)]
+/// The gradient of [`attention_forward`]'s packed input, `dqkv` (laid out as `qkv`), from the
+/// output's `dout`.
 pub fn attention_backward(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    cos: &[f32],
-    sin: &[f32],
+    qkv: &[f32],
+    (cos, sin): (&[f32], &[f32]),
     probs: &[f32],
     dout: &[f32],
     shape: AttnShape,
     scale: f32,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    shape.check(q, k, v, cos, sin);
-    assert_eq!(
-        dout.len(),
-        q.len(),
-        "attention backward: dout has the wrong size"
-    );
+) -> Vec<f32> {
+    shape.check(qkv, cos, sin);
     let AttnShape {
         batch,
         seq,
@@ -506,27 +493,25 @@ pub fn attention_backward(
         kv_heads,
         head_dim: d,
     } = shape;
+    let (qr, r) = (shape.q_row(), shape.row());
+    let (k_at, v_at) = (qr, qr + shape.kv_row());
+    assert_eq!(
+        dout.len(),
+        batch * seq * qr,
+        "attention backward: dout has the wrong size"
+    );
     assert_eq!(
         probs.len(),
         batch * heads * seq * seq,
         "attention backward: probs have the wrong size"
     );
-    let (qr, kr) = (shape.q_row(), shape.kv_row());
     let group = heads / kv_heads;
-    let mut dq = vec![0.0f32; q.len()];
-    let mut dk = vec![0.0f32; k.len()];
-    let mut dv = vec![0.0f32; v.len()];
-    dq.par_chunks_mut(seq * qr)
-        .zip(dk.par_chunks_mut(seq * kr))
-        .zip(dv.par_chunks_mut(seq * kr))
+    let mut dqkv = vec![0.0f32; qkv.len()];
+    dqkv.par_chunks_mut(seq * r)
         .enumerate()
-        .for_each(|(b, ((dq, dk), dv))| {
-            let (q, k, v, dout) = (
-                &q[b * seq * qr..(b + 1) * seq * qr],
-                &k[b * seq * kr..(b + 1) * seq * kr],
-                &v[b * seq * kr..(b + 1) * seq * kr],
-                &dout[b * seq * qr..(b + 1) * seq * qr],
-            );
+        .for_each(|(b, dx)| {
+            let x = &qkv[b * seq * r..(b + 1) * seq * r];
+            let dout = &dout[b * seq * qr..(b + 1) * seq * qr];
             let probs = &probs[b * heads * seq * seq..(b + 1) * heads * seq * seq];
             let mut qh = vec![0.0f32; seq * d];
             let mut kh = vec![0.0f32; seq * d];
@@ -534,18 +519,18 @@ pub fn attention_backward(
             let mut dkh = vec![0.0f32; seq * d];
             let mut ds = vec![0.0f32; seq * seq];
             for kv in 0..kv_heads {
-                gather_rope(k, kr, kv * d, cos, sin, &mut kh);
+                gather_rope(x, r, k_at + kv * d, cos, sin, &mut kh);
                 for g in 0..group {
                     let h = kv * group + g;
                     let first = g == 0;
-                    gather_rope(q, qr, h * d, cos, sin, &mut qh);
+                    gather_rope(x, r, h * d, cos, sin, &mut qh);
                     let p = &probs[h * seq * seq..(h + 1) * seq * seq];
                     let dout_h = &dout[h * d..];
                     // dv += pᵀ dout
                     matmul(
                         (seq, d, seq),
-                        &mut dv[kv * d..],
-                        (kr, !first),
+                        &mut dx[v_at + kv * d..],
+                        (r, !first),
                         p,
                         (1, seq),
                         dout_h,
@@ -559,8 +544,8 @@ pub fn attention_backward(
                         (seq, false),
                         dout_h,
                         (qr, 1),
-                        &v[kv * d..],
-                        (1, kr),
+                        &x[v_at + kv * d..],
+                        (1, r),
                         1.0,
                     );
                     softmax_causal_backward_rows(p, &mut ds, seq, scale);
@@ -590,21 +575,22 @@ pub fn attention_backward(
                             &dqh[t * d..(t + 1) * d],
                             &cos[t * d..(t + 1) * d],
                             &sin[t * d..(t + 1) * d],
-                            &mut dq[t * qr + h * d..t * qr + (h + 1) * d],
+                            &mut dx[t * r + h * d..t * r + (h + 1) * d],
                         );
                     }
                 }
+                let at = k_at + kv * d;
                 for t in 0..seq {
                     rope_row_backward(
                         &dkh[t * d..(t + 1) * d],
                         &cos[t * d..(t + 1) * d],
                         &sin[t * d..(t + 1) * d],
-                        &mut dk[t * kr + kv * d..t * kr + (kv + 1) * d],
+                        &mut dx[t * r + at..t * r + at + d],
                     );
                 }
             }
         });
-    (dq, dk, dv)
+    dqkv
 }
 
 /// Rows per rayon task in the element-wise kernels: enough work to amortise the split, and a

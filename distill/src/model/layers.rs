@@ -139,6 +139,21 @@ pub struct Attention {
 }
 
 impl Attention {
+    /// The q, k and v projections side by side, `[hidden, (h + 2·kvh)·d]` (and their biases),
+    /// so that one product (and, backward, one product per gradient) serves all three: the
+    /// narrow k and v products alone run well below the machine's peak. `None` when some of the
+    /// three have a bias and some do not.
+    fn packed(&self) -> Option<(Tensor<2>, Option<Tensor<1>>)> {
+        let projs = [&self.q_proj, &self.k_proj, &self.v_proj];
+        let bias = match projs.map(|p| p.bias.as_ref().map(Param::val)) {
+            [Some(q), Some(k), Some(v)] => Some(Tensor::cat(vec![q, k, v], 0)),
+            [None, None, None] => None,
+            _ => return None,
+        };
+        let weight = Tensor::cat(projs.map(|p| p.weight.val()).to_vec(), 1);
+        Some((weight, bias))
+    }
+
     /// `x: [b, s, hidden]`, `bias: [b, heads, s, t]` (additive; 0 or a large negative) →
     /// `[b, s, hidden]`. With a cache, the new keys and values are appended to it and attention
     /// covers all `t` positions so far.
@@ -155,13 +170,13 @@ impl Attention {
             && bias.is_none()
             && rope.cos.dims()[0] == 1
             && fused::available(&x.device(), x.dtype())
+            && let Some((w, b)) = self.packed()
         {
-            // Training and whole-sequence passes: one fused kernel for the rotation, the causal
-            // softmax and both products, reading the projections as they are.
+            // Training and whole-sequence passes: one product for the three projections, then
+            // one fused kernel for the rotation, the causal softmax and both products, reading
+            // q, k and v out of the packed rows as they are.
             let out = fused::attention(
-                self.q_proj.forward(x.clone()),
-                self.k_proj.forward(x.clone()),
-                self.v_proj.forward(x),
+                linear_2d(x, w, b),
                 rope.cos.clone().reshape([s, d]),
                 rope.sin.clone().reshape([s, d]),
                 h,

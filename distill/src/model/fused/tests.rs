@@ -52,10 +52,10 @@ fn attention_matches_burns_composed_attention_and_gradients() {
     let table = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [s, d]), &device());
     let (cos, sin) = (table(cos), table(sin));
 
+    // The packed projections, as one product gives them; the cat's backward hands each of q, k
+    // and v its columns of the packed gradient.
     let fused = attention(
-        q.clone(),
-        k.clone(),
-        v.clone(),
+        Tensor::cat(vec![q.clone(), k.clone(), v.clone()], 2),
         cos.clone(),
         sin.clone(),
         h,

@@ -126,22 +126,33 @@ fn shape() -> AttnShape {
     }
 }
 
+/// The packed rows `[q | k | v]` split into the three projections.
+fn split(qkv: &[f32], s: AttnShape) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (qr, kr) = (s.q_row(), s.kv_row());
+    let (mut q, mut k, mut v) = (vec![], vec![], vec![]);
+    for row in qkv.chunks(s.row()) {
+        q.extend_from_slice(&row[..qr]);
+        k.extend_from_slice(&row[qr..qr + kr]);
+        v.extend_from_slice(&row[qr + kr..]);
+    }
+    (q, k, v)
+}
+
 #[test]
 fn attention_forward_matches_reference() {
     let s = shape();
     let mut rng = Rng(1);
-    let q = rng.vec(s.batch * s.seq * s.heads * s.head_dim, 1.0);
-    let k = rng.vec(s.batch * s.seq * s.kv_heads * s.head_dim, 1.0);
-    let v = rng.vec(k.len(), 1.0);
+    let qkv = rng.vec(s.batch * s.seq * s.row(), 1.0);
     let (cos, sin) = rope_tables(s.seq, s.head_dim);
     let scale = 1.0 / (s.head_dim as f32).sqrt();
-    let (out, probs) = attention_forward(&q, &k, &v, &cos, &sin, s, scale, true);
+    let (out, probs) = attention_forward(&qkv, (&cos, &sin), s, scale, true);
     let probs = probs.unwrap();
     // Without keeping the probabilities, the same output.
     assert_eq!(
-        attention_forward(&q, &k, &v, &cos, &sin, s, scale, false),
+        attention_forward(&qkv, (&cos, &sin), s, scale, false),
         (out.clone(), None)
     );
+    let (q, k, v) = split(&qkv, s);
     close(
         &out,
         &attention_reference(&q, &k, &v, &cos, &sin, s, scale as f64),
@@ -176,42 +187,24 @@ fn numeric_grad(x: &mut [f32], f: &dyn Fn(&[f32]) -> f64) -> Vec<f64> {
 fn attention_backward_matches_finite_differences() {
     let s = shape();
     let mut rng = Rng(2);
-    let mut q = rng.vec(s.batch * s.seq * s.heads * s.head_dim, 1.0);
-    let mut k = rng.vec(s.batch * s.seq * s.kv_heads * s.head_dim, 1.0);
-    let mut v = rng.vec(k.len(), 1.0);
-    let w = rng.vec(q.len(), 1.0);
+    let mut qkv = rng.vec(s.batch * s.seq * s.row(), 1.0);
+    let w = rng.vec(s.batch * s.seq * s.q_row(), 1.0);
     let (cos, sin) = rope_tables(s.seq, s.head_dim);
     let scale = 1.0 / (s.head_dim as f32).sqrt();
-    let probs = attention_forward(&q, &k, &v, &cos, &sin, s, scale, true)
+    let probs = attention_forward(&qkv, (&cos, &sin), s, scale, true)
         .1
         .unwrap();
-    let (dq, dk, dv) = attention_backward(&q, &k, &v, &cos, &sin, &probs, &w, s, scale);
-    let loss = |q: &[f32], k: &[f32], v: &[f32]| -> f64 {
-        attention_reference(q, k, v, &cos, &sin, s, scale as f64)
+    let dqkv = attention_backward(&qkv, (&cos, &sin), &probs, &w, s, scale);
+    let loss = |qkv: &[f32]| -> f64 {
+        let (q, k, v) = split(qkv, s);
+        attention_reference(&q, &k, &v, &cos, &sin, s, scale as f64)
             .iter()
             .zip(&w)
             .map(|(o, &w)| o * w as f64)
             .sum()
     };
-    let (q0, k0, v0) = (q.clone(), k.clone(), v.clone());
-    close(
-        &dq,
-        &numeric_grad(&mut q, &|x| loss(x, &k0, &v0)),
-        2e-3,
-        "dq",
-    );
-    close(
-        &dk,
-        &numeric_grad(&mut k, &|x| loss(&q0, x, &v0)),
-        2e-3,
-        "dk",
-    );
-    close(
-        &dv,
-        &numeric_grad(&mut v, &|x| loss(&q0, &k0, x)),
-        2e-3,
-        "dv",
-    );
+    // q, k and v each get their own columns of the packed gradient.
+    close(&dqkv, &numeric_grad(&mut qkv, &loss), 2e-3, "dqkv");
 }
 
 #[test]
