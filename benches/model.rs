@@ -5,7 +5,7 @@
 //!   (WORKBENCH_FUSED=0 runs the step on burn's composed operations instead of the fused kernels)
 //! cargo bench --bench model -- generate --model DIR [--batch 1] [--prompt-len 16] [--new 64] [--reps 3]
 //! cargo bench --bench model -- init --config CONFIG.json --out DIR     (a random checkpoint both sides load)
-//! cargo bench --bench model -- peak [--size 1000 | --shape M,K,N] [--reps 20]   (the fp32 matmul peak, for MFU)
+//! cargo bench --bench model -- peak [--size 1000 | --shape M,K,N [--lhs-t]] [--reps 20]   (the fp32 matmul peak, for MFU)
 //! ```
 //!
 //! Prints one JSON object per run, like the Python peers `benches/model_train.py` and
@@ -134,19 +134,18 @@ fn train_here(args: &[String]) {
 /// to compare with `benches/matmul.py` on the same shape).
 fn peak(args: &[String]) {
     let (n, reps) = (arg(args, "--size", 1000usize), arg(args, "--reps", 20usize));
-    let shape: Vec<usize> = args
-        .iter()
-        .position(|a| a == "--shape")
-        .and_then(|i| args.get(i + 1))
-        .map(|s| {
-            s.split(',')
-                .map(|v| v.parse().expect("--shape takes M,K,N"))
-                .collect()
-        })
-        .unwrap_or_else(|| vec![n, n, n]);
+    let shape = arg(args, "--shape", format!("{n},{n},{n}"));
+    let shape: Vec<usize> = shape
+        .split(',')
+        .map(|v| v.parse().expect("--shape takes M,K,N"))
+        .collect();
     let [m, k, n] = shape[..] else {
         panic!("--shape takes M,K,N")
     };
+    // `--lhs-t`: the left operand stored as [K, M] and read transposed, as a weight gradient
+    // (xᵀ · dy) reads it.
+    let lhs_t = args.iter().any(|a| a == "--lhs-t");
+    let lhs_strides = if lhs_t { (1, m) } else { (k, 1) };
     let a: Vec<f32> = (0..m * k).map(|i| (i % 17) as f32 * 0.01).collect();
     let b: Vec<f32> = (0..k * n).map(|i| (i % 13) as f32 * 0.01).collect();
     let mut best = f64::MAX;
@@ -154,15 +153,16 @@ fn peak(args: &[String]) {
     for _ in 0..reps + 1 {
         let t = Instant::now();
         let c = distill::backend::on_cpu_pool(|| {
-            distill::model::kernels::product((m, n, k), &a, (k, 1), &b, (n, 1))
+            distill::model::kernels::product((m, n, k), &a, lhs_strides, &b, (n, 1))
         });
         best = best.min(t.elapsed().as_secs_f64());
         check += c[m * n / 2];
     }
     let gflops = 2.0 * (m * n * k) as f64 / best / 1e9;
     println!(
-        "{{\"impl\": \"workbench\", \"phase\": \"peak\", \"size\": {}, \"shape\": \"{m}x{k}x{n}\", \"gflops\": {gflops:.1}, \"threads\": {}, \"check\": {check:.3}}}",
+        "{{\"impl\": \"workbench\", \"phase\": \"peak\", \"size\": {}, \"shape\": \"{m}x{k}x{n}{}\", \"gflops\": {gflops:.1}, \"threads\": {}, \"check\": {check:.3}}}",
         if m == k && k == n { m } else { 0 },
+        if lhs_t { "-t" } else { "" },
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
 }

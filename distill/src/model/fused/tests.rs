@@ -4,7 +4,7 @@
 use burn::tensor::Distribution;
 
 use super::*;
-use crate::model::layers::Rope;
+use crate::model::layers::{self, Rope};
 
 fn device() -> Device {
     crate::backend::cpu().autodiff()
@@ -180,4 +180,56 @@ fn a_target_outside_the_vocabulary_panics() {
     let x = random([1, 2, 5], 16);
     let targets = Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 5], [1, 2]), &device());
     let _ = target_logprobs(x, targets);
+}
+
+/// A projection with random weights and, when asked, a bias: random, or zero.
+fn proj(d_in: usize, d_out: usize, bias: Option<bool>, seed: u64) -> layers::Proj {
+    use burn::module::Param;
+    layers::Proj {
+        weight: Param::from_tensor(random([d_in, d_out], seed)),
+        bias: bias.map(|random_bias| {
+            Param::from_tensor(if random_bias {
+                random([d_out], seed + 100)
+            } else {
+                Tensor::zeros([d_out], &device()).require_grad()
+            })
+        }),
+    }
+}
+
+#[test]
+fn attention_with_only_some_projection_biases_matches_the_packed_path() {
+    let (b, s, hidden, h, kvh) = (2, 6, 32, 4, 2);
+    let d = hidden / h;
+    let x = random([b, s, hidden], 30);
+    let w = random([b, s, hidden], 31).detach();
+    let (cos, sin): (Vec<f32>, Vec<f32>) = (0..s)
+        .flat_map(|t| (0..d).map(move |i| (t * (i % (d / 2) + 1)) as f32 * 0.1))
+        .map(|a| (a.cos(), a.sin()))
+        .unzip();
+    let table = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, 1, s, d]), &device());
+    let rope = Rope {
+        cos: table(cos),
+        sin: table(sin),
+    };
+    // Only q and v have a bias, so the projections take burn's composed path; with k given a
+    // zero bias the three are packed into one product. Both must give the same values and the
+    // same gradient of the input.
+    let attention = |k_bias: Option<bool>| layers::Attention {
+        q_proj: proj(hidden, h * d, Some(true), 32),
+        k_proj: proj(hidden, kvh * d, k_bias, 33),
+        v_proj: proj(hidden, kvh * d, Some(true), 34),
+        o_proj: proj(h * d, hidden, None, 35),
+        heads: h,
+        kv_heads: kvh,
+        head_dim: d,
+    };
+    let run = |k_bias: Option<bool>| {
+        let out = attention(k_bias).forward(x.clone(), &rope, None, None);
+        let grads = (out.clone() * w.clone()).sum().backward();
+        (out, x.grad(&grads).unwrap())
+    };
+    let ((mixed, dx_mixed), (packed, dx_packed)) = (run(None), run(Some(false)));
+    assert_close(mixed, packed, "attention");
+    assert_close(dx_mixed, dx_packed, "attention dx");
 }
