@@ -134,8 +134,10 @@ fi
 if [ "$only" = scale ]; then
 # How the costs grow: the training step by model size (1.3M, 4M, 20M at 16 x 128) and by
 # sequence length (4M, 2,048 tokens a step split as 32 x 64 ... 4 x 512); generation (batch 1,
-# 64 new tokens) by model size; Parquet writes by rows (time and peak RSS).
+# 64 new tokens) by model size; Parquet writes by rows (time and peak RSS). MFU's denominator is
+# the better 1000^3 peak of the two sides, as in the model section.
 run "$model" peak
+run "$tpy" benches/matmul.py --shape 1000,1000,1000 --threads 2
 for m in 1m 4m 20m; do
   run "$model" train --config "benches/configs/student-$m.json" --steps 6 --warmup 2 --label "scale-$m-16x128"
   run "$model" init --config "benches/configs/student-$m.json" --out "$dir/student-$m" >/dev/null
