@@ -26,6 +26,11 @@ while [ $# -gt 0 ]; do
     *) echo "usage: benches/run.sh [--rows N] [--reps R] [--pairs P] [--only parquet|model|annotate|demo|scale]" >&2; exit 2 ;;
   esac
 done
+for v in "$rows" "$reps" "$pairs"; do
+  case "$v" in
+    ''|*[!0-9]*) echo "benches/run.sh: --rows, --reps and --pairs take a whole number, not '$v'" >&2; exit 2 ;;
+  esac
+done
 dir="${BENCH_DIR:-$(mktemp -d)}"
 mkdir -p "$dir"
 py="$(scripts/python-env.sh)"
