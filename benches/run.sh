@@ -19,9 +19,9 @@ pairs=7
 only=all
 while [ $# -gt 0 ]; do
   case "$1" in
-    --rows) rows="$2"; shift 2 ;;
-    --reps) reps="$2"; shift 2 ;;
-    --pairs) pairs="$2"; shift 2 ;;
+    --rows) rows="${2-}"; shift $(( $# > 1 ? 2 : 1 )) ;;
+    --reps) reps="${2-}"; shift $(( $# > 1 ? 2 : 1 )) ;;
+    --pairs) pairs="${2-}"; shift $(( $# > 1 ? 2 : 1 )) ;;
     --only) only="$2"; shift 2 ;;
     *) echo "usage: benches/run.sh [--rows N] [--reps R] [--pairs P] [--only parquet|model|annotate|demo|scale]" >&2; exit 2 ;;
   esac
