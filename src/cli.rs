@@ -185,6 +185,10 @@ pub struct ReviewArgs {
     /// A Markdown file of guidelines (`g` shows it).
     #[arg(long, value_name = "FILE")]
     pub guidelines: Option<PathBuf>,
+    /// Override a key of the config (of a config file or a run directory), as `workbench run`
+    /// takes it: `--set run.name=human`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
 }
 
 /// Queue order.

@@ -64,10 +64,17 @@ fn main() -> ExitCode {
         Err(e) => {
             let _ = e.print();
             return match e.kind() {
-                clap::error::ErrorKind::DisplayHelp
-                | clap::error::ErrorKind::DisplayVersion
-                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
                     ExitCode::SUCCESS
+                }
+                // `workbench` (or `workbench datasets`) with nothing to do shows the help, but as
+                // a refusal: a script that forgot its command must not read it as success.
+                clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    eprintln!(
+                        "\nerror: no command given; pick one of the commands above, e.g. \
+                         `workbench run configs/demo.toml`"
+                    );
+                    ExitCode::from(2)
                 }
                 _ => ExitCode::from(2),
             };

@@ -16,6 +16,9 @@ use crate::config::LoadedConfig;
 use crate::error::{Error, Result};
 
 const HASH_PREFIX: &str = "# workbench config hash: ";
+/// The line of a run's `config.toml` that names the config file it was made from: the paths the
+/// config holds (`data.gold.path`, `annotate.guidelines`, ...) are relative to that file's folder.
+const SOURCE_PREFIX: &str = "# made from the config file: ";
 
 /// An open run directory.
 #[derive(Debug, Clone)]
@@ -78,8 +81,12 @@ impl RunDir {
                 });
             }
         }
+        // The source's absolute path, as a JSON string (a path may hold any character).
+        let source = std::path::absolute(&loaded.path).unwrap_or_else(|_| loaded.path.clone());
+        let source = serde_json::to_string(&source.to_string_lossy()).expect("strings serialise");
         let text = format!(
-            "{HASH_PREFIX}{hash}\n# The resolved config of this run, written by `workbench` before any work.\n\n{}",
+            "{HASH_PREFIX}{hash}\n# The resolved config of this run, written by `workbench` before any work.\n\
+             {SOURCE_PREFIX}{source}\n\n{}",
             loaded.config.to_toml()
         );
         atomic::write_file(&config_path, text.as_bytes())?;
@@ -113,6 +120,11 @@ impl RunDir {
         }
     }
 
+    /// What a finished stage recorded, whatever settings it ran under.
+    pub fn marker(&self, stage: &str) -> Option<StageMarker> {
+        read_marker(&self.stage_dir(stage))
+    }
+
     /// Starts (or restarts) a stage: a temporary directory that replaces the stage directory on
     /// [`Stage::finish`].
     pub fn begin(&self, stage: &str, stage_hash: &str) -> Result<Stage> {
@@ -127,6 +139,32 @@ impl RunDir {
             },
         })
     }
+}
+
+/// The config file a run directory was made from (as recorded in its `config.toml`), when it is
+/// recorded and still there.
+pub fn source_config(run_dir: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(run_dir.join("config.toml")).ok()?;
+    let line = text
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(SOURCE_PREFIX))?;
+    let path = PathBuf::from(serde_json::from_str::<String>(line).ok()?);
+    path.is_file().then_some(path)
+}
+
+/// A run directory's config, with relative paths resolving as they did for the run: against the
+/// folder of the config file it was made from (when that is known), else the run directory's.
+pub fn load_config(
+    run_dir: &Path,
+    overrides: &[crate::config::Override],
+) -> Result<LoadedConfig> {
+    let copy = run_dir.join("config.toml");
+    let mut loaded = crate::config::Config::load(&copy, overrides)?;
+    if let Some(source) = source_config(run_dir) {
+        loaded.path = source;
+    }
+    Ok(loaded)
 }
 
 fn read_marker(stage_dir: &Path) -> Option<StageMarker> {
@@ -196,6 +234,31 @@ mod tests {
         );
         // Same config again: fine.
         RunDir::open(&l, false).unwrap();
+    }
+
+    #[test]
+    fn a_run_remembers_its_config_file_so_relative_paths_resolve_against_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let configs = tmp.path().join("my configs \"x\"");
+        std::fs::create_dir_all(&configs).unwrap();
+        let mut l = loaded(tmp.path(), &[]);
+        l.path = configs.join("t.toml");
+        std::fs::write(&l.path, "").unwrap();
+        let run = RunDir::open(&l, false).unwrap();
+        assert_eq!(source_config(run.path()).unwrap(), l.path);
+        let again = load_config(run.path(), &[]).unwrap();
+        assert_eq!(again.config, l.config);
+        assert_eq!(
+            again.resolve(Path::new("guidelines/g.md")),
+            configs.join("guidelines/g.md")
+        );
+        // The source gone: the copy resolves against the run directory.
+        std::fs::remove_file(&l.path).unwrap();
+        assert!(source_config(run.path()).is_none());
+        assert_eq!(
+            load_config(run.path(), &[]).unwrap().path,
+            run.path().join("config.toml")
+        );
     }
 
     #[test]

@@ -56,6 +56,18 @@ pub enum Error {
     #[error("{message}")]
     Invalid { message: String },
 
+    /// Training produced a loss or weights that are not finite numbers: the settings make it
+    /// diverge (too high a learning rate, too low a KD temperature). Nothing of it is saved.
+    #[error("Training diverged at step {step}: {what}{hint}")]
+    Diverged {
+        /// The 1-based optimizer step.
+        step: usize,
+        /// What went non-finite, e.g. "the loss is NaN".
+        what: String,
+        /// `\n\nhint: ...` naming the settings to change (empty when the loop does not know).
+        hint: String,
+    },
+
     /// A teacher failed at run time (a server that kept failing, a response we cannot use).
     #[error("{message}")]
     Teacher { message: String },
@@ -75,7 +87,8 @@ impl Error {
             | Error::Checkpoint { .. }
             | Error::Tokenizer { .. }
             | Error::Template { .. }
-            | Error::Invalid { .. } => true,
+            | Error::Invalid { .. }
+            | Error::Diverged { .. } => true,
             Error::Write { .. } | Error::Teacher { .. } => false,
             Error::Data(e) => e.is_bad_input(),
         }

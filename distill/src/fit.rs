@@ -15,12 +15,12 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use datasets::config::{
-    Architecture, Config, DistillLoss, DivergenceKind, EvalConfig, LoadedConfig, TeacherKind,
-    TrainConfig,
+    Architecture, Config, DistillLoss, DivergenceKind, EvalConfig, KeepStudent, LoadedConfig,
+    TeacherKind, TrainConfig,
 };
 use datasets::metrics::{self, MetricRow};
 use datasets::{PreferenceRow, Sample, Set, SftRow};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::data::tokenizer::Tokenizer;
 use crate::evaluate::FINETUNED;
@@ -131,7 +131,7 @@ pub(crate) fn hash_with(c: &Config, sections: &[&str], extra: &serde_json::Value
 }
 
 /// What a training stage did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FitSummary {
     /// `teacher`, `student` or `gold-only`.
     pub stage: String,
@@ -160,6 +160,23 @@ pub struct FitSummary {
     pub tokens_per_s: f64,
     /// What the student learned from: `ce`, or `kd (forward_kl, top-k)` and so on.
     pub objective: String,
+    /// The expert fine-tune only: how the fine-tuned student compares with the distilled one it
+    /// started from, and which of them the run keeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compared: Option<Comparison>,
+}
+
+/// The fine-tuned student against the distilled one, on the eval set, with the same settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// The distilled student's exact match.
+    pub distilled_exact_match: f64,
+    /// The fine-tuned student's exact match.
+    pub finetuned_exact_match: f64,
+    /// Whether the run keeps the fine-tuned student as its final student.
+    pub kept: bool,
+    /// The run's final student, relative to the run directory.
+    pub final_student: String,
 }
 
 /// A training run to do.
@@ -262,6 +279,7 @@ pub fn fit(
     let mut tokens_here = 0usize;
     let eval = job.eval;
     let (tok, settings) = (job.tokenizer, job.settings);
+    let divergence_hint = divergence_hint(job.stage, &job.options);
     let trained = train::train(
         job.model,
         device,
@@ -295,7 +313,15 @@ pub fn fit(
             }
             on_step(s)
         },
-    )?;
+    )
+    .map_err(|e| match e {
+        Error::Diverged { step, what, .. } => Error::Diverged {
+            step,
+            what: format!("{what} in the {} stage; nothing of it was saved", job.stage),
+            hint: divergence_hint.clone(),
+        },
+        e => e,
+    })?;
     let seconds = t0.elapsed().as_secs_f64();
     checkpoint::save_weights(&trained.model, model_dir)?;
     tok.save_dir(model_dir)?;
@@ -322,7 +348,31 @@ pub fn fit(
         seconds,
         tokens_per_s: tokens_here as f64 / seconds.max(1e-9),
         objective: job.objective,
+        compared: None,
     })
+}
+
+/// The settings that make a stage's training diverge, as a `hint:` naming their keys and values.
+fn divergence_hint(stage: &str, o: &TrainOptions) -> String {
+    let section = match stage {
+        TEACHER => "teacher.train",
+        FINETUNED => "finetune.train",
+        _ => "distill.train",
+    };
+    let mut hint = format!(
+        "\n\nhint: lower `{section}.lr` (it is {}; try a tenth of it), or keep `{section}.grad_clip` \
+         at 1",
+        o.lr
+    );
+    if let Objective::Distill { temperature, .. } = o.objective
+        && temperature < 0.5
+    {
+        hint.push_str(&format!(
+            "; `distill.temperature` is {temperature}, and so low a temperature overflows the \
+             softmax: use 1 or more"
+        ));
+    }
+    hint
 }
 
 fn metric_row(s: &StepLog) -> MetricRow {
@@ -440,29 +490,86 @@ pub fn run_tokenizer(c: &Config, data: &RunData) -> Result<Tokenizer> {
     recipe::train_tokenizer(&refs, c.teacher.vocab_size)
 }
 
+/// Training examples from gold rows, and the rows left out and why.
+struct GoldExamples {
+    examples: Vec<Example>,
+    /// Rows without a reference.
+    no_reference: usize,
+    /// Rows longer than the model's positions.
+    too_long: usize,
+    /// The longest row, in tokens.
+    longest: usize,
+}
+
+impl GoldExamples {
+    fn skipped(&self) -> usize {
+        self.no_reference + self.too_long
+    }
+
+    /// Why there is nothing to learn from, naming the real culprit: the missing answers or the
+    /// model's positions (`positions_key` is the config key that sets them, when one does).
+    fn nothing_to_learn(
+        &self,
+        rows: usize,
+        who: &str,
+        positions_key: Option<&str>,
+        limit: usize,
+    ) -> Error {
+        if rows == 0 {
+            return Error::invalid(format!(
+                "The gold set is empty, so {who} has nothing to learn from\n\nhint: check the \
+                 data stage's summary: its filters may have removed every row"
+            ));
+        }
+        if self.too_long > 0 {
+            let hint = match positions_key {
+                Some(key) => format!("raise `{key}` to at least {}", self.longest),
+                None => "use shorter prompts and answers, or a model with more positions".into(),
+            };
+            return Error::invalid(format!(
+                "None of the {rows} gold rows fits {who}: {} are longer than its {limit} positions \
+                 (the longest is {} tokens, prompt and answer together){}\n\nhint: {hint}",
+                self.too_long,
+                self.longest,
+                if self.no_reference > 0 {
+                    format!(", and {} have no reference", self.no_reference)
+                } else {
+                    String::new()
+                },
+            ));
+        }
+        Error::invalid(format!(
+            "The gold set has no rows with a reference, so {who} has nothing to learn from\n\n\
+             hint: map the answer column with `data.gold.map = {{ reference = \"COLUMN\" }}`, or \
+             use `data.task = \"dates\"`"
+        ))
+    }
+}
+
 /// Examples from (prompt, answer) pairs; pairs without an answer or longer than `max_positions`
 /// are counted, not kept.
-fn gold_examples(
-    tok: &Tokenizer,
-    gold: &[Sample],
-    max_positions: usize,
-) -> Result<(Vec<Example>, usize)> {
-    let mut out = Vec::with_capacity(gold.len());
-    let mut skipped = 0;
+fn gold_examples(tok: &Tokenizer, gold: &[Sample], max_positions: usize) -> Result<GoldExamples> {
+    let mut out = GoldExamples {
+        examples: Vec::with_capacity(gold.len()),
+        no_reference: 0,
+        too_long: 0,
+        longest: 0,
+    };
     for s in gold {
         match &s.reference {
             Some(r) => {
                 let e = recipe::example(tok, &s.prompt, r, None)?;
+                out.longest = out.longest.max(e.ids.len());
                 if e.ids.len() <= max_positions {
-                    out.push(e);
+                    out.examples.push(e);
                 } else {
-                    skipped += 1;
+                    out.too_long += 1;
                 }
             }
-            None => skipped += 1,
+            None => out.no_reference += 1,
         }
     }
-    Ok((out, skipped))
+    Ok(out)
 }
 
 /// Trains the local teacher on the gold set; the checkpoint lands in `stage_dir`.
@@ -478,14 +585,17 @@ pub fn train_teacher(
     let t = &c.teacher;
     let device = crate::backend::device(&t.device)?.autodiff();
     let tok = run_tokenizer(c, data)?;
-    let (train, skipped) = gold_examples(&tok, &data.gold, t.architecture.max_positions)?;
-    if train.is_empty() {
-        return Err(Error::invalid(
-            "The gold set has no rows with a reference, so there is nothing to train the \
-             teacher on\n\nhint: map the answer column with `data.gold.map = { reference = \
-             \"COLUMN\" }`, or use `data.task = \"dates\"`",
+    let gold = gold_examples(&tok, &data.gold, t.architecture.max_positions)?;
+    if gold.examples.is_empty() {
+        return Err(gold.nothing_to_learn(
+            data.gold.len(),
+            "the teacher",
+            Some("teacher.architecture.max_positions"),
+            t.architecture.max_positions,
         ));
     }
+    let skipped = gold.skipped();
+    let train = gold.examples;
     device.seed(seed_of(c.run.seed, "teacher init"));
     let model = model_config(&t.architecture, tok.vocab_size()).init(&device);
     let options = train_options(
@@ -660,9 +770,9 @@ pub fn distill_student(
     let synthetic_rows = train.len();
     skipped += too_long;
     if d.include_gold {
-        let (gold, s) = gold_examples(tok, gold, max_positions)?;
-        train.extend(gold);
-        skipped += s;
+        let gold = gold_examples(tok, gold, max_positions)?;
+        skipped += gold.skipped();
+        train.extend(gold.examples);
     }
     if synthetic_rows == 0 {
         return Err(Error::invalid(if too_long > 0 {
@@ -757,14 +867,22 @@ pub fn train_baseline(
     let start = student_start(loaded, run_dir, data, &device)?;
     let max_positions = start.model.config().max_position_embeddings;
     let gold = students_gold(c, data);
-    let (train, skipped) = gold_examples(&start.tokenizer, gold, max_positions)?;
-    if train.is_empty() {
-        return Err(Error::invalid(
-            "The gold set has no rows with a reference, so the gold-only baseline has nothing \
-             to learn from\n\nhint: set `distill.baseline = false`, or give the gold set \
-             references",
+    let examples = gold_examples(&start.tokenizer, gold, max_positions)?;
+    if examples.examples.is_empty() {
+        let positions_key = c
+            .student
+            .path
+            .is_none()
+            .then_some("student.architecture.max_positions");
+        return Err(examples.nothing_to_learn(
+            gold.len(),
+            "the gold-only baseline",
+            positions_key,
+            max_positions,
         ));
     }
+    let skipped = examples.skipped();
+    let train = examples.examples;
     let options = train_options(
         &c.distill.train,
         seed_of(c.run.seed, "student data"),
@@ -921,7 +1039,7 @@ pub fn finetune_student(
         f.dpo_weight
     );
     let options = train_options(&f.train, seed_of(c.run.seed, "finetune data"), objective);
-    fit(
+    let mut summary = fit(
         Job {
             stage: FINETUNED,
             model,
@@ -940,7 +1058,41 @@ pub fn finetune_student(
         stage_dir,
         config_hash,
         on_step,
-    )
+    )?;
+    // Both students as saved, scored with the same prompts, decoding and normaliser (what
+    // `workbench eval` measures), so the two numbers compare.
+    if !data.eval.prompts.is_empty() {
+        let plain = crate::backend::device(&c.teacher.device)?;
+        let score = |dir: &Path| -> Result<f64> {
+            let model = checkpoint::load(dir, &plain)?;
+            let answers = recipe::answers(
+                &model,
+                &tok,
+                &data.eval.prompts,
+                c.eval.max_new_tokens,
+                c.eval.batch_size,
+            )?;
+            Ok(recipe::exact_match(
+                &answers,
+                &data.eval.references,
+                &c.eval.normalize,
+            ))
+        };
+        let distilled = score(&start_dir)?;
+        let finetuned = score(stage_dir)?;
+        let kept = f.keep == KeepStudent::Finetuned || finetuned >= distilled;
+        summary.compared = Some(Comparison {
+            distilled_exact_match: distilled,
+            finetuned_exact_match: finetuned,
+            kept,
+            final_student: if kept {
+                FINETUNED.to_string()
+            } else {
+                format!("{STUDENT}/{FINAL}")
+            },
+        });
+    }
+    Ok(summary)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use annotate::app::{self, Options};
 use annotate::store::{DB_FILE, Order, Store};
 use anyhow::Result;
-use datasets::config::{AnnotateConfig, Config, QueueOrder};
+use datasets::config::{AnnotateConfig, Config, Override, QueueOrder};
 use datasets::export::is_run_dir;
 
 use crate::BadInput;
@@ -27,7 +27,8 @@ pub struct Target {
 
 /// Resolves a run directory, a config file, a set directory, a data file or a database file.
 /// With `need_items`, a run without a set to review is an error that says how to make one.
-pub fn resolve(target: &Path, need_items: bool) -> Result<Target> {
+/// `overrides` (`--set`) apply to the config of a config file or a run directory.
+pub fn resolve(target: &Path, need_items: bool, overrides: &[Override]) -> Result<Target> {
     let run_items = |run: &Path| -> Result<Option<PathBuf>> {
         match annotate::import::run_items(run) {
             Ok(p) => Ok(Some(p)),
@@ -47,7 +48,7 @@ pub fn resolve(target: &Path, need_items: bool) -> Result<Target> {
         .and_then(|e| e.to_str())
         .unwrap_or_default();
     if target.is_file() && ext == "toml" {
-        let loaded = Config::load(target, &[])?;
+        let loaded = Config::load(target, overrides)?;
         let run = loaded.run_dir();
         let config_dir = loaded.path.parent().unwrap_or(Path::new(".")).to_path_buf();
         return Ok(Target {
@@ -58,15 +59,25 @@ pub fn resolve(target: &Path, need_items: bool) -> Result<Target> {
         });
     }
     if target.is_dir() && is_run_dir(target) {
-        let loaded = Config::load(target.join("config.toml"), &[])?;
+        // The run's config is a copy; its relative paths were written against the config file
+        // it was made from, which the copy names.
+        let loaded = datasets::rundir::load_config(target, overrides)?;
+        let config_dir = loaded.path.parent().unwrap_or(Path::new(".")).to_path_buf();
         return Ok(Target {
             db: target.join(DB_FILE),
             items: run_items(target)?,
             config: loaded.config.annotate,
-            // The run's config is a copy; its relative paths were written against the original
-            // config file, usually run from the project's root.
-            bases: vec![PathBuf::from("."), target.to_path_buf()],
+            bases: vec![config_dir, PathBuf::from("."), target.to_path_buf()],
         });
+    }
+    if !overrides.is_empty() {
+        return Err(BadInput(format!(
+            "`--set` changes a config, but `{}` is not a config file or a run directory, so \
+             there is none to change\n\nhint: use the review flags (`--order`, `--overlap`, \
+             `--guidelines`) instead",
+            target.display()
+        ))
+        .into());
     }
     if target.is_file() && ext == "db" {
         return Ok(Target {
@@ -146,7 +157,8 @@ pub fn run(out: &Output, args: AnnotateArgs) -> Result<()> {
         .target
         .expect("clap requires a target without a subcommand");
     let review = args.review;
-    let target = resolve(&target_path, true)?;
+    let overrides = super::parse_overrides(&review.overrides)?;
+    let target = resolve(&target_path, true, &overrides)?;
     let overlap = review.overlap.unwrap_or(target.config.overlap);
     if overlap == 0 {
         return Err(BadInput("`--overlap 0`: an item needs at least 1 annotator".into()).into());
@@ -215,7 +227,7 @@ pub fn run(out: &Output, args: AnnotateArgs) -> Result<()> {
 }
 
 fn stats(out: &Output, target: &Path, overlap: Option<u32>, json: bool) -> Result<()> {
-    let t = resolve(target, false)?;
+    let t = resolve(target, false, &[])?;
     let store = Store::open_existing(&t.db)?;
     let overlap = overlap.unwrap_or(t.config.overlap).max(1);
     let stats = annotate::stats::stats(&store, overlap)?;

@@ -1,7 +1,7 @@
 //! `workbench config check` and `workbench config schema`.
 
 use anyhow::Result;
-use datasets::config::Config;
+use datasets::config::{Config, memory};
 
 use crate::cli::ConfigCommand;
 use crate::output::Output;
@@ -25,6 +25,16 @@ pub fn run(out: &Output, cmd: ConfigCommand) -> Result<()> {
                 loaded.path.display(),
                 loaded.run_dir().display()
             ));
+            if let Some((stage, bytes)) = memory::peak(&loaded.config) {
+                let machine = memory::available()
+                    .map(|m| format!("; this machine has {}", memory::human_bytes(m as f64)))
+                    .unwrap_or_default();
+                out.say(format!(
+                    "memory: about {} at the peak ({}){machine}",
+                    memory::human_bytes(bytes),
+                    stage.stage
+                ));
+            }
             Ok(())
         }
         ConfigCommand::Schema => out.json(&Config::json_schema()),

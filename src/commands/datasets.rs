@@ -197,7 +197,7 @@ pub fn run(out: &Output, cmd: DatasetsCommand) -> Result<()> {
                 ),
             )?;
             let db = if annotations {
-                super::annotate::resolve(&input, false)?.db
+                super::annotate::resolve(&input, false, &[])?.db
             } else {
                 input.join(annotate::store::DB_FILE)
             };

@@ -173,10 +173,10 @@ pub fn run(out: &Output, args: RunArgs) -> Result<()> {
         out.data(&distill::evaluate::markdown(&rows))?;
         out.say(format!(
             "Expert review next: there are no expert decisions for this run yet, so `run` stops \
-             here. Review in the terminal with `workbench annotate {}`, then run `workbench run \
-             {}` again: it fine-tunes the student on the decisions and evaluates again.",
-            run.path().display(),
-            args.config.config.display()
+             here. Review in the terminal with `workbench annotate {}`, then run `{}` again: it \
+             fine-tunes the student on the decisions and evaluates again.",
+            super::shell_word(&run.path().to_string_lossy()),
+            super::command_line("run", &args.config)
         ));
         out.hint(format!(
             "the synthetic set is in `{}`; export it with `workbench datasets export {} --kind \
@@ -210,7 +210,7 @@ pub fn run(out: &Output, args: RunArgs) -> Result<()> {
             .join("preference")
             .display(),
         run.stage_dir(distill::candidates::STAGE).display(),
-        run.stage_dir(distill::evaluate::FINETUNED).display()
+        super::train::final_student(&run).display()
     ));
     Ok(())
 }

@@ -37,9 +37,9 @@ pub fn teacher_train(out: &Output, args: TrainArgs) -> Result<()> {
     }
     teacher_stage(out, &loaded, &run, args.resume)?;
     out.hint(format!(
-        "the teacher is in `{}`; `workbench generate {}` asks it for the synthetic set",
+        "the teacher is in `{}`; `{}` asks it for the synthetic set",
         run.stage_dir(fit::TEACHER).display(),
-        args.run.config.config.display()
+        super::command_line("generate", &args.run.config)
     ));
     Ok(())
 }
@@ -49,28 +49,32 @@ pub fn distill(out: &Output, args: TrainArgs) -> Result<()> {
     let run = RunDir::open(&loaded, args.run.force)?;
     super::run::data_stage(out, &loaded, &run)?;
     let hash = loaded.config.stage_hash(synth::SECTIONS);
-    let config = args.run.config.config.display();
+    let generate = super::command_line("generate", &args.run.config);
+    let run_all = super::command_line("run", &args.run.config);
     match run.stage_state(synth::STAGE, &hash) {
         StageState::Done(_) => {}
         StageState::Stale(_) => {
             return Err(BadInput(format!(
                 "The synthetic set in `{}` was made under other settings\n\nhint: run \
-                 `workbench generate {config}` first (or `workbench run {config}`)",
+                 `{generate}` first (or `{run_all}`)",
                 run.stage_dir(synth::STAGE).display()
             ))
             .into());
         }
         StageState::Missing => {
             return Err(BadInput(format!(
-                "There is no synthetic set in `{}` yet\n\nhint: run `workbench generate {config}` \
-                 first (or `workbench run {config}`, which runs every stage)",
+                "There is no synthetic set in `{}` yet\n\nhint: run `{generate}` first (or \
+                 `{run_all}`, which runs every stage)",
                 run.stage_dir(synth::STAGE).display()
             ))
             .into());
         }
     }
     student_stages(out, &loaded, &run, args.resume)?;
-    out.hint(format!("compare the models with `workbench eval {config}`"));
+    out.hint(format!(
+        "compare the models with `{}`",
+        super::command_line("eval", &args.run.config)
+    ));
     Ok(())
 }
 
@@ -78,21 +82,23 @@ pub fn finetune(out: &Output, args: TrainArgs) -> Result<()> {
     let loaded = super::load_config(&args.run.config)?;
     let run = RunDir::open(&loaded, args.run.force)?;
     super::run::data_stage(out, &loaded, &run)?;
-    let config = args.run.config.config.display();
+    let distill = super::command_line("distill", &args.run.config);
+    let run_all = super::command_line("run", &args.run.config);
     if !matches!(
         run.stage_state(fit::STUDENT, &fit::student_hash(&loaded.config)),
         StageState::Done(_)
     ) {
         return Err(BadInput(format!(
-            "There is no distilled student for this config in `{}` yet\n\nhint: run `workbench \
-             distill {config}` first (or `workbench run {config}`)",
+            "There is no distilled student for this config in `{}` yet\n\nhint: run `{distill}` \
+             first (or `{run_all}`)",
             run.stage_dir(fit::STUDENT).display()
         ))
         .into());
     }
     finetune_stage(out, &loaded, &run, args.resume)?;
     out.hint(format!(
-        "compare the models (the `distilled+expert` row) with `workbench eval {config}`"
+        "compare the models (the `distilled+expert` row) with `{}`",
+        super::command_line("eval", &args.run.config)
     ));
     Ok(())
 }
@@ -163,6 +169,25 @@ pub fn finetune_stage(
 ) -> Result<()> {
     let c = &loaded.config;
     let (sft, preference) = export_feedback(out, run)?;
+    let decisions = sft.len() + preference.len();
+    if decisions < c.finetune.min_decisions {
+        out.say(format!(
+            "finetune: warning: only {} expert {} to learn from (`finetune.min_decisions` is {}); \
+             a fine-tune on so few rarely lifts a student and can lower it. {}",
+            thousands(decisions as u64),
+            if decisions == 1 { "answer" } else { "answers" },
+            c.finetune.min_decisions,
+            match c.finetune.keep {
+                datasets::config::KeepStudent::Better => {
+                    "The run keeps the fine-tuned student only if it scores at least as well as \
+                     the distilled one (`finetune.keep = \"better\"`)."
+                }
+                datasets::config::KeepStudent::Finetuned => {
+                    "`finetune.keep = \"finetuned\"` keeps it whatever it scores."
+                }
+            }
+        ));
+    }
     let data = fit::read_data(&run.stage_dir(prepare::STAGE))?;
     let synthetic_dir = run.stage_dir(synth::STAGE);
     let run_dir = run.path();
@@ -270,6 +295,52 @@ fn say_summary(out: &Output, s: &FitSummary, dir: &std::path::Path) {
         "  model, metrics.parquet, loss.svg, exact_match.svg in `{}`",
         dir.display()
     ));
+    if let Some(c) = &s.compared {
+        let (d, f) = (
+            100.0 * c.distilled_exact_match,
+            100.0 * c.finetuned_exact_match,
+        );
+        if c.kept && f >= d {
+            out.say(format!(
+                "  the fine-tune moved exact match from {d:.1}% to {f:.1}%: the fine-tuned \
+                 student is the run's final student"
+            ));
+        } else if c.kept {
+            out.say(format!(
+                "  WARNING: the fine-tune LOWERED exact match from {d:.1}% to {f:.1}%, and \
+                 `finetune.keep = \"finetuned\"` keeps it as the run's final student anyway"
+            ));
+        } else {
+            out.say(format!(
+                "  WARNING: the fine-tune LOWERED exact match from {d:.1}% to {f:.1}%, so it is \
+                 NOT the run's final student: the distilled student (`{}`) stays final. The \
+                 fine-tuned one is kept for inspection in `{}`.",
+                dir.parent().unwrap_or(dir).join(&c.final_student).display(),
+                dir.display()
+            ));
+            out.hint(
+                "more expert decisions (`annotate.budget`), a gentler fine-tune \
+                 (`finetune.train.lr`, `finetune.train.steps`) or more replay (`finetune.replay`) \
+                 help; `finetune.keep = \"finetuned\"` keeps the fine-tuned student whatever it \
+                 scores",
+            );
+        }
+    }
+}
+
+/// The run's final student: the fine-tuned one unless the fine-tune left it worse than the
+/// distilled student (and `finetune.keep = "better"`), else the distilled one.
+pub fn final_student(run: &RunDir) -> std::path::PathBuf {
+    let finetuned = distill::evaluate::FINETUNED;
+    let kept = run
+        .marker(finetuned)
+        .and_then(|m| serde_json::from_value::<FitSummary>(m.summary).ok())
+        .and_then(|s| s.compared)
+        .map(|c| c.final_student);
+    match kept {
+        Some(rel) => run.path().join(rel),
+        None => run.stage_dir(finetuned),
+    }
 }
 
 fn checkpoints(

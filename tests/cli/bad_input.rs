@@ -681,6 +681,131 @@ fn cases() -> Vec<Case> {
             needles: &["share a vocabulary", "distill.loss = \"ce\""],
             absent: &["runs/vocab/student"],
         },
+        // ---- values that would diverge, not fit, or blame the wrong culprit ----
+        Case {
+            name: "no command at all",
+            setup: |_| args(&[]),
+            code: 2,
+            needles: &["no command", "workbench run"],
+            absent: &[],
+        },
+        Case {
+            name: "a KD temperature so low the softmax overflows",
+            setup: |sb| {
+                let c = tiny_config(sb, "cold", "");
+                args(&["run", p(&c), "--set", "distill.temperature=1e-300"])
+            },
+            code: 2,
+            needles: &["--set distill.temperature=1e-300", "distill.temperature"],
+            absent: &["runs"],
+        },
+        Case {
+            name: "a learning rate that diverges",
+            setup: |sb| {
+                let c = tiny_config(sb, "hot", "");
+                args(&["run", p(&c), "--set", "teacher.train.lr=1e300"])
+            },
+            code: 2,
+            needles: &["teacher.train.lr", "up to 1"],
+            absent: &["runs"],
+        },
+        Case {
+            name: "an override out of range blames the override, not the file",
+            setup: |sb| {
+                let c = tiny_config(sb, "blame", "");
+                args(&["config", "check", p(&c), "--set", "distill.alpha=3"])
+            },
+            code: 2,
+            needles: &["Invalid config `--set distill.alpha=3`", "distill.alpha"],
+            absent: &[],
+        },
+        Case {
+            name: "logit KD with no top-k logprobs to learn from",
+            setup: |sb| {
+                let c = tiny_config(sb, "nok", "");
+                args(&["run", p(&c), "--set", "generate.top_logprobs=0"])
+            },
+            code: 2,
+            needles: &["generate.top_logprobs", "distill.loss"],
+            absent: &["runs"],
+        },
+        Case {
+            name: "a teacher too short for every gold row names its positions",
+            setup: |sb| {
+                let c = tiny_config(sb, "short", "");
+                args(&[
+                    "run",
+                    p(&c),
+                    "--set",
+                    "teacher.architecture.max_positions=4",
+                ])
+            },
+            code: 2,
+            needles: &["longer than its 4 positions", "teacher.architecture.max_positions"],
+            absent: &["runs/short/teacher"],
+        },
+        Case {
+            name: "a teacher too wide for this machine",
+            setup: |sb| {
+                let c = tiny_config(sb, "wide", "");
+                let set = "teacher.architecture.hidden_size=1000000000";
+                args(&["run", p(&c), "--set", set])
+            },
+            code: 2,
+            needles: &["teacher.architecture.hidden_size", "nothing was started"],
+            absent: &["runs"],
+        },
+        Case {
+            name: "a vocabulary too big for this machine",
+            setup: |sb| {
+                let c = tiny_config(sb, "vocab", "");
+                args(&["run", p(&c), "--set", "teacher.vocab_size=2000000000"])
+            },
+            code: 2,
+            needles: &["teacher.vocab_size", "nothing was started"],
+            absent: &["runs"],
+        },
+        Case {
+            name: "a batch too big for this machine",
+            setup: |sb| {
+                let c = tiny_config(sb, "batch", "");
+                args(&["run", p(&c), "--set", "distill.train.batch_size=1000000000"])
+            },
+            code: 2,
+            needles: &["distill.train.batch_size", "nothing was started"],
+            absent: &["runs"],
+        },
+        Case {
+            name: "a gold set too big for this machine",
+            setup: |sb| {
+                let c = tiny_config(sb, "gold", "");
+                args(&["config", "check", p(&c), "--set", "data.gold_size=3000000000"])
+            },
+            code: 2,
+            needles: &["data.gold_size", "nothing was started"],
+            absent: &[],
+        },
+        Case {
+            name: "too many layers for this machine",
+            setup: |sb| {
+                let c = tiny_config(sb, "deep", "");
+                let set = "teacher.architecture.layers=1000000000";
+                args(&["run", p(&c), "--set", set])
+            },
+            code: 2,
+            needles: &["teacher.architecture.layers", "nothing was started"],
+            absent: &["runs"],
+        },
+        Case {
+            name: "--set on a review of a data file, which has no config",
+            setup: |sb| {
+                let f = sb.write("items.jsonl", JSONL);
+                args(&["annotate", p(&f), "--set", "annotate.overlap=2"])
+            },
+            code: 2,
+            needles: &["--set", "not a config file or a run directory"],
+            absent: &["items.annotations.db"],
+        },
     ]
 }
 

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::set::Splits;
 
 mod annotate;
+pub mod memory;
 pub use annotate::{AnnotateConfig, QueueOrder};
 mod generate;
 mod train;
@@ -25,7 +26,7 @@ pub use generate::{
 };
 pub use train::{
     Architecture, DistillConfig, DistillLoss, DivergenceKind, EvalConfig, FinetuneConfig,
-    Normalize, StudentConfig, TrainConfig,
+    KeepStudent, Normalize, StudentConfig, TrainConfig,
 };
 
 /// A config that could not be read: where, which key, what was expected.
@@ -321,6 +322,21 @@ impl LoadedConfig {
     }
 }
 
+/// Refuses a config whose run would need more memory than this machine has (see [`memory`]),
+/// blaming the override that set the key, or else the file.
+pub fn check_memory(loaded: &LoadedConfig, overrides: &[Override]) -> Result<(), ConfigError> {
+    let Some(limit) = memory::available() else {
+        return Ok(());
+    };
+    memory::check(&loaded.config, limit).map_err(|(key, message)| ConfigError {
+        origin: blamed_override(overrides, Some(&key))
+            .map_or_else(|| loaded.path.display().to_string(), Override::origin),
+        position: None,
+        key: Some(key),
+        message,
+    })
+}
+
 /// One `--set a.b=c` override.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Override {
@@ -403,6 +419,23 @@ fn tidy(message: &str) -> String {
     let mut m = m
         .replace("unknown field", "unknown key")
         .replace("missing field", "missing key");
+    // serde names the Rust type a table deserialises into ("expected struct TeacherConfig"); a
+    // user wrote TOML, where that is a table.
+    while let Some(i) = m.find("expected struct ") {
+        let rest = &m[i + "expected struct ".len()..];
+        let end = rest
+            .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+            .unwrap_or(rest.len());
+        m = format!("{}expected a table{}", &m[..i], &rest[end..]);
+    }
+    // The same for enums: "expected enum QueueOrder" is one of the names the key lists.
+    while let Some(i) = m.find("expected enum ") {
+        let rest = &m[i + "expected enum ".len()..];
+        let end = rest
+            .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+            .unwrap_or(rest.len());
+        m = format!("{}expected one of its names{}", &m[..i], &rest[end..]);
+    }
     if let Some(rest) = m.strip_prefix("unknown key `") {
         let unknown = rest.split('`').next().unwrap_or("");
         let best = m
@@ -479,6 +512,16 @@ fn set_path(table: &mut toml::Table, o: &Override) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The last override that set `key`, a section above it, or a key inside it.
+fn blamed_override<'a>(overrides: &'a [Override], key: Option<&str>) -> Option<&'a Override> {
+    let key = key?;
+    overrides.iter().rev().find(|o| {
+        key == o.key
+            || key.starts_with(&format!("{}.", o.key))
+            || o.key.starts_with(&format!("{key}."))
+    })
+}
+
 impl Config {
     /// Reads a config file and applies overrides; every error names the file or the override.
     pub fn load(path: impl AsRef<Path>, overrides: &[Override]) -> crate::Result<LoadedConfig> {
@@ -538,20 +581,20 @@ impl Config {
                     {
                         return Err(file_error);
                     }
-                    if let Some(o) = overrides.iter().find(|o| {
-                        e.key.as_deref().is_some_and(|k| {
-                            k == o.key
-                                || k.starts_with(&format!("{}.", o.key))
-                                || o.key.starts_with(&format!("{k}."))
-                        })
-                    }) {
+                    if let Some(o) = blamed_override(overrides, e.key.as_deref()) {
                         e.origin = o.origin();
                     }
                     return Err(e);
                 }
             }
         };
-        config.validate(origin)?;
+        if let Err(mut e) = config.validate(origin) {
+            // A value out of range that an override set is the override's fault, not the file's.
+            if let Some(o) = blamed_override(overrides, e.key.as_deref()) {
+                e.origin = o.origin();
+            }
+            return Err(e);
+        }
         Ok(config)
     }
 
@@ -654,6 +697,18 @@ impl Config {
         .map_err(|(k, m)| err(&k, m))?;
         self.student.check().map_err(|(k, m)| err(&k, m))?;
         self.distill.check().map_err(|(k, m)| err(&k, m))?;
+        if self.distill.loss == DistillLoss::Kd
+            && !self.distill.full_vocab
+            && self.generate.top_logprobs == 0
+        {
+            return Err(err(
+                "generate.top_logprobs",
+                "is 0, but `distill.loss = \"kd\"` learns from the teacher's top-k logprobs, so \
+                 the KD term would have nothing to match; keep at least 1 (20 is usual), or use \
+                 `distill.loss = \"ce\"` (the teacher's text only)"
+                    .into(),
+            ));
+        }
         self.eval.check().map_err(|(k, m)| err(&k, m))?;
         self.annotate.check().map_err(|(k, m)| err(&k, m))?;
         self.finetune.check().map_err(|(k, m)| err(&k, m))?;

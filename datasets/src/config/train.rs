@@ -40,7 +40,7 @@ impl Architecture {
     /// MLP width, defaulted.
     pub fn intermediate_size(&self) -> usize {
         self.intermediate_size
-            .unwrap_or_else(|| (self.hidden_size * 8).div_ceil(3).div_ceil(8) * 8)
+            .unwrap_or_else(|| self.hidden_size.saturating_mul(8).div_ceil(3).div_ceil(8) * 8)
     }
 
     fn check(&self, section: &str) -> Result<(), (String, String)> {
@@ -182,10 +182,15 @@ impl TrainConfig {
                 return Err((key(k), "is 0; expected at least 1".into()));
             }
         }
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
+        // AdamW's step is about `lr` per weight whatever the gradient's scale, so a rate above 1
+        // moves every weight by more than its whole typical size each step.
+        if !(self.lr > 0.0 && self.lr <= 1.0) {
             return Err((
                 key("lr"),
-                format!("is {}; expected a positive number", self.lr),
+                format!(
+                    "is {}; expected a positive number up to 1 (AdamW rates are usually 1e-5 to 1e-2)",
+                    self.lr
+                ),
             ));
         }
         if !(0.0..=1.0).contains(&self.min_lr_ratio) {
@@ -227,7 +232,7 @@ pub(super) fn default_teacher_train() -> TrainConfig {
 /// own defaults (a `[finetune.train]` with only `lr`, or `--set finetune.train.lr=…` on a config
 /// without that table, keeps the fine-tune's steps and warmup, not the distillation's).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table of training settings (`steps`, `lr`, ...)")]
 struct PartialTrain {
     steps: Option<usize>,
     batch_size: Option<usize>,
@@ -403,6 +408,11 @@ pub struct DistillConfig {
     pub train: TrainConfig,
 }
 
+/// The smallest `distill.temperature` accepted.
+pub const MIN_TEMPERATURE: f64 = 0.05;
+/// The largest `distill.temperature` accepted.
+pub const MAX_TEMPERATURE: f64 = 100.0;
+
 fn default_beta() -> f64 {
     0.5
 }
@@ -443,10 +453,16 @@ impl DistillConfig {
                 return Err((k.into(), format!("is {v}; expected a number in [0, 1]")));
             }
         }
-        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+        // Logits divided by a temperature far below 0.05 overflow f32 (the softmax becomes NaN),
+        // and one far above 100 flattens both distributions until KD carries no signal; KD
+        // recipes use 0.5 to 10.
+        if !(MIN_TEMPERATURE..=MAX_TEMPERATURE).contains(&self.temperature) {
             return Err((
                 "distill.temperature".into(),
-                format!("is {}; expected a positive number", self.temperature),
+                format!(
+                    "is {}; expected a number from {MIN_TEMPERATURE} to {MAX_TEMPERATURE}                      (KD usually uses 1 to 4)",
+                    self.temperature
+                ),
             ));
         }
         if self.gold_rows == Some(0) {
@@ -565,12 +581,37 @@ pub struct FinetuneConfig {
     /// distillation taught), in [0, 1).
     #[serde(default = "default_replay")]
     pub replay: f64,
+    /// Fewer expert decisions than this rarely lift a student and can lower it: the fine-tune
+    /// still runs, but says so before it starts.
+    #[serde(default = "default_min_decisions")]
+    pub min_decisions: usize,
+    /// Which student the run ends with: `better` keeps the fine-tuned student only when its exact
+    /// match on the eval set is at least the distilled student's (else the distilled one stays
+    /// the run's final student, and the run says so); `finetuned` always keeps it.
+    #[serde(default)]
+    pub keep: KeepStudent,
     /// How the student is fine-tuned.
     #[serde(
         default = "default_finetune_train",
         deserialize_with = "finetune_train"
     )]
     pub train: TrainConfig,
+}
+
+/// Which student a run ends with after the expert fine-tune.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeepStudent {
+    /// The fine-tuned student when it scores at least as well as the distilled one, else the
+    /// distilled one.
+    #[default]
+    Better,
+    /// The fine-tuned student, whatever it scores.
+    Finetuned,
+}
+
+fn default_min_decisions() -> usize {
+    50
 }
 
 fn default_dpo_beta() -> f64 {
@@ -597,6 +638,8 @@ impl Default for FinetuneConfig {
             beta: default_dpo_beta(),
             dpo_weight: default_dpo_weight(),
             replay: default_replay(),
+            min_decisions: default_min_decisions(),
+            keep: KeepStudent::Better,
             train: default_finetune_train(),
         }
     }

@@ -198,7 +198,11 @@ impl ResponseCache {
             .map(Some)
             .map_err(|e| Error::Json {
                 path: self.path.clone(),
-                message: format!("a cached answer at byte {offset} does not parse: {e}"),
+                message: format!(
+                    "a cached answer at byte {offset} does not parse: {e}\n\nhint: the file is \
+                     the workbench's own cache of teacher answers; move it aside to ask the \
+                     teacher again (a paid API charges again for every answer)"
+                ),
             })
     }
 
@@ -207,6 +211,20 @@ impl ResponseCache {
     pub fn put(&mut self, key: &str, response: &Response) -> Result<()> {
         if self.index.contains_key(key) {
             return Ok(());
+        }
+        // JSON has no NaN or infinity (serde writes them as `null`, which then never reads
+        // back), and an answer with them is no answer: refuse it before it poisons the cache.
+        let finite = response.logprobs.iter().all(|x| x.is_finite())
+            && response.top.iter().flatten().all(|t| t.logprob.is_finite())
+            && response.entropy_mean.is_none_or(f32::is_finite);
+        if !finite {
+            return Err(Error::teacher(format!(
+                "The teacher answered with log-probabilities that are not finite numbers (NaN or \
+                 infinity), so the answer is not stored in `{}`\n\nhint: a local teacher whose \
+                 training diverged gives such answers: train it again with a lower \
+                 `teacher.train.lr`",
+                self.path.display()
+            )));
         }
         let body = serde_json::to_string(response).expect("responses serialise");
         let prefix = format!(
@@ -295,6 +313,28 @@ mod tests {
         let c = ResponseCache::open(&path).unwrap();
         assert_eq!(c.len(), 3);
         assert_eq!(c.get("c").unwrap().unwrap().text, "third");
+    }
+
+    #[test]
+    fn an_answer_with_nan_logprobs_never_reaches_the_cache() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("responses.jsonl");
+        let mut c = ResponseCache::open(&path).unwrap();
+        let mut bad = response("x");
+        bad.logprobs[1] = f32::NAN;
+        let e = c.put("a", &bad).unwrap_err().to_string();
+        assert!(e.contains("not finite"), "{e}");
+        let mut bad = response("x");
+        bad.top[0][0].logprob = f32::INFINITY;
+        assert!(c.put("b", &bad).is_err());
+        let mut bad = response("x");
+        bad.entropy_mean = Some(f32::NAN);
+        assert!(c.put("c", &bad).is_err());
+        c.put("d", &response("fine")).unwrap();
+        drop(c);
+        let c = ResponseCache::open(&path).unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.get("d").unwrap().unwrap().text, "fine");
     }
 
     #[test]

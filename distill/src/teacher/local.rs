@@ -28,6 +28,15 @@ impl LocalTeacher {
     pub fn load(dir: &Path, device: &str, batch_size: usize) -> Result<LocalTeacher> {
         let device = backend::device(device)?;
         let (model, tokenizer) = checkpoint::load_with_tokenizer(dir, &device)?;
+        if !crate::train::weights_are_finite(&model) {
+            return Err(Error::Checkpoint {
+                path: dir.to_path_buf(),
+                message: "holds weights that are not finite numbers (NaN or infinity), so its \
+                          answers would be too\n\nhint: a training run that diverged wrote it; \
+                          train it again with a lower learning rate"
+                    .into(),
+            });
+        }
         let name = dir
             .canonicalize()
             .ok()

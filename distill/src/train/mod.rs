@@ -288,6 +288,31 @@ fn scalar(t: Tensor<1>) -> f64 {
         .unwrap_or(f32::NAN) as f64
 }
 
+fn diverged(step: usize, what: String) -> Error {
+    Error::Diverged {
+        step,
+        what,
+        hint: String::new(),
+    }
+}
+
+/// Whether every weight of `model` is a finite number (a model that diverged has NaN or
+/// infinite weights, and must never be saved or asked for answers).
+pub fn weights_are_finite(model: &Model) -> bool {
+    struct Finite(bool);
+    impl burn::module::ModuleVisitor for Finite {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if self.0 {
+                let total = param.val().abs().sum().into_data().try_to_vec::<f32>();
+                self.0 = total.is_ok_and(|v| v.iter().all(|x| x.is_finite()));
+            }
+        }
+    }
+    let mut check = Finite(true);
+    model.visit(&mut check);
+    check.0
+}
+
 /// What [`train`] returns.
 pub struct Trained {
     /// The model after the last step (or the best eval, with early stopping).
@@ -471,6 +496,15 @@ pub fn train(
         });
         model = next;
         state.step = step;
+        for (what, value) in [
+            ("loss", loss_sum),
+            ("cross-entropy", ce_sum),
+            ("KD term", kd_sum),
+        ] {
+            if !value.is_finite() {
+                return Err(diverged(step, format!("the {what} is {}", value / micro as f64)));
+            }
+        }
         let mut entry = StepLog {
             step,
             epoch: state.epoch,
@@ -487,6 +521,12 @@ pub fn train(
         if eval_now && !eval.is_empty() {
             let inner = model.valid();
             let el = eval_loss(&inner, eval, o.batch_size, pad);
+            if !el.is_finite() {
+                return Err(diverged(
+                    step,
+                    format!("the eval loss is {el} (the weights are no longer finite numbers)"),
+                ));
+            }
             entry.eval_loss = Some(el);
             entry.eval_exact = evaluate(&inner)?;
             if state.best_eval.is_none_or(|b| el < b) {
@@ -525,6 +565,12 @@ pub fn train(
         Some(b) if stopped_early => b,
         _ => model.valid(),
     };
+    if !weights_are_finite(&model) {
+        return Err(diverged(
+            state.step,
+            "the last step left weights that are not finite numbers".into(),
+        ));
+    }
     Ok(Trained {
         model,
         log: state.log,

@@ -264,3 +264,62 @@ fn dpo_without_a_reference_is_refused() {
     );
     assert!(e.is_err());
 }
+
+#[test]
+fn a_run_whose_loss_goes_nan_stops_with_the_step_instead_of_finishing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let init = initial(tmp.path());
+    let device = crate::backend::cpu().autodiff();
+    let model = checkpoint::load(&init, &device).unwrap();
+    // A rate no config accepts: AdamW moves every weight by about 1e30 on the first step, so
+    // the second step's logits overflow.
+    let o = TrainOptions {
+        lr: 1e30,
+        warmup: 0,
+        grad_clip: 0.0,
+        checkpoint_every: 0,
+        ..options(6)
+    };
+    let result = train(
+        model,
+        &device,
+        &o,
+        &examples(32, 1),
+        &examples(8, 2),
+        0,
+        None,
+        None,
+        false,
+        &mut |_| Ok(None),
+        &mut |_| {},
+    );
+    match result {
+        Err(Error::Diverged { step, what, .. }) => {
+            assert!(step <= 6, "{step}");
+            assert!(!what.is_empty());
+        }
+        Err(e) => panic!("another error: {e}"),
+        Ok(t) => panic!(
+            "a diverged run finished; its last loss was {:?}",
+            t.log.last().map(|s| s.loss)
+        ),
+    }
+}
+
+#[test]
+fn weights_with_a_nan_are_not_finite() {
+    let device = crate::backend::cpu();
+    let model = tiny().init(&device);
+    assert!(weights_are_finite(&model));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    checkpoint::save_weights(&model, &dir).unwrap();
+    // Poison one f32 of the safetensors data (the last four bytes of the file).
+    let path = dir.join("model.safetensors");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n - 4..].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(&path, bytes).unwrap();
+    let poisoned = checkpoint::load(&dir, &device).unwrap();
+    assert!(!weights_are_finite(&poisoned));
+}
