@@ -1080,7 +1080,7 @@ pub fn finetune_student(
         };
         let distilled = score(&start_dir)?;
         let finetuned = score(stage_dir)?;
-        let kept = f.keep == KeepStudent::Finetuned || finetuned >= distilled;
+        let kept = keeps_finetuned(f.keep, distilled, finetuned);
         summary.compared = Some(Comparison {
             distilled_exact_match: distilled,
             finetuned_exact_match: finetuned,
@@ -1095,10 +1095,26 @@ pub fn finetune_student(
     Ok(summary)
 }
 
+/// Whether the fine-tuned student becomes the run's final one: with `keep = "better"` only when it
+/// scores at least as well as the distilled student it started from (a tie keeps the expert's
+/// corrections, which the eval set may not cover).
+fn keeps_finetuned(keep: KeepStudent, distilled: f64, finetuned: f64) -> bool {
+    keep == KeepStudent::Finetuned || finetuned >= distilled
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use datasets::config::BuiltinTask;
+
+    #[test]
+    fn a_worse_fine_tune_is_kept_only_when_asked() {
+        assert!(!keeps_finetuned(KeepStudent::Better, 0.759, 0.618));
+        assert!(keeps_finetuned(KeepStudent::Finetuned, 0.759, 0.618));
+        assert!(keeps_finetuned(KeepStudent::Better, 0.5, 0.5));
+        assert!(keeps_finetuned(KeepStudent::Better, 0.5, 0.6));
+    }
+
     use datasets::tasks::{Sizes, generate};
 
     fn config(overrides: &[&str]) -> Config {

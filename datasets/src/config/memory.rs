@@ -383,6 +383,9 @@ mod tests {
 
     #[test]
     fn a_huge_size_is_refused_naming_its_key() {
+        let text = "[run]\nname = \"m\"\n[data]\ntask = \"dates\"\n\
+            [teacher.architecture]\nhidden_size = 128\nlayers = 4\nheads = 4\nkv_heads = 2\n\
+            [student.architecture]\nhidden_size = 64\nlayers = 2\nheads = 2\nkv_heads = 1\n";
         for (set, key) in [
             ("teacher.architecture.hidden_size=1000000000", "teacher.architecture.hidden_size"),
             ("teacher.vocab_size=2000000000", "teacher.vocab_size"),
@@ -391,7 +394,9 @@ mod tests {
             ("data.gold_size=3000000000", "data.gold_size"),
             ("student.architecture.hidden_size=4000000", "student.architecture.hidden_size"),
         ] {
-            let (k, message) = check(&config(&[set]), 24 * GIB).unwrap_err();
+            let o = [Override::parse(set).unwrap()];
+            let c = Config::from_str_with(text, "m.toml", &o).unwrap();
+            let (k, message) = check(&c, 24 * GIB).unwrap_err();
             assert_eq!(k, key, "{set}: {message}");
             assert!(message.contains("this machine has 24.0 GiB"), "{message}");
             assert!(message.contains("nothing was started"), "{message}");

@@ -436,6 +436,20 @@ fn tidy(message: &str) -> String {
             .unwrap_or(rest.len());
         m = format!("{}expected one of its names{}", &m[..i], &rest[end..]);
     }
+    // serde names Rust number types ("expected u64", "expected f32"); a user wrote TOML.
+    for (rust, plain) in [
+        ("expected usize", "expected a whole number (0 or more)"),
+        ("expected u64", "expected a whole number (0 or more)"),
+        ("expected u32", "expected a whole number (0 or more)"),
+        ("expected u16", "expected a whole number (0 or more)"),
+        ("expected u8", "expected a whole number (0 or more)"),
+        ("expected i64", "expected a whole number"),
+        ("expected i32", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+    ] {
+        m = replace_word(&m, rust, plain);
+    }
     if let Some(rest) = m.strip_prefix("unknown key `") {
         let unknown = rest.split('`').next().unwrap_or("");
         let best = m
@@ -450,6 +464,22 @@ fn tidy(message: &str) -> String {
         }
     }
     m
+}
+
+/// Replaces `from` where it is not followed by more of a word ("expected u64" but not "expected
+/// u64x").
+fn replace_word(text: &str, from: &str, to: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(from) {
+        let after = &rest[i + from.len()..];
+        let whole = !after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+        out.push_str(&rest[..i]);
+        out.push_str(if whole { to } else { from });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 fn path_string(path: &serde_path_to_error::Path) -> Option<String> {
