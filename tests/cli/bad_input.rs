@@ -1,4 +1,4 @@
-//! The bad-input table (issue 9): every way a user's input can be wrong, run through the real
+//! The bad-input table: every way a user's input can be wrong, run through the real
 //! binary. Each case must end with one message that names the file, line or key and says what to
 //! do; exit 2 for bad input or 1 for a failure of the world (a server, a lock, the disk); no panic;
 //! and nothing half-written: no temporary left anywhere in the sandbox, and no output the command
@@ -805,6 +805,27 @@ fn cases() -> Vec<Case> {
             code: 2,
             needles: &["--set", "not a config file or a run directory"],
             absent: &["items.annotations.db"],
+        },
+        Case {
+            name: "a value where a table belongs",
+            setup: |sb| {
+                let text = "[run]\nname = \"flat\"\n[data]\ntask = \"dates\"\n[teacher]\ntrain = 5\n";
+                let c = sb.write("flat.toml", text);
+                args(&["config", "check", p(&c)])
+            },
+            code: 2,
+            needles: &["teacher.train", "expected a table"],
+            absent: &[],
+        },
+        Case {
+            name: "a word where a whole number belongs",
+            setup: |sb| {
+                let c = tiny_config(sb, "words", "");
+                args(&["config", "check", p(&c), "--set", "run.seed=\"three\""])
+            },
+            code: 2,
+            needles: &["run.seed", "expected a whole number"],
+            absent: &[],
         },
     ]
 }
