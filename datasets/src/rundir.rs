@@ -155,10 +155,7 @@ pub fn source_config(run_dir: &Path) -> Option<PathBuf> {
 
 /// A run directory's config, with relative paths resolving as they did for the run: against the
 /// folder of the config file it was made from (when that is known), else the run directory's.
-pub fn load_config(
-    run_dir: &Path,
-    overrides: &[crate::config::Override],
-) -> Result<LoadedConfig> {
+pub fn load_config(run_dir: &Path, overrides: &[crate::config::Override]) -> Result<LoadedConfig> {
     let copy = run_dir.join("config.toml");
     let mut loaded = crate::config::Config::load(&copy, overrides)?;
     if let Some(source) = source_config(run_dir) {

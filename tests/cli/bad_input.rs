@@ -741,7 +741,10 @@ fn cases() -> Vec<Case> {
                 ])
             },
             code: 2,
-            needles: &["longer than its 4 positions", "teacher.architecture.max_positions"],
+            needles: &[
+                "longer than its 4 positions",
+                "teacher.architecture.max_positions",
+            ],
             absent: &["runs/short/teacher"],
         },
         Case {
@@ -779,7 +782,13 @@ fn cases() -> Vec<Case> {
             name: "a gold set too big for this machine",
             setup: |sb| {
                 let c = tiny_config(sb, "gold", "");
-                args(&["config", "check", p(&c), "--set", "data.gold_size=3000000000"])
+                args(&[
+                    "config",
+                    "check",
+                    p(&c),
+                    "--set",
+                    "data.gold_size=3000000000",
+                ])
             },
             code: 2,
             needles: &["data.gold_size", "nothing was started"],
@@ -809,7 +818,8 @@ fn cases() -> Vec<Case> {
         Case {
             name: "a value where a table belongs",
             setup: |sb| {
-                let text = "[run]\nname = \"flat\"\n[data]\ntask = \"dates\"\n[teacher]\ntrain = 5\n";
+                let text =
+                    "[run]\nname = \"flat\"\n[data]\ntask = \"dates\"\n[teacher]\ntrain = 5\n";
                 let c = sb.write("flat.toml", text);
                 args(&["config", "check", p(&c)])
             },

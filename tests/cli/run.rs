@@ -180,3 +180,61 @@ fn the_readme_first_command_runs_the_demo() {
         assert!(r.stdout.contains(model), "{model} in\n{}", r.stdout);
     }
 }
+
+/// The review step as `run` prints it: the config in its own folder with guidelines beside it,
+/// `--set` on the command line, and the printed commands run as printed from where `run` was.
+#[test]
+fn the_commands_run_prints_work_as_printed() {
+    let sb = Sandbox::new();
+    let tiny = std::fs::read_to_string(tiny_config(&sb, "human", "")).unwrap();
+    sb.write(
+        "proj/human.toml",
+        format!("{tiny}\n[annotate]\nsimulated_expert = false\nguidelines = \"guide.md\"\n"),
+    );
+    sb.write("proj/guide.md", "# Dates\n\nAnswer in ISO 8601.\n");
+    let first = sb
+        .run(&["run", "proj/human.toml", "--set", "run.name=walked"])
+        .ok();
+    let printed: Vec<&str> = first.stderr.split('`').skip(1).step_by(2).collect();
+    let annotate = printed
+        .iter()
+        .find(|c| c.starts_with("workbench annotate"))
+        .unwrap_or_else(|| panic!("no annotate command in:\n{}", first.stderr));
+    let rerun = printed
+        .iter()
+        .find(|c| c.starts_with("workbench run"))
+        .unwrap_or_else(|| panic!("no rerun command in:\n{}", first.stderr));
+    assert_eq!(
+        *annotate, "workbench annotate runs/walked",
+        "{}",
+        first.stderr
+    );
+    assert_eq!(
+        *rerun, "workbench run proj/human.toml --set run.name=walked",
+        "{}",
+        first.stderr
+    );
+    // Without a terminal the app refuses to start, but only after it found the guidelines
+    // beside the config that made the run.
+    let words: Vec<&str> = annotate.split(' ').skip(1).collect();
+    let app = sb.run(&words);
+    assert!(app.stderr.contains("needs a terminal"), "{}", app.stderr);
+    assert!(!app.stderr.contains("guidelines"), "{}", app.stderr);
+    // `annotate --set` is taken for a run directory.
+    let set = sb.run(&[
+        "annotate",
+        "runs/walked",
+        "--set",
+        "annotate.guidelines=\"missing.md\"",
+    ]);
+    assert!(set.stderr.contains("missing.md"), "{}", set.stderr);
+    // The rerun continues the same run directory (no decisions yet: it stops at the review again).
+    let words: Vec<&str> = rerun.split(' ').skip(1).collect();
+    let again = sb.run(&words).ok();
+    assert!(
+        again.stderr.contains("Expert review next"),
+        "{}",
+        again.stderr
+    );
+    assert!(!sb.join("runs/human").exists());
+}

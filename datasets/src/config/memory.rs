@@ -67,7 +67,12 @@ fn intermediate(arch: &Architecture) -> f64 {
     }
 }
 
-fn keys_of(prefix: &str, arch: &Architecture, vocab_key: &str, vocab: usize) -> Vec<(String, u128)> {
+fn keys_of(
+    prefix: &str,
+    arch: &Architecture,
+    vocab_key: &str,
+    vocab: usize,
+) -> Vec<(String, u128)> {
     vec![
         (format!("{prefix}.hidden_size"), arch.hidden_size as u128),
         (format!("{prefix}.layers"), arch.layers as u128),
@@ -112,7 +117,10 @@ fn training(
             what: "one micro-batch's activations and gradients at the longest sequence".into(),
             keys: vec![
                 (format!("{train_key}.batch_size"), train.batch_size as u128),
-                (format!("{prefix}.max_positions"), arch.max_positions as u128),
+                (
+                    format!("{prefix}.max_positions"),
+                    arch.max_positions as u128,
+                ),
                 (format!("{prefix}.hidden_size"), arch.hidden_size as u128),
                 (format!("{prefix}.layers"), arch.layers as u128),
                 (vocab_key.to_string(), vocab as u128),
@@ -196,10 +204,7 @@ pub fn estimate(c: &Config) -> Vec<StageNeed> {
                             "teacher.architecture.max_positions".into(),
                             ta.max_positions as u128,
                         ),
-                        (
-                            "teacher.architecture.layers".into(),
-                            ta.layers as u128,
-                        ),
+                        ("teacher.architecture.layers".into(), ta.layers as u128),
                     ],
                     bytes: b * l * t * kv * 2.0 * F32 + b * vocab as f64 * F32 * 4.0,
                 },
@@ -387,12 +392,24 @@ mod tests {
             [teacher.architecture]\nhidden_size = 128\nlayers = 4\nheads = 4\nkv_heads = 2\n\
             [student.architecture]\nhidden_size = 64\nlayers = 2\nheads = 2\nkv_heads = 1\n";
         for (set, key) in [
-            ("teacher.architecture.hidden_size=1000000000", "teacher.architecture.hidden_size"),
+            (
+                "teacher.architecture.hidden_size=1000000000",
+                "teacher.architecture.hidden_size",
+            ),
             ("teacher.vocab_size=2000000000", "teacher.vocab_size"),
-            ("teacher.architecture.layers=1000000000", "teacher.architecture.layers"),
-            ("distill.train.batch_size=1000000000", "distill.train.batch_size"),
+            (
+                "teacher.architecture.layers=1000000000",
+                "teacher.architecture.layers",
+            ),
+            (
+                "distill.train.batch_size=1000000000",
+                "distill.train.batch_size",
+            ),
             ("data.gold_size=3000000000", "data.gold_size"),
-            ("student.architecture.hidden_size=4000000", "student.architecture.hidden_size"),
+            (
+                "student.architecture.hidden_size=4000000",
+                "student.architecture.hidden_size",
+            ),
         ] {
             let o = [Override::parse(set).unwrap()];
             let c = Config::from_str_with(text, "m.toml", &o).unwrap();

@@ -44,7 +44,10 @@ fn a_wrong_type_names_the_key_and_the_expected_type() {
     assert_eq!(e.key.as_deref(), Some("run.seed"), "{e}");
     assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
     assert!(e.message.contains("expected a whole number"), "{e}");
-    assert!(!e.message.contains("u64"), "a Rust type name reached the user: {e}");
+    assert!(
+        !e.message.contains("u64"),
+        "a Rust type name reached the user: {e}"
+    );
 }
 
 #[test]
@@ -55,12 +58,21 @@ fn type_errors_speak_toml_not_rust() {
     )
     .unwrap_err();
     assert!(e.message.contains("expected a number"), "{e}");
-    assert!(!e.message.contains("f32") && !e.message.contains("f64"), "{e}");
-    let e = load("[run]\nname = \"t\"\n[data]\ntask = \"dates\"\n[teacher]\ntrain = 5\n", &[])
-        .unwrap_err();
+    assert!(
+        !e.message.contains("f32") && !e.message.contains("f64"),
+        "{e}"
+    );
+    let e = load(
+        "[run]\nname = \"t\"\n[data]\ntask = \"dates\"\n[teacher]\ntrain = 5\n",
+        &[],
+    )
+    .unwrap_err();
     assert!(e.message.contains("expected a table"), "{e}");
     assert!(!e.message.contains("Partial"), "{e}");
-    assert_eq!(replace_word("expected u64x, expected u64", "expected u64", "N"), "expected u64x, N");
+    assert_eq!(
+        replace_word("expected u64x, expected u64", "expected u64", "N"),
+        "expected u64x, N"
+    );
 }
 
 #[test]

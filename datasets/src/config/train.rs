@@ -232,7 +232,10 @@ pub(super) fn default_teacher_train() -> TrainConfig {
 /// own defaults (a `[finetune.train]` with only `lr`, or `--set finetune.train.lr=…` on a config
 /// without that table, keeps the fine-tune's steps and warmup, not the distillation's).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a table of training settings (`steps`, `lr`, ...)")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table of training settings (`steps`, `lr`, ...)"
+)]
 struct PartialTrain {
     steps: Option<usize>,
     batch_size: Option<usize>,

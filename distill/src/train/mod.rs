@@ -502,7 +502,10 @@ pub fn train(
             ("KD term", kd_sum),
         ] {
             if !value.is_finite() {
-                return Err(diverged(step, format!("the {what} is {}", value / micro as f64)));
+                return Err(diverged(
+                    step,
+                    format!("the {what} is {}", value / micro as f64),
+                ));
             }
         }
         let mut entry = StepLog {
