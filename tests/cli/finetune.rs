@@ -54,6 +54,17 @@ fn finetune_learns_from_the_feedback_and_adds_the_distilled_expert_row() {
     let first = sb.run(&["finetune", c]).ok();
     assert!(first.stderr.contains("feedback:"), "{}", first.stderr);
     assert!(first.stderr.contains("finetuned:"), "{}", first.stderr);
+    // Under `finetune.min_decisions` (50): said before the fine-tune starts.
+    let warned = first.stderr.find("`finetune.min_decisions` is 50");
+    let trained = first.stderr.find("finetuned:");
+    assert!(warned.is_some() && warned < trained, "{}", first.stderr);
+    // Both students scored, and which one is final said either way.
+    assert!(
+        first.stderr.contains("the fine-tuned student is the run's final student")
+            || first.stderr.contains("NOT the run's final student"),
+        "{}",
+        first.stderr
+    );
     for f in [
         "config.json",
         "model.safetensors",
