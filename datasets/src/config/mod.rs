@@ -242,7 +242,8 @@ impl Default for DataConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportConfig {
-    /// Split names and shares for exported sets, e.g. `{ train = 0.9, test = 0.1 }`.
+    /// Split names and shares for exported sets, e.g. `{ train = 0.9, test = 0.1 }`; the shares
+    /// are fractions of the rows and add up to 1.
     #[serde(default = "default_splits")]
     pub splits: BTreeMap<String, f64>,
     /// Target size of one Parquet shard, in MiB.
@@ -418,7 +419,10 @@ fn tidy(message: &str) -> String {
     // serde's "unknown field `x`, expected one of `a`, `b`" reads better as a key.
     let mut m = m
         .replace("unknown field", "unknown key")
-        .replace("missing field", "missing key");
+        .replace("missing field", "missing key")
+        .replace("unknown variant", "unknown value")
+        .replace("expected a sequence", "expected a list")
+        .replace("expected a map", "expected a table");
     // serde names the Rust type a table deserialises into ("expected struct TeacherConfig"); a
     // user wrote TOML, where that is a table.
     while let Some(i) = m.find("expected struct ") {
@@ -435,6 +439,30 @@ fn tidy(message: &str) -> String {
             .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
             .unwrap_or(rest.len());
         m = format!("{}expected one of its names{}", &m[..i], &rest[end..]);
+    }
+    // And it names Rust's number types ("expected u64"); a TOML value is an integer or a number.
+    for (rust, toml) in [
+        ("usize", "a non-negative integer"),
+        ("u64", "a non-negative integer"),
+        ("u32", "a non-negative integer"),
+        ("u16", "a non-negative integer"),
+        ("u8", "a non-negative integer"),
+        ("i64", "an integer"),
+        ("i32", "an integer"),
+        ("f64", "a number"),
+        ("f32", "a number"),
+    ] {
+        let from = format!("expected {rust}");
+        let mut at = 0;
+        while let Some(i) = m[at..].find(&from).map(|i| i + at) {
+            let end = i + from.len();
+            if m[end..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+                at = end;
+                continue;
+            }
+            m = format!("{}expected {toml}{}", &m[..i], &m[end..]);
+            at = i + "expected ".len() + toml.len();
+        }
     }
     if let Some(rest) = m.strip_prefix("unknown key `") {
         let unknown = rest.split('`').next().unwrap_or("");
