@@ -81,7 +81,14 @@ pub enum ModelCommand {
         /// The directory to write.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
-        /// Replace `--out` if it exists.
+        /// Give the written tokenizer this chat template (what `/v1/chat/completions` of
+        /// `workbench serve` renders messages with): `plain` (the prompt as the workbench trains
+        /// on it: BOS, then each message's text, an assistant turn closed by EOS), or a Jinja
+        /// file. The weights and token ids do not change.
+        #[arg(long, value_name = "plain|FILE")]
+        chat_template: Option<String>,
+        /// Replace `--out` if it exists and is the workbench's own (a checkpoint or set it
+        /// wrote, or an empty directory); anything else is left alone.
         #[arg(long)]
         force: bool,
     },
@@ -104,6 +111,10 @@ pub struct ServeArgs {
     /// Largest request body, in KiB.
     #[arg(long, default_value_t = 1024)]
     pub max_body_kib: usize,
+    /// Longest a request may take, waiting and generating, in seconds; past it the client gets
+    /// a 503 `timeout` error and generation stops (default: no limit).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout_secs: Option<f64>,
     /// Where to run: `cpu` (default), `cuda:N`, `wgpu` (with those features).
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -260,7 +271,8 @@ pub struct SetArgs {
     /// The set directory to write.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Split names and shares, e.g. `train=0.9,test=0.1` (rows go by a seeded hash of their id).
+    /// Split names and shares that add up to 1, e.g. `train=0.9,test=0.1` (rows go by a seeded
+    /// hash of their id).
     #[arg(long, default_value = "train=1", value_name = "SPLITS")]
     pub split: String,
     /// Seed of the split assignment.
@@ -272,7 +284,8 @@ pub struct SetArgs {
     /// Licence written into the dataset card (`apache-2.0`, `cc-by-4.0`, `other`, ...).
     #[arg(long, default_value = "unknown")]
     pub license: String,
-    /// Replace `--out` if it exists.
+    /// Replace `--out` if it exists and is the workbench's own (a set or checkpoint it wrote, or
+    /// an empty directory); anything else is left alone.
     #[arg(long)]
     pub force: bool,
     /// Print the report as JSON on stdout.

@@ -189,19 +189,23 @@ pub struct AtomicDir {
 }
 
 impl AtomicDir {
-    /// Starts building `dest`. Unless `replace`, a `dest` that exists and is not empty is an error.
+    /// Starts building `dest`. Unless `replace`, a `dest` that exists and is not empty is an error;
+    /// with `replace`, so is one the workbench did not make (see [`check_replaceable`]).
     pub fn create(dest: impl Into<PathBuf>, replace: bool) -> Result<Self> {
         let dest = dest.into();
-        if !replace && dest.exists() {
+        if dest.exists() || dest.is_symlink() {
             let empty = dest.is_dir()
                 && std::fs::read_dir(&dest)
                     .map(|mut d| d.next().is_none())
                     .unwrap_or(false);
-            if !empty {
+            if !replace && !empty {
                 return Err(Error::invalid(format!(
                     "`{}` already exists\n\nhint: choose another output directory, or pass `--force` to replace it",
                     dest.display()
                 )));
+            }
+            if replace {
+                check_replaceable(&dest)?;
             }
         }
         let parent = parent_of(&dest);
@@ -256,6 +260,145 @@ impl Drop for AtomicDir {
             let _ = std::fs::remove_dir_all(&self.temp);
         }
     }
+}
+
+/// The key of `config.json` that marks a checkpoint the workbench wrote (its version).
+pub const CHECKPOINT_VERSION_KEY: &str = "workbench_version";
+
+/// The files of a checkpoint the workbench writes.
+const CHECKPOINT_FILES: [&str; 6] = [
+    "config.json",
+    "model.safetensors",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+];
+
+/// The marker a finished run stage carries (see [`crate::rundir`]).
+const STAGE_MARKER: &str = "STAGE.json";
+
+/// What the workbench made that may stand at a destination it is asked to replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Made {
+    /// A set: `README.md` with the workbench's card and `data/` of Parquet files.
+    Set,
+    /// A checkpoint whose `config.json` names the workbench version.
+    Checkpoint,
+    /// A run stage: everything under a directory with a `STAGE.json` marker.
+    Stage,
+}
+
+impl Made {
+    fn what(self) -> &'static str {
+        match self {
+            Made::Set => "a set",
+            Made::Checkpoint => "a checkpoint",
+            Made::Stage => "a run stage",
+        }
+    }
+
+    /// Whether `name`, directly inside the directory, belongs to this kind of output.
+    fn owns(self, name: &str, path: &Path) -> bool {
+        match self {
+            Made::Stage => true,
+            Made::Checkpoint => CHECKPOINT_FILES.contains(&name) && path.is_file(),
+            Made::Set => match name {
+                "README.md" => path.is_file(),
+                "data" => std::fs::read_dir(path).is_ok_and(|entries| {
+                    entries.filter_map(|e| e.ok()).all(|e| {
+                        e.file_type().is_ok_and(|t| t.is_file())
+                            && e.path().extension().is_some_and(|x| x == "parquet")
+                    })
+                }),
+                _ => false,
+            },
+        }
+    }
+}
+
+/// What `dir` is, when the workbench made it.
+fn made_by_us(dir: &Path) -> Option<Made> {
+    if dir.join(STAGE_MARKER).is_file() {
+        return Some(Made::Stage);
+    }
+    let card = std::fs::read_to_string(dir.join("README.md")).unwrap_or_default();
+    if dir.join("data").is_dir() && card.contains(crate::card::CARD_MARKER) {
+        return Some(Made::Set);
+    }
+    let config = std::fs::read_to_string(dir.join("config.json")).ok()?;
+    let config: serde_json::Value = serde_json::from_str(&config).ok()?;
+    // A final model inside a run stage (`runs/NAME/student/final`) is the run's.
+    let in_stage = dir.parent().is_some_and(|p| p.join(STAGE_MARKER).is_file());
+    (config.get(CHECKPOINT_VERSION_KEY).is_some() || in_stage).then_some(Made::Checkpoint)
+}
+
+/// Refuses to let anything but the workbench's own output be replaced at `dest`: an empty
+/// directory, a set it wrote, a checkpoint it wrote, or a run stage, each holding nothing but
+/// what the workbench puts there. A user's folder that happens to be named as an output, or an
+/// output the user has added files to (notes, an `annotations.db` of expert decisions), is left
+/// alone, whole, with a message that says what is there.
+pub fn check_replaceable(dest: &Path) -> Result<()> {
+    let shown = dest.display();
+    let keep = "so nothing was deleted; the workbench replaces only its own sets, checkpoints and \
+                run stages (or an empty directory), even with `--force`";
+    if dest.is_symlink() || !dest.is_dir() {
+        return Err(Error::invalid(format!(
+            "`{shown}` already exists and is {}, not a directory the workbench wrote, {keep}\n\n\
+             hint: choose another output path",
+            if dest.is_symlink() {
+                "a symbolic link"
+            } else {
+                "a file"
+            }
+        )));
+    }
+    let mut names: Vec<(String, PathBuf)> = std::fs::read_dir(dest)
+        .map_err(|e| Error::read(dest, e))?
+        .filter_map(|e| e.ok())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    names.sort();
+    let listed = |names: &[&str]| {
+        let mut shown: Vec<String> = names.iter().take(3).map(|n| format!("`{n}`")).collect();
+        if names.len() > 3 {
+            shown.push(format!("{} more", names.len() - 3));
+        }
+        shown.join(", ")
+    };
+    let Some(made) = made_by_us(dest) else {
+        let all: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(Error::invalid(format!(
+            "`{shown}` already exists and is not a set, a checkpoint or a run stage the workbench \
+             wrote (it holds {}), {keep}\n\nhint: choose another output directory, or move \
+             `{shown}` aside yourself",
+            listed(&all)
+        )));
+    };
+    let foreign: Vec<&str> = names
+        .iter()
+        .filter(|(n, p)| !made.owns(n, p))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    let why = if foreign.contains(&"annotations.db") {
+        " (`annotations.db` holds expert decisions)"
+    } else {
+        ""
+    };
+    Err(Error::invalid(format!(
+        "`{shown}` is {} the workbench wrote, but it also holds {}, which the workbench did not \
+         put there{why}, {keep}\n\nhint: move {} out of `{shown}` first, or choose another \
+         output directory",
+        made.what(),
+        listed(&foreign),
+        if foreign.len() == 1 { "it" } else { "them" },
+    )))
 }
 
 /// fsyncs every directory under `root` (files are fsynced by their writers).
@@ -313,11 +456,90 @@ mod tests {
         let err = AtomicDir::create(&dest, false).err().unwrap();
         assert!(err.to_string().contains("already exists"), "{err}");
 
+        // `a` is not the workbench's: not even `replace` may delete it.
+        let err = AtomicDir::create(&dest, true).err().unwrap();
+        assert!(err.to_string().contains("nothing was deleted"), "{err}");
+        assert!(dest.join("a").exists());
+
+        std::fs::write(dest.join(STAGE_MARKER), b"{}").unwrap();
         let d = AtomicDir::create(&dest, true).unwrap();
         std::fs::write(d.path().join("b"), b"2").unwrap();
         d.commit().unwrap();
         assert!(dest.join("b").exists() && !dest.join("a").exists());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// A folder of the user's, given as an output with `--force`, lost everything in it.
+    #[test]
+    fn force_replaces_only_what_the_workbench_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let refused = |p: &Path| check_replaceable(p).err().map(|e| e.to_string());
+
+        // The user's folder.
+        let mine = dir.path().join("mine");
+        std::fs::create_dir(&mine).unwrap();
+        std::fs::write(mine.join("important.txt"), b"keep").unwrap();
+        let e = refused(&mine).expect("a user's folder is refused");
+        assert!(
+            e.contains("important.txt") && e.contains("nothing was deleted"),
+            "{e}"
+        );
+        assert!(AtomicDir::create(&mine, true).is_err());
+        assert!(mine.join("important.txt").exists());
+
+        // An empty directory, and a set the workbench wrote.
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        assert_eq!(refused(&empty), None);
+        let set = dir.path().join("set");
+        std::fs::create_dir_all(set.join("data")).unwrap();
+        std::fs::write(set.join("data/train-00000-of-00001.parquet"), b"PAR1").unwrap();
+        std::fs::write(
+            set.join("README.md"),
+            format!("---\n---\n# x\n\n{} 0.1.0\n", crate::card::CARD_MARKER),
+        )
+        .unwrap();
+        assert_eq!(refused(&set), None);
+        // ... until someone keeps their notes or their decisions in it.
+        std::fs::write(set.join("annotations.db"), b"").unwrap();
+        let e = refused(&set).expect("expert decisions are kept");
+        assert!(
+            e.contains("is a set") && e.contains("expert decisions"),
+            "{e}"
+        );
+        std::fs::remove_file(set.join("annotations.db")).unwrap();
+        std::fs::write(set.join("data/notes.txt"), b"").unwrap();
+        assert!(refused(&set).is_some());
+
+        // A set-like folder without the workbench's card is not a set the workbench wrote.
+        let theirs = dir.path().join("theirs");
+        std::fs::create_dir_all(theirs.join("data")).unwrap();
+        std::fs::write(theirs.join("README.md"), b"# my data\n").unwrap();
+        assert!(refused(&theirs).is_some());
+
+        // A checkpoint: by the version key of its config, or by the run stage it is in.
+        let ckpt = dir.path().join("ckpt");
+        std::fs::create_dir(&ckpt).unwrap();
+        std::fs::write(ckpt.join("model.safetensors"), b"").unwrap();
+        std::fs::write(ckpt.join("config.json"), br#"{"model_type": "llama"}"#).unwrap();
+        assert!(refused(&ckpt).is_some(), "a checkpoint from elsewhere");
+        std::fs::write(
+            ckpt.join("config.json"),
+            format!(r#"{{"model_type": "llama", "{CHECKPOINT_VERSION_KEY}": "0.1.0"}}"#),
+        )
+        .unwrap();
+        assert_eq!(refused(&ckpt), None);
+        let stage = dir.path().join("student");
+        std::fs::create_dir_all(stage.join("final")).unwrap();
+        std::fs::write(stage.join(STAGE_MARKER), b"{}").unwrap();
+        std::fs::write(stage.join("final/config.json"), b"{}").unwrap();
+        assert_eq!(refused(&stage.join("final")), None);
+        assert_eq!(refused(&stage), None);
+
+        // A file is never replaced by a directory.
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(refused(&file).unwrap().contains("is a file"));
     }
 
     #[test]
@@ -368,6 +590,7 @@ mod tests {
         let dest = dir.path().join("set");
         let d = AtomicDir::create(&dest, true).unwrap();
         std::fs::write(d.path().join("a"), b"1").unwrap();
+        std::fs::write(d.path().join(STAGE_MARKER), b"{}").unwrap();
         d.commit().unwrap();
         let d = AtomicDir::create(&dest, true).unwrap();
         std::fs::write(d.path().join("b"), b"2").unwrap();

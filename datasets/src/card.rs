@@ -10,6 +10,10 @@ use crate::error::{Error, Result};
 use crate::schema::{Kind, SCHEMA_VERSION, WORKBENCH_VERSION};
 use crate::set::SetSummary;
 
+/// The words every card the workbench writes carries: how a set directory is known as its own
+/// (see [`crate::atomic::check_replaceable`]).
+pub const CARD_MARKER: &str = "Written by the workbench";
+
 /// What a dataset card says beyond what the data itself tells.
 #[derive(Debug, Clone)]
 pub struct CardInfo {
@@ -201,9 +205,9 @@ pub fn render(
     writeln!(y, "{}\n", info.description).ok();
     writeln!(
         y,
-        "Written by the workbench {WORKBENCH_VERSION}: schema `{}` version {SCHEMA_VERSION}, {} rows.\n",
+        "{CARD_MARKER} {WORKBENCH_VERSION}: schema `{}` version {SCHEMA_VERSION}, {}.\n",
         kind,
-        summary.rows
+        crate::text::count(summary.rows, "row")
     )
     .ok();
     y.push_str("| split | rows | files | bytes |\n|---|---:|---:|---:|\n");

@@ -54,10 +54,29 @@ pub fn header(path: &Path) -> Result<Vec<String>> {
             _ => csv_error(path, &e),
         })?;
     let headers = reader.headers().map_err(|e| csv_error(path, &e))?;
-    Ok(headers
+    let names: Vec<String> = headers
         .iter()
         .map(|h| h.trim_start_matches('\u{feff}').to_string())
-        .collect())
+        .collect();
+    // Two columns of one name would each claim the row's value; refuse rather than keep one.
+    for (i, name) in names.iter().enumerate() {
+        if name.is_empty() {
+            continue;
+        }
+        if let Some(j) = names[i + 1..].iter().position(|n| n == name) {
+            return Err(row_error(
+                path,
+                RowAt::Line(1),
+                format!(
+                    "the column `{name}` appears twice in the header (columns {} and {}), so \
+                     its value is ambiguous; rename one of them",
+                    i + 1,
+                    i + j + 2
+                ),
+            ));
+        }
+    }
+    Ok(names)
 }
 
 /// Calls `f` with every record of a CSV file as a JSON-like row.
@@ -136,5 +155,21 @@ mod tests {
         .unwrap();
         assert_eq!(rows[0]["prompt"], "a, b\nc");
         assert!(rows[0]["reference"].is_null());
+    }
+
+    /// A CSV with two `prompt` columns took the last one.
+    #[test]
+    fn a_column_named_twice_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.csv");
+        std::fs::write(&p, "prompt,reference,prompt\na,b,c\n").unwrap();
+        let e = header(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("x.csv` line 1")
+                && e.contains("`prompt` appears twice")
+                && e.contains("columns 1 and 3"),
+            "{e}"
+        );
+        assert!(read_records(&p, |_, _| Ok(())).is_err());
     }
 }

@@ -84,6 +84,18 @@ pub enum Format {
     Set,
 }
 
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Format::Jsonl => "JSON Lines",
+            Format::Json => "JSON",
+            Format::Csv => "CSV",
+            Format::Parquet => "Parquet",
+            Format::Set => "a set of Parquet files",
+        })
+    }
+}
+
 /// A file or set to import from, with its column mapping.
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -149,10 +161,7 @@ impl Source {
             Format::Set
         } else {
             if meta.len() == 0 {
-                return Err(Error::invalid(format!(
-                    "`{}` is empty; nothing to import",
-                    path.display()
-                )));
+                return Err(no_rows(&path, " (the file is empty)"));
             }
             let ext = path
                 .extension()
@@ -225,7 +234,9 @@ impl Source {
                 let first = files.first().ok_or_else(|| {
                     Error::invalid(format!("`{}` has no Parquet files", self.path.display()))
                 })?;
-                Ok(ParquetFile::open(first)?
+                let file = ParquetFile::open(first)?;
+                unique_columns(first, &file.schema())?;
+                Ok(file
                     .schema()
                     .fields()
                     .iter()
@@ -247,10 +258,7 @@ impl Source {
                 match (keys, r) {
                     (Some(k), _) => Ok(k),
                     (None, Err(e)) => Err(e),
-                    (None, Ok(_)) => Err(Error::invalid(format!(
-                        "`{}` has no rows; nothing to import",
-                        self.path.display()
-                    ))),
+                    (None, Ok(_)) => Err(no_rows(&self.path, "")),
                 }
             }
         }
@@ -328,6 +336,7 @@ impl Source {
             Format::Parquet | Format::Set => {
                 for path in self.parquet_files()? {
                     let file = ParquetFile::open(&path)?;
+                    unique_columns(&path, &file.schema())?;
                     for b in file.batches(batch_rows) {
                         let (group, batch) = b?;
                         let batch = rename(&batch, &self.map);
@@ -345,6 +354,11 @@ impl Source {
                         rows += records.len() as u64;
                         f(records)?;
                     }
+                }
+                // As for an empty JSONL file: a Parquet file (or set) of no rows is refused,
+                // not turned into an empty set.
+                if rows == 0 {
+                    return Err(no_rows(&self.path, ""));
                 }
             }
             Format::Jsonl | Format::Json | Format::Csv => {
@@ -376,15 +390,37 @@ impl Source {
                     f(pending)?;
                 }
                 if n == 0 {
-                    return Err(Error::invalid(format!(
-                        "`{}` has no rows; nothing to import",
-                        self.path.display()
-                    )));
+                    return Err(no_rows(&self.path, ""));
                 }
             }
         }
         Ok(rows)
     }
+}
+
+/// The error for a source without rows, whatever its format.
+fn no_rows(path: &Path, why: &str) -> Error {
+    Error::invalid(format!(
+        "`{}` has no rows{why}; nothing to import",
+        path.display()
+    ))
+}
+
+/// Refuses a Parquet schema that names a column twice: which of the two is `prompt` would be a
+/// guess.
+fn unique_columns(path: &Path, schema: &arrow_schema::Schema) -> Result<()> {
+    let mut seen = BTreeSet::new();
+    for field in schema.fields() {
+        if !seen.insert(field.name().as_str()) {
+            return Err(ColumnError::new(
+                field.name(),
+                "appears twice in the file's schema, so its value is ambiguous; rename one of \
+                 the two columns",
+            )
+            .at(path, None));
+        }
+    }
+    Ok(())
 }
 
 fn has_parquet(dir: &Path) -> bool {
@@ -520,7 +556,7 @@ pub fn import(
             .push(("column mapping".into(), format!("`{}`", map.join(","))));
     }
     let mut writer = SetWriter::create(out, kind, options)?;
-    let rows_read = match kind {
+    let (rows_read, kept) = match kind {
         Kind::Sample => run::<Sample>(source, &mut writer, &mut filters, progress)?,
         Kind::Sft => run::<SftRow>(source, &mut writer, &mut filters, progress)?,
         Kind::Preference => run::<PreferenceRow>(source, &mut writer, &mut filters, progress)?,
@@ -531,10 +567,18 @@ pub fn import(
         }
     };
     let reports = filters.reports();
+    if kept == 0 && rows_read > 0 {
+        // The writer is dropped unfinished: nothing appears at `out`.
+        return Err(everything_filtered(source, &reports));
+    }
     writer.card_mut().provenance.extend(reports.iter().map(|r| {
         (
             r.name.clone(),
-            format!("removed {} of {} rows", r.removed, r.seen),
+            format!(
+                "removed {} of {}",
+                crate::text::thousands(r.removed),
+                crate::text::count(r.seen, "row")
+            ),
         )
     }));
     let set = writer.finish()?;
@@ -549,20 +593,54 @@ pub fn import(
     })
 }
 
+/// Streams `source` through `filters` into `writer`; returns the rows read and the rows kept.
 fn run<R: Importable>(
     source: &Source,
     writer: &mut SetWriter,
     filters: &mut Filters,
     progress: &mut dyn FnMut(u64),
-) -> Result<u64> {
+) -> Result<(u64, u64)> {
     let mut read = 0;
+    let mut kept = 0;
     source.for_each::<R>(8192, |rows| {
         read += rows.len() as u64;
-        let kept = filters.apply(rows);
-        writer.write(&kept)?;
+        let rows = filters.apply(rows);
+        kept += rows.len() as u64;
+        writer.write(&rows)?;
         progress(read);
         Ok(())
-    })
+    })?;
+    Ok((read, kept))
+}
+
+/// The error for an import whose filters removed every row, naming the filters that did.
+fn everything_filtered(source: &Source, reports: &[FilterReport]) -> Error {
+    let culprits: Vec<String> = reports
+        .iter()
+        .filter(|r| r.removed > 0)
+        .map(|r| {
+            format!(
+                "{} removed {} of {}",
+                r.name,
+                crate::text::thousands(r.removed),
+                crate::text::count(r.seen, "row")
+            )
+        })
+        .collect();
+    let decontam = reports
+        .iter()
+        .any(|r| r.removed > 0 && r.name.starts_with("decontamination"));
+    let hint = if decontam {
+        "check that `--decontaminate` names the eval set and not this file, or raise `--ngram`"
+    } else {
+        "drop `--dedup`, or raise `--near-threshold` so fewer rows count as near-duplicates"
+    };
+    Error::invalid(format!(
+        "The filters removed every row of `{}` ({}), so the set would be empty; nothing was \
+         written\n\nhint: {hint}",
+        source.path.display(),
+        culprits.join("; ")
+    ))
 }
 
 #[cfg(test)]
@@ -596,5 +674,114 @@ mod rename_tests {
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].completion.as_deref(), Some("a"));
         assert_eq!(got[0].reference.as_deref(), Some("a"));
+    }
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, StringArray};
+    use arrow_schema::DataType;
+
+    use super::*;
+
+    fn write_parquet(path: &Path, names: &[&str], rows: usize) {
+        let fields: Vec<Field> = names
+            .iter()
+            .map(|n| Field::new(*n, DataType::Utf8, true))
+            .collect();
+        let columns: Vec<ArrayRef> = names
+            .iter()
+            .map(|n| {
+                Arc::new(StringArray::from(
+                    (0..rows).map(|i| format!("{n} {i}")).collect::<Vec<_>>(),
+                )) as ArrayRef
+            })
+            .collect();
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let file = std::fs::File::create(path).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+
+    fn import_to(source: &Path, out: &Path, filters: Filters) -> Result<ImportReport> {
+        let source = Source::open(source, Mapping::new())?;
+        import(
+            &source,
+            out,
+            None,
+            filters,
+            SetOptions::default(),
+            &mut |_| {},
+        )
+    }
+
+    /// A Parquet file of no rows made an empty set, where an empty JSONL file was refused.
+    #[test]
+    fn an_empty_parquet_file_is_refused_like_an_empty_jsonl_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let parquet = dir.path().join("empty.parquet");
+        write_parquet(&parquet, &["prompt"], 0);
+        let jsonl = dir.path().join("empty.jsonl");
+        std::fs::write(&jsonl, "\n\n").unwrap();
+        let out = dir.path().join("out");
+        for path in [&parquet, &jsonl] {
+            let e = import_to(path, &out, Filters::default()).unwrap_err();
+            assert!(e.is_bad_input());
+            let e = e.to_string();
+            assert!(e.contains("has no rows; nothing to import"), "{e}");
+            assert!(!out.exists());
+        }
+    }
+
+    /// A Parquet file whose schema names `prompt` twice was read as one of them.
+    #[test]
+    fn a_parquet_column_named_twice_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let parquet = dir.path().join("twice.parquet");
+        write_parquet(&parquet, &["prompt", "reference", "prompt"], 2);
+        let out = dir.path().join("out");
+        let e = import_to(&parquet, &out, Filters::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("twice.parquet`, column `prompt`") && e.contains("appears twice"),
+            "{e}"
+        );
+        assert!(!out.exists());
+    }
+
+    /// Decontamination that removed every row wrote an empty set and succeeded.
+    #[test]
+    fn filters_that_remove_every_row_are_refused_naming_the_filter() {
+        let dir = tempfile::tempdir().unwrap();
+        let jsonl = dir.path().join("rows.jsonl");
+        let rows: String = (0..3)
+            .map(|i| format!("{{\"prompt\": \"what is the date of the {i}th of May in the year two thousand and one\"}}\n"))
+            .collect();
+        std::fs::write(&jsonl, &rows).unwrap();
+        let eval: Vec<String> = (0..3)
+            .map(|i| {
+                format!("what is the date of the {i}th of May in the year two thousand and one")
+            })
+            .collect();
+        let filters = Filters {
+            decontam: Some(Decontaminator::new(eval.iter().map(String::as_str), 5)),
+            ..Filters::default()
+        };
+        let out = dir.path().join("out");
+        let e = import_to(&jsonl, &out, filters).unwrap_err();
+        assert!(e.is_bad_input());
+        let e = e.to_string();
+        assert!(
+            e.contains("removed every row")
+                && e.contains("decontamination")
+                && e.contains("3 of 3 rows"),
+            "{e}"
+        );
+        assert!(!out.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::parquet::ParquetFile;
 use crate::set::Set;
-use crate::text::inert_line;
+use crate::text::{count, inert_line, thousands};
 
 /// One file's facts.
 #[derive(Debug, Clone, Serialize)]
@@ -207,15 +207,13 @@ impl Inspection {
         let groups: usize = self.files.iter().map(|f| f.row_groups.len()).sum();
         writeln!(
             out,
-            "{} `{}`: {} rows, {} file{}, {} row group{}, {} bytes",
+            "{} `{}`: {}, {}, {}, {}",
             self.what,
             self.path.display(),
-            self.rows,
-            self.files.len(),
-            if self.files.len() == 1 { "" } else { "s" },
-            groups,
-            if groups == 1 { "" } else { "s" },
-            bytes
+            count(self.rows, "row"),
+            count(self.files.len() as u64, "file"),
+            count(groups as u64, "row group"),
+            count(bytes, "byte")
         )
         .ok();
         out.push_str("\nschema:\n");
@@ -232,17 +230,23 @@ impl Inspection {
         }
         out.push_str("\nfiles:\n");
         for f in &self.files {
+            let sizes: Vec<String> = f.row_groups.iter().map(|&n| thousands(n)).collect();
             writeln!(
                 out,
-                "  {}{}: {} rows, {} bytes, row groups {:?}",
+                "  {}{}: {}, {}, {} of {}",
                 f.path.display(),
                 f.split
                     .as_ref()
                     .map(|s| format!(" [{s}]"))
                     .unwrap_or_default(),
-                f.rows,
-                f.bytes,
-                f.row_groups
+                count(f.rows, "row"),
+                count(f.bytes, "byte"),
+                count(f.row_groups.len() as u64, "row group"),
+                match f.row_groups.as_slice() {
+                    [] => "no rows".to_string(),
+                    [one] => count(*one, "row"),
+                    _ => format!("{} rows", sizes.join(" + ")),
+                }
             )
             .ok();
         }
@@ -256,7 +260,12 @@ impl Inspection {
             }
         }
         if !self.first_rows.is_empty() {
-            writeln!(out, "\nfirst {} rows:", self.first_rows.len()).ok();
+            writeln!(
+                out,
+                "\nfirst {}:",
+                count(self.first_rows.len() as u64, "row")
+            )
+            .ok();
             for (i, row) in self.first_rows.iter().enumerate() {
                 writeln!(out, "  [{i}]").ok();
                 if let Value::Object(map) = row {

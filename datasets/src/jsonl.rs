@@ -76,19 +76,25 @@ pub fn read_lines(path: &Path, mut f: impl FnMut(RowAt, JsonRow) -> Result<()>) 
         if text.is_empty() {
             continue;
         }
-        let value: Value = serde_json::from_str(text).map_err(|e| {
+        let value: TopLevel = serde_json::from_str(text).map_err(|e| {
             row_error(
                 path,
                 RowAt::Line(line),
                 format!("not valid JSON (column {}): {e}", e.column()),
             )
         })?;
-        let Value::Object(obj) = value else {
-            return Err(row_error(
-                path,
-                RowAt::Line(line),
-                format!("is {}; expected a JSON object per line", kind_of(&value)),
-            ));
+        let obj = match value {
+            TopLevel::Row(obj) => obj,
+            TopLevel::Duplicate(key) => {
+                return Err(row_error(path, RowAt::Line(line), duplicate_key(&key)));
+            }
+            TopLevel::Other(kind) => {
+                return Err(row_error(
+                    path,
+                    RowAt::Line(line),
+                    format!("is {kind}; expected a JSON object per line"),
+                ));
+            }
         };
         f(RowAt::Line(line), obj)?;
         rows += 1;
@@ -157,14 +163,15 @@ impl<'de, F: FnMut(RowAt, JsonRow) -> Result<()>> Visitor<'de> for &mut ArraySta
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
         let mut i = 0u64;
-        while let Some(value) = seq.next_element::<Value>()? {
+        while let Some(value) = seq.next_element::<TopLevel>()? {
             let at = RowAt::Element(i);
             let result = match value {
-                Value::Object(obj) => (self.f)(at, obj),
-                other => Err(row_error(
+                TopLevel::Row(obj) => (self.f)(at, obj),
+                TopLevel::Duplicate(key) => Err(row_error(self.path, at, duplicate_key(&key))),
+                TopLevel::Other(kind) => Err(row_error(
                     self.path,
                     at,
-                    format!("is {}; expected a JSON object", kind_of(&other)),
+                    format!("is {kind}; expected a JSON object"),
                 )),
             };
             if let Err(e) = result {
@@ -175,6 +182,91 @@ impl<'de, F: FnMut(RowAt, JsonRow) -> Result<()>> Visitor<'de> for &mut ArraySta
             i += 1;
         }
         Ok(())
+    }
+}
+
+/// One top-level JSON value of a data file: a row (an object whose keys are its columns), an
+/// object that names a key twice, or something else (named for the message).
+///
+/// `serde_json` keeps the last of two equal keys; a row that says `prompt` twice is ambiguous,
+/// so it is refused rather than read as either.
+enum TopLevel {
+    Row(JsonRow),
+    Duplicate(String),
+    Other(&'static str),
+}
+
+/// The message for a row that names a key twice.
+pub(crate) fn duplicate_key(key: &str) -> String {
+    format!(
+        "the key `{key}` appears twice in one object, so the column's value is ambiguous; keep \
+         one `{key}` per row (rename the other)"
+    )
+}
+
+impl<'de> serde::Deserialize<'de> for TopLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(TopLevelVisitor)
+    }
+}
+
+struct TopLevelVisitor;
+
+impl<'de> Visitor<'de> for TopLevelVisitor {
+    type Value = TopLevel;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<TopLevel, A::Error> {
+        let mut row = JsonRow::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if row.contains_key(&key) {
+                // Read the rest, so the parser stays in step, and report the key.
+                map.next_value::<serde::de::IgnoredAny>()?;
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                return Ok(TopLevel::Duplicate(key));
+            }
+            let value: Value = map.next_value()?;
+            row.insert(key, value);
+        }
+        Ok(TopLevel::Row(row))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<TopLevel, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(TopLevel::Other("a list"))
+    }
+
+    fn visit_unit<E>(self) -> std::result::Result<TopLevel, E> {
+        Ok(TopLevel::Other("null"))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<TopLevel, E> {
+        Ok(TopLevel::Other("a boolean"))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<TopLevel, E> {
+        Ok(TopLevel::Other("a number"))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<TopLevel, E> {
+        Ok(TopLevel::Other("a number"))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<TopLevel, E> {
+        Ok(TopLevel::Other("a number"))
+    }
+
+    fn visit_str<E>(self, _: &str) -> std::result::Result<TopLevel, E> {
+        Ok(TopLevel::Other("a string"))
     }
 }
 
@@ -539,5 +631,40 @@ mod tests {
         std::fs::write(&p, "{\"prompt\": \"a\"}\n\n{\"prompt\": oops}\n").unwrap();
         let e = read_lines(&p, |_, _| Ok(())).unwrap_err().to_string();
         assert!(e.contains("line 3"), "{e}");
+    }
+
+    /// A row with two `prompt` keys was read as its last one.
+    #[test]
+    fn a_key_given_twice_is_refused_in_jsonl_and_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.jsonl");
+        std::fs::write(
+            &p,
+            "{\"prompt\": \"a\"}\n{\"prompt\": \"b\", \"x\": {\"y\": 1}, \"prompt\": \"c\", \"z\": [1]}\n",
+        )
+        .unwrap();
+        let e = read_lines(&p, |_, _| Ok(())).unwrap_err().to_string();
+        assert!(
+            e.contains("a.jsonl` line 2") && e.contains("`prompt` appears twice"),
+            "{e}"
+        );
+        let p = dir.path().join("a.json");
+        std::fs::write(&p, r#"[{"prompt": "a"}, {"prompt": "b", "prompt": "c"}]"#).unwrap();
+        let e = read_array(&p, |_, _| Ok(())).unwrap_err().to_string();
+        assert!(
+            e.contains("a.json` element 1") && e.contains("`prompt` appears twice"),
+            "{e}"
+        );
+        // Keys repeated in nested objects, and other top-level values, are as before.
+        std::fs::write(&p, r#"[{"prompt": "a", "m": {"k": 1}}, 3]"#).unwrap();
+        let mut rows = 0;
+        let e = read_array(&p, |_, _| {
+            rows += 1;
+            Ok(())
+        })
+        .unwrap_err()
+        .to_string();
+        assert_eq!(rows, 1);
+        assert!(e.contains("element 1: is a number"), "{e}");
     }
 }

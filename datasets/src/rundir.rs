@@ -66,13 +66,22 @@ impl RunDir {
         if config_path.exists() {
             let existing =
                 std::fs::read_to_string(&config_path).map_err(|e| Error::read(&config_path, e))?;
-            let found = existing
+            let Some(found) = existing
                 .lines()
                 .next()
                 .and_then(|l| l.strip_prefix(HASH_PREFIX))
-                .map(str::trim)
-                .unwrap_or("unknown")
-                .to_string();
+                .map(|h| h.trim().to_string())
+            else {
+                // Not a run directory: `--force` must not overwrite someone's own config.toml.
+                return Err(Error::invalid(format!(
+                    "`{}` was not written by the workbench (its first line is not `{}…`), so \
+                     `{}` is not a run directory; nothing was changed, even with `--force`\n\n\
+                     hint: set `[run] name` (or `[run] dir`) to a directory of its own",
+                    config_path.display(),
+                    HASH_PREFIX.trim_end(),
+                    dir.display()
+                )));
+            };
             if found != hash && !force {
                 return Err(Error::RunMismatch {
                     dir,
@@ -255,6 +264,23 @@ mod tests {
         assert_eq!(
             load_config(run.path(), &[]).unwrap().path,
             run.path().join("config.toml")
+        );
+    }
+
+    #[test]
+    fn force_never_overwrites_a_config_toml_the_workbench_did_not_write() {
+        let tmp = tempfile::tempdir().unwrap();
+        let l = loaded(tmp.path(), &[]);
+        let dir = l.run_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.toml"), "my = \"own\"\n").unwrap();
+        for force in [false, true] {
+            let e = RunDir::open(&l, force).unwrap_err().to_string();
+            assert!(e.contains("not written by the workbench"), "{e}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(dir.join("config.toml")).unwrap(),
+            "my = \"own\"\n"
         );
     }
 

@@ -27,8 +27,8 @@ use crate::schema::{Kind, META_KIND};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Splits {
-    /// Split names and their shares of the rows, e.g. `{ train = 0.9, test = 0.1 }`; shares are
-    /// normalised to sum to one.
+    /// Split names and their shares of the rows, e.g. `{ train = 0.9, test = 0.1 }`; the shares
+    /// add up to 1.
     pub shares: BTreeMap<String, f64>,
     /// Seed of the hash that assigns rows to splits.
     #[serde(default)]
@@ -50,27 +50,36 @@ impl Splits {
         }
     }
 
-    /// Parses `train=0.9,test=0.1`.
+    /// Parses `train=0.9,test=0.1`: every split named once, with a share, the shares adding up
+    /// to 1.
     pub fn parse(spec: &str, seed: u64) -> Result<Self> {
         let mut shares = BTreeMap::new();
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (name, share) = match part.split_once('=') {
-                Some((n, s)) => (n.trim(), s.trim()),
-                None => (part, "1"),
+            let Some((name, share)) = part.split_once('=') else {
+                return Err(Error::invalid(format!(
+                    "Split `{part}` has no share; give each split its fraction of the rows, e.g. \
+                     `{part}=1`, or `{part}=0.9,test=0.1`"
+                )));
             };
+            let (name, share) = (name.trim(), share.trim());
             let share: f64 = share.parse().map_err(|_| {
                 Error::invalid(format!(
-                    "split `{part}`: `{share}` is not a number; write e.g. `train=0.9,test=0.1`"
+                    "Split `{part}`: `{share}` is not a number; write e.g. `train=0.9,test=0.1`"
                 ))
             })?;
-            shares.insert(name.to_string(), share);
+            if shares.insert(name.to_string(), share).is_some() {
+                return Err(Error::invalid(format!(
+                    "Split `{name}` is named twice in `{spec}`; name each split once, e.g. \
+                     `train=0.9,test=0.1`"
+                )));
+            }
         }
         let splits = Splits { shares, seed };
         splits.validate()?;
         Ok(splits)
     }
 
-    /// Checks names and shares.
+    /// Checks names and shares: letters, digits and underscores; positive shares that add up to 1.
     pub fn validate(&self) -> Result<()> {
         if self.shares.is_empty() {
             return Err(Error::invalid(
@@ -91,6 +100,20 @@ impl Splits {
                     "Split `{name}` has share {share}; shares must be positive numbers"
                 )));
             }
+        }
+        let total: f64 = self.shares.values().sum();
+        if (total - 1.0).abs() > 1e-6 {
+            let listed: Vec<String> = self
+                .shares
+                .iter()
+                .map(|(name, share)| format!("{name}={share}"))
+                .collect();
+            return Err(Error::invalid(format!(
+                "Split shares add up to {} ({}); they are fractions of the rows and must add up \
+                 to 1, e.g. `train=0.9,test=0.1`",
+                (total * 1e6).round() / 1e6,
+                listed.join(", ")
+            )));
         }
         Ok(())
     }
@@ -573,6 +596,25 @@ mod tests {
                 .contains("not allowed")
         );
         assert!(Splits::parse("", 0).is_err());
+    }
+
+    /// `--split train=0.9,test=0.3`, `--split train` and `--split train=0.5,train=0.5` were taken
+    /// silently (shares normalised, a missing share read as 1, the last duplicate kept).
+    #[test]
+    fn shares_must_be_given_once_each_and_add_up_to_one() {
+        let e = |spec: &str| Splits::parse(spec, 0).unwrap_err().to_string();
+        let m = e("train=0.9,test=0.3");
+        assert!(m.contains("add up to 1.2") && m.contains("test=0.3"), "{m}");
+        let m = e("train");
+        assert!(
+            m.contains("Split `train` has no share") && m.contains("`train=1`"),
+            "{m}"
+        );
+        let m = e("train=0.5,train=0.5");
+        assert!(m.contains("`train` is named twice"), "{m}");
+        assert!(e("train=2").contains("add up to 2"));
+        assert!(Splits::parse("a=0.7,b=0.2,c=0.1", 0).is_ok());
+        assert!(Splits::parse("train=1", 0).is_ok());
     }
 
     #[test]

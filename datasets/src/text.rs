@@ -25,6 +25,38 @@ pub fn inert_line(s: &str) -> String {
     inert(s).replace('\n', "\\n").replace('\t', "\\t")
 }
 
+/// `n` with thousands separators: `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `n` and a noun that agrees with it: `1 row`, `2 rows`, `12,000 rows`. The plural adds `s`;
+/// for a noun that does not, see [`count_as`].
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{} {noun}s", thousands(n))
+    }
+}
+
+/// [`count`] with the plural given: `count_as(2, "entry", "entries")`.
+pub fn count_as(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{} {many}", thousands(n))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -38,5 +70,17 @@ mod tests {
         assert_eq!(inert("plain é 👩‍🔬\nnext"), "plain é 👩‍🔬\nnext");
         assert_eq!(inert("\u{9b}31m"), "\\u{9b}31m");
         assert_eq!(inert_line("a\nb"), "a\\nb");
+    }
+
+    #[test]
+    fn counts_agree_with_their_noun() {
+        assert_eq!(count(0, "row"), "0 rows");
+        assert_eq!(count(1, "row"), "1 row");
+        assert_eq!(count(2, "row"), "2 rows");
+        assert_eq!(count(1234567, "row"), "1,234,567 rows");
+        assert_eq!(count_as(1, "entry", "entries"), "1 entry");
+        assert_eq!(count_as(1000, "entry", "entries"), "1,000 entries");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
     }
 }

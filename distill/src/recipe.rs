@@ -5,6 +5,7 @@ use datasets::TopLogprob;
 use datasets::config::Normalize;
 
 use crate::Result;
+use crate::data::chat::ChatTemplate;
 use crate::data::tokenizer::{BpeSplit, SpecialTokens, Tokenizer};
 use crate::generate::{self, GenerateOptions};
 use crate::model::Model;
@@ -19,9 +20,23 @@ pub fn seed_of(run_seed: u64, label: &str) -> u64 {
 /// The one special token of tokenizers the workbench trains: beginning, end and padding.
 pub const END: &str = "<|endoftext|>";
 
+/// The chat template of the models the workbench trains: the conversation as the run formats a
+/// training example, BOS, then each message's text as it is, an assistant turn closed by EOS;
+/// the generation prompt adds nothing. A single user message renders to BOS and the prompt,
+/// which encodes to exactly the ids the run trains on (see [`prompt_ids`]), so a chat client of
+/// `workbench serve` asks the model what it learned to answer.
+pub const PLAIN_CHAT_TEMPLATE: &str = "{{ bos_token }}{% for message in messages %}\
+{{ message['content'] }}{% if message['role'] == 'assistant' %}{{ eos_token }}{% endif %}\
+{% endfor %}";
+
+/// [`PLAIN_CHAT_TEMPLATE`], compiled.
+pub fn plain_chat_template() -> Result<ChatTemplate> {
+    ChatTemplate::new(PLAIN_CHAT_TEMPLATE, Some("the plain chat template".into()))
+}
+
 /// Trains the run's byte-level BPE on `texts` (`vocab_size` at most, digits apart, merges across
-/// words: see [`BpeSplit::Digits`]), with [`END`] as BOS, EOS and padding; encoding with special
-/// tokens starts with BOS.
+/// words: see [`BpeSplit::Digits`]), with [`END`] as BOS, EOS and padding and the
+/// [`PLAIN_CHAT_TEMPLATE`]; encoding with special tokens starts with BOS.
 pub fn train_tokenizer(texts: &[&str], vocab_size: usize) -> Result<Tokenizer> {
     let mut tok = Tokenizer::train_bpe(texts.to_vec(), vocab_size, &[END], BpeSplit::Digits)?;
     tok.set_special_tokens(SpecialTokens {
@@ -31,6 +46,7 @@ pub fn train_tokenizer(texts: &[&str], vocab_size: usize) -> Result<Tokenizer> {
         unk: None,
     });
     tok.add_bos_on_encode()?;
+    tok.set_chat_template(Some(plain_chat_template()?));
     Ok(tok)
 }
 
@@ -173,4 +189,83 @@ pub fn exact_match(answers: &[String], references: &[String], normalize: &[Norma
         .filter(|(a, r)| Normalize::apply(normalize, a) == Normalize::apply(normalize, r))
         .count();
     hits as f64 / references.len() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use datasets::Message;
+
+    use super::*;
+
+    fn run_tokenizer() -> Tokenizer {
+        let texts = [
+            "Normalise the date: 3rd of March 2021",
+            "2021-03-03",
+            "March 3, '21 → ISO",
+            "Ünïcödé dates: 3 März 2021",
+        ];
+        train_tokenizer(&texts, 400).unwrap()
+    }
+
+    /// The plain chat template must not change a single training id: a model trained before it
+    /// existed and one trained after see the same tokens.
+    #[test]
+    fn the_plain_chat_template_leaves_training_ids_unchanged() {
+        let with = run_tokenizer();
+        assert!(with.chat_template().is_some());
+        let mut without = with.clone();
+        without.set_chat_template(None);
+        let prompts = [
+            "Normalise the date: 3rd of March 2021",
+            " leading space",
+            "  two spaces and digits 0123456789",
+            "new\nlines\n\nand\ttabs",
+            "Ünïcödé, emoji 👩‍🔬 and CJK 日付",
+            "a literal <|endoftext|> inside",
+            "",
+            "trailing space ",
+        ];
+        for p in prompts {
+            assert_eq!(
+                prompt_ids(&with, p).unwrap(),
+                prompt_ids(&without, p).unwrap(),
+                "prompt {p:?}"
+            );
+            let a = example(&with, p, "2021-03-03", None).unwrap();
+            let b = example(&without, p, "2021-03-03", None).unwrap();
+            assert_eq!(
+                (a.ids, a.prompt_len),
+                (b.ids, b.prompt_len),
+                "example {p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_plain_chat_template_renders_turns_as_training_formats_them() {
+        let tok = run_tokenizer();
+        let one = tok
+            .apply_chat_template(&[Message::new("user", "3 May 2001")], true)
+            .unwrap();
+        assert_eq!(one, format!("{END}3 May 2001"));
+        let turns = [
+            Message::new("user", "3 May 2001"),
+            Message::new("assistant", "2001-05-03"),
+            Message::new("user", "4 May 2001"),
+        ];
+        assert_eq!(
+            tok.apply_chat_template(&turns, true).unwrap(),
+            format!("{END}3 May 20012001-05-03{END}4 May 2001")
+        );
+        // It travels with the tokenizer, as transformers reads it.
+        let dir = tempfile::tempdir().unwrap();
+        tok.save_dir(dir.path()).unwrap();
+        let loaded = Tokenizer::from_dir(dir.path()).unwrap();
+        assert_eq!(
+            loaded.chat_template().map(ChatTemplate::source),
+            Some(PLAIN_CHAT_TEMPLATE)
+        );
+        let config = std::fs::read_to_string(dir.path().join("tokenizer_config.json")).unwrap();
+        assert!(config.contains("\"chat_template\""), "{config}");
+    }
 }

@@ -9,6 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
+use datasets::text::count;
+
 use crate::evaluate::{EvalRow, params};
 use crate::{Error, Result};
 
@@ -41,7 +43,8 @@ pub struct Report<'a> {
     pub rows: &'a [EvalRow],
     /// Eval prompts the rows were measured on.
     pub eval_prompts: usize,
-    /// The normaliser, as words.
+    /// How answers were compared, as words: `after trimming surrounding spaces` (see
+    /// `datasets::config::Normalize::describe`).
     pub normalize: String,
     /// Expert decisions, when the run has any.
     pub expert: Option<ExpertUse>,
@@ -67,9 +70,11 @@ fn expert_cell(r: &Report<'_>, row: &EvalRow) -> String {
 /// The Markdown report; plots are linked relative to `report_dir`.
 pub fn markdown(r: &Report<'_>, report_dir: &Path) -> String {
     let mut s = format!(
-        "# Report of the run `{}`\n\n{} eval prompts; exact match after normalising with {}.\n\n\
+        "# Report of the run `{}`\n\n{}; exact match {}.\n\n\
          | model | exact match | params | tokens/s | expert decisions |\n|---|---:|---:|---:|---:|\n",
-        r.run, r.eval_prompts, r.normalize
+        r.run,
+        count(r.eval_prompts as u64, "eval prompt"),
+        r.normalize
     );
     for row in r.rows {
         s.push_str(&format!(
@@ -85,9 +90,10 @@ pub fn markdown(r: &Report<'_>, report_dir: &Path) -> String {
         && e.simulated > 0
     {
         s.push_str(&format!(
-            "\n{} of the {} expert decisions were made by the **simulated expert**, which answers \
-             from the references (not a person).\n",
-            e.simulated, e.decisions
+            "\n{} of the {} were made by the **simulated expert**, which answers from the \
+             references (not a person).\n",
+            e.simulated,
+            count(e.decisions, "expert decision")
         ));
     }
     if !r.plots.is_empty() {
@@ -131,10 +137,10 @@ pub fn html(r: &Report<'_>) -> Result<String> {
          table{{border-collapse:collapse;margin:1rem 0}}td,th{{border:1px solid #ccc;padding:.3rem .6rem}}\
          td.n{{text-align:right}}figure{{display:inline-block;margin:.5rem}}figcaption{{font-size:.9rem;color:#555}}\
          </style></head><body>\n<h1>Report of the run <code>{run}</code></h1>\n\
-         <p>{n} eval prompts; exact match after normalising with {norm}.</p>\n\
+         <p>{n}; exact match {norm}.</p>\n\
          <table><tr><th>model</th><th>exact match</th><th>params</th><th>tokens/s</th><th>expert decisions</th></tr>\n",
         run = esc(r.run),
-        n = r.eval_prompts,
+        n = count(r.eval_prompts as u64, "eval prompt"),
         norm = esc(&r.normalize)
     );
     for row in r.rows {
@@ -152,9 +158,10 @@ pub fn html(r: &Report<'_>) -> Result<String> {
         && e.simulated > 0
     {
         s.push_str(&format!(
-            "<p>{} of the {} expert decisions were made by the <strong>simulated expert</strong>, \
-             which answers from the references (not a person).</p>\n",
-            e.simulated, e.decisions
+            "<p>{} of the {} were made by the <strong>simulated expert</strong>, which answers \
+             from the references (not a person).</p>\n",
+            e.simulated,
+            count(e.decisions, "expert decision")
         ));
     }
     if !r.plots.is_empty() {
@@ -218,7 +225,7 @@ mod tests {
             run: "demo",
             rows: &rows,
             eval_prompts: 10,
-            normalize: "[Trim]".into(),
+            normalize: "after trimming surrounding spaces".into(),
             expert: Some(ExpertUse {
                 decisions: 12,
                 simulated: 12,
@@ -235,9 +242,70 @@ mod tests {
         );
         assert!(md.contains("simulated expert"), "{md}");
         assert!(md.contains("a\\|b"), "{md}");
+        assert!(
+            md.contains("10 eval prompts; exact match after trimming surrounding spaces."),
+            "{md}"
+        );
         let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
         assert!(html.contains("&lt;script&gt;"), "{html}");
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("<strong>simulated expert</strong>"), "{html}");
+    }
+
+    /// A plot's title said `student: loss` where its caption said `distilled student: loss`.
+    #[test]
+    fn every_plot_caption_is_its_title() {
+        let dir = tempfile::tempdir().unwrap();
+        let stage = dir.path().join(crate::fit::STUDENT);
+        std::fs::create_dir(&stage).unwrap();
+        let log: Vec<crate::train::StepLog> = (1..=300)
+            .map(|step| crate::train::StepLog {
+                step,
+                epoch: 0,
+                lr: 1e-3,
+                loss: 5.0 / step as f64,
+                ce: 0.0,
+                kd: 0.0,
+                tokens: 1,
+                seconds: 0.0,
+                eval_loss: (step % 100 == 0).then(|| 6.0 / step as f64),
+                eval_exact: (step % 100 == 0).then_some(0.5),
+            })
+            .collect();
+        crate::fit::write_plots(crate::fit::STUDENT, &log, &stage).unwrap();
+        let plots: Vec<Plot> = crate::fit::PLOTS
+            .iter()
+            .map(|(file, what)| Plot {
+                title: crate::fit::plot_title(crate::fit::STUDENT, what),
+                path: stage.join(file),
+            })
+            .collect();
+        let rows = [row("distilled", 0.5)];
+        let report = Report {
+            run: "demo",
+            rows: &rows,
+            eval_prompts: 1,
+            normalize: "on the answers as written".into(),
+            expert: None,
+            plots,
+            provenance: vec![],
+        };
+        let html = html(&report).unwrap();
+        for (title, caption) in [
+            ("distilled student: loss", "distilled student: loss"),
+            (
+                "distilled student: exact match on the eval set",
+                "distilled student: exact match on the eval set",
+            ),
+        ] {
+            assert!(html.contains(&format!(">{title}</text>")), "{title}");
+            assert!(
+                html.contains(&format!("<figcaption>{caption}</figcaption>")),
+                "{caption}"
+            );
+        }
+        assert!(html.contains("loss (log scale)"), "{html}");
+        assert!(html.contains("1 eval prompt;"), "{html}");
+        assert!(!html.contains("1 eval prompts"), "{html}");
     }
 }

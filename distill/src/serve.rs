@@ -1,20 +1,26 @@
 //! `workbench serve`: an OpenAI-compatible server for any checkpoint the workbench can load.
 //!
 //! `/v1/models`, `/v1/completions` and `/v1/chat/completions`, with `logprobs` / `top_logprobs`,
-//! streaming (server-sent events ending in `data: [DONE]`) and errors as
-//! `{"error": {"message", "type", "code"}}`. It binds loopback unless told otherwise, bounds the
-//! request body and the number of tokens a request may ask for, and supports vLLM's
-//! `return_tokens_as_token_ids` so a client can recover exact ids.
+//! streaming (server-sent events ending in `data: [DONE]`) and every error, whatever refused the
+//! request (a bad field, a body over the limit, an unknown route, a timeout), as OpenAI's
+//! `{"error": {"message", "type", "param", "code"}}`. Messages never show the server's paths:
+//! a client learns what was wrong with its request, not where the model lives. It binds loopback
+//! unless told otherwise, bounds the request body, the tokens a request may ask for and
+//! (optionally) its time, and supports vLLM's `return_tokens_as_token_ids` so a client can
+//! recover exact ids.
 //!
 //! burn modules are not `Sync`, so one worker thread owns the model and runs requests in turn;
 //! HTTP handlers (tokio) talk to it through channels and stream what it sends back.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, Sse};
@@ -41,6 +47,12 @@ pub struct ServeOptions {
     pub max_tokens: usize,
     /// The largest request body, in bytes.
     pub max_body_bytes: usize,
+    /// The longest a request may take, waiting in line and generating; `None` waits as long as
+    /// it takes.
+    pub timeout: Option<Duration>,
+    /// The checkpoint directory. Never shown to clients: it is taken out of any message that
+    /// would name it.
+    pub model_dir: PathBuf,
 }
 
 /// What the worker sends back while generating.
@@ -52,7 +64,8 @@ enum Progress {
         top: Vec<TopLogprob>,
     },
     Done(Vec<Generated>),
-    Failed(String),
+    /// Generation failed: whether the request was at fault, and the message for the client.
+    Failed(bool, String),
 }
 
 struct Job {
@@ -67,6 +80,9 @@ struct Shared {
     options: ServeOptions,
     created: u64,
     max_positions: usize,
+    /// Text that must not reach a client (the model's directory, the working directory), each
+    /// with what a client sees instead.
+    private: Vec<(String, String)>,
 }
 
 /// An error response in OpenAI's shape.
@@ -74,6 +90,8 @@ struct ApiError {
     status: StatusCode,
     message: String,
     kind: &'static str,
+    /// The request field at fault, when one is.
+    param: Option<&'static str>,
     code: &'static str,
 }
 
@@ -83,7 +101,16 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
             kind: "invalid_request_error",
+            param: None,
             code,
+        }
+    }
+
+    /// A request refused because of the field `param`.
+    fn field(param: &'static str, message: impl Into<String>, code: &'static str) -> Self {
+        ApiError {
+            param: Some(param),
+            ..ApiError::bad(message, code)
         }
     }
 
@@ -92,22 +119,90 @@ impl ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             message: message.into(),
             kind: "server_error",
+            param: None,
             code: "internal_error",
         }
+    }
+
+    fn timeout(limit: Duration) -> Self {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: timeout_message(limit),
+            kind: "server_error",
+            param: None,
+            code: "timeout",
+        }
+    }
+
+    /// The error for a request the HTTP layer refused before any handler saw it (a body over
+    /// the limit, one that could not be read).
+    fn rejected(r: &BytesRejection, limit: usize) -> Self {
+        let status = r.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError {
+                status,
+                message: format!(
+                    "The request body is larger than this server's limit of {} KiB; send a \
+                     smaller request (fewer or shorter prompts)",
+                    limit >> 10
+                ),
+                kind: "invalid_request_error",
+                param: None,
+                code: "request_too_large",
+            };
+        }
+        ApiError {
+            status,
+            message: format!("The request body could not be read: {}", r.body_text()),
+            kind: "invalid_request_error",
+            param: None,
+            code: "invalid_request",
+        }
+    }
+
+    fn body(&self) -> Value {
+        json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}})
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body =
-            json!({"error": {"message": self.message, "type": self.kind, "code": self.code}});
-        (self.status, Json(body)).into_response()
+        (self.status, Json(self.body())).into_response()
+    }
+}
+
+fn timeout_message(limit: Duration) -> String {
+    format!(
+        "The request took longer than this server's limit of {} s and was stopped; ask for fewer \
+         tokens (`max_tokens`), or try again when the server is less busy",
+        limit.as_secs_f64()
+    )
+}
+
+/// What a client may read of a library error: its words without the server's paths. Failures of
+/// the server's own files are not the client's business; they are logged, and the client is
+/// told the server failed.
+fn client_message(e: &Error) -> String {
+    match e {
+        Error::Tokenizer { message, .. } => format!("The model's tokenizer failed: {message}"),
+        Error::Template { message, .. } => {
+            format!("The model's chat template cannot render these messages: {message}")
+        }
+        Error::Read { .. }
+        | Error::Write { .. }
+        | Error::Json { .. }
+        | Error::Unsupported { .. }
+        | Error::Checkpoint { .. } => {
+            tracing::error!("{e:#}");
+            "The server failed to run the model; its log says why".into()
+        }
+        other => other.to_string(),
     }
 }
 
 /// A string or a list of strings (`stop`).
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "`stop` must be a string or a list of strings")]
 enum OneOrMany {
     One(String),
     Many(Vec<String>),
@@ -124,7 +219,10 @@ impl OneOrMany {
 
 /// A completions prompt: text, texts, token ids, or lists of token ids.
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "`prompt` must be a string, a list of strings, a list of token ids or a list of lists of token ids"
+)]
 enum PromptInput {
     Text(String),
     Texts(Vec<String>),
@@ -200,6 +298,8 @@ struct ChatRequest {
 /// Sampling settings common to both endpoints.
 struct Sampling {
     max_tokens: Option<usize>,
+    /// The field the request set `max_tokens` with (chat has two names for it).
+    max_tokens_field: &'static str,
     temperature: Option<f32>,
     top_p: Option<f32>,
     top_k: Option<i64>,
@@ -207,6 +307,8 @@ struct Sampling {
     stop: Option<OneOrMany>,
     seed: Option<u64>,
     logprobs: usize,
+    /// The field that asked for `logprobs` (`top_logprobs` in chat).
+    logprobs_field: &'static str,
 }
 
 impl Shared {
@@ -219,6 +321,7 @@ impl Shared {
                     self.options.model_name
                 ),
                 kind: "invalid_request_error",
+                param: Some("model"),
                 code: "model_not_found",
             }),
             _ => Ok(()),
@@ -232,27 +335,31 @@ impl Shared {
     ) -> Result<(GenerateOptions, usize), ApiError> {
         let temperature = s.temperature.unwrap_or(1.0);
         if !(0.0..=2.0).contains(&temperature) {
-            return Err(ApiError::bad(
+            return Err(ApiError::field(
+                "temperature",
                 format!("`temperature` is {temperature}; expected 0 to 2"),
                 "invalid_value",
             ));
         }
         let top_p = s.top_p.unwrap_or(1.0);
         if !(top_p > 0.0 && top_p <= 1.0) {
-            return Err(ApiError::bad(
+            return Err(ApiError::field(
+                "top_p",
                 format!("`top_p` is {top_p}; expected a number in (0, 1]"),
                 "invalid_value",
             ));
         }
         if s.logprobs > 20 {
-            return Err(ApiError::bad(
-                format!("`logprobs` is {}; at most 20", s.logprobs),
+            return Err(ApiError::field(
+                s.logprobs_field,
+                format!("`{}` is {}; at most 20", s.logprobs_field, s.logprobs),
                 "invalid_value",
             ));
         }
         let n = s.n.unwrap_or(1);
         if n == 0 || n > 16 {
-            return Err(ApiError::bad(
+            return Err(ApiError::field(
+                "n",
                 format!("`n` is {n}; expected 1 to 16"),
                 "invalid_value",
             ));
@@ -260,32 +367,36 @@ impl Shared {
         let room = self.max_positions.saturating_sub(longest_prompt);
         let wanted = s.max_tokens.unwrap_or(16.min(room));
         if wanted == 0 {
-            return Err(ApiError::bad(
-                "`max_tokens` is 0; ask for at least 1",
+            return Err(ApiError::field(
+                s.max_tokens_field,
+                format!("`{}` is 0; ask for at least 1", s.max_tokens_field),
                 "invalid_value",
             ));
         }
         if wanted > self.options.max_tokens {
-            return Err(ApiError::bad(
+            return Err(ApiError::field(
+                s.max_tokens_field,
                 format!(
-                    "`max_tokens` is {wanted}; this server allows at most {}",
-                    self.options.max_tokens
+                    "`{}` is {wanted}; this server allows at most {}",
+                    s.max_tokens_field, self.options.max_tokens
                 ),
                 "invalid_value",
             ));
         }
         if wanted > room {
-            return Err(ApiError::bad(
+            return Err(ApiError::field(
+                s.max_tokens_field,
                 format!(
-                    "The prompt has {longest_prompt} tokens; with `max_tokens` {wanted} it exceeds the model's {} positions",
-                    self.max_positions
+                    "The prompt has {longest_prompt} tokens; with `{}` {wanted} it exceeds the model's {} positions",
+                    s.max_tokens_field, self.max_positions
                 ),
                 "context_length_exceeded",
             ));
         }
         let stop = s.stop.map(OneOrMany::into_vec).unwrap_or_default();
         if stop.len() > 4 || stop.iter().any(String::is_empty) {
-            return Err(ApiError::bad(
+            return Err(ApiError::field(
+                "stop",
                 "`stop` takes up to 4 non-empty strings",
                 "invalid_value",
             ));
@@ -305,6 +416,40 @@ impl Shared {
             },
             n,
         ))
+    }
+
+    /// `message` with every private path replaced by what a client may see.
+    fn scrub(&self, message: &str) -> String {
+        let mut m = message.to_string();
+        for (private, shown) in &self.private {
+            m = m.replace(private.as_str(), shown);
+        }
+        m
+    }
+
+    /// A library error as the client sees it.
+    fn client_error(&self, e: &Error, code: &'static str) -> ApiError {
+        let message = self.scrub(&client_message(e));
+        if e.is_bad_input() {
+            ApiError::bad(message, code)
+        } else {
+            ApiError::internal(message)
+        }
+    }
+
+    /// When a request that arrives now must be answered by.
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.options
+            .timeout
+            .map(|t| tokio::time::Instant::now() + t)
+    }
+
+    /// The request body, or the JSON error for one the HTTP layer refused.
+    fn body(
+        &self,
+        body: Result<axum::body::Bytes, BytesRejection>,
+    ) -> Result<axum::body::Bytes, ApiError> {
+        body.map_err(|r| ApiError::rejected(&r, self.options.max_body_bytes))
     }
 
     /// Runs a job on the worker; the receiver gets tokens as they come and the final result.
@@ -433,29 +578,36 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
 
 async fn completions(
     State(s): State<Arc<Shared>>,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let deadline = s.deadline();
+    let body = s.body(body)?;
     let req: CompletionRequest = parse_body(&body)?;
     s.check_model(&req.model)?;
     let tok = &s.tokenizer;
     let prompts: Vec<Vec<u32>> = match req.prompt {
         PromptInput::Text(t) => vec![
             tok.encode(&t, true)
-                .map_err(|e| ApiError::bad(e.to_string(), "invalid_prompt"))?,
+                .map_err(|e| s.client_error(&e, "invalid_prompt"))?,
         ],
         PromptInput::Texts(ts) => ts
             .iter()
             .map(|t| tok.encode(t, true))
             .collect::<Result<_>>()
-            .map_err(|e| ApiError::bad(e.to_string(), "invalid_prompt"))?,
+            .map_err(|e| s.client_error(&e, "invalid_prompt"))?,
         PromptInput::Ids(ids) => vec![ids],
         PromptInput::IdLists(l) => l,
     };
     if prompts.is_empty() || prompts.iter().any(Vec::is_empty) {
-        return Err(ApiError::bad("The prompt is empty", "invalid_prompt"));
+        return Err(ApiError::field(
+            "prompt",
+            "The prompt is empty",
+            "invalid_prompt",
+        ));
     }
     if prompts.len() > 64 {
-        return Err(ApiError::bad(
+        return Err(ApiError::field(
+            "prompt",
             "At most 64 prompts per request",
             "invalid_prompt",
         ));
@@ -464,6 +616,7 @@ async fn completions(
     let (options, n) = s.options(
         Sampling {
             max_tokens: req.max_tokens,
+            max_tokens_field: "max_tokens",
             temperature: req.temperature,
             top_p: req.top_p,
             top_k: req.top_k,
@@ -471,6 +624,7 @@ async fn completions(
             stop: req.stop,
             seed: req.seed,
             logprobs: req.logprobs.unwrap_or(0),
+            logprobs_field: "logprobs",
         },
         longest,
     )?;
@@ -486,7 +640,7 @@ async fn completions(
     let model = s.options.model_name.clone();
     let created = now();
     if !req.stream {
-        let out = wait(&mut rx).await?;
+        let out = wait(&s, &mut rx, deadline).await?;
         let choices: Vec<Value> = out
             .iter()
             .enumerate()
@@ -508,6 +662,8 @@ async fn completions(
         prompts.len(),
         tok,
         stops,
+        deadline.zip(s.options.timeout),
+        s.clone(),
         move |tok, row, delta, token, finish| {
             let logprobs = match (token, want_logprobs) {
                 (Some((tid, lp, top)), true) => json!({
@@ -575,11 +731,34 @@ fn chat_logprob_entry(
     })
 }
 
-async fn chat(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+async fn chat(
+    State(s): State<Arc<Shared>>,
+    body: Result<axum::body::Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let deadline = s.deadline();
+    let body = s.body(body)?;
     let req: ChatRequest = parse_body(&body)?;
     s.check_model(&req.model)?;
     if req.messages.is_empty() {
-        return Err(ApiError::bad("`messages` is empty", "invalid_messages"));
+        return Err(ApiError::field(
+            "messages",
+            "`messages` is empty",
+            "invalid_messages",
+        ));
+    }
+    if s.tokenizer.chat_template().is_none() {
+        return Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: format!(
+                "The model `{}` has no chat template, so it cannot turn `messages` into a \
+                 prompt; send the text to /v1/completions instead (the server's operator can \
+                 give the model a template with `workbench model convert --chat-template plain`)",
+                s.options.model_name
+            ),
+            kind: "invalid_request_error",
+            param: Some("messages"),
+            code: "chat_template_missing",
+        });
     }
     let messages: Vec<Message> = req
         .messages
@@ -602,13 +781,17 @@ async fn chat(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Result<R
     let tok = &s.tokenizer;
     let text = tok
         .apply_chat_template(&messages, true)
-        .map_err(|e| ApiError::bad(e.to_string(), "chat_template"))?;
+        .map_err(|e| ApiError {
+            param: Some("messages"),
+            ..s.client_error(&e, "chat_template")
+        })?;
     // The template writes any BOS itself.
     let prompt = tok
         .encode(&text, false)
-        .map_err(|e| ApiError::bad(e.to_string(), "invalid_prompt"))?;
+        .map_err(|e| s.client_error(&e, "invalid_prompt"))?;
     if prompt.is_empty() {
-        return Err(ApiError::bad(
+        return Err(ApiError::field(
+            "messages",
             "The rendered prompt is empty",
             "invalid_messages",
         ));
@@ -621,6 +804,11 @@ async fn chat(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Result<R
     let (mut options, n) = s.options(
         Sampling {
             max_tokens: req.max_completion_tokens.or(req.max_tokens),
+            max_tokens_field: if req.max_completion_tokens.is_some() {
+                "max_completion_tokens"
+            } else {
+                "max_tokens"
+            },
             temperature: req.temperature,
             top_p: req.top_p,
             top_k: req.top_k,
@@ -628,6 +816,7 @@ async fn chat(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Result<R
             stop: req.stop,
             seed: req.seed,
             logprobs: top,
+            logprobs_field: "top_logprobs",
         },
         prompt.len(),
     )?;
@@ -649,7 +838,7 @@ async fn chat(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Result<R
     let model = s.options.model_name.clone();
     let created = now();
     if !req.stream {
-        let out = wait(&mut rx).await?;
+        let out = wait(&s, &mut rx, deadline).await?;
         let choices: Vec<Value> = out
             .iter()
             .enumerate()
@@ -680,6 +869,8 @@ async fn chat(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Result<R
         prompts.len(),
         tok,
         stops,
+        deadline.zip(s.options.timeout),
+        s.clone(),
         move |tok, row, delta, token, finish| {
             let logprobs = match (token, want) {
                 (Some((tid, lp, top)), true) => {
@@ -696,17 +887,47 @@ async fn chat(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Result<R
     Ok(Sse::new(stream).into_response())
 }
 
-async fn wait(rx: &mut mpsc::UnboundedReceiver<Progress>) -> Result<Vec<Generated>, ApiError> {
-    while let Some(p) = rx.recv().await {
-        match p {
-            Progress::Done(out) => return Ok(out),
-            Progress::Failed(m) => return Err(ApiError::bad(m, "generation_failed")),
-            Progress::Token { .. } => {}
+/// The next message from the worker, or `Err(())` once `deadline` has passed.
+async fn next(
+    rx: &mut mpsc::UnboundedReceiver<Progress>,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<Option<Progress>, ()> {
+    match deadline {
+        None => Ok(rx.recv().await),
+        Some(d) => tokio::time::timeout_at(d, rx.recv()).await.map_err(|_| ()),
+    }
+}
+
+/// Waits for the whole answer. Past the deadline the receiver is dropped with the request,
+/// which stops the worker's generation at its next token.
+async fn wait(
+    s: &Shared,
+    rx: &mut mpsc::UnboundedReceiver<Progress>,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<Vec<Generated>, ApiError> {
+    loop {
+        match next(rx, deadline).await {
+            Ok(Some(Progress::Done(out))) => return Ok(out),
+            Ok(Some(Progress::Failed(bad, m))) => {
+                let m = s.scrub(&m);
+                return Err(if bad {
+                    ApiError::bad(m, "generation_failed")
+                } else {
+                    ApiError::internal(m)
+                });
+            }
+            Ok(Some(Progress::Token { .. })) => {}
+            Ok(None) => {
+                return Err(ApiError::internal(
+                    "The model worker stopped before answering",
+                ));
+            }
+            Err(()) => {
+                let limit = s.options.timeout.unwrap_or_default();
+                return Err(ApiError::timeout(limit));
+            }
         }
     }
-    Err(ApiError::internal(
-        "The model worker stopped before answering",
-    ))
 }
 
 type ChunkFn = dyn Fn(&Tokenizer, usize, String, Option<(u32, f32, &[TopLogprob])>, Option<&'static str>) -> Value
@@ -720,6 +941,8 @@ fn async_stream(
     rows: usize,
     tok: Arc<Tokenizer>,
     stops: Vec<String>,
+    deadline: Option<(tokio::time::Instant, Duration)>,
+    shared: Arc<Shared>,
     chunk: impl Fn(
         &Tokenizer,
         usize,
@@ -750,6 +973,7 @@ fn async_stream(
         let tok = tok.clone();
         let chunk = chunk.clone();
         let stops = stops.clone();
+        let shared = shared.clone();
         async move {
             loop {
                 if let Some(e) = st.pending.pop_front() {
@@ -758,7 +982,17 @@ fn async_stream(
                 if st.finished {
                     return None;
                 }
-                match st.rx.recv().await {
+                let Ok(progress) = next(&mut st.rx, deadline.map(|d| d.0)).await else {
+                    let limit = deadline.map(|d| d.1).unwrap_or_default();
+                    let v = ApiError::timeout(limit).body();
+                    st.pending.push_back(Event::default().data(v.to_string()));
+                    st.pending.push_back(Event::default().data("[DONE]"));
+                    st.finished = true;
+                    // Dropping the receiver stops the worker at its next token.
+                    st.rx.close();
+                    continue;
+                };
+                match progress {
                     Some(Progress::Token {
                         row,
                         id,
@@ -787,8 +1021,14 @@ fn async_stream(
                         st.pending.push_back(Event::default().data("[DONE]"));
                         st.finished = true;
                     }
-                    Some(Progress::Failed(m)) => {
-                        let v = json!({"error": {"message": m, "type": "server_error", "code": "generation_failed"}});
+                    Some(Progress::Failed(bad, m)) => {
+                        let m = shared.scrub(&m);
+                        let v = if bad {
+                            ApiError::bad(m, "generation_failed")
+                        } else {
+                            ApiError::internal(m)
+                        }
+                        .body();
                         st.pending.push_back(Event::default().data(v.to_string()));
                         st.pending.push_back(Event::default().data("[DONE]"));
                         st.finished = true;
@@ -803,6 +1043,10 @@ fn async_stream(
 /// The worker: owns the model, runs jobs in arrival order.
 fn worker(model: Model, tokenizer: Arc<Tokenizer>, jobs: std_mpsc::Receiver<Job>) {
     for job in jobs {
+        // Its client gave up (timed out, went away) while it waited in line.
+        if job.events.is_closed() {
+            continue;
+        }
         let events = job.events.clone();
         let decode = |ids: &[u32]| tokenizer.decode(ids, true).unwrap_or_default();
         let result = generate_with(
@@ -823,9 +1067,40 @@ fn worker(model: Model, tokenizer: Arc<Tokenizer>, jobs: std_mpsc::Receiver<Job>
         );
         let _ = match result {
             Ok(out) => job.events.send(Progress::Done(out)),
-            Err(e) => job.events.send(Progress::Failed(e.to_string())),
+            Err(e) => job
+                .events
+                .send(Progress::Failed(e.is_bad_input(), client_message(&e))),
         };
     }
+}
+
+/// The paths a client must never read, longest first (so a directory's full path goes before
+/// its tail), each with what a client sees instead: the model's directory becomes the model's
+/// name, the working directory `.`.
+fn private_paths(options: &ServeOptions) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut add = |path: PathBuf, shown: &str| {
+        let text = path.display().to_string();
+        if text.len() > 1 && !out.iter().any(|(p, _): &(String, String)| *p == text) {
+            out.push((text, shown.to_string()));
+        }
+    };
+    let dir = &options.model_dir;
+    if let Ok(canonical) = dir.canonicalize() {
+        add(canonical, &options.model_name);
+    }
+    if let Ok(absolute) = std::path::absolute(dir) {
+        add(absolute, &options.model_name);
+    }
+    add(dir.clone(), &options.model_name);
+    if let Ok(cwd) = std::env::current_dir() {
+        add(cwd, ".");
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        add(PathBuf::from(home), "~");
+    }
+    out.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+    out
 }
 
 /// Serves `model` until the process is stopped; `ready` is called with the bound address.
@@ -849,6 +1124,7 @@ pub fn serve(
         tokenizer,
         created: now(),
         max_positions,
+        private: private_paths(&options),
         options: options.clone(),
     });
     let app = Router::new()
@@ -860,7 +1136,20 @@ pub fn serve(
                 status: StatusCode::NOT_FOUND,
                 message: "Unknown endpoint; this server has /v1/models, /v1/completions and /v1/chat/completions".into(),
                 kind: "invalid_request_error",
+                param: None,
                 code: "not_found",
+            }
+        })
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            ApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                message: format!(
+                    "{method} is not allowed here; /v1/models takes GET, /v1/completions and \
+                     /v1/chat/completions take POST"
+                ),
+                kind: "invalid_request_error",
+                param: None,
+                code: "method_not_allowed",
             }
         })
         .layer(DefaultBodyLimit::max(options.max_body_bytes))

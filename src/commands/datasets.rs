@@ -9,7 +9,7 @@ use datasets::dedup::{ExactDedup, FilterReport, NearDedup};
 use datasets::import::{Filters, Source, parse_mapping};
 use datasets::parquet::WriteOptions;
 use datasets::set::SetSummary;
-use datasets::text::inert_line;
+use datasets::text::{count, inert_line};
 use datasets::{Kind, Sample, SetOptions, Splits};
 
 use crate::BadInput;
@@ -49,8 +49,8 @@ fn describe(summary: &SetSummary) -> String {
         .map(|s| format!("{} {}", s.name, thousands(s.rows)))
         .collect();
     format!(
-        "{} rows of {} ({})",
-        thousands(summary.rows),
+        "{} of {} ({})",
+        count(summary.rows, "row"),
         summary.kind,
         splits.join(", ")
     )
@@ -59,10 +59,10 @@ fn describe(summary: &SetSummary) -> String {
 fn report_filters(out: &Output, filters: &[FilterReport]) {
     for f in filters {
         out.say(format!(
-            "{}: removed {} of {} rows",
+            "{}: removed {} of {}",
             f.name,
             thousands(f.removed),
-            thousands(f.seen)
+            count(f.seen, "row")
         ));
         for (id, why) in &f.examples {
             out.say(format!("  {id}: {}", inert_line(why)));
@@ -159,7 +159,7 @@ pub fn run(out: &Output, cmd: DatasetsCommand) -> Result<()> {
                 ));
             }
             out.say(format!(
-                "Imported `{}` ({:?}) into `{}`: {}",
+                "Imported `{}` ({}) into `{}`: {}",
                 input.display(),
                 report.format,
                 set.out.display(),
@@ -206,9 +206,9 @@ pub fn run(out: &Output, cmd: DatasetsCommand) -> Result<()> {
                 let store = annotate::Store::open_existing(&db)?;
                 let report = annotate::feedback::export(&store, kind, &set.out, options)?;
                 out.say(format!(
-                    "Exported the experts' feedback in `{}` ({} decisions in force) into `{}`: {}",
+                    "Exported the experts' feedback in `{}` ({} in force) into `{}`: {}",
                     db.display(),
-                    thousands(report.decisions),
+                    count(report.decisions, "decision"),
                     set.out.display(),
                     describe(&report.set)
                 ));
@@ -224,8 +224,8 @@ pub fn run(out: &Output, cmd: DatasetsCommand) -> Result<()> {
             bar.finish_and_clear();
             if report.skipped > 0 {
                 out.say(format!(
-                    "Left out {} rows: {}",
-                    thousands(report.skipped),
+                    "Left out {}: {}",
+                    count(report.skipped, "row"),
                     report.skipped_reason.as_deref().unwrap_or("")
                 ));
             }

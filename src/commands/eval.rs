@@ -43,18 +43,18 @@ pub fn eval_stage(
     std::fs::create_dir_all(&dir)?;
     let table = evaluate::markdown(&rows);
     let md = format!(
-        "# Evaluation of `{}`\n\n{} eval prompts; exact match after normalising with {:?}.\n\n{table}",
+        "# Evaluation of `{}`\n\n{}; exact match {}.\n\n{table}",
         loaded.config.run.name,
-        data.eval.prompts.len(),
-        loaded.config.eval.normalize
+        datasets::text::count(data.eval.prompts.len() as u64, "eval prompt"),
+        datasets::config::Normalize::describe(&loaded.config.eval.normalize)
     );
     datasets::atomic::write_file(dir.join("eval.md"), md.as_bytes())?;
     let json = serde_json::to_string_pretty(&serde_json::json!({ "rows": rows }))?;
     datasets::atomic::write_file(dir.join("eval.json"), json.as_bytes())?;
     out.say(format!(
-        "eval: {} models on {} prompts; table in `{}`",
-        rows.len(),
-        data.eval.prompts.len(),
+        "eval: {} on {}; table in `{}`",
+        datasets::text::count(rows.len() as u64, "model"),
+        datasets::text::count(data.eval.prompts.len() as u64, "prompt"),
         dir.join("eval.md").display()
     ));
     super::report::write_report(out, loaded, run, &rows, data.eval.prompts.len())?;

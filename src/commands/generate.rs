@@ -143,9 +143,9 @@ pub fn synthetic_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Res
     };
     stage.finish(serde_json::to_value(&summary)?)?;
     let mut line = format!(
-        "generate: {} rows from {} prompts by `{}` ({} answered from the cache, {} asked)",
-        thousands(summary.rows),
-        thousands(summary.prompts + summary.synthesized),
+        "generate: {} from {} by `{}` ({} answered from the cache, {} asked)",
+        datasets::text::count(summary.rows, "row"),
+        datasets::text::count(summary.prompts + summary.synthesized, "prompt"),
         summary.teacher,
         thousands(summary.from_cache),
         thousands(summary.asked)

@@ -1,9 +1,10 @@
-//! `workbench model logits` and `workbench serve`.
+//! `workbench model logits | convert` and `workbench serve`.
 
 use std::path::Path;
 
 use anyhow::Result;
 use datasets::text::inert_line;
+use distill::data::chat::ChatTemplate;
 use distill::data::tokenizer::Tokenizer;
 use distill::model::{Model, checkpoint};
 use serde_json::json;
@@ -87,31 +88,78 @@ pub fn run(out: &Output, cmd: ModelCommand) -> Result<()> {
         ModelCommand::Convert {
             model,
             out: dest,
+            chat_template,
             force,
         } => {
             let m = load(&model, "cpu")?;
-            let tok = if model.join("tokenizer.json").is_file() {
+            let mut tok = if model.join("tokenizer.json").is_file() {
                 let tok = Tokenizer::from_dir(&model)?;
                 tok.check_fits(m.config().vocab_size, &model)?;
                 Some(tok)
             } else {
                 None
             };
+            let template = match (chat_template.as_deref(), tok.as_mut()) {
+                (None, _) => None,
+                (Some(spec), None) => {
+                    return Err(BadInput(format!(
+                        "`--chat-template {spec}`: `{}` has no tokenizer.json, and a chat template \
+                         belongs to a tokenizer\n\nhint: copy the model's tokenizer.json (and \
+                         tokenizer_config.json) into `{}` first",
+                        model.display(),
+                        model.display()
+                    ))
+                    .into());
+                }
+                (Some(spec), Some(tok)) => {
+                    tok.set_chat_template(Some(chat_template_of(spec)?));
+                    Some(spec)
+                }
+            };
             checkpoint::save(&m, tok.as_ref(), &dest, force)?;
+            let with = match (&tok, template) {
+                (None, _) => ", no tokenizer".to_string(),
+                (Some(_), Some("plain")) => {
+                    ", with its tokenizer and the plain chat template".into()
+                }
+                (Some(_), Some(file)) => {
+                    format!(", with its tokenizer and the chat template of `{file}`")
+                }
+                (Some(t), None) if t.chat_template().is_some() => {
+                    ", with its tokenizer and chat template".into()
+                }
+                (Some(_), None) => ", with its tokenizer (no chat template: add one with \
+                                    `--chat-template plain`)"
+                    .into(),
+            };
             out.say(format!(
-                "Wrote `{}` ({} parameters, {} model, f32{})",
+                "Wrote `{}` ({} parameters, {} model, f32{with})",
                 dest.display(),
                 m.num_params(),
                 m.config().model_type.as_str(),
-                if tok.is_some() {
-                    ", with its tokenizer"
-                } else {
-                    ", no tokenizer"
-                }
             ));
             Ok(())
         }
     }
+}
+
+/// `--chat-template plain|FILE`: the workbench's plain template, or a Jinja file's.
+fn chat_template_of(spec: &str) -> Result<ChatTemplate> {
+    if spec == "plain" {
+        return Ok(distill::recipe::plain_chat_template()?);
+    }
+    let path = Path::new(spec);
+    if !path.is_file() {
+        return Err(BadInput(format!(
+            "`--chat-template {spec}`: no such file; give `plain` (the prompt as the workbench \
+             trains on it) or the path of a Jinja chat template"
+        ))
+        .into());
+    }
+    let source = fs_err::read_to_string(path)?;
+    // As transformers reads `chat_template.jinja`: text mode, so `\r\n` is `\n`.
+    let source = source.replace("\r\n", "\n").replace('\r', "\n");
+    Ok(ChatTemplate::new(source, Some(path.display().to_string()))?)
 }
 
 pub fn serve(out: &Output, args: ServeArgs) -> Result<()> {
@@ -130,11 +178,32 @@ pub fn serve(out: &Output, args: ServeArgs) -> Result<()> {
             args.addr
         );
     }
+    let timeout = match args.timeout_secs {
+        None => None,
+        Some(t) if t.is_finite() && t > 0.0 => Some(std::time::Duration::from_secs_f64(t)),
+        Some(t) => {
+            return Err(BadInput(format!(
+                "`--timeout-secs {t}`: expected a positive number of seconds (leave it out for no \
+                 limit)"
+            ))
+            .into());
+        }
+    };
+    if tok.chat_template().is_none() {
+        tracing::warn!(
+            "`{}` has no chat template: /v1/chat/completions will answer 400 (use /v1/completions)\n\n\
+             hint: give it one with `workbench model convert --model {} --out DIR --chat-template plain`",
+            args.model.display(),
+            args.model.display()
+        );
+    }
     let options = distill::serve::ServeOptions {
         addr: args.addr,
         model_name: name.clone(),
         max_tokens: args.max_tokens,
         max_body_bytes: args.max_body_kib << 10,
+        timeout,
+        model_dir: args.model.clone(),
     };
     let out = *out;
     distill::serve::serve(model, tok, options, move |addr| {

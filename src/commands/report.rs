@@ -3,6 +3,7 @@
 //! `report.html`.
 
 use anyhow::Result;
+use datasets::config::Normalize;
 use datasets::prepare;
 use datasets::rundir::RunDir;
 use distill::evaluate::{EvalRow, FINETUNED};
@@ -11,16 +12,32 @@ use distill::report::{ExpertUse, Plot, Report};
 
 use crate::output::Output;
 
-/// The stages in loop order, with the names the report gives them.
-const STAGES: &[(&str, &str)] = &[
-    (prepare::STAGE, "data"),
-    (fit::TEACHER, "teacher"),
-    (distill::synth::STAGE, "synthetic set"),
-    (fit::STUDENT, "distilled student"),
-    (fit::BASELINE, "gold-only student"),
-    (distill::candidates::STAGE, "review candidates"),
-    (FINETUNED, "distilled+expert student"),
+/// The stages in loop order.
+const STAGES: &[&str] = &[
+    prepare::STAGE,
+    fit::TEACHER,
+    distill::synth::STAGE,
+    fit::STUDENT,
+    fit::BASELINE,
+    distill::candidates::STAGE,
+    FINETUNED,
 ];
+
+/// The name the report gives a stage (the training stages' are the plots' own).
+fn stage_name(stage: &str) -> &str {
+    match stage {
+        s if s == prepare::STAGE => "data",
+        s if s == distill::synth::STAGE => "synthetic set",
+        s if s == distill::candidates::STAGE => "review candidates",
+        s => fit::stage_label(s),
+    }
+}
+
+/// A count read from a stage marker's JSON, as `12 rows` (or `?` when it is not there).
+fn counted(v: &serde_json::Value, noun: &str) -> String {
+    v.as_u64()
+        .map_or_else(|| format!("? {noun}s"), |n| datasets::text::count(n, noun))
+}
 
 fn expert_use(run: &RunDir) -> Result<Option<ExpertUse>> {
     let db = run.path().join(annotate::store::DB_FILE);
@@ -65,7 +82,8 @@ pub fn write_report(
             run.path().join("config.toml").display().to_string(),
         ),
     ];
-    for (stage, name) in STAGES {
+    for stage in STAGES {
+        let name = stage_name(stage);
         let dir = run.stage_dir(stage);
         let Ok(text) = std::fs::read_to_string(dir.join("STAGE.json")) else {
             continue;
@@ -82,12 +100,20 @@ pub fn write_report(
         let summary = &marker["summary"];
         if *stage == prepare::STAGE {
             for set in summary["sets"].as_array().into_iter().flatten() {
-                let mut line = format!("{} rows read, {} kept", set["rows_in"], set["rows"]);
+                let mut line = format!(
+                    "{} read, {} kept",
+                    counted(&set["rows_in"], "row"),
+                    set["rows"]
+                        .as_u64()
+                        .map_or("?".into(), datasets::text::thousands)
+                );
                 for f in set["filters"].as_array().into_iter().flatten() {
                     line.push_str(&format!(
                         " · {}: removed {}",
                         f["name"].as_str().unwrap_or("?"),
                         f["removed"]
+                            .as_u64()
+                            .map_or("?".into(), datasets::text::thousands)
                     ));
                 }
                 provenance.push((
@@ -99,19 +125,20 @@ pub fn write_report(
             provenance.push((
                 format!("{name}: training"),
                 format!(
-                    "{n} rows, {} steps, {}",
-                    summary["steps"],
+                    "{}, {}, {}",
+                    datasets::text::count(n, "row"),
+                    counted(&summary["steps"], "step"),
                     summary["objective"].as_str().unwrap_or("")
                 ),
             ));
         } else if let Some(n) = summary["rows"].as_u64() {
-            provenance.push((format!("{name}: rows"), n.to_string()));
+            provenance.push((format!("{name}: rows"), datasets::text::thousands(n)));
         }
-        for (file, what) in [("loss.svg", "loss"), ("exact_match.svg", "exact match")] {
+        for (file, what) in fit::PLOTS {
             let path = dir.join(file);
             if path.is_file() {
                 plots.push(Plot {
-                    title: format!("{name}: {what}"),
+                    title: fit::plot_title(stage, what),
                     path,
                 });
             }
@@ -123,7 +150,7 @@ pub fn write_report(
             "expert decisions".into(),
             format!(
                 "{} in force by {} ({} by the simulated expert)",
-                e.decisions,
+                datasets::text::count(e.decisions, "decision"),
                 e.annotators
                     .iter()
                     .map(|a| datasets::text::inert_line(a))
@@ -137,7 +164,7 @@ pub fn write_report(
         run: &loaded.config.run.name,
         rows,
         eval_prompts,
-        normalize: format!("{:?}", loaded.config.eval.normalize),
+        normalize: Normalize::describe(&loaded.config.eval.normalize),
         expert,
         plots,
         provenance,

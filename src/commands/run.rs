@@ -38,9 +38,9 @@ pub fn data_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Result<(
             bar.finish_and_clear();
             for set in &summary.sets {
                 out.say(format!(
-                    "data: {} {} rows (of {} from {})",
+                    "data: {} {} (of {} from {})",
                     set.name,
-                    thousands(set.rows),
+                    datasets::text::count(set.rows, "row"),
                     thousands(set.rows_in),
                     summary.source
                 ));
@@ -91,9 +91,9 @@ fn candidates_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Result
         &device,
     )?;
     out.say(format!(
-        "candidates: {} review prompts answered ({} rows) in `{}`",
-        thousands(review.len() as u64),
-        thousands(summary.rows),
+        "candidates: {} answered ({}) in `{}`",
+        datasets::text::count(review.len() as u64, "review prompt"),
+        datasets::text::count(summary.rows, "row"),
         run.stage_dir(candidates::STAGE).display()
     ));
     stage.finish(serde_json::to_value(&summary)?)?;

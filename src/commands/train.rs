@@ -146,10 +146,10 @@ pub fn export_feedback(
         options("preference"),
     )?;
     out.say(format!(
-        "feedback: {} decisions in force → {} SFT rows, {} preference pairs in `{}`",
-        thousands(sft.decisions),
-        thousands(sft.set.rows),
-        thousands(pref.set.rows),
+        "feedback: {} in force → {}, {} in `{}`",
+        datasets::text::count(sft.decisions, "decision"),
+        datasets::text::count(sft.set.rows, "SFT row"),
+        datasets::text::count(pref.set.rows, "preference pair"),
         dir.display()
     ));
     let sft_rows = datasets::Set::open(dir.join("sft"))?.read_all(None)?;
@@ -260,10 +260,10 @@ fn step_reporter<'a>(
 
 fn say_summary(out: &Output, s: &FitSummary, dir: &std::path::Path) {
     let mut line = format!(
-        "{}: {} steps on {} rows",
+        "{}: {} on {}",
         s.stage,
-        thousands(s.steps as u64),
-        thousands(s.train_rows as u64)
+        datasets::text::count(s.steps as u64, "step"),
+        datasets::text::count(s.train_rows as u64, "row")
     );
     if s.skipped_rows > 0 {
         line.push_str(&format!(" ({} left out)", thousands(s.skipped_rows as u64)));

@@ -834,10 +834,291 @@ fn cases() -> Vec<Case> {
                 args(&["config", "check", p(&c), "--set", "run.seed=\"three\""])
             },
             code: 2,
-            needles: &["run.seed", "expected a whole number"],
+            needles: &["run.seed", "expected a non-negative integer"],
+            absent: &[],
+        },
+        // ---- `--force` replaces only what the workbench made ----
+        Case {
+            name: "--force onto a folder the workbench did not make",
+            setup: |sb| {
+                sb.write("ok.jsonl", JSONL);
+                sb.write("mine/important.txt", "the only copy");
+                args(&["datasets", "import", "ok.jsonl", "--out", "mine", "--force"])
+            },
+            code: 2,
+            needles: &["`mine`", "`important.txt`", "nothing was deleted"],
+            absent: &["mine/data", "mine/README.md"],
+        },
+        Case {
+            name: "--force onto a set someone keeps notes in",
+            setup: |sb| {
+                sb.write("ok.jsonl", JSONL);
+                sb.run(&["datasets", "import", "ok.jsonl", "--out", "set"])
+                    .ok();
+                sb.write("set/notes.txt", "mine");
+                args(&[
+                    "datasets", "export", "set", "--kind", "sft", "--out", "set", "--force",
+                ])
+            },
+            code: 2,
+            needles: &["`set` is a set the workbench wrote", "`notes.txt`"],
+            absent: &[],
+        },
+        Case {
+            name: "model convert --force onto a folder the workbench did not make",
+            setup: |sb| {
+                let m = copy_model(sb, "llama-gqa", "m");
+                sb.write("mine/important.txt", "the only copy");
+                args(&[
+                    "model",
+                    "convert",
+                    "--model",
+                    p(&m),
+                    "--out",
+                    "mine",
+                    "--force",
+                ])
+            },
+            code: 2,
+            needles: &["`mine`", "`important.txt`", "nothing was deleted"],
+            absent: &["mine/config.json"],
+        },
+        Case {
+            name: "--force onto a run directory whose config.toml is someone else's",
+            setup: |sb| {
+                let c = tiny_config(sb, "theirs", "");
+                sb.write("runs/theirs/config.toml", "my = \"own\"\n");
+                args(&["run", p(&c), "--force"])
+            },
+            code: 2,
+            needles: &["runs/theirs/config.toml", "not written by the workbench"],
+            absent: &["runs/theirs/data"],
+        },
+        // ---- splits ----
+        Case {
+            name: "split shares that do not add up to 1",
+            setup: |sb| {
+                sb.write("ok.jsonl", JSONL);
+                let split = "train=0.9,test=0.3";
+                args(&[
+                    "datasets", "import", "ok.jsonl", "--out", "out", "--split", split,
+                ])
+            },
+            code: 2,
+            needles: &["add up to 1.2", "train=0.9,test=0.1"],
+            absent: &["out"],
+        },
+        Case {
+            name: "a split without a share",
+            setup: |sb| {
+                sb.write("ok.jsonl", JSONL);
+                args(&[
+                    "datasets", "import", "ok.jsonl", "--out", "out", "--split", "train",
+                ])
+            },
+            code: 2,
+            needles: &["Split `train` has no share", "`train=1`"],
+            absent: &["out"],
+        },
+        Case {
+            name: "a split named twice",
+            setup: |sb| {
+                sb.write("ok.jsonl", JSONL);
+                let split = "train=0.5,train=0.5";
+                args(&[
+                    "datasets", "import", "ok.jsonl", "--out", "out", "--split", split,
+                ])
+            },
+            code: 2,
+            needles: &["Split `train` is named twice"],
+            absent: &["out"],
+        },
+        Case {
+            name: "export splits in the config that do not add up to 1",
+            setup: |sb| {
+                let c = config(
+                    sb,
+                    &format!("{GOOD}\n[export]\nsplits = {{ train = 0.9, test = 0.3 }}\n"),
+                );
+                args(&["config", "check", p(&c)])
+            },
+            code: 2,
+            needles: &["export.splits", "add up to 1.2"],
+            absent: &[],
+        },
+        // ---- ambiguous or empty inputs ----
+        Case {
+            name: "a CSV with two prompt columns",
+            setup: |sb| {
+                sb.write("two.csv", "prompt,reference,prompt\na,b,c\n");
+                args(&["datasets", "import", "two.csv", "--out", "out"])
+            },
+            code: 2,
+            needles: &[
+                "two.csv` line 1",
+                "`prompt` appears twice",
+                "columns 1 and 3",
+            ],
+            absent: &["out"],
+        },
+        Case {
+            name: "a JSONL row with its prompt twice",
+            setup: |sb| {
+                sb.write("two.jsonl", "{\"prompt\": \"a\", \"prompt\": \"b\"}\n");
+                args(&["datasets", "import", "two.jsonl", "--out", "out"])
+            },
+            code: 2,
+            needles: &["two.jsonl` line 1", "`prompt` appears twice"],
+            absent: &["out"],
+        },
+        Case {
+            name: "a JSON array row with its prompt twice",
+            setup: |sb| {
+                sb.write("two.json", "[{\"prompt\": \"a\", \"prompt\": \"b\"}]\n");
+                args(&["datasets", "import", "two.json", "--out", "out"])
+            },
+            code: 2,
+            needles: &["two.json` element 0", "`prompt` appears twice"],
+            absent: &["out"],
+        },
+        Case {
+            name: "a Parquet file with two prompt columns",
+            setup: |sb| {
+                string_parquet(&sb.join("two.parquet"), &["prompt", "prompt"], 2);
+                args(&["datasets", "import", "two.parquet", "--out", "out"])
+            },
+            code: 2,
+            needles: &["two.parquet`, column `prompt`", "appears twice"],
+            absent: &["out"],
+        },
+        Case {
+            name: "an empty Parquet file",
+            setup: |sb| {
+                string_parquet(&sb.join("empty.parquet"), &["prompt"], 0);
+                args(&["datasets", "import", "empty.parquet", "--out", "out"])
+            },
+            code: 2,
+            needles: &["empty.parquet` has no rows; nothing to import"],
+            absent: &["out"],
+        },
+        Case {
+            name: "an empty JSONL file",
+            setup: |sb| {
+                sb.write("empty.jsonl", "");
+                args(&["datasets", "import", "empty.jsonl", "--out", "out"])
+            },
+            code: 2,
+            needles: &["empty.jsonl` has no rows", "nothing to import"],
+            absent: &["out"],
+        },
+        Case {
+            name: "a filter that removes every row",
+            setup: |sb| {
+                sb.write(
+                    "rows.jsonl",
+                    "{\"prompt\": \"what is the date of the third of May in the year two \
+                     thousand and one written as numbers\"}\n",
+                );
+                let eval = "rows.jsonl";
+                args(&[
+                    "datasets",
+                    "import",
+                    "rows.jsonl",
+                    "--out",
+                    "out",
+                    "--decontaminate",
+                    eval,
+                ])
+            },
+            code: 2,
+            needles: &[
+                "removed every row of `rows.jsonl`",
+                "decontamination",
+                "removed 1 of 1 row",
+                "--decontaminate",
+            ],
+            absent: &["out"],
+        },
+        // ---- models and serving ----
+        Case {
+            name: "a chat template file that is not there",
+            setup: |sb| {
+                let m = copy_model(sb, "llama-gqa", "m");
+                let out = "--out";
+                args(&[
+                    "model",
+                    "convert",
+                    "--model",
+                    p(&m),
+                    out,
+                    "c",
+                    "--chat-template",
+                    "nope.jinja",
+                ])
+            },
+            code: 2,
+            needles: &["--chat-template nope.jinja", "no such file", "plain"],
+            absent: &["c"],
+        },
+        Case {
+            name: "a chat template that is not valid Jinja",
+            setup: |sb| {
+                let m = copy_model(sb, "llama-gqa", "m");
+                let t = sb.write("bad.jinja", "{% for m in messages %}{{ m.content }}");
+                args(&[
+                    "model",
+                    "convert",
+                    "--model",
+                    p(&m),
+                    "--out",
+                    "c",
+                    "--chat-template",
+                    p(&t),
+                ])
+            },
+            code: 2,
+            needles: &["bad.jinja"],
+            absent: &["c"],
+        },
+        Case {
+            name: "a serve timeout that is not a positive number",
+            setup: |_| {
+                let m = fixture("llama-gqa");
+                let m = m.to_str().unwrap().to_string();
+                let mut s = args(&["serve", "--addr", "127.0.0.1:0", "--timeout-secs", "0"]);
+                s.args.extend(["--model".to_string(), m]);
+                s
+            },
+            code: 2,
+            needles: &["--timeout-secs 0", "positive number of seconds"],
             absent: &[],
         },
     ]
+}
+
+/// A Parquet file of text columns named `names` (duplicates allowed), `rows` rows.
+fn string_parquet(path: &Path, names: &[&str], rows: usize) {
+    use arrow::array::{ArrayRef, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+    let schema = Arc::new(Schema::new(
+        names
+            .iter()
+            .map(|n| Field::new(*n, DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    let columns: Vec<ArrayRef> = names
+        .iter()
+        .map(|n| {
+            let values: Vec<String> = (0..rows).map(|i| format!("{n} {i}")).collect();
+            Arc::new(StringArray::from(values)) as ArrayRef
+        })
+        .collect();
+    let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+    let f = std::fs::File::create(path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(f, schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
 }
 
 fn run_case(case: &Case) -> Result<(), String> {

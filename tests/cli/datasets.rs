@@ -415,7 +415,7 @@ fn export_writes_trl_layouts() {
     assert_eq!(report["skipped"], 1);
     assert!(
         r.stderr
-            .contains("Left out 1 rows: no completion and no reference"),
+            .contains("Left out 1 row: no completion and no reference"),
         "{}",
         r.stderr
     );
@@ -470,11 +470,11 @@ fn inspect_shows_schema_rows_and_metadata() {
     import(&sb, "a.jsonl", "s", &[]).ok();
     let r = sb.run(&["datasets", "inspect", "s"]).ok();
     for needle in [
-        "set `s`: 1 rows",
+        "set `s`: 1 row,",
         "teacher_topk",
         "list<list<struct<id: uint32, logprob: float32>>>",
         "workbench.schema_version: 2",
-        "first 1 rows",
+        "first 1 row:",
     ] {
         assert!(r.stdout.contains(needle), "lacks {needle}:\n{}", r.stdout);
     }
@@ -506,4 +506,85 @@ fn a_closed_pipe_is_not_an_error() {
         "{stderr}"
     );
     assert!(stdout.contains("rc=0"), "{stdout}");
+}
+
+/// `datasets import --out DIR --force` deleted a folder that was not a set, and a user's
+/// `important.txt` with it. `--force` replaces only the workbench's own output.
+#[test]
+fn force_never_deletes_a_folder_the_workbench_did_not_make() {
+    let sb = Sandbox::new();
+    sb.write("a.jsonl", ALPACA_LIKE);
+    sb.write("mine/important.txt", "the only copy");
+    let r = import(
+        &sb,
+        "a.jsonl",
+        "mine",
+        &["--map", "prompt=instruction", "--force"],
+    )
+    .bad_input();
+    assert!(
+        r.stderr.contains("important.txt") && r.stderr.contains("nothing was deleted"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(sb.join("mine/important.txt")).unwrap(),
+        "the only copy"
+    );
+    assert_eq!(sb.entries("mine"), vec!["important.txt".to_string()]);
+
+    // A set it wrote, and an empty directory, are replaced.
+    import(&sb, "a.jsonl", "set", &["--map", "prompt=instruction"]).ok();
+    import(
+        &sb,
+        "a.jsonl",
+        "set",
+        &[
+            "--map",
+            "prompt=instruction",
+            "--force",
+            "--split",
+            "train=0.5,test=0.5",
+        ],
+    )
+    .ok();
+    std::fs::create_dir(sb.join("empty")).unwrap();
+    import(
+        &sb,
+        "a.jsonl",
+        "empty",
+        &["--map", "prompt=instruction", "--force"],
+    )
+    .ok();
+    assert!(sb.join("empty/README.md").is_file());
+
+    // Expert decisions kept in a set are never replaced with it.
+    sb.write("set/annotations.db", "");
+    let r = import(
+        &sb,
+        "a.jsonl",
+        "set",
+        &["--map", "prompt=instruction", "--force"],
+    )
+    .bad_input();
+    assert!(r.stderr.contains("expert decisions"), "{}", r.stderr);
+    assert!(sb.join("set/annotations.db").is_file());
+}
+
+/// The import summary said `1 rows` and named the format as Rust prints it (`(Jsonl)`).
+#[test]
+fn the_import_summary_counts_in_words() {
+    let sb = Sandbox::new();
+    sb.write("one.jsonl", "{\"prompt\": \"a\"}\n");
+    let r = import(&sb, "one.jsonl", "out", &[]).ok();
+    assert!(
+        r.stderr.contains("(JSON Lines)") && r.stderr.contains(": 1 row of sample (train 1)"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("Jsonl") && !r.stderr.contains("1 rows"),
+        "{}",
+        r.stderr
+    );
 }

@@ -60,7 +60,9 @@ fn finetune_learns_from_the_feedback_and_adds_the_distilled_expert_row() {
     assert!(warned.is_some() && warned < trained, "{}", first.stderr);
     // Both students scored, and which one is final said either way.
     assert!(
-        first.stderr.contains("the fine-tuned student is the run's final student")
+        first
+            .stderr
+            .contains("the fine-tuned student is the run's final student")
             || first.stderr.contains("NOT the run's final student"),
         "{}",
         first.stderr

@@ -5,7 +5,7 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use crate::common::{Sandbox, root};
+use crate::common::{Sandbox, root, tiny_config};
 
 fn fixture(name: &str) -> PathBuf {
     root().join("distill/tests/fixtures/models").join(name)
@@ -181,6 +181,11 @@ pub struct Server {
 
 impl Server {
     pub fn start(model: &std::path::Path) -> Server {
+        Server::start_with(model, &["--max-body-kib", "64"])
+    }
+
+    /// A server on `model` with more `serve` flags.
+    pub fn start_with(model: &std::path::Path, flags: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_workbench"))
             .args([
                 "serve",
@@ -188,9 +193,8 @@ impl Server {
                 model.to_str().unwrap(),
                 "--addr",
                 "127.0.0.1:0",
-                "--max-body-kib",
-                "64",
             ])
+            .args(flags)
             .env("NO_COLOR", "1")
             .stderr(Stdio::piped())
             .spawn()
@@ -326,10 +330,283 @@ fn the_server_answers_like_openai_and_matches_transformers_greedy() {
     );
     assert_eq!(status, 400);
     let big = format!(r#"{{"prompt": "{}"}}"#, "a".repeat(100 << 10));
-    let (status, _) = http(&server.addr, "POST", "/v1/completions", &big);
+    let (status, body) = http(&server.addr, "POST", "/v1/completions", &big);
     assert_eq!(status, 413);
-    let (status, _) = http(&server.addr, "GET", "/v1/nothing", "");
+    assert_eq!(json(&body)["error"]["code"], "request_too_large", "{body}");
+    let (status, body) = http(&server.addr, "GET", "/v1/nothing", "");
     assert_eq!(status, 404);
+    assert_eq!(json(&body)["error"]["code"], "not_found", "{body}");
+}
+
+/// Every error a client can get is OpenAI's JSON (`message`, `type`, `param`, `code`) and names
+/// no path of the server's. A 10 MB body got a plain-text 413; a model without a chat template
+/// answered chat with the tokenizer's path.
+#[test]
+fn every_server_error_is_openai_json_and_names_no_server_path() {
+    let sb = Sandbox::new();
+    // A checkpoint without tokenizer_config.json: no chat template.
+    let model = sb.join("private-models/plain");
+    std::fs::create_dir_all(&model).unwrap();
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(fixture("llama-gqa").join(f), model.join(f)).unwrap();
+    }
+    let server = Server::start_with(&model, &[]);
+    let private = [
+        sb.path().to_str().unwrap().to_string(),
+        "private-models".to_string(),
+    ];
+    let ten_mb = format!(r#"{{"prompt": "{}"}}"#, "a".repeat(10 << 20));
+    // (method, path, body, status, code, param)
+    let cases: Vec<ErrorCase> = vec![
+        (
+            "POST",
+            "/v1/completions",
+            ten_mb,
+            413,
+            "request_too_large",
+            None,
+        ),
+        (
+            "POST",
+            "/v1/chat/completions",
+            r#"{"messages": [{"role": "user", "content": "hi"}]}"#.into(),
+            400,
+            "chat_template_missing",
+            Some("messages"),
+        ),
+        (
+            "POST",
+            "/v1/completions",
+            "{".into(),
+            400,
+            "invalid_request",
+            None,
+        ),
+        (
+            "POST",
+            "/v1/completions",
+            r#"{"prompt": {"not": "a prompt"}}"#.into(),
+            400,
+            "invalid_request",
+            None,
+        ),
+        (
+            "POST",
+            "/v1/completions",
+            r#"{"prompt": "x", "temperature": 9}"#.into(),
+            400,
+            "invalid_value",
+            Some("temperature"),
+        ),
+        (
+            "POST",
+            "/v1/completions",
+            r#"{"prompt": [99999]}"#.into(),
+            400,
+            "generation_failed",
+            None,
+        ),
+        (
+            "GET",
+            "/v1/completions",
+            String::new(),
+            405,
+            "method_not_allowed",
+            None,
+        ),
+        ("GET", "/nowhere", String::new(), 404, "not_found", None),
+    ];
+    for (method, path, body, status, code, param) in cases {
+        let (got, text) = http_tolerant(&server.addr, method, path, &body);
+        let what = format!("{method} {path} ({} bytes)", body.len());
+        assert_eq!(got, status, "{what}: {text}");
+        let v = json(&text);
+        let e = &v["error"];
+        assert_eq!(e["code"], code, "{what}: {text}");
+        assert!(
+            e["type"].is_string() && e["message"].is_string(),
+            "{what}: {text}"
+        );
+        assert!(
+            e.as_object().unwrap().contains_key("param"),
+            "{what}: {text}"
+        );
+        assert_eq!(e["param"].as_str(), param, "{what}: {text}");
+        for p in &private {
+            assert!(!text.contains(p.as_str()), "{what} shows `{p}`: {text}");
+        }
+        // No Rust type names either.
+        assert!(
+            !text.contains("PromptInput") && !text.contains("untagged"),
+            "{text}"
+        );
+    }
+}
+
+/// A request and the error it must get: method, path, body, status, `code`, `param`.
+type ErrorCase = (
+    &'static str,
+    &'static str,
+    String,
+    u16,
+    &'static str,
+    Option<&'static str>,
+);
+
+/// Like [`http`], for a body the server may refuse before reading it all: the request is written
+/// from another thread, and a write cut short by the server is not an error.
+fn http_tolerant(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut writer = s.try_clone().unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let sender = std::thread::spawn(move || {
+        let _ = writer.write_all(request.as_bytes());
+    });
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let _ = sender.join();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status: u16 = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A model the workbench trained answered `/v1/chat/completions` with 400 "has no chat
+/// template". Its tokenizer now carries the plain template: chat works, and renders the prompt
+/// as training did, so greedy chat and greedy completion of the same text agree.
+#[test]
+fn a_model_the_workbench_trained_answers_chat() {
+    let sb = Sandbox::new();
+    let cfg = tiny_config(&sb, "chat", "[generate]\nmax_new_tokens = 12\n");
+    let cfg = cfg.to_str().unwrap();
+    sb.run(&["teacher", "train", cfg]).ok();
+    sb.run(&["generate", cfg]).ok();
+    sb.run(&["distill", cfg]).ok();
+    let model = sb.join("runs/chat/student/final");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    assert!(config["workbench_version"].is_string(), "{config}");
+    let server = Server::start(&model);
+    let prompt = "Normalise the date: 3 May 2001";
+    let chat = serde_json::json!({
+        "messages": [{"role": "user", "content": prompt}], "max_tokens": 8, "temperature": 0,
+    });
+    let (status, body) = http(
+        &server.addr,
+        "POST",
+        "/v1/chat/completions",
+        &chat.to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let chat = json(&body);
+    let completion = serde_json::json!({"prompt": prompt, "max_tokens": 8, "temperature": 0});
+    let (status, body) = http(
+        &server.addr,
+        "POST",
+        "/v1/completions",
+        &completion.to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let completion = json(&body);
+    assert_eq!(
+        chat["usage"]["prompt_tokens"], completion["usage"]["prompt_tokens"],
+        "chat renders the prompt as training encodes it"
+    );
+    let text = completion["choices"][0]["text"].as_str().unwrap();
+    let content = chat["choices"][0]["message"]["content"].as_str().unwrap();
+    assert_eq!(content, text);
+}
+
+/// `model convert --chat-template` gives a model without one (here a checkpoint from elsewhere)
+/// a template, so its chat endpoint works; the weights are the same.
+#[test]
+fn convert_gives_a_model_a_chat_template() {
+    let sb = Sandbox::new();
+    std::fs::create_dir(sb.join("bare")).unwrap();
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(fixture("llama-gqa").join(f), sb.join("bare").join(f)).unwrap();
+    }
+    let r = sb
+        .run(&[
+            "model",
+            "convert",
+            "--model",
+            "bare",
+            "--out",
+            "chat",
+            "--chat-template",
+            "plain",
+        ])
+        .ok();
+    assert!(r.stderr.contains("the plain chat template"), "{}", r.stderr);
+    let config = std::fs::read_to_string(sb.join("chat/tokenizer_config.json")).unwrap();
+    assert!(config.contains("chat_template"), "{config}");
+    let server = Server::start(&sb.join("chat"));
+    let req =
+        r#"{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "temperature": 0}"#;
+    let (status, body) = http(&server.addr, "POST", "/v1/chat/completions", req);
+    assert_eq!(status, 200, "{body}");
+    drop(server);
+
+    // A template of one's own, from a file; and `--force` replaces the workbench's own output.
+    sb.write(
+        "t.jinja",
+        "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}",
+    );
+    sb.run(&[
+        "model",
+        "convert",
+        "--model",
+        "chat",
+        "--out",
+        "chat",
+        "--force",
+        "--chat-template",
+        "t.jinja",
+    ])
+    .ok();
+    let config = std::fs::read_to_string(sb.join("chat/tokenizer_config.json")).unwrap();
+    assert!(config.contains("<{{ m.role }}>"), "{config}");
+    let a = sb
+        .run(&[
+            "model", "logits", "--model", "bare", "--ids", "4,5", "--json",
+        ])
+        .ok()
+        .json();
+    let b = sb
+        .run(&[
+            "model", "logits", "--model", "chat", "--ids", "4,5", "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(a["logits"], b["logits"]);
+}
+
+/// `--timeout-secs`: a request past it gets a 503 `timeout` error in JSON, streaming or not.
+#[test]
+fn a_request_past_the_timeout_gets_a_json_503() {
+    let server = Server::start_with(&fixture("llama-gqa"), &["--timeout-secs", "0.000001"]);
+    let req = r#"{"prompt": "hello", "max_tokens": 64, "temperature": 0}"#;
+    let (status, body) = http(&server.addr, "POST", "/v1/completions", req);
+    assert_eq!(status, 503, "{body}");
+    let v = json(&body);
+    assert_eq!(v["error"]["code"], "timeout", "{body}");
+    assert_eq!(v["error"]["type"], "server_error", "{body}");
+    let req = r#"{"prompt": "hello", "max_tokens": 64, "stream": true}"#;
+    let (status, body) = http(&server.addr, "POST", "/v1/completions", req);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""code":"timeout""#), "{body}");
+    assert!(body.contains("data: [DONE]"), "{body}");
 }
 
 #[test]

@@ -242,7 +242,8 @@ impl Default for DataConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportConfig {
-    /// Split names and shares for exported sets, e.g. `{ train = 0.9, test = 0.1 }`.
+    /// Split names and shares for exported sets, e.g. `{ train = 0.9, test = 0.1 }`; the shares
+    /// are fractions of the rows and add up to 1.
     #[serde(default = "default_splits")]
     pub splits: BTreeMap<String, f64>,
     /// Target size of one Parquet shard, in MiB.
@@ -418,7 +419,10 @@ fn tidy(message: &str) -> String {
     // serde's "unknown field `x`, expected one of `a`, `b`" reads better as a key.
     let mut m = m
         .replace("unknown field", "unknown key")
-        .replace("missing field", "missing key");
+        .replace("missing field", "missing key")
+        .replace("unknown variant", "unknown value")
+        .replace("expected a sequence", "expected a list")
+        .replace("expected a map", "expected a table");
     // serde names the Rust type a table deserialises into ("expected struct TeacherConfig"); a
     // user wrote TOML, where that is a table.
     while let Some(i) = m.find("expected struct ") {
@@ -436,19 +440,29 @@ fn tidy(message: &str) -> String {
             .unwrap_or(rest.len());
         m = format!("{}expected one of its names{}", &m[..i], &rest[end..]);
     }
-    // serde names Rust number types ("expected u64", "expected f32"); a user wrote TOML.
-    for (rust, plain) in [
-        ("expected usize", "expected a whole number (0 or more)"),
-        ("expected u64", "expected a whole number (0 or more)"),
-        ("expected u32", "expected a whole number (0 or more)"),
-        ("expected u16", "expected a whole number (0 or more)"),
-        ("expected u8", "expected a whole number (0 or more)"),
-        ("expected i64", "expected a whole number"),
-        ("expected i32", "expected a whole number"),
-        ("expected f64", "expected a number"),
-        ("expected f32", "expected a number"),
+    // And it names Rust's number types ("expected u64"); a TOML value is an integer or a number.
+    for (rust, toml) in [
+        ("usize", "a non-negative integer"),
+        ("u64", "a non-negative integer"),
+        ("u32", "a non-negative integer"),
+        ("u16", "a non-negative integer"),
+        ("u8", "a non-negative integer"),
+        ("i64", "an integer"),
+        ("i32", "an integer"),
+        ("f64", "a number"),
+        ("f32", "a number"),
     ] {
-        m = replace_word(&m, rust, plain);
+        let from = format!("expected {rust}");
+        let mut at = 0;
+        while let Some(i) = m[at..].find(&from).map(|i| i + at) {
+            let end = i + from.len();
+            if m[end..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+                at = end;
+                continue;
+            }
+            m = format!("{}expected {toml}{}", &m[..i], &m[end..]);
+            at = i + "expected ".len() + toml.len();
+        }
     }
     if let Some(rest) = m.strip_prefix("unknown key `") {
         let unknown = rest.split('`').next().unwrap_or("");
@@ -464,22 +478,6 @@ fn tidy(message: &str) -> String {
         }
     }
     m
-}
-
-/// Replaces `from` where it is not followed by more of a word ("expected u64" but not "expected
-/// u64x").
-fn replace_word(text: &str, from: &str, to: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find(from) {
-        let after = &rest[i + from.len()..];
-        let whole = !after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
-        out.push_str(&rest[..i]);
-        out.push_str(if whole { to } else { from });
-        rest = after;
-    }
-    out.push_str(rest);
-    out
 }
 
 fn path_string(path: &serde_path_to_error::Path) -> Option<String> {

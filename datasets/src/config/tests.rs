@@ -43,35 +43,10 @@ fn a_wrong_type_names_the_key_and_the_expected_type() {
     .unwrap_err();
     assert_eq!(e.key.as_deref(), Some("run.seed"), "{e}");
     assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
-    assert!(e.message.contains("expected a whole number"), "{e}");
+    assert!(e.message.contains("expected a non-negative integer"), "{e}");
     assert!(
         !e.message.contains("u64"),
-        "a Rust type name reached the user: {e}"
-    );
-}
-
-#[test]
-fn type_errors_speak_toml_not_rust() {
-    let e = load(
-        "[run]\nname = \"t\"\n[data]\ntask = \"dates\"\n[distill]\nalpha = \"high\"\n",
-        &[],
-    )
-    .unwrap_err();
-    assert!(e.message.contains("expected a number"), "{e}");
-    assert!(
-        !e.message.contains("f32") && !e.message.contains("f64"),
-        "{e}"
-    );
-    let e = load(
-        "[run]\nname = \"t\"\n[data]\ntask = \"dates\"\n[teacher]\ntrain = 5\n",
-        &[],
-    )
-    .unwrap_err();
-    assert!(e.message.contains("expected a table"), "{e}");
-    assert!(!e.message.contains("Partial"), "{e}");
-    assert_eq!(
-        replace_word("expected u64x, expected u64", "expected u64", "N"),
-        "expected u64x, N"
+        "Rust's type name reached the user: {e}"
     );
 }
 
@@ -189,4 +164,44 @@ fn a_partial_train_table_keeps_its_sections_defaults() {
     assert_eq!(c.teacher.train.steps, TeacherConfig::default().train.steps);
     let e = load(&format!("{MINIMAL}\n[distill.train]\nlrr = 1\n"), &[]).unwrap_err();
     assert_eq!(e.key.as_deref(), Some("distill.train.lrr"), "{e}");
+}
+
+/// `[export] splits` took shares that do not add up to 1 (and normalised them silently).
+#[test]
+fn export_splits_must_add_up_to_one() {
+    let e = load(
+        &format!("{MINIMAL}\n[export]\nsplits = {{ train = 0.9, test = 0.3 }}\n"),
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("export.splits"), "{e}");
+    assert!(e.message.contains("add up to 1"), "{e}");
+    let e = load(MINIMAL, &["export.splits.train=0.5"]).unwrap_err();
+    assert!(e.message.contains("add up to 1"), "{e}");
+    load(
+        &format!("{MINIMAL}\n[export]\nsplits = {{ train = 0.9, test = 0.1 }}\n"),
+        &[],
+    )
+    .unwrap();
+}
+
+/// serde's words for Rust's types reached the user (`expected u64`, `expected a sequence`,
+/// `unknown variant`); TOML has integers, numbers, lists and tables.
+#[test]
+fn type_errors_speak_toml_not_rust() {
+    for (set, want) in [
+        ("run.seed=\"x\"", "expected a non-negative integer"),
+        ("distill.alpha=\"x\"", "expected a number"),
+        ("eval.normalize=\"x\"", "expected a list"),
+        ("export.splits=3", "expected a table"),
+        ("annotate.order=\"zz\"", "unknown value `zz`"),
+    ] {
+        let e = load(MINIMAL, &[set]).unwrap_err();
+        assert!(e.message.contains(want), "{set}: {e}");
+        for rust in [
+            "u64", "f64", "usize", "sequence", "map", "variant", "Partial",
+        ] {
+            assert!(!e.message.contains(rust), "{set}: {e}");
+        }
+    }
 }

@@ -502,6 +502,27 @@ pub enum Normalize {
 }
 
 impl Normalize {
+    /// What the step does, in words.
+    pub fn words(self) -> &'static str {
+        match self {
+            Normalize::Trim => "trimming surrounding spaces",
+            Normalize::Lowercase => "lowercasing",
+            Normalize::Whitespace => "collapsing whitespace",
+            Normalize::Punctuation => "dropping punctuation",
+        }
+    }
+
+    /// How answers are compared after `steps`, for reports: `after trimming surrounding spaces
+    /// and lowercasing`, or `on the answers as written`.
+    pub fn describe(steps: &[Normalize]) -> String {
+        let words: Vec<&str> = steps.iter().map(|s| s.words()).collect();
+        match words.as_slice() {
+            [] => "on the answers as written".into(),
+            [one] => format!("after {one}"),
+            [rest @ .., last] => format!("after {} and {last}", rest.join(", ")),
+        }
+    }
+
     /// Applies `steps` in order.
     pub fn apply(steps: &[Normalize], text: &str) -> String {
         let mut s = text.to_string();

@@ -441,8 +441,9 @@ pub fn generation_config(config: &ModelConfig) -> Value {
     })
 }
 
-/// Writes `config.json`, `model.safetensors` and `generation_config.json` into `dir` (each file
-/// atomically). The tokenizer files are the tokenizer's to write.
+/// Writes `config.json` (with the workbench's version under `workbench_version`, so the workbench
+/// knows the checkpoint as its own), `model.safetensors` and `generation_config.json` into `dir`
+/// (each file atomically). The tokenizer files are the tokenizer's to write.
 pub fn save_weights(model: &Model, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::Write {
         path: dir.to_path_buf(),
@@ -454,9 +455,18 @@ pub fn save_weights(model: &Model, dir: &Path) -> Result<()> {
         datasets::atomic::write_file(dir.join(name), bytes).map_err(Error::from)
     };
     write("model.safetensors", &safetensors_bytes(model)?)?;
+    let mut json = config.to_json();
+    // transformers keeps unknown keys as attributes; the workbench reads this one to know its
+    // own checkpoints (an output it may replace with `--force`).
+    if let Some(obj) = json.as_object_mut() {
+        obj.insert(
+            datasets::atomic::CHECKPOINT_VERSION_KEY.into(),
+            Value::String(datasets::schema::WORKBENCH_VERSION.into()),
+        );
+    }
     write(
         "config.json",
-        serde_json::to_string_pretty(&config.to_json())
+        serde_json::to_string_pretty(&json)
             .expect("json")
             .as_bytes(),
     )?;
