@@ -1033,7 +1033,21 @@ fn async_stream(
                         st.pending.push_back(Event::default().data("[DONE]"));
                         st.finished = true;
                     }
-                    None => return None,
+                    None => {
+                        // The worker let go of the request without an answer: it skipped it
+                        // because its time had run out, or it stopped. Either way the client
+                        // gets an error event, never a silent end.
+                        let v = match deadline {
+                            Some((d, limit)) if tokio::time::Instant::now() >= d => {
+                                ApiError::timeout(limit).body()
+                            }
+                            _ => ApiError::internal("The model worker stopped before answering")
+                                .body(),
+                        };
+                        st.pending.push_back(Event::default().data(v.to_string()));
+                        st.pending.push_back(Event::default().data("[DONE]"));
+                        st.finished = true;
+                    }
                 }
             }
         }
