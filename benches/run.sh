@@ -183,8 +183,7 @@ for line in open(sys.argv[1]):
         if key not in r or speed > r[key]["speed"]:
             r[key] = d
 # MFU's denominator: the fp32 matmul peak measured in this run, the better of ours (`model peak`)
-# and PyTorch's (`matmul.py`), else the 400 GFLOP/s measured on the AVX-512 development machine of
-# the earlier sessions.
+# and PyTorch's (`matmul.py`), else 400 GFLOP/s (two AVX-512 cores at best).
 peaks = [r[(i, "peak")]["gflops"] for i in ("workbench", "pytorch") if (i, "peak") in r]
 peak = max(peaks) if peaks else 400.0
 for (impl, name), d in sorted(r.items()):

@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use datasets::text::{count, thousands};
 use datasets::{Decision, Preference};
 use ratatui::DefaultTerminal;
 use ratatui::buffer::Buffer;
@@ -25,7 +26,7 @@ use crate::components::item::{Draft, ItemView};
 use crate::components::stats::StatsPanel;
 use crate::diff::{Change, word_diff};
 use crate::error::{Error, Result};
-use crate::stats::{IDLE_GAP, Stats, stats};
+use crate::stats::{IDLE_GAP, MIN_ACTIVE, Stats, stats};
 use crate::store::{Filter, Item, Order, Progress, Store, Stored, Verdict};
 use crate::theme::{Theme, shown_line};
 
@@ -147,6 +148,8 @@ pub struct App {
     mode: Mode,
     view: View,
     items: Vec<Item>,
+    /// Items in the list being browsed (all pages), for the header.
+    list_total: u64,
     offset: usize,
     cursor: usize,
     current: Option<Stored>,
@@ -175,6 +178,7 @@ impl App {
             mode: Mode::Review,
             view: View::Queue,
             items: Vec::new(),
+            list_total: 0,
             offset: 0,
             cursor: 0,
             current: None,
@@ -245,6 +249,7 @@ impl App {
                 )?
             }
             View::List(filter) => {
+                self.list_total = self.store.count(&self.opts.annotator, filter)?;
                 self.store
                     .list(&self.opts.annotator, filter, self.offset, PAGE)?
             }
@@ -347,9 +352,10 @@ impl App {
                     };
                 }
                 KeyCode::Enter => {
-                    // A correction that changes nothing is an accept.
+                    // A correction that changes nothing is an accept of the output the editor
+                    // named (A, unless B was chosen).
                     let saved = if text == editor.original {
-                        self.commit(Decision::Accept, None)?
+                        self.commit_named(Decision::Accept, None)?
                     } else {
                         self.commit(Decision::Edit, Some(text.clone()))?
                     };
@@ -445,6 +451,11 @@ impl App {
                 }
             },
             KeyCode::Char('t') => {
+                // The gauge and the overlay count the same store at the same moment (others
+                // may have decided since the last key).
+                self.progress = self
+                    .store
+                    .progress(&self.opts.annotator, self.opts.overlap)?;
                 self.mode = Mode::Stats(Box::new(stats(&self.store, self.opts.overlap)?))
             }
             KeyCode::Char('/') => {
@@ -479,12 +490,17 @@ impl App {
             .chosen(pref)
             .map(|c| c.text.clone())
             .unwrap_or_default();
+        let what = match (&item.b, item.a.is_some()) {
+            (Some(_), _) => format!("output {}", chosen_label(item, pref)),
+            (None, true) => "the output".to_string(),
+            (None, false) => "the answer".to_string(),
+        };
         let start = self
             .current
             .as_ref()
             .and_then(|c| c.annotation.corrected.clone())
             .unwrap_or_else(|| original.clone());
-        self.mode = Mode::Edit(Editor::new(&original, &start, &self.theme));
+        self.mode = Mode::Edit(Editor::new(&original, &start, &what, &self.theme));
     }
 
     fn set_view(&mut self, view: View) -> Result<()> {
@@ -535,6 +551,21 @@ impl App {
     /// fsynced) before anything on screen changes.
     /// Returns whether the decision was stored.
     fn commit(&mut self, decision: Decision, corrected: Option<String>) -> Result<bool> {
+        self.store_decision(decision, corrected, false)
+    }
+
+    /// [`Self::commit`] of a decision on an output the expert was shown by name (the editor's
+    /// title), so an accept on an A/B item needs no separate choice.
+    fn commit_named(&mut self, decision: Decision, corrected: Option<String>) -> Result<bool> {
+        self.store_decision(decision, corrected, true)
+    }
+
+    fn store_decision(
+        &mut self,
+        decision: Decision,
+        corrected: Option<String>,
+        named: bool,
+    ) -> Result<bool> {
         let Some(item) = self.item() else {
             self.status = Status::Info("nothing to decide here".into());
             return Ok(false);
@@ -557,6 +588,17 @@ impl App {
             duration_ms: self.shown_at.elapsed().as_millis() as u64,
             ..Verdict::default()
         };
+        // Accepting one of two outputs says which: A is never accepted by default.
+        if decision == Decision::Accept
+            && item.b.is_some()
+            && verdict.preference.is_none()
+            && !named
+        {
+            self.status =
+                Status::Warn("not saved: accept needs a choice: ← A, → B or = tie, then a".into());
+            return Ok(false);
+        }
+        let what = stored_summary(item, &verdict);
         match self.store.decide(&id, &self.opts.annotator, &verdict) {
             Ok(event) => {
                 let at = match self.fixed_step {
@@ -564,10 +606,7 @@ impl App {
                     None => self.started.elapsed(),
                 };
                 self.session.push(at);
-                self.status = Status::Saved {
-                    event,
-                    what: past(decision).into(),
-                };
+                self.status = Status::Saved { event, what };
                 if self.view != View::Queue {
                     // Browsing a list: stay on the item just re-decided when it still matches,
                     // else on the one that took its place.
@@ -629,7 +668,7 @@ impl App {
             .windows(2)
             .map(|w| w[1].saturating_sub(w[0]).min(IDLE_GAP))
             .sum();
-        (self.session.len() >= 2 && !active.is_zero())
+        (self.session.len() >= 2 && active >= MIN_ACTIVE)
             .then(|| (self.session.len() - 1) as f64 / active.as_secs_f64() * 3600.0)
     }
 
@@ -667,8 +706,12 @@ impl App {
                     .max(self.items.len() as u64);
                 format!("{left} open")
             }
-            _ if self.items.len() == PAGE => format!("{}+", self.offset + PAGE),
-            _ => format!("{}", self.offset + self.items.len()),
+            // The count is taken with the page; a page that reaches past it (others decided
+            // meanwhile) still shows a true upper bound.
+            _ => format!(
+                "{}",
+                self.list_total.max((self.offset + self.items.len()) as u64)
+            ),
         }
     }
 
@@ -676,8 +719,6 @@ impl App {
         let t = &self.theme;
         let [gauge_row, keys] =
             Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(area);
-        let [gauge, status] =
-            Layout::horizontal([Constraint::Percentage(55), Constraint::Fill(1)]).areas(gauge_row);
         let p = self.progress;
         let ratio = if p.items == 0 {
             0.0
@@ -687,14 +728,13 @@ impl App {
         let rate = self
             .items_per_hour()
             .map_or("— items/h".to_string(), |r| format!("{r:.0} items/h"));
-        Gauge::default()
+        let gauge = Gauge::default()
             .gauge_style(t.gauge)
             .ratio(ratio.clamp(0.0, 1.0))
             .label(format!(
                 "{}/{} complete · yours {} · {rate}",
                 p.complete, p.items, p.mine
-            ))
-            .render(gauge, buf);
+            ));
         let message = match &self.status {
             Status::None => Span::raw(""),
             Status::Saved { event, what } => {
@@ -703,25 +743,19 @@ impl App {
             Status::Info(m) => Span::raw(format!(" {}", shown_line(m))),
             Status::Warn(m) => Span::styled(format!(" {}", shown_line(m)), t.warn),
         };
-        Line::from(message).render(status, buf);
-        let hints: &[(&str, &str)] = match self.mode {
-            Mode::Edit(_) => &[("Ctrl-S", "save"), ("Esc", "cancel")],
-            Mode::Diff { .. } => &[("Enter", "store"), ("e", "edit again"), ("Esc", "cancel")],
-            Mode::Search { .. } => &[("Enter", "search"), ("Esc", "cancel")],
-            _ => &[
-                ("a", "accept"),
-                ("x", "reject"),
-                ("s", "skip"),
-                ("e", "edit"),
-                ("1-5", "rate"),
-                ("←→=", "prefer"),
-                ("u", "undo"),
-                ("/", "search"),
-                ("f", "filter"),
-                ("?", "help"),
-                ("q", "quit"),
-            ],
-        };
+        // The message is read in full: the gauge gives way to it, and steps aside for a
+        // message too long to share the row (until the next key).
+        let message = Line::from(message);
+        let gauge_cells = (gauge_row.width * 55 / 100)
+            .min(gauge_row.width.saturating_sub(message.width() as u16 + 1));
+        let gauge_cells = if gauge_cells < 24 { 0 } else { gauge_cells };
+        let [gauge_area, status] =
+            Layout::horizontal([Constraint::Length(gauge_cells), Constraint::Fill(1)])
+                .areas(gauge_row);
+        gauge.render(gauge_area, buf);
+        message.render(status, buf);
+        let two = self.item().is_some_and(|i| i.b.is_some());
+        let hints = key_bar(&self.mode, two, keys.width as usize);
         let mut spans = Vec::new();
         for (k, v) in hints {
             spans.push(Span::styled(format!(" {k}"), t.key));
@@ -736,11 +770,11 @@ impl App {
                 Line::styled("Nothing left to review.", self.theme.ok),
                 Line::raw(""),
                 Line::raw(format!(
-                    "{} of {} items have the {} decision(s) they need; you made {}.",
-                    self.progress.complete,
-                    self.progress.items,
-                    self.opts.overlap,
-                    self.progress.mine
+                    "{} of {} have the {} they need; you made {}.",
+                    thousands(self.progress.complete),
+                    count(self.progress.items, "item"),
+                    count(u64::from(self.opts.overlap), "decision"),
+                    thousands(self.progress.mine)
                 )),
                 Line::raw("u takes back your last decision · f browses what was decided · q quits"),
             ],
@@ -750,6 +784,91 @@ impl App {
             .block(Block::bordered())
             .render(area, buf);
     }
+}
+
+/// The keys shown at the bottom in `mode`, as many as fit in `width` cells: the least needed
+/// go first, and `? help` (which lists them all) and `q quit` always stay.
+fn key_bar(mode: &Mode, two_outputs: bool, width: usize) -> Vec<(&'static str, &'static str)> {
+    // (key, what it does, rank: lower stays longer).
+    let all: &[(&str, &str, u8)] = match mode {
+        Mode::Edit(_) => &[("Ctrl-S", "save", 0), ("Esc", "cancel", 0)],
+        Mode::Diff { .. } => &[
+            ("Enter", "store", 0),
+            ("e", "edit again", 0),
+            ("Esc", "cancel", 0),
+        ],
+        Mode::Search { .. } => &[("Enter", "search", 0), ("Esc", "cancel", 0)],
+        _ => &[
+            ("a", "accept", 1),
+            ("x", "reject", 1),
+            ("s", "skip", 2),
+            ("e", "edit", 1),
+            ("←→=", "A/B/tie", if two_outputs { 1 } else { 9 }),
+            ("1-5", "rate", 4),
+            ("u", "undo", 3),
+            ("/", "search", 5),
+            ("f", "filter", 6),
+            ("t", "stats", 7),
+            ("?", "help", 0),
+            ("q", "quit", 0),
+        ],
+    };
+    // Each hint is drawn as ` KEY LABEL `.
+    let cells = |(k, v, _): &(&str, &str, u8)| crate::theme::width(k) + crate::theme::width(v) + 3;
+    let mut kept: Vec<(&str, &str, u8)> = all
+        .iter()
+        .copied()
+        .filter(|&(_, _, rank)| rank < 9)
+        .collect();
+    while kept.iter().map(cells).sum::<usize>() > width {
+        // The last of the least needed goes first.
+        let Some(drop) = kept
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.2 > 0)
+            .max_by_key(|(i, h)| (h.2, *i))
+            .map(|(i, _)| i)
+        else {
+            break;
+        };
+        kept.remove(drop);
+    }
+    kept.into_iter().map(|(k, v, _)| (k, v)).collect()
+}
+
+/// The label of the candidate a decision applies to (see [`Item::chosen`]).
+fn chosen_label(item: &Item, preference: Option<Preference>) -> &'static str {
+    match preference {
+        Some(Preference::B) if item.b.is_some() => "B",
+        _ => "A",
+    }
+}
+
+/// What a verdict stores, in words, for the status line: the decision, which output it applies
+/// to on an A/B item, and the rating.
+fn stored_summary(item: &Item, verdict: &Verdict) -> String {
+    let Some(decision) = verdict.decision else {
+        return String::new();
+    };
+    let pref = verdict.preference;
+    let mut out = match (decision, item.b.is_some(), pref) {
+        (Decision::Accept, true, Some(Preference::Tie)) => "accepted A and B as a tie".into(),
+        (Decision::Accept, true, _) => format!("accepted {}", chosen_label(item, pref)),
+        (Decision::Reject, true, None | Some(Preference::Tie)) => "rejected A and B".into(),
+        (Decision::Reject, true, Some(p)) => {
+            format!("rejected, {} preferred", p.as_str())
+        }
+        (Decision::Edit, true, _) => format!("edited {}", chosen_label(item, pref)),
+        (Decision::Skip, true, Some(Preference::Tie)) => "skipped (A and B tie)".into(),
+        (Decision::Skip, true, Some(p)) => {
+            format!("skipped ({} preferred)", p.as_str())
+        }
+        (d, _, _) => past(d).into(),
+    };
+    if let Some(r) = verdict.rating {
+        out.push_str(&format!(", rated {r}"));
+    }
+    out
 }
 
 /// A scrolling overlay's answer to a key: the new scroll, or `None` to close (Esc, `q`, or the

@@ -2,7 +2,10 @@
 //! experts agree where they saw the same items.
 //!
 //! Speed is items per hour of *active* time: the gaps between an annotator's consecutive
-//! decisions, each capped at [`IDLE_GAP`], so a lunch break does not count as slow work.
+//! decisions (skips aside), each capped at [`IDLE_GAP`], so a lunch break does not count as slow
+//! work. Under [`MIN_ACTIVE`] of it there is no rate: two decisions a second apart say nothing
+//! about an hour, and the simulated expert, which decides in microseconds, would read as
+//! millions an hour.
 //! Agreement is on the decision label (accept / reject / edit) of items two or more annotators
 //! decided, skips aside: Cohen's κ for each pair of annotators, Krippendorff's α (nominal) over
 //! everyone.
@@ -19,22 +22,30 @@ use datasets::Decision;
 /// A gap between two decisions longer than this is a break, and counts as this long.
 pub const IDLE_GAP: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 
+/// Less active time than this gives no items/hour figure.
+pub const MIN_ACTIVE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// One annotator's figures.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AnnotatorStats {
     /// The name given with `--annotator`.
     pub annotator: String,
-    /// Decisions in force, skips aside.
+    /// Decisions in force, skips aside: accept + reject + edit.
     pub decided: u64,
     /// Items skipped (still in force).
     pub skipped: u64,
+    /// Items with no decision of theirs in force: with `decided` and `skipped`, their items
+    /// add up to every item in the store.
+    pub undecided: u64,
+    /// Whether this is the simulated expert (a script answering from references, not a person).
+    pub simulated: bool,
     /// Decisions in force by kind.
     pub by_decision: BTreeMap<String, u64>,
-    /// Every decision made, including ones later undone or replaced.
+    /// Every decision made (skips aside), including ones later undone or replaced.
     pub events: u64,
     /// Minutes of active time.
     pub active_minutes: f64,
-    /// Decisions per hour of active time; `None` before two decisions.
+    /// Decisions per hour of active time; `None` before two decisions or under [`MIN_ACTIVE`].
     pub items_per_hour: Option<f64>,
 }
 
@@ -105,8 +116,11 @@ pub fn stats(store: &Store, overlap: u32) -> Result<Stats> {
         let cap = IDLE_GAP.as_micros() as i64;
         let active: i64 = at.windows(2).map(|w| (w[1] - w[0]).clamp(0, cap)).sum();
         entry.active_minutes = active as f64 / 60e6;
-        entry.items_per_hour =
-            (at.len() >= 2 && active > 0).then(|| (at.len() - 1) as f64 / (active as f64 / 3.6e9));
+        entry.items_per_hour = (at.len() >= 2 && active >= MIN_ACTIVE.as_micros() as i64)
+            .then(|| (at.len() - 1) as f64 / (active as f64 / 3.6e9));
+    }
+    for entry in annotators.values_mut() {
+        entry.undecided = progress.items.saturating_sub(entry.decided + entry.skipped);
     }
 
     let units: Vec<Vec<Decision>> = by_item
@@ -151,6 +165,8 @@ fn empty(annotator: &str) -> AnnotatorStats {
         annotator: annotator.to_string(),
         decided: 0,
         skipped: 0,
+        undecided: 0,
+        simulated: annotator == crate::simulated::SIMULATED_EXPERT,
         by_decision: BTreeMap::new(),
         events: 0,
         active_minutes: 0.0,
@@ -222,5 +238,53 @@ mod tests {
             s.pairs
         );
         assert!(s.alpha.is_some());
+    }
+
+    /// Each annotator's counts add up to the items, skips counted once; decisions made faster
+    /// than a person could (the simulated expert's) give no items/hour, and are named simulated.
+    #[test]
+    fn rows_add_up_and_a_burst_gives_no_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path().join(DB_FILE)).unwrap();
+        let items: Vec<Item> = (0..5)
+            .map(|i| Item::new(format!("p{i}"), vec![Message::new("user", format!("p{i}"))]))
+            .collect();
+        let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
+        store.add_items(items).unwrap();
+        let sim = crate::simulated::SIMULATED_EXPERT;
+        let edit = Verdict {
+            corrected: Some("x".into()),
+            ..Verdict::of(Decision::Edit)
+        };
+        for (i, v) in [
+            Verdict::of(Decision::Accept),
+            Verdict::of(Decision::Skip),
+            edit,
+        ]
+        .iter()
+        .enumerate()
+        {
+            store.decide_at(&ids[i], sim, v, i as i64).unwrap();
+        }
+        // ana: two decisions 30 seconds apart: under a minute of work.
+        store
+            .decide_at(&ids[0], "ana", &Verdict::of(Decision::Reject), 0)
+            .unwrap();
+        store
+            .decide_at(&ids[1], "ana", &Verdict::of(Decision::Accept), 30_000_000)
+            .unwrap();
+        let s = stats(&store, 1).unwrap();
+        for a in &s.annotators {
+            let by: u64 = a.by_decision.values().sum();
+            assert_eq!(by + a.undecided, s.items, "{a:?}");
+            assert_eq!(a.decided + a.skipped, by, "{a:?}");
+            assert_eq!(a.items_per_hour, None, "{a:?}");
+        }
+        let names: Vec<(&str, bool)> = s
+            .annotators
+            .iter()
+            .map(|a| (a.annotator.as_str(), a.simulated))
+            .collect();
+        assert_eq!(names, [("ana", false), (sim, true)]);
     }
 }

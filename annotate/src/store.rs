@@ -870,15 +870,10 @@ impl Store {
                      JOIN items i ON i.seq = m.seq
                      ORDER BY i.seq"
                 ),
-                params![format!("\"{}\"", text.replace('"', "\"\"")), limit, offset],
+                params![fts_phrase(text), limit, offset],
             ),
             Filter::Search(text) => {
-                let pattern = format!(
-                    "%{}%",
-                    text.replace('\\', "\\\\")
-                        .replace('%', "\\%")
-                        .replace('_', "\\_")
-                );
+                let pattern = like_pattern(text);
                 self.items_query(
                     &format!(
                         "SELECT {ITEM_COLUMNS} FROM items i
@@ -890,6 +885,40 @@ impl Store {
                 )
             }
         }
+    }
+
+    /// How many items [`Store::list`] pages through for `annotator` and `filter`.
+    pub fn count(&self, annotator: &str, filter: &Filter) -> Result<u64> {
+        let (sql, params): (&str, Vec<String>) = match filter {
+            Filter::All => ("SELECT count(*) FROM items", vec![]),
+            Filter::Decided(decision) => (
+                "SELECT count(*) FROM decisions WHERE annotator = ?1 AND decision = ?2",
+                vec![annotator.to_string(), decision.as_str().to_string()],
+            ),
+            Filter::Conflicts => (
+                "SELECT count(*) FROM (SELECT item_id FROM decisions WHERE decision != 'skip'
+                 GROUP BY item_id HAVING count(DISTINCT decision) > 1)",
+                vec![],
+            ),
+            Filter::Search(text) if text.chars().count() >= 3 => (
+                "SELECT count(*) FROM items_text WHERE items_text MATCH ?1",
+                vec![fts_phrase(text)],
+            ),
+            Filter::Search(text) => (
+                "SELECT count(*) FROM items i
+                 WHERE i.prompt LIKE ?1 ESCAPE '\\' OR i.output_a LIKE ?1 ESCAPE '\\'
+                    OR i.output_b LIKE ?1 ESCAPE '\\'",
+                vec![like_pattern(text)],
+            ),
+        };
+        let n: i64 = self
+            .conn
+            .prepare_cached(sql)
+            .and_then(|mut stmt| {
+                stmt.query_row(rusqlite::params_from_iter(params.iter()), |r| r.get(0))
+            })
+            .map_err(self.err("cannot count items"))?;
+        Ok(n as u64)
     }
 
     fn items_query(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Item>> {
@@ -1032,6 +1061,21 @@ fn stored_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {
             created_at: r.get(10)?,
         },
     })
+}
+
+/// `text` as an FTS5 phrase (matched as is by the trigram index).
+fn fts_phrase(text: &str) -> String {
+    format!("\"{}\"", text.replace('"', "\"\""))
+}
+
+/// A `LIKE … ESCAPE '\'` pattern matching `text` anywhere.
+fn like_pattern(text: &str) -> String {
+    format!(
+        "%{}%",
+        text.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    )
 }
 
 fn check_annotator(annotator: &str) -> Result<()> {

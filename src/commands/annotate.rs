@@ -12,6 +12,7 @@ use datasets::export::is_run_dir;
 use crate::BadInput;
 use crate::cli::{AnnotateArgs, AnnotateCommand, OrderArg};
 use crate::output::{Output, thousands};
+use datasets::text::count;
 
 /// Where a review's database and items are, and how it is set up.
 pub struct Target {
@@ -134,10 +135,11 @@ pub fn open_store(out: &Output, target: &Target) -> Result<Store> {
         bar.finish_and_clear();
         if done.rows > 0 {
             out.say(format!(
-                "Read {} rows of `{}`: {} new items",
-                thousands(done.rows),
+                "Read {} of `{}`: {} new {}",
+                count(done.rows, "row"),
                 items.display(),
-                thousands(done.added)
+                thousands(done.added),
+                if done.added == 1 { "item" } else { "items" }
             ));
         }
     }
@@ -187,6 +189,15 @@ pub fn run(out: &Output, args: AnnotateArgs) -> Result<()> {
         }
         None => None,
     };
+    let annotator = review.annotator.unwrap_or_else(default_annotator);
+    if annotator.trim() == annotate::simulated::SIMULATED_EXPERT {
+        return Err(BadInput(format!(
+            "`--annotator {}` is the name of the simulated expert's decisions, so a person's \
+             would be counted as simulated\n\nhint: pass your own name, e.g. `--annotator ana`",
+            annotate::simulated::SIMULATED_EXPERT
+        ))
+        .into());
+    }
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         return Err(BadInput(
             "`workbench annotate` is interactive and needs a terminal (stdin and stdout are not one)\n\nhint: run it in a terminal (over SSH works); `workbench annotate stats` prints the figures without one".into(),
@@ -194,7 +205,6 @@ pub fn run(out: &Output, args: AnnotateArgs) -> Result<()> {
         .into());
     }
     let store = open_store(out, &target)?;
-    let annotator = review.annotator.unwrap_or_else(default_annotator);
     let options = Options {
         annotator: annotator.clone(),
         order: order_of(review.order, target.config.order),
@@ -205,11 +215,11 @@ pub fn run(out: &Output, args: AnnotateArgs) -> Result<()> {
     let store = app::run(store, options)?;
     let progress = store.progress(&annotator, overlap)?;
     out.say(format!(
-        "{} has {} decisions in force; {} of {} items complete. Every decision is in `{}`.",
+        "{} has {} in force; {} of {} complete. Every decision is in `{}`.",
         datasets::text::inert_line(&annotator),
-        thousands(progress.mine),
+        count(progress.mine, "decision"),
         thousands(progress.complete),
-        thousands(progress.items),
+        count(progress.items, "item"),
         target.db.display()
     ));
     if is_run_dir(&target_path) {

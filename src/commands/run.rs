@@ -187,8 +187,8 @@ pub fn run(out: &Output, args: RunArgs) -> Result<()> {
         return Ok(());
     }
     out.say(format!(
-        "expert review: {} decisions in force in `{}`",
-        thousands(decisions),
+        "expert review: {} in force in `{}`",
+        datasets::text::count(decisions, "decision"),
         run.path().join(annotate::store::DB_FILE).display()
     ));
     super::train::finetune_stage(out, &loaded, &run, false)?;

@@ -168,6 +168,8 @@ fn an_edit_that_changes_nothing_is_an_accept() {
     f.app.handle_key(key(KeyCode::Enter)).unwrap();
     let d = decided(&f, 1);
     assert_eq!((d.decision, d.corrected), (Decision::Accept, None));
+    // The editor named the output (A), so the accept needed no separate choice; it says which.
+    assert!(status(&f.app).contains("saved (accepted A, event"));
 }
 
 #[test]
@@ -183,6 +185,7 @@ fn cancelling_the_editor_stores_nothing() {
 #[test]
 fn undo_takes_the_decision_back_and_shows_the_item() {
     let mut f = demo();
+    f.app.handle_key(key(KeyCode::Left)).unwrap();
     press(&mut f.app, "a");
     assert_ne!(f.app.item().unwrap().id, f.ids[1]);
     press(&mut f.app, "u");
@@ -252,6 +255,7 @@ fn search_and_filter() {
 #[test]
 fn queue_done_screen() {
     let mut f = demo();
+    f.app.handle_key(key(KeyCode::Left)).unwrap();
     press(&mut f.app, "aaa");
     insta::assert_snapshot!("done", screen(&f.app));
     press(&mut f.app, "q");
@@ -341,7 +345,7 @@ fn a_decision_the_store_refuses_is_not_acknowledged() {
     let first = f.app.item().unwrap().id.clone();
     let other = rusqlite::Connection::open(f.app.store().path()).unwrap();
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
-    press(&mut f.app, "a");
+    press(&mut f.app, "x");
     assert_eq!(
         f.app.item().unwrap().id,
         first,
@@ -351,7 +355,7 @@ fn a_decision_the_store_refuses_is_not_acknowledged() {
     assert!(text.contains("NOT SAVED"), "{text}");
     assert!(!text.contains("✓ saved"), "{text}");
     other.execute_batch("ROLLBACK").unwrap();
-    press(&mut f.app, "a");
+    press(&mut f.app, "x");
     assert_ne!(f.app.item().unwrap().id, first);
     assert!(screen(&f.app).contains("✓ saved"));
     assert_eq!(f.app.store().decisions().unwrap().len(), 1);
@@ -431,4 +435,232 @@ fn what_is_stored_is_what_the_screen_showed() {
     f.app.handle_key(key(KeyCode::Enter)).unwrap();
     let d = decided(&f, 2);
     assert_eq!(d.corrected.as_deref(), Some("2000-01-01"));
+}
+
+/// The status line after a key.
+fn status(app: &App) -> String {
+    let text = screen(app);
+    text.lines().rev().nth(1).unwrap_or_default().to_string()
+}
+
+/// An expert who changes one word of an answer holding control characters (a bell, an escape
+/// sequence, a tab, a carriage return) stores the answer with that word changed and nothing
+/// else: the editor holds the text itself and escapes it only on screen.
+#[test]
+fn an_edit_stores_the_original_with_only_the_keys_typed() {
+    let original = "Go \u{7}\u{1b}[H\thome\r\nnow";
+    let mut f = fixture(vec![item("ctl", Some(original), None, 1.0)], false);
+    press(&mut f.app, "e");
+    let text = screen(&f.app);
+    assert!(text.contains(r"Go \u{7}\u{1b}[H    home\r"), "{text}");
+    // "Go ", BEL, ESC, "[H" and the tab are 8 characters.
+    for _ in 0..8 {
+        f.app.handle_key(key(KeyCode::Right)).unwrap();
+    }
+    for _ in 0..4 {
+        f.app.handle_key(key(KeyCode::Delete)).unwrap();
+    }
+    press(&mut f.app, "HOME");
+    save(&mut f.app);
+    let Mode::Diff { changes, .. } = &f.app.mode else {
+        panic!("the diff is shown")
+    };
+    assert_eq!(
+        changes,
+        &[
+            Change::Same("Go \u{7}\u{1b}[H\t".into()),
+            Change::Removed("home".into()),
+            Change::Added("HOME".into()),
+            Change::Same("\r\nnow".into()),
+        ]
+    );
+    let text = screen(&f.app);
+    assert!(text.contains("[-home-]{+HOME+}"), "{text}");
+    assert!(text.contains("1 word(s) removed, 1 added"), "{text}");
+    f.app.handle_key(key(KeyCode::Enter)).unwrap();
+    let d = decided(&f, 0);
+    assert_eq!(d.decision, Decision::Edit);
+    assert_eq!(
+        d.corrected.as_deref(),
+        Some("Go \u{7}\u{1b}[H\tHOME\r\nnow")
+    );
+}
+
+/// Tab in the editor types a tab, stored as one.
+#[test]
+fn tab_in_the_editor_types_a_tab() {
+    let mut f = fixture(vec![item("tab", Some("a b"), None, 1.0)], false);
+    press(&mut f.app, "e");
+    f.app.handle_key(key(KeyCode::Right)).unwrap();
+    f.app.handle_key(key(KeyCode::Tab)).unwrap();
+    save(&mut f.app);
+    f.app.handle_key(key(KeyCode::Enter)).unwrap();
+    assert_eq!(decided(&f, 0).corrected.as_deref(), Some("a\t b"));
+}
+
+/// On an A/B item, `a` does not pick A for the expert: it asks for a choice and stores nothing;
+/// after the choice it stores it and says which output was accepted.
+#[test]
+fn accept_on_an_ab_item_needs_a_choice_and_says_which() {
+    let mut f = demo();
+    press(&mut f.app, "a");
+    assert!(f.app.store().decisions().unwrap().is_empty());
+    assert_eq!(f.app.item().unwrap().id, f.ids[1], "the item stays");
+    let line = status(&f.app);
+    assert!(line.contains("not saved: accept needs a choice"), "{line}");
+    f.app.handle_key(key(KeyCode::Right)).unwrap();
+    press(&mut f.app, "a");
+    let d = decided(&f, 1);
+    assert_eq!(
+        (d.decision, d.preference),
+        (Decision::Accept, Some(Preference::B))
+    );
+    let line = status(&f.app);
+    assert!(line.contains("saved (accepted B, event"), "{line}");
+    // A tie is stored as one, and said so.
+    press(&mut f.app, "u");
+    press(&mut f.app, "=a");
+    assert!(status(&f.app).contains("accepted A and B as a tie"));
+    // A single output needs no choice.
+    press(&mut f.app, "a");
+    assert!(status(&f.app).contains("saved (accepted, event"));
+}
+
+/// The diff marks what was removed and added in the text itself, so it reads without colour.
+#[test]
+fn the_diff_reads_without_colour() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path().join(DB_FILE)).unwrap();
+    store
+        .add_items([item("p", Some("the cat sat"), None, 1.0)])
+        .unwrap();
+    let opts = Options {
+        annotator: "ana".into(),
+        order: Order::Disagreement,
+        overlap: 1,
+        guidelines: None,
+        title: "t".into(),
+    };
+    let mut app = App::new(store, opts, Theme::colour()).unwrap();
+    press(&mut app, "e");
+    for _ in 0.."the ".len() {
+        app.handle_key(key(KeyCode::Right)).unwrap();
+    }
+    for _ in 0.."cat".len() {
+        app.handle_key(key(KeyCode::Delete)).unwrap();
+    }
+    press(&mut app, "dog");
+    save(&mut app);
+    let text = screen(&app);
+    assert!(text.contains("the [-cat-]{+dog+} sat"), "{text}");
+}
+
+/// Coming back to an item the expert corrected shows the correction, marked as theirs.
+#[test]
+fn an_edited_item_shows_the_correction() {
+    let mut f = demo();
+    press(&mut f.app, "e"); // the A/B item, A = 1999-05-12
+    f.app.handle_key(key(KeyCode::End)).unwrap();
+    press(&mut f.app, " (day first)");
+    save(&mut f.app);
+    f.app.handle_key(key(KeyCode::Enter)).unwrap();
+    assert!(status(&f.app).contains("saved (edited A, event"));
+    press(&mut f.app, "fff"); // accepted → rejected → edited
+    assert_eq!(f.app.view, View::List(Filter::Decided(Decision::Edit)));
+    assert_eq!(f.app.item().unwrap().id, f.ids[1]);
+    let text = screen(&f.app);
+    assert!(text.contains("A · teacher · corrected by you"), "{text}");
+    assert!(text.contains("1999-05-12 (day first)"), "{text}");
+    assert!(text.contains("your correction is shown"), "{text}");
+    // The editor starts from the correction; the diff is against the original.
+    press(&mut f.app, "e");
+    save(&mut f.app);
+    let text = screen(&f.app);
+    assert!(text.contains("1999-05-12{+ (day first)+}"), "{text}");
+}
+
+/// The header counts a filter's items exactly, past the first page.
+#[test]
+fn filters_count_their_items_exactly() {
+    let items: Vec<Item> = (0..120)
+        .map(|i| item(&format!("prompt {i}"), Some("out"), None, f64::from(i)))
+        .collect();
+    let mut f = fixture(items, false);
+    press(&mut f.app, "xxx");
+    press(&mut f.app, "ff"); // your accepted → your rejected
+    assert!(screen(&f.app).contains("your rejected · 1 of 3"));
+    press(&mut f.app, "fff"); // edited → skipped → all
+    assert_eq!(f.app.view, View::List(Filter::All));
+    assert!(
+        screen(&f.app).contains("all items · 1 of 120"),
+        "{}",
+        screen(&f.app)
+    );
+    for _ in 0..60 {
+        press(&mut f.app, "n");
+    }
+    assert!(
+        screen(&f.app).contains("all items · 61 of 120"),
+        "{}",
+        screen(&f.app)
+    );
+    press(&mut f.app, "/");
+    press(&mut f.app, "prompt 1");
+    f.app.handle_key(key(KeyCode::Enter)).unwrap();
+    // prompt 1, 10–19, 100–119.
+    assert!(screen(&f.app).contains("· 1 of 31"), "{}", screen(&f.app));
+}
+
+/// At 80 columns the key bar keeps `? help` and `q quit`, on every kind of item.
+#[test]
+fn the_key_bar_fits_80_columns() {
+    let mut f = demo();
+    for keys in ["", "a"] {
+        // The A/B item, then (after choosing A) a single output.
+        if keys == "a" {
+            f.app.handle_key(key(KeyCode::Left)).unwrap();
+        }
+        press(&mut f.app, keys);
+        let text = screen(&f.app);
+        let bar = text.lines().last().unwrap();
+        assert!(bar.contains("? help") && bar.contains("q quit"), "{bar}");
+        assert!(bar.contains("a accept") && bar.contains("e edit"), "{bar}");
+    }
+    // Wider terminals show more.
+    let mut terminal = Terminal::new(TestBackend::new(140, 24)).unwrap();
+    terminal
+        .draw(|fr| fr.render_widget(&f.app, fr.area()))
+        .unwrap();
+    let text = terminal.backend().to_string();
+    assert!(
+        text.contains("f filter") && text.contains("t stats"),
+        "{text}"
+    );
+}
+
+/// Flags, joined emoji and zero-width characters are drawn as escapes, so every cell holds
+/// something of one agreed width and nothing is left behind when the screen changes.
+#[test]
+fn text_of_disputed_width_is_drawn_escaped() {
+    let mut f = fixture(
+        vec![item(
+            "flag 🇺🇸 and 👩\u{200d}🔬",
+            Some("a\u{200b}b ❤\u{fe0f}"),
+            None,
+            1.0,
+        )],
+        false,
+    );
+    let text = screen(&f.app);
+    assert!(
+        text.contains(r"flag \u{1f1fa}\u{1f1f8} and 👩\u{200d}🔬"),
+        "{text}"
+    );
+    assert!(text.contains(r"a\u{200b}b ❤\u{fe0f}"), "{text}");
+    // The editor holds the text itself: saved untouched, it is the original, an accept.
+    press(&mut f.app, "e");
+    save(&mut f.app);
+    f.app.handle_key(key(KeyCode::Enter)).unwrap();
+    let d = decided(&f, 0);
+    assert_eq!((d.decision, d.corrected), (Decision::Accept, None));
 }

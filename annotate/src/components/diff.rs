@@ -1,5 +1,6 @@
 //! After the editor's save: the correction against the original, word by word, before it is
-//! stored (Enter stores it).
+//! stored (Enter stores it). Removed words read `[-old-]`, added ones `{+new+}`, in colour or
+//! not.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -27,11 +28,9 @@ impl Widget for &DiffView<'_> {
                 Change::Removed(s) => (s, t.removed, "[-", "-]"),
                 Change::Added(s) => (s, t.added, "{+", "+}"),
             };
-            let text = if t.diff_markers && !open.is_empty() {
-                format!("{open}{}{close}", shown(text))
-            } else {
-                shown(text)
-            };
+            // Marked as `git diff --word-diff=plain` does, colour or not: the diff reads the
+            // same on a terminal without colour, to a colour-blind reader, and in a capture.
+            let text = format!("{open}{}{close}", shown(text));
             // Split on newlines so the runs lay out as the text does.
             for (i, part) in text.split('\n').enumerate() {
                 if i > 0 {

@@ -9,10 +9,16 @@ use crate::theme::Theme;
 
 /// Keys while reviewing an item: (keys, what they do).
 pub const REVIEW_KEYS: &[(&str, &str)] = &[
-    ("a", "accept the output (on A/B: the preferred one)"),
+    (
+        "a",
+        "accept the output; on A/B, the one chosen first with ← → =",
+    ),
     ("x", "reject the output"),
     ("s", "skip: decide later (back of the queue)"),
-    ("e", "edit: correct the output in the editor"),
+    (
+        "e",
+        "edit: correct the output (on A/B, the chosen one, else A)",
+    ),
     ("1-5", "rate the output; saved with the decision"),
     ("← → =", "prefer A / B / tie; saved with the decision"),
     ("u", "undo your last decision (in the store too)"),
@@ -36,6 +42,7 @@ pub const EDITOR_KEYS: &[(&str, &str)] = &[
         "Ctrl-S",
         "editor: save and show the diff against the original",
     ),
+    ("Tab", "editor: a tab; the correction is stored as typed"),
     ("Esc", "editor: cancel, nothing is saved"),
     ("Enter", "diff: store the correction and go on"),
     ("e", "diff: back to the editor"),

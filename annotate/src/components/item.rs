@@ -1,7 +1,7 @@
 //! The item view: the prompt, the candidate output(s) side by side, and what the generator knew
 //! (teacher logprob, entropy, disagreement, the reference) plus the expert's own decision.
 
-use datasets::{Annotation, Preference};
+use datasets::{Annotation, Decision, Preference};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -53,21 +53,53 @@ impl ItemView<'_> {
             .clamp(3, (area.height * 2 / 5).max(3))
     }
 
+    /// The expert's correction in force, and the label of the output it replaces ("A", "B", or
+    /// "Output" on a single output).
+    fn correction(&self) -> Option<(&str, &str)> {
+        let a = self.current?;
+        if a.decision != Decision::Edit {
+            return None;
+        }
+        let text = a.corrected.as_deref()?;
+        let label = match (&self.item.b, a.preference) {
+            (None, _) => "Output",
+            (Some(_), Some(Preference::B)) => "B",
+            (Some(_), _) => "A",
+        };
+        Some((label, text))
+    }
+
     fn candidate(&self, label: &str, c: Option<&Candidate>, preferred: bool) -> Paragraph<'_> {
         let t = self.theme;
         let model = c
             .and_then(|c| c.model.as_deref())
             .map(|m| format!(" · {}", shown_line(m)))
             .unwrap_or_default();
-        let mark = if preferred { " ◀ preferred" } else { "" };
+        // A corrected output shows the correction, as stored: that is what goes into training.
+        let corrected = self
+            .correction()
+            .filter(|(l, _)| *l == label)
+            .map(|(_, text)| text);
+        let mut mark = String::new();
+        if corrected.is_some() {
+            mark.push_str(" · corrected by you");
+        }
+        if preferred {
+            mark.push_str(" ◀ preferred");
+        }
         let title = Span::styled(
             format!(" {label}{model}{mark} "),
-            if preferred { t.selected } else { t.title },
+            if preferred || corrected.is_some() {
+                t.selected
+            } else {
+                t.title
+            },
         );
-        let body = match c {
-            Some(c) if !c.text.is_empty() => shown(&c.text),
-            Some(_) => "(empty output)".to_string(),
-            None => "(no output: press e to write the answer)".to_string(),
+        let body = match (corrected, c) {
+            (Some(text), _) => shown(text),
+            (None, Some(c)) if !c.text.is_empty() => shown(&c.text),
+            (None, Some(_)) => "(empty output)".to_string(),
+            (None, None) => "(no output: press e to write the answer)".to_string(),
         };
         Paragraph::new(body)
             .wrap(Wrap { trim: false })
@@ -107,6 +139,9 @@ impl ItemView<'_> {
         match self.current {
             Some(a) => {
                 spans.push(Span::styled(a.decision.as_str().to_string(), t.ok));
+                if self.correction().is_some() {
+                    spans.push(Span::raw(" · your correction is shown (e changes it)"));
+                }
                 if let Some(r) = a.rating {
                     spans.push(Span::raw(format!(" · rated {r}")));
                 }
