@@ -383,14 +383,33 @@ fn a_truncated_parquet_file_is_refused_cleanly() {
 
 #[test]
 fn parquet_with_the_wrong_schema_names_the_column() {
+    use arrow::array::{RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
     let sb = Sandbox::new();
-    sb.write(
-        "p.jsonl",
-        "{\"prompt\": \"a\", \"chosen\": \"b\", \"rejected\": \"c\"}\n",
-    );
-    import(&sb, "p.jsonl", "pref", &[]).ok();
-    // A preference set has no prompt-less problem, but asking for samples from a set whose
-    // `prompt` column is numbers is a type error naming the column.
+    // `completion_ids` as text: the file is valid Parquet, its schema is not a set's.
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("prompt", DataType::Utf8, false),
+        Field::new("completion_ids", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from(vec!["a", "b"])),
+            Arc::new(StringArray::from(vec!["[1, 2]", "[3]"])),
+        ],
+    )
+    .unwrap();
+    let f = std::fs::File::create(sb.join("n.parquet")).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(f, schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    refused(&sb, "n.parquet", &[], &["n.parquet", "completion_ids"]);
+}
+
+#[test]
+fn csv_with_a_value_of_the_wrong_type_names_line_and_column() {
+    let sb = Sandbox::new();
     sb.write(
         "n.csv",
         "prompt,completion_ids\nhello,\"[1, 2, \"\"x\"\"]\"\n",

@@ -1,16 +1,20 @@
-//! A probe, not a test (ignored): top-k KD against full-vocabulary KD on a real run's data.
-//! `KD_RUN=runs/demo cargo test -p workbench-distill --test kd_probe -- --ignored --nocapture`
+//! Top-k KD against full-vocabulary KD on a run's data: both losses, their gradients on the
+//! student's logits, and the stored top-k logprobs against the teacher's own forward.
+//!
+//! `cargo run --release -p workbench-distill --example kd_probe -- runs/demo`
 
 use distill::model::checkpoint;
 use distill::recipe;
 use distill::train::data::batch;
 use distill::train::loss::{self, Divergence};
 
-#[test]
-#[ignore]
-fn topk_kd_matches_full_kd_on_real_data() {
-    let Ok(run) = std::env::var("KD_RUN") else {
-        return;
+fn main() {
+    let Some(run) = std::env::args_os().nth(1) else {
+        eprintln!(
+            "kd_probe needs a run directory with a teacher and a synthetic set\n\nhint: \
+             `cargo run --release -p workbench-distill --example kd_probe -- runs/demo`"
+        );
+        std::process::exit(2);
     };
     let run = std::path::PathBuf::from(run);
     let device = distill::backend::cpu();
