@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use datasets::config::QueueOrder;
 
 /// Turn a large teacher model into a small student, then make the student better with expert
 /// feedback. Logs go to stderr (`RUST_LOG` sets the level); data goes to stdout.
@@ -188,8 +189,8 @@ pub struct ReviewArgs {
     #[arg(long, value_name = "NAME")]
     pub annotator: Option<String>,
     /// Queue order.
-    #[arg(long, value_enum)]
-    pub order: Option<OrderArg>,
+    #[arg(long, value_parser = order_parser())]
+    pub order: Option<QueueOrder>,
     /// Annotators wanted per item.
     #[arg(long, value_name = "K")]
     pub overlap: Option<u32>,
@@ -202,15 +203,11 @@ pub struct ReviewArgs {
     pub overrides: Vec<String>,
 }
 
-/// Queue order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OrderArg {
-    /// Highest teacher–student disagreement first.
-    Disagreement,
-    /// Highest teacher entropy first.
-    Entropy,
-    /// As the set lists them.
-    File,
+/// `--order`: the names of [`QueueOrder`], listed in `--help` and suggested on a typo.
+fn order_parser() -> impl clap::builder::TypedValueParser<Value = QueueOrder> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(QueueOrder::NAMES.iter().copied())
+        .map(|s| QueueOrder::parse(&s).expect("a listed order parses"))
 }
 
 #[derive(Debug, Subcommand)]

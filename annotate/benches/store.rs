@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use annotate::{Candidate, Item, Order, Store, Verdict};
+use annotate::{Candidate, Item, QueueOrder, Store, Verdict};
 use datasets::tasks::Rng;
 use datasets::{Decision, Message};
 
@@ -250,7 +250,7 @@ fn scale(base: &Path, n: usize) {
         }
         // A session being resumed: the top of the queue has been worked through.
         let queue = store
-            .queue(ANNOTATOR, Order::Disagreement, 1, SCALE_DECISIONS)
+            .queue(ANNOTATOR, QueueOrder::Disagreement, 1, SCALE_DECISIONS)
             .unwrap();
         for (i, it) in queue.iter().enumerate() {
             store.decide(&it.id, ANNOTATOR, &verdict(i)).unwrap();
@@ -311,7 +311,7 @@ fn open_child(db: &Path) {
     let opened = t.elapsed();
     let options = annotate::app::Options {
         annotator: ANNOTATOR.into(),
-        order: Order::Disagreement,
+        order: QueueOrder::Disagreement,
         overlap: 1,
         guidelines: None,
         title: "bench".into(),

@@ -27,8 +27,9 @@ use crate::components::stats::StatsPanel;
 use crate::diff::{Change, word_diff};
 use crate::error::{Error, Result};
 use crate::stats::{IDLE_GAP, MIN_ACTIVE, Stats, stats};
-use crate::store::{Filter, Item, Order, Progress, Store, Stored, Verdict};
+use crate::store::{Filter, Item, Progress, Store, Stored, Verdict};
 use crate::theme::{Theme, shown_line};
+use datasets::config::QueueOrder;
 
 /// Items fetched from the store at a time: the app never holds more than this many.
 pub const PAGE: usize = 50;
@@ -39,7 +40,7 @@ pub struct Options {
     /// Who is deciding (`--annotator`).
     pub annotator: String,
     /// Queue order.
-    pub order: Order,
+    pub order: QueueOrder,
     /// Annotators wanted per item.
     pub overlap: u32,
     /// The guidelines: where they came from and their Markdown.

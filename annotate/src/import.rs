@@ -139,7 +139,8 @@ fn collect(path: &Path, out: &mut Vec<(String, u64, u128)>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{DB_FILE, Order};
+    use crate::store::DB_FILE;
+    use datasets::config::QueueOrder;
 
     #[test]
     fn a_jsonl_file_imports_once_and_pairs_outputs_by_prompt() {
@@ -158,7 +159,7 @@ mod tests {
         let done = import(&mut store, &data, &mut |_| {}).unwrap();
         assert_eq!(done, Imported { rows: 3, added: 2 });
         assert_eq!(import(&mut store, &data, &mut |_| {}).unwrap().rows, 0);
-        let items = store.queue("ana", Order::File, 1, 10).unwrap();
+        let items = store.queue("ana", QueueOrder::File, 1, 10).unwrap();
         assert_eq!(items.len(), 2);
         assert_eq!(items[0].a.as_ref().unwrap().text, "x");
         assert_eq!(items[0].b.as_ref().unwrap().model.as_deref(), Some("small"));

@@ -16,5 +16,6 @@ pub mod stats;
 pub mod store;
 pub mod theme;
 
+pub use datasets::config::QueueOrder;
 pub use error::{Error, Result};
-pub use store::{Candidate, Filter, Item, Order, Progress, Store, Stored, Verdict};
+pub use store::{Candidate, Filter, Item, Progress, Store, Stored, Verdict};

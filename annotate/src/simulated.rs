@@ -12,7 +12,8 @@
 use datasets::{Decision, Preference};
 
 use crate::error::Result;
-use crate::store::{Item, Order, Store, Verdict};
+use crate::store::{Item, Store, Verdict};
+use datasets::config::QueueOrder;
 
 /// The annotator name of the simulated expert's decisions.
 pub const SIMULATED_EXPERT: &str = "simulated-expert";
@@ -67,7 +68,7 @@ pub fn verdict(item: &Item, same: &dyn Fn(&str, &str) -> bool) -> Verdict {
 /// Lets the simulated expert decide up to `budget` items of its queue in `store`.
 pub fn review(
     store: &mut Store,
-    order: Order,
+    order: QueueOrder,
     budget: u64,
     same: &dyn Fn(&str, &str) -> bool,
 ) -> Result<SimulatedReport> {
@@ -166,7 +167,7 @@ mod tests {
             })
             .collect();
         store.add_items(items).unwrap();
-        let r = review(&mut store, Order::Disagreement, 4, &trimmed).unwrap();
+        let r = review(&mut store, QueueOrder::Disagreement, 4, &trimmed).unwrap();
         // Highest disagreement first: p5 (bad), p4 (ok), p3 (bad), p2 (no reference).
         assert_eq!(
             r,
@@ -183,10 +184,10 @@ mod tests {
                 .all(|d| d.annotation.annotator == SIMULATED_EXPERT)
         );
         // The rest of the budget later; skipped items are not decided again.
-        let r = review(&mut store, Order::Disagreement, 100, &trimmed).unwrap();
+        let r = review(&mut store, QueueOrder::Disagreement, 100, &trimmed).unwrap();
         assert_eq!(r.decisions(), 2);
         assert_eq!(
-            review(&mut store, Order::Disagreement, 100, &trimmed)
+            review(&mut store, QueueOrder::Disagreement, 100, &trimmed)
                 .unwrap()
                 .decisions(),
             0

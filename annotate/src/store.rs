@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use datasets::config::QueueOrder;
 use datasets::record::IdHasher;
 use datasets::{Annotation, Decision, Message, Preference};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
@@ -28,7 +29,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use crate::error::{Error, Result};
 
 /// The file name of the store inside a set or a run directory.
-pub const DB_FILE: &str = "annotations.db";
+pub const DB_FILE: &str = datasets::rundir::layout::ANNOTATIONS;
 
 /// How long a write waits for another process holding the database before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -224,35 +225,12 @@ pub struct Stored {
     pub annotation: Annotation,
 }
 
-/// How the review queue is ordered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Order {
-    /// Highest teacher–student disagreement first (items without it last).
-    #[default]
-    Disagreement,
-    /// Highest teacher entropy first.
-    Entropy,
-    /// As imported.
-    File,
-}
-
-impl Order {
-    /// Parses a config value.
-    pub fn parse(s: &str) -> Option<Order> {
-        match s {
-            "disagreement" => Some(Order::Disagreement),
-            "entropy" => Some(Order::Entropy),
-            "file" => Some(Order::File),
-            _ => None,
-        }
-    }
-
-    fn sql(self) -> &'static str {
-        match self {
-            Order::Disagreement => "i.disagreement DESC, i.seq",
-            Order::Entropy => "i.entropy DESC, i.seq",
-            Order::File => "i.seq",
-        }
+/// The ORDER BY of a queue `order`.
+fn order_sql(order: QueueOrder) -> &'static str {
+    match order {
+        QueueOrder::Disagreement => "i.disagreement DESC, i.seq",
+        QueueOrder::Entropy => "i.entropy DESC, i.seq",
+        QueueOrder::File => "i.seq",
     }
 }
 
@@ -796,7 +774,7 @@ impl Store {
     pub fn queue(
         &self,
         annotator: &str,
-        order: Order,
+        order: QueueOrder,
         overlap: u32,
         limit: usize,
     ) -> Result<Vec<Item>> {
@@ -809,7 +787,7 @@ impl Store {
                  + (SELECT count(*) FROM claims c
                     WHERE c.item_id = i.id AND c.annotator != ?1 AND c.expires_at > ?4) < ?2
              ORDER BY {} LIMIT ?3",
-            order.sql()
+            order_sql(order)
         );
         let now = now_micros();
         let mut items = self.items_query(&fresh, params![annotator, overlap, limit as i64, now])?;

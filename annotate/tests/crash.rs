@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use annotate::{Candidate, Item, Order, Store, Verdict};
+use annotate::{Candidate, Item, QueueOrder, Store, Verdict};
 use datasets::{Decision, Message};
 
 /// Names the database the child works on; absent, [`crash_child`] does nothing.
@@ -70,7 +70,7 @@ fn crash_child() {
     let mut out = std::io::stdout().lock();
     loop {
         let Some(item) = store
-            .queue(ANNOTATOR, Order::File, 1, 1)
+            .queue(ANNOTATOR, QueueOrder::File, 1, 1)
             .expect("the child reads the queue")
             .pop()
         else {

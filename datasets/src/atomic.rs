@@ -275,9 +275,6 @@ const CHECKPOINT_FILES: [&str; 6] = [
     "chat_template.jinja",
 ];
 
-/// The marker a finished run stage carries (see [`crate::rundir`]).
-const STAGE_MARKER: &str = "STAGE.json";
-
 /// What the workbench made that may stand at a destination it is asked to replace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Made {
@@ -319,7 +316,7 @@ impl Made {
 
 /// What `dir` is, when the workbench made it.
 fn made_by_us(dir: &Path) -> Option<Made> {
-    if dir.join(STAGE_MARKER).is_file() {
+    if dir.join(crate::rundir::layout::STAGE_MARKER).is_file() {
         return Some(Made::Stage);
     }
     let card = std::fs::read_to_string(dir.join("README.md")).unwrap_or_default();
@@ -329,7 +326,9 @@ fn made_by_us(dir: &Path) -> Option<Made> {
     let config = std::fs::read_to_string(dir.join("config.json")).ok()?;
     let config: serde_json::Value = serde_json::from_str(&config).ok()?;
     // A final model inside a run stage (`runs/NAME/student/final`) is the run's.
-    let in_stage = dir.parent().is_some_and(|p| p.join(STAGE_MARKER).is_file());
+    let in_stage = dir
+        .parent()
+        .is_some_and(|p| p.join(crate::rundir::layout::STAGE_MARKER).is_file());
     (config.get(CHECKPOINT_VERSION_KEY).is_some() || in_stage).then_some(Made::Checkpoint)
 }
 
@@ -461,7 +460,7 @@ mod tests {
         assert!(err.to_string().contains("nothing was deleted"), "{err}");
         assert!(dest.join("a").exists());
 
-        std::fs::write(dest.join(STAGE_MARKER), b"{}").unwrap();
+        std::fs::write(dest.join(crate::rundir::layout::STAGE_MARKER), b"{}").unwrap();
         let d = AtomicDir::create(&dest, true).unwrap();
         std::fs::write(d.path().join("b"), b"2").unwrap();
         d.commit().unwrap();
@@ -531,7 +530,7 @@ mod tests {
         assert_eq!(refused(&ckpt), None);
         let stage = dir.path().join("student");
         std::fs::create_dir_all(stage.join("final")).unwrap();
-        std::fs::write(stage.join(STAGE_MARKER), b"{}").unwrap();
+        std::fs::write(stage.join(crate::rundir::layout::STAGE_MARKER), b"{}").unwrap();
         std::fs::write(stage.join("final/config.json"), b"{}").unwrap();
         assert_eq!(refused(&stage.join("final")), None);
         assert_eq!(refused(&stage), None);
@@ -590,7 +589,7 @@ mod tests {
         let dest = dir.path().join("set");
         let d = AtomicDir::create(&dest, true).unwrap();
         std::fs::write(d.path().join("a"), b"1").unwrap();
-        std::fs::write(d.path().join(STAGE_MARKER), b"{}").unwrap();
+        std::fs::write(d.path().join(crate::rundir::layout::STAGE_MARKER), b"{}").unwrap();
         d.commit().unwrap();
         let d = AtomicDir::create(&dest, true).unwrap();
         std::fs::write(d.path().join("b"), b"2").unwrap();

@@ -38,8 +38,8 @@ pub struct ExportReport {
 
 /// Whether `dir` is a run directory (it has the `config.toml` that `workbench run` writes).
 pub fn is_run_dir(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("config.toml"))
-        .map(|t| t.starts_with("# workbench config hash:"))
+    std::fs::read_to_string(dir.join(crate::rundir::layout::CONFIG))
+        .map(|t| t.starts_with(crate::rundir::HASH_PREFIX))
         .unwrap_or(false)
 }
 

@@ -16,9 +16,6 @@ use crate::parquet::WriteOptions;
 use crate::record::Sample;
 use crate::set::{SetOptions, SetWriter, Splits};
 
-/// The stage's name (its directory under the run).
-pub const STAGE: &str = "data";
-
 /// The config sections the stage depends on.
 pub const SECTIONS: &[&str] = &["data", "export"];
 

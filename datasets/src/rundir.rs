@@ -15,7 +15,60 @@ use crate::atomic::{self, AtomicDir};
 use crate::config::LoadedConfig;
 use crate::error::{Error, Result};
 
-const HASH_PREFIX: &str = "# workbench config hash: ";
+/// Every folder and file `workbench run` makes in a run directory, named once: the rest of the
+/// workbench joins these names and never spells one itself.
+///
+/// ```text
+/// runs/<name>/
+///   config.toml                  the resolved config (hash and source on its first lines)
+///   data/                        the data stage: gold, prompts, eval, review sets
+///   teacher/                     the teacher's checkpoint (when it is trained here)
+///   synthetic/                   the synthetic set; cache/ holds the teacher's raw answers
+///   student/final/               the distilled student
+///   gold-only/final/             the baseline: the same student on gold alone
+///   candidates/                  the answers put to the experts
+///   annotations.db               the experts' decisions
+///   feedback/{sft,preference}/   the decisions as training sets
+///   finetuned/final/             the student after the expert fine-tune
+///   report/                      report.md, report.html, eval.json, plots
+/// ```
+///
+/// Each stage folder carries a [`STAGE_MARKER`](layout::STAGE_MARKER) when it is finished; a
+/// training stage keeps its step checkpoints in `checkpoints/` until it finishes.
+pub mod layout {
+    /// The resolved config.
+    pub const CONFIG: &str = "config.toml";
+    /// The data stage: the sets every other stage reads.
+    pub const DATA: &str = "data";
+    /// The teacher stage: its checkpoint.
+    pub const TEACHER: &str = "teacher";
+    /// The synthetic set.
+    pub const SYNTHETIC: &str = "synthetic";
+    /// The teacher's raw answers, inside the synthetic stage (kept across reruns).
+    pub const TEACHER_CACHE: &str = "cache/teacher-responses.jsonl";
+    /// The distilled student stage.
+    pub const STUDENT: &str = "student";
+    /// The gold-only baseline stage.
+    pub const BASELINE: &str = "gold-only";
+    /// The answers put to the experts.
+    pub const CANDIDATES: &str = "candidates";
+    /// The experts' decisions (an annotation store).
+    pub const ANNOTATIONS: &str = "annotations.db";
+    /// The experts' decisions exported as training sets.
+    pub const FEEDBACK: &str = "feedback";
+    /// The fine-tune stage: the student after expert feedback.
+    pub const FINETUNED: &str = "finetuned";
+    /// The report folder.
+    pub const REPORT: &str = "report";
+    /// The model inside a training stage's folder (student, baseline, fine-tune).
+    pub const FINAL: &str = "final";
+    /// Step checkpoints inside a training stage's folder, while it runs.
+    pub const CHECKPOINTS: &str = "checkpoints";
+    /// The marker a finished stage carries.
+    pub const STAGE_MARKER: &str = "STAGE.json";
+}
+
+pub(crate) const HASH_PREFIX: &str = "# workbench config hash: ";
 /// The line of a run's `config.toml` that names the config file it was made from: the paths the
 /// config holds (`data.gold.path`, `annotate.guidelines`, ...) are relative to that file's folder.
 const SOURCE_PREFIX: &str = "# made from the config file: ";
@@ -62,7 +115,7 @@ impl RunDir {
         let dir = loaded.run_dir();
         let hash = loaded.config.hash();
         std::fs::create_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;
-        let config_path = dir.join("config.toml");
+        let config_path = dir.join(layout::CONFIG);
         if config_path.exists() {
             let existing =
                 std::fs::read_to_string(&config_path).map_err(|e| Error::read(&config_path, e))?;
@@ -153,7 +206,7 @@ impl RunDir {
 /// The config file a run directory was made from (as recorded in its `config.toml`), when it is
 /// recorded and still there.
 pub fn source_config(run_dir: &Path) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(run_dir.join("config.toml")).ok()?;
+    let text = std::fs::read_to_string(run_dir.join(layout::CONFIG)).ok()?;
     let line = text
         .lines()
         .take_while(|l| l.starts_with('#'))
@@ -165,7 +218,7 @@ pub fn source_config(run_dir: &Path) -> Option<PathBuf> {
 /// A run directory's config, with relative paths resolving as they did for the run: against the
 /// folder of the config file it was made from (when that is known), else the run directory's.
 pub fn load_config(run_dir: &Path, overrides: &[crate::config::Override]) -> Result<LoadedConfig> {
-    let copy = run_dir.join("config.toml");
+    let copy = run_dir.join(layout::CONFIG);
     let mut loaded = crate::config::Config::load(&copy, overrides)?;
     if let Some(source) = source_config(run_dir) {
         loaded.path = source;
@@ -174,7 +227,7 @@ pub fn load_config(run_dir: &Path, overrides: &[crate::config::Override]) -> Res
 }
 
 fn read_marker(stage_dir: &Path) -> Option<StageMarker> {
-    let text = std::fs::read_to_string(stage_dir.join("STAGE.json")).ok()?;
+    let text = std::fs::read_to_string(stage_dir.join(layout::STAGE_MARKER)).ok()?;
     serde_json::from_str(&text).ok()
 }
 
@@ -201,7 +254,7 @@ impl Stage {
             chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         self.marker.summary = summary;
         let text = serde_json::to_string_pretty(&self.marker).expect("markers serialise");
-        atomic::write_file(self.dir.path().join("STAGE.json"), text.as_bytes())?;
+        atomic::write_file(self.dir.path().join(layout::STAGE_MARKER), text.as_bytes())?;
         self.dir.commit()?;
         Ok(self.marker)
     }

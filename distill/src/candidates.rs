@@ -18,13 +18,11 @@ use datasets::set::{SetOptions, SetSummary, SetWriter, Splits};
 use datasets::{Kind, Sample};
 
 use crate::data::tokenizer::Tokenizer;
-use crate::fit::{self, FINAL, STUDENT};
+use crate::fit;
 use crate::model::{Model, checkpoint};
 use crate::recipe;
 use crate::{Error, Result};
-
-/// The stage's directory name.
-pub const STAGE: &str = "candidates";
+use datasets::rundir::layout;
 
 /// Hash of what the candidates depend on: the student, the teacher, how answers are decoded.
 pub fn candidates_hash(c: &Config) -> String {
@@ -84,7 +82,7 @@ pub fn write_candidates(
     device: &Device,
 ) -> Result<SetSummary> {
     let c = &loaded.config;
-    let student_dir = run_dir.join(STUDENT).join(FINAL);
+    let student_dir = run_dir.join(layout::STUDENT).join(layout::FINAL);
     if !student_dir.join("config.json").is_file() {
         return Err(Error::invalid(format!(
             "There is no distilled student in `{}` to answer the review prompts\n\nhint: run \

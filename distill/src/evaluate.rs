@@ -5,6 +5,7 @@
 //! parameters, and greedy decoding speed. The rows are named as the report names them:
 //! `teacher`, `gold-only`, `distilled`, `distilled+expert`.
 
+use datasets::rundir::layout;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -16,9 +17,6 @@ use crate::model::checkpoint;
 use crate::recipe;
 use crate::train::data::Example;
 use crate::{Error, Result};
-
-/// Where the finetune stage puts the final student (issue: the expert fine-tune).
-pub const FINETUNED: &str = "finetuned";
 
 /// One row of the table.
 #[derive(Debug, Clone, Serialize)]
@@ -52,13 +50,16 @@ pub fn run_models(loaded: &LoadedConfig, run_dir: &Path) -> Vec<(String, PathBuf
     }
     out.push((
         "gold-only".to_string(),
-        run_dir.join(fit::BASELINE).join(fit::FINAL),
+        run_dir.join(layout::BASELINE).join(layout::FINAL),
     ));
     out.push((
         "distilled".to_string(),
-        run_dir.join(fit::STUDENT).join(fit::FINAL),
+        run_dir.join(layout::STUDENT).join(layout::FINAL),
     ));
-    out.push(("distilled+expert".to_string(), run_dir.join(FINETUNED)));
+    out.push((
+        "distilled+expert".to_string(),
+        run_dir.join(layout::FINETUNED),
+    ));
     out.into_iter()
         .filter(|(_, p)| p.join("config.json").is_file())
         .collect()

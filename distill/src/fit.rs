@@ -10,6 +10,7 @@
 //! made under: a killed stage resumes from the newest complete one, and a checkpoint made under
 //! other settings is discarded rather than resumed.
 
+use datasets::rundir::layout;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -23,7 +24,6 @@ use datasets::{PreferenceRow, Sample, Set, SftRow};
 use serde::{Deserialize, Serialize};
 
 use crate::data::tokenizer::Tokenizer;
-use crate::evaluate::FINETUNED;
 use crate::model::{Model, ModelConfig, checkpoint};
 use crate::plot::{Chart, Series};
 use crate::recipe::{self, seed_of};
@@ -31,17 +31,6 @@ use crate::train::data::Example;
 use crate::train::loss::Divergence;
 use crate::train::{self, Objective, StepLog, TrainOptions};
 use crate::{Error, Result};
-
-/// The teacher stage: `runs/<name>/teacher/` is its checkpoint.
-pub const TEACHER: &str = "teacher";
-/// The distilled student stage: `runs/<name>/student/final/`.
-pub const STUDENT: &str = "student";
-/// The gold-only baseline stage: `runs/<name>/gold-only/final/`.
-pub const BASELINE: &str = "gold-only";
-/// Where step checkpoints live in a run directory.
-pub const CHECKPOINTS: &str = "checkpoints";
-/// The model's directory inside the student and baseline stage directories.
-pub const FINAL: &str = "final";
 
 /// The data stage's sets, as training reads them.
 pub struct RunData {
@@ -355,8 +344,8 @@ pub fn fit(
 /// The settings that make a stage's training diverge, as a `hint:` naming their keys and values.
 fn divergence_hint(stage: &str, o: &TrainOptions) -> String {
     let section = match stage {
-        TEACHER => "teacher.train",
-        FINETUNED => "finetune.train",
+        layout::TEACHER => "teacher.train",
+        layout::FINETUNED => "finetune.train",
         _ => "distill.train",
     };
     let mut hint = format!(
@@ -393,10 +382,10 @@ fn metric_row(s: &StepLog) -> MetricRow {
 /// What the plots and the report call a training stage.
 pub fn stage_label(stage: &str) -> &str {
     match stage {
-        TEACHER => "teacher",
-        STUDENT => "distilled student",
-        BASELINE => "gold-only student",
-        FINETUNED => "distilled+expert student",
+        layout::TEACHER => "teacher",
+        layout::STUDENT => "distilled student",
+        layout::BASELINE => "gold-only student",
+        layout::FINETUNED => "distilled+expert student",
         other => other,
     }
 }
@@ -630,7 +619,7 @@ pub fn train_teacher(
     );
     fit(
         Job {
-            stage: TEACHER,
+            stage: layout::TEACHER,
             model,
             tokenizer: &tok,
             train,
@@ -657,7 +646,7 @@ pub fn teacher_dir(loaded: &LoadedConfig, run_dir: &Path) -> Option<PathBuf> {
         TeacherKind::Openai => None,
         TeacherKind::Local => Some(match &t.path {
             Some(p) => loaded.resolve(p),
-            None => run_dir.join(TEACHER),
+            None => run_dir.join(layout::TEACHER),
         }),
     }
 }
@@ -853,10 +842,10 @@ pub fn distill_student(
         ),
     };
     let options = train_options(&d.train, seed_of(c.run.seed, "student data"), objective);
-    let model_dir = stage_dir.join(FINAL);
+    let model_dir = stage_dir.join(layout::FINAL);
     fit(
         Job {
-            stage: STUDENT,
+            stage: layout::STUDENT,
             model: start.model,
             tokenizer: tok,
             train,
@@ -913,10 +902,10 @@ pub fn train_baseline(
         seed_of(c.run.seed, "student data"),
         Objective::CrossEntropy,
     );
-    let model_dir = stage_dir.join(FINAL);
+    let model_dir = stage_dir.join(layout::FINAL);
     fit(
         Job {
-            stage: BASELINE,
+            stage: layout::BASELINE,
             model: start.model,
             tokenizer: &start.tokenizer,
             train,
@@ -981,7 +970,7 @@ pub fn finetune_student(
     let c = &loaded.config;
     let f = &c.finetune;
     let device = crate::backend::device(&c.teacher.device)?.autodiff();
-    let start_dir = run_dir.join(STUDENT).join(FINAL);
+    let start_dir = run_dir.join(layout::STUDENT).join(layout::FINAL);
     if !start_dir.join("config.json").is_file() {
         return Err(Error::invalid(format!(
             "There is no distilled student in `{}` to fine-tune\n\nhint: run `workbench distill` \
@@ -1066,7 +1055,7 @@ pub fn finetune_student(
     let options = train_options(&f.train, seed_of(c.run.seed, "finetune data"), objective);
     let mut summary = fit(
         Job {
-            stage: FINETUNED,
+            stage: layout::FINETUNED,
             model,
             tokenizer: &tok,
             train,
@@ -1111,9 +1100,9 @@ pub fn finetune_student(
             finetuned_exact_match: finetuned,
             kept,
             final_student: if kept {
-                FINETUNED.to_string()
+                layout::FINETUNED.to_string()
             } else {
-                format!("{STUDENT}/{FINAL}")
+                format!("{}/{}", layout::STUDENT, layout::FINAL)
             },
         });
     }

@@ -256,7 +256,7 @@ mod tests {
     #[test]
     fn every_plot_caption_is_its_title() {
         let dir = tempfile::tempdir().unwrap();
-        let stage = dir.path().join(crate::fit::STUDENT);
+        let stage = dir.path().join(datasets::rundir::layout::STUDENT);
         std::fs::create_dir(&stage).unwrap();
         let log: Vec<crate::train::StepLog> = (1..=300)
             .map(|step| crate::train::StepLog {
@@ -272,11 +272,11 @@ mod tests {
                 eval_exact: (step % 100 == 0).then_some(0.5),
             })
             .collect();
-        crate::fit::write_plots(crate::fit::STUDENT, &log, &stage).unwrap();
+        crate::fit::write_plots(datasets::rundir::layout::STUDENT, &log, &stage).unwrap();
         let plots: Vec<Plot> = crate::fit::PLOTS
             .iter()
             .map(|(file, what)| Plot {
-                title: crate::fit::plot_title(crate::fit::STUDENT, what),
+                title: crate::fit::plot_title(datasets::rundir::layout::STUDENT, what),
                 path: stage.join(file),
             })
             .collect();

@@ -4,13 +4,13 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use annotate::app::{self, Options};
-use annotate::store::{DB_FILE, Order, Store};
+use annotate::store::{DB_FILE, Store};
 use anyhow::Result;
 use datasets::config::{AnnotateConfig, Config, Override, QueueOrder};
 use datasets::export::is_run_dir;
 
 use crate::BadInput;
-use crate::cli::{AnnotateArgs, AnnotateCommand, OrderArg};
+use crate::cli::{AnnotateArgs, AnnotateCommand};
 use crate::output::{Output, thousands};
 use datasets::text::count;
 
@@ -106,17 +106,8 @@ pub fn resolve(target: &Path, need_items: bool, overrides: &[Override]) -> Resul
 }
 
 /// The queue order: the flag, else the config's.
-pub fn order_of(arg: Option<OrderArg>, config: QueueOrder) -> Order {
-    match arg {
-        Some(OrderArg::Disagreement) => Order::Disagreement,
-        Some(OrderArg::Entropy) => Order::Entropy,
-        Some(OrderArg::File) => Order::File,
-        None => match config {
-            QueueOrder::Disagreement => Order::Disagreement,
-            QueueOrder::Entropy => Order::Entropy,
-            QueueOrder::File => Order::File,
-        },
-    }
+pub fn order_of(arg: Option<QueueOrder>, config: QueueOrder) -> QueueOrder {
+    arg.unwrap_or(config)
 }
 
 fn default_annotator() -> String {

@@ -1,16 +1,13 @@
 //! `workbench eval CONFIG [--json]`: every model of the run on the eval set, in one table.
 
 use anyhow::Result;
-use datasets::prepare;
 use datasets::rundir::RunDir;
+use datasets::rundir::layout;
 use distill::evaluate::{self, EvalRow};
 use distill::fit;
 
 use crate::cli::EvalArgs;
 use crate::output::Output;
-
-/// The report directory of a run.
-pub const REPORT: &str = "report";
 
 pub fn run(out: &Output, args: EvalArgs) -> Result<()> {
     let loaded = super::load_config(&args.run.config)?;
@@ -31,7 +28,7 @@ pub fn eval_stage(
     loaded: &datasets::config::LoadedConfig,
     run: &RunDir,
 ) -> Result<Vec<EvalRow>> {
-    let data = fit::read_data(&run.stage_dir(prepare::STAGE))?;
+    let data = fit::read_data(&run.stage_dir(layout::DATA))?;
     let bar = out.progress("eval", "models", None);
     let rows = evaluate::evaluate(loaded, run.path(), &data.eval, &mut |name| {
         bar.set_message(name.to_string());
@@ -39,7 +36,7 @@ pub fn eval_stage(
     });
     bar.finish_and_clear();
     let rows = rows?;
-    let dir = run.path().join(REPORT);
+    let dir = run.path().join(layout::REPORT);
     std::fs::create_dir_all(&dir)?;
     let table = evaluate::markdown(&rows);
     let md = format!(

@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use datasets::config::{LoadedConfig, TeacherKind};
+use datasets::rundir::layout;
 use datasets::rundir::{RunDir, StageState};
 use distill::synth::{self, Student};
 use distill::teacher::Teacher;
@@ -19,7 +20,7 @@ pub fn run(out: &Output, args: RunArgs) -> Result<()> {
     synthetic_stage(out, &loaded, &run)?;
     out.hint(format!(
         "look at the set with `workbench datasets inspect {}`",
-        run.stage_dir(synth::STAGE).display()
+        run.stage_dir(layout::SYNTHETIC).display()
     ));
     Ok(())
 }
@@ -61,20 +62,20 @@ fn teacher(loaded: &LoadedConfig, run: &RunDir) -> Result<Box<dyn Teacher>> {
 pub fn synthetic_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Result<()> {
     let c = &loaded.config;
     let hash = c.stage_hash(synth::SECTIONS);
-    match run.stage_state(synth::STAGE, &hash) {
+    match run.stage_state(layout::SYNTHETIC, &hash) {
         StageState::Done(_) => {
             out.say(format!(
                 "generate: up to date in `{}` (skipped)",
-                run.stage_dir(synth::STAGE).display()
+                run.stage_dir(layout::SYNTHETIC).display()
             ));
             return Ok(());
         }
         StageState::Stale(_) => out.say("generate: settings changed since the last run; redoing it (answers already in the cache are reused)"),
         StageState::Missing => {}
     }
-    let inputs = synth::read_inputs(loaded, &run.stage_dir(datasets::prepare::STAGE))?;
+    let inputs = synth::read_inputs(loaded, &run.stage_dir(layout::DATA))?;
     let mut teacher = teacher(loaded, run)?;
-    let cache_path = run.path().join(synth::CACHE_FILE);
+    let cache_path = run.path().join(layout::TEACHER_CACHE);
     let mut cache = ResponseCache::open(&cache_path)?;
     if !cache.is_empty() {
         out.say(format!(
@@ -86,7 +87,7 @@ pub fn synthetic_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Res
     // The student, for the disagreement score.
     let student_dir = match &c.generate.student {
         Some(p) => Some(loaded.resolve(p)),
-        None => Some(run.path().join("student").join("final")).filter(|p| p.is_dir()),
+        None => Some(run.path().join(layout::STUDENT).join(layout::FINAL)).filter(|p| p.is_dir()),
     };
     let student = match &student_dir {
         Some(dir) => {
@@ -98,7 +99,7 @@ pub fn synthetic_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Res
         }
         None => None,
     };
-    let stage = run.begin(synth::STAGE, &hash)?;
+    let stage = run.begin(layout::SYNTHETIC, &hash)?;
     let bar = out.progress("generate", "prompts", Some(0));
     let t0 = std::time::Instant::now();
     let mut last_phase = "";

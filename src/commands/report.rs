@@ -4,9 +4,9 @@
 
 use anyhow::Result;
 use datasets::config::Normalize;
-use datasets::prepare;
 use datasets::rundir::RunDir;
-use distill::evaluate::{EvalRow, FINETUNED};
+use datasets::rundir::layout;
+use distill::evaluate::EvalRow;
 use distill::fit;
 use distill::report::{ExpertUse, Plot, Report};
 
@@ -14,21 +14,21 @@ use crate::output::Output;
 
 /// The stages in loop order.
 const STAGES: &[&str] = &[
-    prepare::STAGE,
-    fit::TEACHER,
-    distill::synth::STAGE,
-    fit::STUDENT,
-    fit::BASELINE,
-    distill::candidates::STAGE,
-    FINETUNED,
+    layout::DATA,
+    layout::TEACHER,
+    layout::SYNTHETIC,
+    layout::STUDENT,
+    layout::BASELINE,
+    layout::CANDIDATES,
+    layout::FINETUNED,
 ];
 
 /// The name the report gives a stage (the training stages' are the plots' own).
 fn stage_name(stage: &str) -> &str {
     match stage {
-        s if s == prepare::STAGE => "data",
-        s if s == distill::synth::STAGE => "synthetic set",
-        s if s == distill::candidates::STAGE => "review candidates",
+        s if s == layout::DATA => "data",
+        s if s == layout::SYNTHETIC => "synthetic set",
+        s if s == layout::CANDIDATES => "review candidates",
         s => fit::stage_label(s),
     }
 }
@@ -79,26 +79,24 @@ pub fn write_report(
         ),
         (
             "config".to_string(),
-            run.path().join("config.toml").display().to_string(),
+            run.path().join(layout::CONFIG).display().to_string(),
         ),
     ];
     for stage in STAGES {
         let name = stage_name(stage);
         let dir = run.stage_dir(stage);
-        let Ok(text) = std::fs::read_to_string(dir.join("STAGE.json")) else {
+        let Some(marker) = run.marker(stage) else {
             continue;
         };
-        let marker: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
         provenance.push((
             format!("stage: {name}"),
             format!(
                 "finished {} · settings hash {}",
-                marker["finished_at"].as_str().unwrap_or("?"),
-                marker["stage_hash"].as_str().unwrap_or("?")
+                marker.finished_at, marker.stage_hash
             ),
         ));
-        let summary = &marker["summary"];
-        if *stage == prepare::STAGE {
+        let summary = &marker.summary;
+        if *stage == layout::DATA {
             for set in summary["sets"].as_array().into_iter().flatten() {
                 let mut line = format!(
                     "{} read, {} kept",
@@ -169,7 +167,7 @@ pub fn write_report(
         plots,
         provenance,
     };
-    let dir = run.path().join(super::eval::REPORT);
+    let dir = run.path().join(layout::REPORT);
     distill::report::write(&report, &dir)?;
     out.say(format!(
         "report: `{}` and `{}`",

@@ -11,6 +11,7 @@
 use anyhow::Result;
 use datasets::config::{LoadedConfig, TeacherKind};
 use datasets::prepare;
+use datasets::rundir::layout;
 use datasets::rundir::{RunDir, StageState};
 
 use crate::cli::RunArgs;
@@ -19,16 +20,16 @@ use crate::output::{Output, thousands};
 /// Runs the data stage unless it is up to date.
 pub fn data_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Result<()> {
     let hash = loaded.config.stage_hash(prepare::SECTIONS);
-    match run.stage_state(prepare::STAGE, &hash) {
+    match run.stage_state(layout::DATA, &hash) {
         StageState::Done(_) => out.say(format!(
             "data: up to date in `{}` (skipped)",
-            run.stage_dir(prepare::STAGE).display()
+            run.stage_dir(layout::DATA).display()
         )),
         state => {
             if let StageState::Stale(_) = state {
                 out.say("data: settings changed since the last run; redoing it");
             }
-            let stage = run.begin(prepare::STAGE, &hash)?;
+            let stage = run.begin(layout::DATA, &hash)?;
             let bar = out.progress("data", "rows", None);
             let summary =
                 prepare::prepare(loaded, stage.path(), run.config_hash(), &mut |name, n| {
@@ -60,16 +61,16 @@ pub fn data_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Result<(
 /// the teacher's answers to prompts neither trained on, unless up to date.
 fn candidates_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Result<()> {
     use distill::candidates;
-    let review_dir = run.stage_dir(prepare::STAGE).join("review");
+    let review_dir = run.stage_dir(layout::DATA).join("review");
     if !datasets::Set::is_set(&review_dir) {
         return Ok(());
     }
     let hash = candidates::candidates_hash(&loaded.config);
-    match run.stage_state(candidates::STAGE, &hash) {
+    match run.stage_state(layout::CANDIDATES, &hash) {
         StageState::Done(_) => {
             out.say(format!(
                 "candidates: up to date in `{}` (skipped)",
-                run.stage_dir(candidates::STAGE).display()
+                run.stage_dir(layout::CANDIDATES).display()
             ));
             return Ok(());
         }
@@ -80,7 +81,7 @@ fn candidates_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Result
     if review.is_empty() {
         return Ok(());
     }
-    let stage = run.begin(candidates::STAGE, &hash)?;
+    let stage = run.begin(layout::CANDIDATES, &hash)?;
     let device = distill::backend::device(&loaded.config.teacher.device)?;
     let summary = candidates::write_candidates(
         loaded,
@@ -94,7 +95,7 @@ fn candidates_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Result
         "candidates: {} answered ({}) in `{}`",
         datasets::text::count(review.len() as u64, "review prompt"),
         datasets::text::count(summary.rows, "row"),
-        run.stage_dir(candidates::STAGE).display()
+        run.stage_dir(layout::CANDIDATES).display()
     ));
     stage.finish(serde_json::to_value(&summary)?)?;
     Ok(())
@@ -181,8 +182,8 @@ pub fn run(out: &Output, args: RunArgs) -> Result<()> {
         out.hint(format!(
             "the synthetic set is in `{}`; export it with `workbench datasets export {} --kind \
              samples --out DIR`",
-            run.stage_dir(distill::synth::STAGE).display(),
-            run.stage_dir(distill::synth::STAGE).display()
+            run.stage_dir(layout::SYNTHETIC).display(),
+            run.stage_dir(layout::SYNTHETIC).display()
         ));
         return Ok(());
     }
@@ -194,22 +195,19 @@ pub fn run(out: &Output, args: RunArgs) -> Result<()> {
     super::train::finetune_stage(out, &loaded, &run, false)?;
     let rows = super::eval::eval_stage(out, &loaded, &run)?;
     out.data(&distill::evaluate::markdown(&rows))?;
-    let report = run.path().join(super::eval::REPORT);
+    let report = run.path().join(layout::REPORT);
     out.say(format!(
         "Done. The report: `{}` (and `report.html`). The sets, each in the Hugging Face layout \
          (`datasets.load_dataset(\"parquet\", data_dir=DIR)`): synthetic `{}`, expert feedback \
          `{}` and `{}`, review candidates `{}`. The final student: `{}`.",
         report.join("report.md").display(),
-        run.stage_dir(distill::synth::STAGE).display(),
+        run.stage_dir(layout::SYNTHETIC).display(),
+        run.path().join(layout::FEEDBACK).join("sft").display(),
         run.path()
-            .join(super::train::FEEDBACK)
-            .join("sft")
-            .display(),
-        run.path()
-            .join(super::train::FEEDBACK)
+            .join(layout::FEEDBACK)
             .join("preference")
             .display(),
-        run.stage_dir(distill::candidates::STAGE).display(),
+        run.stage_dir(layout::CANDIDATES).display(),
         super::train::final_student(&run).display()
     ));
     Ok(())

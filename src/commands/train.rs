@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use datasets::config::{LoadedConfig, TeacherKind};
-use datasets::prepare;
+use datasets::rundir::layout;
 use datasets::rundir::{RunDir, StageState};
 use distill::fit::{self, Checkpoints, FitSummary};
 use distill::synth;
@@ -38,7 +38,7 @@ pub fn teacher_train(out: &Output, args: TrainArgs) -> Result<()> {
     teacher_stage(out, &loaded, &run, args.resume)?;
     out.hint(format!(
         "the teacher is in `{}`; `{}` asks it for the synthetic set",
-        run.stage_dir(fit::TEACHER).display(),
+        run.stage_dir(layout::TEACHER).display(),
         super::command_line("generate", &args.run.config)
     ));
     Ok(())
@@ -51,13 +51,13 @@ pub fn distill(out: &Output, args: TrainArgs) -> Result<()> {
     let hash = loaded.config.stage_hash(synth::SECTIONS);
     let generate = super::command_line("generate", &args.run.config);
     let run_all = super::command_line("run", &args.run.config);
-    match run.stage_state(synth::STAGE, &hash) {
+    match run.stage_state(layout::SYNTHETIC, &hash) {
         StageState::Done(_) => {}
         StageState::Stale(_) => {
             return Err(BadInput(format!(
                 "The synthetic set in `{}` was made under other settings\n\nhint: run \
                  `{generate}` first (or `{run_all}`)",
-                run.stage_dir(synth::STAGE).display()
+                run.stage_dir(layout::SYNTHETIC).display()
             ))
             .into());
         }
@@ -65,7 +65,7 @@ pub fn distill(out: &Output, args: TrainArgs) -> Result<()> {
             return Err(BadInput(format!(
                 "There is no synthetic set in `{}` yet\n\nhint: run `{generate}` first (or \
                  `{run_all}`, which runs every stage)",
-                run.stage_dir(synth::STAGE).display()
+                run.stage_dir(layout::SYNTHETIC).display()
             ))
             .into());
         }
@@ -85,13 +85,13 @@ pub fn finetune(out: &Output, args: TrainArgs) -> Result<()> {
     let distill = super::command_line("distill", &args.run.config);
     let run_all = super::command_line("run", &args.run.config);
     if !matches!(
-        run.stage_state(fit::STUDENT, &fit::student_hash(&loaded.config)),
+        run.stage_state(layout::STUDENT, &fit::student_hash(&loaded.config)),
         StageState::Done(_)
     ) {
         return Err(BadInput(format!(
             "There is no distilled student for this config in `{}` yet\n\nhint: run `{distill}` \
              first (or `{run_all}`)",
-            run.stage_dir(fit::STUDENT).display()
+            run.stage_dir(layout::STUDENT).display()
         ))
         .into());
     }
@@ -120,7 +120,7 @@ pub fn export_feedback(
         .into());
     }
     let store = annotate::Store::open_existing(&db)?;
-    let dir = run.path().join(FEEDBACK);
+    let dir = run.path().join(layout::FEEDBACK);
     let options = |kind: &str| datasets::SetOptions {
         replace: true,
         card: datasets::card::CardInfo {
@@ -157,9 +157,6 @@ pub fn export_feedback(
     Ok((sft_rows, pref_rows))
 }
 
-/// Where a run's exported feedback sets go.
-pub const FEEDBACK: &str = "feedback";
-
 /// Fine-tunes the distilled student on the experts' feedback unless it is up to date.
 pub fn finetune_stage(
     out: &Output,
@@ -188,15 +185,15 @@ pub fn finetune_stage(
             }
         ));
     }
-    let data = fit::read_data(&run.stage_dir(prepare::STAGE))?;
-    let synthetic_dir = run.stage_dir(synth::STAGE);
+    let data = fit::read_data(&run.stage_dir(layout::DATA))?;
+    let synthetic_dir = run.stage_dir(layout::SYNTHETIC);
     let run_dir = run.path();
     let hash = fit::finetune_hash(c, &fit::feedback_digest(&sft, &preference));
     training_stage(
         out,
         loaded,
         run,
-        distill::evaluate::FINETUNED,
+        layout::FINETUNED,
         "finetune",
         &hash,
         c.finetune.train.steps,
@@ -331,7 +328,7 @@ fn say_summary(out: &Output, s: &FitSummary, dir: &std::path::Path) {
 /// The run's final student: the fine-tuned one unless the fine-tune left it worse than the
 /// distilled student (and `finetune.keep = "better"`), else the distilled one.
 pub fn final_student(run: &RunDir) -> std::path::PathBuf {
-    let finetuned = distill::evaluate::FINETUNED;
+    let finetuned = layout::FINETUNED;
     let kept = run
         .marker(finetuned)
         .and_then(|m| serde_json::from_value::<FitSummary>(m.summary).ok())
@@ -351,7 +348,7 @@ fn checkpoints(
     resume: bool,
 ) -> Checkpoints {
     Checkpoints {
-        dir: run.path().join(fit::CHECKPOINTS).join(stage),
+        dir: run.path().join(layout::CHECKPOINTS).join(stage),
         hash: hash.to_string(),
         require_resume: resume,
         config_toml: loaded.config.to_toml(),
@@ -425,12 +422,12 @@ pub fn teacher_stage(
     resume: bool,
 ) -> Result<()> {
     let c = &loaded.config;
-    let data = fit::read_data(&run.stage_dir(prepare::STAGE))?;
+    let data = fit::read_data(&run.stage_dir(layout::DATA))?;
     training_stage(
         out,
         loaded,
         run,
-        fit::TEACHER,
+        layout::TEACHER,
         "teacher",
         &fit::teacher_hash(c),
         c.teacher.train.steps,
@@ -459,14 +456,14 @@ pub fn student_stages(
     resume: bool,
 ) -> Result<()> {
     let c = &loaded.config;
-    let data = fit::read_data(&run.stage_dir(prepare::STAGE))?;
-    let synthetic_dir = run.stage_dir(synth::STAGE);
+    let data = fit::read_data(&run.stage_dir(layout::DATA))?;
+    let synthetic_dir = run.stage_dir(layout::SYNTHETIC);
     let run_dir = run.path();
     training_stage(
         out,
         loaded,
         run,
-        fit::STUDENT,
+        layout::STUDENT,
         "distill",
         &fit::student_hash(c),
         c.distill.train.steps,
@@ -484,7 +481,7 @@ pub fn student_stages(
         out,
         loaded,
         run,
-        fit::BASELINE,
+        layout::BASELINE,
         "gold-only",
         &fit::baseline_hash(c),
         c.distill.train.steps,

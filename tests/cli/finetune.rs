@@ -47,7 +47,7 @@ fn finetune_learns_from_the_feedback_and_adds_the_distilled_expert_row() {
     ::annotate::import::import(&mut store, &run.join("synthetic"), &mut |_| {}).unwrap();
     let same = |a: &str, b: &str| a.trim() == b.trim();
     let report =
-        ::annotate::simulated::review(&mut store, ::annotate::Order::File, 20, &same).unwrap();
+        ::annotate::simulated::review(&mut store, ::annotate::QueueOrder::File, 20, &same).unwrap();
     assert!(report.corrected + report.accepted > 0, "{report:?}");
     drop(store);
 
@@ -95,7 +95,7 @@ fn finetune_learns_from_the_feedback_and_adds_the_distilled_expert_row() {
     assert!(again.stderr.contains("up to date"), "{}", again.stderr);
     let mut store = ::annotate::Store::open(run.join("annotations.db")).unwrap();
     let item = store
-        .queue("someone", ::annotate::Order::File, 1, 1)
+        .queue("someone", ::annotate::QueueOrder::File, 1, 1)
         .unwrap()
         .remove(0);
     let fix = ::annotate::Verdict {

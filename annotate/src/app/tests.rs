@@ -37,7 +37,7 @@ fn fixture(items: Vec<Item>, guidelines: bool) -> Fixture {
     store.add_items(items).unwrap();
     let opts = Options {
         annotator: "ana".into(),
-        order: Order::Disagreement,
+        order: QueueOrder::Disagreement,
         overlap: 1,
         guidelines: guidelines.then(|| {
             (
@@ -536,7 +536,7 @@ fn the_diff_reads_without_colour() {
         .unwrap();
     let opts = Options {
         annotator: "ana".into(),
-        order: Order::Disagreement,
+        order: QueueOrder::Disagreement,
         overlap: 1,
         guidelines: None,
         title: "t".into(),

@@ -108,7 +108,7 @@ fn a_decided_item_keeps_the_outputs_its_deciders_saw() {
 fn decisions_undo_and_the_queue() {
     let (_dir, mut store, ids) = store_with(4);
     // Highest disagreement first.
-    let q = store.queue("ana", Order::Disagreement, 1, 10).unwrap();
+    let q = store.queue("ana", QueueOrder::Disagreement, 1, 10).unwrap();
     assert_eq!(
         q.iter().map(|i| &i.id).collect::<Vec<_>>(),
         ids.iter().rev().collect::<Vec<_>>()
@@ -119,7 +119,7 @@ fn decisions_undo_and_the_queue() {
     store
         .decide(&ids[2], "ana", &Verdict::of(Decision::Skip))
         .unwrap();
-    let q = store.queue("ana", Order::Disagreement, 1, 10).unwrap();
+    let q = store.queue("ana", QueueOrder::Disagreement, 1, 10).unwrap();
     let order: Vec<&str> = q.iter().map(|i| i.id.as_str()).collect();
     assert_eq!(
         order,
@@ -127,13 +127,22 @@ fn decisions_undo_and_the_queue() {
         "skipped items come last"
     );
     // Another annotator does not see what ana completed at overlap 1, and does at overlap 2.
-    assert_eq!(store.queue("ben", Order::File, 1, 10).unwrap().len(), 3);
-    assert_eq!(store.queue("ben", Order::File, 2, 10).unwrap().len(), 4);
+    assert_eq!(
+        store.queue("ben", QueueOrder::File, 1, 10).unwrap().len(),
+        3
+    );
+    assert_eq!(
+        store.queue("ben", QueueOrder::File, 2, 10).unwrap().len(),
+        4
+    );
     assert_eq!(store.undo("ana").unwrap().as_deref(), Some(ids[2].as_str()));
     assert!(store.current(&ids[2], "ana").unwrap().is_none());
     assert_eq!(store.undo("ana").unwrap().as_deref(), Some(ids[3].as_str()));
     assert_eq!(store.undo("ana").unwrap(), None);
-    assert_eq!(store.queue("ana", Order::File, 1, 10).unwrap().len(), 4);
+    assert_eq!(
+        store.queue("ana", QueueOrder::File, 1, 10).unwrap().len(),
+        4
+    );
 }
 
 #[test]
@@ -281,7 +290,7 @@ fn a_second_writer_waits_and_a_reader_never_blocks() {
 fn a_claimed_item_leaves_the_others_queues_until_decided_released_or_expired() {
     let (_dir, mut store, ids) = store_with(3);
     let top = |s: &Store, who: &str, overlap: u32| {
-        s.queue(who, Order::Disagreement, overlap, 1).unwrap()[0]
+        s.queue(who, QueueOrder::Disagreement, overlap, 1).unwrap()[0]
             .id
             .clone()
     };
@@ -327,7 +336,7 @@ fn two_annotators_racing_through_one_queue_never_take_the_same_item_at_overlap_1
             let mut s = Store::open(&path).unwrap();
             let mut mine = Vec::new();
             loop {
-                let q = s.queue(who, Order::Disagreement, 1, 1).unwrap();
+                let q = s.queue(who, QueueOrder::Disagreement, 1, 1).unwrap();
                 let Some(item) = q.first() else { break };
                 if s.claim(&item.id, who, 1).unwrap() {
                     s.decide(&item.id, who, &Verdict::of(Decision::Accept))
@@ -497,7 +506,7 @@ proptest! {
         for (w, who) in WHO.iter().enumerate() {
             let decided = model.iter().filter(|((_, a), d)| a == who && **d != Decision::Skip).count();
             prop_assert_eq!(store.progress(who, 1).unwrap().mine, decided as u64);
-            let queue = store.queue(who, Order::File, 2, 100).unwrap();
+            let queue = store.queue(who, QueueOrder::File, 2, 100).unwrap();
             for it in &queue {
                 let idx = ids.iter().position(|x| x == &it.id).unwrap();
                 let mine = model.get(&(it.id.clone(), who.to_string()));

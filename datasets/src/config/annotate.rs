@@ -20,6 +20,21 @@ pub enum QueueOrder {
     File,
 }
 
+impl QueueOrder {
+    /// Every order, as configs and `--order` name them.
+    pub const NAMES: &[&str] = &["disagreement", "entropy", "file"];
+
+    /// The order a config or `--order` names.
+    pub fn parse(s: &str) -> Option<QueueOrder> {
+        match s {
+            "disagreement" => Some(QueueOrder::Disagreement),
+            "entropy" => Some(QueueOrder::Entropy),
+            "file" => Some(QueueOrder::File),
+            _ => None,
+        }
+    }
+}
+
 /// `[annotate]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

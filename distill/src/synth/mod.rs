@@ -28,12 +28,8 @@ use crate::teacher::{Request, Response, Teacher};
 use crate::{Error, Result};
 use filters::{TextFilters, rouge_l};
 
-/// The stage's directory name in a run.
-pub const STAGE: &str = "synthetic";
 /// Config sections whose change makes the stage stale.
 pub const SECTIONS: &[&str] = &["run", "data", "teacher", "generate", "export"];
-/// Where the response cache lives in a run directory.
-pub const CACHE_FILE: &str = "cache/teacher-responses.jsonl";
 
 /// What the stage reads.
 pub struct Inputs {
@@ -783,5 +779,5 @@ pub fn run(
 
 /// The default local teacher directory of a run.
 pub fn default_teacher_dir(run_dir: &Path) -> PathBuf {
-    run_dir.join("teacher")
+    run_dir.join(datasets::rundir::layout::TEACHER)
 }
