@@ -7,6 +7,7 @@ mod allocator;
 mod cli;
 mod commands;
 mod output;
+mod stages;
 
 use std::process::ExitCode;
 

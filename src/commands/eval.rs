@@ -2,58 +2,21 @@
 
 use anyhow::Result;
 use datasets::rundir::RunDir;
-use datasets::rundir::layout;
-use distill::evaluate::{self, EvalRow};
-use distill::fit;
+use distill::evaluate;
 
 use crate::cli::EvalArgs;
 use crate::output::Output;
+use crate::stages;
 
 pub fn run(out: &Output, args: EvalArgs) -> Result<()> {
     let loaded = super::load_config(&args.run.config)?;
     let run = RunDir::open(&loaded, args.run.force)?;
-    super::run::data_stage(out, &loaded, &run)?;
-    let rows = eval_stage(out, &loaded, &run)?;
+    stages::data::data_stage(out, &loaded, &run)?;
+    let rows = stages::eval::eval_stage(out, &loaded, &run)?;
     if args.json {
         out.json(&serde_json::json!({ "rows": rows }))?;
     } else {
         out.data(&evaluate::markdown(&rows))?;
     }
     Ok(())
-}
-
-/// Evaluates every model the run has and writes `report/eval.md` and `report/eval.json`.
-pub fn eval_stage(
-    out: &Output,
-    loaded: &datasets::config::LoadedConfig,
-    run: &RunDir,
-) -> Result<Vec<EvalRow>> {
-    let data = fit::read_data(&run.stage_dir(layout::DATA))?;
-    let bar = out.progress("eval", "models", None);
-    let rows = evaluate::evaluate(loaded, run.path(), &data.eval, &mut |name| {
-        bar.set_message(name.to_string());
-        bar.inc(1);
-    });
-    bar.finish_and_clear();
-    let rows = rows?;
-    let dir = run.path().join(layout::REPORT);
-    std::fs::create_dir_all(&dir)?;
-    let table = evaluate::markdown(&rows);
-    let md = format!(
-        "# Evaluation of `{}`\n\n{}; exact match {}.\n\n{table}",
-        loaded.config.run.name,
-        datasets::text::count(data.eval.prompts.len() as u64, "eval prompt"),
-        datasets::config::Normalize::describe(&loaded.config.eval.normalize)
-    );
-    datasets::atomic::write_file(dir.join("eval.md"), md.as_bytes())?;
-    let json = serde_json::to_string_pretty(&serde_json::json!({ "rows": rows }))?;
-    datasets::atomic::write_file(dir.join("eval.json"), json.as_bytes())?;
-    out.say(format!(
-        "eval: {} on {}; table in `{}`",
-        datasets::text::count(rows.len() as u64, "model"),
-        datasets::text::count(data.eval.prompts.len() as u64, "prompt"),
-        dir.join("eval.md").display()
-    ));
-    super::report::write_report(out, loaded, run, &rows, data.eval.prompts.len())?;
-    Ok(rows)
 }

@@ -6,7 +6,6 @@ pub mod datasets;
 pub mod eval;
 pub mod generate;
 pub mod model;
-pub mod report;
 pub mod run;
 pub mod train;
 

@@ -1,0 +1,40 @@
+//! The data stage (`runs/<name>/data/`): the built-in task or the config's files, cleaned and
+//! split into the gold, prompt, eval and review sets every later stage reads.
+
+use anyhow::Result;
+use datasets::config::LoadedConfig;
+use datasets::prepare;
+use datasets::rundir::{RunDir, layout};
+
+use crate::output::{Output, thousands};
+
+/// Runs the data stage unless it is up to date.
+pub fn data_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Result<()> {
+    let hash = loaded.config.stage_hash(prepare::SECTIONS);
+    if !super::must_run(out, run, layout::DATA, "data", &hash, "redoing it") {
+        return Ok(());
+    }
+    let stage = run.begin(layout::DATA, &hash)?;
+    let bar = out.progress("data", "rows", None);
+    let summary = prepare::prepare(loaded, stage.path(), run.config_hash(), &mut |name, n| {
+        bar.set_prefix(format!("data: {name}"));
+        bar.set_position(n);
+    })?;
+    bar.finish_and_clear();
+    for set in &summary.sets {
+        out.say(format!(
+            "data: {} {} (of {} from {})",
+            set.name,
+            datasets::text::count(set.rows, "row"),
+            thousands(set.rows_in),
+            summary.source
+        ));
+        for f in &set.filters {
+            if f.removed > 0 {
+                out.say(format!("  {}: removed {}", f.name, thousands(f.removed)));
+            }
+        }
+    }
+    stage.finish(serde_json::to_value(&summary)?)?;
+    Ok(())
+}

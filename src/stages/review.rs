@@ -1,0 +1,111 @@
+//! Expert review in a run: the simulated expert's decisions (when the config asks for it), the
+//! decisions in force, and their export to `runs/<name>/feedback/` as training sets. People
+//! review with `workbench annotate` (see `src/commands/annotate.rs`).
+
+use anyhow::Result;
+use datasets::config::LoadedConfig;
+use datasets::rundir::{RunDir, layout};
+
+use crate::BadInput;
+use crate::output::Output;
+
+/// The **simulated expert** (not a person) reviews the run's candidates, up to the budget; its
+/// decisions are stored under its own name and said to be simulated.
+pub fn simulated_review(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Result<()> {
+    use annotate::simulated::{self, SIMULATED_EXPERT};
+    let c = &loaded.config;
+    let mut store = annotate::Store::open(run.path().join(annotate::store::DB_FILE))?;
+    let items = annotate::import::run_items(run.path())?;
+    annotate::import::import(&mut store, &items, &mut |_| {})?;
+    let spent = store
+        .decisions()?
+        .iter()
+        .filter(|d| d.annotation.annotator == SIMULATED_EXPERT)
+        .count() as u64;
+    let left = c.annotate.budget.saturating_sub(spent);
+    let steps = &c.eval.normalize;
+    let same = |a: &str, b: &str| {
+        datasets::config::Normalize::apply(steps, a) == datasets::config::Normalize::apply(steps, b)
+    };
+    let order = c.annotate.order;
+    let r = simulated::review(&mut store, order, left, &same)?;
+    out.say(format!(
+        "simulated expert (answers from the references; not a person, stored as \
+         `{SIMULATED_EXPERT}`): {} accepted, {} corrected, {} skipped this time; {} of the \
+         budget of {} spent",
+        r.accepted,
+        r.corrected,
+        r.skipped,
+        spent + r.decisions(),
+        c.annotate.budget
+    ));
+    Ok(())
+}
+
+/// Expert decisions in force (skips aside) in the run's annotation database; 0 without one.
+pub fn expert_decisions(run: &RunDir) -> Result<u64> {
+    let db = run.path().join(annotate::store::DB_FILE);
+    if !db.is_file() {
+        return Ok(0);
+    }
+    let store = annotate::Store::open_existing(&db)?;
+    Ok(store
+        .decisions()?
+        .iter()
+        .filter(|d| d.annotation.decision != datasets::Decision::Skip)
+        .count() as u64)
+}
+
+/// The experts' decisions out of `runs/<name>/annotations.db` into `runs/<name>/feedback/`
+/// (`sft/` and `preference/`), read back as rows.
+pub fn export_feedback(
+    out: &Output,
+    run: &RunDir,
+) -> Result<(Vec<datasets::SftRow>, Vec<datasets::PreferenceRow>)> {
+    let db = run.path().join(annotate::store::DB_FILE);
+    if !db.is_file() {
+        return Err(BadInput(format!(
+            "There are no expert decisions for this run yet (no `{}`)\n\nhint: review with \
+             `workbench annotate {}`",
+            db.display(),
+            run.path().display()
+        ))
+        .into());
+    }
+    let store = annotate::Store::open_existing(&db)?;
+    let dir = run.path().join(layout::FEEDBACK);
+    let options = |kind: &str| datasets::SetOptions {
+        replace: true,
+        card: datasets::card::CardInfo {
+            title: format!("Expert feedback ({kind})"),
+            description: format!(
+                "The experts' decisions in `{}` as {kind} rows, in TRL's columns.",
+                db.display()
+            ),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let sft = annotate::feedback::export(
+        &store,
+        datasets::Kind::Sft,
+        &dir.join("sft"),
+        options("sft"),
+    )?;
+    let pref = annotate::feedback::export(
+        &store,
+        datasets::Kind::Preference,
+        &dir.join("preference"),
+        options("preference"),
+    )?;
+    out.say(format!(
+        "feedback: {} in force → {}, {} in `{}`",
+        datasets::text::count(sft.decisions, "decision"),
+        datasets::text::count(sft.set.rows, "SFT row"),
+        datasets::text::count(pref.set.rows, "preference pair"),
+        dir.display()
+    ));
+    let sft_rows = datasets::Set::open(dir.join("sft"))?.read_all(None)?;
+    let pref_rows = datasets::Set::open(dir.join("preference"))?.read_all(None)?;
+    Ok((sft_rows, pref_rows))
+}

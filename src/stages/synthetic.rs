@@ -1,0 +1,178 @@
+//! The synthetic set (`runs/<name>/synthetic/`): the teacher's answers to the prompt pool, with
+//! top-k logprobs, through the response cache (a rerun asks only what it has not been answered).
+
+use anyhow::{Context, Result};
+use datasets::config::{LoadedConfig, TeacherKind};
+use datasets::rundir::{RunDir, layout};
+use distill::synth::{self, Student};
+use distill::teacher::Teacher;
+use distill::teacher::cache::ResponseCache;
+use distill::teacher::local::LocalTeacher;
+use distill::teacher::openai::OpenAiTeacher;
+
+use crate::output::{Output, thousands};
+
+fn teacher(loaded: &LoadedConfig, run: &RunDir) -> Result<Box<dyn Teacher>> {
+    let t = &loaded.config.teacher;
+    Ok(match t.kind {
+        TeacherKind::Local => {
+            let dir = match &t.path {
+                Some(p) => loaded.resolve(p),
+                None => synth::default_teacher_dir(run.path()),
+            };
+            if !dir.is_dir() {
+                return Err(distill::Error::Invalid {
+                    message: format!(
+                        "The local teacher `{}` does not exist\n\nhint: train it with `workbench \
+                         teacher train CONFIG`, set `teacher.path` to a checkpoint directory \
+                         (config.json, model.safetensors, tokenizer.json), or use `teacher.kind = \
+                         \"openai\"` with a server",
+                        dir.display()
+                    ),
+                }
+                .into());
+            }
+            Box::new(LocalTeacher::load(&dir, &t.device, t.batch_size)?)
+        }
+        TeacherKind::Openai => {
+            let tokenizer = t
+                .tokenizer
+                .as_ref()
+                .map(|p| distill::data::tokenizer::Tokenizer::from_dir(&loaded.resolve(p)))
+                .transpose()?;
+            Box::new(OpenAiTeacher::new(t, tokenizer)?)
+        }
+    })
+}
+
+/// Runs the generation stage unless it is up to date.
+pub fn synthetic_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Result<()> {
+    let c = &loaded.config;
+    let hash = c.stage_hash(synth::SECTIONS);
+    if !super::must_run(
+        out,
+        run,
+        layout::SYNTHETIC,
+        "generate",
+        &hash,
+        "redoing it (answers already in the cache are reused)",
+    ) {
+        return Ok(());
+    }
+    let inputs = synth::read_inputs(loaded, &run.stage_dir(layout::DATA))?;
+    let mut teacher = teacher(loaded, run)?;
+    let cache_path = run.path().join(layout::TEACHER_CACHE);
+    let mut cache = ResponseCache::open(&cache_path)?;
+    if !cache.is_empty() {
+        out.say(format!(
+            "generate: {} answers already in the response cache `{}`",
+            thousands(cache.len() as u64),
+            cache_path.display()
+        ));
+    }
+    // The student, for the disagreement score.
+    let student_dir = match &c.generate.student {
+        Some(p) => Some(loaded.resolve(p)),
+        None => Some(run.path().join(layout::STUDENT).join(layout::FINAL)).filter(|p| p.is_dir()),
+    };
+    let student = match &student_dir {
+        Some(dir) => {
+            let device = distill::backend::device(&c.teacher.device)?;
+            let model = distill::model::checkpoint::load(dir, &device)
+                .with_context(|| format!("loading the student `{}`", dir.display()))?;
+            let tok = distill::data::tokenizer::Tokenizer::from_dir(dir)?;
+            Some((model, tok))
+        }
+        None => None,
+    };
+    let stage = run.begin(layout::SYNTHETIC, &hash)?;
+    let bar = out.progress("generate", "prompts", Some(0));
+    let t0 = std::time::Instant::now();
+    let mut last_phase = "";
+    let summary = synth::run(
+        loaded,
+        inputs,
+        teacher.as_mut(),
+        &mut cache,
+        student
+            .as_ref()
+            .map(|(model, tokenizer)| Student { model, tokenizer }),
+        stage.path(),
+        run.config_hash(),
+        &mut |p| {
+            if p.phase != last_phase {
+                last_phase = p.phase;
+                bar.set_prefix(format!("generate: {}", p.phase));
+                bar.set_length(p.total);
+                bar.reset_eta();
+            }
+            bar.set_position(p.done);
+            let secs = t0.elapsed().as_secs_f64().max(1e-3);
+            bar.set_message(format!(
+                "· {:.0} tokens/s · {} errors retried",
+                p.tokens as f64 / secs,
+                p.retries
+            ));
+        },
+    );
+    bar.finish_and_clear();
+    let summary = match summary {
+        Ok(s) => s,
+        Err(e) => {
+            let kept = cache.len();
+            return Err(anyhow::Error::from(e).context(format!(
+                "generation stopped; the {} answers received so far are kept in `{}` and a \
+                 rerun asks only for the rest",
+                thousands(kept as u64),
+                cache_path.display()
+            )));
+        }
+    };
+    stage.finish(serde_json::to_value(&summary)?)?;
+    let mut line = format!(
+        "generate: {} from {} by `{}` ({} answered from the cache, {} asked)",
+        datasets::text::count(summary.rows, "row"),
+        datasets::text::count(summary.prompts + summary.synthesized, "prompt"),
+        summary.teacher,
+        thousands(summary.from_cache),
+        thousands(summary.asked)
+    );
+    if summary.synthesized + summary.synthesized_rejected > 0 {
+        line.push_str(&format!(
+            "; {} new prompts synthesized, {} rejected as near-duplicates",
+            thousands(summary.synthesized),
+            thousands(summary.synthesized_rejected)
+        ));
+    }
+    out.say(line);
+    for f in &summary.filters {
+        if f.removed > 0 {
+            out.say(format!("  {}: removed {}", f.name, thousands(f.removed)));
+        }
+    }
+    let mut tokens = format!(
+        "  tokens: {} prompt, {} completion",
+        thousands(summary.usage.prompt_tokens),
+        thousands(summary.usage.completion_tokens)
+    );
+    if let Some(cost) = summary.usage.cost {
+        tokens.push_str(&format!(
+            "; cost {cost:.4} (this run {:.4})",
+            summary.usage_this_run.cost.unwrap_or(0.0)
+        ));
+    }
+    out.say(tokens);
+    if !summary.hosts.is_empty() {
+        out.say(format!("  prompts sent to: {}", summary.hosts.join(", ")));
+    }
+    if summary.retries > 0 {
+        out.say(format!(
+            "  {} failed attempts were retried",
+            summary.retries
+        ));
+    }
+    if summary.token_ids == "approximate" {
+        out.say("  token ids are approximate: the server returned token strings, mapped through `teacher.tokenizer`");
+    }
+    Ok(())
+}
