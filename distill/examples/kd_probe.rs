@@ -38,7 +38,7 @@ fn main() {
         .collect();
     let refs: Vec<_> = examples.iter().collect();
     let b = batch(&refs, 0, &device);
-    let student = distill::fit::model_config(
+    let student = distill::train::job::model_config(
         &datasets::config::StudentConfig::default().architecture,
         tok.vocab_size(),
     )

@@ -18,7 +18,6 @@ use datasets::set::{SetOptions, SetSummary, SetWriter, Splits};
 use datasets::{Kind, Sample};
 
 use crate::data::tokenizer::Tokenizer;
-use crate::fit;
 use crate::model::{Model, checkpoint};
 use crate::recipe;
 use crate::{Error, Result};
@@ -27,11 +26,11 @@ use datasets::rundir::layout;
 /// Hash of what the candidates depend on: the student, the teacher, how answers are decoded.
 pub fn candidates_hash(c: &Config) -> String {
     let keys = serde_json::json!({
-        "student": fit::student_hash(c),
-        "teacher": fit::teacher_hash(c),
+        "student": crate::stages::hashes::student_hash(c),
+        "teacher": crate::stages::hashes::teacher_hash(c),
         "max_new_tokens": c.eval.max_new_tokens,
     });
-    fit::hash_with(c, &["run", "data"], &keys)
+    crate::stages::hashes::hash_with(c, &["run", "data"], &keys)
 }
 
 /// Mean negative log-likelihood per token of `answer` after `prompt` under `model`; `None` when
@@ -91,7 +90,7 @@ pub fn write_candidates(
         )));
     }
     let (student, student_tok) = checkpoint::load_with_tokenizer(&student_dir, device)?;
-    let teacher = match fit::teacher_dir(loaded, run_dir) {
+    let teacher = match crate::stages::teacher::teacher_dir(loaded, run_dir) {
         Some(dir) => Some(checkpoint::load_with_tokenizer(&dir, device)?),
         None => None,
     };

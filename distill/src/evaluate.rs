@@ -12,9 +12,9 @@ use std::time::Instant;
 use datasets::config::LoadedConfig;
 use serde::Serialize;
 
-use crate::fit::{self, EvalSet};
 use crate::model::checkpoint;
 use crate::recipe;
+use crate::recipe::EvalSet;
 use crate::train::data::Example;
 use crate::{Error, Result};
 
@@ -45,7 +45,7 @@ pub struct EvalRow {
 /// The models a run has, in table order: `(name, checkpoint directory)`.
 pub fn run_models(loaded: &LoadedConfig, run_dir: &Path) -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
-    if let Some(t) = fit::teacher_dir(loaded, run_dir) {
+    if let Some(t) = crate::stages::teacher::teacher_dir(loaded, run_dir) {
         out.push(("teacher".to_string(), t));
     }
     out.push((

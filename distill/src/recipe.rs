@@ -11,6 +11,15 @@ use crate::generate::{self, GenerateOptions};
 use crate::model::Model;
 use crate::train::data::Example;
 
+/// Eval prompts and their references.
+#[derive(Debug, Clone, Default)]
+pub struct EvalSet {
+    /// Prompts.
+    pub prompts: Vec<String>,
+    /// References, one per prompt.
+    pub references: Vec<String>,
+}
+
 /// A seed from the run's seed and a label (stable across runs and machines).
 pub fn seed_of(run_seed: u64, label: &str) -> u64 {
     let h = blake3::hash(format!("{run_seed}\0{label}").as_bytes());

@@ -272,11 +272,11 @@ mod tests {
                 eval_exact: (step % 100 == 0).then_some(0.5),
             })
             .collect();
-        crate::fit::write_plots(datasets::rundir::layout::STUDENT, &log, &stage).unwrap();
-        let plots: Vec<Plot> = crate::fit::PLOTS
+        crate::train::plots::write_plots(datasets::rundir::layout::STUDENT, &log, &stage).unwrap();
+        let plots: Vec<Plot> = crate::train::plots::PLOTS
             .iter()
             .map(|(file, what)| Plot {
-                title: crate::fit::plot_title(datasets::rundir::layout::STUDENT, what),
+                title: crate::train::plots::plot_title(datasets::rundir::layout::STUDENT, what),
                 path: stage.join(file),
             })
             .collect();

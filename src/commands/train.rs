@@ -5,7 +5,6 @@ use anyhow::Result;
 use datasets::config::TeacherKind;
 use datasets::rundir::layout;
 use datasets::rundir::{RunDir, StageState};
-use distill::fit;
 use distill::synth;
 
 use crate::BadInput;
@@ -86,7 +85,10 @@ pub fn finetune(out: &Output, args: TrainArgs) -> Result<()> {
     let distill = super::command_line("distill", &args.run.config);
     let run_all = super::command_line("run", &args.run.config);
     if !matches!(
-        run.stage_state(layout::STUDENT, &fit::student_hash(&loaded.config)),
+        run.stage_state(
+            layout::STUDENT,
+            &distill::stages::hashes::student_hash(&loaded.config)
+        ),
         StageState::Done(_)
     ) {
         return Err(BadInput(format!(

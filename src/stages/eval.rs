@@ -4,7 +4,6 @@
 use anyhow::Result;
 use datasets::rundir::{RunDir, layout};
 use distill::evaluate::{self, EvalRow};
-use distill::fit;
 
 use crate::output::Output;
 
@@ -14,7 +13,7 @@ pub fn eval_stage(
     loaded: &datasets::config::LoadedConfig,
     run: &RunDir,
 ) -> Result<Vec<EvalRow>> {
-    let data = fit::read_data(&run.stage_dir(layout::DATA))?;
+    let data = distill::stages::inputs::read_data(&run.stage_dir(layout::DATA))?;
     let bar = out.progress("eval", "models", None);
     let rows = evaluate::evaluate(loaded, run.path(), &data.eval, &mut |name| {
         bar.set_message(name.to_string());

@@ -5,7 +5,6 @@
 use anyhow::Result;
 use datasets::config::LoadedConfig;
 use datasets::rundir::{RunDir, layout};
-use distill::fit;
 
 use crate::output::{Output, thousands};
 
@@ -37,10 +36,13 @@ pub fn finetune_stage(
             }
         ));
     }
-    let data = fit::read_data(&run.stage_dir(layout::DATA))?;
+    let data = distill::stages::inputs::read_data(&run.stage_dir(layout::DATA))?;
     let synthetic_dir = run.stage_dir(layout::SYNTHETIC);
     let run_dir = run.path();
-    let hash = fit::finetune_hash(c, &fit::feedback_digest(&sft, &preference));
+    let hash = distill::stages::hashes::finetune_hash(
+        c,
+        &distill::stages::hashes::feedback_digest(&sft, &preference),
+    );
     super::training::training_stage(
         out,
         loaded,
@@ -56,7 +58,7 @@ pub fn finetune_stage(
             } else {
                 Vec::new()
             };
-            fit::finetune_student(
+            distill::stages::finetune::finetune_student(
                 loaded,
                 run_dir,
                 &data,

@@ -7,7 +7,6 @@ use datasets::config::Normalize;
 use datasets::rundir::RunDir;
 use datasets::rundir::layout;
 use distill::evaluate::EvalRow;
-use distill::fit;
 use distill::report::{ExpertUse, Plot, Report};
 
 use crate::output::Output;
@@ -29,7 +28,7 @@ fn stage_name(stage: &str) -> &str {
         s if s == layout::DATA => "data",
         s if s == layout::SYNTHETIC => "synthetic set",
         s if s == layout::CANDIDATES => "review candidates",
-        s => fit::stage_label(s),
+        s => distill::train::plots::stage_label(s),
     }
 }
 
@@ -132,11 +131,11 @@ pub fn write_report(
         } else if let Some(n) = summary["rows"].as_u64() {
             provenance.push((format!("{name}: rows"), datasets::text::thousands(n)));
         }
-        for (file, what) in fit::PLOTS {
+        for (file, what) in distill::train::plots::PLOTS {
             let path = dir.join(file);
             if path.is_file() {
                 plots.push(Plot {
-                    title: fit::plot_title(stage, what),
+                    title: distill::train::plots::plot_title(stage, what),
                     path,
                 });
             }

@@ -4,7 +4,6 @@
 use anyhow::Result;
 use datasets::config::LoadedConfig;
 use datasets::rundir::{RunDir, layout};
-use distill::fit;
 
 use crate::output::Output;
 
@@ -16,7 +15,7 @@ pub fn student_stages(
     resume: bool,
 ) -> Result<()> {
     let c = &loaded.config;
-    let data = fit::read_data(&run.stage_dir(layout::DATA))?;
+    let data = distill::stages::inputs::read_data(&run.stage_dir(layout::DATA))?;
     let synthetic_dir = run.stage_dir(layout::SYNTHETIC);
     let run_dir = run.path();
     super::training::training_stage(
@@ -25,13 +24,15 @@ pub fn student_stages(
         run,
         layout::STUDENT,
         "distill",
-        &fit::student_hash(c),
+        &distill::stages::hashes::student_hash(c),
         c.distill.train.steps,
         resume,
         Box::new(|ck, dir, hash, report| {
             let synthetic =
                 datasets::Set::open(&synthetic_dir)?.read_all::<datasets::Sample>(None)?;
-            fit::distill_student(loaded, run_dir, &data, &synthetic, ck, dir, hash, report)
+            distill::stages::student::distill_student(
+                loaded, run_dir, &data, &synthetic, ck, dir, hash, report,
+            )
         }),
     )?;
     if !c.distill.baseline {
@@ -43,11 +44,11 @@ pub fn student_stages(
         run,
         layout::BASELINE,
         "gold-only",
-        &fit::baseline_hash(c),
+        &distill::stages::hashes::baseline_hash(c),
         c.distill.train.steps,
         false,
         Box::new(|ck, dir, hash, report| {
-            fit::train_baseline(loaded, run_dir, &data, ck, dir, hash, report)
+            distill::stages::student::train_baseline(loaded, run_dir, &data, ck, dir, hash, report)
         }),
     )
 }

@@ -4,7 +4,6 @@
 use anyhow::Result;
 use datasets::config::LoadedConfig;
 use datasets::rundir::{RunDir, layout};
-use distill::fit;
 
 use crate::output::Output;
 
@@ -16,16 +15,18 @@ pub fn teacher_stage(
     resume: bool,
 ) -> Result<()> {
     let c = &loaded.config;
-    let data = fit::read_data(&run.stage_dir(layout::DATA))?;
+    let data = distill::stages::inputs::read_data(&run.stage_dir(layout::DATA))?;
     super::training::training_stage(
         out,
         loaded,
         run,
         layout::TEACHER,
         "teacher",
-        &fit::teacher_hash(c),
+        &distill::stages::hashes::teacher_hash(c),
         c.teacher.train.steps,
         resume,
-        Box::new(|ck, dir, hash, report| fit::train_teacher(loaded, &data, ck, dir, hash, report)),
+        Box::new(|ck, dir, hash, report| {
+            distill::stages::teacher::train_teacher(loaded, &data, ck, dir, hash, report)
+        }),
     )
 }

@@ -4,8 +4,8 @@
 use anyhow::Result;
 use datasets::config::LoadedConfig;
 use datasets::rundir::{RunDir, layout};
-use distill::fit::{Checkpoints, FitSummary};
 use distill::train::StepLog;
+use distill::train::job::{Checkpoints, FitSummary};
 
 use crate::output::{Output, thousands};
 

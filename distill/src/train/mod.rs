@@ -11,7 +11,9 @@
 
 pub mod adamw;
 pub mod data;
+pub mod job;
 pub mod loss;
+pub mod plots;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
