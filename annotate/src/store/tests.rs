@@ -2,7 +2,10 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
+use super::migrations::MIGRATIONS;
 use super::*;
+use datasets::config::QueueOrder;
+use datasets::{Decision, Message};
 
 fn item(prompt: &str, output: Option<&str>, disagreement: Option<f64>) -> Item {
     let mut item = Item::new(prompt.into(), vec![Message::new("user", prompt)]);
