@@ -15,16 +15,16 @@ use ratatui::buffer::Buffer;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Clear, Gauge, Paragraph, Widget};
+use ratatui::widgets::{Block, Gauge, Paragraph, Widget};
 
-use crate::components::centered;
-use crate::components::diff::DiffView;
-use crate::components::editor::{Editor, EditorOutcome};
+use crate::components::diff::{DiffAction, DiffReview, DiffView};
+use crate::components::editor::{Editor, EditorAction};
 use crate::components::guidelines::Guidelines;
 use crate::components::help::Help;
 use crate::components::item::{Draft, ItemView};
+use crate::components::search::{SearchAction, SearchBox, SearchLine};
 use crate::components::stats::StatsPanel;
-use crate::diff::{Change, word_diff};
+use crate::components::{Close, KeyOutcome, Overlay, centered};
 use crate::error::{Error, Result};
 use crate::stats::{IDLE_GAP, MIN_ACTIVE, Stats, stats};
 use crate::store::{Filter, Item, Progress, Store, Stored, Verdict};
@@ -98,38 +98,22 @@ fn past(d: Decision) -> &'static str {
     }
 }
 
-/// What the screen shows besides the item.
+/// What the screen shows besides the item, and which component has the keys.
 pub enum Mode {
-    /// Reviewing the current item.
+    /// Reviewing the current item: the app's own keys.
     Review,
     /// Correcting the output.
     Edit(Editor),
     /// The correction against the original, before it is stored.
-    Diff {
-        /// The editor, kept to go back to.
-        editor: Editor,
-        /// The corrected text.
-        text: String,
-        /// Its word diff against the original.
-        changes: Vec<Change>,
-    },
+    Diff(DiffReview),
     /// `?`.
-    Help {
-        /// Lines scrolled.
-        scroll: u16,
-    },
+    Help(Overlay),
     /// `g`.
-    Guidelines {
-        /// Lines scrolled.
-        scroll: u16,
-    },
+    Guidelines(Overlay),
     /// `/`: typing a search.
-    Search {
-        /// The text so far.
-        input: String,
-    },
+    Search(SearchBox),
     /// `t`.
-    Stats(Box<Stats>),
+    Stats(Box<Stats>, Overlay),
 }
 
 /// The status line's message.
@@ -315,102 +299,82 @@ impl App {
         }
     }
 
-    /// Handles one key press.
+    /// Handles one key press: the component in focus first, then the review's own keys.
     pub fn handle_key(&mut self, key: KeyEvent) -> Result<()> {
         if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
             self.quit = true;
             return Ok(());
         }
-        match std::mem::replace(&mut self.mode, Mode::Review) {
-            Mode::Review => self.review_key(key)?,
+        self.mode = match std::mem::replace(&mut self.mode, Mode::Review) {
+            Mode::Review => return self.review_key(key),
             Mode::Edit(mut editor) => match editor.handle_key(key) {
-                EditorOutcome::Editing => self.mode = Mode::Edit(editor),
-                EditorOutcome::Cancel => self.status = Status::Info("edit cancelled".into()),
-                EditorOutcome::Save(text) => {
-                    let changes = word_diff(&editor.original, &text);
-                    self.mode = Mode::Diff {
-                        editor,
-                        text,
-                        changes,
-                    };
+                KeyOutcome::Act(EditorAction::Save(text)) => {
+                    Mode::Diff(DiffReview::new(editor, text))
                 }
+                KeyOutcome::Act(EditorAction::Cancel) => {
+                    self.status = Status::Info("edit cancelled".into());
+                    Mode::Review
+                }
+                KeyOutcome::Consumed | KeyOutcome::NotConsumed => Mode::Edit(editor),
             },
-            Mode::Diff {
-                editor,
-                text,
-                changes,
-            } => match key.code {
-                KeyCode::Enter if text.trim().is_empty() => {
-                    self.status = Status::Warn(
-                        "an empty correction is not stored: press e to write the answer, or \
-                         Esc and x to reject"
-                            .into(),
-                    );
-                    self.mode = Mode::Diff {
-                        editor,
-                        text,
-                        changes,
-                    };
+            Mode::Diff(mut diff) => match diff.handle_key(key) {
+                KeyOutcome::Act(DiffAction::Store) => return self.store_correction(diff),
+                KeyOutcome::Act(DiffAction::EditAgain) => Mode::Edit(diff.editor),
+                KeyOutcome::Act(DiffAction::Cancel) => {
+                    self.status = Status::Info("edit cancelled".into());
+                    Mode::Review
                 }
-                KeyCode::Enter => {
-                    // A correction that changes nothing is an accept of the output the editor
-                    // named (A, unless B was chosen).
-                    let saved = if text == editor.original {
-                        self.commit_named(Decision::Accept, None)?
+                KeyOutcome::Consumed | KeyOutcome::NotConsumed => Mode::Diff(diff),
+            },
+            Mode::Help(mut o) => match o.handle_key(key) {
+                KeyOutcome::Act(Close) => Mode::Review,
+                _ => Mode::Help(o),
+            },
+            Mode::Guidelines(mut o) => match o.handle_key(key) {
+                KeyOutcome::Act(Close) => Mode::Review,
+                _ => Mode::Guidelines(o),
+            },
+            Mode::Stats(s, mut o) => match o.handle_key(key) {
+                KeyOutcome::Act(Close) => Mode::Review,
+                _ => Mode::Stats(s, o),
+            },
+            Mode::Search(mut search) => match search.handle_key(key) {
+                KeyOutcome::Act(SearchAction::Cancel) => Mode::Review,
+                KeyOutcome::Act(SearchAction::Submit(text)) => {
+                    let view = if text.trim().is_empty() {
+                        View::Queue
                     } else {
-                        self.commit(Decision::Edit, Some(text.clone()))?
+                        View::List(Filter::Search(text))
                     };
-                    if !saved {
-                        // Not stored: keep the correction on screen so nothing is retyped.
-                        self.mode = Mode::Diff {
-                            editor,
-                            text,
-                            changes,
-                        };
-                    }
+                    return self.set_view(view);
                 }
-                KeyCode::Char('e') => self.mode = Mode::Edit(editor),
-                KeyCode::Esc => self.status = Status::Info("edit cancelled".into()),
-                _ => {
-                    self.mode = Mode::Diff {
-                        editor,
-                        text,
-                        changes,
-                    }
-                }
+                KeyOutcome::Consumed | KeyOutcome::NotConsumed => Mode::Search(search),
             },
-            Mode::Help { scroll } => {
-                if let Some(scroll) = scrolled(key.code, scroll, '?') {
-                    self.mode = Mode::Help { scroll };
-                }
-            }
-            Mode::Stats(s) => {
-                if !matches!(
-                    key.code,
-                    KeyCode::Esc | KeyCode::Char('t') | KeyCode::Char('q')
-                ) {
-                    self.mode = Mode::Stats(s);
-                }
-            }
-            Mode::Guidelines { scroll } => {
-                if let Some(scroll) = scrolled(key.code, scroll, 'g') {
-                    self.mode = Mode::Guidelines { scroll };
-                }
-            }
-            Mode::Search { mut input } => match key.code {
-                KeyCode::Esc => {}
-                KeyCode::Enter if input.trim().is_empty() => self.set_view(View::Queue)?,
-                KeyCode::Enter => self.set_view(View::List(Filter::Search(input)))?,
-                KeyCode::Backspace => {
-                    input.pop();
-                    self.mode = Mode::Search { input };
-                }
-                KeyCode::Char(c) if !c.is_control() => {
-                    input.push(c);
-                    self.mode = Mode::Search { input };
-                }
-                _ => self.mode = Mode::Search { input },
-            },
+        };
+        Ok(())
+    }
+
+    /// Enter on the diff: stores the correction, or keeps it on screen when it is not stored (so
+    /// nothing is retyped).
+    fn store_correction(&mut self, diff: DiffReview) -> Result<()> {
+        if diff.text.trim().is_empty() {
+            self.status = Status::Warn(
+                "an empty correction is not stored: press e to write the answer, or Esc and x \
+                 to reject"
+                    .into(),
+            );
+            self.mode = Mode::Diff(diff);
+            return Ok(());
+        }
+        // A correction that changes nothing is an accept of the output the editor named (A,
+        // unless B was chosen).
+        let saved = if diff.text == diff.editor.original {
+            self.commit_named(Decision::Accept, None)?
+        } else {
+            self.commit(Decision::Edit, Some(diff.text.clone()))?
+        };
+        if !saved {
+            self.mode = Mode::Diff(diff);
         }
         Ok(())
     }
@@ -442,9 +406,9 @@ impl App {
             KeyCode::PageDown => self.scroll = self.scroll.saturating_add(10),
             KeyCode::PageUp => self.scroll = self.scroll.saturating_sub(10),
             KeyCode::Home => self.scroll = 0,
-            KeyCode::Char('?') => self.mode = Mode::Help { scroll: 0 },
+            KeyCode::Char('?') => self.mode = Mode::Help(Overlay::new('?')),
             KeyCode::Char('g') => match self.opts.guidelines {
-                Some(_) => self.mode = Mode::Guidelines { scroll: 0 },
+                Some(_) => self.mode = Mode::Guidelines(Overlay::new('g')),
                 None => {
                     self.status = Status::Warn(
                         "no guidelines: name a Markdown file in `annotate.guidelines` (or `--guidelines FILE`)".into(),
@@ -457,12 +421,13 @@ impl App {
                 self.progress = self
                     .store
                     .progress(&self.opts.annotator, self.opts.overlap)?;
-                self.mode = Mode::Stats(Box::new(stats(&self.store, self.opts.overlap)?))
+                self.mode = Mode::Stats(
+                    Box::new(stats(&self.store, self.opts.overlap)?),
+                    Overlay::new('t'),
+                )
             }
             KeyCode::Char('/') => {
-                self.mode = Mode::Search {
-                    input: String::new(),
-                }
+                self.mode = Mode::Search(SearchBox::default())
             }
             KeyCode::Char('f') => self.set_view(self.view.next_filter())?,
             KeyCode::Esc if self.view != View::Queue => self.set_view(View::Queue)?,
@@ -872,20 +837,6 @@ fn stored_summary(item: &Item, verdict: &Verdict) -> String {
     out
 }
 
-/// A scrolling overlay's answer to a key: the new scroll, or `None` to close (Esc, `q`, or the
-/// key that opened it).
-fn scrolled(code: KeyCode, scroll: u16, toggle: char) -> Option<u16> {
-    Some(match code {
-        KeyCode::Esc | KeyCode::Char('q') => return None,
-        KeyCode::Char(c) if c == toggle => return None,
-        KeyCode::Down | KeyCode::Char('j') => scroll.saturating_add(1),
-        KeyCode::Up | KeyCode::Char('k') => scroll.saturating_sub(1),
-        KeyCode::PageDown | KeyCode::Char(' ') => scroll.saturating_add(10),
-        KeyCode::PageUp => scroll.saturating_sub(10),
-        _ => scroll,
-    })
-}
-
 fn first_line(e: &Error) -> String {
     let text = format!("{e}");
     let mut out = text.lines().next().unwrap_or_default().to_string();
@@ -906,7 +857,8 @@ impl Widget for &App {
         self.render_header(header, buf);
         self.render_footer(footer, buf);
         match (&self.mode, self.item()) {
-            (Mode::Edit(editor), Some(item)) | (Mode::Diff { editor, .. }, Some(item)) => {
+            (Mode::Edit(editor), Some(item))
+            | (Mode::Diff(DiffReview { editor, .. }), Some(item)) => {
                 let [prompt, panel] =
                     Layout::vertical([Constraint::Percentage(30), Constraint::Fill(1)]).areas(body);
                 Paragraph::new(crate::theme::shown(&item.prompt))
@@ -914,8 +866,8 @@ impl Widget for &App {
                     .block(Block::bordered().title(Span::styled(" Prompt ", self.theme.title)))
                     .render(prompt, buf);
                 match &self.mode {
-                    Mode::Diff { changes, .. } => DiffView {
-                        changes,
+                    Mode::Diff(diff) => DiffView {
+                        changes: &diff.changes,
                         theme: &self.theme,
                     }
                     .render(panel, buf),
@@ -934,38 +886,33 @@ impl Widget for &App {
             (_, None) => self.render_empty(body, buf),
         }
         match &self.mode {
-            Mode::Help { scroll } => Help {
-                scroll: *scroll,
+            Mode::Help(o) => Help {
+                scroll: o.scroll,
                 theme: &self.theme,
             }
             .render(centered(body, 96, 100), buf),
-            Mode::Guidelines { scroll } => {
+            Mode::Guidelines(o) => {
                 if let Some((source, text)) = &self.opts.guidelines {
                     Guidelines {
                         text,
                         source,
-                        scroll: *scroll,
+                        scroll: o.scroll,
                         theme: &self.theme,
                     }
                     .render(centered(body, 80, 90), buf)
                 }
             }
-            Mode::Stats(s) => StatsPanel {
+            Mode::Stats(s, o) => StatsPanel {
                 stats: s,
+                scroll: o.scroll,
                 theme: &self.theme,
             }
             .render(centered(body, 90, 80), buf),
-            Mode::Search { input } => {
-                let [_, line] =
-                    Layout::vertical([Constraint::Fill(1), Constraint::Length(3)]).areas(body);
-                Clear.render(line, buf);
-                Paragraph::new(format!("{}▏", shown_line(input)))
-                    .block(Block::bordered().title(Span::styled(
-                        " Search prompts and outputs ",
-                        self.theme.title,
-                    )))
-                    .render(line, buf);
+            Mode::Search(search) => SearchLine {
+                search,
+                theme: &self.theme,
             }
+            .render(body, buf),
             _ => {}
         }
     }

@@ -6,6 +6,7 @@ use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::*;
+use crate::diff::Change;
 use crate::store::{Candidate, DB_FILE};
 
 fn item(prompt: &str, a: Option<&str>, b: Option<&str>, disagreement: f64) -> Item {
@@ -147,7 +148,7 @@ fn editor_then_diff_then_stored() {
     press(&mut f.app, "1999-12-05 (day first)");
     insta::assert_snapshot!("editor", screen(&f.app));
     save(&mut f.app);
-    assert!(matches!(f.app.mode, Mode::Diff { .. }));
+    assert!(matches!(f.app.mode, Mode::Diff(_)));
     insta::assert_snapshot!("diff", screen(&f.app));
     f.app.handle_key(key(KeyCode::Enter)).unwrap();
     let d = decided(&f, 1);
@@ -415,7 +416,7 @@ fn what_is_stored_is_what_the_screen_showed() {
     save(&mut f.app);
     f.app.handle_key(key(KeyCode::Enter)).unwrap();
     assert!(f.app.store().current(&f.ids[2], "ana").unwrap().is_none());
-    assert!(matches!(f.app.mode, Mode::Diff { .. }));
+    assert!(matches!(f.app.mode, Mode::Diff(_)));
     // A correction the store refuses stays on screen.
     press(&mut f.app, "e");
     press(&mut f.app, "2000-01-01");
@@ -428,7 +429,7 @@ fn what_is_stored_is_what_the_screen_showed() {
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
     f.app.handle_key(key(KeyCode::Enter)).unwrap();
     assert!(
-        matches!(f.app.mode, Mode::Diff { .. }),
+        matches!(f.app.mode, Mode::Diff(_)),
         "the correction is still there"
     );
     other.execute_batch("ROLLBACK").unwrap();
@@ -462,7 +463,7 @@ fn an_edit_stores_the_original_with_only_the_keys_typed() {
     }
     press(&mut f.app, "HOME");
     save(&mut f.app);
-    let Mode::Diff { changes, .. } = &f.app.mode else {
+    let Mode::Diff(DiffReview { changes, .. }) = &f.app.mode else {
         panic!("the diff is shown")
     };
     assert_eq!(

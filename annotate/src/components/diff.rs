@@ -7,8 +7,56 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Widget, Wrap};
 
-use crate::diff::{Change, word_counts};
+use ratatui::crossterm::event::{KeyCode, KeyEvent};
+
+use super::KeyOutcome;
+use super::editor::Editor;
+use crate::diff::{Change, word_counts, word_diff};
 use crate::theme::{Theme, shown};
+
+/// A saved correction waiting to be stored: the editor (to go back to), the text and its word
+/// diff against the original.
+pub struct DiffReview {
+    /// The editor, kept to go back to.
+    pub editor: Editor,
+    /// The corrected text.
+    pub text: String,
+    /// Its word diff against the original.
+    pub changes: Vec<Change>,
+}
+
+/// What the diff asks of the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiffAction {
+    /// Enter: store the correction.
+    Store,
+    /// `e`: back to the editor.
+    EditAgain,
+    /// Esc: leave without storing.
+    Cancel,
+}
+
+impl DiffReview {
+    /// The diff of what `editor` saved, `text`, against its original.
+    pub fn new(editor: Editor, text: String) -> DiffReview {
+        let changes = word_diff(&editor.original, &text);
+        DiffReview {
+            editor,
+            text,
+            changes,
+        }
+    }
+
+    /// Handles one key; others do nothing while the diff is shown.
+    pub fn handle_key(&mut self, key: KeyEvent) -> KeyOutcome<DiffAction> {
+        match key.code {
+            KeyCode::Enter => KeyOutcome::Act(DiffAction::Store),
+            KeyCode::Char('e') => KeyOutcome::Act(DiffAction::EditAgain),
+            KeyCode::Esc => KeyOutcome::Act(DiffAction::Cancel),
+            _ => KeyOutcome::Consumed,
+        }
+    }
+}
 
 /// The diff panel.
 pub struct DiffView<'a> {

@@ -17,13 +17,12 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Widget};
 use ratatui_textarea::TextArea;
 
+use super::KeyOutcome;
 use crate::theme::{Theme, push_shown, width};
 
-/// What a key did in the editor.
+/// What the editor asks of the app.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EditorOutcome {
-    /// The key edited the text (or did nothing).
-    Editing,
+pub enum EditorAction {
     /// Ctrl-S: the expert is done; here is the text.
     Save(String),
     /// Esc: leave without saving.
@@ -66,16 +65,16 @@ impl Editor {
         self.area.lines().join("\n")
     }
 
-    /// Handles one key.
-    pub fn handle_key(&mut self, key: KeyEvent) -> EditorOutcome {
+    /// Handles one key: every key but Ctrl-S and Esc edits the text.
+    pub fn handle_key(&mut self, key: KeyEvent) -> KeyOutcome<EditorAction> {
         match (key.code, key.modifiers) {
-            (KeyCode::Esc, _) => EditorOutcome::Cancel,
+            (KeyCode::Esc, _) => KeyOutcome::Act(EditorAction::Cancel),
             (KeyCode::Char('s'), m) if m.contains(KeyModifiers::CONTROL) => {
-                EditorOutcome::Save(self.text())
+                KeyOutcome::Act(EditorAction::Save(self.text()))
             }
             _ => {
                 self.area.input(key);
-                EditorOutcome::Editing
+                KeyOutcome::Consumed
             }
         }
     }

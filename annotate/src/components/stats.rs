@@ -13,6 +13,8 @@ use crate::theme::{Theme, shown_line, width};
 pub struct StatsPanel<'a> {
     /// The figures.
     pub stats: &'a Stats,
+    /// Lines scrolled.
+    pub scroll: u16,
     /// Styles.
     pub theme: &'a Theme,
 }
@@ -155,10 +157,11 @@ impl Widget for &StatsPanel<'_> {
         let lines: Vec<Line> = stats_lines(self.stats).into_iter().map(Line::raw).collect();
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
+            .scroll((self.scroll, 0))
             .block(
                 Block::bordered()
                     .title(Span::styled(" Statistics ", self.theme.title))
-                    .title_bottom(" Esc or t to close "),
+                    .title_bottom(" ↑ ↓ scroll · Esc or t to close "),
             )
             .render(area, buf);
     }
