@@ -634,37 +634,21 @@ async fn completions(
         .collect();
     let want_logprobs = req.logprobs.is_some();
     let as_ids = req.return_tokens_as_token_ids;
-    let id = request_id("cmpl");
-    let stops = options.stop.clone();
-    let mut rx = s.submit(prompts.clone(), options)?;
-    let model = s.options.model_name.clone();
-    let created = now();
-    if !req.stream {
-        let out = wait(&s, &mut rx, deadline).await?;
-        let choices: Vec<Value> = out
-            .iter()
-            .enumerate()
-            .map(|(i, g)| {
-                let text = tok.decode(&g.ids, true).unwrap_or_default();
-                let logprobs = want_logprobs.then(|| completion_logprobs(tok, g, as_ids));
-                json!({"index": i, "text": text, "finish_reason": finish_reason(g.finish), "logprobs": logprobs})
+    reply(
+        &s,
+        Endpoint::COMPLETIONS,
+        prompts,
+        options,
+        req.stream,
+        deadline,
+        move |tok, g| {
+            json!({
+                "text": tok.decode(&g.ids, true).unwrap_or_default(),
+                "finish_reason": finish_reason(g.finish),
+                "logprobs": want_logprobs.then(|| completion_logprobs(tok, g, as_ids)),
             })
-            .collect();
-        return Ok(Json(json!({
-            "id": id, "object": "text_completion", "created": created, "model": model,
-            "choices": choices, "usage": usage(&prompts, &out),
-        }))
-        .into_response());
-    }
-    let tok = s.tokenizer.clone();
-    let stream = async_stream(
-        rx,
-        prompts.len(),
-        tok,
-        stops,
-        deadline.zip(s.options.timeout),
-        s.clone(),
-        move |tok, row, delta, token, finish| {
+        },
+        move |tok, delta, token, finish| {
             let logprobs = match (token, want_logprobs) {
                 (Some((tid, lp, top)), true) => json!({
                     "tokens": [token_text(tok, tid, as_ids)],
@@ -673,9 +657,85 @@ async fn completions(
                 }),
                 _ => Value::Null,
             };
+            json!({"text": delta, "finish_reason": finish, "logprobs": logprobs})
+        },
+    )
+    .await
+}
+
+/// What tells one OpenAI endpoint's answers apart: the id's prefix and the objects' names.
+struct Endpoint {
+    id_prefix: &'static str,
+    object: &'static str,
+    chunk_object: &'static str,
+}
+
+impl Endpoint {
+    const COMPLETIONS: Endpoint = Endpoint {
+        id_prefix: "cmpl",
+        object: "text_completion",
+        chunk_object: "text_completion",
+    };
+    const CHAT: Endpoint = Endpoint {
+        id_prefix: "chatcmpl",
+        object: "chat.completion",
+        chunk_object: "chat.completion.chunk",
+    };
+}
+
+/// Runs `prompts` on the model and answers as `endpoint` does: one JSON object with a choice per
+/// prompt (`choice` writes its fields), or, with `stream`, server-sent events with a chunk per
+/// token (`chunk` writes its choice's fields from the new text, the token and the finish reason).
+#[allow(clippy::too_many_arguments)]
+async fn reply(
+    s: &Arc<Shared>,
+    endpoint: Endpoint,
+    prompts: Vec<Vec<u32>>,
+    options: GenerateOptions,
+    stream: bool,
+    deadline: Option<tokio::time::Instant>,
+    choice: impl Fn(&Tokenizer, &Generated) -> Value,
+    chunk: impl Fn(&Tokenizer, String, Option<(u32, f32, &[TopLogprob])>, Option<&'static str>) -> Value
+    + Send
+    + Sync
+    + 'static,
+) -> Result<Response, ApiError> {
+    let id = request_id(endpoint.id_prefix);
+    let stops = options.stop.clone();
+    let mut rx = s.submit(prompts.clone(), options)?;
+    let model = s.options.model_name.clone();
+    let created = now();
+    if !stream {
+        let out = wait(s, &mut rx, deadline).await?;
+        let choices: Vec<Value> = out
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let mut c = choice(&s.tokenizer, g);
+                c["index"] = i.into();
+                c
+            })
+            .collect();
+        return Ok(Json(json!({
+            "id": id, "object": endpoint.object, "created": created, "model": model,
+            "choices": choices, "usage": usage(&prompts, &out),
+        }))
+        .into_response());
+    }
+    let object = endpoint.chunk_object;
+    let stream = async_stream(
+        rx,
+        prompts.len(),
+        s.tokenizer.clone(),
+        stops,
+        deadline.zip(s.options.timeout),
+        s.clone(),
+        move |tok, row, delta, token, finish| {
+            let mut c = chunk(tok, delta, token, finish);
+            c["index"] = row.into();
             json!({
-                "id": id, "object": "text_completion", "created": created, "model": model,
-                "choices": [{"index": row, "text": delta, "finish_reason": finish, "logprobs": logprobs}],
+                "id": id, "object": object, "created": created, "model": model,
+                "choices": [c],
             })
         },
     );
@@ -828,63 +888,39 @@ async fn chat(
             options.eos_ids.push(id);
         }
     }
-    let prompts = vec![prompt; n];
     let want = req.logprobs;
     let as_ids = req.return_tokens_as_token_ids;
-    let id = request_id("chatcmpl");
-    let stops = options.stop.clone();
     let eos = options.eos_ids.clone();
-    let mut rx = s.submit(prompts.clone(), options)?;
-    let model = s.options.model_name.clone();
-    let created = now();
-    if !req.stream {
-        let out = wait(&s, &mut rx, deadline).await?;
-        let choices: Vec<Value> = out
-            .iter()
-            .enumerate()
-            .map(|(i, g)| {
-                let visible: Vec<u32> = g.ids.iter().copied().filter(|t| !eos.contains(t)).collect();
-                let content = tok.decode(&visible, true).unwrap_or_default();
-                let logprobs = want.then(|| {
-                    json!({"content": g.ids.iter().zip(&g.logprobs).zip(&g.top)
-                        .map(|((&t, &lp), top)| chat_logprob_entry(tok, t, lp, top, as_ids)).collect::<Vec<_>>()})
-                });
-                json!({
-                    "index": i,
-                    "message": {"role": "assistant", "content": content},
-                    "finish_reason": finish_reason(g.finish),
-                    "logprobs": logprobs,
-                })
+    reply(
+        &s,
+        Endpoint::CHAT,
+        vec![prompt; n],
+        options,
+        req.stream,
+        deadline,
+        move |tok, g| {
+            let visible: Vec<u32> = g.ids.iter().copied().filter(|t| !eos.contains(t)).collect();
+            let logprobs = want.then(|| {
+                json!({"content": g.ids.iter().zip(&g.logprobs).zip(&g.top)
+                    .map(|((&t, &lp), top)| chat_logprob_entry(tok, t, lp, top, as_ids)).collect::<Vec<_>>()})
+            });
+            json!({
+                "message": {"role": "assistant", "content": tok.decode(&visible, true).unwrap_or_default()},
+                "finish_reason": finish_reason(g.finish),
+                "logprobs": logprobs,
             })
-            .collect();
-        return Ok(Json(json!({
-            "id": id, "object": "chat.completion", "created": created, "model": model,
-            "choices": choices, "usage": usage(&prompts, &out),
-        }))
-        .into_response());
-    }
-    let tok = s.tokenizer.clone();
-    let stream = async_stream(
-        rx,
-        prompts.len(),
-        tok,
-        stops,
-        deadline.zip(s.options.timeout),
-        s.clone(),
-        move |tok, row, delta, token, finish| {
+        },
+        move |tok, delta, token, finish| {
             let logprobs = match (token, want) {
                 (Some((tid, lp, top)), true) => {
                     json!({"content": [chat_logprob_entry(tok, tid, lp, top, as_ids)]})
                 }
                 _ => Value::Null,
             };
-            json!({
-                "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": row, "delta": {"role": "assistant", "content": delta}, "finish_reason": finish, "logprobs": logprobs}],
-            })
+            json!({"delta": {"role": "assistant", "content": delta}, "finish_reason": finish, "logprobs": logprobs})
         },
-    );
-    Ok(Sse::new(stream).into_response())
+    )
+    .await
 }
 
 /// The next message from the worker, or `Err(())` once `deadline` has passed.

@@ -1,4 +1,4 @@
-//! Crash safety (issue 9): `workbench run` SIGKILLed at random moments, again and again, through
+//! Crash safety: `workbench run` SIGKILLed at random moments, again and again, through
 //! every stage of the loop (data, teacher training, generation, distillation with logit KD and
 //! its baseline, the simulated expert's annotation, the fine-tune, evaluation, export), then let
 //! finish. Every rerun must pick up where the killed one stopped, leave no half-written file, and
