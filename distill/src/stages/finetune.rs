@@ -129,7 +129,7 @@ pub fn finetune_student(
             skipped,
             eval: &data.eval,
             options,
-            teacher: Some(&reference),
+            frozen: Some(&reference),
             settings: &c.eval,
             objective: label,
         },

@@ -51,7 +51,7 @@ pub fn train_teacher(
             skipped,
             eval: &data.eval,
             options,
-            teacher: None,
+            frozen: None,
             settings: &c.eval,
             objective: "ce".into(),
         },

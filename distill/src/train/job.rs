@@ -87,8 +87,9 @@ pub struct Job<'a> {
     pub eval: &'a EvalSet,
     /// Loop settings.
     pub options: TrainOptions,
-    /// A local teacher for full-distribution KD.
-    pub teacher: Option<&'a Model>,
+    /// A frozen model the loss reads: the local teacher for full-distribution KD, or the
+    /// reference for DPO (the distilled student the fine-tune starts from).
+    pub frozen: Option<&'a Model>,
     /// The `[eval]` normaliser and decoding settings.
     pub settings: &'a EvalConfig,
     /// Human-readable objective for the summary.
@@ -179,7 +180,7 @@ pub fn fit(
         &job.train,
         &eval_examples,
         pad,
-        job.teacher,
+        job.frozen,
         Some(&checkpoints.dir),
         true,
         &mut |m| {

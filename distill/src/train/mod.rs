@@ -327,8 +327,9 @@ pub struct Trained {
 
 /// Trains `model` (on `device`, which must be an autodiff device) on `train`, evaluating on
 /// `eval`. With `checkpoints`, writes step checkpoints there and, if `resume`, continues from the
-/// newest complete one. `teacher` (same vocabulary) turns top-k KD into full-distribution KD; with
-/// [`Objective::Preference`] it is the frozen DPO reference, and must be given.
+/// newest complete one. `frozen` is a model the loss reads but does not train: a teacher (same
+/// vocabulary) turns top-k KD into full-distribution KD; with [`Objective::Preference`] it is
+/// the DPO reference, and must be given.
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     model: Model,
@@ -337,7 +338,7 @@ pub fn train(
     train: &[Example],
     eval: &[Example],
     pad: u32,
-    teacher: Option<&Model>,
+    frozen: Option<&Model>,
     checkpoints: Option<&Path>,
     resume: bool,
     evaluate: Evaluate<'_>,
@@ -349,7 +350,7 @@ pub fn train(
         ));
     }
     let o = options;
-    if matches!(o.objective, Objective::Preference { .. }) && teacher.is_none() {
+    if matches!(o.objective, Objective::Preference { .. }) && frozen.is_none() {
         return Err(Error::invalid(
             "DPO needs its frozen reference model (the distilled student); none was given",
         ));
@@ -422,7 +423,7 @@ pub fn train(
                         divergence,
                         temperature,
                     } => {
-                        let kd = match (teacher, &b.topk) {
+                        let kd = match (frozen, &b.topk) {
                             (Some(t), _) => {
                                 let tl = t.forward(b.input.clone()).detach();
                                 Some(loss::full_kd(
@@ -459,7 +460,7 @@ pub fn train(
                             .copied()
                             .filter(|e| e.rejected.is_some())
                             .collect();
-                        match (teacher, chosen.is_empty()) {
+                        match (frozen, chosen.is_empty()) {
                             (Some(reference), false) => {
                                 let rejected: Vec<Example> =
                                     chosen.iter().filter_map(|e| e.rejected_example()).collect();
