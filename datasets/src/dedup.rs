@@ -9,10 +9,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What a filter removed.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct FilterReport {
     /// The filter (`dedup (exact)`, `dedup (near, 0.8)`, `decontamination (13-gram)`).
     pub name: String,

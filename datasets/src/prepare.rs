@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::card::CardInfo;
 use crate::config::{BuiltinTask, DedupMode, LoadedConfig, SourceConfig};
@@ -20,7 +20,7 @@ use crate::set::{SetOptions, SetWriter, Splits};
 pub const SECTIONS: &[&str] = &["data", "export"];
 
 /// One set the stage wrote.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PreparedSet {
     /// `gold`, `prompts` or `eval`.
     pub name: String,
@@ -33,7 +33,7 @@ pub struct PreparedSet {
 }
 
 /// What the stage did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DataSummary {
     /// Where the data came from.
     pub source: String,

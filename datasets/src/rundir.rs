@@ -95,6 +95,14 @@ pub struct StageMarker {
     pub summary: serde_json::Value,
 }
 
+impl StageMarker {
+    /// The summary as the stage's own type (`DataSummary`, `FitSummary`, ...), or `None` when
+    /// it does not read as one.
+    pub fn summary_as<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_value(self.summary.clone()).ok()
+    }
+}
+
 /// Where a stage stands.
 #[derive(Debug, Clone)]
 pub enum StageState {

@@ -4,10 +4,12 @@
 
 use anyhow::Result;
 use datasets::config::Normalize;
+use datasets::prepare::DataSummary;
 use datasets::rundir::RunDir;
 use datasets::rundir::layout;
 use distill::evaluate::EvalRow;
 use distill::report::{ExpertUse, Plot, Report};
+use distill::train::job::FitSummary;
 
 use crate::output::Output;
 
@@ -32,10 +34,10 @@ fn stage_name(stage: &str) -> &str {
     }
 }
 
-/// A count read from a stage marker's JSON, as `12 rows` (or `?` when it is not there).
-fn counted(v: &serde_json::Value, noun: &str) -> String {
-    v.as_u64()
-        .map_or_else(|| format!("? {noun}s"), |n| datasets::text::count(n, noun))
+/// What the report reads of a stage that writes rows (the synthetic set, the candidates).
+#[derive(serde::Deserialize)]
+struct RowsWritten {
+    rows: u64,
 }
 
 fn expert_use(run: &RunDir) -> Result<Option<ExpertUse>> {
@@ -94,42 +96,34 @@ pub fn write_report(
                 marker.finished_at, marker.stage_hash
             ),
         ));
-        let summary = &marker.summary;
-        if *stage == layout::DATA {
-            for set in summary["sets"].as_array().into_iter().flatten() {
+        if let Some(data) = marker.summary_as::<DataSummary>() {
+            for set in data.sets {
                 let mut line = format!(
                     "{} read, {} kept",
-                    counted(&set["rows_in"], "row"),
-                    set["rows"]
-                        .as_u64()
-                        .map_or("?".into(), datasets::text::thousands)
+                    datasets::text::count(set.rows_in, "row"),
+                    datasets::text::thousands(set.rows)
                 );
-                for f in set["filters"].as_array().into_iter().flatten() {
+                for f in set.filters {
                     line.push_str(&format!(
                         " · {}: removed {}",
-                        f["name"].as_str().unwrap_or("?"),
-                        f["removed"]
-                            .as_u64()
-                            .map_or("?".into(), datasets::text::thousands)
+                        f.name,
+                        datasets::text::thousands(f.removed)
                     ));
                 }
-                provenance.push((
-                    format!("data: {}", set["name"].as_str().unwrap_or("?")),
-                    line,
-                ));
+                provenance.push((format!("data: {}", set.name), line));
             }
-        } else if let Some(n) = summary["train_rows"].as_u64() {
+        } else if let Some(fit) = marker.summary_as::<FitSummary>() {
             provenance.push((
                 format!("{name}: training"),
                 format!(
                     "{}, {}, {}",
-                    datasets::text::count(n, "row"),
-                    counted(&summary["steps"], "step"),
-                    summary["objective"].as_str().unwrap_or("")
+                    datasets::text::count(fit.train_rows as u64, "row"),
+                    datasets::text::count(fit.steps as u64, "step"),
+                    fit.objective
                 ),
             ));
-        } else if let Some(n) = summary["rows"].as_u64() {
-            provenance.push((format!("{name}: rows"), datasets::text::thousands(n)));
+        } else if let Some(RowsWritten { rows }) = marker.summary_as() {
+            provenance.push((format!("{name}: rows"), datasets::text::thousands(rows)));
         }
         for (file, what) in distill::train::plots::PLOTS {
             let path = dir.join(file);

@@ -174,7 +174,14 @@ fn run_with_the_simulated_expert_closes_the_loop() {
     let md = std::fs::read_to_string(run.join("report/report.md")).unwrap();
     assert!(md.contains("| distilled+expert |"), "{md}");
     assert!(md.contains("12 (simulated expert)"), "{md}");
-    assert!(md.contains("| data: review |"), "{md}");
+    // Provenance from each stage's marker: the data, a training stage, a stage that writes rows.
+    for line in [
+        "| data: review |",
+        "| distilled student: training |",
+        "| synthetic set: rows |",
+    ] {
+        assert!(md.contains(line), "{line}: {md}");
+    }
     let html = std::fs::read_to_string(run.join("report/report.html")).unwrap();
     assert!(html.contains("<svg"), "plots inline");
     assert!(html.contains("<strong>simulated expert</strong>"));
