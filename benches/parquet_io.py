@@ -42,6 +42,7 @@ SCHEMA = pa.schema(
         pa.field("disagreement", pa.float32()),
         pa.field("reference", pa.string()),
         pa.field("template", pa.string()),
+        pa.field("slice", pa.string()),
         pa.field("seed", pa.uint64()),
         pa.field("created_at", pa.timestamp("us", tz="UTC"), False),
     ]
@@ -87,6 +88,7 @@ def batch(rng, start, n):
         pa.array(np.full(n, np.nan, dtype=np.float32), mask=np.ones(n, dtype=bool)),
         pa.array(["2021-03-03"] * n),
         pa.array(["dates-v1"] * n),
+        pa.array([None] * n, type=pa.string()),
         pa.array(np.arange(start, start + n, dtype=np.uint64)),
         pa.array(1_700_000_000_000_000 + np.arange(start, start + n), type=pa.timestamp("us", tz="UTC")),
     ]

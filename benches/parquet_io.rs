@@ -93,6 +93,7 @@ fn sample(rng: &mut Lcg, i: u64) -> Sample {
         disagreement: None,
         reference: Some("2021-03-03".into()),
         template: Some("dates-v1".into()),
+        slice: None,
         seed: Some(i),
         created_at: 1_700_000_000_000_000 + i as i64,
     }

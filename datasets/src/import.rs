@@ -35,6 +35,7 @@ pub const MAPPABLE: &[&str] = &[
     "disagreement",
     "reference",
     "template",
+    "slice",
     "seed",
     "created_at",
     "chosen",

@@ -544,6 +544,7 @@ pub fn row_fields(row: &JsonRow, map: &Mapping) -> Result<RowFields, ColumnError
         disagreement: float(row, map, "disagreement")?,
         reference: text(row, map, "reference")?,
         template: text(row, map, "template")?,
+        slice: text(row, map, "slice")?,
         seed: number::<u64>(row, map, "seed", "a non-negative integer")?,
         created_at: timestamp(row, map, "created_at")?,
         chosen: text_or_conv(row, map, "chosen")?,

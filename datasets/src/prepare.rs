@@ -132,6 +132,7 @@ pub fn prepare(
                 prompts: d.prompts_size,
                 eval: d.eval_size,
                 review: d.review_size,
+                slice_share: d.slice_share,
             };
             let sets = crate::tasks::generate(task, c.run.seed, sizes);
             let name = match task {

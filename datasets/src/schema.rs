@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
 /// Version of the schemas in this module; bumped whenever a column is added, removed or retyped.
-pub const SCHEMA_VERSION: &str = "2";
+pub const SCHEMA_VERSION: &str = "3";
 
 /// Parquet key-value metadata key: the schema version.
 pub const META_SCHEMA_VERSION: &str = "workbench.schema_version";
@@ -149,6 +149,7 @@ pub fn sample_schema() -> SchemaRef {
             Field::new("disagreement", DataType::Float32, true),
             Field::new("reference", DataType::Utf8, true),
             Field::new("template", DataType::Utf8, true),
+            Field::new("slice", DataType::Utf8, true),
             Field::new("seed", DataType::UInt64, true),
             Field::new("created_at", timestamp_type(), false),
         ],

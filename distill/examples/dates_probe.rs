@@ -25,6 +25,7 @@ fn main() {
             prompts: 2000,
             eval: 200,
             review: 0,
+            slice_share: 0.0,
         },
     );
     let texts: Vec<String> = sets

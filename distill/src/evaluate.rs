@@ -6,10 +6,11 @@
 //! `teacher`, `gold-only`, `distilled`, `distilled+expert`.
 
 use datasets::rundir::layout;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use datasets::config::LoadedConfig;
+use datasets::config::{LoadedConfig, Normalize};
 use serde::Serialize;
 
 use crate::model::checkpoint;
@@ -27,6 +28,9 @@ pub struct EvalRow {
     pub path: PathBuf,
     /// Share of eval prompts answered exactly right.
     pub exact_match: f64,
+    /// Exact match on each slice of the eval set (`rest`: the prompts in none); empty when the
+    /// eval set has no slices.
+    pub exact_match_by_slice: BTreeMap<String, f64>,
     /// Mean cross-entropy of the reference answers, per token.
     pub loss: f64,
     /// `exp(loss)`.
@@ -118,6 +122,12 @@ pub fn evaluate(
             .map(|t| recipe::exact_match(&answers, t, norm));
         rows.push(EvalRow {
             exact_match: recipe::exact_match(&answers, &eval.references, norm),
+            exact_match_by_slice: exact_match_by_slice(
+                &answers,
+                &eval.references,
+                &eval.slices,
+                norm,
+            ),
             loss,
             perplexity: loss.exp(),
             agreement,
@@ -134,17 +144,59 @@ pub fn evaluate(
     Ok(rows)
 }
 
-/// The table in Markdown.
+/// Exact match on each slice of `references` (`slices[i]` names the slice of prompt `i`;
+/// `None`: `rest`). Empty when no prompt is in a slice.
+pub fn exact_match_by_slice(
+    answers: &[String],
+    references: &[String],
+    slices: &[Option<String>],
+    normalize: &[Normalize],
+) -> BTreeMap<String, f64> {
+    if slices.iter().all(Option::is_none) {
+        return BTreeMap::new();
+    }
+    let mut groups: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
+    for ((a, r), s) in answers.iter().zip(references).zip(slices) {
+        let g = groups
+            .entry(s.clone().unwrap_or_else(|| REST.to_string()))
+            .or_default();
+        g.0.push(a.clone());
+        g.1.push(r.clone());
+    }
+    groups
+        .into_iter()
+        .map(|(name, (a, r))| (name, recipe::exact_match(&a, &r, normalize)))
+        .collect()
+}
+
+/// The name [`exact_match_by_slice`] gives the prompts in no slice.
+pub const REST: &str = "rest";
+
+/// The table in Markdown; with slices, a column of exact match per slice.
 pub fn markdown(rows: &[EvalRow]) -> String {
-    let mut s = String::from(
-        "| model | exact match | loss | perplexity | agrees with teacher | params | tokens/s |\n\
-         |---|---:|---:|---:|---:|---:|---:|\n",
-    );
+    let slices: Vec<&String> = rows
+        .iter()
+        .flat_map(|r| r.exact_match_by_slice.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut s = String::from("| model | exact match |");
+    for name in &slices {
+        s.push_str(&format!(" exact match ({name}) |"));
+    }
+    s.push_str(" loss | perplexity | agrees with teacher | params | tokens/s |\n|---|---:|");
+    s.push_str(&"---:|".repeat(slices.len()));
+    s.push_str("---:|---:|---:|---:|---:|\n");
     for r in rows {
+        s.push_str(&format!("| {} | {:.1}% |", r.model, 100.0 * r.exact_match));
+        for name in &slices {
+            match r.exact_match_by_slice.get(*name) {
+                Some(em) => s.push_str(&format!(" {:.1}% |", 100.0 * em)),
+                None => s.push_str(" — |"),
+            }
+        }
         s.push_str(&format!(
-            "| {} | {:.1}% | {:.3} | {:.2} | {} | {} | {:.0} |\n",
-            r.model,
-            100.0 * r.exact_match,
+            " {:.3} | {:.2} | {} | {} | {:.0} |\n",
             r.loss,
             r.perplexity,
             r.agreement
@@ -162,5 +214,25 @@ pub fn params(n: u64) -> String {
         0..1_000 => n.to_string(),
         1_000..1_000_000 => format!("{:.0}k", n as f64 / 1e3),
         _ => format!("{:.2}M", n as f64 / 1e6),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_match_by_slice_counts_each_slice_and_the_rest() {
+        let v = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let answers = v(&["a", "b", "x", "d"]);
+        let references = v(&["a", "b", "c", "d"]);
+        let gb = Some("en-GB".to_string());
+        let slices = vec![gb.clone(), gb, None, None];
+        let by = exact_match_by_slice(&answers, &references, &slices, &[]);
+        assert_eq!(by.len(), 2);
+        assert_eq!(by["en-GB"], 1.0);
+        assert_eq!(by[REST], 0.5);
+        // No slices: nothing by slice.
+        assert!(exact_match_by_slice(&answers, &references, &vec![None; 4], &[]).is_empty());
     }
 }

@@ -18,6 +18,8 @@ pub struct EvalSet {
     pub prompts: Vec<String>,
     /// References, one per prompt.
     pub references: Vec<String>,
+    /// The slice of each prompt (`None`: the rest), for exact match by slice.
+    pub slices: Vec<Option<String>>,
 }
 
 /// A seed from the run's seed and a label (stable across runs and machines).

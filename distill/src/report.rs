@@ -86,6 +86,23 @@ pub fn markdown(r: &Report<'_>, report_dir: &Path) -> String {
             expert_cell(r, row)
         ));
     }
+    let slices = slice_names(r.rows);
+    if !slices.is_empty() {
+        s.push_str("\nExact match by slice of the eval set:\n\n| model |");
+        for name in &slices {
+            s.push_str(&format!(" {} |", name.replace('|', "\\|")));
+        }
+        s.push_str("\n|---|");
+        s.push_str(&"---:|".repeat(slices.len()));
+        s.push('\n');
+        for row in r.rows {
+            s.push_str(&format!("| {} |", row.model));
+            for name in &slices {
+                s.push_str(&format!(" {} |", slice_cell(row, name)));
+            }
+            s.push('\n');
+        }
+    }
     if let Some(e) = &r.expert
         && e.simulated > 0
     {
@@ -154,6 +171,22 @@ pub fn html(r: &Report<'_>) -> Result<String> {
         ));
     }
     s.push_str("</table>\n");
+    let slices = slice_names(r.rows);
+    if !slices.is_empty() {
+        s.push_str("<p>Exact match by slice of the eval set:</p>\n<table><tr><th>model</th>");
+        for name in &slices {
+            s.push_str(&format!("<th>{}</th>", esc(name)));
+        }
+        s.push_str("</tr>\n");
+        for row in r.rows {
+            s.push_str(&format!("<tr><td>{}</td>", esc(&row.model)));
+            for name in &slices {
+                s.push_str(&format!("<td class=\"n\">{}</td>", slice_cell(row, name)));
+            }
+            s.push_str("</tr>\n");
+        }
+        s.push_str("</table>\n");
+    }
     if let Some(e) = &r.expert
         && e.simulated > 0
     {
@@ -199,6 +232,21 @@ pub fn write(r: &Report<'_>, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The slices any row has exact match for, in order.
+fn slice_names(rows: &[EvalRow]) -> Vec<String> {
+    rows.iter()
+        .flat_map(|r| r.exact_match_by_slice.keys().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+fn slice_cell(row: &EvalRow, slice: &str) -> String {
+    row.exact_match_by_slice
+        .get(slice)
+        .map_or("—".to_string(), |em| format!("{:.1}%", 100.0 * em))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +256,7 @@ mod tests {
             model: model.into(),
             path: PathBuf::from("x"),
             exact_match: em,
+            exact_match_by_slice: Default::default(),
             loss: 0.1,
             perplexity: 1.1,
             agreement: None,

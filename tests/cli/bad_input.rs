@@ -779,6 +779,30 @@ fn cases() -> Vec<Case> {
             absent: &["runs"],
         },
         Case {
+            name: "a slice share above one",
+            setup: |sb| {
+                let c = tiny_config(sb, "slice", "");
+                args(&["config", "check", p(&c), "--set", "data.slice_share=1.5"])
+            },
+            code: 2,
+            needles: &["data.slice_share", "expected a share from 0 to 1"],
+            absent: &[],
+        },
+        Case {
+            name: "a slice share on data from files",
+            setup: |sb| {
+                sb.write("g.jsonl", JSONL);
+                let c = sb.write(
+                    "files.toml",
+                    "[run]\nname = \"files\"\n[data]\ngold = { path = \"g.jsonl\" }\nslice_share = 0.2\n",
+                );
+                args(&["config", "check", p(&c)])
+            },
+            code: 2,
+            needles: &["data.slice_share", "`slice` column"],
+            absent: &[],
+        },
+        Case {
             name: "a gold set too big for this machine",
             setup: |sb| {
                 let c = tiny_config(sb, "gold", "");

@@ -71,7 +71,7 @@ fn jsonl_imports_with_a_mapping_into_the_hf_layout() {
     assert_eq!(first["completion"], "Eat well, sleep, move.");
     assert_eq!(first["messages"][0]["role"], "user");
     assert_eq!(v["files"][0]["metadata"]["workbench.kind"], "sample");
-    assert_eq!(v["files"][0]["metadata"]["workbench.schema_version"], "2");
+    assert_eq!(v["files"][0]["metadata"]["workbench.schema_version"], "3");
 }
 
 #[test]
@@ -492,7 +492,7 @@ fn inspect_shows_schema_rows_and_metadata() {
         "set `s`: 1 row,",
         "teacher_topk",
         "list<list<struct<id: uint32, logprob: float32>>>",
-        "workbench.schema_version: 2",
+        "workbench.schema_version: 3",
         "first 1 row:",
     ] {
         assert!(r.stdout.contains(needle), "lacks {needle}:\n{}", r.stdout);

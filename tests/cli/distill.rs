@@ -324,3 +324,41 @@ fn teacher_train_refuses_a_teacher_it_does_not_own() {
         .bad_input();
     assert!(r.stderr.contains("distill.alpha"), "{}", r.stderr);
 }
+
+/// A slice of the built-in task: `eval --json` reports exact match on the slice and on the rest
+/// next to the whole, and the table gains a column for each.
+#[test]
+fn eval_reports_exact_match_by_slice() {
+    let sb = Sandbox::new();
+    let cfg = tiny_config(&sb, "sliced", "[eval]\nmax_new_tokens = 12\n");
+    let cfg = cfg.to_str().unwrap();
+    let slice = ["--set", "data.slice_share=0.5"];
+    sb.run(&[&["teacher", "train", cfg][..], &slice[..]].concat())
+        .ok();
+    let v = sb
+        .run(&[&["eval", cfg, "--json"][..], &slice[..]].concat())
+        .ok()
+        .json();
+    let teacher = row(v["rows"].as_array().unwrap(), "teacher");
+    let by_slice = teacher["exact_match_by_slice"].as_object().unwrap();
+    let names: Vec<&str> = by_slice.keys().map(String::as_str).collect();
+    assert_eq!(names, ["en-GB", "rest"], "{teacher}");
+    for em in by_slice.values() {
+        assert!((0.0..=1.0).contains(&em.as_f64().unwrap()), "{teacher}");
+    }
+    let table = sb.run(&[&["eval", cfg][..], &slice[..]].concat()).ok();
+    assert!(
+        table
+            .stdout
+            .contains("| exact match (en-GB) | exact match (rest) |"),
+        "{}",
+        table.stdout
+    );
+    // Without a slice, the rows carry an empty object and the table no extra column.
+    let plain = tiny_config(&sb, "plain", "[eval]\nmax_new_tokens = 12\n");
+    let plain = plain.to_str().unwrap();
+    sb.run(&["teacher", "train", plain]).ok();
+    let v = sb.run(&["eval", plain, "--json"]).ok().json();
+    let teacher = row(v["rows"].as_array().unwrap(), "teacher");
+    assert_eq!(teacher["exact_match_by_slice"], serde_json::json!({}));
+}

@@ -48,7 +48,7 @@ check(t.schema.field("messages").type == MESSAGES, f"messages type {t.schema.fie
 check(t.schema.field("completion_ids").type.value_type == pa.uint32(), "completion_ids uint32")
 check(str(t.schema.field("created_at").type) == "timestamp[us, tz=UTC]", f"created_at {t.schema.field('created_at').type}")
 meta = pq.read_metadata(files(samples_dir)[0]).metadata
-check(meta[b"workbench.schema_version"] == b"2", "schema version in metadata")
+check(meta[b"workbench.schema_version"] == b"3", "schema version in metadata")
 check(meta[b"workbench.kind"] == b"sample", "kind in metadata")
 row = t.filter(pa.compute.equal(t["prompt"], "question 3 é👩‍🔬")).to_pylist()[0]
 check(row["teacher_topk"][0][1] == {"id": 3, "logprob": -1.5}, f"top-k value {row['teacher_topk']}")

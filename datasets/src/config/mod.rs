@@ -162,6 +162,12 @@ pub struct DataConfig {
     /// none, and the review reads the synthetic set).
     #[serde(default)]
     pub review_size: usize,
+    /// With `task`, the share of every set's rows in the task's slice (0 to 1; 0: none). The
+    /// built-in dates task's slice is `en-GB` (slashes are day/month/year): its gold set reads
+    /// them as a generalist would, wrongly, and its eval and review references read them right,
+    /// so the teacher learns a mistake only experts can correct. Eval reports the slice apart.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub slice_share: f64,
     /// Gold set from a file (instead of `task`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gold: Option<SourceConfig>,
@@ -192,6 +198,9 @@ pub struct DataConfig {
     pub decontam_ngram: usize,
 }
 
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
 fn default_gold_size() -> usize {
     400
 }
@@ -225,6 +234,7 @@ impl Default for DataConfig {
             prompts_size: default_prompts_size(),
             eval_size: default_eval_size(),
             review_size: 0,
+            slice_share: 0.0,
             gold: None,
             prompts: None,
             eval: None,
@@ -662,6 +672,20 @@ impl Config {
             if v == 0 {
                 return Err(err(key, "is 0; expected at least 1".into()));
             }
+        }
+        if !(0.0..=1.0).contains(&d.slice_share) {
+            return Err(err(
+                "data.slice_share",
+                format!("is {}; expected a share from 0 to 1", d.slice_share),
+            ));
+        }
+        if d.slice_share > 0.0 && d.task.is_none() {
+            return Err(err(
+                "data.slice_share",
+                "is set without `data.task`: a slice is made by the built-in task; data from \
+                 files carries its own in a `slice` column"
+                    .into(),
+            ));
         }
         if d.task.is_some() {
             for (key, v) in [

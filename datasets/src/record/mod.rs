@@ -79,6 +79,9 @@ pub struct Sample {
     pub reference: Option<String>,
     /// The template the prompt was rendered with.
     pub template: Option<String>,
+    /// The slice of the task the row belongs to (`en-GB`, say), for metrics by slice; `None`
+    /// for the rest.
+    pub slice: Option<String>,
     /// The sampling seed.
     pub seed: Option<u64>,
     /// Microseconds since the Unix epoch, UTC.
@@ -103,6 +106,7 @@ impl Sample {
             disagreement: None,
             reference: None,
             template: None,
+            slice: None,
             seed: None,
             created_at: now_micros(),
         };
@@ -498,6 +502,7 @@ impl Record for Sample {
             Arc::new(Float32Array::from_iter(rows.iter().map(|r| r.disagreement))),
             opt_string_column(rows.iter().map(|r| r.reference.as_deref())),
             opt_string_column(rows.iter().map(|r| r.template.as_deref())),
+            opt_string_column(rows.iter().map(|r| r.slice.as_deref())),
             Arc::new(UInt64Array::from_iter(rows.iter().map(|r| r.seed))),
             timestamp_column(rows.iter().map(|r| r.created_at)),
         ];

@@ -68,6 +68,7 @@ prop_compose! {
         disagreement in prop::option::of(0.0f32..30.0),
         reference in opt_text(),
         template in opt_text(),
+        slice in opt_text(),
         sampling_seed in prop::option::of(any::<u64>()),
         created_at in 0i64..4_102_444_800_000_000,
     ) -> Sample {
@@ -85,6 +86,7 @@ prop_compose! {
             disagreement,
             reference,
             template,
+            slice,
             seed: sampling_seed,
             created_at,
         };
@@ -216,6 +218,8 @@ fn a_sample_from_pyarrow_shaped_columns_reads() {
     assert!(rows[1].completion_ids.is_empty());
     assert_eq!(rows[1].reference.as_deref(), Some("r"));
     assert_eq!(rows[0].messages, vec![Message::new("user", "a")]);
+    // A file of schema version 2 has no `slice` column: its rows have none.
+    assert_eq!(rows[0].slice, None);
 }
 
 #[test]

@@ -190,6 +190,45 @@ pub fn prompt(surface: &str) -> String {
     format!("{INSTRUCTION}\nDate: {surface}")
 }
 
+/// The task's slice: dates written in the British convention, where slashes are
+/// day/month/year. A generalist that learned the instruction's US rule reads them month first.
+pub const SLICE: &str = "en-GB";
+
+/// The line a slice prompt adds, so the task stays well-posed. No digits, as in
+/// [`INSTRUCTION`].
+pub const SLICE_NOTE: &str = "Locale: en-GB, where slashes are day/month/year.";
+
+/// A date of the slice: its day is at most twelve and differs from its month, so reading it
+/// month first gives another real date, not an impossible one.
+pub fn random_slice_date(rng: &mut Rng) -> NaiveDate {
+    loop {
+        let date = random_date(rng);
+        if date.day() <= 12 && date.day() != date.month() {
+            return date;
+        }
+    }
+}
+
+/// A slice surface form of `date`: slashes, day first.
+pub fn slice_surface(rng: &mut Rng, date: NaiveDate) -> String {
+    let (y, m, d) = (date.year(), date.month(), date.day());
+    match rng.below(2) {
+        0 => format!("{d}/{m}/{y}"),
+        _ => format!("{d:02}/{m:02}/{:02}", y % 100),
+    }
+}
+
+/// The prompt for a slice surface form.
+pub fn slice_prompt(surface: &str) -> String {
+    format!("{INSTRUCTION}\n{SLICE_NOTE}\nDate: {surface}")
+}
+
+/// How a generalist misreads a slice date: day and month swapped.
+pub fn misread(date: NaiveDate) -> NaiveDate {
+    NaiveDate::from_ymd_opt(date.year(), date.day(), date.month())
+        .expect("a slice date's day is a month")
+}
+
 /// The ISO answer.
 pub fn answer(date: NaiveDate) -> String {
     date.format("%Y-%m-%d").to_string()
@@ -198,6 +237,26 @@ pub fn answer(date: NaiveDate) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slice_date_reads_day_first_and_its_misreading_is_a_real_other_date() {
+        let mut rng = Rng::new(3);
+        for _ in 0..500 {
+            let date = random_slice_date(&mut rng);
+            let wrong = misread(date);
+            assert_ne!(wrong, date);
+            assert_eq!((wrong.month(), wrong.day()), (date.day(), date.month()));
+            let surface = slice_surface(&mut rng, date);
+            let parts: Vec<u32> = surface.split('/').map(|p| p.parse().unwrap()).collect();
+            assert_eq!(
+                (parts[0], parts[1]),
+                (date.day(), date.month()),
+                "{surface}"
+            );
+        }
+        assert!(slice_prompt("3/4/2001").contains(SLICE_NOTE));
+        assert!(!SLICE_NOTE.chars().any(|c| c.is_ascii_digit()));
+    }
 
     #[test]
     fn ordinals_get_the_right_suffix() {

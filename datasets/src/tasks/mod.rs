@@ -56,15 +56,49 @@ pub struct TaskSets {
     pub review: Vec<Sample>,
 }
 
-fn make(rng: &mut Rng, n: usize, with_reference: bool, template: &str, now: i64) -> Vec<Sample> {
+/// Who answers a slice row: the generalist (the teacher's gold) misreads it; the references
+/// that measure and the experts' answers are right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SliceAnswers {
+    Misread,
+    Right,
+}
+
+fn make(
+    rng: &mut Rng,
+    n: usize,
+    with_reference: bool,
+    slice: (f64, SliceAnswers),
+    template: &str,
+    now: i64,
+) -> Vec<Sample> {
+    let (share, answers) = slice;
     (0..n)
         .map(|_| {
-            let date = dates::random_date(rng);
-            let surface = dates::surface(rng, date);
-            let mut s = Sample::from_prompt(dates::prompt(&surface));
-            if with_reference {
-                s.reference = Some(dates::answer(date));
-            }
+            // No draw when there is no slice: the sets stay the rows they were without one.
+            let in_slice = share > 0.0 && rng.unit() < share;
+            let mut s = if in_slice {
+                let date = dates::random_slice_date(rng);
+                let surface = dates::slice_surface(rng, date);
+                let mut s = Sample::from_prompt(dates::slice_prompt(&surface));
+                if with_reference {
+                    let said = match answers {
+                        SliceAnswers::Misread => dates::misread(date),
+                        SliceAnswers::Right => date,
+                    };
+                    s.reference = Some(dates::answer(said));
+                }
+                s.slice = Some(dates::SLICE.to_string());
+                s
+            } else {
+                let date = dates::random_date(rng);
+                let surface = dates::surface(rng, date);
+                let mut s = Sample::from_prompt(dates::prompt(&surface));
+                if with_reference {
+                    s.reference = Some(dates::answer(date));
+                }
+                s
+            };
             s.template = Some(template.to_string());
             s.created_at = now;
             s
@@ -83,6 +117,9 @@ pub struct Sizes {
     pub eval: usize,
     /// Review rows.
     pub review: usize,
+    /// The share of each set's rows in the task's slice (0 for none): the gold set answers them
+    /// as a generalist would, wrongly; eval and review references are right.
+    pub slice_share: f64,
 }
 
 /// Makes a task's sets from a seed; the same seed gives the same rows (but `created_at`).
@@ -92,7 +129,12 @@ pub fn generate(task: BuiltinTask, seed: u64, sizes: Sizes) -> TaskSets {
         prompts,
         eval,
         review,
+        slice_share,
     } = sizes;
+    let (wrong, right) = (
+        (slice_share, SliceAnswers::Misread),
+        (slice_share, SliceAnswers::Right),
+    );
     let now = now_micros();
     match task {
         BuiltinTask::Dates => {
@@ -103,6 +145,7 @@ pub fn generate(task: BuiltinTask, seed: u64, sizes: Sizes) -> TaskSets {
                     &mut Rng::new(seed.wrapping_mul(3).wrapping_add(1)),
                     gold,
                     true,
+                    wrong,
                     template,
                     now,
                 ),
@@ -110,6 +153,7 @@ pub fn generate(task: BuiltinTask, seed: u64, sizes: Sizes) -> TaskSets {
                     &mut Rng::new(seed.wrapping_mul(3).wrapping_add(2)),
                     prompts,
                     false,
+                    right,
                     template,
                     now,
                 ),
@@ -117,6 +161,7 @@ pub fn generate(task: BuiltinTask, seed: u64, sizes: Sizes) -> TaskSets {
                     &mut Rng::new(seed.wrapping_mul(3).wrapping_add(3)),
                     eval,
                     true,
+                    right,
                     template,
                     now,
                 ),
@@ -125,6 +170,7 @@ pub fn generate(task: BuiltinTask, seed: u64, sizes: Sizes) -> TaskSets {
                     &mut Rng::new(seed ^ 0x5EED_0F4E_71E3_0000),
                     review,
                     true,
+                    right,
                     template,
                     now,
                 ),
@@ -143,7 +189,53 @@ mod tests {
             prompts,
             eval,
             review: 4,
+            slice_share: 0.0,
         }
+    }
+
+    /// With a slice, a share of every set is in it: the gold set misreads those dates (month
+    /// first), eval and review references read them right (day first); the rest is unchanged.
+    #[test]
+    fn the_slice_is_wrong_in_gold_and_right_in_eval_and_review() {
+        let with = Sizes {
+            slice_share: 0.3,
+            ..sizes(400, 400, 400)
+        };
+        let s = generate(BuiltinTask::Dates, 7, with);
+        let in_slice = |rows: &[Sample]| {
+            rows.iter()
+                .filter(|r| r.slice.as_deref() == Some(dates::SLICE))
+                .count()
+        };
+        for rows in [&s.gold, &s.prompts, &s.eval] {
+            let n = in_slice(rows);
+            assert!((80..=160).contains(&n), "{n} of 400 in the slice");
+        }
+        // `d/m/y`: the reference's month is the surface's second number in eval, its first in
+        // gold.
+        let month_read = |r: &Sample| -> (u32, u32) {
+            let surface = r
+                .prompt
+                .lines()
+                .last()
+                .unwrap()
+                .trim_start_matches("Date: ");
+            let parts: Vec<u32> = surface.split('/').map(|p| p.parse().unwrap()).collect();
+            let reference = r.reference.as_deref().unwrap();
+            (parts[1], reference[5..7].parse().unwrap())
+        };
+        for r in s.eval.iter().chain(&s.review).filter(|r| r.slice.is_some()) {
+            let (second, month) = month_read(r);
+            assert_eq!(second, month, "{r:?}");
+        }
+        for r in s.gold.iter().filter(|r| r.slice.is_some()) {
+            let (second, month) = month_read(r);
+            assert_ne!(second, month, "{r:?}");
+            assert!(r.prompt.contains(dates::SLICE_NOTE));
+        }
+        // Without a slice the sets are what they were.
+        let without = generate(BuiltinTask::Dates, 7, sizes(400, 400, 400));
+        assert!(without.gold.iter().all(|r| r.slice.is_none()));
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub fn read_data(data_dir: &Path) -> Result<RunData> {
         if let Some(r) = s.reference {
             eval.prompts.push(s.prompt);
             eval.references.push(r);
+            eval.slices.push(s.slice);
         }
     }
     Ok(RunData {
@@ -191,6 +192,7 @@ mod tests {
                 prompts: 0,
                 eval: 0,
                 review: 0,
+                slice_share: 0.0,
             },
         );
         RunData {
@@ -199,6 +201,7 @@ mod tests {
             eval: EvalSet {
                 prompts: Vec::new(),
                 references: Vec::new(),
+                slices: Vec::new(),
             },
         }
     }

@@ -692,6 +692,7 @@ pub fn run(
             disagreement: score,
             reference: s.reference.clone(),
             template: template_name.clone().or_else(|| s.template.clone()),
+            slice: s.slice.clone(),
             seed: Some(requests[i].seed),
             created_at: r.received_at,
         };
