@@ -779,6 +779,38 @@ fn cases() -> Vec<Case> {
             absent: &["runs"],
         },
         Case {
+            name: "a budget of zero for the simulated expert",
+            setup: |sb| {
+                let c = tiny_config(
+                    sb,
+                    "budget0",
+                    "[annotate]\nsimulated_expert = true\nbudget = 0\n",
+                );
+                args(&["run", p(&c)])
+            },
+            code: 2,
+            needles: &["annotate.budget", "is 0", "simulated_expert = false"],
+            absent: &["runs/budget0"],
+        },
+        Case {
+            name: "a budget larger than the review prompts",
+            setup: |sb| {
+                let c = tiny_config(
+                    sb,
+                    "budget",
+                    "[annotate]\nsimulated_expert = true\nbudget = 50\n",
+                );
+                args(&["run", p(&c), "--set", "data.review_size=10"])
+            },
+            code: 2,
+            needles: &[
+                "annotate.budget",
+                "more than the 10 review prompts",
+                "at most 10",
+            ],
+            absent: &["runs/budget"],
+        },
+        Case {
             name: "a slice share above one",
             setup: |sb| {
                 let c = tiny_config(sb, "slice", "");

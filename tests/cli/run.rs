@@ -163,6 +163,8 @@ fn the_readme_first_command_runs_the_demo() {
             "--set",
             "data.review_size=8",
             "--set",
+            "annotate.budget=8",
+            "--set",
             "finetune.train.steps=4",
         ])
         .ok();

@@ -763,6 +763,28 @@ impl Config {
         }
         self.eval.check().map_err(|(k, m)| err(&k, m))?;
         self.annotate.check().map_err(|(k, m)| err(&k, m))?;
+        let a = &self.annotate;
+        if a.simulated_expert && a.budget == 0 {
+            return Err(err(
+                "annotate.budget",
+                "is 0, so the simulated expert would decide nothing and the fine-tune would have \
+                 nothing to learn from; give it at least 1 decision, or set \
+                 `annotate.simulated_expert = false` to review in the terminal"
+                    .into(),
+            ));
+        }
+        let review = self.data.review_size as u64;
+        if a.simulated_expert && self.data.task.is_some() && review > 0 && a.budget > review {
+            return Err(err(
+                "annotate.budget",
+                format!(
+                    "is {}, more than the {review} review prompts (`data.review_size`) there \
+                     are to decide; expected at most {review} (a budget smaller than the \
+                     candidates is what makes the queue's order matter)",
+                    a.budget
+                ),
+            ));
+        }
         self.finetune.check().map_err(|(k, m)| err(&k, m))?;
         self.generate.check().map_err(|(k, m)| err(k, m))?;
         if let Some(src) = &self.generate.prompts {
