@@ -172,14 +172,18 @@ pub fn exact_match_by_slice(
 /// The name [`exact_match_by_slice`] gives the prompts in no slice.
 pub const REST: &str = "rest";
 
-/// The table in Markdown; with slices, a column of exact match per slice.
-pub fn markdown(rows: &[EvalRow]) -> String {
-    let slices: Vec<&String> = rows
-        .iter()
-        .flat_map(|r| r.exact_match_by_slice.keys())
+/// The slices any row has exact match for, in order.
+pub fn slice_names(rows: &[EvalRow]) -> Vec<String> {
+    rows.iter()
+        .flat_map(|r| r.exact_match_by_slice.keys().cloned())
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
-        .collect();
+        .collect()
+}
+
+/// The table in Markdown; with slices, a column of exact match per slice.
+pub fn markdown(rows: &[EvalRow]) -> String {
+    let slices = slice_names(rows);
     let mut s = String::from("| model | exact match |");
     for name in &slices {
         s.push_str(&format!(" exact match ({name}) |"));
@@ -190,7 +194,7 @@ pub fn markdown(rows: &[EvalRow]) -> String {
     for r in rows {
         s.push_str(&format!("| {} | {:.1}% |", r.model, 100.0 * r.exact_match));
         for name in &slices {
-            match r.exact_match_by_slice.get(*name) {
+            match r.exact_match_by_slice.get(name) {
                 Some(em) => s.push_str(&format!(" {:.1}% |", 100.0 * em)),
                 None => s.push_str(" — |"),
             }

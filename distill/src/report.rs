@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use datasets::text::count;
 
-use crate::evaluate::{EvalRow, params};
+use crate::evaluate::{EvalRow, params, slice_names};
 use crate::{Error, Result};
 
 /// The expert decisions the fine-tuned student learned from.
@@ -230,15 +230,6 @@ pub fn write(r: &Report<'_>, dir: &Path) -> Result<()> {
     datasets::atomic::write_file(dir.join("report.md"), markdown(r, dir).as_bytes())?;
     datasets::atomic::write_file(dir.join("report.html"), html(r)?.as_bytes())?;
     Ok(())
-}
-
-/// The slices any row has exact match for, in order.
-fn slice_names(rows: &[EvalRow]) -> Vec<String> {
-    rows.iter()
-        .flat_map(|r| r.exact_match_by_slice.keys().cloned())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect()
 }
 
 fn slice_cell(row: &EvalRow, slice: &str) -> String {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use annotate::app::{self, Options};
 use annotate::store::{DB_FILE, Store};
 use anyhow::Result;
-use datasets::config::{AnnotateConfig, Config, Override, QueueOrder};
+use datasets::config::{AnnotateConfig, Config, Override};
 use datasets::export::is_run_dir;
 
 use crate::BadInput;
@@ -105,11 +105,6 @@ pub fn resolve(target: &Path, need_items: bool, overrides: &[Override]) -> Resul
     })
 }
 
-/// The queue order: the flag, else the config's.
-pub fn order_of(arg: Option<QueueOrder>, config: QueueOrder) -> QueueOrder {
-    arg.unwrap_or(config)
-}
-
 fn default_annotator() -> String {
     std::env::var("USER")
         .ok()
@@ -198,7 +193,7 @@ pub fn run(out: &Output, args: AnnotateArgs) -> Result<()> {
     let store = open_store(out, &target)?;
     let options = Options {
         annotator: annotator.clone(),
-        order: order_of(review.order, target.config.order),
+        order: review.order.unwrap_or(target.config.order),
         overlap,
         guidelines,
         title: target_path.display().to_string(),
