@@ -129,6 +129,25 @@ pub fn export(
     })
 }
 
+/// The SFT rows and preference pairs `decisions` give (as [`export`] writes them, in memory):
+/// for a learning curve, the feedback of the first decisions of a review.
+pub fn rows(store: &Store, decisions: &[Stored]) -> Result<(Vec<SftRow>, Vec<PreferenceRow>)> {
+    let mut seen = HashSet::new();
+    let (mut sft, mut pref) = (Vec::new(), Vec::new());
+    for d in decisions {
+        let Some(item) = store.item(&d.annotation.item_id)? else {
+            continue;
+        };
+        if let Some(row) = sft_row(&item, d).filter(|r| seen.insert(r.id.clone())) {
+            sft.push(row);
+        }
+        if let Some(row) = preference_row(&item, d).filter(|r| seen.insert(r.id.clone())) {
+            pref.push(row);
+        }
+    }
+    Ok((sft, pref))
+}
+
 fn flush(
     writer: &mut SetWriter,
     sft: &mut Vec<SftRow>,

@@ -25,6 +25,15 @@ pub struct Imported {
     pub added: u64,
 }
 
+/// Stores `seed` as the seed of the `random` queue order (unless it is stored already).
+pub fn set_queue_seed(store: &mut Store, seed: u64) -> Result<()> {
+    let value = seed.to_string();
+    if store.meta(crate::store::QUEUE_SEED)?.as_deref() != Some(value.as_str()) {
+        store.set_meta(crate::store::QUEUE_SEED, &value)?;
+    }
+    Ok(())
+}
+
 /// The set a run's review reads: `candidates/` (outputs on prompts the student has not seen,
 /// written by `workbench run`), else the synthetic set.
 pub fn run_items(run: &Path) -> Result<PathBuf> {

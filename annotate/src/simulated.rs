@@ -7,7 +7,7 @@
 //! reference, and on an A/B item the right candidate is preferred (a tie when both or neither
 //! are right). An item without a reference is skipped: the simulated expert knows nothing a
 //! reference does not tell it. It spends a budget of decisions down the same queue a person
-//! would see (highest disagreement first), so it costs what a person's time would.
+//! would see, in the same order, so it costs what a person's time would.
 
 use datasets::{Decision, Preference};
 
@@ -74,7 +74,9 @@ pub fn review(
 ) -> Result<SimulatedReport> {
     let mut report = SimulatedReport::default();
     while report.decisions() < budget {
-        let page = store.queue(SIMULATED_EXPERT, order, 1, 64)?;
+        // A live order changes after each decision: take one item at a time from it.
+        let page_size = if crate::store::is_live(order) { 1 } else { 64 };
+        let page = store.queue(SIMULATED_EXPERT, order, 1, page_size)?;
         // Skipped items come back at the end of the queue: once only those remain, stop.
         let fresh: Vec<Item> = page
             .into_iter()

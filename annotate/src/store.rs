@@ -32,7 +32,9 @@ mod queue;
 
 pub use decisions::{Stored, Verdict};
 pub use items::{Candidate, Item};
-pub use queue::{CLAIM_LEASE, Filter, Progress};
+pub use queue::{
+    CLAIM_LEASE, Filter, Progress, QUEUE_SEED, ShapeTally, arrange, is_live, numbers, rank_score,
+};
 
 /// The file name of the store inside a set or a run directory.
 pub const DB_FILE: &str = datasets::rundir::layout::ANNOTATIONS;

@@ -60,6 +60,9 @@ pub mod layout {
     pub const FINETUNED: &str = "finetuned";
     /// The report folder.
     pub const REPORT: &str = "report";
+    /// The learning curve: exact match against expert decisions spent, per queue order
+    /// (`curve.json`, `curve.md`, `curve.svg`).
+    pub const CURVE: &str = "curve";
     /// The model inside a training stage's folder (student, baseline, fine-tune).
     pub const FINAL: &str = "final";
     /// Step checkpoints inside a training stage's folder, while it runs.

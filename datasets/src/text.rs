@@ -57,6 +57,32 @@ pub fn count_as(n: u64, one: &str, many: &str) -> String {
     }
 }
 
+/// The shape of a prompt: each run of digits becomes `9`, each run of letters and spaces `a`,
+/// and every other character stays. `"Date: 3/4/2021"` and `"Date: 11/12/99"` share the shape
+/// `a:a9/9/9`; `"Date: March 3, 2021"` has `a:a9,a9`. Prompts of one shape are one kind of
+/// question with different values: the ranked review queue groups its items by shape, and the
+/// expert fine-tune leaves out of its replay the synthetic rows of shapes the experts mostly
+/// corrected. Free text has few prompts per shape, and the groups are then single prompts.
+pub fn shape(s: &str) -> String {
+    let mut out = String::new();
+    let mut last = None;
+    for c in s.chars() {
+        let class = if c.is_numeric() {
+            '9'
+        } else if c.is_alphabetic() || c.is_whitespace() || c == '\'' {
+            'a'
+        } else {
+            c
+        };
+        if matches!(class, '9' | 'a') && last == Some(class) {
+            continue;
+        }
+        out.push(class);
+        last = Some(class);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +108,15 @@ mod tests {
         assert_eq!(count_as(1000, "entry", "entries"), "1,000 entries");
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1000), "1,000");
+    }
+
+    #[test]
+    fn prompts_of_one_kind_share_a_shape() {
+        assert_eq!(shape("Date: 3/4/2021"), "a:a9/9/9");
+        assert_eq!(shape("Date: 11/12/99"), shape("Date: 3/4/2021"));
+        assert_eq!(shape("Date: March 3, 2021"), "a:a9,a9");
+        assert_ne!(shape("Date: 3.4.2021"), shape("Date: 3/4/2021"));
+        assert_eq!(shape("l'été 2021"), "a9");
+        assert_eq!(shape(""), "");
     }
 }

@@ -144,6 +144,29 @@ pub fn evaluate(
     Ok(rows)
 }
 
+/// Exact match of the model saved in `dir` on `eval`, overall and per slice, decoded and
+/// normalised as `workbench eval` does.
+pub fn exact_match_of(
+    c: &datasets::config::Config,
+    dir: &Path,
+    eval: &EvalSet,
+) -> Result<(f64, BTreeMap<String, f64>)> {
+    let device = crate::backend::device(&c.teacher.device)?;
+    let (model, tok) = checkpoint::load_with_tokenizer(dir, &device)?;
+    let answers = recipe::answers(
+        &model,
+        &tok,
+        &eval.prompts,
+        c.eval.max_new_tokens,
+        c.eval.batch_size,
+    )?;
+    let norm = &c.eval.normalize;
+    Ok((
+        recipe::exact_match(&answers, &eval.references, norm),
+        exact_match_by_slice(&answers, &eval.references, &eval.slices, norm),
+    ))
+}
+
 /// Exact match on each slice of `references` (`slices[i]` names the slice of prompt `i`;
 /// `None`: `rest`). Empty when no prompt is in a slice.
 pub fn exact_match_by_slice(

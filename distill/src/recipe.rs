@@ -96,6 +96,7 @@ pub fn example(
                 prompt_len,
                 topk: (!top.is_empty()).then(|| top.to_vec()),
                 rejected: None,
+                weights: None,
             })
         }
         _ => {
@@ -106,6 +107,7 @@ pub fn example(
                 prompt_len,
                 topk: None,
                 rejected: None,
+                weights: None,
             })
         }
     }

@@ -52,6 +52,61 @@ pub struct Report<'a> {
     pub plots: Vec<Plot>,
     /// `(what, value)` lines: config hash, version, stages, row counts.
     pub provenance: Vec<(String, String)>,
+    /// More tables after the models' (the learning curve), each under its title.
+    pub tables: Vec<Table>,
+}
+
+/// A table of the report: a title, a sentence on what it shows, a header and rows of cells.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Table {
+    /// The heading above it.
+    pub title: String,
+    /// What it shows, in a sentence or two.
+    pub note: String,
+    /// Column names.
+    pub header: Vec<String>,
+    /// Rows of cells, as many as the header has.
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// The table in Markdown (`|` in cells escaped).
+    pub fn markdown(&self) -> String {
+        let cell = |c: &String| c.replace('|', "\\|");
+        let mut s = format!(
+            "| {} |\n|{}\n",
+            self.header.iter().map(cell).collect::<Vec<_>>().join(" | "),
+            "---|".repeat(self.header.len())
+        );
+        for row in &self.rows {
+            s.push_str(&format!(
+                "| {} |\n",
+                row.iter().map(cell).collect::<Vec<_>>().join(" | ")
+            ));
+        }
+        s
+    }
+
+    fn html(&self) -> String {
+        let mut s = format!(
+            "<h2>{}</h2>\n<p>{}</p>\n<table><tr>",
+            esc(&self.title),
+            esc(&self.note)
+        );
+        for h in &self.header {
+            s.push_str(&format!("<th>{}</th>", esc(h)));
+        }
+        s.push_str("</tr>\n");
+        for row in &self.rows {
+            s.push_str("<tr>");
+            for c in row {
+                s.push_str(&format!("<td class=\"n\">{}</td>", esc(c)));
+            }
+            s.push_str("</tr>\n");
+        }
+        s.push_str("</table>\n");
+        s
+    }
 }
 
 fn expert_cell(r: &Report<'_>, row: &EvalRow) -> String {
@@ -111,6 +166,14 @@ pub fn markdown(r: &Report<'_>, report_dir: &Path) -> String {
              references (not a person).\n",
             e.simulated,
             count(e.decisions, "expert decision")
+        ));
+    }
+    for t in &r.tables {
+        s.push_str(&format!(
+            "\n## {}\n\n{}\n\n{}",
+            t.title,
+            t.note,
+            t.markdown()
         ));
     }
     if !r.plots.is_empty() {
@@ -197,6 +260,9 @@ pub fn html(r: &Report<'_>) -> Result<String> {
             count(e.decisions, "expert decision")
         ));
     }
+    for t in &r.tables {
+        s.push_str(&t.html());
+    }
     if !r.plots.is_empty() {
         s.push_str("<h2>Plots</h2>\n");
         for p in &r.plots {
@@ -273,6 +339,12 @@ mod tests {
             }),
             plots: vec![],
             provenance: vec![("source".into(), "<script>a|b</script>".into())],
+            tables: vec![Table {
+                title: "Learning curve".into(),
+                note: "Exact match against decisions.".into(),
+                header: vec!["decisions".into(), "ranked: all".into()],
+                rows: vec![vec!["0".into(), "<i>|".into()]],
+            }],
         };
         write(&report, dir.path()).unwrap();
         let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
@@ -290,6 +362,12 @@ mod tests {
         assert!(html.contains("&lt;script&gt;"), "{html}");
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("<strong>simulated expert</strong>"), "{html}");
+        assert!(
+            md.contains("## Learning curve\n\nExact match against decisions.\n\n| decisions | ranked: all |\n|---|---|\n| 0 | <i>\\| |"),
+            "{md}"
+        );
+        assert!(html.contains("<h2>Learning curve</h2>"), "{html}");
+        assert!(html.contains("<td class=\"n\">&lt;i&gt;|</td>"), "{html}");
     }
 
     /// A plot's title said `student: loss` where its caption said `distilled student: loss`.
@@ -329,6 +407,7 @@ mod tests {
             expert: None,
             plots,
             provenance: vec![],
+            tables: vec![],
         };
         let html = html(&report).unwrap();
         for (title, caption) in [

@@ -24,6 +24,9 @@ pub struct Target {
     pub config: AnnotateConfig,
     /// Relative guidelines paths resolve against these, in order.
     pub bases: Vec<PathBuf>,
+    /// The seed of the `random` queue order (`run.seed` of a run or config); stored with the
+    /// items, so every reviewer of the database sees one shuffle.
+    pub seed: Option<u64>,
 }
 
 /// Resolves a run directory, a config file, a set directory, a data file or a database file.
@@ -55,6 +58,7 @@ pub fn resolve(target: &Path, need_items: bool, overrides: &[Override]) -> Resul
         return Ok(Target {
             db: run.join(DB_FILE),
             items: run_items(&run)?,
+            seed: Some(loaded.config.run.seed),
             config: loaded.config.annotate,
             bases: vec![config_dir],
         });
@@ -67,6 +71,7 @@ pub fn resolve(target: &Path, need_items: bool, overrides: &[Override]) -> Resul
         return Ok(Target {
             db: target.join(DB_FILE),
             items: run_items(target)?,
+            seed: Some(loaded.config.run.seed),
             config: loaded.config.annotate,
             bases: vec![config_dir, PathBuf::from("."), target.to_path_buf()],
         });
@@ -86,6 +91,7 @@ pub fn resolve(target: &Path, need_items: bool, overrides: &[Override]) -> Resul
             items: None,
             config: AnnotateConfig::default(),
             bases: vec![],
+            seed: None,
         });
     }
     let db = if target.is_dir() {
@@ -102,6 +108,7 @@ pub fn resolve(target: &Path, need_items: bool, overrides: &[Override]) -> Resul
         items: Some(target.to_path_buf()),
         config: AnnotateConfig::default(),
         bases: vec![],
+        seed: None,
     })
 }
 
@@ -115,6 +122,9 @@ fn default_annotator() -> String {
 /// Opens the store and brings the target's items into it (once per version of the files).
 pub fn open_store(out: &Output, target: &Target) -> Result<Store> {
     let mut store = Store::open(&target.db)?;
+    if let Some(seed) = target.seed {
+        annotate::import::set_queue_seed(&mut store, seed)?;
+    }
     if let Some(items) = &target.items {
         let bar = out.progress("import", "rows", None);
         let done = annotate::import::import(&mut store, items, &mut |n| bar.set_position(n))?;

@@ -60,6 +60,7 @@ pub fn run(out: &Output, args: RunArgs) -> Result<()> {
         run.path().join(annotate::store::DB_FILE).display()
     ));
     stages::finetune::finetune_stage(out, &loaded, &run, false)?;
+    stages::curve::curve_stage(out, &loaded, &run)?;
     let rows = stages::eval::eval_stage(out, &loaded, &run)?;
     out.data(&distill::evaluate::markdown(&rows))?;
     let report = run.path().join(layout::REPORT);

@@ -68,6 +68,7 @@ pub fn finetune_stage(
                 ck,
                 dir,
                 hash,
+                true,
                 report,
             )
         }),

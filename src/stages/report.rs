@@ -151,6 +151,17 @@ pub fn write_report(
             ),
         ));
     }
+    let mut tables = Vec::new();
+    if let Some(curve) = super::curve::read_curve(run) {
+        tables.push(super::curve::table(&curve));
+        let svg = run.stage_dir(layout::CURVE).join("curve.svg");
+        if svg.is_file() {
+            plots.push(Plot {
+                title: "learning curve: exact match against expert decisions".into(),
+                path: svg,
+            });
+        }
+    }
     let report = Report {
         run: &loaded.config.run.name,
         rows,
@@ -159,6 +170,7 @@ pub fn write_report(
         expert,
         plots,
         provenance,
+        tables,
     };
     let dir = run.path().join(layout::REPORT);
     distill::report::write(&report, &dir)?;

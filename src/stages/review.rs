@@ -15,6 +15,7 @@ pub fn simulated_review(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Re
     use annotate::simulated::{self, SIMULATED_EXPERT};
     let c = &loaded.config;
     let mut store = annotate::Store::open(run.path().join(annotate::store::DB_FILE))?;
+    annotate::import::set_queue_seed(&mut store, c.run.seed)?;
     let items = annotate::import::run_items(run.path())?;
     annotate::import::import(&mut store, &items, &mut |_| {})?;
     let spent = store

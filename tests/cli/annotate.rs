@@ -300,9 +300,9 @@ fn bad_databases_and_targets_are_clear_errors() {
         .bad_input();
     assert!(run.stderr.contains("--overlap 0"), "{}", run.stderr);
     let run = sb
-        .run(&["annotate", "items.jsonl", "--order", "random"])
+        .run(&["annotate", "items.jsonl", "--order", "smart"])
         .bad_input();
-    assert!(run.stderr.contains("disagreement"), "{}", run.stderr);
+    assert!(run.stderr.contains("ranked"), "{}", run.stderr);
     let run = sb
         .run(&["annotate", "items.jsonl", "--guidelines", "missing.md"])
         .bad_input();

@@ -811,6 +811,36 @@ fn cases() -> Vec<Case> {
             absent: &["runs/budget"],
         },
         Case {
+            name: "a learning curve without the simulated expert",
+            setup: |sb| {
+                let c = tiny_config(sb, "curve", "[annotate]\ncurve = true\n");
+                args(&["run", p(&c)])
+            },
+            code: 2,
+            needles: &["annotate.curve", "simulated_expert", "set it to true"],
+            absent: &["runs/curve"],
+        },
+        Case {
+            name: "a corrected-token weight below one",
+            setup: |sb| {
+                let c = tiny_config(sb, "weight", "[finetune]\ncorrected_weight = 0.5\n");
+                args(&["config", "check", p(&c)])
+            },
+            code: 2,
+            needles: &["finetune.corrected_weight", "is 0.5", "expected a number ≥ 1"],
+            absent: &[],
+        },
+        Case {
+            name: "a queue order nobody knows",
+            setup: |sb| {
+                let c = tiny_config(sb, "order", "[annotate]\norder = \"smart\"\n");
+                args(&["config", "check", p(&c)])
+            },
+            code: 2,
+            needles: &["annotate.order", "ranked", "random"],
+            absent: &[],
+        },
+        Case {
             name: "a slice share above one",
             setup: |sb| {
                 let c = tiny_config(sb, "slice", "");

@@ -327,3 +327,102 @@ fn an_openai_teacher_goes_through_the_whole_loop() {
     assert!(r.stdout.contains("| distilled+expert |"), "{}", r.stdout);
     assert!(server.with(|s| s.answered) > 0);
 }
+
+/// The loop on the user's own files (gold as `{prompt, completion}` JSONL, prompts, eval and
+/// review sets given by path) with the simulated expert, the ranked queue and the learning
+/// curve: the same mechanism as on the built-in task.
+#[test]
+fn the_loop_runs_on_files_with_a_ranked_queue_and_a_learning_curve() {
+    let sb = Sandbox::new();
+    let line = |i: usize, answer: &str| {
+        format!(
+            "{{\"prompt\": \"What is {} plus {}?\", \"{answer}\": \"{}\"}}\n",
+            i % 7,
+            i % 5,
+            i % 7 + i % 5
+        )
+    };
+    let rows = |range: std::ops::Range<usize>, answer: &str| -> String {
+        range.map(|i| line(i, answer)).collect()
+    };
+    sb.write("gold.jsonl", rows(0..30, "completion"));
+    sb.write(
+        "prompts.jsonl",
+        (30..60)
+            .map(|i| format!("{{\"prompt\": \"What is {} plus {}?\"}}\n", i % 9, i % 4))
+            .collect::<String>(),
+    );
+    sb.write(
+        "eval.jsonl",
+        rows(60..70, "reference").replace("plus", "and"),
+    );
+    sb.write(
+        "review.jsonl",
+        rows(70..88, "reference").replace("plus", "with"),
+    );
+    let cfg = sb.write(
+        "files.toml",
+        format!(
+            "[run]\nname = \"files\"\nseed = 5\n\n[data]\ndedup = \"none\"\ndecontaminate = false\n\
+             gold = {{ path = \"gold.jsonl\", map = {{ prompt = \"prompt\", reference = \"completion\" }} }}\n\
+             prompts = {{ path = \"prompts.jsonl\" }}\neval = {{ path = \"eval.jsonl\" }}\n\
+             review = {{ path = \"review.jsonl\" }}\n{}\
+             [generate]\ndecontaminate = false\n\n\
+             [annotate]\nsimulated_expert = true\norder = \"ranked\"\nbudget = 9\ncurve = true\n\n\
+             [finetune.train]\nsteps = 3\nbatch_size = 4\n",
+            crate::common::TINY_MODELS
+        ),
+    );
+    let r = sb.run(&["run", cfg.to_str().unwrap()]).ok();
+    assert!(
+        r.stderr.contains("9 of the budget of 9 spent"),
+        "{}",
+        r.stderr
+    );
+    for point in [
+        "curve: ranked order, 3 decisions",
+        "curve: ranked order, 9 decisions",
+        "curve: random order, 6 decisions",
+    ] {
+        assert!(r.stderr.contains(point), "{point}: {}", r.stderr);
+    }
+    let run = sb.join("runs/files");
+    let curve: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("curve/curve.json")).unwrap())
+            .unwrap();
+    let points = curve["points"].as_array().unwrap();
+    let seen: Vec<(String, u64)> = points
+        .iter()
+        .map(|p| {
+            (
+                p["order"].as_str().unwrap().to_string(),
+                p["decisions"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, u64)> = ["ranked", "random"]
+        .iter()
+        .flat_map(|o| [0, 3, 6, 9].map(|k| (o.to_string(), k)))
+        .collect();
+    assert_eq!(seen, want);
+    // Zero decisions is the distilled student, for both orders.
+    assert_eq!(points[0]["exact_match"], points[4]["exact_match"]);
+    // The curve keeps numbers, not models or databases.
+    let mut left = sb.entries("runs/files/curve");
+    left.sort();
+    assert_eq!(left, ["STAGE.json", "curve.json", "curve.md", "curve.svg"]);
+    let md = std::fs::read_to_string(run.join("report/report.md")).unwrap();
+    assert!(md.contains("## Learning curve"), "{md}");
+    assert!(
+        md.contains("| decisions | ranked: all | random: all |"),
+        "{md}"
+    );
+    assert!(md.contains("curve.svg"), "{md}");
+    // A rerun measures nothing again.
+    let again = sb.run(&["run", cfg.to_str().unwrap()]).ok();
+    assert!(
+        again.stderr.contains("curve: up to date"),
+        "{}",
+        again.stderr
+    );
+}

@@ -9,18 +9,153 @@ use rusqlite::params;
 
 use super::items::{ITEM_COLUMNS, Item};
 use super::{Store, check_annotator, classify, now_micros};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// How long a claim on the item an annotator has on screen lasts without a decision. A claim of
 /// an annotator who walked away (or whose terminal died) stops holding the item back after this.
 pub const CLAIM_LEASE: Duration = Duration::from_secs(15 * 60);
 
-/// The ORDER BY of a queue `order`.
+/// The meta key of the seed the `random` order shuffles with.
+pub const QUEUE_SEED: &str = "queue_seed";
+
+/// The ORDER BY of a queue `order`; `random` and `ranked` are ordered after the query (see
+/// [`arrange`]).
 pub(super) fn order_sql(order: QueueOrder) -> &'static str {
     match order {
         QueueOrder::Disagreement => "i.disagreement DESC, i.seq",
         QueueOrder::Entropy => "i.entropy DESC, i.seq",
-        QueueOrder::File => "i.seq",
+        QueueOrder::File | QueueOrder::Random | QueueOrder::Ranked => "i.seq",
+    }
+}
+
+/// Whether an order is computed from the decisions made so far, so that it changes after each
+/// one (a reviewer takes one item at a time from it).
+pub fn is_live(order: QueueOrder) -> bool {
+    order == QueueOrder::Ranked
+}
+
+/// The position of `id` in the shuffle of `seed`: a keyed hash, so the order is the same on
+/// every machine and independent of import order.
+fn shuffle_key(seed: u64, id: &str) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"workbench queue shuffle");
+    h.update(&seed.to_le_bytes());
+    h.update(id.as_bytes());
+    *h.finalize().as_bytes()
+}
+
+/// What the decisions so far say about one shape of prompt (see [`datasets::text::shape`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ShapeTally {
+    /// Decisions in force on items of this shape (skips aside).
+    pub decided: u32,
+    /// Of those, corrections and rejects: the output shown was wrong.
+    pub wrong: u32,
+    /// The numbers of each decided prompt (see [`numbers`]), to tell a near-duplicate.
+    pub seen: Vec<Vec<String>>,
+}
+
+impl ShapeTally {
+    /// The estimated chance that an output of this shape is wrong: corrections and rejects
+    /// against accepts, starting from even odds (one of each counted in).
+    pub fn wrong_rate(&self) -> f64 {
+        (f64::from(self.wrong) + 1.0) / (f64::from(self.decided) + 2.0)
+    }
+
+    /// How new a prompt with these numbers is next to the decided ones: 1 less the largest
+    /// share of numbers it has in place with one of them (1: nothing alike or no numbers; 0:
+    /// the same numbers as a decided prompt).
+    pub fn novelty(&self, numbers: &[String]) -> f64 {
+        if numbers.is_empty() {
+            return 1.0;
+        }
+        let most = self
+            .seen
+            .iter()
+            .filter(|s| s.len() == numbers.len())
+            .map(|s| s.iter().zip(numbers).filter(|(a, b)| a == b).count())
+            .max()
+            .unwrap_or(0);
+        1.0 - most as f64 / numbers.len() as f64
+    }
+}
+
+/// The runs of digits in `prompt`, in order: what tells apart prompts of one shape.
+pub fn numbers(prompt: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut run = String::new();
+    for c in prompt.chars() {
+        if c.is_numeric() {
+            run.push(c);
+        } else if !run.is_empty() {
+            out.push(std::mem::take(&mut run));
+        }
+    }
+    if !run.is_empty() {
+        out.push(run);
+    }
+    out
+}
+
+/// The ranked order's score of an item: the chance its shape holds a wrong output, times the
+/// log of how many items of that shape wait (a large group is worth learning about first),
+/// over the square root of the decisions the shape already had (each more teaches less), times
+/// the item's novelty next to the decided prompts of its shape (a near-duplicate of a decided
+/// item teaches little), times up to 1.5 for its teacher–student disagreement (its rank among
+/// the waiting items, 0 to 1).
+pub fn rank_score(tally: &ShapeTally, waiting: usize, novelty: f64, disagreement_rank: f64) -> f64 {
+    tally.wrong_rate() * (1.0 + waiting as f64).ln() / (1.0 + f64::from(tally.decided)).sqrt()
+        * novelty
+        * (1.0 + 0.5 * disagreement_rank)
+}
+
+/// Puts `items` (waiting for a reviewer) in the order `order` asks: `random` by the seeded
+/// shuffle, `ranked` by [`rank_score`] given `tallies` per shape; other orders as they are.
+pub fn arrange(
+    items: &mut Vec<Item>,
+    order: QueueOrder,
+    seed: u64,
+    tallies: &std::collections::HashMap<String, ShapeTally>,
+) {
+    match order {
+        QueueOrder::Random => items.sort_by_cached_key(|i| shuffle_key(seed, &i.id)),
+        QueueOrder::Ranked => {
+            let shapes: Vec<String> = items
+                .iter()
+                .map(|i| datasets::text::shape(&i.prompt))
+                .collect();
+            let mut waiting = std::collections::HashMap::<&str, usize>::new();
+            for s in &shapes {
+                *waiting.entry(s).or_default() += 1;
+            }
+            // Disagreement as a rank among the waiting items: its scale depends on the model.
+            let mut by_disagreement: Vec<usize> = (0..items.len()).collect();
+            let value = |i: usize| items[i].disagreement.or(items[i].entropy).unwrap_or(0.0);
+            by_disagreement.sort_by(|&a, &b| value(a).total_cmp(&value(b)));
+            let mut rank = vec![0.0; items.len()];
+            let top = items.len().saturating_sub(1).max(1) as f64;
+            for (r, &i) in by_disagreement.iter().enumerate() {
+                rank[i] = r as f64 / top;
+            }
+            let none = ShapeTally::default();
+            let scores: Vec<f64> = (0..items.len())
+                .map(|i| {
+                    let tally = tallies.get(&shapes[i]).unwrap_or(&none);
+                    let novelty = tally.novelty(&numbers(&items[i].prompt));
+                    rank_score(tally, waiting[shapes[i].as_str()], novelty, rank[i])
+                })
+                .collect();
+            let mut order: Vec<usize> = (0..items.len()).collect();
+            order.sort_by(|&a, &b| {
+                scores[b]
+                    .total_cmp(&scores[a])
+                    .then(items[a].seq.cmp(&items[b].seq))
+            });
+            let mut taken: Vec<Option<Item>> =
+                std::mem::take(items).into_iter().map(Some).collect();
+            items.extend(order.into_iter().filter_map(|i| taken[i].take()));
+        }
+        QueueOrder::Disagreement | QueueOrder::Entropy | QueueOrder::File => {}
     }
 }
 
@@ -144,7 +279,21 @@ impl Store {
             order_sql(order)
         );
         let now = now_micros();
-        let mut items = self.items_query(&fresh, params![annotator, overlap, limit as i64, now])?;
+        let mut items = if matches!(order, QueueOrder::Random | QueueOrder::Ranked) {
+            // Ordered here, over every waiting item (LIMIT -1 is none in SQLite).
+            let mut all = self.items_query(&fresh, params![annotator, overlap, -1i64, now])?;
+            let seed = self.queue_seed()?;
+            let tallies = if order == QueueOrder::Ranked {
+                self.shape_tallies()?
+            } else {
+                Default::default()
+            };
+            arrange(&mut all, order, seed, &tallies);
+            all.truncate(limit);
+            all
+        } else {
+            self.items_query(&fresh, params![annotator, overlap, limit as i64, now])?
+        };
         if items.len() < limit {
             let skipped = format!(
                 "SELECT {ITEM_COLUMNS} FROM decisions d JOIN items i ON i.id = d.item_id
@@ -159,6 +308,47 @@ impl Store {
             items.extend(self.items_query(&skipped, params![annotator, overlap, more, now])?);
         }
         Ok(items)
+    }
+
+    /// The seed of the `random` order: the meta value [`QUEUE_SEED`] (a run's import sets it to
+    /// `run.seed`), 0 without one.
+    pub fn queue_seed(&self) -> Result<u64> {
+        let Some(v) = self.meta(QUEUE_SEED)? else {
+            return Ok(0);
+        };
+        v.parse().map_err(|_| {
+            Error::invalid(format!(
+                "The annotation database `{}` holds a queue seed that is not a number ({v:?})\n\n\
+                 hint: set it again by importing the run (`workbench annotate RUN`)",
+                self.path.display()
+            ))
+        })
+    }
+
+    /// Decisions in force (skips aside, every annotator) per shape of prompt.
+    pub fn shape_tallies(&self) -> Result<std::collections::HashMap<String, ShapeTally>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT i.prompt, d.decision FROM decisions d JOIN items i ON i.id = d.item_id
+                 WHERE d.decision != 'skip'",
+            )
+            .map_err(self.err("cannot read decisions"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(self.err("cannot read decisions"))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(self.err("cannot read decisions"))?;
+        let mut tallies = std::collections::HashMap::<String, ShapeTally>::new();
+        for (prompt, decision) in rows {
+            let t = tallies.entry(datasets::text::shape(&prompt)).or_default();
+            t.decided += 1;
+            t.seen.push(numbers(&prompt));
+            if decision != Decision::Accept.as_str() {
+                t.wrong += 1;
+            }
+        }
+        Ok(tallies)
     }
 
     /// A page of items matching `filter` for `annotator`.

@@ -107,6 +107,106 @@ fn a_decided_item_keeps_the_outputs_its_deciders_saw() {
     assert_eq!(store.item(&other.id).unwrap().unwrap().a.unwrap().text, "o");
 }
 
+fn ids_of(q: &[Item]) -> Vec<String> {
+    q.iter().map(|i| i.id.clone()).collect()
+}
+
+#[test]
+fn the_random_order_is_seeded_and_reproducible() {
+    let (dir, store, ids) = store_with(40);
+    let first = ids_of(&store.queue("ana", QueueOrder::Random, 1, 40).unwrap());
+    assert_eq!(first.len(), 40);
+    assert_ne!(first, ids, "shuffled, not in file order");
+    // The same seed gives the same order, from a fresh connection too.
+    drop(store);
+    let mut store = Store::open_existing(dir.path().join(DB_FILE)).unwrap();
+    assert_eq!(
+        ids_of(&store.queue("ana", QueueOrder::Random, 1, 40).unwrap()),
+        first
+    );
+    // A page is the start of the whole order, and a decision takes its item out of it.
+    assert_eq!(
+        ids_of(&store.queue("ana", QueueOrder::Random, 1, 5).unwrap()),
+        first[..5]
+    );
+    store
+        .decide(&first[0], "ana", &Verdict::of(Decision::Accept))
+        .unwrap();
+    assert_eq!(
+        ids_of(&store.queue("ana", QueueOrder::Random, 1, 4).unwrap()),
+        first[1..5]
+    );
+    // Another seed, another order.
+    crate::import::set_queue_seed(&mut store, 18).unwrap();
+    assert_eq!(store.queue_seed().unwrap(), 18);
+    let other = ids_of(&store.queue("ben", QueueOrder::Random, 2, 40).unwrap());
+    assert_ne!(other, first);
+    let mut sorted = other.clone();
+    sorted.sort();
+    let mut all = ids.clone();
+    all.sort();
+    assert_eq!(sorted, all, "every item once");
+}
+
+#[test]
+fn the_ranked_order_goes_where_experts_correct() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path().join(DB_FILE)).unwrap();
+    // Two kinds of prompt: slash dates (the larger group) and month names.
+    let mut items = Vec::new();
+    for i in 0..14 {
+        items.push(item(
+            &format!("Date: {}/{}/2021", i % 12 + 1, i + 1),
+            Some("x"),
+            Some(i as f64 / 100.0),
+        ));
+    }
+    for (i, m) in ["March", "May", "June", "July", "Sept", "Oct"]
+        .iter()
+        .enumerate()
+    {
+        items.push(item(
+            &format!("Date: {m} {}, {}", i + 1, 1990 + i),
+            Some("x"),
+            Some(1.0 + i as f64),
+        ));
+    }
+    store.add_items(items).unwrap();
+    // No decisions yet: the larger group first, its most disputed item first.
+    let q = store.queue("ana", QueueOrder::Ranked, 1, 20).unwrap();
+    assert_eq!(q[0].prompt, "Date: 2/14/2021");
+    // The expert accepts it; the other group, untried, now goes first.
+    store
+        .decide(&q[0].id, "ana", &Verdict::of(Decision::Accept))
+        .unwrap();
+    let q = store.queue("ana", QueueOrder::Ranked, 1, 20).unwrap();
+    assert!(q[0].prompt.contains("Oct"), "{}", q[0].prompt);
+    // The expert corrects the month names: the budget stays there.
+    for _ in 0..3 {
+        let q = store.queue("ana", QueueOrder::Ranked, 1, 1).unwrap();
+        assert!(!q[0].prompt.contains('/'), "{}", q[0].prompt);
+        let v = Verdict {
+            corrected: Some("fixed".into()),
+            ..Verdict::of(Decision::Edit)
+        };
+        store.decide(&q[0].id, "ana", &v).unwrap();
+    }
+    let t = store.shape_tallies().unwrap();
+    let months = &t[&datasets::text::shape("Date: May 1, 1999")];
+    assert_eq!((months.decided, months.wrong), (3, 3));
+    let slashes = &t[&datasets::text::shape("Date: 1/1/2021")];
+    assert_eq!((slashes.decided, slashes.wrong), (1, 0));
+    assert_eq!(slashes.seen, [numbers("Date: 2/14/2021")]);
+    // A near-duplicate of a decided prompt is worth less than a new one.
+    assert_eq!(slashes.novelty(&numbers("Date: 2/14/2021")), 0.0);
+    assert!((slashes.novelty(&numbers("Date: 2/14/1999")) - 1.0 / 3.0).abs() < 1e-12);
+    assert_eq!(slashes.novelty(&numbers("Date: 3/15/1999")), 1.0);
+    assert_eq!(slashes.novelty(&[]), 1.0);
+    let q = store.queue("ana", QueueOrder::Ranked, 1, 20).unwrap();
+    assert!(!q[0].prompt.contains('/'));
+    assert_eq!(q.len(), 16);
+}
+
 #[test]
 fn decisions_undo_and_the_queue() {
     let (_dir, mut store, ids) = store_with(4);

@@ -18,11 +18,23 @@ pub enum QueueOrder {
     Entropy,
     /// As the set lists them.
     File,
+    /// A seeded shuffle (`run.seed`): the same order on every machine and every run of one
+    /// config. The baseline a ranked queue has to beat.
+    Random,
+    /// Where expert decisions are likeliest to change the student, re-ranked after every
+    /// decision: prompts are grouped by their shape (digits, words and punctuation as classes,
+    /// see [`crate::text::shape`]); a group's chance of holding a wrong answer is estimated
+    /// from the decisions made in it so far (corrections and rejects against accepts, starting
+    /// at even odds), weighted by how many of its items wait and discounted by how many it had,
+    /// so the budget explores the large groups first and then goes where experts keep
+    /// correcting; within a group, prompts whose numbers repeat a decided one's wait (no budget
+    /// on near-duplicates of one mistake), then highest teacher–student disagreement first.
+    Ranked,
 }
 
 impl QueueOrder {
     /// Every order, as configs and `--order` name them.
-    pub const NAMES: &[&str] = &["disagreement", "entropy", "file"];
+    pub const NAMES: &[&str] = &["disagreement", "entropy", "file", "random", "ranked"];
 
     /// The order a config or `--order` names.
     pub fn parse(s: &str) -> Option<QueueOrder> {
@@ -30,6 +42,8 @@ impl QueueOrder {
             "disagreement" => Some(QueueOrder::Disagreement),
             "entropy" => Some(QueueOrder::Entropy),
             "file" => Some(QueueOrder::File),
+            "random" => Some(QueueOrder::Random),
+            "ranked" => Some(QueueOrder::Ranked),
             _ => None,
         }
     }
@@ -39,7 +53,7 @@ impl QueueOrder {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnnotateConfig {
-    /// Queue order: `disagreement`, `entropy` or `file`.
+    /// Queue order: `disagreement`, `entropy`, `file`, `random` or `ranked`.
     #[serde(default)]
     pub order: QueueOrder,
     /// Annotators wanted per item (overlap k): an item leaves everyone's queue once this many
@@ -57,6 +71,12 @@ pub struct AnnotateConfig {
     /// Expert decisions to spend (the simulated expert stops there), down the queue's order.
     #[serde(default = "default_budget")]
     pub budget: u64,
+    /// With the simulated expert: a learning curve after the fine-tune (`runs/<name>/curve/`
+    /// and the report): the budget spent again from a fresh database in this queue's order and
+    /// in `random` order, a fine-tune after a third, two thirds and all of it, each scored on
+    /// the eval set. Four fine-tunes more than the run's one.
+    #[serde(default)]
+    pub curve: bool,
 }
 
 fn default_budget() -> u64 {
@@ -75,6 +95,7 @@ impl Default for AnnotateConfig {
             guidelines: None,
             simulated_expert: false,
             budget: default_budget(),
+            curve: false,
         }
     }
 }

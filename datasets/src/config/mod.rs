@@ -773,6 +773,15 @@ impl Config {
                     .into(),
             ));
         }
+        if a.curve && !a.simulated_expert {
+            return Err(err(
+                "annotate.curve",
+                "asks for a learning curve, which spends the simulated expert's decisions again \
+                 in other orders, but `annotate.simulated_expert` is false; set it to true, or \
+                 remove `annotate.curve`"
+                    .into(),
+            ));
+        }
         let review = self.data.review_size as u64;
         if a.simulated_expert && self.data.task.is_some() && review > 0 && a.budget > review {
             return Err(err(

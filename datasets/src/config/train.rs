@@ -605,6 +605,11 @@ pub struct FinetuneConfig {
     /// distillation taught), in [0, 1).
     #[serde(default = "default_replay")]
     pub replay: f64,
+    /// How much a token the expert changed counts in the loss, against 1 for every other token:
+    /// in a correction, the tokens that differ from the output it corrected (the rest of the
+    /// answer the student wrote already). 1 weighs all tokens alike.
+    #[serde(default = "default_corrected_weight")]
+    pub corrected_weight: f64,
     /// Fewer expert decisions than this rarely lift a student and can lower it: the fine-tune
     /// still runs, but says so before it starts.
     #[serde(default = "default_min_decisions")]
@@ -647,6 +652,9 @@ fn default_dpo_weight() -> f64 {
 fn default_replay() -> f64 {
     0.5
 }
+fn default_corrected_weight() -> f64 {
+    1.0
+}
 fn default_finetune_train() -> TrainConfig {
     TrainConfig {
         // Gentler than distillation: the student is already trained, and the feedback is small.
@@ -662,6 +670,7 @@ impl Default for FinetuneConfig {
             beta: default_dpo_beta(),
             dpo_weight: default_dpo_weight(),
             replay: default_replay(),
+            corrected_weight: default_corrected_weight(),
             min_decisions: default_min_decisions(),
             keep: KeepStudent::Better,
             train: default_finetune_train(),
@@ -687,6 +696,15 @@ impl FinetuneConfig {
             return Err((
                 "finetune.replay".into(),
                 format!("is {}; expected a share in [0, 1)", self.replay),
+            ));
+        }
+        if !(self.corrected_weight >= 1.0 && self.corrected_weight.is_finite()) {
+            return Err((
+                "finetune.corrected_weight".into(),
+                format!(
+                    "is {}; expected a number ≥ 1 (1 weighs corrected tokens like the others)",
+                    self.corrected_weight
+                ),
             ));
         }
         self.train.check("finetune.train")

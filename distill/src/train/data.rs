@@ -15,6 +15,9 @@ pub struct Example {
     /// A preference pair's rejected completion (token ids after the same prompt); the completion
     /// in `ids` is then the chosen one.
     pub rejected: Option<Vec<u32>>,
+    /// How much each completion token counts in the loss (1 each when `None`): the tokens an
+    /// expert corrected count more.
+    pub weights: Option<Vec<f32>>,
 }
 
 impl Example {
@@ -34,6 +37,7 @@ impl Example {
             prompt_len: self.prompt_len,
             topk: None,
             rejected: None,
+            weights: None,
         })
     }
 }
@@ -45,7 +49,8 @@ pub struct Batch {
     pub input: Tensor<2, Int>,
     /// `[batch, positions]`.
     pub targets: Tensor<2, Int>,
-    /// `[batch, positions]`, 1.0 where the target is a completion token.
+    /// `[batch, positions]`: a completion token's weight (1.0 unless the example weighs its
+    /// tokens), 0 elsewhere.
     pub mask: Tensor<2>,
     /// The teacher's top-k per target position: ids, logprobs and validity, `[batch, positions,
     /// k]`; `None` when no example has one.
@@ -84,7 +89,11 @@ pub fn batch(examples: &[&Example], pad: u32, device: &Device) -> Batch {
             input[i * len + t] = e.ids[t] as i64;
             targets[i * len + t] = e.ids[t + 1] as i64;
             if t + 1 >= e.prompt_len {
-                mask[i * len + t] = 1.0;
+                mask[i * len + t] = e
+                    .weights
+                    .as_ref()
+                    .and_then(|w| w.get(t + 1 - e.prompt_len).copied())
+                    .unwrap_or(1.0);
                 tokens += 1;
                 if let Some(top) = e.topk.as_ref().and_then(|v| v.get(t + 1 - e.prompt_len)) {
                     for (j, entry) in top.iter().take(k).enumerate() {
@@ -133,12 +142,14 @@ mod tests {
                 }],
             ]),
             rejected: None,
+            weights: None,
         };
         let b = Example {
             ids: vec![9, 10, 11],
             prompt_len: 2,
             topk: None,
             rejected: None,
+            weights: None,
         };
         let batch = batch(&[&a, &b], 0, &crate::backend::cpu());
         let v = |t: Tensor<2, Int>| t.into_data().convert::<i64>().try_to_vec::<i64>().unwrap();

@@ -28,6 +28,7 @@ fn examples(n: usize, seed: u64) -> Vec<Example> {
                 ids,
                 topk: None,
                 rejected: None,
+                weights: None,
             }
         })
         .collect()
