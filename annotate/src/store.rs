@@ -33,7 +33,8 @@ mod queue;
 pub use decisions::{Stored, Verdict};
 pub use items::{Candidate, Item};
 pub use queue::{
-    CLAIM_LEASE, Filter, Progress, QUEUE_SEED, ShapeTally, arrange, is_live, numbers, rank_score,
+    CLAIM_LEASE, Filter, Progress, QUEUE_SEED, ShapeTally, arrange, is_live, item_score, numbers,
+    shape_score,
 };
 
 /// The file name of the store inside a set or a run directory.

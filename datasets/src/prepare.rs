@@ -22,7 +22,7 @@ pub const SECTIONS: &[&str] = &["data", "export"];
 /// One set the stage wrote.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PreparedSet {
-    /// `gold`, `prompts` or `eval`.
+    /// `gold`, `prompts`, `eval`, `validation` or `review`.
     pub name: String,
     /// Rows read or generated.
     pub rows_in: u64,
@@ -115,6 +115,18 @@ fn write(
     Ok((read, kept))
 }
 
+/// Whether the eval row `id` is held out for validation: a seeded draw, the same on every
+/// machine, independent of the row's position.
+pub fn in_validation(seed: u64, id: &str, share: f64) -> bool {
+    let mut h = blake3::Hasher::new();
+    h.update(b"workbench validation split");
+    h.update(&seed.to_le_bytes());
+    h.update(id.as_bytes());
+    let bytes = h.finalize();
+    let draw = u64::from_le_bytes(bytes.as_bytes()[..8].try_into().expect("8 bytes"));
+    (draw as f64 / u64::MAX as f64) < share
+}
+
 /// Builds the gold, prompt and eval sets into `out` (a stage directory).
 pub fn prepare(
     loaded: &LoadedConfig,
@@ -160,7 +172,9 @@ pub fn prepare(
     let origin = loaded.path.display().to_string();
     let mut eval_texts: Vec<String> = Vec::new();
     if let Some(eval) = eval {
-        let dest = out.join("eval");
+        let share = d.validation_share;
+        // With a validation share, the eval rows are split once cleaned.
+        let dest = out.join(if share > 0.0 { ".eval-all" } else { "eval" });
         let mut filters = Filters {
             exact: (d.dedup != DedupMode::None).then(ExactDedup::new),
             ..Default::default()
@@ -189,12 +203,50 @@ pub fn prepare(
                  `data.eval.map = {{ reference = \"answer\" }}`"
             )));
         }
-        sets.push(PreparedSet {
-            name: "eval".into(),
-            rows_in,
-            rows,
-            filters: filters.reports(),
-        });
+        if share > 0.0 {
+            let all: Vec<Sample> = crate::set::Set::open(&dest)?.read_all(None)?;
+            let (validation, eval): (Vec<Sample>, Vec<Sample>) = all
+                .into_iter()
+                .partition(|s| in_validation(c.run.seed, &s.id, share));
+            let (n_eval, n_validation) = (eval.len() as u64, validation.len() as u64);
+            for (name, rows, split) in [
+                ("eval", eval, "test"),
+                ("validation", validation, "validation"),
+            ] {
+                write(
+                    Input::Rows(rows),
+                    &out.join(name),
+                    set_options(loaded, config_hash, name, split, &source),
+                    &mut Filters::default(),
+                    progress,
+                    name,
+                    &origin,
+                )?;
+            }
+            std::fs::remove_dir_all(&dest).map_err(|e| crate::error::Error::Write {
+                path: dest.clone(),
+                source: e,
+            })?;
+            sets.push(PreparedSet {
+                name: "eval".into(),
+                rows_in,
+                rows: n_eval,
+                filters: filters.reports(),
+            });
+            sets.push(PreparedSet {
+                name: "validation".into(),
+                rows_in: rows,
+                rows: n_validation,
+                filters: Vec::new(),
+            });
+        } else {
+            sets.push(PreparedSet {
+                name: "eval".into(),
+                rows_in,
+                rows,
+                filters: filters.reports(),
+            });
+        }
     }
 
     // One dedup state across gold, prompts and review: a prompt that repeats a gold item is

@@ -25,6 +25,11 @@ pub fn run(out: &Output, args: RunArgs) -> Result<()> {
         run.config_hash()
     );
     stages::data::data_stage(out, &loaded, &run)?;
+    // A slice the report is asked for and the eval set lacks stops the run before training.
+    if !loaded.config.eval.slices.is_empty() {
+        let data = distill::stages::inputs::read_data(&run.stage_dir(layout::DATA))?;
+        stages::eval::check_slices(&loaded.config.eval.slices, &data.eval)?;
+    }
     let teacher = &loaded.config.teacher;
     if teacher.kind == TeacherKind::Local && teacher.path.is_none() {
         stages::teacher::teacher_stage(out, &loaded, &run, false)?;

@@ -22,6 +22,16 @@ pub fn data_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Result<(
     })?;
     bar.finish_and_clear();
     for set in &summary.sets {
+        if set.name == "validation" {
+            out.say(format!(
+                "data: validation {} held out of the {} cleaned eval rows \
+                 (`data.validation_share`): training is evaluated on them and the fine-tuned \
+                 student compared on them, so the eval set chooses nothing",
+                datasets::text::count(set.rows, "row"),
+                thousands(set.rows_in),
+            ));
+            continue;
+        }
         out.say(format!(
             "data: {} {} (of {} from {})",
             set.name,

@@ -5,7 +5,35 @@ use anyhow::Result;
 use datasets::rundir::{RunDir, layout};
 use distill::evaluate::{self, EvalRow};
 
+use crate::BadInput;
 use crate::output::Output;
+
+/// Every slice `eval.slices` names has eval rows; else one message naming the slice and the
+/// slices there are.
+pub fn check_slices(wanted: &[String], eval: &distill::recipe::EvalSet) -> Result<()> {
+    let present: std::collections::BTreeSet<&str> =
+        eval.slices.iter().flatten().map(String::as_str).collect();
+    for name in wanted {
+        if !present.contains(name.as_str()) {
+            let there = if present.is_empty() {
+                "none: no eval row has a `slice`".to_string()
+            } else {
+                present
+                    .iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            return Err(BadInput(format!(
+                "`eval.slices` names the slice `{name}`, but no eval row is in it (the eval \
+                 set's slices: {there})\n\nhint: fix the name in `eval.slices`, or give the \
+                 eval rows a `slice` column"
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
 
 /// Evaluates every model the run has and writes `report/eval.md` and `report/eval.json`.
 pub fn eval_stage(
@@ -14,6 +42,7 @@ pub fn eval_stage(
     run: &RunDir,
 ) -> Result<Vec<EvalRow>> {
     let data = distill::stages::inputs::read_data(&run.stage_dir(layout::DATA))?;
+    check_slices(&loaded.config.eval.slices, &data.eval)?;
     let bar = out.progress("eval", "models", None);
     let rows = evaluate::evaluate(loaded, run.path(), &data.eval, &mut |name| {
         bar.set_message(name.to_string());

@@ -18,6 +18,17 @@ pub fn simulated_review(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Re
     annotate::import::set_queue_seed(&mut store, c.run.seed)?;
     let items = annotate::import::run_items(run.path())?;
     annotate::import::import(&mut store, &items, &mut |_| {})?;
+    let candidates = store.progress(SIMULATED_EXPERT, 1)?.items;
+    if c.annotate.budget > candidates {
+        return Err(BadInput(format!(
+            "`annotate.budget` is {}, more than the {candidates} review candidates there are to \
+             decide\n\nhint: set `annotate.budget` to at most {candidates} (a budget smaller \
+             than the candidates is what makes the queue's order matter), or give a larger \
+             review set",
+            c.annotate.budget
+        ))
+        .into());
+    }
     let spent = store
         .decisions()?
         .iter()

@@ -827,7 +827,11 @@ fn cases() -> Vec<Case> {
                 args(&["config", "check", p(&c)])
             },
             code: 2,
-            needles: &["finetune.corrected_weight", "is 0.5", "expected a number ≥ 1"],
+            needles: &[
+                "finetune.corrected_weight",
+                "is 0.5",
+                "expected a number ≥ 1",
+            ],
             absent: &[],
         },
         Case {
@@ -839,6 +843,57 @@ fn cases() -> Vec<Case> {
             code: 2,
             needles: &["annotate.order", "ranked", "random"],
             absent: &[],
+        },
+        Case {
+            name: "a validation share above a half",
+            setup: |sb| {
+                let c = tiny_config(sb, "val", "");
+                args(&[
+                    "config",
+                    "check",
+                    p(&c),
+                    "--set",
+                    "data.validation_share=0.8",
+                ])
+            },
+            code: 2,
+            needles: &["data.validation_share", "is 0.8", "from 0 to 0.5"],
+            absent: &[],
+        },
+        Case {
+            name: "a slice the eval set lacks",
+            setup: |sb| {
+                let c = tiny_config(sb, "slices", "[eval]\nslices = [\"fr-CA\"]\n");
+                args(&["run", p(&c), "--set", "data.slice_share=0.5"])
+            },
+            code: 2,
+            needles: &["eval.slices", "`fr-CA`", "`en-GB`", "hint:"],
+            absent: &["runs/slices/teacher"],
+        },
+        Case {
+            name: "a simulated expert's budget above the review candidates of files",
+            setup: |sb| {
+                sb.write("g.jsonl", JSONL);
+                let c = sb.write(
+                    "over.toml",
+                    format!(
+                        "[run]\nname = \"over\"\n[data]\ndedup = \"none\"\ndecontaminate = false\n\
+                         gold = {{ path = \"g.jsonl\" }}\nprompts = {{ path = \"g.jsonl\" }}\n\
+                         eval = {{ path = \"g.jsonl\" }}\nreview = {{ path = \"g.jsonl\" }}\n{}\
+                         [generate]\ndecontaminate = false\n\n\
+                         [annotate]\nsimulated_expert = true\nbudget = 500\n",
+                        crate::common::TINY_MODELS
+                    ),
+                );
+                args(&["run", p(&c)])
+            },
+            code: 2,
+            needles: &[
+                "annotate.budget",
+                "is 500, more than the",
+                "review candidates",
+            ],
+            absent: &["runs/over/finetuned"],
         },
         Case {
             name: "a slice share above one",

@@ -362,3 +362,51 @@ fn eval_reports_exact_match_by_slice() {
     let teacher = row(v["rows"].as_array().unwrap(), "teacher");
     assert_eq!(teacher["exact_match_by_slice"], serde_json::json!({}));
 }
+
+/// A validation share holds part of the eval set out, by a seeded draw: the data stage says so,
+/// the two sets split the eval rows between them, the same way on every run of the config, and
+/// `eval` measures on the eval rows alone.
+#[test]
+fn a_validation_share_holds_part_of_the_eval_set_out() {
+    let sb = Sandbox::new();
+    let cfg = tiny_config(&sb, "held", "[eval]\nmax_new_tokens = 12\n");
+    let cfg = cfg.to_str().unwrap();
+    let share = [
+        "--set",
+        "data.validation_share=0.25",
+        "--set",
+        "data.eval_size=40",
+    ];
+    let r = sb
+        .run(&[&["teacher", "train", cfg][..], &share[..]].concat())
+        .ok();
+    assert!(r.stderr.contains("data: validation"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("held out of the 40 cleaned eval rows"),
+        "{}",
+        r.stderr
+    );
+    let ids = |set: &str| -> Vec<String> {
+        let dir = sb.join(&format!("runs/held/data/{set}"));
+        let rows: Vec<datasets::Sample> =
+            datasets::Set::open(&dir).unwrap().read_all(None).unwrap();
+        rows.into_iter().map(|s| s.id).collect()
+    };
+    let (eval, validation) = (ids("eval"), ids("validation"));
+    assert_eq!(eval.len() + validation.len(), 40);
+    assert!((3..=18).contains(&validation.len()), "{}", validation.len());
+    assert!(eval.iter().all(|id| !validation.contains(id)));
+    for id in &validation {
+        assert!(datasets::prepare::in_validation(3, id, 0.25));
+    }
+    let v = sb
+        .run(&[&["eval", cfg, "--json"][..], &share[..]].concat())
+        .ok()
+        .json();
+    let teacher = row(v["rows"].as_array().unwrap(), "teacher");
+    assert_eq!(
+        teacher["rows"].as_u64(),
+        Some(eval.len() as u64),
+        "{teacher}"
+    );
+}

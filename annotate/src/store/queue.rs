@@ -97,20 +97,24 @@ pub fn numbers(prompt: &str) -> Vec<String> {
     out
 }
 
-/// The ranked order's score of an item: the chance its shape holds a wrong output, times the
-/// log of how many items of that shape wait (a large group is worth learning about first),
-/// over the square root of the decisions the shape already had (each more teaches less), times
-/// the item's novelty next to the decided prompts of its shape (a near-duplicate of a decided
-/// item teaches little), times up to 1.5 for its teacher–student disagreement (its rank among
-/// the waiting items, 0 to 1).
-pub fn rank_score(tally: &ShapeTally, waiting: usize, novelty: f64, disagreement_rank: f64) -> f64 {
-    tally.wrong_rate() * (1.0 + waiting as f64).ln() / (1.0 + f64::from(tally.decided)).sqrt()
-        * novelty
-        * (1.0 + 0.5 * disagreement_rank)
+/// The ranked order's score of a shape: the wrong outputs it is expected to hold (the chance an
+/// output of the shape is wrong times the items of the shape that wait: what a student that
+/// learns the shape's answers stands to fix), over the square root of the decisions the shape
+/// already had (each more teaches less).
+pub fn shape_score(tally: &ShapeTally, waiting: usize) -> f64 {
+    tally.wrong_rate() * waiting as f64 / (1.0 + f64::from(tally.decided)).sqrt()
+}
+
+/// The ranked order's score of an item within its shape: its novelty next to the decided
+/// prompts of the shape (a near-duplicate of a decided item teaches little), times up to 1.5 for
+/// its teacher–student disagreement (its rank among the waiting items, 0 to 1).
+pub fn item_score(novelty: f64, disagreement_rank: f64) -> f64 {
+    novelty * (1.0 + 0.5 * disagreement_rank)
 }
 
 /// Puts `items` (waiting for a reviewer) in the order `order` asks: `random` by the seeded
-/// shuffle, `ranked` by [`rank_score`] given `tallies` per shape; other orders as they are.
+/// shuffle, `ranked` by [`shape_score`] then [`item_score`] given `tallies` per shape; other
+/// orders as they are.
 pub fn arrange(
     items: &mut Vec<Item>,
     order: QueueOrder,
@@ -138,17 +142,24 @@ pub fn arrange(
                 rank[i] = r as f64 / top;
             }
             let none = ShapeTally::default();
-            let scores: Vec<f64> = (0..items.len())
+            // The best shape first, and within it the best item.
+            let scores: Vec<(f64, f64)> = (0..items.len())
                 .map(|i| {
                     let tally = tallies.get(&shapes[i]).unwrap_or(&none);
                     let novelty = tally.novelty(&numbers(&items[i].prompt));
-                    rank_score(tally, waiting[shapes[i].as_str()], novelty, rank[i])
+                    (
+                        shape_score(tally, waiting[shapes[i].as_str()]),
+                        item_score(novelty, rank[i]),
+                    )
                 })
                 .collect();
             let mut order: Vec<usize> = (0..items.len()).collect();
             order.sort_by(|&a, &b| {
                 scores[b]
-                    .total_cmp(&scores[a])
+                    .0
+                    .total_cmp(&scores[a].0)
+                    .then(shapes[a].cmp(&shapes[b]))
+                    .then(scores[b].1.total_cmp(&scores[a].1))
                     .then(items[a].seq.cmp(&items[b].seq))
             });
             let mut taken: Vec<Option<Item>> =

@@ -25,10 +25,11 @@ pub enum QueueOrder {
     /// decision: prompts are grouped by their shape (digits, words and punctuation as classes,
     /// see [`crate::text::shape`]); a group's chance of holding a wrong answer is estimated
     /// from the decisions made in it so far (corrections and rejects against accepts, starting
-    /// at even odds), weighted by how many of its items wait and discounted by how many it had,
-    /// so the budget explores the large groups first and then goes where experts keep
-    /// correcting; within a group, prompts whose numbers repeat a decided one's wait (no budget
-    /// on near-duplicates of one mistake), then highest teacher–student disagreement first.
+    /// at even odds), times how many of its items wait, discounted by the square root of the
+    /// decisions it had: the budget tries the large groups first and then goes where experts
+    /// keep correcting; within a group, prompts whose numbers repeat a decided one's wait (no
+    /// budget on near-duplicates of one mistake), then highest teacher–student disagreement
+    /// first.
     Ranked,
 }
 

@@ -168,6 +168,12 @@ pub struct DataConfig {
     /// so the teacher learns a mistake only experts can correct. Eval reports the slice apart.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub slice_share: f64,
+    /// The share of the eval set held out as a validation set (0 to 0.5; 0: none), by a seeded
+    /// draw: training evaluates on it (early stopping, the loss curves) and the fine-tune's
+    /// `keep = "better"` compares on it, so the eval set, where the headline table is measured,
+    /// chooses nothing. Without one, both happen on the eval set.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub validation_share: f64,
     /// Gold set from a file (instead of `task`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gold: Option<SourceConfig>,
@@ -235,6 +241,7 @@ impl Default for DataConfig {
             eval_size: default_eval_size(),
             review_size: 0,
             slice_share: 0.0,
+            validation_share: 0.0,
             gold: None,
             prompts: None,
             eval: None,
@@ -677,6 +684,16 @@ impl Config {
             return Err(err(
                 "data.slice_share",
                 format!("is {}; expected a share from 0 to 1", d.slice_share),
+            ));
+        }
+        if !(0.0..=0.5).contains(&d.validation_share) {
+            return Err(err(
+                "data.validation_share",
+                format!(
+                    "is {}; expected a share from 0 to 0.5 (the rest of the eval set is where \
+                     the results are measured)",
+                    d.validation_share
+                ),
             ));
         }
         if d.slice_share > 0.0 && d.task.is_none() {

@@ -552,6 +552,11 @@ pub struct EvalConfig {
     /// Prompts answered together.
     #[serde(default = "default_eval_batch")]
     pub batch_size: usize,
+    /// Slices the eval set must have rows in (its `slice` column, or the built-in task's
+    /// `en-GB`): evaluation stops with a message naming a slice no row is in, rather than
+    /// report a table without it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slices: Vec<String>,
 }
 
 fn default_normalize() -> Vec<Normalize> {
@@ -570,6 +575,7 @@ impl Default for EvalConfig {
             normalize: default_normalize(),
             max_new_tokens: default_eval_tokens(),
             batch_size: default_eval_batch(),
+            slices: Vec::new(),
         }
     }
 }
@@ -602,7 +608,9 @@ pub struct FinetuneConfig {
     #[serde(default = "default_dpo_weight")]
     pub dpo_weight: f64,
     /// Share of the training rows drawn from the synthetic set (replay against forgetting what
-    /// distillation taught), in [0, 1).
+    /// distillation taught), in [0, 1): every synthetic row the experts did not overrule (a
+    /// prompt they answered, or of a shape they mostly corrected) is replayed, and the feedback
+    /// rows are repeated until they are the rest.
     #[serde(default = "default_replay")]
     pub replay: f64,
     /// How much a token the expert changed counts in the loss, against 1 for every other token:

@@ -102,10 +102,12 @@ pub fn finetune_student(
              simulated expert answer (`annotate.simulated_expert = true`)",
         ));
     }
-    // Replay: `replay` of the rows come from the synthetic set, picked by a seeded order, but
-    // never against the experts: a prompt they answered is theirs, and so is every prompt of a
-    // shape they mostly corrected (the teacher's answers there are what they corrected).
-    let wanted = (feedback_rows as f64 * f.replay / (1.0 - f.replay)).round() as usize;
+    // Replay: `replay` of the rows come from the synthetic set, but never against the experts:
+    // a prompt they answered is theirs, and so is every prompt of a shape they mostly corrected
+    // (the teacher's answers there are what they corrected). Every other synthetic row is
+    // replayed, and the feedback rows are repeated until they are the other `1 - replay` of the
+    // rows: a small budget then meets the breadth of the synthetic set, not a few hundred rows
+    // seen dozens of times.
     let overruled = ReplayFilter::new(sft);
     let mut pool: Vec<&Sample> = synthetic
         .iter()
@@ -121,9 +123,6 @@ pub fn finetune_student(
     });
     let mut replayed = 0;
     for s in pool {
-        if replayed >= wanted {
-            break;
-        }
         let completion = s.completion.as_deref().unwrap_or_default();
         let before = train.len();
         keep(
@@ -132,15 +131,20 @@ pub fn finetune_student(
         );
         replayed += train.len() - before;
     }
+    let repeats = feedback_repeats(feedback_rows, replayed, f.replay);
+    let feedback: Vec<Example> = train[..feedback_rows].to_vec();
+    for _ in 1..repeats {
+        train.extend(feedback.iter().cloned());
+    }
     let pairs = preference.len();
     let objective = Objective::Preference {
         beta: f.beta,
         weight: f.dpo_weight,
     };
     let label = format!(
-        "sft on {} expert answers + dpo (beta={}, weight={}) on {pairs} pairs + {replayed} replayed \
-         synthetic rows ({left_out} left out: prompts the experts answered, or of {} the experts \
-         mostly corrected)",
+        "sft on {} expert answers + dpo (beta={}, weight={}) on {pairs} pairs, the feedback \
+         repeated {repeats}× + {replayed} replayed synthetic rows ({left_out} left out: prompts \
+         the experts answered, or of {} the experts mostly corrected)",
         sft.len(),
         f.beta,
         f.dpo_weight,
@@ -154,7 +158,7 @@ pub fn finetune_student(
             tokenizer: &tok,
             train,
             skipped,
-            eval: &data.eval,
+            eval: data.selection(),
             options,
             frozen: Some(&reference),
             settings: &c.eval,
@@ -168,10 +172,11 @@ pub fn finetune_student(
         on_step,
     )?;
     // Both students as saved, scored with the same prompts, decoding and normaliser (what
-    // `workbench eval` measures), so the two numbers compare.
-    if compare && !data.eval.prompts.is_empty() {
-        let (distilled, _) = crate::evaluate::exact_match_of(c, &start_dir, &data.eval)?;
-        let (finetuned, _) = crate::evaluate::exact_match_of(c, stage_dir, &data.eval)?;
+    // `workbench eval` measures), so the two numbers compare; on the validation set when the
+    // run holds one out, so the eval set chooses nothing.
+    if compare && !data.selection().prompts.is_empty() {
+        let (distilled, _) = crate::evaluate::exact_match_of(c, &start_dir, data.selection())?;
+        let (finetuned, _) = crate::evaluate::exact_match_of(c, stage_dir, data.selection())?;
         let kept = keeps_finetuned(f.keep, distilled, finetuned);
         summary.compared = Some(Comparison {
             distilled_exact_match: distilled,
@@ -185,6 +190,16 @@ pub fn finetune_student(
         });
     }
     Ok(summary)
+}
+
+/// How many times each feedback row goes into the training rows so that they are `1 - replay`
+/// of them beside `replayed` synthetic rows: at least once.
+pub(crate) fn feedback_repeats(feedback: usize, replayed: usize, replay: f64) -> usize {
+    if feedback == 0 || replay <= 0.0 {
+        return 1;
+    }
+    let wanted = replayed as f64 * (1.0 - replay) / replay;
+    ((wanted / feedback as f64).round() as usize).max(1)
 }
 
 /// Which tokens of `new` are not in a longest common subsequence with `old`: what an edit
@@ -289,6 +304,17 @@ mod tests {
         assert!(!f.covers("Date: June 1, 2020"));
         assert!(f.covers("Date: March 3, 2021"));
         assert!(!f.covers("Date: 1.2.2003"));
+    }
+
+    #[test]
+    fn feedback_is_repeated_to_its_share_of_the_rows() {
+        // 4,000 synthetic rows at replay 0.75: the feedback is a quarter, about 1,333 rows.
+        assert_eq!(feedback_repeats(150, 4000, 0.75), 9);
+        assert_eq!(feedback_repeats(50, 4000, 0.75), 27);
+        // Feedback already past its share, no replay, or nothing to replay: once.
+        assert_eq!(feedback_repeats(5000, 4000, 0.75), 1);
+        assert_eq!(feedback_repeats(150, 4000, 0.0), 1);
+        assert_eq!(feedback_repeats(150, 0, 0.5), 1);
     }
 
     #[test]

@@ -18,11 +18,26 @@ pub struct RunData {
     pub gold: Vec<Sample>,
     /// The prompt pool (no answers).
     pub prompts: Vec<Sample>,
-    /// Held-out prompts with references.
+    /// Held-out prompts with references: where the results are measured.
     pub eval: EvalSet,
+    /// Held out of the eval set (`data.validation_share`): where training is evaluated and the
+    /// fine-tuned student compared; empty without one.
+    pub validation: EvalSet,
 }
 
-/// Reads the data stage's `gold`, `prompts` and `eval` sets (any may be missing).
+impl RunData {
+    /// The set training evaluates on (early stopping, loss curves) and the fine-tune's keep
+    /// decision compares on: the validation set, else the eval set.
+    pub fn selection(&self) -> &EvalSet {
+        if self.validation.prompts.is_empty() {
+            &self.eval
+        } else {
+            &self.validation
+        }
+    }
+}
+
+/// Reads the data stage's `gold`, `prompts`, `eval` and `validation` sets (any may be missing).
 pub fn read_data(data_dir: &Path) -> Result<RunData> {
     let read = |name: &str| -> Result<Vec<Sample>> {
         let dir = data_dir.join(name);
@@ -31,18 +46,22 @@ pub fn read_data(data_dir: &Path) -> Result<RunData> {
         }
         Ok(Set::open(&dir)?.read_all::<Sample>(None)?)
     };
-    let mut eval = EvalSet::default();
-    for s in read("eval")? {
-        if let Some(r) = s.reference {
-            eval.prompts.push(s.prompt);
-            eval.references.push(r);
-            eval.slices.push(s.slice);
+    let with_references = |rows: Vec<Sample>| {
+        let mut set = EvalSet::default();
+        for s in rows {
+            if let Some(r) = s.reference {
+                set.prompts.push(s.prompt);
+                set.references.push(r);
+                set.slices.push(s.slice);
+            }
         }
-    }
+        set
+    };
     Ok(RunData {
         gold: read("gold")?,
         prompts: read("prompts")?,
-        eval,
+        eval: with_references(read("eval")?),
+        validation: with_references(read("validation")?),
     })
 }
 
@@ -198,11 +217,8 @@ mod tests {
         RunData {
             gold: sets.gold,
             prompts: Vec::new(),
-            eval: EvalSet {
-                prompts: Vec::new(),
-                references: Vec::new(),
-                slices: Vec::new(),
-            },
+            eval: EvalSet::default(),
+            validation: EvalSet::default(),
         }
     }
 

@@ -49,7 +49,7 @@ pub fn train_teacher(
             tokenizer: &tok,
             train,
             skipped,
-            eval: &data.eval,
+            eval: data.selection(),
             options,
             frozen: None,
             settings: &c.eval,
