@@ -75,7 +75,7 @@ pub struct AnnotateConfig {
     /// With the simulated expert: a learning curve after the fine-tune (`runs/<name>/curve/`
     /// and the report): the budget spent again from a fresh database in this queue's order and
     /// in `random` order, a fine-tune after a third, two thirds and all of it, each scored on
-    /// the eval set. Four fine-tunes more than the run's one.
+    /// the eval set. Six fine-tunes more than the run's one.
     #[serde(default)]
     pub curve: bool,
 }
