@@ -2,9 +2,16 @@
 //! numbers measure generalisation, not memory.
 //!
 //! GPT-3 (Brown et al. 2020, appendix C) flagged any 13-gram overlap. Eval items shorter than `n`
-//! words would never match that way, so such an item is its own n-gram: a training row that
-//! contains the whole (normalised) item is contaminated. This is what makes decontamination work
-//! for short-answer tasks like the embedded date task.
+//! words would never match that way, so they match by length:
+//!
+//! - an item of at least [`SPAN_WORDS`] words (and fewer than `n`) is its own n-gram: a training
+//!   row that contains the whole (normalised) item is contaminated;
+//! - a shorter item ("Lima", "What is 2+2?") contaminates only a training row that *is* it (the
+//!   same words once normalised and the shared template cut): a row that merely contains a word
+//!   or two of the eval set is another question, and flagging it would flag most of a set.
+//!
+//! This is what makes decontamination work for short-answer tasks like the embedded date task
+//! without wiping out a set whose eval items are one or two words.
 //!
 //! Templated prompts share their instruction: every eval item of the date task starts with the
 //! same 25 words, and flagging those would flag every training row. Two rules keep template text
@@ -17,6 +24,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::dedup::{FilterReport, words};
 
+/// Eval items with fewer words than this (after the template is cut) contaminate only a training
+/// row that is the same text; longer ones also any row that contains them.
+pub const SPAN_WORDS: usize = 8;
+
 /// An index of the eval set's n-grams.
 #[derive(Debug)]
 pub struct Decontaminator {
@@ -26,6 +37,8 @@ pub struct Decontaminator {
     suffix: Vec<String>,
     /// Gram length → hashes of the eval grams of that length (≤ n).
     grams: HashMap<usize, HashSet<u64>>,
+    /// Hashes of the short eval items (fewer than [`SPAN_WORDS`] words), matched whole.
+    whole: HashSet<u64>,
     /// Gram hash → the eval text it came from (first one), for reports.
     origin: HashMap<u64, String>,
     /// What was removed.
@@ -84,8 +97,18 @@ impl Decontaminator {
         // Gram → (length, number of eval items that contain it).
         let mut counts: HashMap<u64, (usize, usize)> = HashMap::new();
         let mut origin = HashMap::new();
+        let mut whole = HashSet::new();
         for (w, text) in &eval {
             let w = strip(w, &prefix, &suffix);
+            if w.len() < SPAN_WORDS.min(n) {
+                let h = gram_hash(w);
+                if whole.insert(h) {
+                    origin
+                        .entry(h)
+                        .or_insert_with(|| text.chars().take(60).collect::<String>());
+                }
+                continue;
+            }
             let len = w.len().min(n);
             let mut mine = HashSet::new();
             for g in w.windows(len) {
@@ -103,7 +126,7 @@ impl Decontaminator {
         for (h, (len, count)) in counts {
             if count < boilerplate {
                 grams.entry(len).or_default().insert(h);
-            } else {
+            } else if !whole.contains(&h) {
                 origin.remove(&h);
             }
         }
@@ -112,6 +135,7 @@ impl Decontaminator {
             prefix,
             suffix,
             grams,
+            whole,
             origin,
             report: FilterReport::new(format!("decontamination ({n}-gram overlap with eval)")),
         }
@@ -122,9 +146,9 @@ impl Decontaminator {
         self.n
     }
 
-    /// How many eval grams are indexed.
+    /// How many eval grams (and short items matched whole) are indexed.
     pub fn len(&self) -> usize {
-        self.grams.values().map(HashSet::len).sum()
+        self.grams.values().map(HashSet::len).sum::<usize>() + self.whole.len()
     }
 
     /// Whether nothing is indexed.
@@ -136,6 +160,10 @@ impl Decontaminator {
     pub fn overlap(&self, text: &str) -> Option<&str> {
         let w = words(text);
         let w = strip(&w, &self.prefix, &self.suffix);
+        let h = gram_hash(w);
+        if self.whole.contains(&h) {
+            return Some(self.origin.get(&h).map(String::as_str).unwrap_or(""));
+        }
         let lengths: BTreeSet<usize> = self.grams.keys().copied().collect();
         for len in lengths {
             if w.len() < len {
@@ -198,7 +226,26 @@ mod tests {
         assert!(d.keep("a", &format!("{template} date: April 9, 1999")));
         assert!(d.keep("b", &format!("{template} date: on March 9, 1999")));
         assert!(!d.keep("c", &format!("{template} date: May 7, 2007")));
-        assert!(!d.keep("d", &format!("{template} date: on May 7, 2007 (approx.)")));
+        // A row that only contains a short eval item is another question.
+        assert!(d.keep("d", &format!("{template} date: on May 7, 2007 (approx.)")));
+    }
+
+    #[test]
+    fn a_word_or_two_of_the_eval_set_does_not_flag_a_row() {
+        let mut d = Decontaminator::new(["Lima", "What is 2+2?", "Capital of Peru?"], 13);
+        assert!(d.keep("a", "Which river runs through Lima?"));
+        assert!(d.keep("b", "What is 2+2? And what is 3+3?"));
+        assert!(!d.keep("c", "lima"));
+        assert!(!d.keep("d", "what is 2 2"));
+        assert_eq!(d.report.removed, 2);
+    }
+
+    #[test]
+    fn items_of_eight_words_or_more_match_inside_a_row() {
+        let item = "the quick brown fox jumps over the lazy dog";
+        let mut d = Decontaminator::new([item, "something else entirely here now"], 13);
+        assert!(!d.keep("a", &format!("story: {item}, and then it slept")));
+        assert!(d.keep("b", "the quick brown fox jumps over the fence"));
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub const MAPPABLE: &[&str] = &[
     "source",
 ];
 
+/// Columns read as a set's answers (its `reference`) when it has no `reference` column and the
+/// config maps none, in this order: the names TRL, Alpaca-style sets and chat exports use.
+pub const ANSWER_COLUMNS: &[&str] = &["completion", "answer", "output", "response"];
+
 /// Parses `prompt=question,reference=answer`.
 pub fn parse_mapping(spec: &str) -> Result<Mapping> {
     let mut map = Mapping::new();
@@ -263,6 +267,28 @@ impl Source {
                 }
             }
         }
+    }
+
+    /// When the config maps no `reference` and the source has no `reference` column, reads the
+    /// first of [`ANSWER_COLUMNS`] it has as the reference, and says which; `None` when the
+    /// reference is mapped, present, or nowhere to be found.
+    pub fn adopt_answer_column(&mut self) -> Result<Option<String>> {
+        if self.map.contains_key("reference") {
+            return Ok(None);
+        }
+        let columns = self.columns()?;
+        if columns.iter().any(|c| c == "reference") {
+            return Ok(None);
+        }
+        let mapped: BTreeSet<&str> = self.map.values().map(String::as_str).collect();
+        let Some(found) = ANSWER_COLUMNS
+            .iter()
+            .find(|c| columns.iter().any(|x| x == *c) && !mapped.contains(*c))
+        else {
+            return Ok(None);
+        };
+        self.map.insert("reference".into(), found.to_string());
+        Ok(Some(found.to_string()))
     }
 
     /// Checks that every mapped column exists; returns the columns that will be ignored.
@@ -675,6 +701,57 @@ mod rename_tests {
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].completion.as_deref(), Some("a"));
         assert_eq!(got[0].reference.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn an_answer_like_column_is_the_reference_when_none_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, line: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, format!("{line}\n")).unwrap();
+            path
+        };
+        let read = |source: &Source| {
+            let mut got = Vec::new();
+            source
+                .for_each::<Sample>(16, |rows| {
+                    got.extend(rows);
+                    Ok(())
+                })
+                .unwrap();
+            got.remove(0)
+        };
+        // `completion` before `answer`, as ANSWER_COLUMNS orders them.
+        let both = file(
+            "a.jsonl",
+            r#"{"prompt": "q", "answer": "x", "completion": "y"}"#,
+        );
+        let mut source = Source::open(&both, Mapping::new()).unwrap();
+        assert_eq!(
+            source.adopt_answer_column().unwrap().as_deref(),
+            Some("completion")
+        );
+        assert_eq!(read(&source).reference.as_deref(), Some("y"));
+        let response = file("r.jsonl", r#"{"prompt": "q", "response": "z"}"#);
+        let mut source = Source::open(&response, Mapping::new()).unwrap();
+        assert_eq!(
+            source.adopt_answer_column().unwrap().as_deref(),
+            Some("response")
+        );
+        assert_eq!(read(&source).reference.as_deref(), Some("z"));
+        // A `reference` column, or a mapped one, wins; nothing answer-like, nothing adopted.
+        let named = file(
+            "n.jsonl",
+            r#"{"prompt": "q", "reference": "r", "output": "o"}"#,
+        );
+        let mut source = Source::open(&named, Mapping::new()).unwrap();
+        assert_eq!(source.adopt_answer_column().unwrap(), None);
+        let mut source = Source::open(&both, parse_mapping("reference=answer").unwrap()).unwrap();
+        assert_eq!(source.adopt_answer_column().unwrap(), None);
+        assert_eq!(read(&source).reference.as_deref(), Some("x"));
+        let bare = file("b.jsonl", r#"{"prompt": "q"}"#);
+        let mut source = Source::open(&bare, Mapping::new()).unwrap();
+        assert_eq!(source.adopt_answer_column().unwrap(), None);
     }
 }
 

@@ -30,6 +30,10 @@ pub struct PreparedSet {
     pub rows: u64,
     /// What each filter removed.
     pub filters: Vec<FilterReport>,
+    /// The column read as the answers when the file had no `reference` column and the config
+    /// mapped none (see [`crate::import::ANSWER_COLUMNS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answers_from: Option<String>,
 }
 
 /// What the stage did.
@@ -115,6 +119,126 @@ fn write(
     Ok((read, kept))
 }
 
+/// What `config check` found in one data file the config names.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FileCheck {
+    /// The config key: `data.gold`, `data.prompts`, `data.eval`, `data.review`.
+    pub key: String,
+    /// The file, resolved against the config's folder.
+    pub path: String,
+    /// `jsonl`, `json`, `csv`, `parquet` or `set`.
+    pub format: String,
+    /// Rows in it (every row read and parsed, so a malformed one is found here).
+    pub rows: u64,
+    /// Its columns.
+    pub columns: Vec<String>,
+    /// The column its answers come from (`reference`, a mapped one, or an answer-like one);
+    /// `None` for the prompt pool or a file without answers.
+    pub answers_from: Option<String>,
+    /// Columns the run will not read.
+    pub ignored: Vec<String>,
+}
+
+/// Opens every data file `[data]` names, as the data stage will (existence, format, the mapped
+/// columns, every row parsed), without running anything. Empty for a built-in task.
+pub fn check_files(loaded: &LoadedConfig) -> Result<Vec<FileCheck>> {
+    let d = &loaded.config.data;
+    let origin = loaded.path.display().to_string();
+    let mut out = Vec::new();
+    for (name, source, answered) in [
+        ("gold", &d.gold, true),
+        ("prompts", &d.prompts, false),
+        ("eval", &d.eval, true),
+        ("review", &d.review, true),
+    ] {
+        let Some(cfg) = source else { continue };
+        let key = format!("data.{name}");
+        let path = loaded.resolve(&cfg.path);
+        let mut source = Source::open(&path, cfg.map.clone()).map_err(|e| {
+            Error::invalid(format!(
+                "`{key}` in `{origin}`: {}\n\nhint: fix `{key}.path` (relative to the config file)",
+                first_line(&e.to_string())
+            ))
+        })?;
+        let ignored = source.check_mapping_as(&|target, column| {
+            format!("`{key}.map.{target} = \"{column}\"` in `{origin}`")
+        })?;
+        let columns = source.columns()?;
+        let answers_from = if answered {
+            match source.adopt_answer_column()? {
+                Some(c) => Some(c),
+                None => {
+                    let r = source
+                        .map
+                        .get("reference")
+                        .cloned()
+                        .unwrap_or_else(|| "reference".into());
+                    columns.contains(&r).then_some(r)
+                }
+            }
+        } else {
+            None
+        };
+        let ignored = ignored
+            .into_iter()
+            .filter(|c| Some(c) != answers_from.as_ref())
+            .collect();
+        let rows = source.for_each::<Sample>(8192, |_| Ok(()))?;
+        out.push(FileCheck {
+            key,
+            path: path.display().to_string(),
+            format: source.format.to_string(),
+            rows,
+            columns,
+            answers_from,
+            ignored,
+        });
+    }
+    Ok(out)
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+/// Stops the data stage when one filter removed more than `max_share` of a set's rows.
+fn check_removed(
+    set: &str,
+    rows_in: u64,
+    reports: &[FilterReport],
+    max_share: f64,
+    origin: &str,
+) -> Result<()> {
+    for r in reports {
+        if rows_in == 0 || (r.removed as f64) <= max_share * rows_in as f64 {
+            continue;
+        }
+        let setting = if r.name.starts_with("decontamination") {
+            "`data.decontaminate = false` turns it off"
+        } else {
+            "`data.dedup = \"none\"` turns it off"
+        };
+        let example = r
+            .examples
+            .first()
+            .map(|(_, why)| format!(" (for one: {why})"))
+            .unwrap_or_default();
+        return Err(Error::invalid(format!(
+            "The {} removed {} of the {} {set} rows ({:.0}%){example}, more than \
+             `data.max_removed_share` ({:.0}%) in `{origin}`; the run stops before any teacher \
+             is asked, as a filter that removes most of a set is more often a mistake than a \
+             cleaning\n\nhint: if that many rows are expected to go, raise \
+             `data.max_removed_share` (1 never stops); {setting}",
+            r.name,
+            crate::text::thousands(r.removed),
+            crate::text::thousands(rows_in),
+            100.0 * r.removed as f64 / rows_in as f64,
+            100.0 * max_share,
+        )));
+    }
+    Ok(())
+}
+
 /// Whether the eval row `id` is held out for validation: a seeded draw, the same on every
 /// machine, independent of the row's position.
 pub fn in_validation(seed: u64, id: &str, share: f64) -> bool {
@@ -137,6 +261,15 @@ pub fn prepare(
     let c = &loaded.config;
     let d = &c.data;
     let open = |s: &SourceConfig| Source::open(loaded.resolve(&s.path), s.map.clone());
+    // Gold, eval and review answers: `reference`, else the first answer-like column.
+    let mut adopted: std::collections::BTreeMap<&str, String> = Default::default();
+    let mut open_answered = |name: &'static str, s: &SourceConfig| -> Result<Source> {
+        let mut source = open(s)?;
+        if let Some(column) = source.adopt_answer_column()? {
+            adopted.insert(name, column);
+        }
+        Ok(source)
+    };
     let (source, gold, prompts, eval, review) = match d.task {
         Some(task) => {
             let sizes = crate::tasks::Sizes {
@@ -160,10 +293,22 @@ pub fn prepare(
         }
         None => (
             format!("files named in `{}`", loaded.path.display()),
-            d.gold.as_ref().map(open).transpose()?.map(Input::File),
+            d.gold
+                .as_ref()
+                .map(|s| open_answered("gold", s))
+                .transpose()?
+                .map(Input::File),
             d.prompts.as_ref().map(open).transpose()?.map(Input::File),
-            d.eval.as_ref().map(open).transpose()?.map(Input::File),
-            d.review.as_ref().map(open).transpose()?.map(Input::File),
+            d.eval
+                .as_ref()
+                .map(|s| open_answered("eval", s))
+                .transpose()?
+                .map(Input::File),
+            d.review
+                .as_ref()
+                .map(|s| open_answered("review", s))
+                .transpose()?
+                .map(Input::File),
         ),
     };
 
@@ -232,12 +377,14 @@ pub fn prepare(
                 rows_in,
                 rows: n_eval,
                 filters: filters.reports(),
+                answers_from: adopted.get("eval").cloned(),
             });
             sets.push(PreparedSet {
                 name: "validation".into(),
                 rows_in: rows,
                 rows: n_validation,
                 filters: Vec::new(),
+                answers_from: None,
             });
         } else {
             sets.push(PreparedSet {
@@ -245,6 +392,7 @@ pub fn prepare(
                 rows_in,
                 rows,
                 filters: filters.reports(),
+                answers_from: adopted.get("eval").cloned(),
             });
         }
     }
@@ -282,11 +430,14 @@ pub fn prepare(
             name,
             &origin,
         )?;
+        let reports = filters.reports();
+        check_removed(name, rows_in, &reports, d.max_removed_share, &origin)?;
         sets.push(PreparedSet {
             name: name.into(),
             rows_in,
             rows,
-            filters: filters.reports(),
+            filters: reports,
+            answers_from: adopted.get(name).cloned(),
         });
         exact = filters.exact;
         near = filters.near;

@@ -10,8 +10,9 @@ pub fn run(out: &Output, cmd: ConfigCommand) -> Result<()> {
     match cmd {
         ConfigCommand::Check { config, json } => {
             let loaded = super::load_config(&config)?;
+            let files = datasets::prepare::check_files(&loaded)?;
             if json {
-                out.json(&loaded.config)?;
+                out.json(&serde_json::json!({ "config": loaded.config, "files": files }))?;
             } else {
                 out.data(&format!(
                     "# resolved from `{}` (config hash {})\n{}",
@@ -25,6 +26,34 @@ pub fn run(out: &Output, cmd: ConfigCommand) -> Result<()> {
                 loaded.path.display(),
                 loaded.run_dir().display()
             ));
+            for f in &files {
+                out.say(format!(
+                    "{}: `{}` ({}), {}; columns {}{}{}",
+                    f.key,
+                    f.path,
+                    f.format,
+                    datasets::text::count(f.rows, "row"),
+                    f.columns.join(", "),
+                    match &f.answers_from {
+                        Some(c) => format!("; answers from `{c}`"),
+                        None if f.key != "data.prompts" => "; no answers".to_string(),
+                        None => String::new(),
+                    },
+                    if f.ignored.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; not read: {}", f.ignored.join(", "))
+                    }
+                ));
+            }
+            if !files.is_empty() {
+                let d = &loaded.config.data;
+                out.say(format!(
+                    "sizes: the files are read whole; `data.gold_size` ({}), `prompts_size` ({}), \
+                     `eval_size` ({}) and `review_size` ({}) apply to `data.task` only",
+                    d.gold_size, d.prompts_size, d.eval_size, d.review_size
+                ));
+            }
             if let Some((stage, bytes)) = memory::peak(&loaded.config) {
                 let machine = memory::available()
                     .map(|m| format!("; this machine has {}", memory::human_bytes(m as f64)))

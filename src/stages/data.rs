@@ -39,6 +39,13 @@ pub fn data_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Result<(
             thousands(set.rows_in),
             summary.source
         ));
+        if let Some(column) = &set.answers_from {
+            out.say(format!(
+                "  answers read from its `{column}` column (it has no `reference` column; \
+                 `data.{}.map = {{ reference = \"...\" }}` reads another)",
+                set.name
+            ));
+        }
         for f in &set.filters {
             if f.removed > 0 {
                 out.say(format!("  {}: removed {}", f.name, thousands(f.removed)));

@@ -896,6 +896,22 @@ fn cases() -> Vec<Case> {
             absent: &["runs/over/finetuned"],
         },
         Case {
+            name: "an eval file without answers",
+            setup: |sb| {
+                sb.write("g.jsonl", JSONL);
+                sb.write("e.jsonl", "{\"prompt\": \"a\", \"note\": \"n\"}\n");
+                let c = sb.write(
+                    "noref.toml",
+                    "[run]\nname = \"noref\"\n[data]\ngold = { path = \"g.jsonl\" }\n\
+                     eval = { path = \"e.jsonl\" }\n",
+                );
+                args(&["run", p(&c)])
+            },
+            code: 2,
+            needles: &["no references", "data.eval.map", "reference = "],
+            absent: &["runs/noref/data", "runs/noref/teacher"],
+        },
+        Case {
             name: "a slice share above one",
             setup: |sb| {
                 let c = tiny_config(sb, "slice", "");

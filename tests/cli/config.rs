@@ -25,8 +25,86 @@ fn config_check_json_is_the_same_config() {
         .run(&["config", "check", demo.to_str().unwrap(), "--json"])
         .ok();
     let v = r.json();
-    assert_eq!(v["run"]["name"], "demo");
-    assert_eq!(v["data"]["task"], "dates");
+    assert_eq!(v["config"]["run"]["name"], "demo");
+    assert_eq!(v["config"]["data"]["task"], "dates");
+    // The built-in task has no files to open.
+    assert_eq!(v["files"], serde_json::json!([]));
+}
+
+/// `config check` opens every data file the config names: a missing file, a malformed row or a
+/// missing mapped column is found by the check, not by the run; a good set of files is
+/// reported with its rows, columns and where its answers come from.
+#[test]
+fn config_check_opens_the_data_files() {
+    let sb = Sandbox::new();
+    sb.write(
+        "gold.jsonl",
+        "{\"prompt\": \"a\", \"completion\": \"b\", \"id2\": 1}\n{\"prompt\": \"c\", \"completion\": \"d\", \"id2\": 2}\n",
+    );
+    sb.write("prompts.jsonl", "{\"text\": \"e\"}\n");
+    sb.write("eval.jsonl", "{\"prompt\": \"f\", \"answer\": \"g\"}\n");
+    let cfg = |name: &str, data: &str| {
+        sb.write(
+            &format!("{name}.toml"),
+            format!("[run]\nname = \"{name}\"\n\n[data]\n{data}"),
+        )
+    };
+    let good = cfg(
+        "good",
+        "gold = { path = \"gold.jsonl\" }\nprompts = { path = \"prompts.jsonl\", map = { prompt = \"text\" } }\neval = { path = \"eval.jsonl\" }\n",
+    );
+    let r = sb.run(&["config", "check", good.to_str().unwrap()]).ok();
+    for needle in [
+        "data.gold: `",
+        "(JSON Lines), 2 rows; columns prompt, completion, id2; answers from `completion`; not read: id2",
+        "data.prompts: `",
+        "1 row; columns text",
+        "data.eval: `",
+        "answers from `answer`",
+        "apply to `data.task` only",
+    ] {
+        assert!(r.stderr.contains(needle), "{needle}: {}", r.stderr);
+    }
+    let v = sb
+        .run(&["config", "check", good.to_str().unwrap(), "--json"])
+        .ok()
+        .json();
+    let files = v["files"].as_array().unwrap();
+    assert_eq!(files.len(), 3);
+    assert_eq!(files[0]["key"], "data.gold");
+    assert_eq!(files[0]["rows"], 2);
+    assert_eq!(files[0]["answers_from"], "completion");
+    assert_eq!(files[2]["answers_from"], "answer");
+    // A missing file, a mapped column the file lacks, a malformed row: each found by the check.
+    let missing = cfg("missing", "gold = { path = \"nope.jsonl\" }\n");
+    let r = sb
+        .run(&["config", "check", missing.to_str().unwrap()])
+        .bad_input();
+    assert!(
+        r.stderr.contains("`data.gold`") && r.stderr.contains("nope.jsonl"),
+        "{}",
+        r.stderr
+    );
+    let unmapped = cfg(
+        "unmapped",
+        "gold = { path = \"gold.jsonl\", map = { reference = \"answer\" } }\n",
+    );
+    let r = sb
+        .run(&["config", "check", unmapped.to_str().unwrap()])
+        .bad_input();
+    assert!(
+        r.stderr.contains("data.gold.map.reference = \"answer\""),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("has no column `answer`"), "{}", r.stderr);
+    sb.write("broken.jsonl", "{\"prompt\": \"a\"}\n{oops\n");
+    let broken = cfg("broken", "gold = { path = \"broken.jsonl\" }\n");
+    let r = sb
+        .run(&["config", "check", broken.to_str().unwrap()])
+        .bad_input();
+    assert!(r.stderr.contains("broken.jsonl` line 2"), "{}", r.stderr);
+    assert!(!sb.join("runs").exists(), "the check runs nothing");
 }
 
 #[test]

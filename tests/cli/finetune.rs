@@ -364,7 +364,7 @@ fn the_loop_runs_on_files_with_a_ranked_queue_and_a_learning_curve() {
         "files.toml",
         format!(
             "[run]\nname = \"files\"\nseed = 5\n\n[data]\ndedup = \"none\"\ndecontaminate = false\n\
-             gold = {{ path = \"gold.jsonl\", map = {{ prompt = \"prompt\", reference = \"completion\" }} }}\n\
+             gold = {{ path = \"gold.jsonl\" }}\n\
              prompts = {{ path = \"prompts.jsonl\" }}\neval = {{ path = \"eval.jsonl\" }}\n\
              review = {{ path = \"review.jsonl\" }}\n{}\
              [generate]\ndecontaminate = false\n\n\
@@ -374,6 +374,14 @@ fn the_loop_runs_on_files_with_a_ranked_queue_and_a_learning_curve() {
         ),
     );
     let r = sb.run(&["run", cfg.to_str().unwrap()]).ok();
+    // A gold file in `{prompt, completion}` form is gold: its answers are the completions.
+    assert!(
+        r.stderr.contains("data: gold 30 rows")
+            && r.stderr
+                .contains("answers read from its `completion` column"),
+        "{}",
+        r.stderr
+    );
     assert!(
         r.stderr.contains("9 of the budget of 9 spent"),
         "{}",

@@ -114,12 +114,73 @@ fn data_can_come_from_files_with_a_column_mapping() {
     );
     let cfg = sb.write(
         "files.toml",
-        format!("[run]\nname = \"files\"\n\n[data]\ngold = {{ path = \"gold.csv\", map = {{ prompt = \"question\", reference = \"answer\" }} }}\nprompts = {{ path = \"prompts.jsonl\", map = {{ prompt = \"text\" }} }}\neval = {{ path = \"eval.jsonl\", map = {{ prompt = \"q\", reference = \"a\" }} }}\n{}", crate::common::TINY_MODELS),
+        format!("[run]\nname = \"files\"\n\n[data]\nmax_removed_share = 0.5\ngold = {{ path = \"gold.csv\", map = {{ prompt = \"question\", reference = \"answer\" }} }}\nprompts = {{ path = \"prompts.jsonl\", map = {{ prompt = \"text\" }} }}\neval = {{ path = \"eval.jsonl\", map = {{ prompt = \"q\", reference = \"a\" }} }}\n{}", crate::common::TINY_MODELS),
     );
     let r = sb.run(&["run", cfg.to_str().unwrap()]).ok();
     // "What is 2+2?" is in the eval set: decontamination drops it from gold.
     assert!(r.stderr.contains("data: gold 2 rows (of 3"), "{}", r.stderr);
     assert!(r.stderr.contains("decontamination"), "{}", r.stderr);
+}
+
+/// The user's own files, where decontamination used to wipe out a set: one-word eval items
+/// ("Lima") no longer flag every row that mentions them, and a filter that would remove most of
+/// a set stops the run, naming the filter, the counts and the setting, before any teacher call.
+#[test]
+fn decontamination_flags_contamination_not_a_shared_word() {
+    let sb = Sandbox::new();
+    let cities = ["Lima", "Quito", "Bogota", "Santiago", "Caracas"];
+    let gold: String = (0..40)
+        .map(|i| {
+            let c = cities[i % 5];
+            format!(
+                "{{\"prompt\": \"Name a river near {c}, number {i}\", \"reference\": \"r{i}\"}}\n"
+            )
+        })
+        .collect();
+    sb.write("gold.jsonl", &gold);
+    sb.write("prompts.jsonl", gold.replace("Name a river", "Name a hill"));
+    let eval: String = cities
+        .iter()
+        .map(|c| format!("{{\"prompt\": \"{c}\", \"reference\": \"x\"}}\n"))
+        .collect();
+    sb.write("eval.jsonl", &eval);
+    let cfg = |name: &str| {
+        sb.write(
+            &format!("{name}.toml"),
+            format!(
+                "[run]\nname = \"{name}\"\n\n[data]\ngold = {{ path = \"gold.jsonl\" }}\n\
+                 prompts = {{ path = \"prompts.jsonl\" }}\neval = {{ path = \"eval.jsonl\" }}\n{}",
+                crate::common::TINY_MODELS
+            ),
+        )
+    };
+    let ok = cfg("rivers");
+    let r = sb.run(&["run", ok.to_str().unwrap()]).ok();
+    assert!(
+        r.stderr.contains("data: gold 40 rows (of 40"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("data: prompts 40 rows (of 40"),
+        "{}",
+        r.stderr
+    );
+    // An eval set that is the training set: contamination, and most of the set would go.
+    sb.write("eval.jsonl", &gold);
+    let bad = cfg("copied");
+    let r = sb.run(&["run", bad.to_str().unwrap()]).bad_input();
+    for needle in [
+        "decontamination",
+        "removed 40 of the 40 gold rows (100%)",
+        "`data.max_removed_share` (20%)",
+        "before any teacher is asked",
+        "data.decontaminate = false",
+    ] {
+        assert!(r.stderr.contains(needle), "{needle}: {}", r.stderr);
+    }
+    assert!(!sb.join("runs/copied/data").exists());
+    assert!(!sb.join("runs/copied/teacher").exists());
 }
 
 #[test]

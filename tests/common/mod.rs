@@ -250,6 +250,8 @@ pub fn fixture_student_config(sb: &Sandbox) -> PathBuf {
         "vocab.toml",
         format!(
             "[run]\nname = \"vocab\"\nseed = 2\n\n[data]\ndecontaminate = false\n\
+             # The pool repeats most gold prompts on purpose: dedup takes them out.\n\
+             max_removed_share = 1.0\n\
              gold = {{ path = \"gold.jsonl\", map = {{ prompt = \"q\", reference = \"answer\" }} }}\n\
              prompts = {{ path = \"pool.jsonl\", map = {{ prompt = \"q\" }} }}\n\
              eval = {{ path = \"eval.jsonl\", map = {{ prompt = \"q\", reference = \"answer\" }} }}\n\

@@ -279,7 +279,10 @@ pub struct GenerateConfig {
     /// Filter: duplicate completions of the same prompt (`exact`, `near` or `none`).
     #[serde(default = "default_dedup")]
     pub dedup: DedupMode,
-    /// Filter: drop rows that share an n-gram with the eval set (`data.decontam_ngram`).
+    /// Filter: drop prompts that overlap the eval set (the rule of `data.decontaminate`, at
+    /// `data.decontam_ngram`), before the teacher is asked, so no call is paid for a row that
+    /// would be dropped. The data stage has already checked the prompt pool; this checks what
+    /// it did not see (synthesized prompts, `generate.prompts`).
     #[serde(default = "default_true")]
     pub decontaminate: bool,
     /// A student checkpoint: with it each row gets the teacher–student disagreement score

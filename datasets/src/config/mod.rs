@@ -196,12 +196,23 @@ pub struct DataConfig {
     /// Words per shingle for near-duplicate detection.
     #[serde(default = "default_shingle_words")]
     pub shingle_words: usize,
-    /// Drop gold and prompt rows that share an n-gram with the eval set.
+    /// Drop gold, prompt and review rows that overlap the eval set (see `datasets/src/decontam.rs`):
+    /// a shared n-gram, or, for an eval item of fewer than 8 words, the same text. The synthetic
+    /// set's prompts are checked too, before the teacher is asked (`generate.decontaminate`).
     #[serde(default = "default_true")]
     pub decontaminate: bool,
     /// Words per n-gram for decontamination (GPT-3 used 13); shorter eval items match whole.
     #[serde(default = "default_decontam_ngram")]
     pub decontam_ngram: usize,
+    /// The largest share of a set one filter (dedup, decontamination) may remove before the run
+    /// stops to say so, naming the filter and the counts (0 to 1; 1: never stop). A filter that
+    /// removes most of a set is more often a mistake than a cleaning.
+    #[serde(default = "default_max_removed_share")]
+    pub max_removed_share: f64,
+}
+
+fn default_max_removed_share() -> f64 {
+    0.2
 }
 
 fn is_zero(x: &f64) -> bool {
@@ -250,6 +261,7 @@ impl Default for DataConfig {
             near_threshold: default_near_threshold(),
             shingle_words: default_shingle_words(),
             decontaminate: true,
+            max_removed_share: default_max_removed_share(),
             decontam_ngram: default_decontam_ngram(),
         }
     }
@@ -684,6 +696,12 @@ impl Config {
             return Err(err(
                 "data.slice_share",
                 format!("is {}; expected a share from 0 to 1", d.slice_share),
+            ));
+        }
+        if !(0.0..=1.0).contains(&d.max_removed_share) {
+            return Err(err(
+                "data.max_removed_share",
+                format!("is {}; expected a share from 0 to 1", d.max_removed_share),
             ));
         }
         if !(0.0..=0.5).contains(&d.validation_share) {

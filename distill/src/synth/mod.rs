@@ -534,6 +534,18 @@ pub fn run(
         prompts.extend(new);
     }
 
+    // Prompts that overlap the eval set go before the teacher is asked: a paid call on a row
+    // that is then dropped buys nothing.
+    let mut decontam = (g.decontaminate && !inputs.eval.is_empty()).then(|| {
+        Decontaminator::new(
+            inputs.eval.iter().map(String::as_str),
+            c.data.decontam_ngram,
+        )
+    });
+    if let Some(f) = decontam.as_mut() {
+        prompts.retain(|s| f.keep(&s.id, &s.prompt));
+    }
+
     // Pass 1: every prompt answered, through the cache.
     let renderer = Renderer::new(g, &inputs.examples, c.run.seed)?;
     let mut rendered = Vec::with_capacity(prompts.len());
@@ -578,12 +590,6 @@ pub fn run(
     let mut exact = (g.dedup != DedupMode::None).then(ExactDedup::new);
     let mut near = (g.dedup == DedupMode::Near)
         .then(|| NearDedup::new(c.data.near_threshold, c.data.shingle_words, c.run.seed));
-    let mut decontam = (g.decontaminate && !inputs.eval.is_empty()).then(|| {
-        Decontaminator::new(
-            inputs.eval.iter().map(String::as_str),
-            c.data.decontam_ngram,
-        )
-    });
     let template_name = if g.template == "{{ prompt }}" && g.system.is_none() {
         None
     } else {
@@ -665,11 +671,6 @@ pub fn run(
             continue;
         }
         if let Some(f) = near.as_mut()
-            && !f.keep(&id_for_filters, &both)
-        {
-            continue;
-        }
-        if let Some(f) = decontam.as_mut()
             && !f.keep(&id_for_filters, &both)
         {
             continue;
