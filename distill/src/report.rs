@@ -54,6 +54,8 @@ pub struct Report<'a> {
     pub provenance: Vec<(String, String)>,
     /// More tables after the models' (the learning curve), each under its title.
     pub tables: Vec<Table>,
+    /// Warnings shown above the table (a teacher no better than the gold-only student).
+    pub warnings: Vec<String>,
 }
 
 /// A table of the report: a title, a sentence on what it shows, a header and rows of cells.
@@ -131,6 +133,14 @@ pub fn markdown(r: &Report<'_>, report_dir: &Path) -> String {
         count(r.eval_prompts as u64, "eval prompt"),
         r.normalize
     );
+    if !r.warnings.is_empty() {
+        let mut w = String::new();
+        for warning in &r.warnings {
+            w.push_str(&format!("**Warning:** {warning}.\n\n"));
+        }
+        let at = s.find("| model |").unwrap_or(s.len());
+        s.insert_str(at, &w);
+    }
     for row in r.rows {
         s.push_str(&format!(
             "| {} | {:.1}% | {} | {:.0} | {} |\n",
@@ -223,6 +233,17 @@ pub fn html(r: &Report<'_>) -> Result<String> {
         n = count(r.eval_prompts as u64, "eval prompt"),
         norm = esc(&r.normalize)
     );
+    if !r.warnings.is_empty() {
+        let mut w = String::new();
+        for warning in &r.warnings {
+            w.push_str(&format!(
+                "<p><strong>Warning:</strong> {}.</p>\n",
+                esc(warning)
+            ));
+        }
+        let at = s.find("<table>").unwrap_or(s.len());
+        s.insert_str(at, &w);
+    }
     for row in r.rows {
         s.push_str(&format!(
             "<tr><td>{}</td><td class=\"n\">{:.1}%</td><td class=\"n\">{}</td><td class=\"n\">{:.0}</td><td class=\"n\">{}</td></tr>\n",
@@ -345,6 +366,7 @@ mod tests {
                 header: vec!["decisions".into(), "ranked: all".into()],
                 rows: vec![vec!["0".into(), "<i>|".into()]],
             }],
+            warnings: vec!["the teacher is <weak>".into()],
         };
         write(&report, dir.path()).unwrap();
         let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
@@ -367,6 +389,14 @@ mod tests {
             "{md}"
         );
         assert!(html.contains("<h2>Learning curve</h2>"), "{html}");
+        assert!(
+            md.contains("**Warning:** the teacher is <weak>.\n\n| model |"),
+            "{md}"
+        );
+        assert!(
+            html.contains("<p><strong>Warning:</strong> the teacher is &lt;weak&gt;.</p>"),
+            "{html}"
+        );
         assert!(html.contains("<td class=\"n\">&lt;i&gt;|</td>"), "{html}");
     }
 
@@ -408,6 +438,7 @@ mod tests {
             plots,
             provenance: vec![],
             tables: vec![],
+            warnings: vec![],
         };
         let html = html(&report).unwrap();
         for (title, caption) in [

@@ -171,6 +171,7 @@ pub fn write_report(
         plots,
         provenance,
         tables,
+        warnings: super::student::weak_teacher(run).into_iter().collect(),
     };
     let dir = run.path().join(layout::REPORT);
     distill::report::write(&report, &dir)?;

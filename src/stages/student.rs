@@ -50,5 +50,33 @@ pub fn student_stages(
         Box::new(|ck, dir, hash, report| {
             distill::stages::student::train_baseline(loaded, run_dir, &data, ck, dir, hash, report)
         }),
-    )
+    )?;
+    if let Some(warning) = weak_teacher(run) {
+        out.say(format!("WARNING: {warning}"));
+    }
+    Ok(())
+}
+
+/// How many points of exact match the teacher must be above the gold-only student to count as
+/// clearly better.
+pub const TEACHER_MARGIN: f64 = 0.02;
+
+/// A warning when the run's local teacher is not clearly better than the gold-only student
+/// (both as their training stages measured them, on the same set): the distilled student then
+/// learns the teacher's mistakes for little or nothing.
+pub fn weak_teacher(run: &RunDir) -> Option<String> {
+    use distill::train::job::FitSummary;
+    let em = |stage: &str| run.marker(stage)?.summary_as::<FitSummary>()?.exact_match;
+    let (teacher, baseline) = (em(layout::TEACHER)?, em(layout::BASELINE)?);
+    (teacher < baseline + TEACHER_MARGIN).then(|| {
+        format!(
+            "the teacher ({:.1}% exact match) is not clearly better than the gold-only student \
+             ({:.1}%, trained on the gold rows alone), so distilling it teaches the student the \
+             teacher's mistakes for little gain; a stronger teacher (more steps or gold rows, a \
+             larger `teacher.architecture`, or a pretrained one), or the gold-only student \
+             instead, is the better bet",
+            100.0 * teacher,
+            100.0 * baseline
+        )
+    })
 }

@@ -410,3 +410,21 @@ fn a_validation_share_holds_part_of_the_eval_set_out() {
         "{teacher}"
     );
 }
+
+/// A teacher no better than the gold-only student is said to be so, in the log and the report
+/// (here both are a few steps old, and neither gets a date right).
+#[test]
+fn a_teacher_no_better_than_the_gold_only_student_is_flagged() {
+    let sb = Sandbox::new();
+    let cfg = tiny_config(&sb, "weak", "[eval]\nmax_new_tokens = 12\n");
+    let r = sb.run(&["run", cfg.to_str().unwrap()]).ok();
+    assert!(
+        r.stderr.contains("WARNING: the teacher (")
+            && r.stderr
+                .contains("is not clearly better than the gold-only student"),
+        "{}",
+        r.stderr
+    );
+    let md = std::fs::read_to_string(sb.join("runs/weak/report/report.md")).unwrap();
+    assert!(md.contains("**Warning:** the teacher ("), "{md}");
+}
