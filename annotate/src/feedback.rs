@@ -99,29 +99,12 @@ pub fn export(
     );
     let mut writer = SetWriter::create(out, kind, options)?;
     let mut seen = HashSet::new();
-    let mut sft = Vec::new();
-    let mut pref = Vec::new();
-    for d in &decisions {
-        let Some(item) = store.item(&d.annotation.item_id)? else {
-            continue;
-        };
-        match kind {
-            Kind::Sft => {
-                if let Some(row) = sft_row(&item, d).filter(|r| seen.insert(r.id.clone())) {
-                    sft.push(row);
-                }
-            }
-            _ => {
-                if let Some(row) = preference_row(&item, d).filter(|r| seen.insert(r.id.clone())) {
-                    pref.push(row);
-                }
-            }
-        }
-        if sft.len() + pref.len() >= 8192 {
-            flush(&mut writer, &mut sft, &mut pref)?;
-        }
+    let (mut sft, mut pref) = (Vec::new(), Vec::new());
+    let wanted = (kind == Kind::Sft, kind == Kind::Preference);
+    for chunk in decisions.chunks(8192) {
+        collect(store, chunk, wanted, &mut seen, &mut sft, &mut pref)?;
+        flush(&mut writer, &mut sft, &mut pref)?;
     }
-    flush(&mut writer, &mut sft, &mut pref)?;
     let set = writer.finish()?;
     Ok(FeedbackReport {
         decisions: decisions.len() as u64,
@@ -132,20 +115,44 @@ pub fn export(
 /// The SFT rows and preference pairs `decisions` give (as [`export`] writes them, in memory):
 /// for a learning curve, the feedback of the first decisions of a review.
 pub fn rows(store: &Store, decisions: &[Stored]) -> Result<(Vec<SftRow>, Vec<PreferenceRow>)> {
-    let mut seen = HashSet::new();
     let (mut sft, mut pref) = (Vec::new(), Vec::new());
+    collect(
+        store,
+        decisions,
+        (true, true),
+        &mut HashSet::new(),
+        &mut sft,
+        &mut pref,
+    )?;
+    Ok((sft, pref))
+}
+
+/// Appends the rows of the `(sft, preference)` kinds `wanted` that `decisions` give, each
+/// content id once across calls that share `seen`.
+fn collect(
+    store: &Store,
+    decisions: &[Stored],
+    wanted: (bool, bool),
+    seen: &mut HashSet<String>,
+    sft: &mut Vec<SftRow>,
+    pref: &mut Vec<PreferenceRow>,
+) -> Result<()> {
     for d in decisions {
         let Some(item) = store.item(&d.annotation.item_id)? else {
             continue;
         };
-        if let Some(row) = sft_row(&item, d).filter(|r| seen.insert(r.id.clone())) {
+        if wanted.0
+            && let Some(row) = sft_row(&item, d).filter(|r| seen.insert(r.id.clone()))
+        {
             sft.push(row);
         }
-        if let Some(row) = preference_row(&item, d).filter(|r| seen.insert(r.id.clone())) {
+        if wanted.1
+            && let Some(row) = preference_row(&item, d).filter(|r| seen.insert(r.id.clone()))
+        {
             pref.push(row);
         }
     }
-    Ok((sft, pref))
+    Ok(())
 }
 
 fn flush(

@@ -139,22 +139,39 @@ pub struct FileCheck {
     pub ignored: Vec<String>,
 }
 
+/// Opens the data file of set `name` as the data stage reads it: a gold, eval or review file
+/// without a `reference` column reads its answers from the first answer-like column it has
+/// (returned, so the stage can say so).
+fn open_source(
+    loaded: &LoadedConfig,
+    name: &str,
+    cfg: &SourceConfig,
+) -> Result<(Source, Option<String>)> {
+    let mut source = Source::open(loaded.resolve(&cfg.path), cfg.map.clone())?;
+    let adopted = if name == "prompts" {
+        None
+    } else {
+        source.adopt_answer_column()?
+    };
+    Ok((source, adopted))
+}
+
 /// Opens every data file `[data]` names, as the data stage will (existence, format, the mapped
 /// columns, every row parsed), without running anything. Empty for a built-in task.
 pub fn check_files(loaded: &LoadedConfig) -> Result<Vec<FileCheck>> {
     let d = &loaded.config.data;
     let origin = loaded.path.display().to_string();
     let mut out = Vec::new();
-    for (name, source, answered) in [
-        ("gold", &d.gold, true),
-        ("prompts", &d.prompts, false),
-        ("eval", &d.eval, true),
-        ("review", &d.review, true),
+    for (name, source) in [
+        ("gold", &d.gold),
+        ("prompts", &d.prompts),
+        ("eval", &d.eval),
+        ("review", &d.review),
     ] {
         let Some(cfg) = source else { continue };
         let key = format!("data.{name}");
         let path = loaded.resolve(&cfg.path);
-        let mut source = Source::open(&path, cfg.map.clone()).map_err(|e| {
+        let (source, adopted) = open_source(loaded, name, cfg).map_err(|e| {
             Error::invalid(format!(
                 "`{key}` in `{origin}`: {}\n\nhint: fix `{key}.path` (relative to the config file)",
                 first_line(&e.to_string())
@@ -164,20 +181,17 @@ pub fn check_files(loaded: &LoadedConfig) -> Result<Vec<FileCheck>> {
             format!("`{key}.map.{target} = \"{column}\"` in `{origin}`")
         })?;
         let columns = source.columns()?;
-        let answers_from = if answered {
-            match source.adopt_answer_column()? {
-                Some(c) => Some(c),
-                None => {
-                    let r = source
-                        .map
-                        .get("reference")
-                        .cloned()
-                        .unwrap_or_else(|| "reference".into());
-                    columns.contains(&r).then_some(r)
-                }
+        let answers_from = match adopted {
+            Some(c) => Some(c),
+            None if name == "prompts" => None,
+            None => {
+                let r = source
+                    .map
+                    .get("reference")
+                    .cloned()
+                    .unwrap_or_else(|| "reference".into());
+                columns.contains(&r).then_some(r)
             }
-        } else {
-            None
         };
         let ignored = ignored
             .into_iter()
@@ -260,15 +274,14 @@ pub fn prepare(
 ) -> Result<DataSummary> {
     let c = &loaded.config;
     let d = &c.data;
-    let open = |s: &SourceConfig| Source::open(loaded.resolve(&s.path), s.map.clone());
     // Gold, eval and review answers: `reference`, else the first answer-like column.
     let mut adopted: std::collections::BTreeMap<&str, String> = Default::default();
-    let mut open_answered = |name: &'static str, s: &SourceConfig| -> Result<Source> {
-        let mut source = open(s)?;
-        if let Some(column) = source.adopt_answer_column()? {
+    let mut open = |name: &'static str, s: &SourceConfig| -> Result<Input> {
+        let (source, column) = open_source(loaded, name, s)?;
+        if let Some(column) = column {
             adopted.insert(name, column);
         }
-        Ok(source)
+        Ok(Input::File(source))
     };
     let (source, gold, prompts, eval, review) = match d.task {
         Some(task) => {
@@ -293,22 +306,10 @@ pub fn prepare(
         }
         None => (
             format!("files named in `{}`", loaded.path.display()),
-            d.gold
-                .as_ref()
-                .map(|s| open_answered("gold", s))
-                .transpose()?
-                .map(Input::File),
-            d.prompts.as_ref().map(open).transpose()?.map(Input::File),
-            d.eval
-                .as_ref()
-                .map(|s| open_answered("eval", s))
-                .transpose()?
-                .map(Input::File),
-            d.review
-                .as_ref()
-                .map(|s| open_answered("review", s))
-                .transpose()?
-                .map(Input::File),
+            d.gold.as_ref().map(|s| open("gold", s)).transpose()?,
+            d.prompts.as_ref().map(|s| open("prompts", s)).transpose()?,
+            d.eval.as_ref().map(|s| open("eval", s)).transpose()?,
+            d.review.as_ref().map(|s| open("review", s)).transpose()?,
         ),
     };
 

@@ -27,8 +27,8 @@ pub fn run(out: &Output, args: RunArgs) -> Result<()> {
     stages::data::data_stage(out, &loaded, &run)?;
     // A slice the report is asked for and the eval set lacks stops the run before training.
     if !loaded.config.eval.slices.is_empty() {
-        let data = distill::stages::inputs::read_data(&run.stage_dir(layout::DATA))?;
-        stages::eval::check_slices(&loaded.config.eval.slices, &data.eval)?;
+        let eval = distill::stages::inputs::read_eval_set(&run.stage_dir(layout::DATA), "eval")?;
+        stages::eval::check_slices(&loaded.config.eval.slices, &eval)?;
     }
     let teacher = &loaded.config.teacher;
     if teacher.kind == TeacherKind::Local && teacher.path.is_none() {

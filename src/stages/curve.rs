@@ -53,13 +53,6 @@ pub fn curve_orders(order: QueueOrder) -> Vec<QueueOrder> {
     }
 }
 
-fn order_name(order: QueueOrder) -> String {
-    serde_json::to_value(order)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
 /// Measures the learning curve unless the config does not ask for it or it is up to date.
 pub fn curve_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Result<()> {
     let c = &loaded.config;
@@ -106,7 +99,7 @@ pub fn curve_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Result<
     let items = annotate::import::run_items(run.path())?;
     let mut points = Vec::new();
     for order in curve_orders(c.annotate.order) {
-        let name = order_name(order);
+        let name = order.name().to_string();
         points.push(CurvePoint {
             order: name.clone(),
             decisions: 0,
@@ -202,18 +195,7 @@ fn slice_text(slices: &BTreeMap<String, f64>) -> String {
 /// The curve as a table: a row per number of decisions, a column per order (and per order and
 /// slice).
 pub fn table(curve: &Curve) -> distill::report::Table {
-    let mut orders: Vec<&str> = Vec::new();
-    let mut slices: Vec<&str> = Vec::new();
-    for p in &curve.points {
-        if !orders.contains(&p.order.as_str()) {
-            orders.push(&p.order);
-        }
-        for s in p.exact_match_by_slice.keys() {
-            if !slices.contains(&s.as_str()) {
-                slices.push(s);
-            }
-        }
-    }
+    let (orders, slices) = orders_and_slices(curve);
     let mut header = vec!["decisions".to_string()];
     for o in &orders {
         header.push(format!("{o}: all"));
@@ -253,6 +235,23 @@ pub fn table(curve: &Curve) -> distill::report::Table {
     }
 }
 
+/// The orders and the slices the curve's points have, in the order they first appear.
+fn orders_and_slices(curve: &Curve) -> (Vec<&str>, Vec<&str>) {
+    let mut orders: Vec<&str> = Vec::new();
+    let mut slices: Vec<&str> = Vec::new();
+    for p in &curve.points {
+        if !orders.contains(&p.order.as_str()) {
+            orders.push(&p.order);
+        }
+        for s in p.exact_match_by_slice.keys() {
+            if !slices.contains(&s.as_str()) {
+                slices.push(s);
+            }
+        }
+    }
+    (orders, slices)
+}
+
 fn write_curve(dir: &std::path::Path, curve: &Curve) -> Result<()> {
     let json = serde_json::to_string_pretty(curve)?;
     datasets::atomic::write_file(dir.join("curve.json"), json.as_bytes())?;
@@ -260,8 +259,7 @@ fn write_curve(dir: &std::path::Path, curve: &Curve) -> Result<()> {
     let md = format!("# {}\n\n{}\n\n{}", t.title, t.note, t.markdown());
     datasets::atomic::write_file(dir.join("curve.md"), md.as_bytes())?;
     let mut series = Vec::new();
-    let mut orders: Vec<&str> = curve.points.iter().map(|p| p.order.as_str()).collect();
-    orders.dedup();
+    let (orders, slices) = orders_and_slices(curve);
     for o in orders {
         let of = |f: &dyn Fn(&CurvePoint) -> Option<f64>| -> Vec<(f64, f64)> {
             curve
@@ -275,18 +273,10 @@ fn write_curve(dir: &std::path::Path, curve: &Curve) -> Result<()> {
             format!("{o}: all"),
             of(&|p| Some(p.exact_match)),
         ));
-        let slices: Vec<String> = curve
-            .points
-            .iter()
-            .flat_map(|p| p.exact_match_by_slice.keys().cloned())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .filter(|s| s != distill::evaluate::REST)
-            .collect();
-        for s in slices {
+        for &s in slices.iter().filter(|s| **s != distill::evaluate::REST) {
             series.push(distill::plot::Series::new(
                 format!("{o}: {s}"),
-                of(&|p| p.exact_match_by_slice.get(&s).copied()),
+                of(&|p| p.exact_match_by_slice.get(s).copied()),
             ));
         }
     }

@@ -37,16 +37,28 @@ impl QueueOrder {
     /// Every order, as configs and `--order` name them.
     pub const NAMES: &[&str] = &["disagreement", "entropy", "file", "random", "ranked"];
 
+    /// The order's name, as configs and `--order` write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            QueueOrder::Disagreement => "disagreement",
+            QueueOrder::Entropy => "entropy",
+            QueueOrder::File => "file",
+            QueueOrder::Random => "random",
+            QueueOrder::Ranked => "ranked",
+        }
+    }
+
     /// The order a config or `--order` names.
     pub fn parse(s: &str) -> Option<QueueOrder> {
-        match s {
-            "disagreement" => Some(QueueOrder::Disagreement),
-            "entropy" => Some(QueueOrder::Entropy),
-            "file" => Some(QueueOrder::File),
-            "random" => Some(QueueOrder::Random),
-            "ranked" => Some(QueueOrder::Ranked),
-            _ => None,
-        }
+        [
+            QueueOrder::Disagreement,
+            QueueOrder::Entropy,
+            QueueOrder::File,
+            QueueOrder::Random,
+            QueueOrder::Ranked,
+        ]
+        .into_iter()
+        .find(|o| o.name() == s)
     }
 }
 

@@ -21,7 +21,8 @@ use crate::{Error, Result};
 /// the experts' accepted and corrected answers (SFT) and their preference pairs (DPO against the
 /// distilled student, frozen), with a share of the synthetic set replayed against forgetting;
 /// the model lands in `stage_dir` (`runs/<name>/finetuned/`, HF layout). With `compare`, both
-/// students are scored on the eval set and the summary says which one the run keeps.
+/// students are scored on the validation set (the eval set without one) and the summary says
+/// which one the run keeps.
 #[allow(clippy::too_many_arguments)]
 pub fn finetune_student(
     loaded: &LoadedConfig,

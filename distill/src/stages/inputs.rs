@@ -39,30 +39,34 @@ impl RunData {
 
 /// Reads the data stage's `gold`, `prompts`, `eval` and `validation` sets (any may be missing).
 pub fn read_data(data_dir: &Path) -> Result<RunData> {
-    let read = |name: &str| -> Result<Vec<Sample>> {
-        let dir = data_dir.join(name);
-        if !Set::is_set(&dir) {
-            return Ok(Vec::new());
-        }
-        Ok(Set::open(&dir)?.read_all::<Sample>(None)?)
-    };
-    let with_references = |rows: Vec<Sample>| {
-        let mut set = EvalSet::default();
-        for s in rows {
-            if let Some(r) = s.reference {
-                set.prompts.push(s.prompt);
-                set.references.push(r);
-                set.slices.push(s.slice);
-            }
-        }
-        set
-    };
     Ok(RunData {
-        gold: read("gold")?,
-        prompts: read("prompts")?,
-        eval: with_references(read("eval")?),
-        validation: with_references(read("validation")?),
+        gold: read_set(data_dir, "gold")?,
+        prompts: read_set(data_dir, "prompts")?,
+        eval: read_eval_set(data_dir, "eval")?,
+        validation: read_eval_set(data_dir, "validation")?,
     })
+}
+
+/// The data stage's set `name`, empty when it has none.
+fn read_set(data_dir: &Path, name: &str) -> Result<Vec<Sample>> {
+    let dir = data_dir.join(name);
+    if !Set::is_set(&dir) {
+        return Ok(Vec::new());
+    }
+    Ok(Set::open(&dir)?.read_all::<Sample>(None)?)
+}
+
+/// The rows with a reference of the data stage's set `name` (`eval` or `validation`).
+pub fn read_eval_set(data_dir: &Path, name: &str) -> Result<EvalSet> {
+    let mut set = EvalSet::default();
+    for s in read_set(data_dir, name)? {
+        if let Some(r) = s.reference {
+            set.prompts.push(s.prompt);
+            set.references.push(r);
+            set.slices.push(s.slice);
+        }
+    }
+    Ok(set)
 }
 
 /// The gold rows the students learn from: the first `distill.gold_rows` (all when unset); the
