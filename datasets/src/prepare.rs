@@ -47,7 +47,8 @@ pub struct DataSummary {
 
 enum Input {
     Rows(Vec<Sample>),
-    File(Source),
+    /// A file, and how many of its first rows to take (`None`: all).
+    File(Source, Option<u64>),
 }
 
 fn set_options(
@@ -108,11 +109,24 @@ fn write(
                 push(chunk.to_vec(), &mut writer)?;
             }
         }
-        Input::File(source) => {
+        Input::File(source, limit) => {
             source.check_mapping_as(&|target, column| {
                 format!("`data.{name}.map.{target} = \"{column}\"` in `{origin}`")
             })?;
-            source.for_each::<Sample>(8192, |rows| push(rows, &mut writer))?;
+            let mut left = limit.unwrap_or(u64::MAX);
+            source.for_each::<Sample>(8192, |mut rows| {
+                if left == 0 {
+                    return Ok(());
+                }
+                rows.truncate(left.min(rows.len() as u64) as usize);
+                left -= rows.len() as u64;
+                push(rows, &mut writer)
+            })?;
+            if let Some(n) = limit
+                && read < n
+            {
+                return Err(short_file(name, n, &source.path, read, origin));
+            }
         }
     }
     writer.finish()?;
@@ -130,6 +144,8 @@ pub struct FileCheck {
     pub format: String,
     /// Rows in it (every row read and parsed, so a malformed one is found here).
     pub rows: u64,
+    /// Rows the run takes from it: its first `data.<set>_size`, or all of them.
+    pub take: u64,
     /// Its columns.
     pub columns: Vec<String>,
     /// The column its answers come from (`reference`, a mapped one, or an answer-like one);
@@ -198,17 +214,36 @@ pub fn check_files(loaded: &LoadedConfig) -> Result<Vec<FileCheck>> {
             .filter(|c| Some(c) != answers_from.as_ref())
             .collect();
         let rows = source.for_each::<Sample>(8192, |_| Ok(()))?;
+        let take = match d.sizes().iter().find(|s| s.0 == name).and_then(|s| s.2) {
+            Some(n) if (n as u64) > rows => {
+                return Err(short_file(name, n as u64, &path, rows, &origin));
+            }
+            Some(n) => n as u64,
+            None => rows,
+        };
         out.push(FileCheck {
             key,
             path: path.display().to_string(),
             format: source.format.to_string(),
             rows,
+            take,
             columns,
             answers_from,
             ignored,
         });
     }
     Ok(out)
+}
+
+/// The error for a size larger than its file.
+fn short_file(name: &str, size: u64, path: &Path, rows: u64, origin: &str) -> Error {
+    Error::invalid(format!(
+        "`data.{name}_size` is {size} in `{origin}`, but `{}` has {} rows, so the size cannot \
+         take its first {size}\n\nhint: lower `data.{name}_size` to at most {rows}, or remove it \
+         to read the whole file",
+        path.display(),
+        crate::text::thousands(rows),
+    ))
 }
 
 fn first_line(s: &str) -> &str {
@@ -276,20 +311,21 @@ pub fn prepare(
     let d = &c.data;
     // Gold, eval and review answers: `reference`, else the first answer-like column.
     let mut adopted: std::collections::BTreeMap<&str, String> = Default::default();
-    let mut open = |name: &'static str, s: &SourceConfig| -> Result<Input> {
+    let mut open = |name: &'static str, s: &SourceConfig, size: Option<usize>| -> Result<Input> {
         let (source, column) = open_source(loaded, name, s)?;
         if let Some(column) = column {
             adopted.insert(name, column);
         }
-        Ok(Input::File(source))
+        Ok(Input::File(source, size.map(|n| n as u64)))
     };
     let (source, gold, prompts, eval, review) = match d.task {
         Some(task) => {
+            let [gold, prompts, eval, review] = d.task_sizes();
             let sizes = crate::tasks::Sizes {
-                gold: d.gold_size,
-                prompts: d.prompts_size,
-                eval: d.eval_size,
-                review: d.review_size,
+                gold,
+                prompts,
+                eval,
+                review,
                 slice_share: d.slice_share,
             };
             let sets = crate::tasks::generate(task, c.run.seed, sizes);
@@ -306,10 +342,22 @@ pub fn prepare(
         }
         None => (
             format!("files named in `{}`", loaded.path.display()),
-            d.gold.as_ref().map(|s| open("gold", s)).transpose()?,
-            d.prompts.as_ref().map(|s| open("prompts", s)).transpose()?,
-            d.eval.as_ref().map(|s| open("eval", s)).transpose()?,
-            d.review.as_ref().map(|s| open("review", s)).transpose()?,
+            d.gold
+                .as_ref()
+                .map(|s| open("gold", s, d.gold_size))
+                .transpose()?,
+            d.prompts
+                .as_ref()
+                .map(|s| open("prompts", s, d.prompts_size))
+                .transpose()?,
+            d.eval
+                .as_ref()
+                .map(|s| open("eval", s, d.eval_size))
+                .transpose()?,
+            d.review
+                .as_ref()
+                .map(|s| open("review", s, d.review_size))
+                .transpose()?,
         ),
     };
 

@@ -32,7 +32,16 @@ pub fn run(out: &Output, cmd: ConfigCommand) -> Result<()> {
                     f.key,
                     f.path,
                     f.format,
-                    datasets::text::count(f.rows, "row"),
+                    if f.take < f.rows {
+                        format!(
+                            "{}, of which the first {} are taken (`{}_size`)",
+                            datasets::text::count(f.rows, "row"),
+                            datasets::text::thousands(f.take),
+                            f.key
+                        )
+                    } else {
+                        datasets::text::count(f.rows, "row")
+                    },
                     f.columns.join(", "),
                     match &f.answers_from {
                         Some(c) => format!("; answers from `{c}`"),
@@ -44,14 +53,6 @@ pub fn run(out: &Output, cmd: ConfigCommand) -> Result<()> {
                     } else {
                         format!("; not read: {}", f.ignored.join(", "))
                     }
-                ));
-            }
-            if !files.is_empty() {
-                let d = &loaded.config.data;
-                out.say(format!(
-                    "sizes: the files are read whole; `data.gold_size` ({}), `prompts_size` ({}), \
-                     `eval_size` ({}) and `review_size` ({}) apply to `data.task` only",
-                    d.gold_size, d.prompts_size, d.eval_size, d.review_size
                 ));
             }
             if let Some((stage, bytes)) = memory::peak(&loaded.config) {

@@ -61,7 +61,6 @@ fn config_check_opens_the_data_files() {
         "1 row; columns text",
         "data.eval: `",
         "answers from `answer`",
-        "apply to `data.task` only",
     ] {
         assert!(r.stderr.contains(needle), "{needle}: {}", r.stderr);
     }
@@ -75,6 +74,46 @@ fn config_check_opens_the_data_files() {
     assert_eq!(files[0]["rows"], 2);
     assert_eq!(files[0]["answers_from"], "completion");
     assert_eq!(files[2]["answers_from"], "answer");
+    assert_eq!(files[0]["take"], 2);
+    // A size with a file takes its first rows, and the check says so; one larger than the
+    // file, one for a set without a file, and 0 are refused, naming the key.
+    let first = cfg(
+        "first",
+        "gold_size = 1
+gold = { path = \"gold.jsonl\" }
+eval = { path = \"eval.jsonl\" }
+",
+    );
+    let r = sb.run(&["config", "check", first.to_str().unwrap()]).ok();
+    assert!(
+        r.stderr
+            .contains("2 rows, of which the first 1 are taken (`data.gold_size`)"),
+        "{}",
+        r.stderr
+    );
+    for (name, data, needles) in [
+        (
+            "over",
+            "gold_size = 5\ngold = { path = \"gold.jsonl\" }\n",
+            &["`data.gold_size` is 5", "gold.jsonl` has 2 rows", "at most 2"][..],
+        ),
+        (
+            "nofile",
+            "eval_size = 5\ngold = { path = \"gold.jsonl\" }\n",
+            &["`data.eval_size`", "no `data.eval` file"][..],
+        ),
+        (
+            "zero",
+            "gold_size = 0\ngold = { path = \"gold.jsonl\" }\n",
+            &["`data.gold_size`", "is 0"][..],
+        ),
+    ] {
+        let c = cfg(name, data);
+        let r = sb.run(&["config", "check", c.to_str().unwrap()]).bad_input();
+        for needle in needles {
+            assert!(r.stderr.contains(needle), "{name}: {needle}: {}", r.stderr);
+        }
+    }
     // A missing file, a mapped column the file lacks, a malformed row: each found by the check.
     let missing = cfg("missing", "gold = { path = \"nope.jsonl\" }\n");
     let r = sb

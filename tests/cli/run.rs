@@ -166,6 +166,38 @@ fn decontamination_flags_contamination_not_a_shared_word() {
         "{}",
         r.stderr
     );
+    // A size with a file takes the file's first rows.
+    let r = sb
+        .run(&[
+            "run",
+            ok.to_str().unwrap(),
+            "--set",
+            "run.name=first",
+            "--set",
+            "data.gold_size=25",
+        ])
+        .ok();
+    assert!(
+        r.stderr.contains("data: gold 25 rows (of 25"),
+        "{}",
+        r.stderr
+    );
+    let taken = sb
+        .run(&[
+            "datasets",
+            "inspect",
+            "runs/first/data/gold",
+            "--json",
+            "--head",
+            "30",
+        ])
+        .ok()
+        .json();
+    assert_eq!(taken["rows"], 25);
+    assert_eq!(
+        taken["first_rows"][24]["prompt"],
+        "Name a river near Caracas, number 24"
+    );
     // An eval set that is the training set: contamination, and most of the set would go.
     sb.write("eval.jsonl", &gold);
     let bad = cfg("copied");

@@ -138,11 +138,12 @@ pub fn estimate(c: &Config) -> Vec<StageNeed> {
     let local_teacher = c.teacher.kind == TeacherKind::Local && c.teacher.path.is_none();
     let fresh_student = c.student.path.is_none();
     if d.task.is_some() {
+        let [gold, prompts, eval, review] = d.task_sizes();
         let rows = [
-            ("data.gold_size", d.gold_size),
-            ("data.prompts_size", d.prompts_size),
-            ("data.eval_size", d.eval_size),
-            ("data.review_size", d.review_size),
+            ("data.gold_size", gold),
+            ("data.prompts_size", prompts),
+            ("data.eval_size", eval),
+            ("data.review_size", review),
         ];
         stages.push(StageNeed {
             stage: "data",
@@ -162,11 +163,11 @@ pub fn estimate(c: &Config) -> Vec<StageNeed> {
             terms: vec![Term {
                 what: "the teacher's answers with their top-k logprobs".into(),
                 keys: vec![
-                    ("data.prompts_size".into(), d.prompts_size as u128),
+                    ("data.prompts_size".into(), prompts as u128),
                     ("generate.max_new_tokens".into(), g.max_new_tokens as u128),
                     ("generate.top_logprobs".into(), g.top_logprobs as u128),
                 ],
-                bytes: d.prompts_size as f64 * per_row,
+                bytes: prompts as f64 * per_row,
             }],
         });
     }

@@ -148,20 +148,24 @@ pub struct DataConfig {
     /// Generate the sets with a built-in task instead of reading files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<BuiltinTask>,
-    /// Gold examples (prompt + reference) that train the local teacher; with `task`, how many to make.
-    #[serde(default = "default_gold_size")]
-    pub gold_size: usize,
-    /// Prompts without answers that the teacher labels; with `task`, how many to make.
-    #[serde(default = "default_prompts_size")]
-    pub prompts_size: usize,
-    /// Held-out prompts with references; with `task`, how many to make.
-    #[serde(default = "default_eval_size")]
-    pub eval_size: usize,
+    /// Gold examples (prompt + reference) that train the local teacher: with `task`, how many to
+    /// make (400 when unset); with a `gold` file, how many of its first rows to take (unset: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gold_size: Option<usize>,
+    /// Prompts without answers that the teacher labels: with `task`, how many to make (2,000
+    /// when unset); with a `prompts` file, how many of its first rows to take (unset: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompts_size: Option<usize>,
+    /// Held-out prompts with references: with `task`, how many to make (200 when unset); with an
+    /// `eval` file, how many of its first rows to take (unset: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_size: Option<usize>,
     /// Held-out prompts (with references) the distilled student answers for expert review: the
-    /// loop's review candidates, on prompts it has not seen; with `task`, how many to make (0:
-    /// none, and the review reads the synthetic set).
-    #[serde(default)]
-    pub review_size: usize,
+    /// loop's review candidates, on prompts it has not seen. With `task`, how many to make (0 or
+    /// unset: none, and the review reads the synthetic set); with a `review` file, how many of
+    /// its first rows to take (unset: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_size: Option<usize>,
     /// With `task`, the share of every set's rows in the task's slice (0 to 1; 0: none). The
     /// built-in dates task's slice is `en-GB` (slashes are day/month/year): its gold set reads
     /// them as a generalist would, wrongly, and its eval and review references read them right,
@@ -218,15 +222,6 @@ fn default_max_removed_share() -> f64 {
 fn is_zero(x: &f64) -> bool {
     *x == 0.0
 }
-fn default_gold_size() -> usize {
-    400
-}
-fn default_prompts_size() -> usize {
-    2000
-}
-fn default_eval_size() -> usize {
-    200
-}
 fn default_dedup() -> DedupMode {
     DedupMode::Exact
 }
@@ -243,14 +238,47 @@ fn default_decontam_ngram() -> usize {
     13
 }
 
+impl DataConfig {
+    /// The built-in task's set sizes, unset ones at their defaults.
+    pub fn task_sizes(&self) -> [usize; 4] {
+        [
+            self.gold_size.unwrap_or(400),
+            self.prompts_size.unwrap_or(2000),
+            self.eval_size.unwrap_or(200),
+            self.review_size.unwrap_or(0),
+        ]
+    }
+
+    /// Each set's name, the key of its size and the size: `gold`, `prompts`, `eval`, `review`.
+    pub fn sizes(&self) -> [(&'static str, &'static str, Option<usize>); 4] {
+        [
+            ("gold", "data.gold_size", self.gold_size),
+            ("prompts", "data.prompts_size", self.prompts_size),
+            ("eval", "data.eval_size", self.eval_size),
+            ("review", "data.review_size", self.review_size),
+        ]
+    }
+
+    /// The file of set `name` (`gold`, `prompts`, `eval`, `review`).
+    pub fn source(&self, name: &str) -> Option<&SourceConfig> {
+        match name {
+            "gold" => self.gold.as_ref(),
+            "prompts" => self.prompts.as_ref(),
+            "eval" => self.eval.as_ref(),
+            "review" => self.review.as_ref(),
+            _ => None,
+        }
+    }
+}
+
 impl Default for DataConfig {
     fn default() -> Self {
         DataConfig {
             task: None,
-            gold_size: default_gold_size(),
-            prompts_size: default_prompts_size(),
-            eval_size: default_eval_size(),
-            review_size: 0,
+            gold_size: None,
+            prompts_size: None,
+            eval_size: None,
+            review_size: None,
             slice_share: 0.0,
             validation_share: 0.0,
             gold: None,
@@ -723,12 +751,8 @@ impl Config {
             ));
         }
         if d.task.is_some() {
-            for (key, v) in [
-                ("data.gold_size", d.gold_size),
-                ("data.prompts_size", d.prompts_size),
-                ("data.eval_size", d.eval_size),
-            ] {
-                if v == 0 {
+            for (name, key, v) in d.sizes() {
+                if v == Some(0) && name != "review" {
                     return Err(err(
                         key,
                         "is 0; the built-in task needs at least one row".into(),
@@ -754,6 +778,29 @@ impl Config {
                 "names no data: set `task = \"dates\"`, or `gold` / `prompts` / `eval` sources"
                     .into(),
             ));
+        } else {
+            for (name, key, v) in d.sizes() {
+                let Some(v) = v else { continue };
+                if d.source(name).is_none() {
+                    return Err(err(
+                        key,
+                        format!(
+                            "is set, but there is no `data.{name}` file for it to apply to (and \
+                             no `data.task` to make one); remove it, or add `data.{name} = {{ \
+                             path = \"...\" }}`"
+                        ),
+                    ));
+                }
+                if v == 0 {
+                    return Err(err(
+                        key,
+                        format!(
+                            "is 0, which would take no rows of the `data.{name}` file; remove it \
+                             to read the whole file, or give the number of its first rows to take"
+                        ),
+                    ));
+                }
+            }
         }
         for (key, src) in [
             ("data.gold", &d.gold),
@@ -817,7 +864,7 @@ impl Config {
                     .into(),
             ));
         }
-        let review = self.data.review_size as u64;
+        let review = self.data.task_sizes()[3] as u64;
         if a.simulated_expert && self.data.task.is_some() && review > 0 && a.budget > review {
             return Err(err(
                 "annotate.budget",
