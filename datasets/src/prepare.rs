@@ -47,8 +47,14 @@ pub struct DataSummary {
 
 enum Input {
     Rows(Vec<Sample>),
-    /// A file, and how many of its first rows to take (`None`: all).
-    File(Source, Option<u64>),
+    File {
+        source: Source,
+        /// How many of its first rows to take (`None`: all).
+        limit: Option<u64>,
+        /// The answers are the conversations' last assistant turns (TRL's `messages` sets),
+        /// moved from the completion to the reference.
+        from_messages: bool,
+    },
 }
 
 fn set_options(
@@ -109,7 +115,11 @@ fn write(
                 push(chunk.to_vec(), &mut writer)?;
             }
         }
-        Input::File(source, limit) => {
+        Input::File {
+            source,
+            limit,
+            from_messages,
+        } => {
             source.check_mapping_as(&|target, column| {
                 format!("`data.{name}.map.{target} = \"{column}\"` in `{origin}`")
             })?;
@@ -120,6 +130,11 @@ fn write(
                 }
                 rows.truncate(left.min(rows.len() as u64) as usize);
                 left -= rows.len() as u64;
+                if from_messages {
+                    for s in rows.iter_mut().filter(|s| s.reference.is_none()) {
+                        s.reference = s.completion.take();
+                    }
+                }
                 push(rows, &mut writer)
             })?;
             if let Some(n) = limit
@@ -155,21 +170,42 @@ pub struct FileCheck {
     pub ignored: Vec<String>,
 }
 
+/// Where a gold, eval or review file's answers come from, when it has no `reference` column.
+struct Answers {
+    /// The column, to say so.
+    column: String,
+    /// The answers are the last assistant turns of the column's conversations (TRL's
+    /// `messages` sets), moved from the completion to the reference as rows are read.
+    in_messages: bool,
+}
+
 /// Opens the data file of set `name` as the data stage reads it: a gold, eval or review file
-/// without a `reference` column reads its answers from the first answer-like column it has
-/// (returned, so the stage can say so).
+/// without a `reference` column reads its answers from the first answer-like column it has, or
+/// else from the last assistant turn of its `messages` conversations.
 fn open_source(
     loaded: &LoadedConfig,
     name: &str,
     cfg: &SourceConfig,
-) -> Result<(Source, Option<String>)> {
+) -> Result<(Source, Option<Answers>)> {
     let mut source = Source::open(loaded.resolve(&cfg.path), cfg.map.clone())?;
-    let adopted = if name == "prompts" {
-        None
-    } else {
-        source.adopt_answer_column()?
-    };
-    Ok((source, adopted))
+    if name == "prompts" {
+        return Ok((source, None));
+    }
+    if let Some(column) = source.adopt_answer_column()? {
+        let answers = Answers {
+            column,
+            in_messages: false,
+        };
+        return Ok((source, Some(answers)));
+    }
+    let of = |t: &str| source.map.get(t).cloned().unwrap_or_else(|| t.to_string());
+    let columns = source.columns()?;
+    let has = |t: &str| columns.contains(&of(t));
+    let answers = (has("messages") && !has("reference") && !has("completion")).then(|| Answers {
+        column: of("messages"),
+        in_messages: true,
+    });
+    Ok((source, answers))
 }
 
 /// Opens every data file `[data]` names, as the data stage will (existence, format, the mapped
@@ -198,7 +234,7 @@ pub fn check_files(loaded: &LoadedConfig) -> Result<Vec<FileCheck>> {
         })?;
         let columns = source.columns()?;
         let answers_from = match adopted {
-            Some(c) => Some(c),
+            Some(a) => Some(a.column),
             None if name == "prompts" => None,
             None => {
                 let r = source
@@ -312,11 +348,16 @@ pub fn prepare(
     // Gold, eval and review answers: `reference`, else the first answer-like column.
     let mut adopted: std::collections::BTreeMap<&str, String> = Default::default();
     let mut open = |name: &'static str, s: &SourceConfig, size: Option<usize>| -> Result<Input> {
-        let (source, column) = open_source(loaded, name, s)?;
-        if let Some(column) = column {
-            adopted.insert(name, column);
+        let (source, answers) = open_source(loaded, name, s)?;
+        let from_messages = answers.as_ref().is_some_and(|a| a.in_messages);
+        if let Some(a) = answers {
+            adopted.insert(name, a.column);
         }
-        Ok(Input::File(source, size.map(|n| n as u64)))
+        Ok(Input::File {
+            source,
+            limit: size.map(|n| n as u64),
+            from_messages,
+        })
     };
     let (source, gold, prompts, eval, review) = match d.task {
         Some(task) => {

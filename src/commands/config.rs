@@ -10,6 +10,9 @@ pub fn run(out: &Output, cmd: ConfigCommand) -> Result<()> {
     match cmd {
         ConfigCommand::Check { config, json } => {
             let loaded = super::load_config(&config)?;
+            loaded
+                .config
+                .check_run(&loaded.path.display().to_string())?;
             let files = datasets::prepare::check_files(&loaded)?;
             if json {
                 out.json(&serde_json::json!({ "config": loaded.config, "files": files }))?;
@@ -44,7 +47,10 @@ pub fn run(out: &Output, cmd: ConfigCommand) -> Result<()> {
                     },
                     f.columns.join(", "),
                     match &f.answers_from {
-                        Some(c) => format!("; answers from `{c}`"),
+                        Some(c) if datasets::import::ANSWER_COLUMNS.contains(&c.as_str()) => {
+                            format!("; answers from `{c}`")
+                        }
+                        Some(c) => format!("; answers from the last assistant turn of `{c}`"),
                         None if f.key != "data.prompts" => "; no answers".to_string(),
                         None => String::new(),
                     },

@@ -17,6 +17,9 @@ use crate::stages;
 
 pub fn run(out: &Output, args: RunArgs) -> Result<()> {
     let loaded = super::load_config(&args.config)?;
+    loaded
+        .config
+        .check_run(&loaded.path.display().to_string())?;
     let run = RunDir::open(&loaded, args.force)?;
     tracing::info!(
         "run `{}` in `{}` (config hash {})",

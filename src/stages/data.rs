@@ -39,12 +39,19 @@ pub fn data_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Result<(
             thousands(set.rows_in),
             summary.source
         ));
-        if let Some(column) = &set.answers_from {
-            out.say(format!(
-                "  answers read from its `{column}` column (it has no `reference` column; \
-                 `data.{}.map = {{ reference = \"...\" }}` reads another)",
-                set.name
-            ));
+        match &set.answers_from {
+            Some(column) if datasets::import::ANSWER_COLUMNS.contains(&column.as_str()) => {
+                out.say(format!(
+                    "  answers read from its `{column}` column (it has no `reference` column; \
+                     `data.{}.map = {{ reference = \"...\" }}` reads another)",
+                    set.name
+                ))
+            }
+            Some(column) => out.say(format!(
+                "  answers read from the last assistant turn of its `{column}` conversations (it \
+                 has no `reference` or answer column)"
+            )),
+            None => {}
         }
         for f in &set.filters {
             if f.removed > 0 {

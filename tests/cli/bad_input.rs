@@ -903,13 +903,27 @@ fn cases() -> Vec<Case> {
                 let c = sb.write(
                     "noref.toml",
                     "[run]\nname = \"noref\"\n[data]\ngold = { path = \"g.jsonl\" }\n\
-                     eval = { path = \"e.jsonl\" }\n",
+                     prompts = { path = \"g.jsonl\" }\neval = { path = \"e.jsonl\" }\n",
                 );
                 args(&["run", p(&c)])
             },
             code: 2,
             needles: &["no references", "data.eval.map", "reference = "],
             absent: &["runs/noref/data", "runs/noref/teacher"],
+        },
+        Case {
+            name: "files without a prompt pool",
+            setup: |sb| {
+                sb.write("g.jsonl", JSONL);
+                let c = sb.write(
+                    "nopool.toml",
+                    "[run]\nname = \"nopool\"\n[data]\ngold = { path = \"g.jsonl\" }\n",
+                );
+                args(&["run", p(&c)])
+            },
+            code: 2,
+            needles: &["`data.prompts`", "no prompts to answer", "prompts = { path"],
+            absent: &["runs/nopool"],
         },
         Case {
             name: "a slice share above one",

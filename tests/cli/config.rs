@@ -46,12 +46,12 @@ fn config_check_opens_the_data_files() {
     let cfg = |name: &str, data: &str| {
         sb.write(
             &format!("{name}.toml"),
-            format!("[run]\nname = \"{name}\"\n\n[data]\n{data}"),
+            format!("[run]\nname = \"{name}\"\n\n[data]\nprompts = {{ path = \"prompts.jsonl\", map = {{ prompt = \"text\" }} }}\n{data}"),
         )
     };
     let good = cfg(
         "good",
-        "gold = { path = \"gold.jsonl\" }\nprompts = { path = \"prompts.jsonl\", map = { prompt = \"text\" } }\neval = { path = \"eval.jsonl\" }\n",
+        "gold = { path = \"gold.jsonl\" }\neval = { path = \"eval.jsonl\" }\n",
     );
     let r = sb.run(&["config", "check", good.to_str().unwrap()]).ok();
     for needle in [
@@ -95,7 +95,11 @@ eval = { path = \"eval.jsonl\" }
         (
             "over",
             "gold_size = 5\ngold = { path = \"gold.jsonl\" }\n",
-            &["`data.gold_size` is 5", "gold.jsonl` has 2 rows", "at most 2"][..],
+            &[
+                "`data.gold_size` is 5",
+                "gold.jsonl` has 2 rows",
+                "at most 2",
+            ][..],
         ),
         (
             "nofile",
@@ -109,7 +113,9 @@ eval = { path = \"eval.jsonl\" }
         ),
     ] {
         let c = cfg(name, data);
-        let r = sb.run(&["config", "check", c.to_str().unwrap()]).bad_input();
+        let r = sb
+            .run(&["config", "check", c.to_str().unwrap()])
+            .bad_input();
         for needle in needles {
             assert!(r.stderr.contains(needle), "{name}: {needle}: {}", r.stderr);
         }

@@ -122,6 +122,76 @@ fn data_can_come_from_files_with_a_column_mapping() {
     assert!(r.stderr.contains("decontamination"), "{}", r.stderr);
 }
 
+/// TRL's conversational sets: a gold file of `messages` ending with the assistant is gold, its
+/// answers the last assistant turns; an eval file of `{prompt, completion}` has references.
+#[test]
+fn conversations_and_completions_are_answers() {
+    let sb = Sandbox::new();
+    let gold: String = (0..12)
+        .map(|i| {
+            format!(
+                "{{\"messages\": [{{\"role\": \"user\", \"content\": \"Double {i}\"}}, \
+                 {{\"role\": \"assistant\", \"content\": \"{}\"}}]}}\n",
+                2 * i
+            )
+        })
+        .collect();
+    sb.write("gold.jsonl", &gold);
+    sb.write(
+        "eval.jsonl",
+        "{\"prompt\": \"Double 50\", \"completion\": \"100\"}\n",
+    );
+    let cfg = sb.write(
+        "conv.toml",
+        format!(
+            "[run]\nname = \"conv\"\n\n[data]\ngold = {{ path = \"gold.jsonl\" }}\n\
+             eval = {{ path = \"eval.jsonl\" }}\n{}",
+            crate::common::TINY_MODELS
+        ),
+    );
+    // Without a prompt pool the teacher would be trained for nothing: refused before it starts.
+    let r = sb.run(&["run", cfg.to_str().unwrap()]).bad_input();
+    assert!(r.stderr.contains("`data.prompts`"), "{}", r.stderr);
+    assert!(!sb.join("runs/conv").exists());
+    sb.write("prompts.jsonl", "{\"prompt\": \"Double 70\"}\n");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    sb.write(
+        "conv.toml",
+        text.replace(
+            "[data]\n",
+            "[data]\nprompts = { path = \"prompts.jsonl\" }\n",
+        ),
+    );
+    let r = sb.run(&["config", "check", cfg.to_str().unwrap()]).ok();
+    assert!(
+        r.stderr
+            .contains("answers from the last assistant turn of `messages`"),
+        "{}",
+        r.stderr
+    );
+    let r = sb.run(&["run", cfg.to_str().unwrap()]).ok();
+    for needle in [
+        "answers read from the last assistant turn of its `messages` conversations",
+        "answers read from its `completion` column",
+        "data: gold 12 rows",
+    ] {
+        assert!(r.stderr.contains(needle), "{needle}: {}", r.stderr);
+    }
+    let v = sb
+        .run(&[
+            "datasets",
+            "inspect",
+            "runs/conv/data/gold",
+            "--json",
+            "--head",
+            "3",
+        ])
+        .ok()
+        .json();
+    assert_eq!(v["first_rows"][2]["prompt"], "Double 2");
+    assert_eq!(v["first_rows"][2]["reference"], "4");
+}
+
 /// The user's own files, where decontamination used to wipe out a set: one-word eval items
 /// ("Lima") no longer flag every row that mentions them, and a filter that would remove most of
 /// a set stops the run, naming the filter, the counts and the setting, before any teacher call.
@@ -221,7 +291,8 @@ fn a_bad_data_file_stops_the_run_with_nothing_half_written() {
     sb.write("gold.jsonl", "{\"prompt\": \"a\"}\n{oops\n");
     let cfg = sb.write(
         "bad.toml",
-        "[run]\nname = \"bad\"\n\n[data]\ngold = { path = \"gold.jsonl\" }\n",
+        "[run]\nname = \"bad\"\n\n[data]\ngold = { path = \"gold.jsonl\" }\n\
+         prompts = { path = \"gold.jsonl\" }\n",
     );
     let r = sb.run(&["run", cfg.to_str().unwrap()]).bad_input();
     assert!(r.stderr.contains("gold.jsonl` line 2"), "{}", r.stderr);

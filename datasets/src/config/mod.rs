@@ -683,6 +683,24 @@ impl Config {
         Ok(config)
     }
 
+    /// Checks what `run` needs beyond [`Config::validate`], before it starts: a prompt pool for the
+    /// teacher to answer (found here, not after the teacher has trained).
+    pub fn check_run(&self, origin: &str) -> Result<(), ConfigError> {
+        let d = &self.data;
+        if d.task.is_none() && d.prompts.is_none() && self.generate.prompts.is_none() {
+            return Err(ConfigError {
+                origin: origin.to_string(),
+                position: None,
+                key: Some("data.prompts".into()),
+                message: "is not set, and neither is `generate.prompts` nor `data.task`, so the \
+                          teacher would have no prompts to answer and the run would stop after \
+                          training it; add `data.prompts = { path = \"...\" }`"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Checks what types alone cannot: names, ranges, sizes.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         let err = |key: &str, message: String| ConfigError {
