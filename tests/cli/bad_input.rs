@@ -912,6 +912,25 @@ fn cases() -> Vec<Case> {
             absent: &["runs/noref/data", "runs/noref/teacher"],
         },
         Case {
+            name: "a positive confidence threshold",
+            setup: |sb| {
+                let c = tiny_config(sb, "conf", "");
+                args(&[
+                    "config",
+                    "check",
+                    p(&c),
+                    "--set",
+                    "generate.min_logprob_mean=0.5",
+                ])
+            },
+            code: 2,
+            needles: &[
+                "generate.min_logprob_mean",
+                "expected a negative mean token logprob",
+            ],
+            absent: &[],
+        },
+        Case {
             name: "files without a prompt pool",
             setup: |sb| {
                 sb.write("g.jsonl", JSONL);

@@ -92,6 +92,51 @@ fn a_local_teacher_writes_a_deterministic_set_and_a_rerun_asks_nothing() {
         redo.stderr
     );
     assert_eq!(rows(&a.join("runs/gen")), first);
+
+    // The confidence filter at the median: the answers below it go, counted, and nothing is
+    // asked again.
+    let means = |dir: &Path| -> Vec<f32> {
+        datasets::Set::open(dir.join("synthetic"))
+            .unwrap()
+            .read_all::<datasets::Sample>(None)
+            .unwrap()
+            .iter()
+            .map(|s| s.logprob_mean.unwrap())
+            .collect()
+    };
+    let mut all = means(&a.join("runs/gen"));
+    all.sort_by(f32::total_cmp);
+    // As the config will read it: a decimal, parsed to f64.
+    let median = all[all.len() / 2].to_string();
+    let threshold: f64 = median.parse().unwrap();
+    let below = all.iter().filter(|m| f64::from(**m) < threshold).count();
+    assert!(below > 0);
+    let filtered = a
+        .run(&[
+            "generate",
+            cfg.to_str().unwrap(),
+            "--set",
+            &format!("generate.min_logprob_mean={median}"),
+            "--force",
+        ])
+        .ok();
+    assert!(
+        filtered
+            .stderr
+            .contains(&format!("{prompts} answered from the cache, 0 asked")),
+        "{}",
+        filtered.stderr
+    );
+    assert!(
+        filtered
+            .stderr
+            .contains(&format!("low confidence: removed {below}")),
+        "{}",
+        filtered.stderr
+    );
+    let kept = means(&a.join("runs/gen"));
+    assert_eq!(kept.len(), prompts - below);
+    assert!(kept.iter().all(|m| f64::from(*m) >= threshold));
 }
 
 #[test]
@@ -417,6 +462,44 @@ fn self_instruct_few_shot_and_filters_through_an_openai_teacher() {
             s.per_prompt.keys().take(3).collect::<Vec<_>>()
         );
     });
+}
+
+/// A confidence filter needs logprobs: a server that sends none gets one clear message, and no
+/// set is written.
+#[test]
+fn a_confidence_filter_on_a_teacher_without_logprobs_is_refused() {
+    let sb = Sandbox::new();
+    let server = FakeServer::start(State {
+        no_logprobs: true,
+        ..State::default()
+    });
+    // With the teacher's tokenizer the answers' text maps to ids, so the set could be made.
+    let tokenizer = format!("tokenizer = \"{}\"", fixture("llama-gqa").display());
+    let cfg = fake_config(&sb, "nolp", &server, &tokenizer);
+    let r = sb
+        .run(&[
+            "generate",
+            cfg.to_str().unwrap(),
+            "--set",
+            "generate.min_logprob_mean=-0.5",
+        ])
+        .bad_input();
+    for needle in [
+        "`generate.min_logprob_mean`",
+        "`openai:fake` returned an answer without any",
+        "remove `generate.min_logprob_mean`",
+    ] {
+        assert!(r.stderr.contains(needle), "{needle}: {}", r.stderr);
+    }
+    assert!(!sb.join("runs/nolp/synthetic").exists());
+    // Without the filter the same answers make a set.
+    let r = sb.run(&["generate", cfg.to_str().unwrap(), "--force"]).ok();
+    assert!(
+        r.stderr.contains("20 answered from the cache"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(rows(&sb.join("runs/nolp")).len(), 20);
 }
 
 #[test]

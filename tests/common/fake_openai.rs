@@ -35,6 +35,8 @@ pub struct State {
     pub key: Option<String>,
     /// Delay before each good answer.
     pub delay: Duration,
+    /// Answer without logprobs, as a server that does not support them.
+    pub no_logprobs: bool,
 }
 
 pub struct FakeServer {
@@ -111,7 +113,7 @@ fn handle(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             .or_else(|| v["prompt"].as_str())
             .unwrap_or("")
             .to_string();
-        let (fault, key_ok, delay) = {
+        let (fault, key_ok, delay, no_logprobs) = {
             let mut s = state.lock().unwrap();
             s.received += 1;
             *s.per_prompt.entry(prompt.clone()).or_default() += 1;
@@ -120,7 +122,7 @@ fn handle(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
                 None => true,
                 Some(k) => auth.as_deref() == Some(&format!("Bearer {k}")),
             };
-            (fault, key_ok, s.delay)
+            (fault, key_ok, s.delay, s.no_logprobs)
         };
         let reply = |stream: &mut TcpStream, status: &str, extra: &str, body: &str| {
             write!(
@@ -181,7 +183,7 @@ fn handle(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
                     "choices": [{
                         "index": 0,
                         "message": {"role": "assistant", "content": text},
-                        "logprobs": {"content": content},
+                        "logprobs": if no_logprobs { serde_json::Value::Null } else { serde_json::json!({"content": content}) },
                         "finish_reason": "stop"
                     }],
                     "usage": {"prompt_tokens": prompt.len(), "completion_tokens": text.len(), "total_tokens": prompt.len() + text.len()}

@@ -276,6 +276,12 @@ pub struct GenerateConfig {
     /// Filter, for rows with a reference: `exact`, `numeric` or `contains`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<Verifier>,
+    /// Filter: answers the teacher was unsure of, whose mean token logprob is below this (a
+    /// negative number: -0.1 keeps answers whose tokens average over 90% probability). A teacher
+    /// no better than the gold-only student is wrong most often where it is unsure; this keeps
+    /// its confident answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_logprob_mean: Option<f64>,
     /// Filter: duplicate completions of the same prompt (`exact`, `near` or `none`).
     #[serde(default = "default_dedup")]
     pub dedup: DedupMode,
@@ -339,6 +345,7 @@ impl Default for GenerateConfig {
             reject: None,
             validator: None,
             verify: None,
+            min_logprob_mean: None,
             dedup: default_dedup(),
             decontaminate: true,
             student: None,
@@ -478,6 +485,17 @@ impl GenerateConfig {
             return Err((
                 "generate.synthesize_examples",
                 "is 0; synthesis shows the teacher at least one seed task".into(),
+            ));
+        }
+        if let Some(m) = self.min_logprob_mean
+            && !(m.is_finite() && m < 0.0)
+        {
+            return Err((
+                "generate.min_logprob_mean",
+                format!(
+                    "is {m}; expected a negative mean token logprob, e.g. -0.1 (answers whose \
+                     tokens average about 90% probability or more are kept)"
+                ),
             ));
         }
         if self.max_chars > 0 && self.max_chars < self.min_chars {

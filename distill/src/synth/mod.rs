@@ -587,6 +587,9 @@ pub fn run(
     let text_filters = TextFilters::new(g)?;
     let mut removed: BTreeMap<&'static str, u64> =
         text_filters.names().into_iter().map(|n| (n, 0)).collect();
+    if g.min_logprob_mean.is_some() {
+        removed.insert(LOW_CONFIDENCE, 0);
+    }
     let mut exact = (g.dedup != DedupMode::None).then(ExactDedup::new);
     let mut near = (g.dedup == DedupMode::Near)
         .then(|| NearDedup::new(c.data.near_threshold, c.data.shingle_words, c.run.seed));
@@ -657,8 +660,13 @@ pub fn run(
         if let Some(h) = &r.host {
             hosts.insert(h.clone());
         }
+        if g.min_logprob_mean.is_some() && !r.text.is_empty() && r.logprobs.is_empty() {
+            return Err(no_logprobs(teacher.id()));
+        }
         let (_, messages) = &rendered[i];
-        let verdict = text_filters.check(&r.text, s.reference.as_deref());
+        let verdict = text_filters
+            .check(&r.text, s.reference.as_deref())
+            .and_then(|()| confident(g.min_logprob_mean, &r));
         if let Err(name) = verdict {
             *removed.entry(name).or_default() += 1;
             continue;
@@ -777,6 +785,30 @@ pub fn run(
         disagreement: with_disagreement,
         seconds: t0.elapsed().as_secs_f64(),
     })
+}
+
+/// The confidence filter's name in the summary.
+const LOW_CONFIDENCE: &str = "low confidence";
+
+/// The confidence filter (`generate.min_logprob_mean`): an answer whose tokens' mean logprob is
+/// below `min` is dropped. An answer without logprobs cannot be judged and is dropped too (a
+/// teacher that returns none at all is refused before, by [`no_logprobs`]).
+fn confident(min: Option<f64>, r: &Response) -> filters::Verdict {
+    match (min, r.logprob_mean()) {
+        (None, _) => Ok(()),
+        (Some(min), Some(m)) if f64::from(m) >= min => Ok(()),
+        (Some(_), _) => Err(LOW_CONFIDENCE),
+    }
+}
+
+/// The error for a confidence filter on a teacher that returns no logprobs.
+fn no_logprobs(teacher: &str) -> Error {
+    Error::invalid(format!(
+        "`generate.min_logprob_mean` filters answers by the teacher's token logprobs, but \
+         `{teacher}` returned an answer without any, so its confidence cannot be judged\n\nhint: \
+         serve the teacher with logprobs (vLLM, llama.cpp's server and `workbench serve` return \
+         them), or remove `generate.min_logprob_mean`"
+    ))
 }
 
 /// The default local teacher directory of a run.
