@@ -76,6 +76,12 @@ fn say_summary(out: &Output, s: &FitSummary, dir: &std::path::Path) {
     if s.stopped_early {
         line.push_str(" (stopped early)");
     }
+    if let Some(step) = s.kept_step {
+        line.push_str(&format!(
+            " (kept the weights of step {step}, its lowest eval loss; the figures are that \
+             step's)"
+        ));
+    }
     out.say(line);
     out.say(format!(
         "  model, metrics.parquet, loss.svg, exact_match.svg in `{}`",

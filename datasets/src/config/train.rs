@@ -123,6 +123,11 @@ pub struct TrainConfig {
     /// Stop after this many evaluations without a better eval loss (0: never).
     #[serde(default)]
     pub patience: usize,
+    /// Keep the weights of the evaluation with the lowest eval loss (on the validation set when
+    /// there is one), not the last step's: on by default for `teacher.train`, so a teacher that
+    /// overfits its gold set teaches from its best step; off by default elsewhere.
+    #[serde(default)]
+    pub keep_best: bool,
     /// Write a resumable checkpoint every N steps (0: only at the end).
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: usize,
@@ -167,6 +172,7 @@ impl TrainConfig {
             grad_clip: default_grad_clip(),
             eval_every: 0,
             patience: 0,
+            keep_best: false,
             checkpoint_every: default_checkpoint_every(),
         }
     }
@@ -225,7 +231,10 @@ pub(super) fn default_teacher_architecture() -> Architecture {
     }
 }
 pub(super) fn default_teacher_train() -> TrainConfig {
-    TrainConfig::with_steps(600)
+    TrainConfig {
+        keep_best: true,
+        ..TrainConfig::with_steps(600)
+    }
 }
 
 /// A `[*.train]` table as written: every key optional, and the keys left out take the section's
@@ -247,6 +256,7 @@ struct PartialTrain {
     grad_clip: Option<f64>,
     eval_every: Option<usize>,
     patience: Option<usize>,
+    keep_best: Option<bool>,
     checkpoint_every: Option<usize>,
 }
 
@@ -263,6 +273,7 @@ impl PartialTrain {
             grad_clip: self.grad_clip.unwrap_or(d.grad_clip),
             eval_every: self.eval_every.unwrap_or(d.eval_every),
             patience: self.patience.unwrap_or(d.patience),
+            keep_best: self.keep_best.unwrap_or(d.keep_best),
             checkpoint_every: self.checkpoint_every.unwrap_or(d.checkpoint_every),
         }
     }

@@ -40,6 +40,10 @@ pub struct FitSummary {
     pub resumed_from: Option<usize>,
     /// Whether early stopping ended the run.
     pub stopped_early: bool,
+    /// The step whose weights the stage kept, when they are the lowest eval loss's rather than
+    /// the last step's (`keep_best`, early stopping); the eval figures below are that step's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_step: Option<usize>,
     /// Mean training loss of the last 10 steps.
     pub final_loss: f64,
     /// The last eval loss.
@@ -226,7 +230,10 @@ pub fn fit(
     )?;
     write_plots(job.stage, &trained.log, stage_dir)?;
     let last = trained.log.iter().rev().take(10).collect::<Vec<_>>();
-    let last_eval = trained.log.iter().rev().find(|s| s.eval_loss.is_some());
+    let last_eval = match trained.kept_step {
+        Some(step) => trained.log.iter().find(|s| s.step == step),
+        None => trained.log.iter().rev().find(|s| s.eval_loss.is_some()),
+    };
     Ok(FitSummary {
         stage: job.stage.to_string(),
         params,
@@ -235,6 +242,7 @@ pub fn fit(
         steps: trained.log.last().map_or(0, |s| s.step),
         resumed_from,
         stopped_early: trained.stopped_early,
+        kept_step: trained.kept_step,
         final_loss: last.iter().map(|s| s.loss).sum::<f64>() / last.len().max(1) as f64,
         eval_loss: last_eval.and_then(|s| s.eval_loss),
         exact_match: last_eval.and_then(|s| s.eval_exact),
@@ -296,6 +304,7 @@ pub fn train_options(t: &TrainConfig, seed: u64, objective: Objective) -> TrainO
         grad_clip: t.grad_clip,
         eval_every: t.eval_every,
         patience: t.patience,
+        keep_best: t.keep_best,
         // The last step always writes one, so `0` means "only at the end".
         checkpoint_every: if t.checkpoint_every == 0 {
             t.steps

@@ -79,6 +79,9 @@ pub struct TrainOptions {
     pub eval_every: usize,
     /// Stop after this many evaluations without a better eval loss (0: never).
     pub patience: usize,
+    /// Return the weights of the evaluation with the lowest eval loss, not the last step's
+    /// (early stopping always does).
+    pub keep_best: bool,
     /// Write a checkpoint every N steps (0: never).
     pub checkpoint_every: usize,
     /// Seed of the data order.
@@ -103,6 +106,7 @@ impl Default for TrainOptions {
             grad_clip: 1.0,
             eval_every: 0,
             patience: 0,
+            keep_best: false,
             checkpoint_every: 0,
             seed: 0,
             pause_after: None,
@@ -171,6 +175,36 @@ struct LoopState {
     log: Vec<StepLog>,
     best_eval: Option<f64>,
     bad_evals: usize,
+    /// The step of `best_eval`, whose weights are kept in `best-step-N` beside the checkpoints
+    /// when the loop keeps its best weights.
+    #[serde(default)]
+    best_step: Option<usize>,
+}
+
+/// Saves the best weights so far beside the checkpoints (a resumed run finds them there),
+/// replacing the earlier best.
+fn write_best(dir: &Path, model: &Model, step: usize) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::Write {
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
+    let final_dir = dir.join(format!("best-step-{step}"));
+    let tmp = dir.join(format!("best-step-{step}.tmp"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    checkpoint::save_weights(model, &tmp)?;
+    let _ = std::fs::remove_dir_all(&final_dir);
+    std::fs::rename(&tmp, &final_dir).map_err(|e| Error::Write {
+        path: final_dir.clone(),
+        source: e,
+    })?;
+    datasets::atomic::write_file(final_dir.join("COMPLETE"), b"")?;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("best-step-") && e.path() != final_dir {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    Ok(())
 }
 
 /// Gives every parameter an id from its position in the model, so optimizer state saved in one
@@ -323,6 +357,9 @@ pub struct Trained {
     pub log: Vec<StepLog>,
     /// Whether early stopping ended the run.
     pub stopped_early: bool,
+    /// The step whose weights `model` holds, when they are the best evaluation's rather than the
+    /// last step's.
+    pub kept_step: Option<usize>,
 }
 
 /// Trains `model` (on `device`, which must be an autodiff device) on `train`, evaluating on
@@ -364,7 +401,10 @@ pub fn train(
         log: Vec::new(),
         best_eval: None,
         bad_evals: 0,
+        best_step: None,
     };
+    let track_best = o.keep_best || o.patience > 0;
+    let mut best: Option<Model> = None;
     if let (Some(dir), true) = (checkpoints, resume)
         && let Some((_, path)) = latest_checkpoint(dir)
     {
@@ -387,9 +427,14 @@ pub fn train(
         for entry in &state.log {
             on_step(entry);
         }
+        if let Some(step) = state.best_step.filter(|_| track_best) {
+            let path = dir.join(format!("best-step-{step}"));
+            if path.join("COMPLETE").is_file() {
+                best = Some(checkpoint::load(&path, device)?.valid());
+            }
+        }
     }
     let mut perm = order(train.len(), o.seed, state.epoch);
-    let mut best: Option<Model> = None;
     let mut stopped_early = false;
     while state.step < o.steps {
         let t0 = Instant::now();
@@ -538,7 +583,11 @@ pub fn train(
             if state.best_eval.is_none_or(|b| el < b) {
                 state.best_eval = Some(el);
                 state.bad_evals = 0;
-                if o.patience > 0 {
+                if track_best {
+                    if let Some(dir) = checkpoints {
+                        write_best(dir, &inner, step)?;
+                    }
+                    state.best_step = Some(step);
                     best = Some(inner);
                 }
             } else {
@@ -567,9 +616,13 @@ pub fn train(
             break;
         }
     }
-    let model = match best {
-        Some(b) if stopped_early => b,
-        _ => model.valid(),
+    // A paused run hands back its last step, to be resumed.
+    let (model, kept_step) = match best {
+        Some(b) if stopped_early || (o.keep_best && state.step >= o.steps) => {
+            let kept = state.best_step.filter(|s| *s != state.step);
+            (b, kept)
+        }
+        _ => (model.valid(), None),
     };
     if !weights_are_finite(&model) {
         return Err(diverged(
@@ -581,6 +634,7 @@ pub fn train(
         model,
         log: state.log,
         stopped_early,
+        kept_step,
     })
 }
 

@@ -324,3 +324,48 @@ fn weights_with_a_nan_are_not_finite() {
     let poisoned = checkpoint::load(&dir, &device).unwrap();
     assert!(!weights_are_finite(&poisoned));
 }
+
+/// With `keep_best`, the loop hands back the weights of its lowest eval loss, not the last
+/// step's: here a learning rate far too high makes the eval loss climb back after its low. A
+/// paused and resumed run keeps the same step (the best weights are saved beside the
+/// checkpoints), and its weights are those weights.
+#[test]
+fn keep_best_returns_the_lowest_eval_loss_and_survives_a_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let init = initial(tmp.path());
+    let mut o = options(24);
+    o.lr = 0.2;
+    o.keep_best = true;
+    let whole = run(None, &o, false, &init);
+    let evals: Vec<(usize, f64)> = whole
+        .log
+        .iter()
+        .filter_map(|s| s.eval_loss.map(|l| (s.step, l)))
+        .collect();
+    let (best_step, best_loss) = evals
+        .iter()
+        .copied()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap();
+    assert_eq!(whole.kept_step, Some(best_step), "{evals:?}");
+    let eval_set = examples(16, 2);
+    let loss = |m: &Model| eval_loss(m, &eval_set, o.batch_size, 0);
+    assert_eq!(loss(&whole.model).to_bits(), best_loss.to_bits());
+
+    let ckpt = tmp.path().join("checkpoints");
+    let mut first = o.clone();
+    first.pause_after = Some(best_step + 4);
+    run(Some(&ckpt), &first, false, &init);
+    let rest = run(Some(&ckpt), &o, true, &init);
+    assert_eq!(rest.kept_step, Some(best_step));
+    assert_eq!(loss(&rest.model).to_bits(), best_loss.to_bits());
+    // Only the best weights are kept beside the checkpoints.
+    let bests: Vec<String> = std::fs::read_dir(&ckpt)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.starts_with("best-").then_some(name)
+        })
+        .collect();
+    assert_eq!(bests, [format!("best-step-{best_step}")]);
+}
