@@ -78,7 +78,7 @@ fn say_summary(out: &Output, s: &FitSummary, dir: &std::path::Path) {
     }
     if let Some(step) = s.kept_step {
         line.push_str(&format!(
-            " (kept the weights of step {step}, its lowest eval loss; the figures are that \
+            " (kept the weights of step {step}, its best evaluation; the figures are that \
              step's)"
         ));
     }

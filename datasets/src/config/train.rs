@@ -123,9 +123,10 @@ pub struct TrainConfig {
     /// Stop after this many evaluations without a better eval loss (0: never).
     #[serde(default)]
     pub patience: usize,
-    /// Keep the weights of the evaluation with the lowest eval loss (on the validation set when
-    /// there is one), not the last step's: on by default for `teacher.train`, so a teacher that
-    /// overfits its gold set teaches from its best step; off by default elsewhere.
+    /// Keep the weights of the best evaluation (on the validation set when there is one): the
+    /// highest exact match, ties going to the lower eval loss. On by default for
+    /// `teacher.train`, so a teacher that overfits its gold set teaches from its best step; off
+    /// by default elsewhere.
     #[serde(default)]
     pub keep_best: bool,
     /// Write a resumable checkpoint every N steps (0: only at the end).

@@ -40,7 +40,7 @@ pub struct FitSummary {
     pub resumed_from: Option<usize>,
     /// Whether early stopping ended the run.
     pub stopped_early: bool,
-    /// The step whose weights the stage kept, when they are the lowest eval loss's rather than
+    /// The step whose weights the stage kept, when they are the best evaluation's rather than
     /// the last step's (`keep_best`, early stopping); the eval figures below are that step's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kept_step: Option<usize>,

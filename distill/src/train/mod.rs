@@ -79,8 +79,9 @@ pub struct TrainOptions {
     pub eval_every: usize,
     /// Stop after this many evaluations without a better eval loss (0: never).
     pub patience: usize,
-    /// Return the weights of the evaluation with the lowest eval loss, not the last step's
-    /// (early stopping always does).
+    /// Return the weights of the best evaluation (the highest exact match when the caller
+    /// measures it, else the lowest eval loss), not the last step's. Early stopping returns the
+    /// lowest eval loss's without it.
     pub keep_best: bool,
     /// Write a checkpoint every N steps (0: never).
     pub checkpoint_every: usize,
@@ -175,10 +176,28 @@ struct LoopState {
     log: Vec<StepLog>,
     best_eval: Option<f64>,
     bad_evals: usize,
-    /// The step of `best_eval`, whose weights are kept in `best-step-N` beside the checkpoints
-    /// when the loop keeps its best weights.
+    /// The step of the best weights so far, kept in `best-step-N` beside the checkpoints when
+    /// the loop keeps its best weights.
     #[serde(default)]
     best_step: Option<usize>,
+    /// With `keep_best`, the best evaluation's (exact match, eval loss).
+    #[serde(default)]
+    best_kept: Option<(Option<f64>, f64)>,
+}
+
+/// Whether an evaluation beats the kept one: higher exact match when it is measured (the
+/// stage's purpose; the loss can rise while answers get right), lower eval loss to break ties or
+/// without one.
+fn beats(exact: Option<f64>, loss: f64, kept: Option<(Option<f64>, f64)>) -> bool {
+    let Some((kept_exact, kept_loss)) = kept else {
+        return true;
+    };
+    let key = |e: Option<f64>| e.unwrap_or(f64::NEG_INFINITY);
+    match key(exact).total_cmp(&key(kept_exact)) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal => loss < kept_loss,
+    }
 }
 
 /// Saves the best weights so far beside the checkpoints (a resumed run finds them there),
@@ -402,6 +421,7 @@ pub fn train(
         best_eval: None,
         bad_evals: 0,
         best_step: None,
+        best_kept: None,
     };
     let track_best = o.keep_best || o.patience > 0;
     let mut best: Option<Model> = None;
@@ -580,18 +600,25 @@ pub fn train(
             }
             entry.eval_loss = Some(el);
             entry.eval_exact = evaluate(&inner)?;
-            if state.best_eval.is_none_or(|b| el < b) {
+            let lower = state.best_eval.is_none_or(|b| el < b);
+            if lower {
                 state.best_eval = Some(el);
                 state.bad_evals = 0;
-                if track_best {
-                    if let Some(dir) = checkpoints {
-                        write_best(dir, &inner, step)?;
-                    }
-                    state.best_step = Some(step);
-                    best = Some(inner);
-                }
             } else {
                 state.bad_evals += 1;
+            }
+            let better = if o.keep_best {
+                beats(entry.eval_exact, el, state.best_kept)
+            } else {
+                lower && o.patience > 0
+            };
+            if better {
+                if let Some(dir) = checkpoints {
+                    write_best(dir, &inner, step)?;
+                }
+                state.best_step = Some(step);
+                state.best_kept = Some((entry.eval_exact, el));
+                best = Some(inner);
             }
         }
         on_step(&entry);

@@ -325,18 +325,52 @@ fn weights_with_a_nan_are_not_finite() {
     assert!(!weights_are_finite(&poisoned));
 }
 
-/// With `keep_best`, the loop hands back the weights of its lowest eval loss, not the last
-/// step's: here a learning rate far too high makes the eval loss climb back after its low. A
-/// paused and resumed run keeps the same step (the best weights are saved beside the
+/// A copy task's examples with the completion reversed: what the copy task teaches gets these
+/// wrong, so their loss first falls (the tokens and lengths are right) and then climbs.
+fn reversed(n: usize, seed: u64) -> Vec<Example> {
+    examples(n, seed)
+        .into_iter()
+        .map(|mut e| {
+            let p = e.prompt_len;
+            e.ids[p..].reverse();
+            e
+        })
+        .collect()
+}
+
+fn train_keep_best(dir: Option<&Path>, o: &TrainOptions, resume: bool, init: &Path) -> Trained {
+    let device = crate::backend::cpu().autodiff();
+    let model = checkpoint::load(init, &device).unwrap();
+    train(
+        model,
+        &device,
+        o,
+        &examples(256, 1),
+        &reversed(16, 2),
+        0,
+        None,
+        dir,
+        resume,
+        &mut |_| Ok(None),
+        &mut |_| {},
+    )
+    .unwrap()
+}
+
+/// With `keep_best` (and no exact match measured), the loop hands back the weights of its lowest
+/// eval loss, not the last step's: here the eval set is one the training makes worse after a
+/// while. A paused and resumed run keeps the same step (the best weights are saved beside the
 /// checkpoints), and its weights are those weights.
 #[test]
 fn keep_best_returns_the_lowest_eval_loss_and_survives_a_resume() {
     let tmp = tempfile::tempdir().unwrap();
     let init = initial(tmp.path());
-    let mut o = options(24);
-    o.lr = 0.2;
+    let mut o = options(100);
+    o.lr = 1e-2;
+    o.eval_every = 10;
+    o.checkpoint_every = 10;
     o.keep_best = true;
-    let whole = run(None, &o, false, &init);
+    let whole = train_keep_best(None, &o, false, &init);
     let evals: Vec<(usize, f64)> = whole
         .log
         .iter()
@@ -347,16 +381,17 @@ fn keep_best_returns_the_lowest_eval_loss_and_survives_a_resume() {
         .copied()
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .unwrap();
+    assert!(best_step < 100, "{evals:?}");
     assert_eq!(whole.kept_step, Some(best_step), "{evals:?}");
-    let eval_set = examples(16, 2);
+    let eval_set = reversed(16, 2);
     let loss = |m: &Model| eval_loss(m, &eval_set, o.batch_size, 0);
     assert_eq!(loss(&whole.model).to_bits(), best_loss.to_bits());
 
     let ckpt = tmp.path().join("checkpoints");
     let mut first = o.clone();
-    first.pause_after = Some(best_step + 4);
-    run(Some(&ckpt), &first, false, &init);
-    let rest = run(Some(&ckpt), &o, true, &init);
+    first.pause_after = Some(best_step + 10);
+    train_keep_best(Some(&ckpt), &first, false, &init);
+    let rest = train_keep_best(Some(&ckpt), &o, true, &init);
     assert_eq!(rest.kept_step, Some(best_step));
     assert_eq!(loss(&rest.model).to_bits(), best_loss.to_bits());
     // Only the best weights are kept beside the checkpoints.
@@ -368,4 +403,17 @@ fn keep_best_returns_the_lowest_eval_loss_and_survives_a_resume() {
         })
         .collect();
     assert_eq!(bests, [format!("best-step-{best_step}")]);
+}
+
+/// The kept evaluation: exact match first (the loss can rise while more answers come out
+/// right), the loss to break ties, the loss alone when exact match is not measured.
+#[test]
+fn the_best_evaluation_is_the_highest_exact_match_then_the_lowest_loss() {
+    assert!(beats(Some(0.5), 0.9, None));
+    assert!(beats(Some(0.7), 0.49, Some((Some(0.45), 0.43))));
+    assert!(!beats(Some(0.4), 0.30, Some((Some(0.45), 0.43))));
+    assert!(beats(Some(0.45), 0.40, Some((Some(0.45), 0.43))));
+    assert!(!beats(Some(0.45), 0.50, Some((Some(0.45), 0.43))));
+    assert!(beats(None, 0.40, Some((None, 0.43))));
+    assert!(!beats(None, 0.50, Some((None, 0.43))));
 }
