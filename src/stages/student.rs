@@ -57,26 +57,46 @@ pub fn student_stages(
     Ok(())
 }
 
-/// How many points of exact match the teacher must be above the gold-only student to count as
-/// clearly better.
+/// The fewest points of exact match the teacher must be above the gold-only student to count as
+/// clearly better, however many rows they were measured on.
 pub const TEACHER_MARGIN: f64 = 0.02;
 
-/// A warning when the run's local teacher is not clearly better than the gold-only student
-/// (both as their training stages measured them, on the same set): the distilled student then
-/// learns the teacher's mistakes for little or nothing.
+/// A warning when the run's local teacher is not clearly better than the gold-only student: the
+/// distilled student then learns the teacher's mistakes for little or nothing. Both are taken at
+/// their best evaluation on the set training is evaluated on (validation, else eval); "clearly"
+/// means by more than [`TEACHER_MARGIN`] and by more than chance on that many rows would give
+/// (a one-sided 95% bound on the difference of two proportions), as a validation set of a
+/// hundred rows moves a figure by several points.
 pub fn weak_teacher(run: &RunDir) -> Option<String> {
     use distill::train::job::FitSummary;
-    let em = |stage: &str| run.marker(stage)?.summary_as::<FitSummary>()?.exact_match;
+    let em = |stage: &str| {
+        let s = run.marker(stage)?.summary_as::<FitSummary>()?;
+        s.best_exact_match.or(s.exact_match)
+    };
     let (teacher, baseline) = (em(layout::TEACHER)?, em(layout::BASELINE)?);
-    (teacher < baseline + TEACHER_MARGIN).then(|| {
+    let sets = run
+        .marker(layout::DATA)?
+        .summary_as::<datasets::prepare::DataSummary>()?
+        .sets;
+    let rows = ["validation", "eval"]
+        .iter()
+        .find_map(|name| sets.iter().find(|s| s.name == *name && s.rows > 0))?
+        .rows as f64;
+    let spread = (teacher * (1.0 - teacher) + baseline * (1.0 - baseline)) / rows;
+    let margin = TEACHER_MARGIN.max(1.645 * spread.sqrt());
+    (teacher < baseline + margin).then(|| {
         format!(
-            "the teacher ({:.1}% exact match) is not clearly better than the gold-only student \
-             ({:.1}%, trained on the gold rows alone), so distilling it teaches the student the \
-             teacher's mistakes for little gain; a stronger teacher (more steps or gold rows, a \
-             larger `teacher.architecture`, or a pretrained one), or the gold-only student \
-             instead, is the better bet",
+            "the teacher ({:.1}% exact match at its best evaluation) is not clearly better \
+             than the gold-only student ({:.1}% at its best, trained on the gold rows alone; \
+             on {} rows a lead under {:.1} points can be chance), so distilling it teaches the \
+             student the teacher's mistakes for little gain; a stronger teacher \
+             (more steps or gold rows, a larger `teacher.architecture`, or a pretrained one), \
+             `generate.min_logprob_mean` to keep only its confident answers, or the gold-only \
+             student instead, is the better bet",
             100.0 * teacher,
-            100.0 * baseline
+            100.0 * baseline,
+            rows as u64,
+            100.0 * margin
         )
     })
 }

@@ -50,6 +50,9 @@ pub struct FitSummary {
     pub eval_loss: Option<f64>,
     /// Exact match on the eval set, at the end.
     pub exact_match: Option<f64>,
+    /// The highest exact match any of its evaluations reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_exact_match: Option<f64>,
     /// Seconds of training in this process.
     pub seconds: f64,
     /// Completion tokens per second of training.
@@ -246,6 +249,11 @@ pub fn fit(
         final_loss: last.iter().map(|s| s.loss).sum::<f64>() / last.len().max(1) as f64,
         eval_loss: last_eval.and_then(|s| s.eval_loss),
         exact_match: last_eval.and_then(|s| s.eval_exact),
+        best_exact_match: trained
+            .log
+            .iter()
+            .filter_map(|s| s.eval_exact)
+            .max_by(f64::total_cmp),
         seconds,
         tokens_per_s: tokens_here as f64 / seconds.max(1e-9),
         objective: job.objective,
