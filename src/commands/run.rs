@@ -37,8 +37,17 @@ pub fn run(out: &Output, args: RunArgs) -> Result<()> {
     if teacher.kind == TeacherKind::Local && teacher.path.is_none() {
         stages::teacher::teacher_stage(out, &loaded, &run, false)?;
     }
+    // The gold-only student first: the bar the teacher must clear, known before it teaches (the
+    // run's own teacher is judged here; any other, by the generation stage before it asks).
+    stages::student::baseline_stage(out, &loaded, &run, false)?;
+    if teacher.kind == TeacherKind::Local
+        && teacher.path.is_none()
+        && let Some(warning) = stages::student::weak_teacher(&run)
+    {
+        out.say(format!("WARNING: {warning}"));
+    }
     stages::synthetic::synthetic_stage(out, &loaded, &run)?;
-    stages::student::student_stages(out, &loaded, &run, false)?;
+    stages::student::distilled_stage(out, &loaded, &run, false)?;
     stages::candidates::candidates_stage(out, &loaded, &run)?;
     if loaded.config.annotate.simulated_expert {
         stages::review::simulated_review(out, &loaded, &run)?;

@@ -7,8 +7,24 @@ use datasets::rundir::{RunDir, layout};
 
 use crate::output::Output;
 
-/// Distils the student and trains the gold-only baseline, each unless up to date.
+/// Distils the student and trains the gold-only baseline, each unless up to date, then says
+/// whether the teacher was clearly better than the baseline.
 pub fn student_stages(
+    out: &Output,
+    loaded: &LoadedConfig,
+    run: &RunDir,
+    resume: bool,
+) -> Result<()> {
+    distilled_stage(out, loaded, run, resume)?;
+    baseline_stage(out, loaded, run, resume)?;
+    if let Some(warning) = weak_teacher(run) {
+        out.say(format!("WARNING: {warning}"));
+    }
+    Ok(())
+}
+
+/// Distils the student unless up to date.
+pub fn distilled_stage(
     out: &Output,
     loaded: &LoadedConfig,
     run: &RunDir,
@@ -34,10 +50,24 @@ pub fn student_stages(
                 loaded, run_dir, &data, &synthetic, ck, dir, hash, report,
             )
         }),
-    )?;
+    )
+}
+
+/// Trains the gold-only baseline (when `distill.baseline` asks for it) unless up to date: the
+/// same student on the gold rows alone, the bar the teacher must clear. It needs no synthetic
+/// set, so `run` trains it before the teacher is asked.
+pub fn baseline_stage(
+    out: &Output,
+    loaded: &LoadedConfig,
+    run: &RunDir,
+    resume: bool,
+) -> Result<()> {
+    let c = &loaded.config;
     if !c.distill.baseline {
         return Ok(());
     }
+    let data = distill::stages::inputs::read_data(&run.stage_dir(layout::DATA))?;
+    let run_dir = run.path();
     super::training::training_stage(
         out,
         loaded,
@@ -46,34 +76,51 @@ pub fn student_stages(
         "gold-only",
         &distill::stages::hashes::baseline_hash(c),
         c.distill.train.steps,
-        false,
+        resume,
         Box::new(|ck, dir, hash, report| {
             distill::stages::student::train_baseline(loaded, run_dir, &data, ck, dir, hash, report)
         }),
-    )?;
-    if let Some(warning) = weak_teacher(run) {
-        out.say(format!("WARNING: {warning}"));
-    }
-    Ok(())
+    )
 }
 
 /// The fewest points of exact match the teacher must be above the gold-only student to count as
 /// clearly better, however many rows they were measured on.
 pub const TEACHER_MARGIN: f64 = 0.02;
 
-/// A warning when the run's local teacher is not clearly better than the gold-only student: the
-/// distilled student then learns the teacher's mistakes for little or nothing. Both are taken at
-/// their best evaluation on the set training is evaluated on (validation, else eval); "clearly"
-/// means by more than [`TEACHER_MARGIN`] and by more than chance on that many rows would give
-/// (a one-sided 95% bound on the difference of two proportions), as a validation set of a
-/// hundred rows moves a figure by several points.
+/// A warning when the run's teacher is not clearly better than the gold-only student: the
+/// distilled student then learns the teacher's mistakes for little or nothing. A teacher the run
+/// trained is taken at its best evaluation, any other as the generation stage measured it before
+/// asking it the pool; see [`weak_against_baseline`].
 pub fn weak_teacher(run: &RunDir) -> Option<String> {
     use distill::train::job::FitSummary;
-    let em = |stage: &str| {
-        let s = run.marker(stage)?.summary_as::<FitSummary>()?;
-        s.best_exact_match.or(s.exact_match)
-    };
-    let (teacher, baseline) = (em(layout::TEACHER)?, em(layout::BASELINE)?);
+    if let Some(s) = run
+        .marker(layout::TEACHER)
+        .and_then(|m| m.summary_as::<FitSummary>())
+    {
+        let em = s.best_exact_match.or(s.exact_match)?;
+        return weak_against_baseline(run, em, "at its best evaluation");
+    }
+    let check = run
+        .marker(layout::SYNTHETIC)?
+        .summary_as::<distill::synth::Summary>()?
+        .teacher_check?;
+    weak_against_baseline(
+        run,
+        check.exact_match,
+        &format!("on the {} prompts, asked before the pool", check.set),
+    )
+}
+
+/// The warning for a teacher of exact match `teacher` (measured `how`) against the gold-only
+/// student at its best evaluation, both on the set training is evaluated on (validation, else
+/// eval). "Clearly better" means by more than [`TEACHER_MARGIN`] and by more than chance on that
+/// many rows would give (a one-sided 95% bound on the difference of two proportions), as a
+/// validation set of a hundred rows moves a figure by several points. `None` without a
+/// gold-only student.
+pub fn weak_against_baseline(run: &RunDir, teacher: f64, how: &str) -> Option<String> {
+    use distill::train::job::FitSummary;
+    let b = run.marker(layout::BASELINE)?.summary_as::<FitSummary>()?;
+    let baseline = b.best_exact_match.or(b.exact_match)?;
     let sets = run
         .marker(layout::DATA)?
         .summary_as::<datasets::prepare::DataSummary>()?
@@ -86,13 +133,13 @@ pub fn weak_teacher(run: &RunDir) -> Option<String> {
     let margin = TEACHER_MARGIN.max(1.645 * spread.sqrt());
     (teacher < baseline + margin).then(|| {
         format!(
-            "the teacher ({:.1}% exact match at its best evaluation) is not clearly better \
-             than the gold-only student ({:.1}% at its best, trained on the gold rows alone; \
-             on {} rows a lead under {:.1} points can be chance), so distilling it teaches the \
-             student the teacher's mistakes for little gain; a stronger teacher \
-             (more steps or gold rows, a larger `teacher.architecture`, or a pretrained one), \
-             `generate.min_logprob_mean` to keep only its confident answers, or the gold-only \
-             student instead, is the better bet",
+            "the teacher ({:.1}% exact match {how}) is not clearly better than the gold-only \
+             student ({:.1}% at its best, trained on the gold rows alone; on {} rows a lead \
+             under {:.1} points can be chance), so distilling it teaches the student the \
+             teacher's mistakes for little gain; a stronger teacher (more steps or gold rows, a \
+             larger `teacher.architecture`, or a pretrained one), `generate.min_logprob_mean` \
+             to keep only its confident answers, or the gold-only student instead, is the \
+             better bet",
             100.0 * teacher,
             100.0 * baseline,
             rows as u64,

@@ -59,7 +59,20 @@ pub fn synthetic_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Res
     ) {
         return Ok(());
     }
-    let inputs = synth::read_inputs(loaded, &run.stage_dir(layout::DATA))?;
+    let mut inputs = synth::read_inputs(loaded, &run.stage_dir(layout::DATA))?;
+    let t = &c.teacher;
+    let trained_here = t.kind == TeacherKind::Local && t.path.is_none();
+    if c.generate.check_teacher && !trained_here {
+        // The run's own teacher was measured as it trained; any other is measured here.
+        for set in ["validation", "eval"] {
+            let dir = run.stage_dir(layout::DATA).join(set);
+            if datasets::set::Set::is_set(&dir) {
+                inputs.check = datasets::Set::open(&dir)?.read_all::<datasets::Sample>(None)?;
+                inputs.check_set = set.to_string();
+                break;
+            }
+        }
+    }
     let mut teacher = teacher(loaded, run)?;
     let cache_path = run.path().join(layout::TEACHER_CACHE);
     let mut cache = ResponseCache::open(&cache_path)?;
@@ -113,6 +126,26 @@ pub fn synthetic_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Res
                 p.tokens as f64 / secs,
                 p.retries
             ));
+        },
+        &mut |check| {
+            bar.suspend(|| {
+                out.say(format!(
+                    "generate: the teacher answered the {} {} prompts first ({} asked): {:.1}% \
+                     exact match",
+                    thousands(check.rows),
+                    check.set,
+                    thousands(check.asked),
+                    100.0 * check.exact_match
+                ));
+                if let Some(w) = super::student::weak_against_baseline(
+                    run,
+                    check.exact_match,
+                    &format!("on the {} prompts, asked before the pool", check.set),
+                ) {
+                    out.say(format!("WARNING: {w}"));
+                }
+            });
+            Ok(())
         },
     );
     bar.finish_and_clear();

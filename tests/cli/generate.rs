@@ -186,7 +186,7 @@ fn fake_config(sb: &Sandbox, name: &str, server: &FakeServer, extra: &str) -> Pa
         sb,
         name,
         &format!(
-            "[teacher]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"fake\"\nconcurrency = 2\ntimeout_secs = 2.0\nbackoff_ms = 20\nbackoff_max_ms = 200\nprice_input_per_mtok = 1.0\nprice_output_per_mtok = 2.0\n{extra}\n[generate]\nmin_chars = 0\ndedup = \"none\"\nlimit = 20\n",
+            "[teacher]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"fake\"\nconcurrency = 2\ntimeout_secs = 2.0\nbackoff_ms = 20\nbackoff_max_ms = 200\nprice_input_per_mtok = 1.0\nprice_output_per_mtok = 2.0\n{extra}\n[generate]\nmin_chars = 0\ndedup = \"none\"\nlimit = 20\ncheck_teacher = false\n",
             server.base_url()
         ),
     )
@@ -636,6 +636,27 @@ fn run_goes_on_to_generation_when_the_teacher_exists() {
     assert!(run.stderr.contains("generate: "), "{}", run.stderr);
     // A checkpoint teacher is used as it is, never trained.
     assert!(!run.stderr.contains("teacher: "), "{}", run.stderr);
+    // It is measured on the eval prompts before it answers the pool, against the gold-only
+    // student trained before it (a fixture that knows no dates: not clearly better).
+    let e = &run.stderr;
+    let at = |needle: &str| {
+        e.find(needle)
+            .unwrap_or_else(|| panic!("{needle} missing: {e}"))
+    };
+    assert!(at("gold-only: ") < at("the teacher answered the 12 eval prompts first (12 asked)"));
+    assert!(at("prompts first") < at("WARNING: the teacher ("));
+    assert!(at("WARNING: the teacher (") < at("rows from 60 prompts"));
+    assert!(
+        e.contains("on the eval prompts, asked before the pool"),
+        "{e}"
+    );
+    let stage: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(sb.join("runs/loop/synthetic/STAGE.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stage["summary"]["teacher_check"]["rows"], 12, "{stage}");
+    let report = std::fs::read_to_string(sb.join("runs/loop/report/report.md")).unwrap();
+    assert!(report.contains("**Warning:** the teacher ("), "{report}");
     assert!(sb.join("runs/loop/synthetic/STAGE.json").is_file());
     assert!(sb.join("runs/loop/student/final/config.json").is_file());
     let again = sb.run(&["run", cfg.to_str().unwrap()]).ok();

@@ -291,6 +291,12 @@ pub struct GenerateConfig {
     /// it did not see (synthesized prompts, `generate.prompts`).
     #[serde(default = "default_true")]
     pub decontaminate: bool,
+    /// Before a teacher the run did not train itself (`teacher.path`, an `openai` server) is
+    /// asked the prompt pool, ask it the validation prompts (else the eval prompts) and measure
+    /// its exact match, so a teacher no better than the gold-only student is caught before it is
+    /// paid to teach (one call per row, through the response cache).
+    #[serde(default = "default_true")]
+    pub check_teacher: bool,
     /// A student checkpoint: with it each row gets the teacher–student disagreement score
     /// the review queue sorts on. Default: the run's `student/final/` when it exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -346,6 +352,7 @@ impl Default for GenerateConfig {
             validator: None,
             verify: None,
             min_logprob_mean: None,
+            check_teacher: true,
             dedup: default_dedup(),
             decontaminate: true,
             student: None,

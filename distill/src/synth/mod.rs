@@ -39,6 +39,11 @@ pub struct Inputs {
     pub examples: Vec<Sample>,
     /// Eval prompts to decontaminate against.
     pub eval: Vec<String>,
+    /// Held-out rows with references the teacher answers first, to be measured before it is
+    /// asked the pool (empty: no check). See [`TeacherCheck`].
+    pub check: Vec<Sample>,
+    /// The set `check` came from: `validation` or `eval`.
+    pub check_set: String,
     /// Where the prompts came from, for the dataset card.
     pub source: String,
 }
@@ -67,7 +72,7 @@ pub struct Progress {
 }
 
 /// One filter's count.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Removed {
     /// The filter.
     pub name: String,
@@ -76,7 +81,7 @@ pub struct Removed {
 }
 
 /// Token counts and cost.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct Usage {
     /// Prompt tokens.
     pub prompt_tokens: u64,
@@ -87,7 +92,7 @@ pub struct Usage {
 }
 
 /// What the stage did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Summary {
     /// The teacher's id.
     pub teacher: String,
@@ -119,6 +124,9 @@ pub struct Summary {
     pub disagreement: bool,
     /// Seconds the stage took.
     pub seconds: f64,
+    /// The teacher measured before it was asked the pool, when the stage checked it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher_check: Option<TeacherCheck>,
 }
 
 /// Reads the stage's inputs: the config's `[generate]` sources, else the run's data stage.
@@ -172,7 +180,79 @@ pub fn read_inputs(loaded: &LoadedConfig, data_dir: &Path) -> Result<Inputs> {
         examples,
         eval,
         source,
+        check: Vec::new(),
+        check_set: String::new(),
     })
+}
+
+/// The teacher measured on held-out rows (the validation set, else the eval set) before it is
+/// asked the prompt pool, through the same template and the same response cache: what a
+/// teacher the run did not train itself (a checkpoint, a server) gets right, known before it is
+/// paid to teach.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct TeacherCheck {
+    /// The held-out set: `validation` or `eval`.
+    pub set: String,
+    /// Rows answered.
+    pub rows: u64,
+    /// Share of answers equal to the reference, normalised as `[eval] normalize` says.
+    pub exact_match: f64,
+    /// Answers asked of the teacher for the check in this run (the rest came from the cache).
+    pub asked: u64,
+}
+
+/// Asks the teacher the check rows and measures its exact match.
+#[allow(clippy::too_many_arguments)]
+fn check_teacher(
+    c: &Config,
+    rows: &[Sample],
+    renderer: &Renderer,
+    teacher: &mut dyn Teacher,
+    cache: &mut ResponseCache,
+    tokens: &mut u64,
+    progress: &mut dyn FnMut(&Progress),
+    paid: &mut Usage,
+) -> Result<(u64, f64)> {
+    let g = &c.generate;
+    let rows: Vec<&Sample> = rows.iter().filter(|s| s.reference.is_some()).collect();
+    let mut requests = Vec::with_capacity(rows.len());
+    for s in &rows {
+        let (text, messages) = renderer.render(s)?;
+        requests.push(Request {
+            messages,
+            prompt: match &g.system {
+                Some(sys) => format!("{sys}\n\n{text}"),
+                None => text,
+            },
+            max_tokens: g.max_new_tokens,
+            // Greedy, as evaluation decodes.
+            temperature: 0.0,
+            top_p: 1.0,
+            seed: seed_of(c.run.seed, &format!("check\0{}", s.id)),
+            stop: g.stop.clone(),
+            top_logprobs: g.top_logprobs,
+        });
+    }
+    let keys: Vec<String> = requests
+        .iter()
+        .map(|r| cache::key(teacher.cache_id(), r))
+        .collect();
+    let asked = ask_all(
+        teacher, cache, &requests, &keys, "check", tokens, progress, paid,
+    )?;
+    let norm = &c.eval.normalize;
+    let mut right = 0u64;
+    for (s, key) in rows.iter().zip(&keys) {
+        let r = cache.get(key)?.ok_or_else(|| {
+            Error::teacher("An answer vanished from the response cache while it was open")
+        })?;
+        let reference = s.reference.as_deref().unwrap_or_default();
+        right += u64::from(
+            datasets::config::Normalize::apply(norm, &r.text)
+                == datasets::config::Normalize::apply(norm, reference),
+        );
+    }
+    Ok((asked, right as f64 / rows.len().max(1) as f64))
 }
 
 /// Renders prompts through the `[generate]` template.
@@ -505,18 +585,47 @@ pub fn run(
     out: &Path,
     config_hash: &str,
     progress: &mut dyn FnMut(&Progress),
+    on_check: &mut dyn FnMut(&TeacherCheck) -> Result<()>,
 ) -> Result<Summary> {
     let t0 = Instant::now();
     let c = &loaded.config;
     let g = &c.generate;
     let mut tokens = 0u64;
     let mut paid = Usage::default();
+    let renderer = Renderer::new(g, &inputs.examples, c.run.seed)?;
+    let mut teacher_check = None;
+    let mut asked = 0;
+    if !inputs.check.is_empty() {
+        let (n, exact_match) = check_teacher(
+            c,
+            &inputs.check,
+            &renderer,
+            teacher,
+            cache,
+            &mut tokens,
+            progress,
+            &mut paid,
+        )?;
+        asked += n;
+        let check = TeacherCheck {
+            set: inputs.check_set.clone(),
+            rows: inputs
+                .check
+                .iter()
+                .filter(|s| s.reference.is_some())
+                .count() as u64,
+            exact_match,
+            asked: n,
+        };
+        on_check(&check)?;
+        teacher_check = Some(check);
+    }
     let mut prompts = inputs.prompts;
     if g.limit > 0 {
         prompts.truncate(g.limit);
     }
     let read = prompts.len() as u64;
-    let (mut synthesized, mut synth_rejected, mut asked) = (0, 0, 0);
+    let (mut synthesized, mut synth_rejected) = (0, 0);
     if g.synthesize > 0 {
         let (new, rejected, n) = synthesize(
             c,
@@ -547,7 +656,6 @@ pub fn run(
     }
 
     // Pass 1: every prompt answered, through the cache.
-    let renderer = Renderer::new(g, &inputs.examples, c.run.seed)?;
     let mut rendered = Vec::with_capacity(prompts.len());
     let mut requests = Vec::with_capacity(prompts.len());
     for s in &prompts {
@@ -784,6 +892,7 @@ pub fn run(
         token_ids: token_ids.into(),
         disagreement: with_disagreement,
         seconds: t0.elapsed().as_secs_f64(),
+        teacher_check,
     })
 }
 
