@@ -666,3 +666,87 @@ fn run_goes_on_to_generation_when_the_teacher_exists() {
         again.stderr
     );
 }
+
+/// Prompts that overlap the eval set are dropped before the teacher is asked, counted, so no
+/// call is paid for a row that would be thrown away: here three eval prompts in a
+/// `generate.prompts` file the data stage never saw.
+#[test]
+fn contaminated_prompts_are_dropped_before_the_teacher_is_asked() {
+    // The eval prompts of the fake config's built-in task (the same for the same seed).
+    let first = Sandbox::new();
+    let server = FakeServer::start(State::default());
+    let cfg = fake_config(&first, "d", &server, "");
+    first.run(&["generate", cfg.to_str().unwrap()]).ok();
+    let eval: Vec<String> = datasets::Set::open(first.join("runs/d/data/eval"))
+        .unwrap()
+        .read_all::<datasets::Sample>(None)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.prompt)
+        .collect();
+
+    let sb = Sandbox::new();
+    let server = FakeServer::start(State::default());
+    let mut lines: String = eval[..3]
+        .iter()
+        .map(|p| format!("{}\n", serde_json::json!({ "prompt": p })))
+        .collect();
+    lines.extend((0..7).map(|i| format!("{{\"prompt\": \"What is {i} plus {i}?\"}}\n")));
+    sb.write("mixed.jsonl", lines);
+    let cfg = fake_config(&sb, "d", &server, "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[generate]\n",
+        "[generate]\nprompts = { path = \"mixed.jsonl\" }\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let r = sb.run(&["generate", cfg.to_str().unwrap()]).ok();
+    assert!(r.stderr.contains("7 asked"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("decontamination") && r.stderr.contains("removed 3"),
+        "{}",
+        r.stderr
+    );
+    server.with(|s| {
+        assert_eq!(s.received, 7);
+        assert!(eval[..3].iter().all(|p| !s.per_prompt.contains_key(p)));
+    });
+    assert_eq!(rows(&sb.join("runs/d")).len(), 7);
+}
+
+/// A data stage whose decontamination would remove most of the prompt pool stops the run before
+/// a single request reaches the teacher's server.
+#[test]
+fn a_run_stopped_by_a_filter_never_calls_the_server() {
+    let sb = Sandbox::new();
+    let server = FakeServer::start(State::default());
+    let eval: String = (0..10)
+        .map(|i| {
+            format!(
+                "{{\"prompt\": \"What is {i} times three?\", \"answer\": \"{}\"}}\n",
+                3 * i
+            )
+        })
+        .collect();
+    sb.write("eval.jsonl", &eval);
+    sb.write("gold.jsonl", eval.replace("times three", "times two"));
+    sb.write("prompts.jsonl", &eval);
+    let cfg = sb.write(
+        "stop.toml",
+        format!(
+            "[run]\nname = \"stop\"\n\n[data]\ngold = {{ path = \"gold.jsonl\" }}\n\
+             prompts = {{ path = \"prompts.jsonl\" }}\neval = {{ path = \"eval.jsonl\" }}\n\n\
+             [teacher]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"fake\"\n",
+            server.base_url()
+        ),
+    );
+    let r = sb.run(&["run", cfg.to_str().unwrap()]).bad_input();
+    for needle in [
+        "removed 10 of the 10 prompts rows (100%)",
+        "before any teacher is asked",
+    ] {
+        assert!(r.stderr.contains(needle), "{needle}: {}", r.stderr);
+    }
+    server.with(|s| assert_eq!(s.received, 0));
+    assert!(!sb.join("runs/stop/data").exists());
+    assert!(!sb.join("runs/stop/cache").exists());
+}
