@@ -931,6 +931,35 @@ fn cases() -> Vec<Case> {
             absent: &[],
         },
         Case {
+            name: "an on-policy share above one",
+            setup: |sb| {
+                let c = tiny_config(sb, "onpol", "");
+                args(&["config", "check", p(&c), "--set", "distill.on_policy=1.5"])
+            },
+            code: 2,
+            needles: &["distill.on_policy", "is 1.5", "expected a share from 0"],
+            absent: &[],
+        },
+        Case {
+            name: "on-policy with an openai teacher",
+            setup: |sb| {
+                let c = sb.write(
+                    "onpolapi.toml",
+                    "[run]\nname = \"onpolapi\"\n[data]\ntask = \"dates\"\n[teacher]\n\
+                     kind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n\
+                     [distill]\non_policy = 0.5\n",
+                );
+                args(&["run", p(&c)])
+            },
+            code: 2,
+            needles: &[
+                "distill.on_policy",
+                "local teacher",
+                "distill.on_policy = 0",
+            ],
+            absent: &["runs/onpolapi"],
+        },
+        Case {
             name: "files without a prompt pool",
             setup: |sb| {
                 sb.write("g.jsonl", JSONL);

@@ -428,3 +428,28 @@ fn a_teacher_no_better_than_the_gold_only_student_is_flagged() {
     let md = std::fs::read_to_string(sb.join("runs/weak/report/report.md")).unwrap();
     assert!(md.contains("**Warning:** the teacher ("), "{md}");
 }
+
+/// On-policy distillation through `run`: the student samples, the local teacher grades, the
+/// stage says so, and the rest of the loop (baseline, eval, report) runs as off-policy.
+#[test]
+fn run_distils_on_policy_with_a_local_teacher() {
+    let sb = Sandbox::new();
+    let cfg = tiny_config(
+        &sb,
+        "onpol",
+        "[distill]\non_policy = 1.0\ndivergence = \"reverse_kl\"\nmax_new_tokens = 8\n\n[eval]\nmax_new_tokens = 12\n",
+    );
+    let r = sb.run(&["run", cfg.to_str().unwrap()]).ok();
+    assert!(
+        r.stderr.contains("reverse KL, full vocabulary") && r.stderr.contains("on-policy 1 at T=1"),
+        "{}",
+        r.stderr
+    );
+    for model in ["| teacher |", "| gold-only |", "| distilled |"] {
+        assert!(r.stdout.contains(model), "{model}: {}", r.stdout);
+    }
+    // Every step's loss is the KD term alone.
+    let rows = datasets::metrics::read(&sb.join("runs/onpol/student/metrics.parquet")).unwrap();
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|r| r.loss.to_bits() == r.kd.to_bits()));
+}

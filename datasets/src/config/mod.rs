@@ -849,8 +849,22 @@ impl Config {
         .map_err(|(k, m)| err(&k, m))?;
         self.student.check().map_err(|(k, m)| err(&k, m))?;
         self.distill.check().map_err(|(k, m)| err(&k, m))?;
+        if self.distill.on_policy > 0.0 && self.teacher.kind != TeacherKind::Local {
+            return Err(err(
+                "distill.on_policy",
+                format!(
+                    "is {}, which needs the teacher's distribution at the student's own sampled \
+                     tokens, during training; the workbench computes it with a local teacher \
+                     only (an `openai` teacher gives the top-k of the answers it writes); use \
+                     `teacher.kind = \"local\"` (a checkpoint in `teacher.path`), or \
+                     `distill.on_policy = 0`",
+                    self.distill.on_policy
+                ),
+            ));
+        }
         if self.distill.loss == DistillLoss::Kd
             && !self.distill.full_vocab
+            && self.distill.on_policy == 0.0
             && self.generate.top_logprobs == 0
         {
             return Err(err(

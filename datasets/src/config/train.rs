@@ -418,9 +418,27 @@ pub struct DistillConfig {
     /// the table shows what the teacher bought.
     #[serde(default = "default_true")]
     pub baseline: bool,
+    /// On-policy distillation (GKD's λ, 0 to 1): the share of batches whose completions the
+    /// student samples itself, at each step, for the local teacher to grade token by token on
+    /// its full distribution (the `divergence` at every sampled position, no cross-entropy).
+    /// 0 (the default) is off-policy: the stored teacher completions only. Needs `loss = "kd"` and
+    /// a local teacher that shares the student's vocabulary; off-policy batches then also learn
+    /// from its full distribution.
+    #[serde(default)]
+    pub on_policy: f64,
+    /// The temperature the student samples at on-policy (0: greedy).
+    #[serde(default = "default_sample_temperature")]
+    pub sample_temperature: f64,
+    /// Tokens the student samples per prompt on-policy. Unset: `generate.max_new_tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_new_tokens: Option<usize>,
     /// How the students are trained.
     #[serde(default = "default_distill_train", deserialize_with = "distill_train")]
     pub train: TrainConfig,
+}
+
+fn default_sample_temperature() -> f64 {
+    1.0
 }
 
 /// The smallest `distill.temperature` accepted.
@@ -456,6 +474,9 @@ impl Default for DistillConfig {
             include_gold: true,
             gold_rows: None,
             baseline: true,
+            on_policy: 0.0,
+            sample_temperature: default_sample_temperature(),
+            max_new_tokens: None,
             train: default_distill_train(),
         }
     }
@@ -475,7 +496,8 @@ impl DistillConfig {
             return Err((
                 "distill.temperature".into(),
                 format!(
-                    "is {}; expected a number from {MIN_TEMPERATURE} to {MAX_TEMPERATURE}                      (KD usually uses 1 to 4)",
+                    "is {}; expected a number from {MIN_TEMPERATURE} to {MAX_TEMPERATURE} (KD \
+                     usually uses 1 to 4)",
                     self.temperature
                 ),
             ));
@@ -485,6 +507,41 @@ impl DistillConfig {
                 "distill.gold_rows".into(),
                 "is 0; expected at least 1, or leave it out for every gold row (to train the \
                  students on no gold rows, set `include_gold = false` and `baseline = false`)"
+                    .into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.on_policy) {
+            return Err((
+                "distill.on_policy".into(),
+                format!(
+                    "is {}; expected a share from 0 (off-policy: the stored teacher answers) to 1 \
+                     (every batch sampled by the student)",
+                    self.on_policy
+                ),
+            ));
+        }
+        if !(self.sample_temperature >= 0.0 && self.sample_temperature <= 10.0) {
+            return Err((
+                "distill.sample_temperature".into(),
+                format!(
+                    "is {}; expected 0 (greedy) to 10 (1 samples the student as it is)",
+                    self.sample_temperature
+                ),
+            ));
+        }
+        if self.max_new_tokens == Some(0) {
+            return Err((
+                "distill.max_new_tokens".into(),
+                "is 0; the student must sample at least 1 token (leave it out for \
+                 `generate.max_new_tokens`)"
+                    .into(),
+            ));
+        }
+        if self.on_policy > 0.0 && self.loss == DistillLoss::Ce {
+            return Err((
+                "distill.on_policy".into(),
+                "needs `loss = \"kd\"`: on-policy distillation learns from the teacher's \
+                 distribution at the student's own tokens"
                     .into(),
             ));
         }

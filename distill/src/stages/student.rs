@@ -170,11 +170,12 @@ pub fn distill_student(
                 .to_string()
         }));
     }
-    let full_teacher = if d.full_vocab {
+    let full_teacher = if d.full_vocab || d.on_policy > 0.0 {
         let Some(dir) = teacher_dir(loaded, run_dir) else {
             return Err(Error::invalid(
-                "`distill.full_vocab = true` needs a local teacher (its full distribution is \
-                 computed during training); an `openai` teacher gives only its top-k",
+                "`distill.full_vocab = true` and `distill.on_policy` need a local teacher (its \
+                 full distribution is computed during training); an `openai` teacher gives only \
+                 its top-k",
             ));
         };
         Some(burn::module::Module::no_grad(checkpoint::load(
@@ -193,23 +194,38 @@ pub fn distill_student(
     };
     let label = match d.loss {
         DistillLoss::Ce => "ce (sequence-level KD)".to_string(),
-        DistillLoss::Kd => format!(
-            "kd ({}, {}, T={}, alpha={})",
-            match d.divergence {
-                DivergenceKind::ForwardKl => "forward KL".to_string(),
-                DivergenceKind::ReverseKl => "reverse KL".to_string(),
-                DivergenceKind::Jsd => format!("JSD beta={}", d.beta),
-            },
-            if d.full_vocab {
-                "full vocabulary"
+        DistillLoss::Kd => {
+            format!(
+                "kd ({}, {}, T={}, alpha={})",
+                match d.divergence {
+                    DivergenceKind::ForwardKl => "forward KL".to_string(),
+                    DivergenceKind::ReverseKl => "reverse KL".to_string(),
+                    DivergenceKind::Jsd => format!("JSD beta={}", d.beta),
+                },
+                if d.full_vocab || d.on_policy > 0.0 {
+                    "full vocabulary"
+                } else {
+                    "top-k"
+                },
+                d.temperature,
+                d.alpha
+            ) + &if d.on_policy > 0.0 {
+                format!(", on-policy {} at T={}", d.on_policy, d.sample_temperature)
             } else {
-                "top-k"
-            },
-            d.temperature,
-            d.alpha
-        ),
+                String::new()
+            }
+        }
     };
-    let options = train_options(&d.train, seed_of(c.run.seed, "student data"), objective);
+    let mut options = train_options(&d.train, seed_of(c.run.seed, "student data"), objective);
+    if d.on_policy > 0.0 {
+        options.on_policy = Some(crate::train::OnPolicy {
+            lambda: d.on_policy,
+            temperature: d.sample_temperature as f32,
+            max_new_tokens: d.max_new_tokens.unwrap_or(c.generate.max_new_tokens),
+            eos_ids: tok.eos_id().into_iter().collect(),
+            max_positions,
+        });
+    }
     let model_dir = stage_dir.join(layout::FINAL);
     fit(
         Job {

@@ -322,6 +322,7 @@ pub fn train_options(t: &TrainConfig, seed: u64, objective: Objective) -> TrainO
         seed,
         pause_after: None,
         objective,
+        on_policy: None,
     }
 }
 

@@ -92,6 +92,86 @@ pub struct TrainOptions {
     pub pause_after: Option<usize>,
     /// The loss.
     pub objective: Objective,
+    /// On-policy distillation: batches the student writes itself, graded by the frozen teacher.
+    pub on_policy: Option<OnPolicy>,
+}
+
+/// On-policy distillation (GKD): with probability `lambda` a micro-batch's completions are
+/// sampled from the student as it is at that step, and the loss is the divergence between the
+/// frozen teacher's distribution and the student's at every sampled position (no cross-entropy:
+/// the sampled tokens are not labels). The other micro-batches are the stored completions, as
+/// off-policy distillation trains. The draws and the samples are seeded by the step, so a
+/// resumed run samples what the uninterrupted one did.
+#[derive(Debug, Clone)]
+pub struct OnPolicy {
+    /// The share of micro-batches the student writes (0 to 1).
+    pub lambda: f64,
+    /// Sampling temperature.
+    pub temperature: f32,
+    /// Tokens sampled per prompt at most.
+    pub max_new_tokens: usize,
+    /// Tokens that end a sample.
+    pub eos_ids: Vec<u32>,
+    /// The student's positions, which prompt and sample together must fit.
+    pub max_positions: usize,
+}
+
+/// Whether micro-batch `micro` of `step` is written by the student.
+fn on_policy_draw(p: &OnPolicy, seed: u64, step: usize, micro: usize) -> bool {
+    if p.lambda <= 0.0 {
+        return false;
+    }
+    let h = crate::recipe::seed_of(seed, &format!("on-policy draw\0{step}\0{micro}"));
+    ((h >> 11) as f64 / (1u64 << 53) as f64) < p.lambda
+}
+
+/// The picked rows' prompts with completions sampled from `model` (the student at this step).
+fn sample_completions(
+    model: &Model,
+    picked: &[&Example],
+    p: &OnPolicy,
+    seed: u64,
+    step: usize,
+    micro: usize,
+) -> Result<Vec<Example>> {
+    let prompts: Vec<Vec<u32>> = picked
+        .iter()
+        .map(|e| e.ids[..e.prompt_len].to_vec())
+        .collect();
+    let room = prompts
+        .iter()
+        .map(|q| p.max_positions.saturating_sub(q.len()))
+        .min()
+        .unwrap_or(0);
+    let options = crate::generate::GenerateOptions {
+        max_new_tokens: p.max_new_tokens.min(room).max(1),
+        temperature: p.temperature,
+        row_seeds: (0..prompts.len())
+            .map(|i| {
+                crate::recipe::seed_of(seed, &format!("on-policy sample\0{step}\0{micro}\0{i}"))
+            })
+            .collect(),
+        logprobs: 0,
+        eos_ids: p.eos_ids.clone(),
+        ..Default::default()
+    };
+    let inner = model.valid();
+    let generated = crate::generate::generate(&inner, &prompts, &options, None)?;
+    Ok(prompts
+        .into_iter()
+        .zip(generated)
+        .map(|(mut ids, g)| {
+            let prompt_len = ids.len();
+            ids.extend(g.ids);
+            Example {
+                prompt_len,
+                ids,
+                topk: None,
+                rejected: None,
+                weights: None,
+            }
+        })
+        .collect())
 }
 
 impl Default for TrainOptions {
@@ -112,6 +192,7 @@ impl Default for TrainOptions {
             seed: 0,
             pause_after: None,
             objective: Objective::CrossEntropy,
+            on_policy: None,
         }
     }
 }
@@ -463,10 +544,10 @@ pub fn train(
         // The step's work runs on a thread of the CPU pool, so its parallel passes start there
         // instead of waking a sleeping caller after each (`backend::on_cpu_pool`).
         let micro = o.accumulation.max(1);
-        let (next, (loss_sum, ce_sum, kd_sum, tokens)) = crate::backend::on_cpu_pool(|| {
+        let stepped = crate::backend::on_cpu_pool(|| -> Result<_> {
             let mut accumulator = GradientsAccumulator::new();
             let (mut loss_sum, mut ce_sum, mut kd_sum, mut tokens) = (0.0, 0.0, 0.0, 0usize);
-            for _ in 0..micro {
+            for m in 0..micro {
                 let mut picked = Vec::with_capacity(o.batch_size);
                 while picked.len() < o.batch_size {
                     if state.cursor >= perm.len() {
@@ -477,7 +558,22 @@ pub fn train(
                     picked.push(&train[perm[state.cursor]]);
                     state.cursor += 1;
                 }
-                let b = batch(&picked, pad, device);
+                let sampled = match (&o.on_policy, frozen) {
+                    (Some(p), Some(_)) if on_policy_draw(p, o.seed, step, m) => {
+                        Some(sample_completions(&model, &picked, p, o.seed, step, m)?)
+                    }
+                    _ => None,
+                };
+                let on_policy = sampled.is_some();
+                let sampled_refs: Vec<&Example>;
+                let picked = match &sampled {
+                    Some(rows) => {
+                        sampled_refs = rows.iter().collect();
+                        &sampled_refs
+                    }
+                    None => &picked,
+                };
+                let b = batch(picked, pad, device);
                 tokens += b.tokens;
                 let logits = model.forward(b.input.clone());
                 let ce = loss::cross_entropy(logits.clone(), b.targets.clone(), b.mask.clone());
@@ -512,6 +608,8 @@ pub fn train(
                             (None, None) => None,
                         };
                         match kd {
+                            // The sampled tokens are the student's own, not labels.
+                            Some(kd) if on_policy => (kd.clone(), Some(kd)),
                             Some(kd) => (
                                 kd.clone().mul_scalar(alpha) + ce.clone().mul_scalar(1.0 - alpha),
                                 Some(kd),
@@ -560,8 +658,9 @@ pub fn train(
                 kd_sum += kd.map(scalar).unwrap_or(0.0);
             }
             let model = optim.step(lr, model, accumulator.grads());
-            (model, (loss_sum, ce_sum, kd_sum, tokens))
+            Ok((model, (loss_sum, ce_sum, kd_sum, tokens)))
         });
+        let (next, (loss_sum, ce_sum, kd_sum, tokens)) = stepped?;
         model = next;
         state.step = step;
         for (what, value) in [
