@@ -941,6 +941,22 @@ fn cases() -> Vec<Case> {
             absent: &[],
         },
         Case {
+            name: "on-policy starting after the last step",
+            setup: |sb| {
+                let c = tiny_config(sb, "onpolafter", "[distill]\non_policy = 1.0\n");
+                args(&[
+                    "config",
+                    "check",
+                    p(&c),
+                    "--set",
+                    "distill.on_policy_after=8",
+                ])
+            },
+            code: 2,
+            needles: &["distill.on_policy_after", "is 8", "never write a batch"],
+            absent: &[],
+        },
+        Case {
             name: "on-policy with an openai teacher",
             setup: |sb| {
                 let c = sb.write(

@@ -432,6 +432,11 @@ pub struct DistillConfig {
     /// Tokens the student samples per prompt on-policy. Unset: `generate.max_new_tokens`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_new_tokens: Option<usize>,
+    /// Steps of off-policy distillation before the student writes any batch (0: from the
+    /// first step). A student trained from scratch writes noise at first, and the teacher's
+    /// grades on noise teach little; one that already answers roughly is what on-policy corrects.
+    #[serde(default, skip_serializing_if = "is_zero_steps")]
+    pub on_policy_after: usize,
     /// How the students are trained.
     #[serde(default = "default_distill_train", deserialize_with = "distill_train")]
     pub train: TrainConfig,
@@ -439,6 +444,10 @@ pub struct DistillConfig {
 
 fn default_sample_temperature() -> f64 {
     1.0
+}
+
+fn is_zero_steps(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The smallest `distill.temperature` accepted.
@@ -477,6 +486,7 @@ impl Default for DistillConfig {
             on_policy: 0.0,
             sample_temperature: default_sample_temperature(),
             max_new_tokens: None,
+            on_policy_after: 0,
             train: default_distill_train(),
         }
     }
@@ -535,6 +545,16 @@ impl DistillConfig {
                 "is 0; the student must sample at least 1 token (leave it out for \
                  `generate.max_new_tokens`)"
                     .into(),
+            ));
+        }
+        if self.on_policy_after > 0 && self.on_policy_after >= self.train.steps {
+            return Err((
+                "distill.on_policy_after".into(),
+                format!(
+                    "is {}, not below `distill.train.steps` ({}), so the student would never \
+                     write a batch; lower it, or set `distill.on_policy = 0`",
+                    self.on_policy_after, self.train.steps
+                ),
             ));
         }
         if self.on_policy > 0.0 && self.loss == DistillLoss::Ce {

@@ -210,7 +210,16 @@ pub fn distill_student(
                 d.temperature,
                 d.alpha
             ) + &if d.on_policy > 0.0 {
-                format!(", on-policy {} at T={}", d.on_policy, d.sample_temperature)
+                format!(
+                    ", on-policy {} at T={}{}",
+                    d.on_policy,
+                    d.sample_temperature,
+                    if d.on_policy_after > 0 {
+                        format!(" after step {}", d.on_policy_after)
+                    } else {
+                        String::new()
+                    }
+                )
             } else {
                 String::new()
             }
@@ -224,6 +233,7 @@ pub fn distill_student(
             max_new_tokens: d.max_new_tokens.unwrap_or(c.generate.max_new_tokens),
             eos_ids: tok.eos_id().into_iter().collect(),
             max_positions,
+            after: d.on_policy_after,
         });
     }
     let model_dir = stage_dir.join(layout::FINAL);

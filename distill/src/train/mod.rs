@@ -114,11 +114,14 @@ pub struct OnPolicy {
     pub eos_ids: Vec<u32>,
     /// The student's positions, which prompt and sample together must fit.
     pub max_positions: usize,
+    /// Steps of off-policy distillation before the student writes any batch: a student must
+    /// first be able to write something the teacher's grades can correct.
+    pub after: usize,
 }
 
 /// Whether micro-batch `micro` of `step` is written by the student.
 fn on_policy_draw(p: &OnPolicy, seed: u64, step: usize, micro: usize) -> bool {
-    if p.lambda <= 0.0 {
+    if p.lambda <= 0.0 || step <= p.after {
         return false;
     }
     let h = crate::recipe::seed_of(seed, &format!("on-policy draw\0{step}\0{micro}"));

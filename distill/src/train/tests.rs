@@ -468,6 +468,7 @@ fn distill_options(steps: usize, lambda: Option<f64>) -> TrainOptions {
             max_new_tokens: 6,
             eos_ids: vec![2],
             max_positions: 64,
+            after: 0,
         }),
         ..options(steps)
     }
