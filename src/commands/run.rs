@@ -8,7 +8,6 @@
 //! prints the `workbench annotate` command; run it again afterwards and it continues.
 
 use anyhow::Result;
-use datasets::config::TeacherKind;
 use datasets::rundir::{RunDir, layout};
 
 use crate::cli::RunArgs;
@@ -34,14 +33,13 @@ pub fn run(out: &Output, args: RunArgs) -> Result<()> {
         stages::eval::check_slices(&loaded.config.eval.slices, &eval)?;
     }
     let teacher = &loaded.config.teacher;
-    if teacher.kind == TeacherKind::Local && teacher.path.is_none() {
+    if teacher.trained_by_run() {
         stages::teacher::teacher_stage(out, &loaded, &run, false)?;
     }
     // The gold-only student first: the bar the teacher must clear, known before it teaches (the
     // run's own teacher is judged here; any other, by the generation stage before it asks).
     stages::student::baseline_stage(out, &loaded, &run, false)?;
-    if teacher.kind == TeacherKind::Local
-        && teacher.path.is_none()
+    if teacher.trained_by_run()
         && let Some(warning) = stages::student::weak_teacher(&run)
     {
         out.say(format!("WARNING: {warning}"));

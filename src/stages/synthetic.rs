@@ -61,8 +61,7 @@ pub fn synthetic_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Res
     }
     let mut inputs = synth::read_inputs(loaded, &run.stage_dir(layout::DATA))?;
     let t = &c.teacher;
-    let trained_here = t.kind == TeacherKind::Local && t.path.is_none();
-    if c.generate.check_teacher && !trained_here {
+    if c.generate.check_teacher && !t.trained_by_run() {
         // The run's own teacher was measured as it trained; any other is measured here.
         for set in ["validation", "eval"] {
             let dir = run.stage_dir(layout::DATA).join(set);

@@ -361,6 +361,12 @@ impl Default for GenerateConfig {
 }
 
 impl TeacherConfig {
+    /// Whether the run trains this teacher itself on the gold set (a local teacher without
+    /// `path`), rather than using one it was given.
+    pub fn trained_by_run(&self) -> bool {
+        self.kind == TeacherKind::Local && self.path.is_none()
+    }
+
     /// Checks what types alone cannot; `Err((key, message))`.
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         match self.kind {

@@ -9,7 +9,7 @@
 //! of a built-in task's sets with their top-k logprobs. Checkpoints the workbench loads from
 //! `path` keys are not counted (their size is in their own files), nor are sets read from files.
 
-use super::{Architecture, Config, DistillLoss, TeacherKind, TrainConfig};
+use super::{Architecture, Config, DistillLoss, TrainConfig};
 
 /// One term of a stage's need: what it is, the keys that set its size, and its bytes.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,7 +135,7 @@ pub fn estimate(c: &Config) -> Vec<StageNeed> {
     let mut stages = Vec::new();
     let d = &c.data;
     let vocab = c.teacher.vocab_size;
-    let local_teacher = c.teacher.kind == TeacherKind::Local && c.teacher.path.is_none();
+    let local_teacher = c.teacher.trained_by_run();
     let fresh_student = c.student.path.is_none();
     if d.task.is_some() {
         let [gold, prompts, eval, review] = d.task_sizes();

@@ -201,37 +201,50 @@ pub struct TeacherCheck {
     pub asked: u64,
 }
 
-/// Asks the teacher the check rows and measures its exact match.
+/// The request for one rendered prompt: `[generate]`'s sampling, or greedy (as evaluation
+/// decodes).
+fn request(
+    g: &GenerateConfig,
+    text: &str,
+    messages: Vec<Message>,
+    seed: u64,
+    greedy: bool,
+) -> Request {
+    Request {
+        messages,
+        prompt: match &g.system {
+            Some(sys) => format!("{sys}\n\n{text}"),
+            None => text.to_string(),
+        },
+        max_tokens: g.max_new_tokens,
+        temperature: if greedy { 0.0 } else { g.temperature },
+        top_p: if greedy { 1.0 } else { g.top_p },
+        seed,
+        stop: g.stop.clone(),
+        top_logprobs: g.top_logprobs,
+    }
+}
+
+/// Asks the teacher the check rows of `set` that have a reference, greedily, and measures its
+/// exact match.
 #[allow(clippy::too_many_arguments)]
 fn check_teacher(
     c: &Config,
     rows: &[Sample],
+    set: &str,
     renderer: &Renderer,
     teacher: &mut dyn Teacher,
     cache: &mut ResponseCache,
     tokens: &mut u64,
     progress: &mut dyn FnMut(&Progress),
     paid: &mut Usage,
-) -> Result<(u64, f64)> {
-    let g = &c.generate;
+) -> Result<TeacherCheck> {
     let rows: Vec<&Sample> = rows.iter().filter(|s| s.reference.is_some()).collect();
     let mut requests = Vec::with_capacity(rows.len());
     for s in &rows {
         let (text, messages) = renderer.render(s)?;
-        requests.push(Request {
-            messages,
-            prompt: match &g.system {
-                Some(sys) => format!("{sys}\n\n{text}"),
-                None => text,
-            },
-            max_tokens: g.max_new_tokens,
-            // Greedy, as evaluation decodes.
-            temperature: 0.0,
-            top_p: 1.0,
-            seed: seed_of(c.run.seed, &format!("check\0{}", s.id)),
-            stop: g.stop.clone(),
-            top_logprobs: g.top_logprobs,
-        });
+        let seed = seed_of(c.run.seed, &format!("check\0{}", s.id));
+        requests.push(request(&c.generate, &text, messages, seed, true));
     }
     let keys: Vec<String> = requests
         .iter()
@@ -252,7 +265,12 @@ fn check_teacher(
                 == datasets::config::Normalize::apply(norm, reference),
         );
     }
-    Ok((asked, right as f64 / rows.len().max(1) as f64))
+    Ok(TeacherCheck {
+        set: set.to_string(),
+        rows: rows.len() as u64,
+        exact_match: right as f64 / rows.len().max(1) as f64,
+        asked,
+    })
 }
 
 /// Renders prompts through the `[generate]` template.
@@ -596,9 +614,10 @@ pub fn run(
     let mut teacher_check = None;
     let mut asked = 0;
     if !inputs.check.is_empty() {
-        let (n, exact_match) = check_teacher(
+        let check = check_teacher(
             c,
             &inputs.check,
+            &inputs.check_set,
             &renderer,
             teacher,
             cache,
@@ -606,17 +625,7 @@ pub fn run(
             progress,
             &mut paid,
         )?;
-        asked += n;
-        let check = TeacherCheck {
-            set: inputs.check_set.clone(),
-            rows: inputs
-                .check
-                .iter()
-                .filter(|s| s.reference.is_some())
-                .count() as u64,
-            exact_match,
-            asked: n,
-        };
+        asked += check.asked;
         on_check(&check)?;
         teacher_check = Some(check);
     }
@@ -660,19 +669,8 @@ pub fn run(
     let mut requests = Vec::with_capacity(prompts.len());
     for s in &prompts {
         let (text, messages) = renderer.render(s)?;
-        requests.push(Request {
-            messages: messages.clone(),
-            prompt: match &g.system {
-                Some(sys) => format!("{sys}\n\n{text}"),
-                None => text.clone(),
-            },
-            max_tokens: g.max_new_tokens,
-            temperature: g.temperature,
-            top_p: g.top_p,
-            seed: seed_of(c.run.seed, &format!("answer\0{}", s.id)),
-            stop: g.stop.clone(),
-            top_logprobs: g.top_logprobs,
-        });
+        let seed = seed_of(c.run.seed, &format!("answer\0{}", s.id));
+        requests.push(request(g, &text, messages.clone(), seed, false));
         rendered.push((text, messages));
     }
     let keys: Vec<String> = requests

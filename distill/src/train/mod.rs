@@ -291,16 +291,9 @@ fn write_best(dir: &Path, model: &Model, step: usize) -> Result<()> {
         path: dir.to_path_buf(),
         source: e,
     })?;
-    let final_dir = dir.join(format!("best-step-{step}"));
-    let tmp = dir.join(format!("best-step-{step}.tmp"));
-    let _ = std::fs::remove_dir_all(&tmp);
-    checkpoint::save_weights(model, &tmp)?;
-    let _ = std::fs::remove_dir_all(&final_dir);
-    std::fs::rename(&tmp, &final_dir).map_err(|e| Error::Write {
-        path: final_dir.clone(),
-        source: e,
+    let final_dir = save_complete(dir, &format!("best-step-{step}"), |tmp| {
+        checkpoint::save_weights(model, tmp)
     })?;
-    datasets::atomic::write_file(final_dir.join("COMPLETE"), b"")?;
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.starts_with("best-step-") && e.path() != final_dir {
@@ -352,30 +345,44 @@ pub fn latest_checkpoint(dir: &Path) -> Option<(usize, PathBuf)> {
         .max_by_key(|(n, _)| *n)
 }
 
-fn write_checkpoint(
+/// Writes the directory `dir/name` whole or not at all: `fill` writes into `name.tmp`, which is
+/// renamed and then marked `COMPLETE` (what a resumed run looks for).
+fn save_complete(
     dir: &Path,
-    model: &Model,
-    optim: &burn::optim::ModuleOptimizer,
-    state: &LoopState,
-) -> Result<()> {
-    let final_dir = dir.join(format!("step-{}", state.step));
-    let tmp = dir.join(format!("step-{}.tmp", state.step));
+    name: &str,
+    fill: impl FnOnce(&Path) -> Result<()>,
+) -> Result<PathBuf> {
+    let final_dir = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
     let _ = std::fs::remove_dir_all(&tmp);
-    checkpoint::save_weights(model, &tmp)?;
-    optim.save(tmp.join("optimizer.bpk")).map_err(|e| {
-        Error::invalid(format!(
-            "Cannot save the optimizer state in `{}`: {e:?}",
-            tmp.display()
-        ))
-    })?;
-    let text = serde_json::to_string_pretty(state).expect("state serialises");
-    datasets::atomic::write_file(tmp.join("state.json"), text.as_bytes())?;
+    fill(&tmp)?;
     let _ = std::fs::remove_dir_all(&final_dir);
     std::fs::rename(&tmp, &final_dir).map_err(|e| Error::Write {
         path: final_dir.clone(),
         source: e,
     })?;
     datasets::atomic::write_file(final_dir.join("COMPLETE"), b"")?;
+    Ok(final_dir)
+}
+
+fn write_checkpoint(
+    dir: &Path,
+    model: &Model,
+    optim: &burn::optim::ModuleOptimizer,
+    state: &LoopState,
+) -> Result<()> {
+    save_complete(dir, &format!("step-{}", state.step), |tmp| {
+        checkpoint::save_weights(model, tmp)?;
+        optim.save(tmp.join("optimizer.bpk")).map_err(|e| {
+            Error::invalid(format!(
+                "Cannot save the optimizer state in `{}`: {e:?}",
+                tmp.display()
+            ))
+        })?;
+        let text = serde_json::to_string_pretty(state).expect("state serialises");
+        datasets::atomic::write_file(tmp.join("state.json"), text.as_bytes())?;
+        Ok(())
+    })?;
     // Keep the two newest.
     let mut steps: Vec<(usize, PathBuf)> = std::fs::read_dir(dir)
         .map(|d| {
