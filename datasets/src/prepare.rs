@@ -34,6 +34,9 @@ pub struct PreparedSet {
     /// mapped none (see [`crate::import::ANSWER_COLUMNS`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answers_from: Option<String>,
+    /// `answers_from` holds conversations, and the answers are their last assistant turns.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub answers_in_messages: bool,
 }
 
 /// What the stage did.
@@ -166,6 +169,9 @@ pub struct FileCheck {
     /// The column its answers come from (`reference`, a mapped one, or an answer-like one);
     /// `None` for the prompt pool or a file without answers.
     pub answers_from: Option<String>,
+    /// `answers_from` holds conversations, and the answers are their last assistant turns.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub answers_in_messages: bool,
     /// Columns the run will not read.
     pub ignored: Vec<String>,
 }
@@ -233,6 +239,7 @@ pub fn check_files(loaded: &LoadedConfig) -> Result<Vec<FileCheck>> {
             format!("`{key}.map.{target} = \"{column}\"` in `{origin}`")
         })?;
         let columns = source.columns()?;
+        let answers_in_messages = adopted.as_ref().is_some_and(|a| a.in_messages);
         let answers_from = match adopted {
             Some(a) => Some(a.column),
             None if name == "prompts" => None,
@@ -265,6 +272,7 @@ pub fn check_files(loaded: &LoadedConfig) -> Result<Vec<FileCheck>> {
             take,
             columns,
             answers_from,
+            answers_in_messages,
             ignored,
         });
     }
@@ -346,12 +354,12 @@ pub fn prepare(
     let c = &loaded.config;
     let d = &c.data;
     // Gold, eval and review answers: `reference`, else the first answer-like column.
-    let mut adopted: std::collections::BTreeMap<&str, String> = Default::default();
+    let mut adopted: std::collections::BTreeMap<&str, Answers> = Default::default();
     let mut open = |name: &'static str, s: &SourceConfig, size: Option<usize>| -> Result<Input> {
         let (source, answers) = open_source(loaded, name, s)?;
         let from_messages = answers.as_ref().is_some_and(|a| a.in_messages);
         if let Some(a) = answers {
-            adopted.insert(name, a.column);
+            adopted.insert(name, a);
         }
         Ok(Input::File {
             source,
@@ -467,7 +475,8 @@ pub fn prepare(
                 rows_in,
                 rows: n_eval,
                 filters: filters.reports(),
-                answers_from: adopted.get("eval").cloned(),
+                answers_from: adopted.get("eval").map(|a| a.column.clone()),
+                answers_in_messages: adopted.get("eval").is_some_and(|a| a.in_messages),
             });
             sets.push(PreparedSet {
                 name: "validation".into(),
@@ -475,6 +484,7 @@ pub fn prepare(
                 rows: n_validation,
                 filters: Vec::new(),
                 answers_from: None,
+                answers_in_messages: false,
             });
         } else {
             sets.push(PreparedSet {
@@ -482,7 +492,8 @@ pub fn prepare(
                 rows_in,
                 rows,
                 filters: filters.reports(),
-                answers_from: adopted.get("eval").cloned(),
+                answers_from: adopted.get("eval").map(|a| a.column.clone()),
+                answers_in_messages: adopted.get("eval").is_some_and(|a| a.in_messages),
             });
         }
     }
@@ -527,7 +538,8 @@ pub fn prepare(
             rows_in,
             rows,
             filters: reports,
-            answers_from: adopted.get(name).cloned(),
+            answers_from: adopted.get(name).map(|a| a.column.clone()),
+            answers_in_messages: adopted.get(name).is_some_and(|a| a.in_messages),
         });
         exact = filters.exact;
         near = filters.near;

@@ -47,10 +47,10 @@ pub fn run(out: &Output, cmd: ConfigCommand) -> Result<()> {
                     },
                     f.columns.join(", "),
                     match &f.answers_from {
-                        Some(c) if datasets::import::ANSWER_COLUMNS.contains(&c.as_str()) => {
-                            format!("; answers from `{c}`")
+                        Some(c) if f.answers_in_messages => {
+                            format!("; answers from the last assistant turn of `{c}`")
                         }
-                        Some(c) => format!("; answers from the last assistant turn of `{c}`"),
+                        Some(c) => format!("; answers from `{c}`"),
                         None if f.key != "data.prompts" => "; no answers".to_string(),
                         None => String::new(),
                     },

@@ -40,16 +40,14 @@ pub fn data_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Result<(
             summary.source
         ));
         match &set.answers_from {
-            Some(column) if datasets::import::ANSWER_COLUMNS.contains(&column.as_str()) => {
-                out.say(format!(
-                    "  answers read from its `{column}` column (it has no `reference` column; \
-                     `data.{}.map = {{ reference = \"...\" }}` reads another)",
-                    set.name
-                ))
-            }
-            Some(column) => out.say(format!(
+            Some(column) if set.answers_in_messages => out.say(format!(
                 "  answers read from the last assistant turn of its `{column}` conversations (it \
                  has no `reference` or answer column)"
+            )),
+            Some(column) => out.say(format!(
+                "  answers read from its `{column}` column (it has no `reference` column; \
+                 `data.{}.map = {{ reference = \"...\" }}` reads another)",
+                set.name
             )),
             None => {}
         }
