@@ -78,8 +78,14 @@ fn config_check_opens_the_data_files() {
     // A file with its own `reference` column says so, and is not taken for a conversation.
     sb.write("ref.jsonl", "{\"prompt\": \"h\", \"reference\": \"i\"}\n");
     let with_ref = cfg("withref", "gold = { path = \"ref.jsonl\" }\n");
-    let r = sb.run(&["config", "check", with_ref.to_str().unwrap()]).ok();
-    assert!(r.stderr.contains("answers from `reference`"), "{}", r.stderr);
+    let r = sb
+        .run(&["config", "check", with_ref.to_str().unwrap()])
+        .ok();
+    assert!(
+        r.stderr.contains("answers from `reference`"),
+        "{}",
+        r.stderr
+    );
     assert!(!r.stderr.contains("assistant turn"), "{}", r.stderr);
     // A size with a file takes its first rows, and the check says so; one larger than the
     // file, one for a set without a file, and 0 are refused, naming the key.
