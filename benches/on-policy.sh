@@ -1,93 +1,122 @@
 #!/usr/bin/env bash
-# Off-policy against on-policy distillation on the demo, side by side: the demo's data, teacher,
-# synthetic set and gold-only student are made once (`workbench run configs/demo.toml` with the
-# expert review left for later), then the distilled student is trained again in each mode
-# (`workbench distill --force` with the mode's `--set`s) and every model evaluated. Prints, per
-# mode, exact match on the eval set, the distill stage's training time, and the teacher tokens it
-# took: the synthetic set's completion tokens (every mode learns from it), plus, when the
-# teacher is run during training (full-vocabulary KD, on-policy), the completion positions it
-# graded there.
+# Off-policy against on-policy distillation on the demo, side by side. Per seed: the demo's data,
+# teacher, synthetic set, gold-only and off-policy students are made once (`workbench run
+# configs/demo.toml`, the expert review left for later). Then:
 #
-#   benches/on-policy.sh [SEED]
+# - from random weights (the first seed only): the distilled student trained again on-policy
+#   (`workbench distill --force` with the mode's `--set`s);
+# - cut from the teacher (the first seed only, `student.from_teacher = { layers = 2 }`, a run of
+#   its own with the demo's teacher as `teacher.path`): off-policy and on-policy;
+# - from the demo's off-policy student (`student.path`): 600 more steps at a lower learning rate,
+#   off-policy, and on-policy with reverse KL, at batch 32 and at batch 8 (the batch at which the
+#   teacher grades about as many tokens as the synthetic set holds).
 #
-# Release build; about 12 minutes on 2 cores. BENCH_DIR sets where the run goes. Not a test:
-# nothing here asserts a number. See benches/README.md for the last results.
+# Every model is evaluated on the eval set. Prints per mode: exact match, the stage's training
+# time, and the teacher tokens it took: the synthetic set's completion tokens (every mode here
+# learns from it, or from a student that did) plus the positions the teacher graded in training.
+#
+#   benches/on-policy.sh [SEED...]      (default: 17 18 19)
+#
+# Release build; about 8 minutes per seed on 2 cores, 10 more for the first. BENCH_DIR sets where
+# the runs go. Not a test: nothing here asserts a number. See benches/README.md for the last
+# results.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-seed="${1:-17}"
-case "$seed" in
-  ''|*[!0-9]*) echo "benches/on-policy.sh: the seed is a whole number, not '$seed'" >&2; exit 2 ;;
-esac
+seeds=("$@")
+[ ${#seeds[@]} -gt 0 ] || seeds=(17 18 19)
+for seed in "${seeds[@]}"; do
+  case "$seed" in
+    ''|*[!0-9]*) echo "benches/on-policy.sh: a seed is a whole number, not '$seed'" >&2; exit 2 ;;
+  esac
+done
 dir="${BENCH_DIR:-$(mktemp -d)}"
 mkdir -p "$dir"
 echo "building workbench (release)..." >&2
 cargo build --release >&2
 root="$PWD"
-work="$dir/on-policy-$seed"
-rm -rf "$work" && mkdir -p "$work"
-cp -r configs "$work/"
-wb() { (cd "$work" && "$root/target/release/workbench" "$@"); }
-base=(--set "run.seed=$seed" --set annotate.simulated_expert=false)
-echo "+ workbench run configs/demo.toml ${base[*]}" >&2
-wb run configs/demo.toml "${base[@]}" >"$work/run.md" 2>"$work/run.log" \
-  || { cat "$work/run.log" >&2; exit 1; }
-modes=(
-  "off-policy, top-k, forward KL (the demo)|"
-  "off-policy, full vocabulary, forward KL|distill.full_vocab=true"
-  "off-policy, full vocabulary, reverse KL|distill.full_vocab=true distill.divergence=reverse_kl"
-  "on-policy 0.25, forward KL|distill.on_policy=0.25"
-  "on-policy 0.5, forward KL|distill.on_policy=0.5"
-  "on-policy 1, forward KL|distill.on_policy=1.0"
-  "on-policy 1, reverse KL|distill.on_policy=1.0 distill.divergence=reverse_kl"
-  "on-policy 1 after step 1000, forward KL|distill.on_policy=1.0 distill.on_policy_after=1000"
-  "on-policy 1 after step 1000, reverse KL|distill.on_policy=1.0 distill.on_policy_after=1000 distill.divergence=reverse_kl"
-)
-: >"$work/modes.jsonl"
-for m in "${modes[@]}"; do
-  name="${m%%|*}"
-  sets=("${base[@]}")
-  for kv in ${m#*|}; do sets+=(--set "$kv"); done
-  echo "+ workbench distill configs/demo.toml ${sets[*]} --force" >&2
-  wb distill configs/demo.toml "${sets[@]}" --force >/dev/null 2>"$work/distill.log" \
-    || { cat "$work/distill.log" >&2; exit 1; }
-  wb eval configs/demo.toml "${sets[@]}" --force --json >"$work/eval.json" 2>"$work/eval.log" \
-    || { cat "$work/eval.log" >&2; exit 1; }
-  python3 - "$work" "$name" "${m#*|}" >>"$work/modes.jsonl" <<'PY'
+continued="distill.baseline=false distill.train.steps=600 distill.train.lr=1e-3 distill.train.warmup=10 distill.train.eval_every=100 distill.train.checkpoint_every=100"
+: >"$dir/modes.jsonl"
+first=1
+for seed in "${seeds[@]}"; do
+  work="$dir/on-policy-$seed"
+  rm -rf "$work" && mkdir -p "$work"
+  cp -r configs "$work/"
+  wb() { (cd "$work" && "$root/target/release/workbench" "$@"); }
+  base=(--set "run.seed=$seed" --set annotate.simulated_expert=false)
+  echo "+ workbench run configs/demo.toml ${base[*]}" >&2
+  wb run configs/demo.toml "${base[@]}" >"$work/run.md" 2>"$work/run.log" \
+    || { cat "$work/run.log" >&2; exit 1; }
+  record() { # NAME START SETS: the eval of the student the last command trained
+    wb eval configs/demo.toml "${base[@]}" "${@:4}" --force --json >"$work/eval.json" 2>"$work/eval.log" \
+      || { cat "$work/eval.log" >&2; exit 1; }
+    python3 - "$work" "$seed" "$1" "$2" "$3" >>"$dir/modes.jsonl" <<'PY'
 import json, sys
 from pathlib import Path
-work, name, sets = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+work, seed, name, start, sets = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 rows = json.loads((work / "eval.json").read_text())["rows"]
 em = {r["model"]: r["exact_match"] for r in rows}
-run = work / "runs" / "demo"
+run = work / Path(next(r for r in rows if r["model"] == "distilled")["path"]).parents[1]
 synthetic = json.loads((run / "synthetic" / "STAGE.json").read_text())["summary"]
 student = json.loads((run / "student" / "STAGE.json").read_text())["summary"]
-graded = 0
-if "full_vocab=true" in sets or "on_policy=" in sets:
-    graded = round(student["tokens_per_s"] * student["seconds"])
 print(json.dumps({
-    "mode": name,
-    "exact_match": em["distilled"],
-    "gold_only": em["gold-only"],
-    "teacher": em["teacher"],
-    "seconds": student["seconds"],
-    "generated": synthetic["usage"]["completion_tokens"],
-    "graded": graded,
+    "seed": seed, "mode": name, "start": start, "sets": sets,
+    "exact_match": em["distilled"], "gold_only": em["gold-only"], "teacher": em["teacher"],
+    "seconds": student["seconds"], "steps": student["steps"],
+    "generated": synthetic["usage"]["completion_tokens"], "graded": student["teacher_tokens"],
 }))
 PY
+  }
+  mode() { # NAME START SETS
+    local sets=() kv
+    for kv in $3; do sets+=(--set "$kv"); done
+    echo "+ workbench distill configs/demo.toml ${base[*]} ${sets[*]} --force" >&2
+    wb distill configs/demo.toml "${base[@]}" "${sets[@]}" --force >/dev/null 2>"$work/distill.log" \
+      || { cat "$work/distill.log" >&2; exit 1; }
+    record "$1" "$2" "$3" "${sets[@]}"
+  }
+  record "off-policy, forward KL (the demo)" "random" ""
+  cp -r "$work/runs/demo/student/final" "$work/off-policy-student"
+  from="student.path=$work/off-policy-student $continued"
+  mode "off-policy, forward KL" "the off-policy student" "$from"
+  mode "on-policy 1, reverse KL" "the off-policy student" "$from distill.on_policy=1.0 distill.divergence=reverse_kl"
+  mode "on-policy 1, reverse KL, batch 8" "the off-policy student" "$from distill.on_policy=1.0 distill.divergence=reverse_kl distill.train.batch_size=8"
+  if [ "$first" = 1 ]; then
+    mode "on-policy 0.5, forward KL" "random" "distill.on_policy=0.5"
+    mode "on-policy 1, reverse KL" "random" "distill.on_policy=1.0 distill.divergence=reverse_kl"
+    mode "on-policy 1 after step 1000, forward KL" "random" "distill.on_policy=1.0 distill.on_policy_after=1000"
+    cut="run.name=cut teacher.path=$work/runs/demo/teacher student.from_teacher.layers=2"
+    cutsets=(); for kv in $cut; do cutsets+=(--set "$kv"); done
+    echo "+ workbench run configs/demo.toml ${base[*]} ${cutsets[*]}" >&2
+    wb run configs/demo.toml "${base[@]}" "${cutsets[@]}" >"$work/cut.md" 2>"$work/cut.log" \
+      || { cat "$work/cut.log" >&2; exit 1; }
+    record "off-policy, forward KL" "2 of the teacher's 4 layers" "$cut" "${cutsets[@]}"
+    mode "on-policy 1, reverse KL" "2 of the teacher's 4 layers" "$cut distill.baseline=false distill.on_policy=1.0 distill.divergence=reverse_kl"
+  fi
+  first=0
 done
-python3 - "$work" "$seed" <<'PY'
+python3 - "$dir/modes.jsonl" <<'PY'
 import json, sys
-from pathlib import Path
-work, seed = Path(sys.argv[1]), sys.argv[2]
-modes = [json.loads(l) for l in (work / "modes.jsonl").read_text().splitlines()]
-first = modes[0]
-print(f"Seed {seed}: teacher {100 * first['teacher']:.1f}%, gold-only {100 * first['gold_only']:.1f}%.")
-print()
-print("| distilled student | exact match | training time | teacher tokens (generated + graded in training) |")
-print("|---|---:|---:|---:|")
+from collections import defaultdict
+modes = [json.loads(l) for l in open(sys.argv[1]).read().splitlines()]
+for seed in sorted({m["seed"] for m in modes}):
+    rows = [m for m in modes if m["seed"] == seed]
+    print(f"Seed {seed}: teacher {100 * rows[0]['teacher']:.1f}%, gold-only {100 * rows[0]['gold_only']:.1f}%.")
+    print()
+    print("| distilled student | starts from | steps | exact match | training time | teacher tokens (generated + graded) |")
+    print("|---|---|---:|---:|---:|---:|")
+    for m in rows:
+        print(f"| {m['mode']} | {m['start']} | {m['steps']} | {100 * m['exact_match']:.1f}% | {m['seconds']:.0f} s | {m['generated']:,} + {m['graded']:,} |")
+    print()
+by = defaultdict(dict)
 for m in modes:
-    print(f"| {m['mode']} | {100 * m['exact_match']:.1f}% | {m['seconds']:.0f} s | {m['generated']:,} + {m['graded']:,} |")
-best_on = max((m for m in modes if m["mode"].startswith("on-policy")), key=lambda m: m["exact_match"])
-print()
-print(f"FIGURE on_policy_best_minus_off_policy {100 * (best_on['exact_match'] - first['exact_match']):.1f} points ({best_on['mode']})")
+    by[m["seed"]][(m["mode"], m["start"])] = m
+for seed, r in sorted(by.items()):
+    off = r[("off-policy, forward KL", "the off-policy student")]["exact_match"]
+    for name in ["on-policy 1, reverse KL", "on-policy 1, reverse KL, batch 8"]:
+        on = r[(name, "the off-policy student")]
+        print(f"FIGURE seed {seed} continued: {name} minus off-policy {100 * (on['exact_match'] - off):+.1f} points ({on['graded']:,} tokens graded)")
+    cut = "2 of the teacher's 4 layers"
+    if ("on-policy 1, reverse KL", cut) in r:
+        on, off = r[("on-policy 1, reverse KL", cut)], r[("off-policy, forward KL", cut)]
+        print(f"FIGURE seed {seed} cut from the teacher: on-policy 1, reverse KL minus off-policy {100 * (on['exact_match'] - off['exact_match']):+.1f} points ({on['graded']:,} tokens graded)")
 PY

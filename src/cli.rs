@@ -56,8 +56,9 @@ pub enum Command {
 pub enum ModelCommand {
     /// Logits of every input position (for parity checks against transformers).
     Logits {
-        /// A checkpoint directory in the Hugging Face layout (config.json, model.safetensors).
-        #[arg(long, value_name = "DIR")]
+        /// A checkpoint directory in the Hugging Face layout (config.json, model.safetensors),
+        /// or a GGUF file.
+        #[arg(long, value_name = "DIR|FILE.gguf")]
         model: PathBuf,
         /// Text to encode with the checkpoint's tokenizer (special tokens added as transformers
         /// adds them).
@@ -73,15 +74,21 @@ pub enum ModelCommand {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
-    /// Load a checkpoint (f32, f16 or bf16; single or sharded) and write it in the workbench's
-    /// Hugging Face layout (f32 safetensors, config, generation config, tokenizer).
+    /// Load a checkpoint (f32, f16 or bf16; single or sharded; or a GGUF file of a llama,
+    /// mistral or qwen2 model in F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K or Q6_K, its
+    /// tokenizer rebuilt from the file) and write it in the workbench's Hugging Face layout (f32
+    /// safetensors, config, generation config, tokenizer).
     Convert {
-        /// The checkpoint to read.
-        #[arg(long, value_name = "DIR")]
+        /// The checkpoint to read: a directory, or a `.gguf` file.
+        #[arg(long, value_name = "DIR|FILE.gguf")]
         model: PathBuf,
-        /// The directory to write.
-        #[arg(long, value_name = "DIR")]
+        /// The directory to write, or a `.gguf` file (for llama.cpp, Ollama, LM Studio).
+        #[arg(long, value_name = "DIR|FILE.gguf")]
         out: PathBuf,
+        /// How a `.gguf` output stores matrices: `f32` (exact, the default), `f16`, `q8_0` or
+        /// `q4_0` (llama.cpp's quantizations); norms and biases stay f32.
+        #[arg(long, value_name = "f32|f16|q8_0|q4_0")]
+        quantize: Option<String>,
         /// Give the written tokenizer this chat template (what `/v1/chat/completions` of
         /// `workbench serve` renders messages with): `plain` (the prompt as the workbench trains
         /// on it: BOS, then each message's text, an assistant turn closed by EOS), or a Jinja
@@ -89,7 +96,7 @@ pub enum ModelCommand {
         #[arg(long, value_name = "plain|FILE")]
         chat_template: Option<String>,
         /// Replace `--out` if it exists and is the workbench's own (a checkpoint or set it
-        /// wrote, or an empty directory); anything else is left alone.
+        /// wrote, or an empty directory) or a GGUF file; anything else is left alone.
         #[arg(long)]
         force: bool,
     },
@@ -97,8 +104,8 @@ pub enum ModelCommand {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// A checkpoint directory in the Hugging Face layout, with its tokenizer.
-    #[arg(long, value_name = "DIR")]
+    /// A checkpoint directory in the Hugging Face layout, with its tokenizer, or a GGUF file.
+    #[arg(long, value_name = "DIR|FILE.gguf")]
     pub model: PathBuf,
     /// Address to listen on; loopback by default (the data stays on this machine).
     #[arg(long, default_value = "127.0.0.1:8080")]

@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 ///   teacher/                     the teacher's checkpoint (when it is trained here)
 ///   synthetic/                   the synthetic set; cache/ holds the teacher's raw answers
 ///   student/final/               the distilled student
+///   student-NAME/final/          a `[[distill.compare]]` student beside it
 ///   gold-only/final/             the baseline: the same student on gold alone
 ///   candidates/                  the answers put to the experts
 ///   annotations.db               the experts' decisions
@@ -50,6 +51,11 @@ pub mod layout {
     pub const STUDENT: &str = "student";
     /// The gold-only baseline stage.
     pub const BASELINE: &str = "gold-only";
+
+    /// The stage of a `[[distill.compare]]` student.
+    pub fn student_variant(name: &str) -> String {
+        format!("{STUDENT}-{name}")
+    }
     /// The answers put to the experts.
     pub const CANDIDATES: &str = "candidates";
     /// The experts' decisions (an annotation store).

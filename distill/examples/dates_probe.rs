@@ -86,6 +86,7 @@ fn main() {
         pad,
         None,
         None,
+        None,
         false,
         &mut |m| {
             let a = recipe::answers(m, &tok, &prompts, 14, 50)?;

@@ -3,7 +3,8 @@
 //! Per model: exact match against the references (after the `[eval]` normaliser), the
 //! cross-entropy of the references (and its perplexity), agreement with the teacher's answers,
 //! parameters, and greedy decoding speed. The rows are named as the report names them:
-//! `teacher`, `gold-only`, `distilled`, `distilled+expert`.
+//! `teacher`, `gold-only`, `distilled` (and `distilled (NAME)` for each `[[distill.compare]]`
+//! student), `distilled+expert`.
 
 use datasets::rundir::layout;
 use std::collections::BTreeMap;
@@ -60,6 +61,14 @@ pub fn run_models(loaded: &LoadedConfig, run_dir: &Path) -> Vec<(String, PathBuf
         "distilled".to_string(),
         run_dir.join(layout::STUDENT).join(layout::FINAL),
     ));
+    for v in &loaded.config.distill.compare {
+        out.push((
+            format!("distilled ({})", v.name),
+            run_dir
+                .join(layout::student_variant(&v.name))
+                .join(layout::FINAL),
+        ));
+    }
     out.push((
         "distilled+expert".to_string(),
         run_dir.join(layout::FINETUNED),

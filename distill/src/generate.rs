@@ -504,6 +504,41 @@ pub fn logits(model: &Model, ids: &[u32]) -> Result<Vec<Vec<f32>>> {
     Ok(flat.chunks(vocab).map(<[f32]>::to_vec).collect())
 }
 
+/// How a model scores one token of a sequence it reads: the token's logprob and rank under the
+/// distribution at the position before it, and that distribution's top-k.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    /// The token at this position.
+    pub id: u32,
+    /// Its logprob (temperature 1).
+    pub logprob: f32,
+    /// Its rank in the distribution: 1 is the most likely token.
+    pub rank: usize,
+    /// The `k` most likely tokens, most likely first.
+    pub top: Vec<TopLogprob>,
+}
+
+/// Scores every token of `ids` after the first: what `/v1/completions` returns as
+/// `prompt_logprobs` (and, with `echo`, as the prompt's logprobs), and what a teacher grades a
+/// student's sample with. One teacher-forced pass per sequence, so a sequence's scores do not
+/// depend on what else is scored with it; the logprobs are `logits` log-softmaxed.
+pub fn score(model: &Model, ids: &[u32], k: usize) -> Result<Vec<Scored>> {
+    let rows = logits(model, ids)?;
+    let mut out = Vec::with_capacity(ids.len().saturating_sub(1));
+    let mut logprobs = vec![0.0f32; rows.first().map_or(0, Vec::len)];
+    for (row, &id) in rows.iter().zip(&ids[1..]) {
+        log_softmax_entropy(row, &mut logprobs);
+        let lp = logprobs[id as usize];
+        out.push(Scored {
+            id,
+            logprob: lp,
+            rank: 1 + logprobs.iter().filter(|&&x| x > lp).count(),
+            top: top_k(&logprobs, k),
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -415,6 +415,7 @@ mod tests {
                 ce: 0.0,
                 kd: 0.0,
                 tokens: 1,
+                graded: 0,
                 seconds: 0.0,
                 eval_loss: (step % 100 == 0).then(|| 6.0 / step as f64),
                 eval_exact: (step % 100 == 0).then_some(0.5),

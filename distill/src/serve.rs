@@ -9,6 +9,12 @@
 //! (optionally) its time, and supports vLLM's `return_tokens_as_token_ids` so a client can
 //! recover exact ids.
 //!
+//! A client can also have the model score tokens it did not write (a teacher grading a
+//! student's sample, a log-likelihood eval): `/v1/completions` with `prompt_logprobs = k`
+//! (vLLM's extension: per prompt token its logprob, rank and the top-k) or with `echo = true` and
+//! `logprobs = k` (the OpenAI shape: the prompt's tokens come back with their logprobs), both
+//! with `max_tokens = 0` to score without generating.
+//!
 //! burn modules are not `Sync`, so one worker thread owns the model and runs requests in turn;
 //! HTTP handlers (tokio) talk to it through channels and stream what it sends back.
 
@@ -33,7 +39,7 @@ use tokio::sync::mpsc;
 
 use crate::data::tokenizer::Tokenizer;
 use crate::error::{Error, Result};
-use crate::generate::{FinishReason, GenerateOptions, Generated, generate_with};
+use crate::generate::{FinishReason, GenerateOptions, Generated, Scored, generate_with};
 use crate::model::Model;
 
 /// How the server runs.
@@ -63,7 +69,8 @@ enum Progress {
         logprob: f32,
         top: Vec<TopLogprob>,
     },
-    Done(Vec<Generated>),
+    /// Every row's generation, and its prompt's scores when the job asked for them.
+    Done(Vec<Generated>, Vec<Vec<Scored>>),
     /// Generation failed: whether the request was at fault, and the message for the client.
     Failed(bool, String),
 }
@@ -71,6 +78,8 @@ enum Progress {
 struct Job {
     prompts: Vec<Vec<u32>>,
     options: GenerateOptions,
+    /// Score the prompts first, with this many top logprobs per token.
+    score: Option<usize>,
     events: mpsc::UnboundedSender<Progress>,
 }
 
@@ -255,6 +264,12 @@ struct CompletionRequest {
     seed: Option<u64>,
     #[serde(default)]
     return_tokens_as_token_ids: bool,
+    /// Return the prompt before the completion (with `logprobs`, its tokens' logprobs too).
+    #[serde(default)]
+    echo: bool,
+    /// vLLM's extension: per prompt token, its logprob and rank and the top `prompt_logprobs`.
+    #[serde(default)]
+    prompt_logprobs: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -309,6 +324,8 @@ struct Sampling {
     logprobs: usize,
     /// The field that asked for `logprobs` (`top_logprobs` in chat).
     logprobs_field: &'static str,
+    /// The request scores its prompt, so it may ask for no new tokens.
+    scores_prompt: bool,
 }
 
 impl Shared {
@@ -366,10 +383,14 @@ impl Shared {
         }
         let room = self.max_positions.saturating_sub(longest_prompt);
         let wanted = s.max_tokens.unwrap_or(16.min(room));
-        if wanted == 0 {
+        if wanted == 0 && !s.scores_prompt {
             return Err(ApiError::field(
                 s.max_tokens_field,
-                format!("`{}` is 0; ask for at least 1", s.max_tokens_field),
+                format!(
+                    "`{}` is 0; ask for at least 1 (0 is for scoring the prompt, with `echo` \
+                     and `logprobs` or with `prompt_logprobs`)",
+                    s.max_tokens_field
+                ),
                 "invalid_value",
             ));
         }
@@ -457,12 +478,14 @@ impl Shared {
         &self,
         prompts: Vec<Vec<u32>>,
         options: GenerateOptions,
+        score: Option<usize>,
     ) -> Result<mpsc::UnboundedReceiver<Progress>, ApiError> {
         let (tx, rx) = mpsc::unbounded_channel();
         self.jobs
             .send(Job {
                 prompts,
                 options,
+                score,
                 events: tx,
             })
             .map_err(|_| ApiError::internal("The model worker has stopped"))?;
@@ -613,6 +636,28 @@ async fn completions(
         ));
     }
     let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    if let Some(k) = req.prompt_logprobs
+        && k > 20
+    {
+        return Err(ApiError::field(
+            "prompt_logprobs",
+            format!("`prompt_logprobs` is {k}; at most 20"),
+            "invalid_value",
+        ));
+    }
+    let echo_logprobs = (req.echo && req.logprobs.is_some()).then(|| req.logprobs.unwrap_or(0));
+    let score = match (req.prompt_logprobs, echo_logprobs) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0).max(b.unwrap_or(0))),
+    };
+    if req.stream && (req.echo || req.prompt_logprobs.is_some()) {
+        return Err(ApiError::field(
+            if req.echo { "echo" } else { "prompt_logprobs" },
+            "`echo` and `prompt_logprobs` are answered whole, not streamed; send the request \
+             without `stream`",
+            "invalid_value",
+        ));
+    }
     let (options, n) = s.options(
         Sampling {
             max_tokens: req.max_tokens,
@@ -625,6 +670,7 @@ async fn completions(
             seed: req.seed,
             logprobs: req.logprobs.unwrap_or(0),
             logprobs_field: "logprobs",
+            scores_prompt: req.echo || req.prompt_logprobs.is_some(),
         },
         longest,
     )?;
@@ -634,19 +680,38 @@ async fn completions(
         .collect();
     let want_logprobs = req.logprobs.is_some();
     let as_ids = req.return_tokens_as_token_ids;
+    let (echo, prompt_k, echo_k) = (req.echo, req.prompt_logprobs, req.logprobs.unwrap_or(0));
+    let rows = prompts.clone();
     reply(
         &s,
         Endpoint::COMPLETIONS,
         prompts,
         options,
+        score,
         req.stream,
         deadline,
-        move |tok, g| {
-            json!({
-                "text": tok.decode(&g.ids, true).unwrap_or_default(),
+        move |tok, row, g, scores| {
+            let prompt = &rows[row];
+            let mut text = tok.decode(&g.ids, true).unwrap_or_default();
+            if echo {
+                text = tok.decode(prompt, true).unwrap_or_default() + &text;
+            }
+            let logprobs = want_logprobs.then(|| {
+                let mut lp = completion_logprobs(tok, g, as_ids);
+                if echo {
+                    lp = echoed_logprobs(tok, prompt, scores, echo_k, lp, as_ids);
+                }
+                lp
+            });
+            let mut choice = json!({
+                "text": text,
                 "finish_reason": finish_reason(g.finish),
-                "logprobs": want_logprobs.then(|| completion_logprobs(tok, g, as_ids)),
-            })
+                "logprobs": logprobs,
+            });
+            if let Some(k) = prompt_k {
+                choice["prompt_logprobs"] = prompt_logprobs(tok, prompt, scores, k);
+            }
+            choice
         },
         move |tok, delta, token, finish| {
             let logprobs = match (token, want_logprobs) {
@@ -661,6 +726,67 @@ async fn completions(
         },
     )
     .await
+}
+
+/// vLLM's `prompt_logprobs`: `null` for the first token (nothing comes before it), then per token
+/// a map from token id to its logprob, rank and text, holding the top `k` and the token itself.
+fn prompt_logprobs(tok: &Tokenizer, prompt: &[u32], scores: &[Scored], k: usize) -> Value {
+    let mut out = Vec::with_capacity(prompt.len());
+    out.push(Value::Null);
+    for sc in scores {
+        let mut m = serde_json::Map::new();
+        for (rank, t) in sc.top.iter().take(k).enumerate() {
+            m.insert(
+                t.id.to_string(),
+                json!({"logprob": t.logprob, "rank": rank + 1, "decoded_token": token_text(tok, t.id, false)}),
+            );
+        }
+        m.entry(sc.id.to_string()).or_insert_with(|| {
+            json!({"logprob": sc.logprob, "rank": sc.rank, "decoded_token": token_text(tok, sc.id, false)})
+        });
+        out.push(Value::Object(m));
+    }
+    Value::Array(out)
+}
+
+/// The OpenAI `logprobs` of an echoed prompt and its completion: the prompt's tokens first, the
+/// first with `null` logprobs (nothing comes before it), then `completion`'s.
+fn echoed_logprobs(
+    tok: &Tokenizer,
+    prompt: &[u32],
+    scores: &[Scored],
+    k: usize,
+    completion: Value,
+    as_ids: bool,
+) -> Value {
+    let mut tokens: Vec<Value> = prompt
+        .iter()
+        .map(|&i| json!(token_text(tok, i, as_ids)))
+        .collect();
+    let mut lps = vec![Value::Null];
+    let mut tops = vec![Value::Null];
+    for sc in scores {
+        lps.push(json!(sc.logprob));
+        let top: Vec<TopLogprob> = sc.top.iter().take(k).cloned().collect();
+        tops.push(top_map(tok, &top, as_ids));
+    }
+    let list = |key: &str| {
+        completion
+            .get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    tokens.extend(list("tokens"));
+    lps.extend(list("token_logprobs"));
+    tops.extend(list("top_logprobs"));
+    let mut offsets = Vec::with_capacity(tokens.len());
+    let mut at = 0;
+    for t in &tokens {
+        offsets.push(at);
+        at += t.as_str().map_or(0, str::len);
+    }
+    json!({"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets})
 }
 
 /// What tells one OpenAI endpoint's answers apart: the id's prefix and the objects' names.
@@ -684,7 +810,8 @@ impl Endpoint {
 }
 
 /// Runs `prompts` on the model and answers as `endpoint` does: one JSON object with a choice per
-/// prompt (`choice` writes its fields), or, with `stream`, server-sent events with a chunk per
+/// prompt (`choice` writes its fields from the row, its generation and its prompt's scores when
+/// `score` asked for them), or, with `stream`, server-sent events with a chunk per
 /// token (`chunk` writes its choice's fields from the new text, the token and the finish reason).
 #[allow(clippy::too_many_arguments)]
 async fn reply(
@@ -692,9 +819,10 @@ async fn reply(
     endpoint: Endpoint,
     prompts: Vec<Vec<u32>>,
     options: GenerateOptions,
+    score: Option<usize>,
     stream: bool,
     deadline: Option<tokio::time::Instant>,
-    choice: impl Fn(&Tokenizer, &Generated) -> Value,
+    choice: impl Fn(&Tokenizer, usize, &Generated, &[Scored]) -> Value,
     chunk: impl Fn(&Tokenizer, String, Option<(u32, f32, &[TopLogprob])>, Option<&'static str>) -> Value
     + Send
     + Sync
@@ -702,16 +830,21 @@ async fn reply(
 ) -> Result<Response, ApiError> {
     let id = request_id(endpoint.id_prefix);
     let stops = options.stop.clone();
-    let mut rx = s.submit(prompts.clone(), options)?;
+    let mut rx = s.submit(prompts.clone(), options, score)?;
     let model = s.options.model_name.clone();
     let created = now();
     if !stream {
-        let out = wait(s, &mut rx, deadline).await?;
+        let (out, scores) = wait(s, &mut rx, deadline).await?;
         let choices: Vec<Value> = out
             .iter()
             .enumerate()
             .map(|(i, g)| {
-                let mut c = choice(&s.tokenizer, g);
+                let mut c = choice(
+                    &s.tokenizer,
+                    i,
+                    g,
+                    scores.get(i).map_or(&[][..], Vec::as_slice),
+                );
                 c["index"] = i.into();
                 c
             })
@@ -877,6 +1010,7 @@ async fn chat(
             seed: req.seed,
             logprobs: top,
             logprobs_field: "top_logprobs",
+            scores_prompt: false,
         },
         prompt.len(),
     )?;
@@ -896,9 +1030,10 @@ async fn chat(
         Endpoint::CHAT,
         vec![prompt; n],
         options,
+        None,
         req.stream,
         deadline,
-        move |tok, g| {
+        move |tok, _, g, _| {
             let visible: Vec<u32> = g.ids.iter().copied().filter(|t| !eos.contains(t)).collect();
             let logprobs = want.then(|| {
                 json!({"content": g.ids.iter().zip(&g.logprobs).zip(&g.top)
@@ -940,10 +1075,10 @@ async fn wait(
     s: &Shared,
     rx: &mut mpsc::UnboundedReceiver<Progress>,
     deadline: Option<tokio::time::Instant>,
-) -> Result<Vec<Generated>, ApiError> {
+) -> Result<(Vec<Generated>, Vec<Vec<Scored>>), ApiError> {
     loop {
         match next(rx, deadline).await {
-            Ok(Some(Progress::Done(out))) => return Ok(out),
+            Ok(Some(Progress::Done(out, scores))) => return Ok((out, scores)),
             Ok(Some(Progress::Failed(bad, m))) => {
                 let m = s.scrub(&m);
                 return Err(if bad {
@@ -1047,7 +1182,7 @@ fn async_stream(
                         let v = chunk(&tok, row, delta, Some((id, logprob, &top)), None);
                         st.pending.push_back(Event::default().data(v.to_string()));
                     }
-                    Some(Progress::Done(out)) => {
+                    Some(Progress::Done(out, _)) => {
                         for (row, g) in out.iter().enumerate() {
                             let text = tok.decode(&g.ids, true).unwrap_or_default();
                             let delta = text.get(st.sent[row]..).unwrap_or("").to_string();
@@ -1099,24 +1234,45 @@ fn worker(model: Model, tokenizer: Arc<Tokenizer>, jobs: std_mpsc::Receiver<Job>
         }
         let events = job.events.clone();
         let decode = |ids: &[u32]| tokenizer.decode(ids, true).unwrap_or_default();
-        let result = generate_with(
-            &model,
-            &job.prompts,
-            &job.options,
-            Some(&decode),
-            &mut |row, t| {
-                events
-                    .send(Progress::Token {
-                        row,
-                        id: t.id,
-                        logprob: t.logprob,
-                        top: t.top.to_vec(),
-                    })
-                    .is_ok()
-            },
-        );
+        let scores = match job.score {
+            None => Ok(Vec::new()),
+            Some(k) => job
+                .prompts
+                .iter()
+                .map(|p| crate::generate::score(&model, p, k))
+                .collect::<Result<Vec<_>>>(),
+        };
+        let result = scores.and_then(|scores| {
+            if job.options.max_new_tokens == 0 {
+                let none = Generated {
+                    ids: Vec::new(),
+                    logprobs: Vec::new(),
+                    top: Vec::new(),
+                    entropy: Vec::new(),
+                    finish: FinishReason::Length,
+                };
+                return Ok((vec![none; job.prompts.len()], scores));
+            }
+            let out = generate_with(
+                &model,
+                &job.prompts,
+                &job.options,
+                Some(&decode),
+                &mut |row, t| {
+                    events
+                        .send(Progress::Token {
+                            row,
+                            id: t.id,
+                            logprob: t.logprob,
+                            top: t.top.to_vec(),
+                        })
+                        .is_ok()
+                },
+            )?;
+            Ok((out, scores))
+        });
         let _ = match result {
-            Ok(out) => job.events.send(Progress::Done(out)),
+            Ok((out, scores)) => job.events.send(Progress::Done(out, scores)),
             Err(e) => job
                 .events
                 .send(Progress::Failed(e.is_bad_input(), client_message(&e))),

@@ -6,6 +6,8 @@ use anyhow::Result;
 use datasets::text::inert_line;
 use distill::data::chat::ChatTemplate;
 use distill::data::tokenizer::Tokenizer;
+use distill::model::from_gguf::{is_gguf, starts_with_magic};
+use distill::model::to_gguf::{self, GgufType};
 use distill::model::{Model, checkpoint};
 use serde_json::json;
 
@@ -19,7 +21,7 @@ fn load(dir: &Path, device: &str) -> Result<Model> {
 }
 
 fn tokenizer(dir: &Path) -> Result<Tokenizer> {
-    if !dir.join("tokenizer.json").is_file() {
+    if !is_gguf(dir) && !dir.join("tokenizer.json").is_file() {
         return Err(BadInput(format!(
             "`{}` has no tokenizer.json, so text cannot be encoded\n\nhint: pass token ids with `--ids 1,2,3`",
             dir.display()
@@ -88,11 +90,50 @@ pub fn run(out: &Output, cmd: ModelCommand) -> Result<()> {
         ModelCommand::Convert {
             model,
             out: dest,
+            quantize,
             chat_template,
             force,
         } => {
+            let to_gguf = dest
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+            let kind = match (quantize.as_deref(), to_gguf) {
+                (None, _) => GgufType::F32,
+                (Some(q), true) => GgufType::parse(q).ok_or_else(|| {
+                    BadInput(format!("`--quantize {q}`: expected f32, f16, q8_0 or q4_0"))
+                })?,
+                (Some(q), false) => {
+                    return Err(BadInput(format!(
+                        "`--quantize {q}` is for GGUF output; `{}` is a directory name\n\nhint: \
+                         give `--out FILE.gguf`",
+                        dest.display()
+                    ))
+                    .into());
+                }
+            };
+            if to_gguf && dest.exists() && !(force && dest.is_file() && starts_with_magic(&dest)) {
+                return Err(BadInput(format!(
+                    "`{}` exists{}",
+                    dest.display(),
+                    if force {
+                        " and is not a GGUF file, so `--force` leaves it alone"
+                    } else {
+                        "\n\nhint: pass `--force` to replace it"
+                    }
+                ))
+                .into());
+            }
             let m = load(&model, "cpu")?;
-            let mut tok = if model.join("tokenizer.json").is_file() {
+            let mut tok = if is_gguf(&model) {
+                // The weights are worth converting even when the tokenizer cannot be rebuilt.
+                match Tokenizer::from_dir(&model) {
+                    Ok(tok) => Some(tok),
+                    Err(e) => {
+                        tracing::warn!("{e}\n\nthe weights are written without a tokenizer");
+                        None
+                    }
+                }
+            } else if model.join("tokenizer.json").is_file() {
                 let tok = Tokenizer::from_dir(&model)?;
                 tok.check_fits(m.config().vocab_size, &model)?;
                 Some(tok)
@@ -116,7 +157,11 @@ pub fn run(out: &Output, cmd: ModelCommand) -> Result<()> {
                     Some(spec)
                 }
             };
-            checkpoint::save(&m, tok.as_ref(), &dest, force)?;
+            if to_gguf {
+                to_gguf::save(&m, tok.as_ref(), &dest, kind)?;
+            } else {
+                checkpoint::save(&m, tok.as_ref(), &dest, force)?;
+            }
             let with = match (&tok, template) {
                 (None, _) => ", no tokenizer".to_string(),
                 (Some(_), Some("plain")) => {
@@ -132,8 +177,13 @@ pub fn run(out: &Output, cmd: ModelCommand) -> Result<()> {
                                     `--chat-template plain`)"
                     .into(),
             };
+            let stored = if to_gguf {
+                format!("GGUF, {}", kind.as_str())
+            } else {
+                "f32".to_string()
+            };
             out.say(format!(
-                "Wrote `{}` ({} parameters, {} model, f32{with})",
+                "Wrote `{}` ({} parameters, {} model, {stored}{with})",
                 dest.display(),
                 m.num_params(),
                 m.config().model_type.as_str(),

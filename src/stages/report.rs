@@ -25,11 +25,11 @@ const STAGES: &[&str] = &[
 ];
 
 /// The name the report gives a stage (the training stages' are the plots' own).
-fn stage_name(stage: &str) -> &str {
+fn stage_name(stage: &str) -> String {
     match stage {
-        s if s == layout::DATA => "data",
-        s if s == layout::SYNTHETIC => "synthetic set",
-        s if s == layout::CANDIDATES => "review candidates",
+        s if s == layout::DATA => "data".into(),
+        s if s == layout::SYNTHETIC => "synthetic set".into(),
+        s if s == layout::CANDIDATES => "review candidates".into(),
         s => distill::train::plots::stage_label(s),
     }
 }
@@ -63,6 +63,79 @@ fn expert_use(run: &RunDir) -> Result<Option<ExpertUse>> {
     Ok((e.decisions > 0).then_some(e))
 }
 
+/// The distilled students side by side, when the config compares modes: how each learned,
+/// its exact match, its training time and the teacher tokens it took.
+fn modes_table(
+    loaded: &datasets::config::LoadedConfig,
+    run: &RunDir,
+    rows: &[EvalRow],
+) -> distill::report::Table {
+    let generated = run
+        .marker(layout::SYNTHETIC)
+        .and_then(|m| m.summary_as::<distill::synth::Summary>())
+        .map_or(0, |s| s.usage.completion_tokens);
+    let mut modes = vec![("distilled".to_string(), layout::STUDENT.to_string())];
+    for v in &loaded.config.distill.compare {
+        modes.push((
+            format!("distilled ({})", v.name),
+            layout::student_variant(&v.name),
+        ));
+    }
+    let thousands = datasets::text::thousands;
+    let table_rows = modes
+        .iter()
+        .map(|(model, stage)| {
+            let fit = run.marker(stage).and_then(|m| m.summary_as::<FitSummary>());
+            let exact = rows
+                .iter()
+                .find(|r| &r.model == model)
+                .map_or("—".to_string(), |r| {
+                    format!("{:.1}%", 100.0 * r.exact_match)
+                });
+            match fit {
+                Some(f) => vec![
+                    model.clone(),
+                    f.objective,
+                    exact,
+                    format!("{:.0} s", f.seconds),
+                    format!(
+                        "{} ({} generated + {} graded)",
+                        thousands(generated + f.teacher_tokens),
+                        thousands(generated),
+                        thousands(f.teacher_tokens)
+                    ),
+                ],
+                None => vec![
+                    model.clone(),
+                    "not trained yet".into(),
+                    exact,
+                    "—".into(),
+                    "—".into(),
+                ],
+            }
+        })
+        .collect();
+    distill::report::Table {
+        title: "Distillation modes".into(),
+        note: "Every distilled student learns from the same synthetic set and starting weights, \
+               with the `[distill]` keys of its mode (`[[distill.compare]]`). Teacher tokens: the \
+               synthetic set's completion tokens, which every mode learns from, plus the \
+               positions the teacher scored during training (full-distribution KD, and the \
+               student's own samples on-policy)."
+            .into(),
+        header: [
+            "model",
+            "objective",
+            "exact match",
+            "training",
+            "teacher tokens",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: table_rows,
+    }
+}
+
 /// Writes `runs/<name>/report/report.md` and `report.html`.
 pub fn write_report(
     out: &Output,
@@ -83,7 +156,22 @@ pub fn write_report(
             run.path().join(layout::CONFIG).display().to_string(),
         ),
     ];
-    for stage in STAGES {
+    let variants: Vec<String> = loaded
+        .config
+        .distill
+        .compare
+        .iter()
+        .map(|v| layout::student_variant(&v.name))
+        .collect();
+    let mut stages: Vec<&str> = STAGES.to_vec();
+    let at = stages
+        .iter()
+        .position(|s| *s == layout::STUDENT)
+        .map_or(0, |i| i + 1);
+    for (i, v) in variants.iter().enumerate() {
+        stages.insert(at + i, v);
+    }
+    for stage in stages {
         let name = stage_name(stage);
         let dir = run.stage_dir(stage);
         let Some(marker) = run.marker(stage) else {
@@ -152,6 +240,9 @@ pub fn write_report(
         ));
     }
     let mut tables = Vec::new();
+    if !loaded.config.distill.compare.is_empty() {
+        tables.push(modes_table(loaded, run, rows));
+    }
     if let Some(curve) = super::curve::read_curve(run) {
         tables.push(super::curve::table(&curve));
         let svg = run.stage_dir(layout::CURVE).join("curve.svg");

@@ -23,7 +23,7 @@ pub fn student_stages(
     Ok(())
 }
 
-/// Distils the student unless up to date.
+/// Distils the student unless up to date, then each `[[distill.compare]]` student beside it.
 pub fn distilled_stage(
     out: &Output,
     loaded: &LoadedConfig,
@@ -34,23 +34,41 @@ pub fn distilled_stage(
     let data = distill::stages::inputs::read_data(&run.stage_dir(layout::DATA))?;
     let synthetic_dir = run.stage_dir(layout::SYNTHETIC);
     let run_dir = run.path();
-    super::training::training_stage(
-        out,
-        loaded,
-        run,
-        layout::STUDENT,
-        "distill",
-        &distill::stages::hashes::student_hash(c),
-        c.distill.train.steps,
-        resume,
-        Box::new(|ck, dir, hash, report| {
-            let synthetic =
-                datasets::Set::open(&synthetic_dir)?.read_all::<datasets::Sample>(None)?;
-            distill::stages::student::distill_student(
-                loaded, run_dir, &data, &synthetic, ck, dir, hash, report,
-            )
-        }),
-    )
+    let mut modes = vec![(
+        layout::STUDENT.to_string(),
+        "distill".to_string(),
+        loaded.clone(),
+    )];
+    for v in &c.distill.compare {
+        modes.push((
+            layout::student_variant(&v.name),
+            format!("distill ({})", v.name),
+            LoadedConfig {
+                config: c.distill_variant(v),
+                path: loaded.path.clone(),
+            },
+        ));
+    }
+    for (stage, label, mode) in &modes {
+        super::training::training_stage(
+            out,
+            mode,
+            run,
+            stage,
+            label,
+            &distill::stages::hashes::student_hash(&mode.config),
+            mode.config.distill.train.steps,
+            resume,
+            Box::new(|ck, dir, hash, report| {
+                let synthetic =
+                    datasets::Set::open(&synthetic_dir)?.read_all::<datasets::Sample>(None)?;
+                distill::stages::student::distill_student(
+                    stage, mode, run_dir, &data, &synthetic, ck, dir, hash, report,
+                )
+            }),
+        )?;
+    }
+    Ok(())
 }
 
 /// Trains the gold-only baseline (when `distill.baseline` asks for it) unless up to date: the

@@ -20,12 +20,12 @@ fn teacher(loaded: &LoadedConfig, run: &RunDir) -> Result<Box<dyn Teacher>> {
                 Some(p) => loaded.resolve(p),
                 None => synth::default_teacher_dir(run.path()),
             };
-            if !dir.is_dir() {
+            if !dir.is_dir() && !distill::model::from_gguf::is_gguf(&dir) {
                 return Err(distill::Error::Invalid {
                     message: format!(
                         "The local teacher `{}` does not exist\n\nhint: train it with `workbench \
                          teacher train CONFIG`, set `teacher.path` to a checkpoint directory \
-                         (config.json, model.safetensors, tokenizer.json), or use `teacher.kind = \
+                         (config.json, model.safetensors, tokenizer.json) or a GGUF file, or use `teacher.kind = \
                          \"openai\"` with a server",
                         dir.display()
                     ),
@@ -34,14 +34,7 @@ fn teacher(loaded: &LoadedConfig, run: &RunDir) -> Result<Box<dyn Teacher>> {
             }
             Box::new(LocalTeacher::load(&dir, &t.device, t.batch_size)?)
         }
-        TeacherKind::Openai => {
-            let tokenizer = t
-                .tokenizer
-                .as_ref()
-                .map(|p| distill::data::tokenizer::Tokenizer::from_dir(&loaded.resolve(p)))
-                .transpose()?;
-            Box::new(OpenAiTeacher::new(t, tokenizer)?)
-        }
+        TeacherKind::Openai => Box::new(OpenAiTeacher::for_run(loaded)?),
     })
 }
 

@@ -68,6 +68,32 @@ fn edit_json(path: &Path, f: impl FnOnce(&mut serde_json::Value)) {
     std::fs::write(path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
 }
 
+/// A small GGUF file: version `version`, `general.architecture = arch`, and one tensor
+/// `token_embd.weight` of 32 × 2 values of ggml type `kind` (its data zeros, sized as F32's).
+fn gguf_bytes(version: u32, arch: &str, kind: u32) -> Vec<u8> {
+    let mut b = Vec::new();
+    let string = |b: &mut Vec<u8>, s: &str| {
+        b.extend((s.len() as u64).to_le_bytes());
+        b.extend(s.as_bytes());
+    };
+    b.extend(b"GGUF");
+    b.extend(version.to_le_bytes());
+    b.extend(1u64.to_le_bytes());
+    b.extend(1u64.to_le_bytes());
+    string(&mut b, "general.architecture");
+    b.extend(8u32.to_le_bytes());
+    string(&mut b, arch);
+    string(&mut b, "token_embd.weight");
+    b.extend(2u32.to_le_bytes());
+    b.extend(32u64.to_le_bytes());
+    b.extend(2u64.to_le_bytes());
+    b.extend(kind.to_le_bytes());
+    b.extend(0u64.to_le_bytes());
+    b.resize(b.len().div_ceil(32) * 32, 0);
+    b.extend(vec![0u8; 32 * 2 * 4]);
+    b
+}
+
 /// Rewrites a safetensors file without the tensor `drop` (its bytes cut out, every later offset
 /// moved down), so the file is valid and only that tensor is missing.
 fn drop_tensor(path: &Path, drop: &str) {
@@ -498,6 +524,96 @@ fn cases() -> Vec<Case> {
             absent: &[],
         },
         Case {
+            name: "a GGUF file with a wrong magic number",
+            setup: |sb| {
+                std::fs::write(sb.join("m.gguf"), b"GGML\x03\0\0\0 not really").unwrap();
+                args(&["model", "logits", "--model", "m.gguf", "--ids", "1,2"])
+            },
+            code: 2,
+            needles: &["m.gguf", "not `GGUF`"],
+            absent: &[],
+        },
+        Case {
+            name: "a truncated GGUF file",
+            setup: |sb| {
+                let mut b = gguf_bytes(3, "llama", 0);
+                b.truncate(b.len() - 10);
+                std::fs::write(sb.join("m.gguf"), b).unwrap();
+                args(&["model", "logits", "--model", "m.gguf", "--ids", "1,2"])
+            },
+            code: 2,
+            needles: &["m.gguf", "truncated"],
+            absent: &[],
+        },
+        Case {
+            name: "a GGUF file of an unsupported version",
+            setup: |sb| {
+                std::fs::write(sb.join("m.gguf"), gguf_bytes(7, "llama", 0)).unwrap();
+                args(&["model", "logits", "--model", "m.gguf", "--ids", "1,2"])
+            },
+            code: 2,
+            needles: &["version 7", "versions 2 and 3"],
+            absent: &[],
+        },
+        Case {
+            name: "a GGUF tensor of a type the workbench does not read",
+            setup: |sb| {
+                std::fs::write(sb.join("m.gguf"), gguf_bytes(3, "llama", 16)).unwrap();
+                args(&["model", "logits", "--model", "m.gguf", "--ids", "1,2"])
+            },
+            code: 2,
+            needles: &["token_embd.weight", "IQ2_XXS", "Q4_K"],
+            absent: &[],
+        },
+        Case {
+            name: "a GGUF model of an architecture the workbench does not run",
+            setup: |sb| {
+                std::fs::write(sb.join("m.gguf"), gguf_bytes(3, "gpt9", 0)).unwrap();
+                args(&["model", "convert", "--model", "m.gguf", "--out", "out"])
+            },
+            code: 2,
+            needles: &["gpt9", "llama, mistral and qwen2"],
+            absent: &["out"],
+        },
+        Case {
+            name: "a GGUF export with an unknown quantization",
+            setup: |_| {
+                let m = fixture("llama-gqa");
+                args(&[
+                    "model",
+                    "convert",
+                    "--model",
+                    p(&m),
+                    "--out",
+                    "m.gguf",
+                    "--quantize",
+                    "q3_k",
+                ])
+            },
+            code: 2,
+            needles: &["--quantize q3_k", "f32, f16, q8_0 or q4_0"],
+            absent: &["m.gguf"],
+        },
+        Case {
+            name: "a quantization asked of a directory output",
+            setup: |_| {
+                let m = fixture("llama-gqa");
+                args(&[
+                    "model",
+                    "convert",
+                    "--model",
+                    p(&m),
+                    "--out",
+                    "out",
+                    "--quantize",
+                    "q8_0",
+                ])
+            },
+            code: 2,
+            needles: &["--quantize q8_0", "FILE.gguf"],
+            absent: &["out"],
+        },
+        Case {
             name: "checkpoint with an unknown model_type",
             setup: |sb| {
                 let m = copy_model(sb, "llama-gqa", "m");
@@ -568,6 +684,38 @@ fn cases() -> Vec<Case> {
             code: 1,
             needles: &["HTTP 429", "gave up"],
             absent: &["runs/s429/synthetic"],
+        },
+        Case {
+            name: "on-policy against a server that scores no tokens",
+            setup: |sb| {
+                // The fake server answers every request as a chat completion: neither
+                // `prompt_logprobs` nor the prompt's logprobs with `echo`.
+                let server = FakeServer::start(State::default());
+                let fixture = crate::common::root().join("distill/tests/fixtures/models/llama-gqa");
+                let cfg = tiny_config(
+                    sb,
+                    "noscore",
+                    &format!(
+                        "[teacher]\nkind = \"openai\"\nbase_url = \"{}\"\nmodel = \"fake\"\n\
+                         tokenizer = \"{}\"\nmax_retries = 0\n\n[generate]\nlimit = 8\n\
+                         check_teacher = false\nmin_chars = 0\n\n[distill]\non_policy = 1.0\n\
+                         baseline = false\n",
+                        server.base_url(),
+                        fixture.display()
+                    ),
+                );
+                let mut s = args(&["run", p(&cfg)]);
+                s.keep.push(Box::new(server));
+                s
+            },
+            code: 1,
+            needles: &[
+                "scores tokens neither with `prompt_logprobs`",
+                "no `prompt_logprobs`",
+                "`echo` and `logprobs`",
+                "distill.on_policy = 0",
+            ],
+            absent: &["runs/noscore/student"],
         },
         Case {
             name: "a server answering 500",
@@ -957,21 +1105,83 @@ fn cases() -> Vec<Case> {
             absent: &[],
         },
         Case {
-            name: "on-policy with an openai teacher",
+            name: "a distillation mode to compare with a value out of range",
             setup: |sb| {
-                let c = sb.write(
-                    "onpolapi.toml",
-                    "[run]\nname = \"onpolapi\"\n[data]\ntask = \"dates\"\n[teacher]\n\
-                     kind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n\
-                     [distill]\non_policy = 0.5\n",
+                let c = tiny_config(
+                    sb,
+                    "cmpval",
+                    "[[distill.compare]]\nname = \"on-policy\"\non_policy = 2.0\n",
+                );
+                args(&["run", p(&c)])
+            },
+            code: 2,
+            needles: &["distill.compare[0].on_policy", "is 2"],
+            absent: &["runs/cmpval"],
+        },
+        Case {
+            name: "a distillation mode to compare named like no folder",
+            setup: |sb| {
+                let c = tiny_config(
+                    sb,
+                    "cmpname",
+                    "[[distill.compare]]\nname = \"On Policy/1\"\non_policy = 1.0\n",
                 );
                 args(&["run", p(&c)])
             },
             code: 2,
             needles: &[
-                "distill.on_policy",
+                "distill.compare[0].name",
+                "On Policy/1",
+                "lowercase letters",
+            ],
+            absent: &["runs/cmpname"],
+        },
+        Case {
+            name: "a student cut from more layers than the teacher has",
+            setup: |sb| {
+                let c = tiny_config(sb, "cutmany", "[student]\nfrom_teacher = { layers = 3 }\n");
+                args(&["run", p(&c)])
+            },
+            code: 2,
+            needles: &[
+                "student.from_teacher.layers",
+                "is 3",
+                "1 layer",
+                "at most 1",
+            ],
+            absent: &["runs/cutmany"],
+        },
+        Case {
+            name: "a student cut from an openai teacher",
+            setup: |sb| {
+                let c = sb.write(
+                    "cutapi.toml",
+                    "[run]\nname = \"cutapi\"\n[data]\ntask = \"dates\"\n[teacher]\n\
+                     kind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n\
+                     [student]\nfrom_teacher = { layers = 1 }\n",
+                );
+                args(&["run", p(&c)])
+            },
+            code: 2,
+            needles: &["student.from_teacher", "local teacher", "student.path"],
+            absent: &["runs/cutapi"],
+        },
+        Case {
+            name: "full-vocabulary KD with an openai teacher",
+            setup: |sb| {
+                let c = sb.write(
+                    "onpolapi.toml",
+                    "[run]\nname = \"onpolapi\"\n[data]\ntask = \"dates\"\n[teacher]\n\
+                     kind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n\
+                     [distill]\non_policy = 0.5\nfull_vocab = true\n",
+                );
+                args(&["run", p(&c)])
+            },
+            code: 2,
+            needles: &[
+                "distill.full_vocab",
                 "local teacher",
-                "distill.on_policy = 0",
+                "top `generate.top_logprobs`",
             ],
             absent: &["runs/onpolapi"],
         },

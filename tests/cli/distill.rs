@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::common::{Sandbox, tiny_config};
+use crate::common::{Sandbox, TINY_MODELS, root, short_dates_jsonl, tiny_config};
 
 /// The eval rows of a run, by model name.
 fn eval_rows(sb: &Sandbox, cfg: &Path) -> Vec<serde_json::Value> {
@@ -429,27 +429,169 @@ fn a_teacher_no_better_than_the_gold_only_student_is_flagged() {
     assert!(md.contains("**Warning:** the teacher ("), "{md}");
 }
 
-/// On-policy distillation through `run`: the student samples, the local teacher grades, the
-/// stage says so, and the rest of the loop (baseline, eval, report) runs as off-policy.
+/// On-policy distillation through `run`, beside the off-policy student (`[[distill.compare]]`):
+/// the student samples, the local teacher grades, the stage says so, and the rest of the loop
+/// (baseline, eval, report) runs with a row for each mode and the teacher tokens each took.
 #[test]
 fn run_distils_on_policy_with_a_local_teacher() {
     let sb = Sandbox::new();
     let cfg = tiny_config(
         &sb,
         "onpol",
-        "[distill]\non_policy = 1.0\ndivergence = \"reverse_kl\"\nmax_new_tokens = 8\n\n[eval]\nmax_new_tokens = 12\n",
+        "[[distill.compare]]\nname = \"on-policy\"\non_policy = 1.0\ndivergence = \"reverse_kl\"\n\
+         max_new_tokens = 8\n\n[eval]\nmax_new_tokens = 12\n",
     );
     let r = sb.run(&["run", cfg.to_str().unwrap()]).ok();
     assert!(
-        r.stderr.contains("reverse KL, full vocabulary") && r.stderr.contains("on-policy 1 at T=1"),
+        r.stderr.contains("reverse KL, top-20")
+            && r.stderr
+                .contains("on-policy 1 at T=1, graded by the local teacher's top-k"),
         "{}",
         r.stderr
     );
-    for model in ["| teacher |", "| gold-only |", "| distilled |"] {
+    for model in [
+        "| teacher |",
+        "| gold-only |",
+        "| distilled |",
+        "| distilled (on-policy) |",
+    ] {
         assert!(r.stdout.contains(model), "{model}: {}", r.stdout);
     }
-    // Every step's loss is the KD term alone.
-    let rows = datasets::metrics::read(&sb.join("runs/onpol/student/metrics.parquet")).unwrap();
+    // Every on-policy step's loss is the KD term alone; the off-policy student's is not.
+    let rows =
+        datasets::metrics::read(&sb.join("runs/onpol/student-on-policy/metrics.parquet")).unwrap();
     assert!(!rows.is_empty());
     assert!(rows.iter().all(|r| r.loss.to_bits() == r.kd.to_bits()));
+    let rows = datasets::metrics::read(&sb.join("runs/onpol/student/metrics.parquet")).unwrap();
+    assert!(rows.iter().any(|r| r.loss.to_bits() != r.kd.to_bits()));
+    let fit = |stage: &str| -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(sb.join(&format!("runs/onpol/{stage}/STAGE.json"))).unwrap(),
+        )
+        .unwrap();
+        v["summary"].clone()
+    };
+    assert_eq!(fit("student")["teacher_tokens"], 0);
+    let graded = fit("student-on-policy")["teacher_tokens"].as_u64().unwrap();
+    assert!(graded > 0);
+    let report = std::fs::read_to_string(sb.join("runs/onpol/report/report.md")).unwrap();
+    assert!(report.contains("Distillation modes"), "{report}");
+    assert!(
+        report.contains(&format!("+ {} graded)", datasets::text::thousands(graded))),
+        "{report}"
+    );
+    assert!(report.contains("+ 0 graded)"), "{report}");
+}
+
+/// On-policy distillation against `workbench serve` (the teacher's checkpoint behind it, its
+/// grades over HTTP) trains the student that the same checkpoint as a local teacher does: the
+/// loss curves agree to float tolerance, and the server scored every sampled token.
+#[test]
+fn on_policy_against_workbench_serve_trains_the_local_teachers_student() {
+    let sb = Sandbox::new();
+    let fixture = root().join("distill/tests/fixtures/models/llama-gqa");
+    let server = crate::model::Server::start(&fixture);
+    sb.write("gold.jsonl", short_dates_jsonl(0..20, true));
+    sb.write("pool.jsonl", short_dates_jsonl(7..27, false));
+    sb.write("eval.jsonl", short_dates_jsonl(3..8, true));
+    let config = |name: &str, teacher: String| {
+        sb.write(
+            &format!("{name}.toml"),
+            format!(
+                "[run]\nname = \"{name}\"\nseed = 3\n\n[data]\ndecontaminate = false\n\
+                 max_removed_share = 1.0\n\
+                 gold = {{ path = \"gold.jsonl\", map = {{ prompt = \"q\", reference = \"answer\" }} }}\n\
+                 prompts = {{ path = \"pool.jsonl\", map = {{ prompt = \"q\" }} }}\n\
+                 eval = {{ path = \"eval.jsonl\", map = {{ prompt = \"q\", reference = \"answer\" }} }}\n\
+                 {TINY_MODELS}[teacher]\n{teacher}\n\n[generate]\nmax_new_tokens = 6\n\
+                 top_logprobs = 5\nmin_chars = 0\ndedup = \"none\"\ncheck_teacher = false\n\n\
+                 [distill]\non_policy = 1.0\nmax_new_tokens = 5\nbaseline = false\n\n\
+                 [eval]\nmax_new_tokens = 8\n"
+            ),
+        )
+    };
+    let remote = config(
+        "remote",
+        format!(
+            "kind = \"openai\"\nbase_url = \"http://{}/v1\"\nmodel = \"llama-gqa\"\n\
+             tokenizer = \"{}\"",
+            server.addr,
+            fixture.display()
+        ),
+    );
+    let local = config("local", format!("path = \"{}\"", fixture.display()));
+    for cfg in [&remote, &local] {
+        sb.run(&["generate", cfg.to_str().unwrap()]).ok();
+    }
+    let r = sb.run(&["distill", remote.to_str().unwrap()]).ok();
+    assert!(
+        r.stderr.contains("graded by the server's top-k"),
+        "{}",
+        r.stderr
+    );
+    let l = sb.run(&["distill", local.to_str().unwrap()]).ok();
+    assert!(
+        l.stderr.contains("graded by the local teacher's top-k"),
+        "{}",
+        l.stderr
+    );
+    let curve = |run: &str| {
+        datasets::metrics::read(&sb.join(&format!("runs/{run}/student/metrics.parquet"))).unwrap()
+    };
+    let (a, b) = (curve("remote"), curve("local"));
+    assert_eq!(a.len(), 8);
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert!(
+            (x.loss - y.loss).abs() <= 1e-4 * x.loss.abs().max(1.0),
+            "step {}: {} over HTTP, {} here",
+            x.step,
+            x.loss,
+            y.loss
+        );
+    }
+    let stage: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(sb.join("runs/remote/student/STAGE.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(stage.to_string().contains("teacher_tokens"), "{stage}");
+}
+
+/// A student cut from its teacher (`student.from_teacher`): half the teacher's layers, the rest
+/// of it as it is, so its parameters are the teacher's less one layer's; the gold-only baseline
+/// starts from the same cut, and the run goes through.
+#[test]
+fn a_student_cut_from_its_teacher_keeps_the_teachers_width_and_vocabulary() {
+    let sb = Sandbox::new();
+    let cfg = tiny_config(&sb, "cut", "[student]\nfrom_teacher = { layers = 1 }\n");
+    sb.run(&[
+        "run",
+        cfg.to_str().unwrap(),
+        "--set",
+        "teacher.architecture.layers=2",
+    ])
+    .ok();
+    let params = |stage: &str| -> u64 {
+        let v: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(sb.join(&format!("runs/cut/{stage}/STAGE.json"))).unwrap(),
+        )
+        .unwrap();
+        v["summary"]["params"].as_u64().unwrap()
+    };
+    let (teacher, student) = (params("teacher"), params("student"));
+    assert_eq!(params("gold-only"), student);
+    let config = |dir: &str| -> serde_json::Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(sb.join(&format!("runs/cut/{dir}/config.json"))).unwrap(),
+        )
+        .unwrap()
+    };
+    let (t, s) = (config("teacher"), config("student/final"));
+    assert_eq!(s["num_hidden_layers"], 1);
+    assert_eq!(s["hidden_size"], t["hidden_size"]);
+    assert_eq!(s["vocab_size"], t["vocab_size"]);
+    assert!(
+        student < teacher && student > teacher / 2,
+        "{student} of {teacher}"
+    );
 }

@@ -4,7 +4,9 @@
 
 use std::ffi::OsStr;
 
-use crate::common::{Sandbox, python, root, run_python, run_python_args, torch_python};
+use crate::common::{
+    Sandbox, llama_python, python, root, run_python, run_python_args, torch_python,
+};
 use crate::model::Server;
 
 #[test]
@@ -143,11 +145,32 @@ fn the_openai_client_talks_to_our_server() {
     let base = format!("http://{}/v1", server.addr);
     let prompt = expected["inputs"][2].to_string();
     let greedy = expected["greedy"][2].to_string();
+    let sb = Sandbox::new();
+    let ids: Vec<String> = expected["inputs"][2]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+    let logits = sb
+        .run(&[
+            "model",
+            "logits",
+            "--model",
+            dir.to_str().unwrap(),
+            "--ids",
+            &ids.join(","),
+            "--json",
+        ])
+        .ok()
+        .stdout;
+    let logits_file = sb.write("logits.json", &logits);
     let args: Vec<&OsStr> = vec![
         OsStr::new(&base),
         OsStr::new("llama-gqa"),
         OsStr::new(&prompt),
         OsStr::new(&greedy),
+        logits_file.as_os_str(),
     ];
     let out = run_python_args(&py, "openai_client.py", &args);
     assert!(out.contains("openai client ok"), "{out}");
@@ -190,5 +213,288 @@ fn checkpoints_we_save_load_in_transformers_with_equal_logits() {
         );
         let out = run_python(&py, "check_saved_model.py", &[&sb.join(name), &expected]);
         assert!(out.contains("saved checkpoint ok"), "{name}: {out}");
+    }
+}
+
+/// A GGUF file written by llama.cpp's `gguf` package (every tensor type the reader knows,
+/// quantized by `gguf.quants`) reads back with its metadata, dimensions and the values
+/// `gguf.quants.dequantize` gives.
+#[test]
+fn gguf_files_from_llama_cpps_package_read_back() {
+    let Some(py) = python() else { return };
+    let sb = Sandbox::new();
+    let (file, expected) = (sb.join("fixture.gguf"), sb.join("expected.json"));
+    let out = run_python(&py, "write_gguf.py", &[&file, &expected]);
+    assert!(out.contains("gguf written"), "{out}");
+    let want: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&expected).unwrap()).unwrap();
+    let g = distill::model::gguf::Gguf::open(&file).unwrap();
+    assert_eq!(g.metadata["general.architecture"].as_str(), Some("llama"));
+    for (key, value) in want["metadata"].as_object().unwrap() {
+        assert_eq!(g.metadata[key].as_u64(), value.as_u64(), "{key}");
+    }
+    assert!(matches!(
+        &g.metadata["tokenizer.ggml.tokens"],
+        distill::model::gguf::Value::Array(t) if t.len() == 4
+    ));
+    let tensors = want["tensors"].as_object().unwrap();
+    assert_eq!(g.tensors.len(), tensors.len());
+    for (name, t) in tensors {
+        let info = g.tensor(name).unwrap();
+        let dims: Vec<u64> = t["dims"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap())
+            .collect();
+        assert_eq!(info.dims, dims, "{name}");
+        let got = g.dequantize(info).unwrap();
+        let values = t["values"].as_array().unwrap();
+        assert_eq!(got.len(), values.len(), "{name}");
+        for (i, (a, b)) in got.iter().zip(values).enumerate() {
+            let b = b.as_f64().unwrap() as f32;
+            assert!(
+                (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+                "{name}[{i}]: {a} vs {b}"
+            );
+        }
+    }
+}
+
+/// The committed parity checkpoints, written as GGUF by llama.cpp's `gguf` package the way its
+/// converter lays them out (Llama's query/key rows interleaved, names and metadata as llama.cpp's),
+/// load through `--model FILE.gguf` with the logits of the same weights read from safetensors,
+/// for every stored type; the tokenizer rebuilt from `tokenizer.ggml.*` encodes as the original
+/// `tokenizer.json`, with the same special tokens and chat template; and `model convert` turns the
+/// file into a Hub directory that loads alike.
+#[test]
+fn gguf_checkpoints_load_with_the_logits_and_tokenizer_of_their_source() {
+    use distill::data::tokenizer::Tokenizer;
+    let Some(py) = python() else { return };
+    let sb = Sandbox::new();
+    let models = root().join("distill/tests/fixtures/models");
+    let ids = [0, 5, 17, 300, 42, 7, 511, 64, 1, 99];
+    let logits = |model: &std::path::Path| -> Vec<f64> { sb.logits(model, &ids).concat() };
+    let texts = [
+        "Hello world! The answer is 42, isn't it?",
+        "  leading spaces\nand new\tlines\r\n  ",
+        "ünïcödé 👩‍🔬 tokens and <|endoftext|> inside",
+    ];
+    for entry in std::fs::read_dir(&models).unwrap() {
+        let src = entry.unwrap().path();
+        let name = src.file_name().unwrap().to_string_lossy().into_owned();
+        for kind in ["f32", "f16", "q8_0", "q4_0", "q4_1"] {
+            let file = sb.join(&format!("{name}-{kind}.gguf"));
+            let reference = sb.join(&format!("{name}-{kind}-ref"));
+            let out = run_python(
+                &py,
+                "hf_to_gguf.py",
+                &[&src, &file, std::path::Path::new(kind), &reference],
+            );
+            assert!(out.contains("gguf written"), "{out}");
+            let (ours, want) = (logits(&file), logits(&reference));
+            assert_eq!(ours.len(), want.len(), "{name} {kind}");
+            let worst = ours
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(worst <= 1e-5, "{name} {kind}: logits differ by {worst}");
+        }
+        let file = sb.join(&format!("{name}-f32.gguf"));
+        let (original, rebuilt) = (
+            Tokenizer::from_dir(&src).unwrap(),
+            Tokenizer::from_dir(&file).unwrap(),
+        );
+        for text in texts {
+            for special in [false, true] {
+                assert_eq!(
+                    rebuilt.encode(text, special).unwrap(),
+                    original.encode(text, special).unwrap(),
+                    "{name}: {text:?}"
+                );
+            }
+            let ids = original.encode(text, false).unwrap();
+            assert_eq!(
+                rebuilt.decode(&ids, false).unwrap(),
+                original.decode(&ids, false).unwrap()
+            );
+        }
+        assert_eq!(
+            rebuilt.special_tokens(),
+            original.special_tokens(),
+            "{name}"
+        );
+        assert_eq!(
+            rebuilt.chat_template().map(|t| t.source().to_string()),
+            original.chat_template().map(|t| t.source().to_string()),
+            "{name}"
+        );
+        // Converted to a Hub directory, it loads with the same logits and tokenizer.
+        let dir = sb.join(&format!("{name}-converted"));
+        sb.run(&[
+            "model",
+            "convert",
+            "--model",
+            file.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+        ])
+        .ok();
+        assert_eq!(logits(&dir), logits(&file), "{name}");
+        let converted = Tokenizer::from_dir(&dir).unwrap();
+        assert_eq!(
+            converted.encode(texts[0], true).unwrap(),
+            original.encode(texts[0], true).unwrap()
+        );
+    }
+}
+
+/// Greedy continuation of each of `inputs` by the checkpoint (or GGUF file) at `model`, with the
+/// workbench's own forward pass: `n` new tokens, never stopping at EOS.
+fn our_greedy(model: &std::path::Path, inputs: &[Vec<u32>], n: usize) -> Vec<Vec<u32>> {
+    let device = distill::backend::device("cpu").unwrap();
+    let m = distill::model::checkpoint::load(model, &device).unwrap();
+    inputs
+        .iter()
+        .map(|ids| {
+            let mut ids = ids.clone();
+            let start = ids.len();
+            for _ in 0..n {
+                let logits = distill::generate::logits(&m, &ids).unwrap();
+                let last = logits.last().unwrap();
+                let best = (0..last.len())
+                    .max_by(|&a, &b| last[a].total_cmp(&last[b]))
+                    .unwrap();
+                ids.push(best as u32);
+            }
+            ids[start..].to_vec()
+        })
+        .collect()
+}
+
+/// `model convert --out FILE.gguf` writes files llama.cpp (llama-cpp-python, built from PyPI's
+/// source) loads as they are, and llama.cpp encodes text with the exported tokenizer as the
+/// original `tokenizer.json` does. For F32, llama.cpp's greedy tokens equal ours on the file and
+/// transformers' on the source checkpoint, and its logits ours within 1e-4. For Q8_0 llama.cpp
+/// also rounds the activations to 8 bits before each matrix product (the workbench computes with
+/// the dequantized weights in f32), which on these random tiny models moves logits about as much
+/// as the weights' own rounding: its logits on the same sequences stay within a band of ours (on
+/// average 1% of the largest logit, at most 10%), and its greedy tokens equal ours up to the
+/// first step where our top token leads the runner-up by less than twice the largest gap seen.
+#[test]
+fn gguf_files_we_write_run_in_llama_cpp() {
+    use distill::data::tokenizer::Tokenizer;
+    let Some(py) = llama_python() else { return };
+    let sb = Sandbox::new();
+    let models = root().join("distill/tests/fixtures/models");
+    let texts = [
+        "Hello world! The answer is 42, isn't it?",
+        "question 7: what is 12 + 30?\nanswer: 42",
+        "ünïcödé 👩‍🔬 and <|endoftext|> inside",
+    ];
+    let device = distill::backend::device("cpu").unwrap();
+    for name in [
+        "llama-gqa",
+        "llama-head-dim",
+        "mistral-legacy-rope",
+        "qwen2-tied-bf16",
+    ] {
+        let src = models.join(name);
+        let expected: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(src.join("expected.json")).unwrap())
+                .unwrap();
+        let inputs: Vec<Vec<u32>> = serde_json::from_value(expected["inputs"].clone()).unwrap();
+        let transformers: Vec<Vec<u32>> =
+            serde_json::from_value(expected["greedy"].clone()).unwrap();
+        let n = expected["max_new_tokens"].as_u64().unwrap() as usize;
+        let original = Tokenizer::from_dir(&src).unwrap();
+        for (kind, exact) in [("f32", true), ("q8_0", false)] {
+            let file = sb.join(&format!("{name}-{kind}.gguf"));
+            sb.run(&[
+                "model",
+                "convert",
+                "--model",
+                src.to_str().unwrap(),
+                "--out",
+                file.to_str().unwrap(),
+                "--quantize",
+                kind,
+            ])
+            .ok();
+            let ours = our_greedy(&file, &inputs, n);
+            if kind == "f32" {
+                assert_eq!(ours, transformers, "{name}: our greedy on our F32 GGUF");
+            }
+            let sequences: Vec<Vec<u32>> = inputs
+                .iter()
+                .zip(&ours)
+                .map(|(i, g)| i.iter().chain(g).copied().collect())
+                .collect();
+            let spec = sb.write(
+                &format!("{name}-{kind}-inputs.json"),
+                serde_json::json!({
+                    "inputs": inputs, "max_new_tokens": n, "texts": texts, "sequences": sequences,
+                })
+                .to_string(),
+            );
+            let out = run_python(&py, "llama_cpp_greedy.py", &[&file, &spec]);
+            let got: serde_json::Value =
+                serde_json::from_str(out.lines().last().unwrap_or_default())
+                    .unwrap_or_else(|e| panic!("{name} {kind}: {e}: {out}"));
+            let tokens: Vec<Vec<u32>> = serde_json::from_value(got["tokens"].clone()).unwrap();
+            for (text, t) in texts.iter().zip(&tokens) {
+                assert_eq!(
+                    t,
+                    &original.encode(text, false).unwrap(),
+                    "{name}: {text:?}"
+                );
+            }
+            let theirs: Vec<Vec<Vec<f32>>> = serde_json::from_value(got["logits"].clone()).unwrap();
+            let model = distill::model::checkpoint::load(&file, &device).unwrap();
+            let llama: Vec<Vec<u32>> = serde_json::from_value(got["greedy"].clone()).unwrap();
+            for (s, seq) in sequences.iter().enumerate() {
+                let mine = distill::generate::logits(&model, seq).unwrap();
+                let gaps: Vec<f32> = mine
+                    .iter()
+                    .flatten()
+                    .zip(theirs[s].iter().flatten())
+                    .map(|(a, b)| (a - b).abs())
+                    .collect();
+                let worst = gaps.iter().copied().fold(0.0f32, f32::max);
+                let mean = gaps.iter().sum::<f32>() / gaps.len() as f32;
+                let scale = mine.iter().flatten().fold(0.0f32, |a, v| a.max(v.abs()));
+                if exact {
+                    assert!(
+                        worst <= 1e-4,
+                        "{name}: llama.cpp's F32 logits differ by {worst}"
+                    );
+                } else {
+                    assert!(
+                        mean <= 0.01 * scale && worst <= 0.1 * scale,
+                        "{name} {kind}: llama.cpp's logits differ from ours by {mean} on average, \
+                         {worst} at most (largest logit {scale})"
+                    );
+                }
+                let band = worst;
+                // Greedy agrees up to the first step where our lead is within the band.
+                let start = inputs[s].len();
+                for step in 0..n {
+                    let row = &mine[start + step - 1];
+                    let mut sorted = row.clone();
+                    sorted.sort_by(|a, b| b.total_cmp(a));
+                    if sorted[0] - sorted[1] <= 2.0 * band {
+                        break;
+                    }
+                    assert_eq!(
+                        llama[s][step], ours[s][step],
+                        "{name} {kind}: llama.cpp's greedy token {step} of input {s}"
+                    );
+                }
+                if exact {
+                    assert_eq!(llama[s], ours[s], "{name}: llama.cpp's greedy tokens");
+                }
+            }
+        }
     }
 }

@@ -173,6 +173,81 @@ fn convert_writes_a_checkpoint_with_the_same_logits() {
     assert!(r.stderr.contains("--force"), "{}", r.stderr);
 }
 
+/// `model convert --out FILE.gguf` writes a GGUF file that loads back (`--model FILE.gguf`) with the
+/// logits of its source: equal for F32, within the quantization's error for F16, Q8_0 and Q4_0;
+/// it serves chat with the rebuilt tokenizer; and an existing file is replaced only with `--force`.
+#[test]
+fn a_gguf_export_loads_back_with_the_logits_of_its_source() {
+    let sb = Sandbox::new();
+    let logits = |model: &str| -> Vec<f64> {
+        sb.logits(std::path::Path::new(model), &[4, 5, 6, 300, 2])
+            .concat()
+    };
+    for name in ["llama-gqa", "qwen2-tied-bf16"] {
+        let m = fixture(name);
+        let want = logits(m.to_str().unwrap());
+        let scale = want.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+        for (kind, tolerance) in [("f32", 1e-5), ("f16", 0.02), ("q8_0", 0.05), ("q4_0", 0.5)] {
+            let file = format!("{name}-{kind}.gguf");
+            let r = sb
+                .run(&[
+                    "model",
+                    "convert",
+                    "--model",
+                    m.to_str().unwrap(),
+                    "--out",
+                    &file,
+                    "--quantize",
+                    kind,
+                ])
+                .ok();
+            assert!(r.stderr.contains(&format!("GGUF, {kind}")), "{}", r.stderr);
+            let got = logits(&file);
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(
+                worst <= tolerance * scale.max(1.0),
+                "{name} {kind}: logits differ by {worst} (largest logit {scale})"
+            );
+        }
+    }
+    // Written again only with --force, and only over a GGUF file.
+    let src = fixture("llama-gqa");
+    let again = [
+        "model",
+        "convert",
+        "--model",
+        src.to_str().unwrap(),
+        "--out",
+        "llama-gqa-f32.gguf",
+    ];
+    let r = sb.run(&again).bad_input();
+    assert!(r.stderr.contains("--force"), "{}", r.stderr);
+    let mut forced = again.to_vec();
+    forced.push("--force");
+    sb.run(&forced).ok();
+    sb.write("notes.gguf", "my notes, not a model");
+    let r = sb
+        .run(&[
+            forced[0],
+            forced[1],
+            forced[2],
+            forced[3],
+            "--out",
+            "notes.gguf",
+            "--force",
+        ])
+        .bad_input();
+    assert!(r.stderr.contains("not a GGUF file"), "{}", r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(sb.join("notes.gguf")).unwrap(),
+        "my notes, not a model"
+    );
+}
+
 /// A `workbench serve` process on a free loopback port.
 pub struct Server {
     child: Child,
@@ -623,4 +698,130 @@ fn a_port_in_use_is_a_clear_error() {
         "{}",
         r.stderr
     );
+}
+
+/// `workbench model logits`, log-softmaxed: position `i`'s distribution over the next token.
+fn logits_logprobs(sb: &Sandbox, model: &std::path::Path, ids: &[u32]) -> Vec<Vec<f64>> {
+    sb.logits(model, ids)
+        .into_iter()
+        .map(|x| {
+            let max = x.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let lse = max + x.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+            x.iter().map(|v| v - lse).collect()
+        })
+        .collect()
+}
+
+/// The two ways a client scores tokens it did not generate: vLLM's `prompt_logprobs` and the
+/// OpenAI `echo` with `logprobs`, both with `max_tokens = 0`. Each token's logprob, rank and
+/// top-k equal `workbench model logits` log-softmaxed; the first token has none.
+#[test]
+fn the_server_scores_prompts_as_vllm_and_openai_do() {
+    let sb = Sandbox::new();
+    let model = fixture("llama-gqa");
+    let server = Server::start(&model);
+    let ids: Vec<u32> = vec![1, 17, 300, 42, 9, 250, 3];
+    let want = logits_logprobs(&sb, &model, &ids);
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-4;
+    let k = 4;
+
+    let req = serde_json::json!({"prompt": ids, "max_tokens": 0, "prompt_logprobs": k});
+    let (status, body) = http(&server.addr, "POST", "/v1/completions", &req.to_string());
+    assert_eq!(status, 200, "{body}");
+    let v = json(&body);
+    let choice = &v["choices"][0];
+    assert_eq!(choice["text"], "");
+    assert_eq!(v["usage"]["completion_tokens"], 0);
+    assert_eq!(v["usage"]["prompt_tokens"], ids.len());
+    let list = choice["prompt_logprobs"].as_array().unwrap();
+    assert_eq!(list.len(), ids.len());
+    assert!(list[0].is_null());
+    for (i, entry) in list.iter().enumerate().skip(1) {
+        let dist = &want[i - 1];
+        let map = entry.as_object().unwrap();
+        let own = &map[&ids[i].to_string()];
+        assert!(close(
+            own["logprob"].as_f64().unwrap(),
+            dist[ids[i] as usize]
+        ));
+        let rank = 1 + dist.iter().filter(|&&x| x > dist[ids[i] as usize]).count();
+        assert_eq!(own["rank"].as_u64().unwrap() as usize, rank);
+        let mut order: Vec<usize> = (0..dist.len()).collect();
+        order.sort_by(|&a, &b| dist[b].total_cmp(&dist[a]));
+        for (r, &id) in order.iter().take(k).enumerate() {
+            let e = &map[&id.to_string()];
+            assert!(close(e["logprob"].as_f64().unwrap(), dist[id]), "token {i}");
+            assert_eq!(e["rank"].as_u64().unwrap() as usize, r + 1);
+        }
+        assert!(map.len() == k || map.len() == k + 1);
+    }
+
+    let req = serde_json::json!({
+        "prompt": ids, "max_tokens": 0, "echo": true, "logprobs": k,
+        "return_tokens_as_token_ids": true,
+    });
+    let (status, body) = http(&server.addr, "POST", "/v1/completions", &req.to_string());
+    assert_eq!(status, 200, "{body}");
+    let lp = json(&body)["choices"][0]["logprobs"].clone();
+    let tokens = lp["tokens"].as_array().unwrap();
+    assert_eq!(tokens.len(), ids.len());
+    assert_eq!(tokens[2], "token_id:300");
+    assert!(lp["token_logprobs"][0].is_null() && lp["top_logprobs"][0].is_null());
+    for i in 1..ids.len() {
+        let dist = &want[i - 1];
+        assert!(close(
+            lp["token_logprobs"][i].as_f64().unwrap(),
+            dist[ids[i] as usize]
+        ));
+        let top = lp["top_logprobs"][i].as_object().unwrap();
+        assert_eq!(top.len(), k);
+        for (t, x) in top {
+            let id: usize = t.trim_start_matches("token_id:").parse().unwrap();
+            assert!(close(x.as_f64().unwrap(), dist[id]));
+        }
+    }
+
+    // Scoring and generating in one request: the prompt's scores, then new tokens.
+    let req = serde_json::json!({
+        "prompt": ids, "max_tokens": 2, "temperature": 0, "echo": true, "logprobs": 1,
+        "prompt_logprobs": 1, "return_tokens_as_token_ids": true,
+    });
+    let (status, body) = http(&server.addr, "POST", "/v1/completions", &req.to_string());
+    assert_eq!(status, 200, "{body}");
+    let v = json(&body);
+    assert_eq!(
+        v["choices"][0]["logprobs"]["tokens"]
+            .as_array()
+            .unwrap()
+            .len(),
+        ids.len() + 2
+    );
+    assert_eq!(
+        v["choices"][0]["prompt_logprobs"].as_array().unwrap().len(),
+        ids.len()
+    );
+
+    // What a scoring request may not ask.
+    for (req, needle) in [
+        (
+            serde_json::json!({"prompt": ids, "max_tokens": 0}),
+            "0 is for scoring the prompt",
+        ),
+        (
+            serde_json::json!({"prompt": ids, "max_tokens": 0, "prompt_logprobs": 21}),
+            "`prompt_logprobs` is 21; at most 20",
+        ),
+        (
+            serde_json::json!({"prompt": ids, "max_tokens": 1, "echo": true, "stream": true}),
+            "not streamed",
+        ),
+    ] {
+        let (status, body) = http(&server.addr, "POST", "/v1/completions", &req.to_string());
+        assert_eq!(status, 400, "{body}");
+        let m = json(&body)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(m.contains(needle), "{m}");
+    }
 }

@@ -94,6 +94,24 @@ impl Sandbox {
         self.run_env(args, &[])
     }
 
+    /// `workbench model logits --model MODEL --ids IDS --json`: one row of logits per position.
+    pub fn logits(&self, model: &Path, ids: &[u32]) -> Vec<Vec<f64>> {
+        let list: Vec<String> = ids.iter().map(u32::to_string).collect();
+        let v = self
+            .run(&[
+                "model",
+                "logits",
+                "--model",
+                model.to_str().unwrap(),
+                "--ids",
+                &list.join(","),
+                "--json",
+            ])
+            .ok()
+            .json();
+        serde_json::from_value(v["logits"].clone()).expect("rows of logits")
+    }
+
     /// Like [`Sandbox::run`], with environment variables set.
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let out = Command::new(env!("CARGO_BIN_EXE_workbench"))
@@ -155,7 +173,7 @@ pub fn python() -> Option<PathBuf> {
         }
         _ => {
             eprintln!(
-                "skipped: interop check needs Python with pyarrow, pandas, polars, duckdb and datasets; \
+                "skipped: interop check needs Python with pyarrow, pandas, polars, duckdb, datasets, openai and gguf; \
                  run `export WORKBENCH_PYTHON=$(scripts/python-env.sh)` first"
             );
             None
@@ -175,6 +193,25 @@ pub fn torch_python() -> Option<PathBuf> {
             eprintln!(
                 "skipped: this check needs Python with torch and transformers; run \
                  `export WORKBENCH_TORCH_PYTHON=$(scripts/python-env.sh scripts/requirements-torch.txt)` first"
+            );
+            None
+        }
+    }
+}
+
+/// The llama.cpp venv's Python (llama-cpp-python), from `WORKBENCH_LLAMA_PYTHON` (set by
+/// `.ci/run` after `scripts/python-env.sh scripts/requirements-llama.txt`). Skipped like
+/// [`python`] when absent.
+pub fn llama_python() -> Option<PathBuf> {
+    match std::env::var_os("WORKBENCH_LLAMA_PYTHON") {
+        Some(p) if Path::new(&p).exists() => Some(PathBuf::from(p)),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => panic!(
+            "CI must run the llama.cpp checks: set WORKBENCH_LLAMA_PYTHON=$(scripts/python-env.sh scripts/requirements-llama.txt)"
+        ),
+        _ => {
+            eprintln!(
+                "skipped: this check needs Python with llama-cpp-python; run \
+                 `export WORKBENCH_LLAMA_PYTHON=$(scripts/python-env.sh scripts/requirements-llama.txt)` first"
             );
             None
         }

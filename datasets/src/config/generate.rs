@@ -57,8 +57,8 @@ pub struct TeacherConfig {
     /// `local` (a checkpoint) or `openai` (an OpenAI-compatible server).
     #[serde(default)]
     pub kind: TeacherKind,
-    /// `local`: the checkpoint directory (config.json, model.safetensors, tokenizer.json);
-    /// relative to the config file. Default: the run's `teacher/`, which `workbench teacher
+    /// `local`: the checkpoint directory (config.json, model.safetensors, tokenizer.json) or a
+    /// GGUF file; relative to the config file. Default: the run's `teacher/`, which `workbench teacher
     /// train` writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,

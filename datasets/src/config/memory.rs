@@ -136,7 +136,7 @@ pub fn estimate(c: &Config) -> Vec<StageNeed> {
     let d = &c.data;
     let vocab = c.teacher.vocab_size;
     let local_teacher = c.teacher.trained_by_run();
-    let fresh_student = c.student.path.is_none();
+    let fresh_student = c.student.path.is_none() && c.student.from_teacher.is_none();
     if d.task.is_some() {
         let [gold, prompts, eval, review] = d.task_sizes();
         let rows = [

@@ -25,8 +25,8 @@ pub use generate::{
     ApiKind, GenerateConfig, OneOrMany, TeacherConfig, TeacherKind, Validator, Verifier,
 };
 pub use train::{
-    Architecture, DistillConfig, DistillLoss, DivergenceKind, EvalConfig, FinetuneConfig,
-    KeepStudent, Normalize, StudentConfig, TrainConfig,
+    Architecture, DistillConfig, DistillLoss, DistillVariant, DivergenceKind, EvalConfig,
+    FinetuneConfig, FromTeacher, KeepStudent, Normalize, StudentConfig, TrainConfig, kept_layers,
 };
 
 /// A config that could not be read: where, which key, what was expected.
@@ -362,6 +362,42 @@ pub struct LoadedConfig {
     pub config: Config,
     /// The file it was read from.
     pub path: PathBuf,
+}
+
+impl Config {
+    /// The checks of one distillation mode (`[distill]`, or a `[[distill.compare]]` student's
+    /// keys in its place) against the teacher and the generation settings; `prefix` names where
+    /// its keys are.
+    fn check_distill_mode(&self, prefix: &str, d: &DistillConfig) -> Result<(), (String, String)> {
+        if d.full_vocab && self.teacher.kind != TeacherKind::Local {
+            return Err((
+                format!("{prefix}full_vocab"),
+                "is true, which needs the teacher's whole distribution during training; only a \
+                 local teacher gives it (a server answers with its top-k); set it to false \
+                 (on-policy distillation then grades the student's tokens with the server's top \
+                 `generate.top_logprobs`), or use `teacher.kind = \"local\"`"
+                    .into(),
+            ));
+        }
+        if d.loss == DistillLoss::Kd && !d.full_vocab && self.generate.top_logprobs == 0 {
+            return Err((
+                "generate.top_logprobs".into(),
+                format!(
+                    "is 0, but `{prefix}loss = \"kd\"` learns from the teacher's top-k logprobs, \
+                     so the KD term would have nothing to match; keep at least 1 (20 is usual), \
+                     or use `{prefix}loss = \"ce\"` (the teacher's text only)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// This config with the `[[distill.compare]]` student `v`'s keys in `[distill]`.
+    pub fn distill_variant(&self, v: &DistillVariant) -> Config {
+        let mut c = self.clone();
+        c.distill = self.distill.variant(v);
+        c
+    }
 }
 
 impl LoadedConfig {
@@ -848,32 +884,41 @@ impl Config {
         )
         .map_err(|(k, m)| err(&k, m))?;
         self.student.check().map_err(|(k, m)| err(&k, m))?;
-        self.distill.check().map_err(|(k, m)| err(&k, m))?;
-        if self.distill.on_policy > 0.0 && self.teacher.kind != TeacherKind::Local {
-            return Err(err(
-                "distill.on_policy",
-                format!(
-                    "is {}, which needs the teacher's distribution at the student's own sampled \
-                     tokens, during training; the workbench computes it with a local teacher \
-                     only (an `openai` teacher gives the top-k of the answers it writes); use \
-                     `teacher.kind = \"local\"` (a checkpoint in `teacher.path`), or \
-                     `distill.on_policy = 0`",
-                    self.distill.on_policy
-                ),
-            ));
+        if let Some(cut) = &self.student.from_teacher {
+            if self.teacher.kind != TeacherKind::Local {
+                return Err(err(
+                    "student.from_teacher",
+                    "needs a local teacher, whose weights the student is cut from; an `openai` \
+                     teacher's are on its server: set `student.path` to a checkpoint of the same \
+                     family instead, or remove `student.from_teacher`"
+                        .into(),
+                ));
+            }
+            let layers = self.teacher.architecture.layers;
+            if self.teacher.trained_by_run() && cut.layers > layers {
+                return Err(err(
+                    "student.from_teacher.layers",
+                    format!(
+                        "is {}, but the teacher has {} (`teacher.architecture.layers`); keep at \
+                         most {layers}",
+                        cut.layers,
+                        crate::text::count(layers as u64, "layer")
+                    ),
+                ));
+            }
         }
-        if self.distill.loss == DistillLoss::Kd
-            && !self.distill.full_vocab
-            && self.distill.on_policy == 0.0
-            && self.generate.top_logprobs == 0
+        self.distill.check().map_err(|(k, m)| err(&k, m))?;
+        let variants = self
+            .distill
+            .compare
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("distill.compare[{i}]."), self.distill.variant(v)));
+        for (prefix, d) in
+            std::iter::once(("distill.".to_string(), self.distill.clone())).chain(variants)
         {
-            return Err(err(
-                "generate.top_logprobs",
-                "is 0, but `distill.loss = \"kd\"` learns from the teacher's top-k logprobs, so \
-                 the KD term would have nothing to match; keep at least 1 (20 is usual), or use \
-                 `distill.loss = \"ce\"` (the teacher's text only)"
-                    .into(),
-            ));
+            self.check_distill_mode(&prefix, &d)
+                .map_err(|(k, m)| err(&k, m))?;
         }
         self.eval.check().map_err(|(k, m)| err(&k, m))?;
         self.annotate.check().map_err(|(k, m)| err(&k, m))?;

@@ -321,12 +321,38 @@ pub(super) fn check_teacher_training(
 #[serde(deny_unknown_fields)]
 pub struct StudentConfig {
     /// Start from this checkpoint (Hugging Face layout: config.json, model.safetensors,
-    /// tokenizer.json) instead of fresh weights; relative to the config file.
+    /// tokenizer.json; or a GGUF file) instead of fresh weights; relative to the config file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
     /// The shape of a fresh student (without `path`). It uses the teacher's tokenizer.
     #[serde(default = "default_student_architecture")]
     pub architecture: Architecture,
+    /// Start from the local teacher cut down instead (`{ layers = N }`): its embeddings, final
+    /// norm and head, and N of its layers, evenly spaced from the first to the last (depth
+    /// pruning before distillation, as in NVIDIA's Minitron). The student then shares the
+    /// teacher's vocabulary, width and tokenizer; `architecture` is not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_teacher: Option<FromTeacher>,
+}
+
+/// `student.from_teacher`: which of the teacher's layers the student keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FromTeacher {
+    /// How many layers to keep (at least 1, at most the teacher's).
+    pub layers: usize,
+}
+
+/// The `n` of `total` layers a cut student keeps: evenly spaced from the first to the last
+/// (the first alone when `n` is 1).
+pub fn kept_layers(total: usize, n: usize) -> Vec<usize> {
+    match n {
+        0 => Vec::new(),
+        1 => vec![0],
+        _ => (0..n)
+            .map(|i| ((i * (total - 1)) as f64 / (n - 1) as f64).round() as usize)
+            .collect(),
+    }
 }
 
 fn default_student_architecture() -> Architecture {
@@ -345,12 +371,29 @@ impl Default for StudentConfig {
         StudentConfig {
             path: None,
             architecture: default_student_architecture(),
+            from_teacher: None,
         }
     }
 }
 
 impl StudentConfig {
     pub(super) fn check(&self) -> Result<(), (String, String)> {
+        if let Some(cut) = &self.from_teacher {
+            if self.path.is_some() {
+                return Err((
+                    "student.from_teacher".into(),
+                    "is set beside `student.path`; the student starts from one of them: remove \
+                     one"
+                    .into(),
+                ));
+            }
+            if cut.layers == 0 {
+                return Err((
+                    "student.from_teacher.layers".into(),
+                    "is 0; keep at least 1 of the teacher's layers".into(),
+                ));
+            }
+        }
         self.architecture.check("student.architecture")
     }
 }
@@ -419,11 +462,11 @@ pub struct DistillConfig {
     #[serde(default = "default_true")]
     pub baseline: bool,
     /// On-policy distillation (GKD's λ, 0 to 1): the share of batches whose completions the
-    /// student samples itself, at each step, for the local teacher to grade token by token on
-    /// its full distribution (the `divergence` at every sampled position, no cross-entropy).
-    /// 0 (the default) is off-policy: the stored teacher completions only. Needs `loss = "kd"` and
-    /// a local teacher that shares the student's vocabulary; off-policy batches then also learn
-    /// from its full distribution.
+    /// student samples itself, at each step, for the teacher to grade token by token (its top
+    /// `generate.top_logprobs` there, or its full distribution with `full_vocab`; a local
+    /// teacher on this machine, an `openai` one over HTTP), the loss there being the
+    /// `divergence` alone. 0 (the default) is off-policy: the stored teacher completions only.
+    /// Needs `loss = "kd"` and a teacher that shares the student's vocabulary.
     #[serde(default)]
     pub on_policy: f64,
     /// The temperature the student samples at on-policy (0: greedy).
@@ -440,6 +483,51 @@ pub struct DistillConfig {
     /// How the students are trained.
     #[serde(default = "default_distill_train", deserialize_with = "distill_train")]
     pub train: TrainConfig,
+    /// More distilled students to train beside this one, each with some of these keys changed
+    /// (`[[distill.compare]]`), so the report shows the modes side by side with the teacher
+    /// tokens each spent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compare: Vec<DistillVariant>,
+}
+
+/// `[[distill.compare]]`: another distilled student, trained like the main one from the same
+/// synthetic set and starting weights, with the keys given here in place of `[distill]`'s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DistillVariant {
+    /// Its row in the report, `distilled (NAME)`, and its stage folder, `student-NAME/`:
+    /// lowercase letters, digits and `-`.
+    pub name: String,
+    /// `loss` for this student.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<DistillLoss>,
+    /// `divergence` for this student.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub divergence: Option<DivergenceKind>,
+    /// `beta` for this student.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta: Option<f64>,
+    /// `temperature` for this student.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// `alpha` for this student.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
+    /// `full_vocab` for this student.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_vocab: Option<bool>,
+    /// `on_policy` for this student.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_policy: Option<f64>,
+    /// `sample_temperature` for this student.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_temperature: Option<f64>,
+    /// `max_new_tokens` for this student.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_new_tokens: Option<usize>,
+    /// `on_policy_after` for this student.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_policy_after: Option<usize>,
 }
 
 fn default_sample_temperature() -> f64 {
@@ -488,12 +576,62 @@ impl Default for DistillConfig {
             max_new_tokens: None,
             on_policy_after: 0,
             train: default_distill_train(),
+            compare: Vec::new(),
         }
     }
 }
 
 impl DistillConfig {
+    /// These settings with `v`'s keys in place, and no comparisons of their own.
+    pub fn variant(&self, v: &DistillVariant) -> DistillConfig {
+        DistillConfig {
+            loss: v.loss.unwrap_or(self.loss),
+            divergence: v.divergence.unwrap_or(self.divergence),
+            beta: v.beta.unwrap_or(self.beta),
+            temperature: v.temperature.unwrap_or(self.temperature),
+            alpha: v.alpha.unwrap_or(self.alpha),
+            full_vocab: v.full_vocab.unwrap_or(self.full_vocab),
+            on_policy: v.on_policy.unwrap_or(self.on_policy),
+            sample_temperature: v.sample_temperature.unwrap_or(self.sample_temperature),
+            max_new_tokens: v.max_new_tokens.or(self.max_new_tokens),
+            on_policy_after: v.on_policy_after.unwrap_or(self.on_policy_after),
+            compare: Vec::new(),
+            ..self.clone()
+        }
+    }
+
     pub(super) fn check(&self) -> Result<(), (String, String)> {
+        let mut seen = Vec::new();
+        for (i, v) in self.compare.iter().enumerate() {
+            let slug = !v.name.is_empty()
+                && v.name.len() <= 40
+                && v.name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !slug {
+                return Err((
+                    format!("distill.compare[{i}].name"),
+                    format!(
+                        "is `{}`; a comparison's name names its report row and its folder: use 1 \
+                         to 40 lowercase letters, digits and `-` (e.g. `on-policy`)",
+                        crate::text::inert_line(&v.name)
+                    ),
+                ));
+            }
+            if seen.contains(&&v.name) {
+                return Err((
+                    format!("distill.compare[{i}].name"),
+                    format!("`{}` names two comparisons; give each its own name", v.name),
+                ));
+            }
+            seen.push(&v.name);
+            self.variant(v).check().map_err(|(k, m)| {
+                (
+                    k.replacen("distill.", &format!("distill.compare[{i}]."), 1),
+                    m,
+                )
+            })?;
+        }
         for (k, v) in [("distill.beta", self.beta), ("distill.alpha", self.alpha)] {
             if !(0.0..=1.0).contains(&v) {
                 return Err((k.into(), format!("is {v}; expected a number in [0, 1]")));

@@ -99,7 +99,22 @@ impl Tokenizer {
         ))
     }
 
-    /// Loads the tokenizer of a Hugging Face checkpoint directory: `tokenizer.json`, then
+    /// A tokenizer from the text of a `tokenizer.json` and its special tokens; `path` is where it
+    /// came from, for messages.
+    pub fn from_json(text: &str, special: SpecialTokens, path: &Path) -> Result<Tokenizer> {
+        let inner: tokenizers::Tokenizer = text.parse().map_err(|e| Error::Tokenizer {
+            path: Some(path.to_path_buf()),
+            message: format!("the rebuilt tokenizer is not valid: {e}"),
+        })?;
+        Ok(Tokenizer::from_parts(
+            inner,
+            special,
+            Some(path.to_path_buf()),
+        ))
+    }
+
+    /// Loads the tokenizer of a Hugging Face checkpoint directory (or of a GGUF file, rebuilt
+    /// from its metadata): `tokenizer.json`, then
     /// `tokenizer_config.json` if there is one (special tokens as strings or `{"content": ...}`
     /// objects, `added_tokens_decoder`, `model_max_length`, `chat_template` as a string or a
     /// list of `{name, template}`), then `chat_template.jinja`, which wins over the config's
@@ -109,6 +124,9 @@ impl Tokenizer {
     /// adds it; one whose id differs from the file's is an error, since the ids would then not
     /// be the checkpoint's.
     pub fn from_dir(dir: &Path) -> Result<Tokenizer> {
+        if crate::model::from_gguf::is_gguf(dir) {
+            return crate::model::from_gguf::tokenizer(dir);
+        }
         let file = dir.join(TOKENIZER_FILE);
         if !file.is_file() {
             let mut message = format!("no `{TOKENIZER_FILE}` in `{}`", dir.display());

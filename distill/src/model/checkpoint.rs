@@ -155,6 +155,35 @@ impl Weights {
     }
 }
 
+/// Where a checkpoint's tensors come from: a Hub directory or a GGUF file.
+enum Source {
+    Hub(Weights),
+    Gguf(super::from_gguf::GgufWeights),
+}
+
+impl Source {
+    fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        match self {
+            Source::Hub(w) => w.get(name, shape),
+            Source::Gguf(w) => w.get(name, shape),
+        }
+    }
+
+    fn has(&self, name: &str) -> bool {
+        match self {
+            Source::Hub(w) => w.has(name),
+            Source::Gguf(w) => w.has(name),
+        }
+    }
+
+    fn error(&self, message: String) -> Error {
+        match self {
+            Source::Hub(w) => w.error(message),
+            Source::Gguf(w) => w.error(message),
+        }
+    }
+}
+
 fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<SafeTensors<'a>> {
     SafeTensors::deserialize(bytes).map_err(|e| Error::Checkpoint {
         path: path.to_path_buf(),
@@ -183,7 +212,7 @@ fn param1(values: Vec<f32>, device: &Device) -> Param<Tensor<1>> {
 }
 
 fn proj(
-    w: &Weights,
+    w: &Source,
     prefix: &str,
     d_in: usize,
     d_out: usize,
@@ -202,7 +231,7 @@ fn proj(
     })
 }
 
-fn norm(w: &Weights, name: &str, d: usize, eps: f64, device: &Device) -> Result<RmsNorm> {
+fn norm(w: &Source, name: &str, d: usize, eps: f64, device: &Device) -> Result<RmsNorm> {
     Ok(RmsNorm {
         weight: param1(w.get(name, &[d])?, device),
         eps,
@@ -221,16 +250,22 @@ pub fn load_with_tokenizer(
     Ok((model, tok))
 }
 
-/// Loads a checkpoint directory (config.json + safetensors) onto `device`.
+/// Loads a checkpoint onto `device`: a directory (config.json + safetensors) or a GGUF file.
 pub fn load(dir: &Path, device: &Device) -> Result<Model> {
-    if !dir.is_dir() {
+    let (config, w) = if super::from_gguf::is_gguf(dir) {
+        let (w, config) = super::from_gguf::GgufWeights::open(dir)?;
+        (config, Source::Gguf(w))
+    } else if dir.is_dir() {
+        let config = ModelConfig::from_file(&dir.join("config.json"))?;
+        (config, Source::Hub(Weights::open(dir)?))
+    } else {
         return Err(Error::Checkpoint {
             path: dir.to_path_buf(),
-            message: "is not a directory; expected a checkpoint directory with config.json and model.safetensors".into(),
+            message: "is not a directory or a GGUF file; expected a checkpoint directory with \
+                      config.json and model.safetensors, or a `.gguf` file"
+                .into(),
         });
-    }
-    let config = ModelConfig::from_file(&dir.join("config.json"))?;
-    let w = Weights::open(dir)?;
+    };
     let c = &config;
     let (h, hd) = (c.hidden_size, c.head_dim);
     let (q, kv) = (c.num_attention_heads * hd, c.num_key_value_heads * hd);

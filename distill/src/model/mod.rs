@@ -7,10 +7,13 @@
 pub mod checkpoint;
 pub mod config;
 pub mod decode;
+pub mod from_gguf;
 pub mod fused;
+pub mod gguf;
 pub mod kernels;
 pub mod layers;
 pub mod team;
+pub mod to_gguf;
 
 use std::sync::Arc;
 
@@ -300,5 +303,75 @@ impl Model {
     /// Number of parameters.
     pub fn num_params(&self) -> u64 {
         self.config.num_params()
+    }
+
+    /// This model with only the layers at `keep`, in that order: the embeddings, final norm and
+    /// head as they are (depth pruning). `None` when `keep` is empty or names a layer it lacks.
+    pub fn cut(&self, keep: &[usize]) -> Option<Model> {
+        if keep.is_empty() || keep.iter().any(|&i| i >= self.layers.len()) {
+            return None;
+        }
+        let mut config = (*self.config).clone();
+        config.num_hidden_layers = keep.len();
+        Some(Model {
+            embed_tokens: self.embed_tokens.clone(),
+            layers: keep.iter().map(|&i| self.layers[i].clone()).collect(),
+            norm: self.norm.clone(),
+            lm_head: self.lm_head.clone(),
+            config: Arc::new(config),
+            inv_freq: self.inv_freq.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod cut_tests {
+    use super::*;
+
+    /// A cut model's logits are the teacher's embeddings run through the kept layers alone, in
+    /// order, then its final norm and head, computed here layer by layer.
+    #[test]
+    fn a_cut_model_runs_the_kept_layers_of_its_teacher() {
+        let device = crate::backend::cpu();
+        device.seed(11);
+        let teacher = ModelConfig::llama(40, 32, 48, 4, 4, 2, 64, false).init(&device);
+        let keep = datasets::config::kept_layers(4, 2);
+        assert_eq!(keep, [0, 3]);
+        assert_eq!(datasets::config::kept_layers(4, 3), [0, 2, 3]);
+        assert_eq!(datasets::config::kept_layers(4, 1), [0]);
+        let student = teacher.cut(&keep).unwrap();
+        assert_eq!(student.config().num_hidden_layers, 2);
+        assert!(student.num_params() < teacher.num_params());
+        let ids = Tensor::<2, Int>::from_data(
+            TensorData::new(vec![1i64, 5, 9, 13, 2, 7], [1, 6]),
+            &device,
+        );
+        let rope = teacher.rope(&[(0..6).collect()], &device);
+        let mut x = teacher.embed(ids.clone());
+        for &i in &keep {
+            x = teacher.layers[i].forward(x, &rope, None, None);
+        }
+        let reference: Vec<f32> = teacher
+            .head(teacher.norm.forward(x))
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let got: Vec<f32> = student
+            .forward(ids.clone())
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert_eq!(reference.len(), got.len());
+        for (a, b) in reference.iter().zip(&got) {
+            assert!((a - b).abs() <= 1e-6, "{a} vs {b}");
+        }
+        // Not the whole teacher: the dropped layers mattered.
+        let whole: Vec<f32> = teacher
+            .forward(ids)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert!(whole.iter().zip(&got).any(|(a, b)| (a - b).abs() > 1e-4));
+        assert!(teacher.cut(&[]).is_none() && teacher.cut(&[4]).is_none());
     }
 }

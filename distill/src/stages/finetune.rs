@@ -162,6 +162,7 @@ pub fn finetune_student(
             eval: data.selection(),
             options,
             frozen: Some(&reference),
+            grader: None,
             settings: &c.eval,
             objective: label,
         },

@@ -24,10 +24,13 @@ pub fn teacher_hash(c: &Config) -> String {
     hash_with(c, &["run", "data"], &keys)
 }
 
-/// Hash of what the distilled student depends on.
+/// Hash of what the distilled student depends on (not the `[[distill.compare]]` students beside
+/// it: each of those is hashed as its own config, [`Config::distill_variant`]).
 pub fn student_hash(c: &Config) -> String {
+    let mut c = c.clone();
+    c.distill.compare.clear();
     hash_with(
-        c,
+        &c,
         &["run", "data", "teacher", "generate", "student", "distill"],
         &serde_json::Value::Null,
     )

@@ -14,6 +14,9 @@ use crate::model::{Model, checkpoint};
 use crate::recipe::{self, seed_of};
 use crate::stages::inputs::{RunData, gold_examples, run_tokenizer, students_gold};
 use crate::stages::teacher::teacher_dir;
+use crate::teacher::cache::ResponseCache;
+use crate::teacher::grade::Grader;
+use crate::teacher::openai::OpenAiTeacher;
 use crate::train::job::{Checkpoints, FitSummary, Job, fit, model_config, train_options};
 use crate::train::loss::Divergence;
 use crate::train::{Objective, StepLog};
@@ -32,8 +35,9 @@ pub struct StudentStart {
     pub vocabulary_note: String,
 }
 
-/// Loads or makes the student: `student.path`, or fresh weights over the local teacher's
-/// tokenizer (or, with an `openai` teacher, `teacher.tokenizer` or the run's own tokenizer).
+/// Loads or makes the student: `student.path`, the local teacher cut down
+/// (`student.from_teacher`), or fresh weights over the local teacher's tokenizer (or, with an
+/// `openai` teacher, `teacher.tokenizer` or the run's own tokenizer).
 /// Fresh weights come from a seed of their own, so the student and the gold-only baseline start
 /// from the same weights.
 pub fn student_start(
@@ -52,12 +56,31 @@ pub fn student_start(
             .map(|p| Tokenizer::from_dir(&loaded.resolve(p)))
             .transpose()?,
     };
-    let (model, tokenizer) = match &c.student.path {
-        Some(p) => {
+    let (model, tokenizer) = match (&c.student.path, &c.student.from_teacher) {
+        (Some(p), _) => {
             let dir = loaded.resolve(p);
             checkpoint::load_with_tokenizer(&dir, device)?
         }
-        None => {
+        (None, Some(cut)) => {
+            let Some(dir) = teacher_dir(loaded, run_dir) else {
+                return Err(Error::invalid(
+                    "`student.from_teacher` needs a local teacher to cut the student from",
+                ));
+            };
+            let (teacher, tok) = checkpoint::load_with_tokenizer(&dir, device)?;
+            let layers = teacher.config().num_hidden_layers;
+            let keep = datasets::config::kept_layers(layers, cut.layers);
+            let model = teacher.cut(&keep).ok_or_else(|| {
+                Error::invalid(format!(
+                    "`student.from_teacher.layers` is {}, but the teacher in `{}` has {layers} \
+                     layers; keep at most {layers}",
+                    cut.layers,
+                    dir.display()
+                ))
+            })?;
+            (model, tok)
+        }
+        (None, None) => {
             let tok = match &teacher_tok {
                 Some(t) => t.clone(),
                 None => run_tokenizer(c, data)?,
@@ -97,9 +120,11 @@ pub(crate) fn divergence(c: &Config) -> Divergence {
 }
 
 /// Distils the student from the synthetic set (and the gold set with `include_gold`); the model
-/// lands in `stage_dir/final/`.
+/// lands in `stage_dir/final/`. `stage` is `student`, or a `[[distill.compare]]` student's
+/// stage (whose keys `loaded` then holds in `[distill]`).
 #[allow(clippy::too_many_arguments)]
 pub fn distill_student(
+    stage: &str,
     loaded: &LoadedConfig,
     run_dir: &Path,
     data: &RunData,
@@ -170,12 +195,11 @@ pub fn distill_student(
                 .to_string()
         }));
     }
-    let full_teacher = if d.full_vocab || d.on_policy > 0.0 {
+    let full_teacher = if d.full_vocab {
         let Some(dir) = teacher_dir(loaded, run_dir) else {
             return Err(Error::invalid(
-                "`distill.full_vocab = true` and `distill.on_policy` need a local teacher (its \
-                 full distribution is computed during training); an `openai` teacher gives only \
-                 its top-k",
+                "`distill.full_vocab = true` needs a local teacher (its full distribution is \
+                 computed during training); an `openai` teacher gives only its top-k",
             ));
         };
         Some(burn::module::Module::no_grad(checkpoint::load(
@@ -183,6 +207,24 @@ pub fn distill_student(
         )?))
     } else {
         None
+    };
+    // On-policy without the full distribution: the teacher's top-k at the student's tokens,
+    // from the local checkpoint or over HTTP.
+    let k = c.generate.top_logprobs;
+    let mut grader = match (
+        d.on_policy > 0.0 && !d.full_vocab,
+        teacher_dir(loaded, run_dir),
+    ) {
+        (false, _) => None,
+        (true, Some(dir)) => Some(Grader::Local {
+            model: checkpoint::load(&dir, &crate::backend::device(&c.teacher.device)?)?,
+            k,
+        }),
+        (true, None) => Some(Grader::Remote {
+            teacher: Box::new(OpenAiTeacher::for_run(loaded)?),
+            cache: ResponseCache::open(&run_dir.join(layout::TEACHER_CACHE))?,
+            k,
+        }),
     };
     let objective = match d.loss {
         DistillLoss::Ce => Objective::CrossEntropy,
@@ -202,18 +244,23 @@ pub fn distill_student(
                     DivergenceKind::ReverseKl => "reverse KL".to_string(),
                     DivergenceKind::Jsd => format!("JSD beta={}", d.beta),
                 },
-                if d.full_vocab || d.on_policy > 0.0 {
-                    "full vocabulary"
+                if d.full_vocab {
+                    "full vocabulary".to_string()
                 } else {
-                    "top-k"
+                    format!("top-{k}")
                 },
                 d.temperature,
                 d.alpha
             ) + &if d.on_policy > 0.0 {
                 format!(
-                    ", on-policy {} at T={}{}",
+                    ", on-policy {} at T={}, graded by {}{}",
                     d.on_policy,
                     d.sample_temperature,
+                    match &grader {
+                        None => "the local teacher's full distribution",
+                        Some(Grader::Local { .. }) => "the local teacher's top-k",
+                        Some(Grader::Remote { .. }) => "the server's top-k",
+                    },
                     if d.on_policy_after > 0 {
                         format!(" after step {}", d.on_policy_after)
                     } else {
@@ -232,14 +279,20 @@ pub fn distill_student(
             temperature: d.sample_temperature as f32,
             max_new_tokens: d.max_new_tokens.unwrap_or(c.generate.max_new_tokens),
             eos_ids: tok.eos_id().into_iter().collect(),
-            max_positions,
+            // A sample must fit the local teacher that grades it too.
+            max_positions: match (&full_teacher, &grader) {
+                (Some(t), _) | (None, Some(Grader::Local { model: t, .. })) => {
+                    max_positions.min(t.config().max_position_embeddings)
+                }
+                _ => max_positions,
+            },
             after: d.on_policy_after,
         });
     }
     let model_dir = stage_dir.join(layout::FINAL);
     fit(
         Job {
-            stage: layout::STUDENT,
+            stage,
             model: start.model,
             tokenizer: tok,
             train,
@@ -247,6 +300,7 @@ pub fn distill_student(
             eval: data.selection(),
             options,
             frozen: full_teacher.as_ref(),
+            grader: grader.as_mut(),
             settings: &c.eval,
             objective: label,
         },
@@ -307,6 +361,7 @@ pub fn train_baseline(
             eval: data.selection(),
             options,
             frozen: None,
+            grader: None,
             settings: &c.eval,
             objective: "ce (gold only)".into(),
         },

@@ -52,6 +52,7 @@ pub fn train_teacher(
             eval: data.selection(),
             options,
             frozen: None,
+            grader: None,
             settings: &c.eval,
             objective: "ce".into(),
         },

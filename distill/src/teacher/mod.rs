@@ -7,6 +7,7 @@
 //! answer so that a rerun or a resume never asks twice.
 
 pub mod cache;
+pub mod grade;
 pub mod local;
 pub mod openai;
 

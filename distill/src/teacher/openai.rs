@@ -7,18 +7,25 @@
 //! workbench's own server honours too); otherwise token strings are mapped through a tokenizer
 //! and the answer is marked approximate.
 //!
+//! It also scores tokens the teacher did not write ([`OpenAiTeacher::score`]): a student's
+//! sample, graded token by token for on-policy distillation. `/v1/completions` with the token
+//! ids as the prompt and `max_tokens = 0`, first with vLLM's `prompt_logprobs = k`, and, if the
+//! server does not answer that, with `echo = true` and `logprobs = k` (the OpenAI shape); the
+//! shape that worked is used from then on.
+//!
 //! The API key is read from the environment variable the config names, sent as a bearer token,
 //! and never formatted into a message, a log line or a file.
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use datasets::TopLogprob;
 use datasets::config::{ApiKind, TeacherConfig};
 use rand::Rng as _;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
@@ -70,6 +77,36 @@ struct Shared {
     requests: AtomicU64,
     retries: AtomicU64,
     used_hosts: std::sync::Mutex<Vec<String>>,
+    /// How the servers score tokens: [`SHAPE_UNKNOWN`] until one answers.
+    score_shape: AtomicU8,
+}
+
+/// No server has scored yet.
+const SHAPE_UNKNOWN: u8 = 0;
+/// vLLM's `prompt_logprobs`.
+const SHAPE_PROMPT_LOGPROBS: u8 = 1;
+/// `echo` with `logprobs`.
+const SHAPE_ECHO: u8 = 2;
+
+/// A sequence for the teacher to score: every token after the first `prompt_len`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScoreRequest {
+    /// Prompt then completion, as token ids of the teacher's vocabulary.
+    pub ids: Vec<u32>,
+    /// How many of `ids` are the prompt (at least 1).
+    pub prompt_len: usize,
+    /// How many of the teacher's top logprobs to return per token.
+    pub top_logprobs: usize,
+}
+
+/// The response-cache key of a score: the teacher, the tokens and what is asked of them.
+pub fn score_key(cache_id: &str, r: &ScoreRequest) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(b"workbench-teacher-score-v1\0");
+    h.update(cache_id.as_bytes());
+    h.update(b"\0");
+    h.update(&serde_json::to_vec(r).expect("score requests serialise"));
+    h.finalize().to_hex()[..32].to_string()
 }
 
 /// An OpenAI-compatible server (or a fleet of them).
@@ -161,6 +198,7 @@ impl OpenAiTeacher {
                 requests: AtomicU64::new(0),
                 retries: AtomicU64::new(0),
                 used_hosts: std::sync::Mutex::new(Vec::new()),
+                score_shape: AtomicU8::new(SHAPE_UNKNOWN),
             }),
             runtime,
             concurrency: config.concurrency.max(1),
@@ -168,6 +206,294 @@ impl OpenAiTeacher {
             cache_id: format!("openai:{api}:{model}"),
         })
     }
+}
+
+impl OpenAiTeacher {
+    /// The run's `[teacher]`, with `teacher.tokenizer` (relative to the config file) to map
+    /// token strings when the server returns no ids.
+    pub fn for_run(loaded: &datasets::config::LoadedConfig) -> Result<OpenAiTeacher> {
+        let t = &loaded.config.teacher;
+        let tokenizer = t
+            .tokenizer
+            .as_ref()
+            .map(|p| Tokenizer::from_dir(&loaded.resolve(p)))
+            .transpose()?;
+        OpenAiTeacher::new(t, tokenizer)
+    }
+
+    /// Has the server score `requests`: for each, a [`Response`] whose `ids` are the tokens
+    /// after the prompt, with the teacher's logprob of each and its top-k there, passed to
+    /// `done(i, response)` as each arrives. Fails, naming both, when the server answers neither
+    /// `prompt_logprobs` nor `echo` with `logprobs`.
+    pub fn score(
+        &mut self,
+        requests: &[ScoreRequest],
+        done: &mut dyn FnMut(usize, Response) -> Result<()>,
+    ) -> Result<()> {
+        if let Some(bad) = requests
+            .iter()
+            .find(|r| r.prompt_len == 0 || r.prompt_len > r.ids.len())
+        {
+            return Err(Error::invalid(format!(
+                "A score request has a prompt of {} tokens in a sequence of {}; the prompt must \
+                 hold at least 1 token and no more than the sequence",
+                bad.prompt_len,
+                bad.ids.len()
+            )));
+        }
+        self.fan_out(
+            requests,
+            |s, r| async move { score_call(&s, &r).await },
+            done,
+            &|failed, of, e| format!("The teacher failed to score {failed} of {of} samples: {e}"),
+        )
+    }
+
+    /// Sends every request through `call`, at most `concurrency` at a time, passing each answer
+    /// to `done(i, response)` as it arrives; stops at the first error of `done` (recording failed:
+    /// the disk), and after all have ended reports the failures with `failed(count, of, first)`.
+    fn fan_out<R, F, Fut>(
+        &self,
+        requests: &[R],
+        call: F,
+        done: &mut dyn FnMut(usize, Response) -> Result<()>,
+        failed: &dyn Fn(usize, usize, String) -> String,
+    ) -> Result<()>
+    where
+        R: Clone + Send + 'static,
+        F: Fn(Arc<Shared>, R) -> Fut + Copy + Send + 'static,
+        Fut: std::future::Future<Output = std::result::Result<Response, String>> + Send,
+    {
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, std::result::Result<Response, String>)>();
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        for (i, request) in requests.iter().enumerate() {
+            let shared = self.shared.clone();
+            let slots = slots.clone();
+            let tx = tx.clone();
+            let request = request.clone();
+            self.runtime.spawn(async move {
+                let _slot = slots.acquire_owned().await;
+                let result = call(shared, request).await;
+                let _ = tx.send((i, result));
+            });
+        }
+        drop(tx);
+        let mut first_error: Option<String> = None;
+        let mut count = 0usize;
+        for (i, result) in rx {
+            match result {
+                Ok(r) => done(i, r)?,
+                Err(e) => {
+                    count += 1;
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            None => Ok(()),
+            Some(e) => Err(Error::teacher(failed(count, requests.len(), e))),
+        }
+    }
+}
+
+/// Scores one sequence in the shape the servers answer, finding it on the first call.
+async fn score_call(s: &Shared, r: &ScoreRequest) -> std::result::Result<Response, String> {
+    let shape = s.score_shape.load(Ordering::Relaxed);
+    let mut refused = None;
+    if shape != SHAPE_ECHO {
+        let body = json!({
+            "model": s.model,
+            "prompt": r.ids,
+            "max_tokens": 0,
+            "temperature": 0.0,
+            "prompt_logprobs": r.top_logprobs,
+        });
+        match call_with(s, "completions", &body, &|v| read_prompt_logprobs(v, r)).await {
+            Ok(mut x) => {
+                s.score_shape
+                    .store(SHAPE_PROMPT_LOGPROBS, Ordering::Relaxed);
+                x.prompt_tokens = r.ids.len() as u64;
+                return Ok(x);
+            }
+            // A server that does not know the field refuses the request or ignores it: try
+            // the other shape.
+            Err(f) if shape == SHAPE_UNKNOWN && !f.retry => refused = Some(f.message),
+            Err(f) => return Err(f.message),
+        }
+    }
+    let mut body = json!({
+        "model": s.model,
+        "prompt": r.ids,
+        "max_tokens": 0,
+        "temperature": 0.0,
+        "echo": true,
+        "logprobs": r.top_logprobs,
+    });
+    if s.token_ids {
+        body["return_tokens_as_token_ids"] = json!(true);
+    }
+    match call_with(s, "completions", &body, &|v| read_echo(s, v, r)).await {
+        Ok(mut x) => {
+            s.score_shape.store(SHAPE_ECHO, Ordering::Relaxed);
+            x.prompt_tokens = r.ids.len() as u64;
+            Ok(x)
+        }
+        Err(f) => Err(match refused {
+            // Refused alike in both shapes: the request itself is at fault, not the shape.
+            Some(first) if first == f.message => first,
+            Some(first) if !f.retry => format!(
+                "the server scores tokens neither with `prompt_logprobs` ({first}) nor with \
+                 `echo` and `logprobs` ({})\n\nhint: serve the teacher with vLLM or `workbench \
+                 serve`, which answer both, or distil off-policy (`distill.on_policy = 0`)",
+                f.message
+            ),
+            _ => f.message,
+        }),
+    }
+}
+
+/// A scored sequence's completion as a [`Response`]: the tokens after the prompt, each with its
+/// logprob and the top-k.
+fn scored(
+    r: &ScoreRequest,
+    logprobs: Vec<f32>,
+    top: Vec<Vec<TopLogprob>>,
+    exact: bool,
+) -> Response {
+    let entropy_mean = (!top.is_empty() && top.iter().all(|t| !t.is_empty()))
+        .then(|| top.iter().map(|t| entropy_from_topk(t)).sum::<f32>() / top.len() as f32);
+    Response {
+        text: String::new(),
+        ids: r.ids[r.prompt_len..].to_vec(),
+        ids_exact: exact,
+        logprobs,
+        top,
+        entropy_mean,
+        finish: "length".into(),
+        prompt_tokens: r.ids.len() as u64,
+        completion_tokens: 0,
+        host: None,
+        received_at: now_micros(),
+    }
+}
+
+/// The `k` best of a position's (id, logprob) pairs, most likely first (ties to the lower id).
+fn best_of(mut pairs: Vec<TopLogprob>, k: usize) -> Vec<TopLogprob> {
+    pairs.sort_by(|a, b| b.logprob.total_cmp(&a.logprob).then(a.id.cmp(&b.id)));
+    pairs.dedup_by_key(|t| t.id);
+    pairs.truncate(k);
+    pairs
+}
+
+/// Reads vLLM's `prompt_logprobs`: per prompt token (the first is `null`) a map from token id to
+/// `{logprob, rank, decoded_token}` holding the top-k and the token itself.
+fn read_prompt_logprobs(v: &Value, r: &ScoreRequest) -> std::result::Result<Response, Failure> {
+    let choice = v.get("choices").and_then(|c| c.get(0));
+    let list = choice
+        .and_then(|c| c.get("prompt_logprobs"))
+        .or_else(|| v.get("prompt_logprobs"))
+        .and_then(Value::as_array)
+        .ok_or_else(|| Failure::fatal("the answer has no `prompt_logprobs`"))?;
+    if list.len() != r.ids.len() {
+        return Err(Failure::fatal(format!(
+            "`prompt_logprobs` has {} entries for a prompt of {} tokens",
+            list.len(),
+            r.ids.len()
+        )));
+    }
+    let (mut logprobs, mut top) = (Vec::new(), Vec::new());
+    for (at, (entry, &id)) in list.iter().zip(&r.ids).enumerate().skip(r.prompt_len) {
+        let map = entry.as_object().ok_or_else(|| {
+            Failure::fatal(format!("`prompt_logprobs` has no scores at token {at}"))
+        })?;
+        let mut pairs = Vec::with_capacity(map.len());
+        for (key, x) in map {
+            let tid = key.parse::<u32>().map_err(|_| {
+                Failure::fatal(format!(
+                    "`prompt_logprobs` names the token `{}`, not an id",
+                    datasets::text::inert(key)
+                ))
+            })?;
+            let lp = x
+                .get("logprob")
+                .and_then(Value::as_f64)
+                .ok_or_else(|| Failure::fatal(format!("token {tid} at {at} has no `logprob`")))?;
+            pairs.push(TopLogprob {
+                id: tid,
+                logprob: lp as f32,
+            });
+        }
+        let own = pairs.iter().find(|t| t.id == id).ok_or_else(|| {
+            Failure::fatal(format!(
+                "`prompt_logprobs` at token {at} does not score the token there ({id})"
+            ))
+        })?;
+        logprobs.push(own.logprob);
+        top.push(best_of(pairs, r.top_logprobs));
+    }
+    Ok(scored(r, logprobs, top, true))
+}
+
+/// Reads an `echo` answer's `logprobs`: the prompt's tokens (the first with `null` logprobs),
+/// each with its logprob and a map from token to logprob.
+fn read_echo(s: &Shared, v: &Value, r: &ScoreRequest) -> std::result::Result<Response, Failure> {
+    let lp = v
+        .get("choices")
+        .and_then(|c| c.get(0))
+        .and_then(|c| c.get("logprobs"))
+        .filter(|l| !l.is_null())
+        .ok_or_else(|| Failure::fatal("the answer to `echo` has no `logprobs`"))?;
+    let field = |k: &str| {
+        lp.get(k)
+            .and_then(Value::as_array)
+            .filter(|a| a.len() >= r.ids.len())
+            .ok_or_else(|| {
+                Failure::fatal(format!(
+                    "the answer to `echo` has no `logprobs.{k}` for the {} prompt tokens",
+                    r.ids.len()
+                ))
+            })
+    };
+    let (tokens, lps, tops) = (
+        field("tokens")?,
+        field("token_logprobs")?,
+        field("top_logprobs")?,
+    );
+    let mut exact = true;
+    let (mut logprobs, mut top) = (Vec::new(), Vec::new());
+    for at in r.prompt_len..r.ids.len() {
+        let (id, e) =
+            map_token(s, tokens[at].as_str().unwrap_or(""), None).map_err(Failure::fatal)?;
+        exact &= e;
+        if e && id != r.ids[at] {
+            return Err(Failure::fatal(format!(
+                "the echoed token {at} is {id}, but {} was sent; the server changed the prompt",
+                r.ids[at]
+            )));
+        }
+        let own = lps[at]
+            .as_f64()
+            .ok_or_else(|| Failure::fatal(format!("the echoed token {at} has no logprob")))?;
+        let mut pairs = Vec::new();
+        if let Some(map) = tops[at].as_object() {
+            for (k, x) in map {
+                let (tid, e) = map_token(s, k, None).map_err(Failure::fatal)?;
+                exact &= e;
+                pairs.push(TopLogprob {
+                    id: tid,
+                    logprob: x.as_f64().unwrap_or(f64::NEG_INFINITY) as f32,
+                });
+            }
+        }
+        if pairs.is_empty() && r.top_logprobs > 0 {
+            return Err(Failure::fatal(format!(
+                "the echoed token {at} has no `top_logprobs`"
+            )));
+        }
+        logprobs.push(own as f32);
+        top.push(best_of(pairs, r.top_logprobs));
+    }
+    Ok(scored(r, logprobs, top, exact))
 }
 
 impl Teacher for OpenAiTeacher {
@@ -189,41 +515,12 @@ impl Teacher for OpenAiTeacher {
         requests: &[Request],
         done: &mut dyn FnMut(usize, Response) -> Result<()>,
     ) -> Result<()> {
-        let (tx, rx) = std::sync::mpsc::channel::<(usize, std::result::Result<Response, String>)>();
-        let slots = Arc::new(Semaphore::new(self.concurrency));
-        for (i, request) in requests.iter().enumerate() {
-            let shared = self.shared.clone();
-            let slots = slots.clone();
-            let tx = tx.clone();
-            let request = request.clone();
-            self.runtime.spawn(async move {
-                let _slot = slots.acquire_owned().await;
-                let result = call(&shared, &request).await;
-                let _ = tx.send((i, result));
-            });
-        }
-        drop(tx);
-        let mut first_error: Option<String> = None;
-        let mut failed = 0usize;
-        for (i, result) in rx {
-            match result {
-                Ok(r) => {
-                    // Recording failed (disk): stop waiting for the rest.
-                    done(i, r)?;
-                }
-                Err(e) => {
-                    failed += 1;
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        match first_error {
-            None => Ok(()),
-            Some(e) => Err(Error::teacher(format!(
-                "The teacher failed on {failed} of {} prompts: {e}",
-                requests.len()
-            ))),
-        }
+        self.fan_out(
+            requests,
+            |s, r| async move { call(&s, &r).await },
+            done,
+            &|failed, of, e| format!("The teacher failed on {failed} of {of} prompts: {e}"),
+        )
     }
 
     fn stats(&self) -> TeacherStats {
@@ -247,8 +544,35 @@ struct Failure {
     message: String,
 }
 
+impl Failure {
+    /// An answer that trying again would not change.
+    fn fatal(message: impl Into<String>) -> Failure {
+        Failure {
+            retry: false,
+            after: None,
+            message: message.into(),
+        }
+    }
+}
+
 async fn call(s: &Shared, r: &Request) -> std::result::Result<Response, String> {
-    let body = body(s, r);
+    let path = match s.api {
+        ApiKind::Chat => "chat/completions",
+        ApiKind::Completions => "completions",
+    };
+    call_with(s, path, &body(s, r), &|v| parse(s, v))
+        .await
+        .map_err(|f| f.message)
+}
+
+/// Posts `body` to `path` under the next server, retrying what can be retried, and reads the
+/// answer with `read`; the failure it gives up on names the host.
+async fn call_with(
+    s: &Shared,
+    path: &str,
+    body: &Value,
+    read: &(dyn Fn(&Value) -> std::result::Result<Response, Failure> + Sync),
+) -> std::result::Result<Response, Failure> {
     let mut attempt = 0u32;
     loop {
         let (url, host) = &s.urls[s.next.fetch_add(1, Ordering::Relaxed) % s.urls.len()];
@@ -256,13 +580,13 @@ async fn call(s: &Shared, r: &Request) -> std::result::Result<Response, String> 
             let mut hosts = s
                 .used_hosts
                 .lock()
-                .map_err(|_| "lock poisoned".to_string())?;
+                .map_err(|_| Failure::fatal("lock poisoned"))?;
             if !hosts.contains(host) {
                 hosts.push(host.clone());
             }
         }
         s.requests.fetch_add(1, Ordering::Relaxed);
-        let failure = match attempt_once(s, url, &body).await {
+        let failure = match attempt_once(s, url, path, body, read).await {
             Ok(mut response) => {
                 response.host = Some(host.clone());
                 return Ok(response);
@@ -278,7 +602,10 @@ async fn call(s: &Shared, r: &Request) -> std::result::Result<Response, String> 
             } else {
                 String::new()
             };
-            return Err(format!("{host}: {}{note}", failure.message));
+            return Err(Failure {
+                message: format!("{host}: {}{note}", failure.message),
+                ..failure
+            });
         }
         let backoff = backoff(s, attempt);
         let wait = failure
@@ -396,12 +723,10 @@ fn truncate(s: &str, n: usize) -> String {
 async fn attempt_once(
     s: &Shared,
     base: &reqwest::Url,
+    path: &str,
     body: &Value,
+    read: &(dyn Fn(&Value) -> std::result::Result<Response, Failure> + Sync),
 ) -> std::result::Result<Response, Failure> {
-    let path = match s.api {
-        ApiKind::Chat => "chat/completions",
-        ApiKind::Completions => "completions",
-    };
     let url = base.join(path).map_err(|e| Failure {
         retry: false,
         after: None,
@@ -451,11 +776,7 @@ async fn attempt_once(
         after: None,
         message: format!("the answer is not valid JSON ({e})"),
     })?;
-    parse(s, &v).map_err(|message| Failure {
-        retry: true,
-        after: None,
-        message,
-    })
+    read(&v)
 }
 
 fn without_url(e: &reqwest::Error) -> String {
@@ -480,7 +801,15 @@ struct RawToken {
     top: Vec<(String, Option<Vec<u8>>, f32)>,
 }
 
-fn parse(s: &Shared, v: &Value) -> std::result::Result<Response, String> {
+fn parse(s: &Shared, v: &Value) -> std::result::Result<Response, Failure> {
+    parse_answer(s, v).map_err(|message| Failure {
+        retry: true,
+        after: None,
+        message,
+    })
+}
+
+fn parse_answer(s: &Shared, v: &Value) -> std::result::Result<Response, String> {
     let choice = v
         .get("choices")
         .and_then(|c| c.get(0))
@@ -707,6 +1036,51 @@ mod tests {
         );
         assert_eq!(error_text(b"<html>oops</html>"), "`<html>oops</html>`");
         assert_eq!(error_text(b""), "no error body");
+    }
+
+    /// vLLM's `prompt_logprobs` holds the top k and the token itself (k + 1 entries when the
+    /// token is not among them): the grade is the token's logprob and the k best, best first.
+    #[test]
+    fn prompt_logprobs_give_the_tokens_logprob_and_the_top_k() {
+        let r = ScoreRequest {
+            ids: vec![5, 7, 9],
+            prompt_len: 1,
+            top_logprobs: 2,
+        };
+        let v = json!({"choices": [{"text": "", "prompt_logprobs": [
+            null,
+            {"7": {"logprob": -0.1, "rank": 1}, "3": {"logprob": -2.5, "rank": 2}},
+            {"4": {"logprob": -0.2, "rank": 1}, "1": {"logprob": -1.5, "rank": 2},
+             "9": {"logprob": -4.0, "rank": 7}},
+        ]}]});
+        let got = read_prompt_logprobs(&v, &r).ok().unwrap();
+        assert_eq!(got.ids, [7, 9]);
+        assert_eq!(got.logprobs, [-0.1, -4.0]);
+        let ids: Vec<Vec<u32>> = got
+            .top
+            .iter()
+            .map(|t| t.iter().map(|x| x.id).collect())
+            .collect();
+        assert_eq!(ids, [vec![7, 3], vec![4, 1]]);
+
+        // Entries missing or not covering the sequence are refused, never guessed.
+        let short = json!({"choices": [{"prompt_logprobs": [null, {"7": {"logprob": -0.1}}]}]});
+        assert!(
+            read_prompt_logprobs(&short, &r)
+                .err()
+                .unwrap()
+                .message
+                .contains("2 entries")
+        );
+        let none = json!({"choices": [{"text": "x"}]});
+        assert!(!read_prompt_logprobs(&none, &r).err().unwrap().retry);
+        let own_missing = json!({"choices": [{"prompt_logprobs": [
+            null, {"3": {"logprob": -0.1}}, {"9": {"logprob": -0.2}}]}]});
+        let e = read_prompt_logprobs(&own_missing, &r)
+            .err()
+            .unwrap()
+            .message;
+        assert!(e.contains("does not score the token there (7)"), "{e}");
     }
 
     #[test]

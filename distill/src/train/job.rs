@@ -57,6 +57,10 @@ pub struct FitSummary {
     pub seconds: f64,
     /// Completion tokens per second of training.
     pub tokens_per_s: f64,
+    /// Positions the teacher scored during training (full-distribution KD and on-policy
+    /// samples), every step included: the teacher's work beyond the synthetic set.
+    #[serde(default)]
+    pub teacher_tokens: u64,
     /// What the student learned from: `ce`, or `kd (forward_kl, top-k)` and so on.
     pub objective: String,
     /// The expert fine-tune only: how the fine-tuned student compares with the distilled one it
@@ -97,6 +101,9 @@ pub struct Job<'a> {
     /// A frozen model the loss reads: the local teacher for full-distribution KD, or the
     /// reference for DPO (the distilled student the fine-tune starts from).
     pub frozen: Option<&'a Model>,
+    /// What grades the student's own samples in on-policy distillation, when it is not `frozen`
+    /// (a local teacher's top-k, or a server's).
+    pub grader: Option<&'a mut crate::teacher::grade::Grader>,
     /// The `[eval]` normaliser and decoding settings.
     pub settings: &'a EvalConfig,
     /// Human-readable objective for the summary.
@@ -188,6 +195,7 @@ pub fn fit(
         &eval_examples,
         pad,
         job.frozen,
+        job.grader,
         Some(&checkpoints.dir),
         true,
         &mut |m| {
@@ -256,6 +264,7 @@ pub fn fit(
             .max_by(f64::total_cmp),
         seconds,
         tokens_per_s: tokens_here as f64 / seconds.max(1e-9),
+        teacher_tokens: trained.log.iter().map(|s| s.graded as u64).sum(),
         objective: job.objective,
         compared: None,
     })

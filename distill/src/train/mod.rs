@@ -98,10 +98,10 @@ pub struct TrainOptions {
 
 /// On-policy distillation (GKD): with probability `lambda` a micro-batch's completions are
 /// sampled from the student as it is at that step, and the loss is the divergence between the
-/// frozen teacher's distribution and the student's at every sampled position (no cross-entropy:
-/// the sampled tokens are not labels). The other micro-batches are the stored completions, as
-/// off-policy distillation trains. The draws and the samples are seeded by the step, so a
-/// resumed run samples what the uninterrupted one did.
+/// teacher's distribution (the frozen model's, or a grader's top-k) and the student's at every
+/// sampled position (no cross-entropy: the sampled tokens are not labels). The other
+/// micro-batches are the stored completions, as off-policy distillation trains. The draws and
+/// the samples are seeded by the step, so a resumed run samples what the uninterrupted one did.
 #[derive(Debug, Clone)]
 pub struct OnPolicy {
     /// The share of micro-batches the student writes (0 to 1).
@@ -229,6 +229,10 @@ pub struct StepLog {
     pub kd: f64,
     /// Completion tokens in the step.
     pub tokens: usize,
+    /// Of those, the positions the teacher scored during the step (full-distribution KD,
+    /// on-policy samples): teacher work beyond the synthetic set's.
+    #[serde(default)]
+    pub graded: usize,
     /// Seconds the step took.
     pub seconds: f64,
     /// Eval loss, on evaluation steps.
@@ -486,6 +490,7 @@ pub fn train(
     eval: &[Example],
     pad: u32,
     frozen: Option<&Model>,
+    mut grader: Option<&mut crate::teacher::grade::Grader>,
     checkpoints: Option<&Path>,
     resume: bool,
     evaluate: Evaluate<'_>,
@@ -557,6 +562,7 @@ pub fn train(
         let stepped = crate::backend::on_cpu_pool(|| -> Result<_> {
             let mut accumulator = GradientsAccumulator::new();
             let (mut loss_sum, mut ce_sum, mut kd_sum, mut tokens) = (0.0, 0.0, 0.0, 0usize);
+            let mut graded = 0usize;
             for m in 0..micro {
                 let mut picked = Vec::with_capacity(o.batch_size);
                 while picked.len() < o.batch_size {
@@ -568,9 +574,17 @@ pub fn train(
                     picked.push(&train[perm[state.cursor]]);
                     state.cursor += 1;
                 }
-                let sampled = match (&o.on_policy, frozen) {
-                    (Some(p), Some(_)) if on_policy_draw(p, o.seed, step, m) => {
-                        Some(sample_completions(&model, &picked, p, o.seed, step, m)?)
+                let teacher_here = frozen.is_some() || grader.is_some();
+                let sampled = match &o.on_policy {
+                    Some(p) if teacher_here && on_policy_draw(p, o.seed, step, m) => {
+                        let mut rows = sample_completions(&model, &picked, p, o.seed, step, m)?;
+                        if let Some(g) = grader.as_deref_mut() {
+                            let tops = g.grade(&rows)?;
+                            for (row, top) in rows.iter_mut().zip(tops) {
+                                row.topk = Some(top);
+                            }
+                        }
+                        Some(rows)
                     }
                     _ => None,
                 };
@@ -585,6 +599,11 @@ pub fn train(
                 };
                 let b = batch(picked, pad, device);
                 tokens += b.tokens;
+                if on_policy
+                    || (frozen.is_some() && matches!(o.objective, Objective::Distill { .. }))
+                {
+                    graded += b.tokens;
+                }
                 let logits = model.forward(b.input.clone());
                 let ce = loss::cross_entropy(logits.clone(), b.targets.clone(), b.mask.clone());
                 let (total, kd) = match o.objective {
@@ -668,9 +687,9 @@ pub fn train(
                 kd_sum += kd.map(scalar).unwrap_or(0.0);
             }
             let model = optim.step(lr, model, accumulator.grads());
-            Ok((model, (loss_sum, ce_sum, kd_sum, tokens)))
+            Ok((model, (loss_sum, ce_sum, kd_sum, tokens, graded)))
         });
-        let (next, (loss_sum, ce_sum, kd_sum, tokens)) = stepped?;
+        let (next, (loss_sum, ce_sum, kd_sum, tokens, graded)) = stepped?;
         model = next;
         state.step = step;
         for (what, value) in [
@@ -693,6 +712,7 @@ pub fn train(
             ce: ce_sum / micro as f64,
             kd: kd_sum / micro as f64,
             tokens,
+            graded,
             seconds: t0.elapsed().as_secs_f64(),
             eval_loss: None,
             eval_exact: None,

@@ -9,13 +9,16 @@ use crate::plot::{Chart, Series};
 use crate::train::StepLog;
 
 /// What the plots and the report call a training stage.
-pub fn stage_label(stage: &str) -> &str {
+pub fn stage_label(stage: &str) -> String {
     match stage {
-        layout::TEACHER => "teacher",
-        layout::STUDENT => "distilled student",
-        layout::BASELINE => "gold-only student",
-        layout::FINETUNED => "distilled+expert student",
-        other => other,
+        layout::TEACHER => "teacher".into(),
+        layout::STUDENT => "distilled student".into(),
+        layout::BASELINE => "gold-only student".into(),
+        layout::FINETUNED => "distilled+expert student".into(),
+        other => match other.strip_prefix(&format!("{}-", layout::STUDENT)) {
+            Some(name) => format!("distilled student ({name})"),
+            None => other.into(),
+        },
     }
 }
 

@@ -82,6 +82,7 @@ fn run_on(
         &eval_set,
         0,
         None,
+        None,
         dir,
         resume,
         &mut |_| Ok(None),
@@ -216,6 +217,7 @@ fn dpo_widens_the_margin_of_the_chosen_answer_over_the_reference() {
             0,
             Some(&reference),
             None,
+            None,
             false,
             &mut |_| Ok(None),
             &mut |_| {},
@@ -259,6 +261,7 @@ fn dpo_without_a_reference_is_refused() {
         0,
         None,
         None,
+        None,
         false,
         &mut |_| Ok(None),
         &mut |_| {},
@@ -288,6 +291,7 @@ fn a_run_whose_loss_goes_nan_stops_with_the_step_instead_of_finishing() {
         &examples(32, 1),
         &examples(8, 2),
         0,
+        None,
         None,
         None,
         false,
@@ -348,6 +352,7 @@ fn train_keep_best(dir: Option<&Path>, o: &TrainOptions, resume: bool, init: &Pa
         &examples(256, 1),
         &reversed(16, 2),
         0,
+        None,
         None,
         dir,
         resume,
@@ -437,6 +442,18 @@ fn distill_run(
     dir: Option<&Path>,
     resume: bool,
 ) -> Trained {
+    distill_with(o, Some(teacher), None, init, dir, resume)
+}
+
+/// A distillation run of the copy task from `init`, the teacher a frozen model or a grader.
+fn distill_with(
+    o: &TrainOptions,
+    frozen: Option<&Model>,
+    grader: Option<&mut crate::teacher::grade::Grader>,
+    init: &Path,
+    dir: Option<&Path>,
+    resume: bool,
+) -> Trained {
     let device = crate::backend::cpu().autodiff();
     let model = checkpoint::load(init, &device).unwrap();
     train(
@@ -446,7 +463,8 @@ fn distill_run(
         &examples(64, 1),
         &examples(16, 2),
         0,
-        Some(teacher),
+        frozen,
+        grader,
         dir,
         resume,
         &mut |_| Ok(None),
@@ -526,6 +544,103 @@ fn on_policy_learns_from_the_teachers_grades_and_resumes_exactly() {
     distill_run(&paused, &teacher, &init, Some(&ckpt), false);
     let rest = distill_run(&o, &teacher, &init, Some(&ckpt), true);
     for (a, b) in rest.log.iter().zip(&whole.log) {
+        assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "step {}", a.step);
+    }
+}
+
+/// A distillation run graded by `grader` instead of a frozen model.
+fn graded_run(
+    o: &TrainOptions,
+    grader: &mut crate::teacher::grade::Grader,
+    init: &Path,
+) -> Trained {
+    distill_with(o, None, Some(grader), init, None, false)
+}
+
+/// On-policy distillation against `workbench serve` (the teacher behind it, scored over HTTP with
+/// `prompt_logprobs`) trains the student that grading by the same checkpoint loaded here does:
+/// the loss curves agree to float tolerance. A second run with the same response cache asks the
+/// server nothing and follows the same curve.
+#[test]
+fn on_policy_over_http_equals_the_local_teacher() {
+    use crate::teacher::Teacher as _;
+    use crate::teacher::cache::ResponseCache;
+    use crate::teacher::grade::Grader;
+    use crate::teacher::openai::OpenAiTeacher;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let init = initial(tmp.path());
+    copy_teacher(tmp.path(), &init);
+    let teacher_dir = tmp.path().join("teacher");
+    let cpu = crate::backend::cpu();
+    let served = checkpoint::load(&teacher_dir, &cpu).unwrap();
+    let tokenizer = crate::data::tokenizer::Tokenizer::train_bpe(
+        ["the copy task"],
+        260,
+        &[],
+        crate::data::tokenizer::BpeSplit::Words,
+    )
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let options = crate::serve::ServeOptions {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        model_name: "copy".into(),
+        max_tokens: 64,
+        max_body_bytes: 1 << 20,
+        timeout: None,
+        model_dir: teacher_dir.clone(),
+    };
+    std::thread::spawn(move || {
+        crate::serve::serve(served, tokenizer, options, |addr| tx.send(addr).unwrap())
+    });
+    let addr = rx.recv().unwrap();
+    let config = datasets::config::TeacherConfig {
+        kind: datasets::config::TeacherKind::Openai,
+        base_url: Some(datasets::config::OneOrMany::One(format!(
+            "http://{addr}/v1"
+        ))),
+        model: Some("copy".into()),
+        ..Default::default()
+    };
+    let mut o = distill_options(12, Some(1.0));
+    o.lr = 1e-2;
+    let k = 5;
+    let mut local = Grader::Local {
+        model: checkpoint::load(&teacher_dir, &cpu).unwrap(),
+        k,
+    };
+    let here = graded_run(&o, &mut local, &init);
+    let cache_path = tmp.path().join("cache.jsonl");
+    let remote = |o: &TrainOptions| {
+        let mut g = Grader::Remote {
+            teacher: Box::new(OpenAiTeacher::new(&config, None).unwrap()),
+            cache: ResponseCache::open(&cache_path).unwrap(),
+            k,
+        };
+        let trained = graded_run(o, &mut g, &init);
+        let Grader::Remote { teacher, .. } = g else {
+            unreachable!()
+        };
+        (trained, teacher.stats().requests)
+    };
+    let (there, asked) = remote(&o);
+    assert!(asked > 0);
+    assert_eq!(here.log.len(), there.log.len());
+    for (a, b) in here.log.iter().zip(&there.log) {
+        assert_eq!(a.graded, b.graded, "step {}", a.step);
+        assert!(a.graded > 0);
+        let tol = 1e-4 * a.loss.abs().max(1.0);
+        assert!(
+            (a.loss - b.loss).abs() <= tol,
+            "step {}: {} vs {}",
+            a.step,
+            a.loss,
+            b.loss
+        );
+    }
+    let (again, asked) = remote(&o);
+    assert_eq!(asked, 0, "every score came from the cache");
+    for (a, b) in there.log.iter().zip(&again.log) {
         assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "step {}", a.step);
     }
 }

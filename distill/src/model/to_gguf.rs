@@ -1,0 +1,483 @@
+//! Writing a model and its tokenizer as a GGUF file that llama.cpp (and so `llama-server`,
+//! Ollama, LM Studio) loads as is: the names, metadata and query/key row order of llama.cpp's own
+//! `convert_hf_to_gguf.py`, matrices in F32, F16, Q8_0 or Q4_0 (quantized as llama.cpp's reference
+//! quantizers do), 1-D tensors in F32.
+
+use std::path::Path;
+
+use serde_json::Value as Json;
+
+use super::Model;
+use super::checkpoint::named_tensors;
+use super::config::{ModelType, RopeScaling};
+use super::from_gguf::gguf_name;
+use crate::data::tokenizer::Tokenizer;
+use crate::error::{Error, Result};
+
+/// How matrices are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GgufType {
+    /// 32-bit floats: exact.
+    F32,
+    /// Half floats.
+    F16,
+    /// Blocks of 32 bytes and one f16 scale (8.5 bits a weight).
+    Q8_0,
+    /// Blocks of 32 nibbles and one f16 scale (4.5 bits a weight).
+    Q4_0,
+}
+
+impl GgufType {
+    /// Parses `f32`, `f16`, `q8_0` or `q4_0`.
+    pub fn parse(name: &str) -> Option<GgufType> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "f32" => GgufType::F32,
+            "f16" => GgufType::F16,
+            "q8_0" => GgufType::Q8_0,
+            "q4_0" => GgufType::Q4_0,
+            _ => return None,
+        })
+    }
+
+    /// ggml's type id.
+    fn id(self) -> u32 {
+        match self {
+            GgufType::F32 => 0,
+            GgufType::F16 => 1,
+            GgufType::Q4_0 => 2,
+            GgufType::Q8_0 => 8,
+        }
+    }
+
+    /// llama.cpp's `general.file_type` for a file mostly of this type.
+    fn file_type(self) -> u32 {
+        match self {
+            GgufType::F32 => 0,
+            GgufType::F16 => 1,
+            GgufType::Q4_0 => 2,
+            GgufType::Q8_0 => 7,
+        }
+    }
+
+    /// The name users type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GgufType::F32 => "f32",
+            GgufType::F16 => "f16",
+            GgufType::Q8_0 => "q8_0",
+            GgufType::Q4_0 => "q4_0",
+        }
+    }
+}
+
+/// llama.cpp's `quantize_row_q8_0_ref`: per 32 values, `d = max|x| / 127`, `q = round(x / d)`.
+pub fn quantize_q8_0(values: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(values.len() / 32 * 34);
+    for block in values.chunks_exact(32) {
+        let amax = block.iter().fold(0.0f32, |a, x| a.max(x.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        out.extend(half::f16::from_f32(d).to_le_bytes());
+        out.extend(block.iter().map(|x| (x * id).round() as i8 as u8));
+    }
+    out
+}
+
+/// llama.cpp's `quantize_row_q4_0_ref`: per 32 values, the value of largest magnitude `m`,
+/// `d = m / -8`, `q = min(15, trunc(x / d + 8.5))`; the first 16 in the low nibbles.
+pub fn quantize_q4_0(values: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(values.len() / 32 * 18);
+    for block in values.chunks_exact(32) {
+        let (mut amax, mut max) = (0.0f32, 0.0f32);
+        for &x in block {
+            if x.abs() > amax {
+                amax = x.abs();
+                max = x;
+            }
+        }
+        let d = max / -8.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        out.extend(half::f16::from_f32(d).to_le_bytes());
+        let q = |x: f32| ((x * id + 8.5) as i8).min(15) as u8;
+        out.extend((0..16).map(|j| q(block[j]) | (q(block[j + 16]) << 4)));
+    }
+    out
+}
+
+/// GGUF metadata and tensors, laid out as the format wants them.
+#[derive(Default)]
+struct Writer {
+    kv: Vec<u8>,
+    n_kv: u64,
+    infos: Vec<u8>,
+    n_tensors: u64,
+    data: Vec<u8>,
+}
+
+const ALIGNMENT: usize = 32;
+
+impl Writer {
+    fn key(&mut self, key: &str, kind: u32) {
+        put_string(&mut self.kv, key);
+        self.kv.extend(kind.to_le_bytes());
+        self.n_kv += 1;
+    }
+
+    fn u32(&mut self, key: &str, v: u32) {
+        self.key(key, 4);
+        self.kv.extend(v.to_le_bytes());
+    }
+
+    fn f32(&mut self, key: &str, v: f64) {
+        self.key(key, 6);
+        self.kv.extend((v as f32).to_le_bytes());
+    }
+
+    fn bool(&mut self, key: &str, v: bool) {
+        self.key(key, 7);
+        self.kv.push(v as u8);
+    }
+
+    fn str(&mut self, key: &str, v: &str) {
+        self.key(key, 8);
+        put_string(&mut self.kv, v);
+    }
+
+    fn strs(&mut self, key: &str, v: &[String]) {
+        self.key(key, 9);
+        self.kv.extend(8u32.to_le_bytes());
+        self.kv.extend((v.len() as u64).to_le_bytes());
+        for s in v {
+            put_string(&mut self.kv, s);
+        }
+    }
+
+    fn i32s(&mut self, key: &str, v: &[i32]) {
+        self.key(key, 9);
+        self.kv.extend(5u32.to_le_bytes());
+        self.kv.extend((v.len() as u64).to_le_bytes());
+        for x in v {
+            self.kv.extend(x.to_le_bytes());
+        }
+    }
+
+    /// A tensor of Hub shape `shape` (slowest dimension first), its bytes already encoded.
+    fn tensor(&mut self, name: &str, shape: &[usize], kind: u32, bytes: &[u8]) {
+        put_string(&mut self.infos, name);
+        self.infos.extend((shape.len() as u32).to_le_bytes());
+        for &d in shape.iter().rev() {
+            self.infos.extend((d as u64).to_le_bytes());
+        }
+        self.infos.extend(kind.to_le_bytes());
+        self.infos.extend((self.data.len() as u64).to_le_bytes());
+        self.data.extend(bytes);
+        self.data
+            .resize(self.data.len().div_ceil(ALIGNMENT) * ALIGNMENT, 0);
+        self.n_tensors += 1;
+    }
+
+    fn finish(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.kv.len() + self.infos.len() + self.data.len() + 64);
+        out.extend(b"GGUF");
+        out.extend(3u32.to_le_bytes());
+        out.extend(self.n_tensors.to_le_bytes());
+        out.extend(self.n_kv.to_le_bytes());
+        out.extend(&self.kv);
+        out.extend(&self.infos);
+        out.resize(out.len().div_ceil(ALIGNMENT) * ALIGNMENT, 0);
+        out.extend(&self.data);
+        out
+    }
+}
+
+fn put_string(out: &mut Vec<u8>, s: &str) {
+    out.extend((s.len() as u64).to_le_bytes());
+    out.extend(s.as_bytes());
+}
+
+/// Puts each head's two rotary halves in adjacent pairs (llama.cpp's row order for `llama`):
+/// the Hub's row `s · half + j` of a head becomes row `2j + s`.
+fn interleave(values: &[f32], heads: usize, rows: usize) -> Vec<f32> {
+    super::from_gguf::reorder_heads(values, heads, rows, true)
+}
+
+/// llama.cpp's name for the pre-tokenizer of a byte-level BPE `tokenizer.json`, when llama.cpp
+/// splits text as it does.
+fn pre_name(file: &Json) -> Option<&'static str> {
+    let pre = &file["pre_tokenizer"];
+    let byte_level_regex =
+        |p: &Json| p["type"] == "ByteLevel" && p["use_regex"].as_bool().unwrap_or(true);
+    if byte_level_regex(pre) {
+        return Some("gpt-2");
+    }
+    let parts = pre["pretokenizers"].as_array()?;
+    match parts.as_slice() {
+        [digits, byte_level]
+            if digits["type"] == "Digits"
+                && digits["individual_digits"] == true
+                && byte_level_regex(byte_level) =>
+        {
+            Some("smollm")
+        }
+        _ => None,
+    }
+}
+
+/// Adds the `tokenizer.*` metadata of a byte-level BPE tokenizer.
+fn tokenizer_metadata(w: &mut Writer, tok: &Tokenizer, vocab_size: usize) -> Result<()> {
+    let fail = |message: String| Error::Tokenizer {
+        path: None,
+        message,
+    };
+    let file: Json = serde_json::from_str(
+        &tok.inner()
+            .to_string(false)
+            .map_err(|e| fail(format!("cannot serialize the tokenizer: {e}")))?,
+    )
+    .map_err(|e| fail(format!("cannot read the serialized tokenizer: {e}")))?;
+    let model = &file["model"];
+    if model["type"] != "BPE" || file["decoder"]["type"] != "ByteLevel" {
+        return Err(fail(
+            "only byte-level BPE tokenizers go into GGUF (`tokenizer.ggml.model = gpt2`); this \
+             one is not"
+                .into(),
+        ));
+    }
+    let pre = pre_name(&file).ok_or_else(|| {
+        fail(format!(
+            "its pre-tokenizer ({}) splits text in a way llama.cpp has no name for, so llama.cpp \
+             would encode prompts differently\n\nhint: GGUF export takes tokenizers that split \
+             as GPT-2 does (`BpeSplit::Words`) or as SmolLM does (digits apart, then GPT-2)",
+            file["pre_tokenizer"]
+        ))
+    })?;
+    let mut tokens = vec![String::new(); vocab_size];
+    let mut types = vec![1i32; vocab_size];
+    for (token, id) in tok.inner().get_vocab(true) {
+        if let Some(slot) = tokens.get_mut(id as usize) {
+            *slot = token;
+        }
+    }
+    for (i, slot) in tokens.iter_mut().enumerate() {
+        if slot.is_empty() {
+            // Rows of the embedding no token uses: llama.cpp wants a name for each.
+            *slot = format!("[PAD{i}]");
+            types[i] = 5;
+        }
+    }
+    for added in file["added_tokens"].as_array().into_iter().flatten() {
+        if let Some(id) = added["id"].as_u64().filter(|&i| (i as usize) < vocab_size) {
+            types[id as usize] = if added["special"] == true { 3 } else { 4 };
+        }
+    }
+    let merges: Vec<String> = model["merges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| match m {
+            Json::String(s) => Some(s.clone()),
+            Json::Array(pair) => Some(
+                pair.iter()
+                    .filter_map(Json::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+            _ => None,
+        })
+        .collect();
+    w.str("tokenizer.ggml.model", "gpt2");
+    w.str("tokenizer.ggml.pre", pre);
+    w.strs("tokenizer.ggml.tokens", &tokens);
+    w.i32s("tokenizer.ggml.token_type", &types);
+    w.strs("tokenizer.ggml.merges", &merges);
+    if let Some(id) = tok.bos_id() {
+        w.u32("tokenizer.ggml.bos_token_id", id);
+    }
+    if let Some(id) = tok.eos_id() {
+        w.u32("tokenizer.ggml.eos_token_id", id);
+    }
+    if let Some(id) = tok.pad_id() {
+        w.u32("tokenizer.ggml.padding_token_id", id);
+    }
+    let adds_bos = tok.bos_id().is_some_and(|bos| {
+        tok.encode("a", true)
+            .is_ok_and(|ids| ids.first() == Some(&bos))
+    });
+    w.bool("tokenizer.ggml.add_bos_token", adds_bos);
+    w.bool("tokenizer.ggml.add_eos_token", false);
+    if let Some(t) = tok.chat_template() {
+        w.str("tokenizer.chat_template", t.source());
+    }
+    Ok(())
+}
+
+/// The GGUF file of `model` (and its tokenizer), matrices stored as `kind`.
+pub fn gguf_bytes(
+    model: &Model,
+    tok: Option<&Tokenizer>,
+    name: &str,
+    kind: GgufType,
+) -> Result<Vec<u8>> {
+    let c = model.config();
+    let arch = match c.model_type {
+        ModelType::Llama | ModelType::Mistral => "llama",
+        ModelType::Qwen2 => "qwen2",
+    };
+    let mut w = Writer::default();
+    w.str("general.architecture", arch);
+    w.str("general.name", name);
+    w.u32("general.file_type", kind.file_type());
+    w.u32("general.quantization_version", 2);
+    w.u32("general.alignment", ALIGNMENT as u32);
+    let key = |k: &str| format!("{arch}.{k}");
+    w.u32(&key("context_length"), c.max_position_embeddings as u32);
+    w.u32(&key("embedding_length"), c.hidden_size as u32);
+    w.u32(&key("block_count"), c.num_hidden_layers as u32);
+    w.u32(&key("feed_forward_length"), c.intermediate_size as u32);
+    w.u32(&key("attention.head_count"), c.num_attention_heads as u32);
+    w.u32(
+        &key("attention.head_count_kv"),
+        c.num_key_value_heads as u32,
+    );
+    w.f32(&key("attention.layer_norm_rms_epsilon"), c.rms_norm_eps);
+    w.f32(&key("rope.freq_base"), c.rope_theta);
+    w.u32(&key("rope.dimension_count"), c.head_dim as u32);
+    if c.head_dim * c.num_attention_heads != c.hidden_size {
+        w.u32(&key("attention.key_length"), c.head_dim as u32);
+        w.u32(&key("attention.value_length"), c.head_dim as u32);
+    }
+    w.u32(&key("vocab_size"), c.vocab_size as u32);
+    match &c.rope_scaling {
+        RopeScaling::Default => {}
+        RopeScaling::Linear { factor } => {
+            w.str(&key("rope.scaling.type"), "linear");
+            w.f32(&key("rope.scaling.factor"), *factor);
+        }
+        RopeScaling::Llama3 { .. } => {
+            return Err(Error::invalid(
+                "the model uses Llama 3's rope scaling, which GGUF carries as a precomputed \
+                 `rope_freqs.weight` tensor the workbench does not write yet; export it as a \
+                 Hub checkpoint and convert that with llama.cpp's `convert_hf_to_gguf.py`",
+            ));
+        }
+    }
+    if let Some(tok) = tok {
+        tokenizer_metadata(&mut w, tok, c.vocab_size)?;
+    }
+    let interleaved = arch == "llama";
+    for (hub, (shape, values)) in named_tensors(model) {
+        let Some(target) = gguf_name(&hub) else {
+            return Err(Error::invalid(format!(
+                "the tensor `{hub}` has no GGUF name"
+            )));
+        };
+        let heads = if hub.contains("self_attn.q_proj") {
+            c.num_attention_heads
+        } else if hub.contains("self_attn.k_proj") {
+            c.num_key_value_heads
+        } else {
+            0
+        };
+        let values = if interleaved && heads > 0 {
+            interleave(&values, heads, shape[0])
+        } else {
+            values
+        };
+        // Matrices in the chosen type when their rows fill whole blocks; the rest in F32, as
+        // llama.cpp keeps norms and biases.
+        let row = *shape.last().unwrap_or(&0);
+        let store = match kind {
+            _ if shape.len() < 2 => GgufType::F32,
+            GgufType::Q8_0 | GgufType::Q4_0 if row % 32 != 0 => GgufType::F16,
+            k => k,
+        };
+        let bytes = match store {
+            GgufType::F32 => values.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            GgufType::F16 => values
+                .iter()
+                .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+                .collect(),
+            GgufType::Q8_0 => quantize_q8_0(&values),
+            GgufType::Q4_0 => quantize_q4_0(&values),
+        };
+        w.tensor(&target, &shape, store.id(), &bytes);
+    }
+    Ok(w.finish())
+}
+
+/// Writes `model` (and its tokenizer) to the GGUF file `path`, atomically.
+pub fn save(model: &Model, tok: Option<&Tokenizer>, path: &Path, kind: GgufType) -> Result<()> {
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let bytes = gguf_bytes(model, tok, &name, kind)?;
+    datasets::atomic::write_file(path, &bytes)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::gguf::{Gguf, TensorType};
+
+    #[test]
+    fn quantizers_match_llama_cpps_reference_on_known_blocks() {
+        // A ramp from -1.875 to 2: Q8_0's scale is 2/127, the first value -119, the last 127.
+        let ramp: Vec<f32> = (0..32).map(|i| (i as f32 - 16.0) / 8.0 + 0.125).collect();
+        let q8 = quantize_q8_0(&ramp);
+        assert_eq!(q8.len(), 34);
+        let d = half::f16::from_le_bytes([q8[0], q8[1]]).to_f32();
+        assert!((d - 2.0 / 127.0).abs() < 1e-5);
+        assert_eq!(q8[2] as i8, -119);
+        assert_eq!(q8[33] as i8, 127);
+        // Q4_0 keeps the sign of the largest value (the last, +2), so d = -2/8 and +2 maps to
+        // nibble 0 (the high nibble of the last byte), -1.875 to 15 (clipped from 16).
+        let q4 = quantize_q4_0(&ramp);
+        assert_eq!(q4.len(), 18);
+        let d = half::f16::from_le_bytes([q4[0], q4[1]]).to_f32();
+        assert_eq!(d, -0.25);
+        assert_eq!(q4[2 + 15] >> 4, 0);
+        assert_eq!(q4[2] & 0x0F, 15);
+        // An all-zero block has scale 0 and dequantizes to zeros.
+        assert!(quantize_q8_0(&[0.0; 32])[2..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn interleaving_is_undone_by_the_reader() {
+        let values: Vec<f32> = (0..48).map(|x| x as f32).collect();
+        let stored = interleave(&values, 2, 8);
+        assert_ne!(stored, values);
+        assert_eq!(
+            crate::model::from_gguf::deinterleave(&stored, 2, &[8, 6]),
+            values
+        );
+    }
+
+    #[test]
+    fn quantized_blocks_read_back_within_half_a_step() {
+        let x: Vec<f32> = (0..64)
+            .map(|i| ((i * 37 % 64) as f32 - 32.0) / 10.0)
+            .collect();
+        let mut w = Writer::default();
+        w.tensor("q8", &[2, 32], 8, &quantize_q8_0(&x));
+        w.tensor("q4", &[2, 32], 2, &quantize_q4_0(&x));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.gguf");
+        std::fs::write(&path, w.finish()).unwrap();
+        let g = Gguf::open(&path).unwrap();
+        // Q8_0 rounds to the nearest step; Q4_0 clips its most negative level, so a value at
+        // the far end of the block's sign is off by up to a whole step.
+        for (name, kind, tolerance) in [
+            ("q8", TensorType::Q8_0, 3.2 / 127.0 / 2.0),
+            ("q4", TensorType::Q4_0, 3.2 / 8.0),
+        ] {
+            let t = g.tensor(name).unwrap();
+            assert_eq!(t.kind, kind);
+            assert_eq!(t.dims, vec![32, 2]);
+            for (a, b) in g.dequantize(t).unwrap().iter().zip(&x) {
+                assert!((a - b).abs() <= tolerance + 2e-3, "{name}: {a} vs {b}");
+            }
+        }
+    }
+}

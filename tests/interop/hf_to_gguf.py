@@ -1,0 +1,176 @@
+"""Writes a Hub checkpoint as a GGUF file with llama.cpp's own `gguf` package, laid out as
+llama.cpp's `convert_hf_to_gguf.py` lays it out, and a Hub directory holding the same weights.
+
+Usage: hf_to_gguf.py SRC_DIR OUT.gguf TYPE REF_DIR
+
+SRC_DIR is a Hub checkpoint (config.json, model.safetensors, tokenizer.json, optionally
+tokenizer_config.json and chat_template.jinja) of a Llama, Mistral or Qwen2 model with a
+byte-level BPE tokenizer. TYPE is f32, f16, q8_0, q4_0 or q4_1: matrices are stored in it (1-D
+tensors stay F32, as llama.cpp keeps them). As the converter does, Llama and Mistral models are
+written as the `llama` architecture with the query and key rows of each head interleaved (llama.cpp
+rotates adjacent pairs), Qwen2 as `qwen2` unchanged; the tokenizer goes in as `tokenizer.ggml.*`
+(`gpt2` model, `gpt-2` pre-tokenizer, merges, token types, special token ids).
+
+REF_DIR gets config.json and an f32 model.safetensors of the weights the GGUF file holds after
+rounding and quantization, under the Hub's names and in the Hub's order: the checkpoint a reader
+of the GGUF file must reproduce. Prints "gguf written".
+"""
+
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+import gguf
+from gguf import GGMLQuantizationType as Q
+
+src, out, kind, ref = sys.argv[1:5]
+TYPES = {"f32": Q.F32, "f16": Q.F16, "q8_0": Q.Q8_0, "q4_0": Q.Q4_0, "q4_1": Q.Q4_1}
+qtype = TYPES[kind]
+
+
+def read_safetensors(path):
+    raw = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    data = raw[8 + n :]
+    tensors = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = info["data_offsets"]
+        buf = data[start:end]
+        if info["dtype"] == "F32":
+            a = np.frombuffer(buf, "<f4")
+        elif info["dtype"] == "F16":
+            a = np.frombuffer(buf, "<f2").astype(np.float32)
+        elif info["dtype"] == "BF16":
+            a = (np.frombuffer(buf, "<u2").astype(np.uint32) << 16).view(np.float32)
+        else:
+            sys.exit(f"error: {path}: tensor {name} is {info['dtype']}")
+        tensors[name] = a.reshape(info["shape"]).astype(np.float32)
+    return tensors
+
+
+def write_safetensors(path, tensors):
+    header, chunks, at = {}, [], 0
+    for name, a in tensors.items():
+        b = np.ascontiguousarray(a, dtype="<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [at, at + len(b)]}
+        chunks.append(b)
+        at += len(b)
+    text = json.dumps(header).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(chunks))
+
+
+def interleave(w, heads):
+    # convert_hf_to_gguf.py's LlamaModel.permute: each head's two halves become adjacent pairs.
+    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+config = json.load(open(os.path.join(src, "config.json")))
+model_type = config["model_type"]
+arch = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2"}[model_type]
+heads = config["num_attention_heads"]
+kv_heads = config.get("num_key_value_heads", heads)
+hidden = config["hidden_size"]
+head_dim = config.get("head_dim") or hidden // heads
+
+w = gguf.GGUFWriter(out, arch)
+w.add_name(os.path.basename(os.path.normpath(src)))
+w.add_context_length(config["max_position_embeddings"])
+w.add_embedding_length(hidden)
+w.add_block_count(config["num_hidden_layers"])
+w.add_feed_forward_length(config["intermediate_size"])
+w.add_head_count(heads)
+w.add_head_count_kv(kv_heads)
+w.add_layer_norm_rms_eps(config["rms_norm_eps"])
+w.add_rope_freq_base(config.get("rope_theta", 10000.0))
+w.add_rope_dimension_count(head_dim)
+if head_dim != hidden // heads:
+    w.add_key_length(head_dim)
+    w.add_value_length(head_dim)
+w.add_vocab_size(config["vocab_size"])
+w.add_file_type({"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7}[kind])
+
+tok = json.load(open(os.path.join(src, "tokenizer.json")))
+vocab = tok["model"]["vocab"]
+tokens = [None] * len(vocab)
+for t, i in vocab.items():
+    tokens[i] = t
+types = [gguf.TokenType.NORMAL] * len(tokens)
+for a in tok.get("added_tokens", []):
+    types[a["id"]] = gguf.TokenType.CONTROL if a["special"] else gguf.TokenType.USER_DEFINED
+merges = [m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]]
+w.add_tokenizer_model("gpt2")
+w.add_tokenizer_pre("gpt-2")
+w.add_token_list(tokens)
+w.add_token_types(types)
+w.add_token_merges(merges)
+tok_config_path = os.path.join(src, "tokenizer_config.json")
+tok_config = json.load(open(tok_config_path)) if os.path.exists(tok_config_path) else {}
+for role, add in [("bos", w.add_bos_token_id), ("eos", w.add_eos_token_id), ("pad", w.add_pad_token_id)]:
+    name = tok_config.get(f"{role}_token")
+    if isinstance(name, dict):
+        name = name.get("content")
+    if name in vocab:
+        add(vocab[name])
+w.add_add_bos_token(bool(tok_config.get("add_bos_token", False)))
+template_path = os.path.join(src, "chat_template.jinja")
+if os.path.exists(template_path):
+    w.add_chat_template(open(template_path).read())
+
+names = {
+    "model.embed_tokens.weight": "token_embd.weight",
+    "model.norm.weight": "output_norm.weight",
+    "lm_head.weight": "output.weight",
+}
+layer_names = {
+    "input_layernorm": "attn_norm",
+    "post_attention_layernorm": "ffn_norm",
+    "self_attn.q_proj": "attn_q",
+    "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output",
+    "mlp.gate_proj": "ffn_gate",
+    "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
+}
+reference = {}
+for name, x in read_safetensors(os.path.join(src, "model.safetensors")).items():
+    if name in names:
+        target = names[name]
+    else:
+        _, _, layer, rest = name.split(".", 3)
+        module, suffix = rest.rsplit(".", 1)
+        target = f"blk.{layer}.{layer_names[module]}.{suffix}"
+    t = qtype if x.ndim == 2 else Q.F32
+    if t == Q.F32:
+        stored = x
+    elif t == Q.F16:
+        stored = x.astype(np.float16)
+    else:
+        stored = gguf.quants.quantize(x, t)
+    # Blocks run along rows, so quantizing and then interleaving rows equals the converter's
+    # interleaving and then quantizing.
+    reference[name] = x if t == Q.F32 else np.asarray(
+        gguf.quants.dequantize(stored, t) if t != Q.F16 else stored, dtype=np.float32
+    ).reshape(x.shape)
+    if arch == "llama" and (".q_proj." in name or ".k_proj." in name):
+        n = heads if ".q_proj." in name else kv_heads
+        stored = interleave(stored, n)
+    w.add_tensor(target, stored, raw_dtype=t if t not in (Q.F32, Q.F16) else None)
+
+w.write_header_to_file()
+w.write_kv_data_to_file()
+w.write_tensors_to_file()
+w.close()
+
+os.makedirs(ref, exist_ok=True)
+write_safetensors(os.path.join(ref, "model.safetensors"), reference)
+ref_config = dict(config, dtype="float32")
+json.dump(ref_config, open(os.path.join(ref, "config.json"), "w"), indent=2)
+print("gguf written")

@@ -1,0 +1,45 @@
+"""Loads a GGUF file in llama.cpp (llama-cpp-python) and prints, as JSON, its greedy
+continuation of each input and its tokenization of each text.
+
+Usage: llama_cpp_greedy.py MODEL.gguf INPUTS.json
+
+INPUTS.json: {"inputs": [[id, ...], ...], "max_new_tokens": n, "texts": ["...", ...],
+"sequences": [[id, ...], ...]}.
+Prints {"greedy": [[id, ...], ...], "tokens": [[id, ...], ...], "logits": [[[...], ...], ...]}:
+greedy holds only the new tokens (argmax of llama.cpp's logits at every step, never stopping at
+EOS); logits holds llama.cpp's logits at every position of each sequence; tokens is
+llama.cpp's encoding of each text without BOS, special tokens in the text parsed as such (as
+Hugging Face tokenizers do).
+"""
+
+import json
+import sys
+
+import numpy as np
+from llama_cpp import Llama
+
+model, inputs_path = sys.argv[1], sys.argv[2]
+spec = json.load(open(inputs_path))
+# logits_all: without it this binding leaves `scores` unfilled after `eval`.
+# type_k, type_v = 0 (F32): llama.cpp caches keys and values in F16 unless told otherwise.
+llm = Llama(
+    model_path=model, n_ctx=128, n_threads=2, n_batch=128, logits_all=True, type_k=0, type_v=0, verbose=False
+)
+greedy = []
+for ids in spec["inputs"]:
+    llm.reset()
+    llm.eval(ids)
+    out = []
+    for _ in range(spec["max_new_tokens"]):
+        logits = np.asarray(llm.scores[llm.n_tokens - 1], dtype=np.float64)
+        token = int(np.argmax(logits))
+        out.append(token)
+        llm.eval([token])
+    greedy.append(out)
+logits = []
+for ids in spec["sequences"]:
+    llm.reset()
+    llm.eval(ids)
+    logits.append(np.asarray(llm.scores[: len(ids)], dtype=np.float64).tolist())
+tokens = [llm.tokenize(t.encode("utf-8"), add_bos=False, special=True) for t in spec["texts"]]
+print(json.dumps({"greedy": greedy, "tokens": tokens, "logits": logits}))
