@@ -126,6 +126,11 @@ pub struct ServeArgs {
     /// Where to run: `cpu` (default), `cuda:N`, `wgpu` (with those features).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Weights generation reads on the CPU: `f32`, or `q8_0` / `q4_0` (8- and 4-bit blocks with
+    /// integer dot products, as llama.cpp computes them); `auto` (the default) is the GGUF
+    /// file's own type when it is Q8_0 or Q4_0, else f32. Scoring prompts stays f32.
+    #[arg(long, default_value = "auto", value_name = "auto|f32|q8_0|q4_0")]
+    pub quantize: String,
 }
 
 /// A config file and `--set` overrides.

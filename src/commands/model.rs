@@ -7,6 +7,7 @@ use datasets::text::inert_line;
 use distill::data::chat::ChatTemplate;
 use distill::data::tokenizer::Tokenizer;
 use distill::model::from_gguf::{is_gguf, starts_with_magic};
+use distill::model::kernels::quant::QuantKind;
 use distill::model::to_gguf::{self, GgufType};
 use distill::model::{Model, checkpoint};
 use serde_json::json;
@@ -212,9 +213,40 @@ fn chat_template_of(spec: &str) -> Result<ChatTemplate> {
     Ok(ChatTemplate::new(source, Some(path.display().to_string()))?)
 }
 
+/// `--quantize auto|f32|q8_0|q4_0` of `serve`: what the decoder reads.
+fn serve_weights(spec: &str, model: &Path) -> Result<Option<QuantKind>> {
+    Ok(match spec.to_ascii_lowercase().as_str() {
+        "f32" => None,
+        "q8_0" => Some(QuantKind::Q8_0),
+        "q4_0" => Some(QuantKind::Q4_0),
+        "auto" if is_gguf(model) => match distill::model::from_gguf::file_type(model)? {
+            Some(7) => Some(QuantKind::Q8_0),
+            Some(2) => Some(QuantKind::Q4_0),
+            _ => None,
+        },
+        "auto" => None,
+        other => {
+            return Err(BadInput(format!(
+                "`--quantize {other}`: expected auto, f32, q8_0 or q4_0"
+            ))
+            .into());
+        }
+    })
+}
+
 pub fn serve(out: &Output, args: ServeArgs) -> Result<()> {
+    let weights = serve_weights(&args.quantize, &args.model)?;
     let tok = tokenizer(&args.model)?;
-    let model = load(&args.model, &args.device)?;
+    let mut model = load(&args.model, &args.device)?;
+    if weights.is_some() && args.device != "cpu" {
+        return Err(BadInput(format!(
+            "`--quantize {}` runs on the CPU decoder; `--device {}` computes in f32\n\nhint: \
+             leave out `--quantize` (or give `f32`) on that device",
+            args.quantize, args.device
+        ))
+        .into());
+    }
+    model.quantize(weights)?;
     tok.check_fits(model.config().vocab_size, &args.model)?;
     let name = args.name.clone().unwrap_or_else(|| {
         args.model
@@ -256,9 +288,20 @@ pub fn serve(out: &Output, args: ServeArgs) -> Result<()> {
         model_dir: args.model.clone(),
     };
     let out = *out;
+    let weights = match &model.quantized {
+        Some(q) => format!(
+            "{} weights, {:.1} MiB",
+            match q.kind {
+                QuantKind::Q8_0 => "Q8_0",
+                QuantKind::Q4_0 => "Q4_0",
+            },
+            q.bytes() as f64 / (1 << 20) as f64
+        ),
+        None => "f32 weights".into(),
+    };
     distill::serve::serve(model, tok, options, move |addr| {
         out.say(format!(
-            "Serving `{name}` on http://{addr}/v1 (Ctrl-C stops)"
+            "Serving `{name}` on http://{addr}/v1 ({weights}; Ctrl-C stops)"
         ));
     })?;
     Ok(())

@@ -614,6 +614,16 @@ fn cases() -> Vec<Case> {
             absent: &["out"],
         },
         Case {
+            name: "serve with an unknown weight type",
+            setup: |_| {
+                let m = fixture("llama-gqa");
+                args(&["serve", "--model", p(&m), "--quantize", "int3"])
+            },
+            code: 2,
+            needles: &["--quantize int3", "auto, f32, q8_0 or q4_0"],
+            absent: &[],
+        },
+        Case {
             name: "checkpoint with an unknown model_type",
             setup: |sb| {
                 let m = copy_model(sb, "llama-gqa", "m");

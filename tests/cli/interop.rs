@@ -373,15 +373,43 @@ fn our_greedy(model: &std::path::Path, inputs: &[Vec<u32>], n: usize) -> Vec<Vec
         .collect()
 }
 
+/// Greedy continuations by the CPU decoder reading the model's matrices as `kind` (8- or 4-bit,
+/// activations rounded to 8 bits as llama.cpp rounds them), one prompt at a time.
+fn our_quantized_greedy(
+    model: &std::path::Path,
+    inputs: &[Vec<u32>],
+    n: usize,
+    kind: distill::model::kernels::quant::QuantKind,
+) -> Vec<Vec<u32>> {
+    let device = distill::backend::device("cpu").unwrap();
+    let mut m = distill::model::checkpoint::load(model, &device).unwrap();
+    m.quantize(Some(kind)).unwrap();
+    let options = distill::generate::GenerateOptions {
+        max_new_tokens: n,
+        temperature: 0.0,
+        logprobs: 0,
+        eos_ids: Vec::new(),
+        ..Default::default()
+    };
+    inputs
+        .iter()
+        .map(|ids| {
+            distill::generate::generate(&m, std::slice::from_ref(ids), &options, None).unwrap()[0]
+                .ids
+                .clone()
+        })
+        .collect()
+}
+
 /// `model convert --out FILE.gguf` writes files llama.cpp (llama-cpp-python, built from PyPI's
 /// source) loads as they are, and llama.cpp encodes text with the exported tokenizer as the
 /// original `tokenizer.json` does. For F32, llama.cpp's greedy tokens equal ours on the file and
 /// transformers' on the source checkpoint, and its logits ours within 1e-4. For Q8_0 llama.cpp
-/// also rounds the activations to 8 bits before each matrix product (the workbench computes with
-/// the dequantized weights in f32), which on these random tiny models moves logits about as much
-/// as the weights' own rounding: its logits on the same sequences stay within a band of ours (on
-/// average 1% of the largest logit, at most 10%), and its greedy tokens equal ours up to the
-/// first step where our top token leads the runner-up by less than twice the largest gap seen.
+/// also rounds the activations to 8 bits before each matrix product: its greedy tokens equal
+/// those of our decoder when it runs the 8-bit matrices the same way, and its logits stay within
+/// a band of our f32 forward pass on the dequantized weights (on average 1% of the largest logit,
+/// at most 10%: on these random tiny models the activations' rounding moves logits about as much
+/// as the weights' own).
 #[test]
 fn gguf_files_we_write_run_in_llama_cpp() {
     use distill::data::tokenizer::Tokenizer;
@@ -494,6 +522,18 @@ fn gguf_files_we_write_run_in_llama_cpp() {
                 if exact {
                     assert_eq!(llama[s], ours[s], "{name}: llama.cpp's greedy tokens");
                 }
+            }
+            if !exact {
+                let quantized = our_quantized_greedy(
+                    &file,
+                    &inputs,
+                    n,
+                    distill::model::kernels::quant::QuantKind::Q8_0,
+                );
+                assert_eq!(
+                    llama, quantized,
+                    "{name}: llama.cpp's greedy tokens on Q8_0"
+                );
             }
         }
     }

@@ -248,6 +248,76 @@ fn a_gguf_export_loads_back_with_the_logits_of_its_source() {
     );
 }
 
+/// Greedy token ids `/v1/completions` returns for `prompt`.
+fn served_greedy(server: &Server, prompt: &[u32], n: usize) -> Vec<u32> {
+    let req = serde_json::json!({
+        "prompt": prompt, "max_tokens": n, "temperature": 0,
+        "logprobs": 1, "return_tokens_as_token_ids": true,
+    });
+    let (status, body) = http(&server.addr, "POST", "/v1/completions", &req.to_string());
+    assert_eq!(status, 200, "{body}");
+    json(&body)["choices"][0]["logprobs"]["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            t.as_str()
+                .unwrap()
+                .trim_start_matches("token_id:")
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// A Q8_0 GGUF file is served with 8-bit weights by default (`--quantize auto`): its greedy
+/// tokens are those of the quantized decoder, and `--quantize f32` serves the dequantized weights
+/// with the f32 decoder's tokens.
+#[test]
+fn a_q8_0_gguf_file_is_served_with_its_8_bit_weights() {
+    let sb = Sandbox::new();
+    let src = fixture("llama-gqa");
+    sb.run(&[
+        "model",
+        "convert",
+        "--model",
+        src.to_str().unwrap(),
+        "--out",
+        "m.gguf",
+        "--quantize",
+        "q8_0",
+    ])
+    .ok();
+    let file = sb.join("m.gguf");
+    let (inputs, _) = greedy("llama-gqa");
+    let device = distill::backend::device("cpu").unwrap();
+    let mut model = distill::model::checkpoint::load(&file, &device).unwrap();
+    let options = distill::generate::GenerateOptions {
+        max_new_tokens: 12,
+        temperature: 0.0,
+        eos_ids: Vec::new(),
+        ..Default::default()
+    };
+    let ours = |m: &distill::model::Model| {
+        distill::generate::generate(m, &inputs[2..3], &options, None).unwrap()[0]
+            .ids
+            .clone()
+    };
+    let f32_tokens = ours(&model);
+    model
+        .quantize(Some(distill::model::kernels::quant::QuantKind::Q8_0))
+        .unwrap();
+    let q8_tokens = ours(&model);
+    // This prompt is one where the 8-bit rounding changes the greedy path, so the two servers
+    // are told apart.
+    assert_ne!(q8_tokens, f32_tokens);
+    let served = Server::start_with(&file, &[]);
+    assert_eq!(served_greedy(&served, &inputs[2], 12), q8_tokens);
+    drop(served);
+    let served = Server::start_with(&file, &["--quantize", "f32"]);
+    assert_eq!(served_greedy(&served, &inputs[2], 12), f32_tokens);
+}
+
 /// A `workbench serve` process on a free loopback port.
 pub struct Server {
     child: Child,

@@ -367,6 +367,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<Model> {
         lm_head,
         inv_freq: Arc::new(inv_freq(c)),
         config: Arc::new(config),
+        quantized: None,
     })
 }
 

@@ -36,6 +36,16 @@ pub fn starts_with_magic(path: &Path) -> bool {
         .is_ok_and(|()| &magic == b"GGUF")
 }
 
+/// `general.file_type` of the GGUF file at `path` (llama.cpp's numbering: 0 F32, 1 F16, 2 Q4_0,
+/// 7 Q8_0, ...), when it says.
+pub fn file_type(path: &Path) -> Result<Option<u32>> {
+    let g = Gguf::open(path)?;
+    Ok(g.metadata
+        .get("general.file_type")
+        .and_then(Value::as_u64)
+        .map(|v| v as u32))
+}
+
 /// The architectures read, as GGUF names them.
 const ARCHITECTURES: &str = "llama, mistral and qwen2";
 

@@ -900,6 +900,7 @@ pub fn rms_norm_backward(x: &[f32], w: &[f32], inv: &[f32], dy: &[f32]) -> (Vec<
 }
 
 pub mod decode;
+pub mod quant;
 
 #[cfg(test)]
 mod tests;

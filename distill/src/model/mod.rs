@@ -42,6 +42,10 @@ pub struct Model {
     /// `inv_freq` per rotary pair (host side; tables are built per forward for its positions).
     #[module(skip)]
     pub inv_freq: Arc<Vec<f64>>,
+    /// The matrices quantized for the CPU decoder ([`Model::quantize`]): a snapshot of the
+    /// weights when they were quantized, which generation then reads instead of the f32 ones.
+    #[module(skip)]
+    pub quantized: Option<Arc<decode::QuantWeights>>,
 }
 
 /// Keys and values of every layer for the positions seen so far.
@@ -192,6 +196,7 @@ impl ModelConfig {
             }),
             inv_freq: Arc::new(inv_freq(c)),
             config: Arc::new(c.clone()),
+            quantized: None,
         }
     }
 }
@@ -320,7 +325,20 @@ impl Model {
             lm_head: self.lm_head.clone(),
             config: Arc::new(config),
             inv_freq: self.inv_freq.clone(),
+            quantized: None,
         })
+    }
+
+    /// Makes generation on the CPU read 8-bit (`Q8_0`) or 4-bit (`Q4_0`) copies of the matrices,
+    /// with integer dot products (see `kernels/quant.rs`); `None` goes back to f32. Training and
+    /// `forward` keep the f32 weights. Fails, naming it, when a matrix's input width is not a
+    /// multiple of 32.
+    pub fn quantize(&mut self, kind: Option<kernels::quant::QuantKind>) -> crate::Result<()> {
+        self.quantized = match kind {
+            None => None,
+            Some(kind) => Some(Arc::new(decode::QuantWeights::of(self, kind)?)),
+        };
+        Ok(())
     }
 }
 

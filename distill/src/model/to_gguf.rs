@@ -11,6 +11,7 @@ use super::Model;
 use super::checkpoint::named_tensors;
 use super::config::{ModelType, RopeScaling};
 use super::from_gguf::gguf_name;
+use super::kernels::quant::{QuantKind, QuantMatrix};
 use crate::data::tokenizer::Tokenizer;
 use crate::error::{Error, Result};
 
@@ -70,38 +71,17 @@ impl GgufType {
     }
 }
 
-/// llama.cpp's `quantize_row_q8_0_ref`: per 32 values, `d = max|x| / 127`, `q = round(x / d)`.
+/// llama.cpp's `quantize_row_q8_0_ref`: per 32 values, `d = max|x| / 127`, `q = round(x / d)`;
+/// each block its f16 scale, then 32 signed bytes.
 pub fn quantize_q8_0(values: &[f32]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(values.len() / 32 * 34);
-    for block in values.chunks_exact(32) {
-        let amax = block.iter().fold(0.0f32, |a, x| a.max(x.abs()));
-        let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        out.extend(half::f16::from_f32(d).to_le_bytes());
-        out.extend(block.iter().map(|x| (x * id).round() as i8 as u8));
-    }
-    out
+    QuantMatrix::quantize(QuantKind::Q8_0, values, values.len() / 32, 32).gguf_blocks()
 }
 
 /// llama.cpp's `quantize_row_q4_0_ref`: per 32 values, the value of largest magnitude `m`,
-/// `d = m / -8`, `q = min(15, trunc(x / d + 8.5))`; the first 16 in the low nibbles.
+/// `d = m / -8`, `q = min(15, trunc(x / d + 8.5))`; each block its f16 scale, then 16 bytes, the
+/// first 16 values in the low nibbles.
 pub fn quantize_q4_0(values: &[f32]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(values.len() / 32 * 18);
-    for block in values.chunks_exact(32) {
-        let (mut amax, mut max) = (0.0f32, 0.0f32);
-        for &x in block {
-            if x.abs() > amax {
-                amax = x.abs();
-                max = x;
-            }
-        }
-        let d = max / -8.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        out.extend(half::f16::from_f32(d).to_le_bytes());
-        let q = |x: f32| ((x * id + 8.5) as i8).min(15) as u8;
-        out.extend((0..16).map(|j| q(block[j]) | (q(block[j + 16]) << 4)));
-    }
-    out
+    QuantMatrix::quantize(QuantKind::Q4_0, values, values.len() / 32, 32).gguf_blocks()
 }
 
 /// GGUF metadata and tensors, laid out as the format wants them.

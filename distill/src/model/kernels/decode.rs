@@ -10,6 +10,7 @@
 use std::sync::Mutex;
 
 use super::super::team::Team;
+use super::quant::{QuantMatrix, QuantRows};
 use super::{LANES, exp, lane_max, lane_sum, matmul, rope_in_place, swiglu_chunk};
 
 /// Columns of a weight per task: 64 columns of a 256-deep weight are 64 KiB, which stays in a
@@ -17,15 +18,24 @@ use super::{LANES, exp, lane_max, lane_sum, matmul, rope_in_place, swiglu_chunk}
 /// both cores busy (measured on the 4M student: 64 beat 32, 128 and 256 at batch 1 and 16).
 const COLS: usize = 64;
 
-/// A weight `[k, n]` seen through strides: element `(i, j)` is `data[i * rs + j * cs]`, so a
-/// weight stored transposed (a tied embedding used as the head) needs no copy.
+/// A weight `[k, n]`: `f32` seen through strides (element `(i, j)` is `data[i * rs + j * cs]`, so
+/// a weight stored transposed, a tied embedding used as the head, needs no copy), or quantized
+/// (see [`QuantMatrix`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Weight<'a> {
-    data: &'a [f32],
+    data: Data<'a>,
     k: usize,
     n: usize,
-    rs: usize,
-    cs: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Data<'a> {
+    F32 {
+        data: &'a [f32],
+        rs: usize,
+        cs: usize,
+    },
+    Quant(&'a QuantMatrix),
 }
 
 impl<'a> Weight<'a> {
@@ -33,11 +43,9 @@ impl<'a> Weight<'a> {
     pub fn rows(data: &'a [f32], k: usize, n: usize) -> Self {
         assert_eq!(data.len(), k * n, "weight: wrong size for [{k}, {n}]");
         Weight {
-            data,
+            data: Data::F32 { data, rs: n, cs: 1 },
             k,
             n,
-            rs: n,
-            cs: 1,
         }
     }
 
@@ -45,18 +53,39 @@ impl<'a> Weight<'a> {
     pub fn transposed(data: &'a [f32], k: usize, n: usize) -> Self {
         assert_eq!(data.len(), k * n, "weight: wrong size for [{n}, {k}]");
         Weight {
-            data,
+            data: Data::F32 { data, rs: 1, cs: k },
             k,
             n,
-            rs: 1,
-            cs: k,
+        }
+    }
+
+    /// A quantized weight (its rows are the `n` outputs).
+    pub fn quantized(q: &'a QuantMatrix) -> Self {
+        Weight {
+            data: Data::Quant(q),
+            k: q.k,
+            n: q.n,
         }
     }
 
     /// `out[m × nb] = x[m × k] · self[:, n0..n0 + nb] (+ bias[n0..n0 + nb])`.
     fn block(&self, x: &[f32], m: usize, n0: usize, nb: usize, bias: Option<&[f32]>) -> Vec<f32> {
         let mut out = vec![0.0f32; m * nb];
-        self.gemm(x, m, n0, nb, &mut out);
+        match self.data {
+            Data::F32 { data, rs, cs } => matmul(
+                (m, nb, self.k),
+                &mut out,
+                (nb, false),
+                x,
+                (self.k, 1),
+                &data[n0 * cs..],
+                (rs, cs),
+                1.0,
+            ),
+            // Each task rounds the activations itself: `m × k` values against the `nb × k`
+            // weights it multiplies them by.
+            Data::Quant(q) => q.block(&QuantRows::of(x, m, self.k), n0, nb, &mut out),
+        }
         if let Some(b) = bias {
             let b = &b[n0..n0 + nb];
             for row in out.chunks_exact_mut(nb) {
@@ -66,19 +95,6 @@ impl<'a> Weight<'a> {
             }
         }
         out
-    }
-
-    fn gemm(&self, x: &[f32], m: usize, n0: usize, nb: usize, out: &mut [f32]) {
-        matmul(
-            (m, nb, self.k),
-            out,
-            (nb, false),
-            x,
-            (self.k, 1),
-            &self.data[n0 * self.cs..],
-            (self.rs, self.cs),
-            1.0,
-        );
     }
 }
 

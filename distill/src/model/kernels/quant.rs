@@ -1,0 +1,421 @@
+//! Matrix–vector products with 8-bit and 4-bit weights, as llama.cpp computes them on the CPU:
+//! the weights in blocks of 32 with one scale each (Q8_0: signed bytes; Q4_0: nibbles offset by
+//! 8), the activations rounded to the same Q8_0 blocks before each product, and each block's
+//! product an integer dot product scaled by the two blocks' scales.
+//!
+//! Decoding reads every weight once per step, so at batch 1 its speed is memory bandwidth: 8-bit
+//! weights move a quarter of f32's bytes and 4-bit ones an eighth. The integer dot products use
+//! AVX2 (`vpmaddubsw`, `vpmaddwd`) where the CPU has it, chosen at run time, and plain Rust
+//! otherwise; both give the same integers, and the scaled sums differ only in float rounding.
+//!
+//! Scales are kept as f32 beside the quantized values (rather than f16 inside each block, as
+//! GGUF stores them): the values are the same, and the inner loop converts nothing.
+
+use half::f16;
+
+/// Values per block.
+pub const BLOCK: usize = 32;
+
+/// How a quantized weight stores its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuantKind {
+    /// One signed byte per value.
+    Q8_0,
+    /// One nibble per value, offset by 8: the low nibbles of a block's 16 bytes are its first
+    /// 16 values, the high nibbles the rest.
+    Q4_0,
+}
+
+/// A weight `[n, k]` (one row per output, as llama.cpp lays out matrices) in blocks of 32 along
+/// `k`.
+#[derive(Debug, Clone)]
+pub struct QuantMatrix {
+    pub kind: QuantKind,
+    pub k: usize,
+    pub n: usize,
+    /// One scale per block, row by row: `n × k / 32`.
+    scales: Vec<f32>,
+    /// The values: `n × k` bytes (Q8_0) or `n × k / 2` (Q4_0).
+    values: Vec<u8>,
+}
+
+/// The f16 rounding GGUF applies to every block scale.
+fn f16_round(x: f32) -> f32 {
+    f16::from_f32(x).to_f32()
+}
+
+impl QuantMatrix {
+    /// Quantizes `rows` (`n` rows of `k` values, `k` a multiple of 32) as llama.cpp's reference
+    /// quantizers do (`quantize_row_q8_0_ref`, `quantize_row_q4_0_ref`), scales rounded to f16.
+    pub fn quantize(kind: QuantKind, rows: &[f32], n: usize, k: usize) -> QuantMatrix {
+        assert!(
+            k.is_multiple_of(BLOCK),
+            "quantize: {k} is not a multiple of {BLOCK}"
+        );
+        assert_eq!(rows.len(), n * k, "quantize: not [{n}, {k}]");
+        let blocks = n * k / BLOCK;
+        let mut scales = Vec::with_capacity(blocks);
+        let mut values = Vec::with_capacity(match kind {
+            QuantKind::Q8_0 => n * k,
+            QuantKind::Q4_0 => n * k / 2,
+        });
+        for block in rows.chunks_exact(BLOCK) {
+            match kind {
+                QuantKind::Q8_0 => {
+                    let amax = block.iter().fold(0.0f32, |a, x| a.max(x.abs()));
+                    let d = amax / 127.0;
+                    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                    scales.push(f16_round(d));
+                    values.extend(block.iter().map(|x| (x * id).round() as i8 as u8));
+                }
+                QuantKind::Q4_0 => {
+                    let (mut amax, mut max) = (0.0f32, 0.0f32);
+                    for &x in block {
+                        if x.abs() > amax {
+                            amax = x.abs();
+                            max = x;
+                        }
+                    }
+                    let d = max / -8.0;
+                    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                    scales.push(f16_round(d));
+                    let q = |x: f32| ((x * id + 8.5) as i8).min(15) as u8;
+                    values.extend((0..16).map(|j| q(block[j]) | (q(block[j + 16]) << 4)));
+                }
+            }
+        }
+        QuantMatrix {
+            kind,
+            k,
+            n,
+            scales,
+            values,
+        }
+    }
+
+    /// The blocks as GGUF stores them: each block's scale as f16, then its values.
+    pub fn gguf_blocks(&self) -> Vec<u8> {
+        let per = match self.kind {
+            QuantKind::Q8_0 => BLOCK,
+            QuantKind::Q4_0 => BLOCK / 2,
+        };
+        let mut out = Vec::with_capacity(self.scales.len() * (per + 2));
+        for (d, v) in self.scales.iter().zip(self.values.chunks_exact(per)) {
+            out.extend(f16::from_f32(*d).to_le_bytes());
+            out.extend(v);
+        }
+        out
+    }
+
+    /// Bytes the weight occupies (what a decoding step reads).
+    pub fn bytes(&self) -> usize {
+        self.scales.len() * 4 + self.values.len()
+    }
+
+    /// Row `j` dequantized (for tests and for reading embeddings).
+    pub fn row(&self, j: usize) -> Vec<f32> {
+        let nb = self.k / BLOCK;
+        let mut out = Vec::with_capacity(self.k);
+        for b in j * nb..(j + 1) * nb {
+            let d = self.scales[b];
+            match self.kind {
+                QuantKind::Q8_0 => out.extend(
+                    self.values[b * BLOCK..(b + 1) * BLOCK]
+                        .iter()
+                        .map(|&q| d * q as i8 as f32),
+                ),
+                QuantKind::Q4_0 => {
+                    let v = &self.values[b * 16..(b + 1) * 16];
+                    out.extend(v.iter().map(|&q| d * ((q & 0x0F) as i32 - 8) as f32));
+                    out.extend(v.iter().map(|&q| d * ((q >> 4) as i32 - 8) as f32));
+                }
+            }
+        }
+        out
+    }
+
+    /// `out[r × nb + (j - n0)] = x_r · row j` for `j` in `n0..n0 + nb`, every row `r` of the
+    /// quantized activations `x`.
+    pub fn block(&self, x: &QuantRows, n0: usize, nb: usize, out: &mut [f32]) {
+        assert_eq!(x.k, self.k, "quant block: depth");
+        assert_eq!(out.len(), x.m * nb, "quant block: output size");
+        let nbk = self.k / BLOCK;
+        let avx2 = has_avx2();
+        for j in n0..n0 + nb {
+            let scales = &self.scales[j * nbk..(j + 1) * nbk];
+            for r in 0..x.m {
+                let (xs, xq) = (
+                    &x.scales[r * nbk..(r + 1) * nbk],
+                    &x.values[r * self.k..(r + 1) * self.k],
+                );
+                out[r * nb + j - n0] = match self.kind {
+                    QuantKind::Q8_0 => {
+                        let wq = &self.values[j * self.k..(j + 1) * self.k];
+                        dot_q8_0(avx2, scales, wq, xs, xq)
+                    }
+                    QuantKind::Q4_0 => {
+                        let wq = &self.values[j * self.k / 2..(j + 1) * self.k / 2];
+                        dot_q4_0(avx2, scales, wq, xs, xq)
+                    }
+                };
+            }
+        }
+    }
+}
+
+/// Rows of activations rounded to Q8_0 blocks, as llama.cpp rounds the input of a quantized
+/// product (`quantize_row_q8_0`: scale `max|x| / 127` stored as f16, values rounded half to
+/// even).
+#[derive(Debug, Clone)]
+pub struct QuantRows {
+    pub m: usize,
+    pub k: usize,
+    scales: Vec<f32>,
+    values: Vec<i8>,
+}
+
+impl QuantRows {
+    /// `x` `[m × k]`, `k` a multiple of 32.
+    pub fn of(x: &[f32], m: usize, k: usize) -> QuantRows {
+        assert!(
+            k.is_multiple_of(BLOCK),
+            "quantize rows: {k} is not a multiple of {BLOCK}"
+        );
+        assert_eq!(x.len(), m * k, "quantize rows: not [{m}, {k}]");
+        let mut scales = Vec::with_capacity(m * k / BLOCK);
+        let mut values = Vec::with_capacity(m * k);
+        for block in x.chunks_exact(BLOCK) {
+            let amax = block.iter().fold(0.0f32, |a, x| a.max(x.abs()));
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            scales.push(f16_round(d));
+            values.extend(block.iter().map(|x| (x * id).round_ties_even() as i8));
+        }
+        QuantRows {
+            m,
+            k,
+            scales,
+            values,
+        }
+    }
+}
+
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `Σ_blocks ws·xs·Σ wq·xq` for Q8_0 weights.
+fn dot_q8_0(avx2: bool, ws: &[f32], wq: &[u8], xs: &[f32], xq: &[i8]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: AVX2 and FMA are present (checked at run time); the slices hold whole blocks.
+        return unsafe { x86::dot_q8_0(ws, wq, xs, xq) };
+    }
+    let _ = avx2;
+    let mut acc = 0.0f32;
+    for (b, (&w, &x)) in ws.iter().zip(xs).enumerate() {
+        let sum: i32 = wq[b * BLOCK..(b + 1) * BLOCK]
+            .iter()
+            .zip(&xq[b * BLOCK..(b + 1) * BLOCK])
+            .map(|(&w, &x)| w as i8 as i32 * x as i32)
+            .sum();
+        acc += w * x * sum as f32;
+    }
+    acc
+}
+
+/// `Σ_blocks ws·xs·Σ (wq - 8)·xq` for Q4_0 weights.
+fn dot_q4_0(avx2: bool, ws: &[f32], wq: &[u8], xs: &[f32], xq: &[i8]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: as for `dot_q8_0`.
+        return unsafe { x86::dot_q4_0(ws, wq, xs, xq) };
+    }
+    let _ = avx2;
+    let mut acc = 0.0f32;
+    for (b, (&w, &x)) in ws.iter().zip(xs).enumerate() {
+        let (v, q) = (&wq[b * 16..(b + 1) * 16], &xq[b * BLOCK..(b + 1) * BLOCK]);
+        let mut sum = 0i32;
+        for i in 0..16 {
+            sum += ((v[i] & 0x0F) as i32 - 8) * q[i] as i32;
+            sum += ((v[i] >> 4) as i32 - 8) * q[i + 16] as i32;
+        }
+        acc += w * x * sum as f32;
+    }
+    acc
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::BLOCK;
+
+    /// The eight lanes of `v` added.
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// The 32 products `w·x` of one block, summed in pairs then fours as eight i32 lanes, as
+    /// floats. `vpmaddubsw` takes unsigned × signed bytes, so `x`'s sign moves onto `w`.
+    #[target_feature(enable = "avx2,fma")]
+    fn block_dot(w: __m256i, x: __m256i) -> __m256 {
+        let ax = _mm256_sign_epi8(x, x);
+        let sw = _mm256_sign_epi8(w, x);
+        let pairs = _mm256_maddubs_epi16(ax, sw);
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_q8_0(ws: &[f32], wq: &[u8], xs: &[f32], xq: &[i8]) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        for b in 0..ws.len() {
+            // SAFETY: block `b` lies inside both slices (32 bytes each).
+            let (w, x) = unsafe {
+                (
+                    _mm256_loadu_si256(wq.as_ptr().add(b * BLOCK) as *const __m256i),
+                    _mm256_loadu_si256(xq.as_ptr().add(b * BLOCK) as *const __m256i),
+                )
+            };
+            let d = _mm256_set1_ps(ws[b] * xs[b]);
+            acc = _mm256_fmadd_ps(d, block_dot(w, x), acc);
+        }
+        hsum(acc)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_q4_0(ws: &[f32], wq: &[u8], xs: &[f32], xq: &[i8]) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        let low = _mm_set1_epi8(0x0F);
+        let eight = _mm256_set1_epi8(8);
+        for b in 0..ws.len() {
+            // SAFETY: block `b` lies inside both slices (16 and 32 bytes).
+            let (raw, x) = unsafe {
+                (
+                    _mm_loadu_si128(wq.as_ptr().add(b * 16) as *const __m128i),
+                    _mm256_loadu_si256(xq.as_ptr().add(b * BLOCK) as *const __m256i),
+                )
+            };
+            let lo = _mm_and_si128(raw, low);
+            let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), low);
+            let w = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), eight);
+            let d = _mm256_set1_ps(ws[b] * xs[b]);
+            acc = _mm256_fmadd_ps(d, block_dot(w, x), acc);
+        }
+        hsum(acc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                let h = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8;
+                (h % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn quantized_products_equal_the_dequantized_ones() {
+        let (n, k, m) = (5, 96, 3);
+        let w = values(n * k, 1);
+        let x = values(m * k, 2);
+        let xq = QuantRows::of(&x, m, k);
+        for kind in [QuantKind::Q8_0, QuantKind::Q4_0] {
+            let q = QuantMatrix::quantize(kind, &w, n, k);
+            let mut out = vec![0.0; m * 3];
+            q.block(&xq, 1, 3, &mut out);
+            let mut scalar = vec![0.0; m * 3];
+            // The portable path: the same integers, so the same sums up to float order.
+            for j in 1..4 {
+                for r in 0..m {
+                    let nbk = k / BLOCK;
+                    let (xs, xv) = (
+                        &xq.scales[r * nbk..(r + 1) * nbk],
+                        &xq.values[r * k..(r + 1) * k],
+                    );
+                    let ws = &q.scales[j * nbk..(j + 1) * nbk];
+                    scalar[r * 3 + j - 1] = match kind {
+                        QuantKind::Q8_0 => {
+                            dot_q8_0(false, ws, &q.values[j * k..(j + 1) * k], xs, xv)
+                        }
+                        QuantKind::Q4_0 => {
+                            dot_q4_0(false, ws, &q.values[j * k / 2..(j + 1) * k / 2], xs, xv)
+                        }
+                    };
+                }
+            }
+            for (r, j) in (0..m).flat_map(|r| (1..4).map(move |j| (r, j))) {
+                // Against f32 arithmetic on the dequantized weight and activations.
+                let wr = q.row(j);
+                let mut xr = Vec::new();
+                for b in 0..k / BLOCK {
+                    let d = xq.scales[r * (k / BLOCK) + b];
+                    xr.extend(
+                        xq.values[r * k + b * BLOCK..r * k + (b + 1) * BLOCK]
+                            .iter()
+                            .map(|&v| d * v as f32),
+                    );
+                }
+                let want: f32 = wr.iter().zip(&xr).map(|(a, b)| a * b).sum();
+                let (got, portable) = (out[r * 3 + j - 1], scalar[r * 3 + j - 1]);
+                assert!(
+                    (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                    "{kind:?} ({r}, {j}): {got} vs {want}"
+                );
+                assert!(
+                    (got - portable).abs() <= 1e-5 * want.abs().max(1.0),
+                    "{kind:?}: {got} vs {portable}"
+                );
+                // And the rounding stays within what 8 and 4 bits allow.
+                let exact: f32 = w[j * k..(j + 1) * k]
+                    .iter()
+                    .zip(&x[r * k..(r + 1) * k])
+                    .map(|(a, b)| a * b)
+                    .sum();
+                let bound = match kind {
+                    QuantKind::Q8_0 => 0.05,
+                    QuantKind::Q4_0 => 0.6,
+                };
+                assert!(
+                    (got - exact).abs() <= bound,
+                    "{kind:?}: {got} vs exact {exact}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn gguf_blocks_put_each_scale_before_its_values() {
+        let w = values(2 * 64, 3);
+        let q8 = QuantMatrix::quantize(QuantKind::Q8_0, &w, 2, 64);
+        let file = q8.gguf_blocks();
+        assert_eq!(file.len(), 4 * 34);
+        for b in 0..4 {
+            let d = half::f16::from_le_bytes([file[b * 34], file[b * 34 + 1]]).to_f32();
+            assert_eq!(q8.scales[b], d);
+            assert_eq!(
+                &q8.values[b * 32..(b + 1) * 32],
+                &file[b * 34 + 2..(b + 1) * 34]
+            );
+        }
+        assert_eq!(q8.bytes(), 4 * 4 + 128);
+        let q4 = QuantMatrix::quantize(QuantKind::Q4_0, &w, 2, 64);
+        assert_eq!(q4.gguf_blocks().len(), 4 * 18);
+    }
+}
