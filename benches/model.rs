@@ -3,7 +3,9 @@
 //! ```text
 //! cargo bench --bench model -- train --config benches/configs/student-4m.json [--batch 16] [--seq 128] [--steps 20] [--warmup 3] [--label NAME]
 //!   (WORKBENCH_FUSED=0 runs the step on burn's composed operations instead of the fused kernels)
-//! cargo bench --bench model -- generate --model DIR [--batch 1] [--prompt-len 16] [--new 64] [--reps 3]
+//! cargo bench --bench model -- generate --model DIR|FILE.gguf [--batch 1] [--prompt-len 16] [--new 64] [--reps 3]
+//!   [--quantize q8_0|q4_0] [--top-logprobs 20] [--label NAME]
+//! cargo bench --bench model -- bandwidth [--mib 1024] [--reps 5]   (memory read bandwidth, 1 and 2 threads)
 //! cargo bench --bench model -- init --config CONFIG.json --out DIR     (a random checkpoint both sides load)
 //! cargo bench --bench model -- peak [--size 1000 | --shape M,K,N [--lhs-t]] [--reps 20]   (the fp32 matmul peak, for MFU)
 //! ```
@@ -167,6 +169,49 @@ fn peak(args: &[String]) {
     );
 }
 
+/// Read bandwidth of main memory: the best of `reps` passes summing a buffer far larger than
+/// the caches, on one thread and on every core (each summing its own part), in GB/s.
+fn bandwidth(args: &[String]) {
+    let (mib, reps) = (arg(args, "--mib", 1024usize), arg(args, "--reps", 5usize));
+    let data: Vec<f32> = (0..mib << 18).map(|i| (i % 7) as f32).collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let sum = |part: &[f32]| -> f32 {
+        // Sixteen lanes so the adds pipeline; the total checks the pass was not skipped.
+        let mut acc = [0.0f32; 16];
+        for c in part.chunks_exact(16) {
+            for l in 0..16 {
+                acc[l] += c[l];
+            }
+        }
+        acc.iter().sum()
+    };
+    let mut results = Vec::new();
+    for t in [1, threads] {
+        let mut best = f64::MAX;
+        let mut check = 0.0f32;
+        for _ in 0..reps {
+            let start = Instant::now();
+            check += std::thread::scope(|s| {
+                let parts: Vec<_> = data
+                    .chunks(data.len().div_ceil(t))
+                    .map(|p| s.spawn(move || sum(p)))
+                    .collect();
+                parts.into_iter().map(|h| h.join().unwrap()).sum::<f32>()
+            });
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+        results.push(format!(
+            "\"gb_per_s_{t}_threads\": {:.2}",
+            (data.len() * 4) as f64 / best / 1e9
+        ));
+        assert!(check > 0.0);
+    }
+    println!(
+        "{{\"impl\": \"workbench\", \"phase\": \"bandwidth\", \"mib\": {mib}, {}}}",
+        results.join(", ")
+    );
+}
+
 fn init(args: &[String]) {
     let config = ModelConfig::from_file(&path_arg(args, "--config")).expect("config");
     let device = distill::backend::cpu();
@@ -182,7 +227,31 @@ fn bench_generate(args: &[String]) {
         arg(args, "--prompt-len", 16usize),
     );
     let (new, reps) = (arg(args, "--new", 64usize), arg(args, "--reps", 3usize));
-    let model = checkpoint::load(&dir, &distill::backend::cpu()).expect("load");
+    let top = arg(args, "--top-logprobs", 20usize);
+    let label = arg(args, "--label", String::new());
+    let mut model = checkpoint::load(&dir, &distill::backend::cpu()).expect("load");
+    let quantize = arg(args, "--quantize", String::from("f32"));
+    let kind = match quantize.as_str() {
+        "f32" => None,
+        "q8_0" => Some(distill::model::kernels::quant::QuantKind::Q8_0),
+        "q4_0" => Some(distill::model::kernels::quant::QuantKind::Q4_0),
+        other => panic!("--quantize {other}: expected f32, q8_0 or q4_0"),
+    };
+    model.quantize(kind).expect("quantize");
+    // What one decoding step reads: every matrix (quantized or f32) and the norms; the
+    // embedding rows a step looks up are negligible.
+    let weight_bytes = match &model.quantized {
+        Some(q) => q.bytes() as f64,
+        None => {
+            let c = model.config();
+            4.0 * (c.num_params() as f64
+                - if c.tie_word_embeddings {
+                    0.0
+                } else {
+                    (c.vocab_size * c.hidden_size) as f64
+                })
+        }
+    };
     let vocab = model.config().vocab_size;
     let mut rng = Lcg(11);
     let prompts: Vec<Vec<u32>> = (0..batch)
@@ -195,7 +264,8 @@ fn bench_generate(args: &[String]) {
         .collect();
     let options = GenerateOptions {
         max_new_tokens: new,
-        logprobs: 20,
+        logprobs: top,
+        eos_ids: Vec::new(),
         ..Default::default()
     };
     // One warm-up, then the best of `reps`.
@@ -207,9 +277,13 @@ fn bench_generate(args: &[String]) {
         best = best.min(t.elapsed().as_secs_f64());
         assert!(out.iter().all(|g| g.ids.len() == new));
     }
+    // Steps per second times the bytes a step reads: the bandwidth decoding reaches.
+    let steps_per_s = new as f64 / best;
     println!(
-        "{{\"impl\": \"workbench\", \"phase\": \"generate\", \"batch\": {batch}, \"new_tokens_per_s\": {:.1}, \"seconds\": {best:.3}, \"top_logprobs\": 20}}",
-        (batch * new) as f64 / best
+        "{{\"impl\": \"workbench\", \"phase\": \"generate\", \"label\": \"{label}\", \"batch\": {batch}, \"weights\": \"{quantize}\", \"new_tokens_per_s\": {:.1}, \"seconds\": {best:.3}, \"top_logprobs\": {top}, \"weight_mib\": {:.1}, \"weight_gb_per_s\": {:.2}}}",
+        (batch * new) as f64 / best,
+        weight_bytes / (1 << 20) as f64,
+        weight_bytes * steps_per_s / 1e9,
     );
 }
 
@@ -224,9 +298,10 @@ fn main() {
         Some("generate") => bench_generate(&args),
         Some("init") => init(&args),
         Some("peak") => peak(&args),
+        Some("bandwidth") => bandwidth(&args),
         _ => {
             eprintln!(
-                "usage: model (train --config FILE | generate --model DIR | init --config FILE --out DIR | peak) [options]"
+                "usage: model (train --config FILE | generate --model DIR | init --config FILE --out DIR | peak | bandwidth) [options]"
             );
             std::process::exit(2);
         }

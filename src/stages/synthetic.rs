@@ -32,7 +32,16 @@ fn teacher(loaded: &LoadedConfig, run: &RunDir) -> Result<Box<dyn Teacher>> {
                 }
                 .into());
             }
-            Box::new(LocalTeacher::load(&dir, &t.device, t.batch_size)?)
+            let weights = match t.weights {
+                datasets::config::TeacherWeights::F32 => None,
+                datasets::config::TeacherWeights::Q8_0 => {
+                    Some(distill::model::kernels::quant::QuantKind::Q8_0)
+                }
+                datasets::config::TeacherWeights::Q4_0 => {
+                    Some(distill::model::kernels::quant::QuantKind::Q4_0)
+                }
+            };
+            Box::new(LocalTeacher::load(&dir, &t.device, t.batch_size, weights)?)
         }
         TeacherKind::Openai => Box::new(OpenAiTeacher::for_run(loaded)?),
     })

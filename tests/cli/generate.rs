@@ -46,6 +46,45 @@ fn local_config(sb: &Sandbox, name: &str) -> PathBuf {
     )
 }
 
+/// A GGUF file is a local teacher as it is, and `teacher.weights = "q8_0"` generates with its
+/// 8-bit matrices: a set as complete as the f32 one, with the teacher's answers cached apart (a
+/// rerun in f32 asks again rather than reuse the 8-bit answers).
+#[test]
+fn a_gguf_teacher_generates_with_its_8_bit_weights() {
+    let sb = Sandbox::new();
+    sb.run(&[
+        "model",
+        "convert",
+        "--model",
+        fixture("llama-gqa").to_str().unwrap(),
+        "--out",
+        "teacher.gguf",
+        "--quantize",
+        "q8_0",
+    ])
+    .ok();
+    let cfg = tiny_config(
+        &sb,
+        "gguf",
+        "[teacher]\npath = \"teacher.gguf\"\nweights = \"q8_0\"\nbatch_size = 8\n\n[generate]\n\
+         template = \"{{ prompt[-20:] }}\"\nmax_new_tokens = 6\ntop_logprobs = 5\nmin_chars = 0\n\
+         dedup = \"none\"\n",
+    );
+    let cfg = cfg.to_str().unwrap();
+    sb.run(&["generate", cfg]).ok();
+    let q8 = rows(&sb.join("runs/gguf"));
+    assert!(!q8.is_empty());
+    let f32 = sb
+        .run(&["generate", cfg, "--set", "teacher.weights=f32", "--force"])
+        .ok();
+    assert!(
+        f32.stderr.contains("0 answered from the cache"),
+        "{}",
+        f32.stderr
+    );
+    assert_eq!(rows(&sb.join("runs/gguf")).len(), q8.len());
+}
+
 #[test]
 fn a_local_teacher_writes_a_deterministic_set_and_a_rerun_asks_nothing() {
     let a = Sandbox::new();

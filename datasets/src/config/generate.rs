@@ -30,6 +30,25 @@ pub enum ApiKind {
     Completions,
 }
 
+fn is_f32(w: &TeacherWeights) -> bool {
+    *w == TeacherWeights::F32
+}
+
+/// The weights a local teacher generates with on the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub enum TeacherWeights {
+    /// The checkpoint's weights in f32.
+    #[default]
+    #[serde(rename = "f32")]
+    F32,
+    /// 8-bit blocks with integer dot products (llama.cpp's Q8_0): about 3.5× fewer bytes a step.
+    #[serde(rename = "q8_0")]
+    Q8_0,
+    /// 4-bit blocks (llama.cpp's Q4_0): about 7× fewer bytes a step, a larger rounding error.
+    #[serde(rename = "q4_0")]
+    Q4_0,
+}
+
 /// One URL or a list of them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
@@ -68,6 +87,11 @@ pub struct TeacherConfig {
     /// `local`: prompts generated together in one batch.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    /// `local`: the weights generation reads on the CPU: `f32` (default), `q8_0` or `q4_0`
+    /// (quantized as llama.cpp does, for speed; the answers and their logprobs then come from
+    /// the rounded weights).
+    #[serde(default, skip_serializing_if = "is_f32")]
+    pub weights: TeacherWeights,
     /// `openai`: the server's base URL (`http://127.0.0.1:8000/v1`), or a list of them used
     /// round-robin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -164,6 +188,7 @@ impl Default for TeacherConfig {
             path: None,
             device: default_device(),
             batch_size: default_batch_size(),
+            weights: TeacherWeights::F32,
             base_url: None,
             model: None,
             api: ApiKind::Chat,
@@ -374,6 +399,20 @@ impl TeacherConfig {
                 if self.batch_size == 0 {
                     return Err(("teacher.batch_size", "is 0; expected at least 1".into()));
                 }
+                if self.weights != TeacherWeights::F32 && self.device != "cpu" {
+                    return Err((
+                        "teacher.weights",
+                        format!(
+                            "`{}` runs on the CPU decoder; `teacher.device` is `{}` (set it to \
+                             `cpu`, or the weights to `f32`)",
+                            match self.weights {
+                                TeacherWeights::Q4_0 => "q4_0",
+                                _ => "q8_0",
+                            },
+                            self.device
+                        ),
+                    ));
+                }
                 for (key, set) in [
                     ("teacher.base_url", self.base_url.is_some()),
                     ("teacher.model", self.model.is_some()),
@@ -390,6 +429,14 @@ impl TeacherConfig {
                 }
             }
             TeacherKind::Openai => {
+                if self.weights != TeacherWeights::F32 {
+                    return Err((
+                        "teacher.weights",
+                        "is for `local` teachers, which this workbench runs; an `openai` \
+                         teacher's server decides its own weights (remove the key)"
+                            .into(),
+                    ));
+                }
                 let urls = self.base_url.as_ref().map(OneOrMany::to_vec);
                 match urls {
                     None => {

@@ -22,7 +22,8 @@ pub use annotate::{AnnotateConfig, QueueOrder};
 mod generate;
 mod train;
 pub use generate::{
-    ApiKind, GenerateConfig, OneOrMany, TeacherConfig, TeacherKind, Validator, Verifier,
+    ApiKind, GenerateConfig, OneOrMany, TeacherConfig, TeacherKind, TeacherWeights, Validator,
+    Verifier,
 };
 pub use train::{
     Architecture, DistillConfig, DistillLoss, DistillVariant, DivergenceKind, EvalConfig,

@@ -25,9 +25,15 @@ pub struct LocalTeacher {
 impl LocalTeacher {
     /// Loads the checkpoint at `dir` (config.json, model.safetensors, tokenizer.json) onto
     /// `device` (`cpu`, `cuda:N`, `wgpu`).
-    pub fn load(dir: &Path, device: &str, batch_size: usize) -> Result<LocalTeacher> {
+    pub fn load(
+        dir: &Path,
+        device: &str,
+        batch_size: usize,
+        weights: Option<crate::model::kernels::quant::QuantKind>,
+    ) -> Result<LocalTeacher> {
+        let on_cpu = device == "cpu";
         let device = backend::device(device)?;
-        let (model, tokenizer) = checkpoint::load_with_tokenizer(dir, &device)?;
+        let (mut model, tokenizer) = checkpoint::load_with_tokenizer(dir, &device)?;
         if !crate::train::weights_are_finite(&model) {
             return Err(Error::Checkpoint {
                 path: dir.to_path_buf(),
@@ -50,22 +56,36 @@ impl LocalTeacher {
                 h.update(&bytes);
             }
         }
-        let mut weights: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|e| Error::Read {
-                path: dir.to_path_buf(),
-                source: e,
-            })?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-            .collect();
-        weights.sort();
-        for path in weights {
+        let mut files: Vec<_> = if crate::model::from_gguf::is_gguf(dir) {
+            vec![dir.to_path_buf()]
+        } else {
+            std::fs::read_dir(dir)
+                .map_err(|e| Error::Read {
+                    path: dir.to_path_buf(),
+                    source: e,
+                })?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+                .collect()
+        };
+        files.sort();
+        for path in files {
             let file = std::fs::File::open(&path).map_err(|e| Error::Read {
                 path: path.clone(),
                 source: e,
             })?;
             h.update_reader(file)
                 .map_err(|e| Error::Read { path, source: e })?;
+        }
+        // Rounded weights give other answers: they are part of the teacher's identity.
+        if let Some(kind) = weights {
+            if !on_cpu {
+                return Err(Error::invalid(
+                    "`teacher.weights` q8_0 and q4_0 run on the CPU decoder; set `teacher.device = \"cpu\"` or `teacher.weights = \"f32\"`",
+                ));
+            }
+            model.quantize(Some(kind))?;
+            h.update(format!("{kind:?}").as_bytes());
         }
         let digest = h.finalize().to_hex()[..16].to_string();
         let mut eos: Vec<u32> = model.config().eos_token_ids.clone();
