@@ -28,6 +28,13 @@ ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--label", default="")
 a = ap.parse_args()
 
+@L.llama_log_callback
+def quiet(level, text, user_data):
+    # llama.cpp's loader lists every key and tensor; the figures are the output here.
+    pass
+
+
+L.llama_log_set(quiet, None)
 L.llama_backend_init()
 mp = L.llama_model_default_params()
 model = L.llama_model_load_from_file(a.model.encode(), mp)
@@ -78,12 +85,14 @@ def run():
     if L.llama_decode(ctx, batch) != 0:
         raise SystemExit("error: llama_decode failed on the prompts")
     out = [[] for _ in range(a.batch)]
+    # Where each sequence's last token sits in the batch just decoded (logits are asked by it).
+    last = [s * a.prompt_len + a.prompt_len - 1 for s in range(a.batch)]
     for step in range(a.new):
-        # The logits of each sequence's last token: its output row `s` in this batch.
         nxt = []
         for s in range(a.batch):
-            row = np.ctypeslib.as_array(L.llama_get_logits_ith(ctx, s), shape=(n_vocab,))
+            row = np.ctypeslib.as_array(L.llama_get_logits_ith(ctx, last[s]), shape=(n_vocab,))
             nxt.append(int(row.argmax()))
+        last = list(range(a.batch))
         for s, t in enumerate(nxt):
             out[s].append(t)
         if step == a.new - 1:

@@ -538,3 +538,46 @@ fn gguf_files_we_write_run_in_llama_cpp() {
         }
     }
 }
+
+/// transformers' own GGUF loader (dequantizing with the `gguf` package, undoing llama.cpp's
+/// query/key interleaving itself) gives the logits the workbench gives from the same file, for the
+/// quantized types, on every parity checkpoint laid out as llama.cpp's converter lays it out.
+#[test]
+fn quantized_gguf_files_give_transformers_logits() {
+    let Some(py) = python() else { return };
+    let Some(tpy) = torch_python() else { return };
+    let sb = Sandbox::new();
+    let models = root().join("distill/tests/fixtures/models");
+    let ids = [0u32, 5, 17, 300, 42, 7, 511, 64, 1, 99];
+    let list = ids.map(|i| i.to_string()).join(",");
+    for entry in std::fs::read_dir(&models).unwrap() {
+        let src = entry.unwrap().path();
+        let name = src.file_name().unwrap().to_string_lossy().into_owned();
+        for kind in ["q8_0", "q4_0", "q4_1"] {
+            let file = sb.join(&format!("{name}-{kind}.gguf"));
+            let reference = sb.join(&format!("{name}-{kind}-ref"));
+            run_python(
+                &py,
+                "hf_to_gguf.py",
+                &[&src, &file, std::path::Path::new(kind), &reference],
+            );
+            let out = run_python_args(
+                &tpy,
+                "transformers_gguf.py",
+                &[file.as_os_str(), OsStr::new(&list)],
+            );
+            let theirs: serde_json::Value =
+                serde_json::from_str(out.lines().last().unwrap_or_default())
+                    .unwrap_or_else(|e| panic!("{name} {kind}: {e}: {out}"));
+            let theirs: Vec<Vec<f64>> = serde_json::from_value(theirs["logits"].clone()).unwrap();
+            let ours = sb.logits(&file, &ids);
+            let worst = ours
+                .iter()
+                .flatten()
+                .zip(theirs.iter().flatten())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f64, f64::max);
+            assert!(worst <= 1e-4, "{name} {kind}: transformers' logits differ by {worst}");
+        }
+    }
+}
