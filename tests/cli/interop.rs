@@ -577,7 +577,10 @@ fn quantized_gguf_files_give_transformers_logits() {
                 .zip(theirs.iter().flatten())
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0f64, f64::max);
-            assert!(worst <= 1e-4, "{name} {kind}: transformers' logits differ by {worst}");
+            assert!(
+                worst <= 1e-4,
+                "{name} {kind}: transformers' logits differ by {worst}"
+            );
         }
     }
 }

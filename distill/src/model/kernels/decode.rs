@@ -68,8 +68,16 @@ impl<'a> Weight<'a> {
         }
     }
 
-    /// `out[m × nb] = x[m × k] · self[:, n0..n0 + nb] (+ bias[n0..n0 + nb])`.
-    fn block(&self, x: &[f32], m: usize, n0: usize, nb: usize, bias: Option<&[f32]>) -> Vec<f32> {
+    /// `out[m × nb] = x[m × k] · self[:, n0..n0 + nb] (+ bias[n0..n0 + nb])`; a quantized
+    /// weight reads `x` rounded to 8 bits, `xq` (see [`rounded`]).
+    fn block(
+        &self,
+        (x, xq): (&[f32], Option<&QuantRows>),
+        m: usize,
+        n0: usize,
+        nb: usize,
+        bias: Option<&[f32]>,
+    ) -> Vec<f32> {
         let mut out = vec![0.0f32; m * nb];
         match self.data {
             Data::F32 { data, rs, cs } => matmul(
@@ -82,9 +90,12 @@ impl<'a> Weight<'a> {
                 (rs, cs),
                 1.0,
             ),
-            // Each task rounds the activations itself: `m × k` values against the `nb × k`
-            // weights it multiplies them by.
-            Data::Quant(q) => q.block(&QuantRows::of(x, m, self.k), n0, nb, &mut out),
+            Data::Quant(q) => q.block(
+                xq.expect("the input rounded for a quantized weight"),
+                n0,
+                nb,
+                &mut out,
+            ),
         }
         if let Some(b) = bias {
             let b = &b[n0..n0 + nb];
@@ -96,6 +107,14 @@ impl<'a> Weight<'a> {
         }
         out
     }
+}
+
+/// `x` rounded to Q8_0 blocks once for all the tasks of a pass, when a quantized weight reads it.
+fn rounded(x: &[f32], m: usize, weights: &[&Weight<'_>]) -> Option<QuantRows> {
+    weights
+        .iter()
+        .find(|w| matches!(w.data, Data::Quant(_)))
+        .map(|w| QuantRows::of(x, m, w.k))
 }
 
 /// A projection: its weight and optional bias `[n]`.
@@ -122,6 +141,69 @@ fn scatter(m: usize, tasks: &[(usize, usize, usize)], parts: Vec<Vec<f32>>, outs
     }
 }
 
+/// Rows of an `f32` weight per task when a few rows are multiplied by it (see
+/// [`by_depth`]): 64 rows of a 576-wide weight are 144 KiB read front to back.
+const DEPTH: usize = 64;
+
+/// Whether `w` is multiplied by slices of its depth: a row-major `f32` weight times at most 4
+/// rows. Column blocks of such a weight are short runs at a stride of its width, which the
+/// memory system streams far worse than whole rows; a slice of the depth is one contiguous run.
+fn by_depth(w: &Weight<'_>, m: usize) -> bool {
+    m <= 4 && w.k >= 2 * DEPTH && matches!(w.data, Data::F32 { cs: 1, .. })
+}
+
+/// [`linears`] by slices of the depth: every projection's slices of `DEPTH` rows in one parallel
+/// pass, each task's partial product `[m × n]` then added in slice order (so the sums do not
+/// depend on the thread count either).
+fn linears_by_depth(
+    team: &mut Team,
+    x: &[f32],
+    m: usize,
+    projections: &[Linear<'_>],
+) -> Vec<Vec<f32>> {
+    let tasks: Vec<(usize, usize, usize)> = projections
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (w, _))| {
+            (0..w.k)
+                .step_by(DEPTH)
+                .map(move |k0| (i, k0, DEPTH.min(w.k - k0)))
+        })
+        .collect();
+    let parts: Vec<Vec<f32>> = team.map(tasks.len(), |t| {
+        let (i, k0, kb) = tasks[t];
+        let w = &projections[i].0;
+        let Data::F32 { data, rs, .. } = w.data else {
+            unreachable!("by_depth admits f32 weights only")
+        };
+        let mut out = vec![0.0f32; m * w.n];
+        matmul(
+            (m, w.n, kb),
+            &mut out,
+            (w.n, false),
+            &x[k0..],
+            (w.k, 1),
+            &data[k0 * rs..],
+            (rs, 1),
+            1.0,
+        );
+        out
+    });
+    let mut outs: Vec<Vec<f32>> = projections
+        .iter()
+        .map(|(w, b)| match b {
+            Some(b) => (0..m).flat_map(|_| b.iter().copied()).collect(),
+            None => vec![0.0f32; m * w.n],
+        })
+        .collect();
+    for (&(i, _, _), part) in tasks.iter().zip(parts) {
+        for (o, p) in outs[i].iter_mut().zip(part) {
+            *o += p;
+        }
+    }
+    outs
+}
+
 /// `x[m × k] · w + b` for every projection at once (they share the input), the column blocks of
 /// all of them in one parallel pass. Returns one `[m × n]` output per projection.
 pub fn linears(team: &mut Team, x: &[f32], m: usize, projections: &[Linear<'_>]) -> Vec<Vec<f32>> {
@@ -129,10 +211,17 @@ pub fn linears(team: &mut Team, x: &[f32], m: usize, projections: &[Linear<'_>])
         assert_eq!(x.len(), m * w.k, "linear: input is not [{m}, {}]", w.k);
         assert!(b.is_none_or(|b| b.len() == w.n), "linear: bias size");
     }
+    if projections.iter().all(|(w, _)| by_depth(w, m)) {
+        return linears_by_depth(team, x, m, projections);
+    }
     let tasks = blocks(projections.iter().map(|(w, _)| w.n));
+    let weights: Vec<&Weight<'_>> = projections.iter().map(|(w, _)| w).collect();
+    let xq = rounded(x, m, &weights);
     let parts: Vec<Vec<f32>> = team.map(tasks.len(), |t| {
         let (i, n0, nb) = tasks[t];
-        projections[i].0.block(x, m, n0, nb, projections[i].1)
+        projections[i]
+            .0
+            .block((x, xq.as_ref()), m, n0, nb, projections[i].1)
     });
     let mut outs: Vec<Vec<f32>> = projections
         .iter()
@@ -151,11 +240,19 @@ pub fn gated(team: &mut Team, x: &[f32], m: usize, gate: Linear<'_>, up: Linear<
         "gated: gate and up differ in shape"
     );
     assert_eq!(x.len(), m * gate.0.k, "gated: input size");
+    if by_depth(&gate.0, m) && by_depth(&up.0, m) {
+        let mut gu = linears_by_depth(team, x, m, &[gate, up]).into_iter();
+        let (g, u) = (gu.next().unwrap_or_default(), gu.next().unwrap_or_default());
+        let mut out = vec![0.0f32; m * gate.0.n];
+        swiglu_chunk(&g, &u, &mut out);
+        return out;
+    }
     let tasks = blocks(std::iter::once(gate.0.n));
+    let xq = rounded(x, m, &[&gate.0, &up.0]);
     let parts: Vec<Vec<f32>> = team.map(tasks.len(), |t| {
         let (_, n0, nb) = tasks[t];
-        let g = gate.0.block(x, m, n0, nb, gate.1);
-        let u = up.0.block(x, m, n0, nb, up.1);
+        let g = gate.0.block((x, xq.as_ref()), m, n0, nb, gate.1);
+        let u = up.0.block((x, xq.as_ref()), m, n0, nb, up.1);
         let mut out = vec![0.0f32; m * nb];
         swiglu_chunk(&g, &u, &mut out);
         out
@@ -535,6 +632,31 @@ mod tests {
             }
             close(&out[2], &want, 1e-5, "with bias");
         }
+        // A deep weight times one to four rows goes by slices of its depth (a ragged last one).
+        let (k, n) = (300, 150);
+        let w = random(k * n, 7);
+        let bias = random(n, 8);
+        for m in [1, 4] {
+            let x = random(m * k, 9 + m as u64);
+            let mut want = reference_product(&x, m, &w, k, n);
+            let out = linears(
+                &mut Team::new(2),
+                &x,
+                m,
+                &[
+                    (Weight::rows(&w, k, n), None),
+                    (Weight::rows(&w, k, n), Some(&bias)),
+                ],
+            );
+            close(&out[0], &want, 1e-5, "by depth");
+            for (i, y) in want.iter_mut().enumerate() {
+                *y += bias[i % n] as f64;
+            }
+            close(&out[1], &want, 1e-5, "by depth, with bias");
+            // The same sums whatever the thread count.
+            let one = linears(&mut Team::new(1), &x, m, &[(Weight::rows(&w, k, n), None)]);
+            assert_eq!(one[0], out[0]);
+        }
     }
 
     #[test]
@@ -554,7 +676,12 @@ mod tests {
 
     #[test]
     fn the_gated_product_is_silu_times_up() {
-        let (m, k, n) = (3, 24, 200);
+        for (m, k, n) in [(3, 24, 200), (2, 200, 96)] {
+            gated_case(m, k, n);
+        }
+    }
+
+    fn gated_case(m: usize, k: usize, n: usize) {
         let (x, wg, wu) = (random(m * k, 4), random(k * n, 5), random(k * n, 6));
         let g = reference_product(&x, m, &wg, k, n);
         let u = reference_product(&x, m, &wu, k, n);

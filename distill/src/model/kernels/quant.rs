@@ -141,22 +141,38 @@ impl QuantMatrix {
         assert_eq!(out.len(), x.m * nb, "quant block: output size");
         let nbk = self.k / BLOCK;
         let avx2 = has_avx2();
+        let per_row = match self.kind {
+            QuantKind::Q8_0 => self.k,
+            QuantKind::Q4_0 => self.k / 2,
+        };
         for j in n0..n0 + nb {
             let scales = &self.scales[j * nbk..(j + 1) * nbk];
-            for r in 0..x.m {
-                let (xs, xq) = (
+            let wq = &self.values[j * per_row..(j + 1) * per_row];
+            let row = |r: usize| {
+                (
                     &x.scales[r * nbk..(r + 1) * nbk],
                     &x.values[r * self.k..(r + 1) * self.k],
-                );
+                )
+            };
+            let mut r = 0;
+            // Four activation rows against each weight block while it is in registers.
+            #[cfg(target_arch = "x86_64")]
+            if avx2 {
+                while r + 4 <= x.m {
+                    let rows = [row(r), row(r + 1), row(r + 2), row(r + 3)];
+                    // SAFETY: AVX2 and FMA are present; every slice holds `nbk` whole blocks.
+                    let dots = unsafe { x86::dot4(self.kind, scales, wq, rows) };
+                    for (i, d) in dots.into_iter().enumerate() {
+                        out[(r + i) * nb + j - n0] = d;
+                    }
+                    r += 4;
+                }
+            }
+            for r in r..x.m {
+                let (xs, xq) = row(r);
                 out[r * nb + j - n0] = match self.kind {
-                    QuantKind::Q8_0 => {
-                        let wq = &self.values[j * self.k..(j + 1) * self.k];
-                        dot_q8_0(avx2, scales, wq, xs, xq)
-                    }
-                    QuantKind::Q4_0 => {
-                        let wq = &self.values[j * self.k / 2..(j + 1) * self.k / 2];
-                        dot_q4_0(avx2, scales, wq, xs, xq)
-                    }
+                    QuantKind::Q8_0 => dot_q8_0(avx2, scales, wq, xs, xq),
+                    QuantKind::Q4_0 => dot_q4_0(avx2, scales, wq, xs, xq),
                 };
             }
         }
@@ -256,7 +272,7 @@ fn dot_q4_0(avx2: bool, ws: &[f32], wq: &[u8], xs: &[f32], xq: &[i8]) -> f32 {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::BLOCK;
+    use super::{BLOCK, QuantKind};
 
     /// The eight lanes of `v` added.
     #[target_feature(enable = "avx2,fma")]
@@ -275,6 +291,45 @@ mod x86 {
         let sw = _mm256_sign_epi8(w, x);
         let pairs = _mm256_maddubs_epi16(ax, sw);
         _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+    }
+
+    /// The 32 weights of block `b` as signed bytes (Q4_0's nibbles unpacked and offset).
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn weights(kind: QuantKind, wq: &[u8], b: usize) -> __m256i {
+        match kind {
+            // SAFETY (both arms): block `b` lies inside `wq`, as the callers check.
+            QuantKind::Q8_0 => unsafe {
+                _mm256_loadu_si256(wq.as_ptr().add(b * BLOCK) as *const __m256i)
+            },
+            QuantKind::Q4_0 => {
+                let raw = unsafe { _mm_loadu_si128(wq.as_ptr().add(b * 16) as *const __m128i) };
+                let low = _mm_set1_epi8(0x0F);
+                let lo = _mm_and_si128(raw, low);
+                let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), low);
+                _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8))
+            }
+        }
+    }
+
+    /// One weight row against four activation rows.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot4(
+        kind: QuantKind,
+        ws: &[f32],
+        wq: &[u8],
+        rows: [(&[f32], &[i8]); 4],
+    ) -> [f32; 4] {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for b in 0..ws.len() {
+            // SAFETY: block `b` lies inside every slice.
+            let w = unsafe { weights(kind, wq, b) };
+            for (i, (xs, xq)) in rows.iter().enumerate() {
+                let x = unsafe { _mm256_loadu_si256(xq.as_ptr().add(b * BLOCK) as *const __m256i) };
+                let d = _mm256_set1_ps(ws[b] * xs[b]);
+                acc[i] = _mm256_fmadd_ps(d, block_dot(w, x), acc[i]);
+            }
+        }
+        acc.map(|a| hsum(a))
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -332,7 +387,8 @@ mod tests {
 
     #[test]
     fn quantized_products_equal_the_dequantized_ones() {
-        let (n, k, m) = (5, 96, 3);
+        // Six rows: one group of four on the AVX2 path, two alone.
+        let (n, k, m) = (5, 96, 6);
         let w = values(n * k, 1);
         let x = values(m * k, 2);
         let xq = QuantRows::of(&x, m, k);
