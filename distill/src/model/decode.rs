@@ -433,12 +433,15 @@ mod tests {
     }
 
     /// The decoder and `Model::step` give the same logits through a prefill with left padding
-    /// and three decode steps, with the head untied and tied.
+    /// and three decode steps, with the head untied and tied; the wider model's decode steps
+    /// (three rows, depth 128 and more) take the depth-sliced products.
     #[test]
     fn the_decoder_computes_the_models_step() {
         let device = crate::backend::cpu();
-        for tied in [false, true] {
-            let mut c = config();
+        let mut wide = ModelConfig::llama(96, 128, 256, 2, 4, 2, 64, false);
+        wide.qkv_bias = true;
+        for (c, tied) in [(config(), false), (config(), true), (wide, false)] {
+            let mut c = c;
             c.tie_word_embeddings = tied;
             let model = c.init(&device);
             let (b, s) = (3, 5);
