@@ -559,7 +559,8 @@ fn on_policy_against_workbench_serve_trains_the_local_teachers_student() {
 
 /// A student cut from its teacher (`student.from_teacher`): half the teacher's layers, the rest
 /// of it as it is, so its parameters are the teacher's less one layer's; the gold-only baseline
-/// starts from the same cut, and the run goes through.
+/// starts from the same cut, and the run goes through. With `intermediate_size` its MLPs are
+/// narrowed too.
 #[test]
 fn a_student_cut_from_its_teacher_keeps_the_teachers_width_and_vocabulary() {
     let sb = Sandbox::new();
@@ -593,5 +594,33 @@ fn a_student_cut_from_its_teacher_keeps_the_teachers_width_and_vocabulary() {
     assert!(
         student < teacher && student > teacher / 2,
         "{student} of {teacher}"
+    );
+    // Narrower MLPs too (width pruning): the student's config says so, and it has fewer
+    // parameters; wider than the teacher's MLP is refused with both widths.
+    let inter = t["intermediate_size"].as_u64().unwrap();
+    let half = format!("student.from_teacher.intermediate_size={}", inter / 2);
+    let distill = |set: &str| {
+        sb.run(&[
+            "distill",
+            cfg.to_str().unwrap(),
+            "--set",
+            "teacher.architecture.layers=2",
+            "--set",
+            set,
+            "--force",
+        ])
+    };
+    distill(&half).ok();
+    let narrow = config("student/final");
+    assert_eq!(narrow["intermediate_size"].as_u64(), Some(inter / 2));
+    assert_eq!(narrow["num_hidden_layers"], 1);
+    assert!(params("student") < student);
+    let wide = format!("student.from_teacher.intermediate_size={}", inter + 1);
+    let r = distill(&wide).bad_input();
+    assert!(
+        r.stderr.contains("student.from_teacher.intermediate_size")
+            && r.stderr.contains(&format!("{inter} MLP channels")),
+        "{}",
+        r.stderr
     );
 }

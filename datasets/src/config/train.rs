@@ -327,10 +327,11 @@ pub struct StudentConfig {
     /// The shape of a fresh student (without `path`). It uses the teacher's tokenizer.
     #[serde(default = "default_student_architecture")]
     pub architecture: Architecture,
-    /// Start from the local teacher cut down instead (`{ layers = N }`): its embeddings, final
-    /// norm and head, and N of its layers, evenly spaced from the first to the last (depth
-    /// pruning before distillation, as in NVIDIA's Minitron). The student then shares the
-    /// teacher's vocabulary, width and tokenizer; `architecture` is not used.
+    /// Start from the local teacher cut down instead (`{ layers = N }`, optionally
+    /// `intermediate_size = M`): its embeddings, final norm and head, and N of its layers, evenly
+    /// spaced from the first to the last (depth pruning before distillation, as in NVIDIA's
+    /// Minitron), each MLP narrowed to its M strongest channels when asked. The student then
+    /// shares the teacher's vocabulary, width and tokenizer; `architecture` is not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_teacher: Option<FromTeacher>,
 }
@@ -341,6 +342,10 @@ pub struct StudentConfig {
 pub struct FromTeacher {
     /// How many layers to keep (at least 1, at most the teacher's).
     pub layers: usize,
+    /// Narrow each kept MLP to this many channels (at least 1, at most the teacher's): those
+    /// with the largest `‖gate‖ · ‖up‖ · ‖down‖` weights (width pruning). Default: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intermediate_size: Option<usize>,
 }
 
 /// The `n` of `total` layers a cut student keeps: evenly spaced from the first to the last
@@ -391,6 +396,13 @@ impl StudentConfig {
                 return Err((
                     "student.from_teacher.layers".into(),
                     "is 0; keep at least 1 of the teacher's layers".into(),
+                ));
+            }
+            if cut.intermediate_size == Some(0) {
+                return Err((
+                    "student.from_teacher.intermediate_size".into(),
+                    "is 0; keep at least 1 channel of each MLP (or remove the key to keep all)"
+                        .into(),
                 ));
             }
         }

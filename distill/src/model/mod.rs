@@ -329,6 +329,81 @@ impl Model {
         })
     }
 
+    /// This model with each layer's MLP narrowed to `width` channels: per layer, the channels
+    /// with the largest `‖gate[:, j]‖ · ‖up[:, j]‖ · ‖down[j, :]‖` (how much a channel can move the
+    /// output), kept in their order, the rest dropped. `None` when `width` is 0 or wider than the
+    /// MLP. Dropping a channel removes exactly its term from the down projection's sum.
+    pub fn narrow_mlp(&self, width: usize) -> Option<Model> {
+        let inter = self.config.intermediate_size;
+        if width == 0 || width > inter {
+            return None;
+        }
+        let host = |t: Tensor<2>| -> Vec<f32> {
+            t.into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .expect("f32 data")
+        };
+        let device = self.device();
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                let h = self.config.hidden_size;
+                let (g, u, d) = (
+                    host(l.mlp.gate_proj.weight.val()),
+                    host(l.mlp.up_proj.weight.val()),
+                    host(l.mlp.down_proj.weight.val()),
+                );
+                // gate and up are `[hidden, inter]` (channel j a column), down `[inter, hidden]`.
+                let column =
+                    |w: &[f32], j: usize| (0..h).map(|i| w[i * inter + j].powi(2)).sum::<f32>();
+                let row =
+                    |w: &[f32], j: usize| w[j * h..(j + 1) * h].iter().map(|x| x * x).sum::<f32>();
+                let mut order: Vec<usize> = (0..inter).collect();
+                let score = |j: usize| (column(&g, j) * column(&u, j) * row(&d, j)).sqrt();
+                order.sort_by(|&a, &b| score(b).total_cmp(&score(a)).then(a.cmp(&b)));
+                let mut keep = order[..width].to_vec();
+                keep.sort_unstable();
+                let idx = Tensor::<1, Int>::from_data(
+                    TensorData::new(keep.iter().map(|&j| j as i64).collect::<Vec<_>>(), [width]),
+                    &device,
+                );
+                // Detached: new leaves of their own, which training can track.
+                let cols = |p: &Proj| Proj {
+                    weight: Param::from_tensor(p.weight.val().select(1, idx.clone()).detach()),
+                    bias: p
+                        .bias
+                        .as_ref()
+                        .map(|b| Param::from_tensor(b.val().select(0, idx.clone()).detach())),
+                };
+                let mut block = l.clone();
+                block.mlp = Mlp {
+                    gate_proj: cols(&l.mlp.gate_proj),
+                    up_proj: cols(&l.mlp.up_proj),
+                    down_proj: Proj {
+                        weight: Param::from_tensor(
+                            l.mlp.down_proj.weight.val().select(0, idx.clone()).detach(),
+                        ),
+                        bias: l.mlp.down_proj.bias.clone(),
+                    },
+                };
+                block
+            })
+            .collect();
+        let mut config = (*self.config).clone();
+        config.intermediate_size = width;
+        Some(Model {
+            embed_tokens: self.embed_tokens.clone(),
+            layers,
+            norm: self.norm.clone(),
+            lm_head: self.lm_head.clone(),
+            config: Arc::new(config),
+            inv_freq: self.inv_freq.clone(),
+            quantized: None,
+        })
+    }
+
     /// Makes generation on the CPU read 8-bit (`Q8_0`) or 4-bit (`Q4_0`) copies of the matrices,
     /// with integer dot products (see `kernels/quant.rs`); `None` goes back to f32. Training and
     /// `forward` keep the f32 weights. Fails, naming it, when a matrix's input width is not a
@@ -391,5 +466,105 @@ mod cut_tests {
             .unwrap();
         assert!(whole.iter().zip(&got).any(|(a, b)| (a - b).abs() > 1e-4));
         assert!(teacher.cut(&[]).is_none() && teacher.cut(&[4]).is_none());
+    }
+
+    /// A narrowed MLP computes what the full one computes with the dropped channels' rows of
+    /// the down projection zeroed, and keeps the channels of largest weight.
+    #[test]
+    fn a_narrowed_mlp_drops_exactly_the_weakest_channels() {
+        let device = crate::backend::cpu();
+        device.seed(12);
+        let mut c = ModelConfig::llama(40, 32, 48, 2, 4, 2, 64, false);
+        c.mlp_bias = true;
+        let mut teacher = c.init(&device);
+        // Channel 5 of layer 0 made the strongest by far, channel 7 nearly silent.
+        let scale = |t: Tensor<2>, dim: usize, j: usize, by: f32| {
+            let [r, k] = t.dims();
+            let mut v: Vec<f32> = t.into_data().try_to_vec().unwrap();
+            for i in 0..if dim == 1 { r } else { k } {
+                let at = if dim == 1 { i * k + j } else { j * k + i };
+                v[at] *= by;
+            }
+            Param::from_tensor(Tensor::from_data(TensorData::new(v, [r, k]), &device))
+        };
+        let m = &mut teacher.layers[0].mlp;
+        m.gate_proj.weight = scale(m.gate_proj.weight.val(), 1, 5, 10.0);
+        m.down_proj.weight = scale(m.down_proj.weight.val(), 0, 7, 1e-3);
+        let student = teacher.narrow_mlp(20).unwrap();
+        assert_eq!(student.config().intermediate_size, 20);
+        assert!(teacher.narrow_mlp(0).is_none() && teacher.narrow_mlp(49).is_none());
+        // Which channels survived: those whose gate column reappears in the student.
+        let gate_t: Vec<f32> = teacher.layers[0]
+            .mlp
+            .gate_proj
+            .weight
+            .val()
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let gate_s: Vec<f32> = student.layers[0]
+            .mlp
+            .gate_proj
+            .weight
+            .val()
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let kept: Vec<usize> = (0..20)
+            .map(|js| {
+                (0..48)
+                    .find(|&jt| (0..32).all(|i| gate_t[i * 48 + jt] == gate_s[i * 20 + js]))
+                    .unwrap()
+            })
+            .collect();
+        assert!(kept.windows(2).all(|w| w[0] < w[1]), "in order: {kept:?}");
+        assert!(kept.contains(&5) && !kept.contains(&7), "{kept:?}");
+        // The reference: the teacher with the dropped channels' down rows zeroed, per layer.
+        let mut reference = teacher.clone();
+        for (l, layer) in reference.layers.iter_mut().enumerate() {
+            let g_s: Vec<f32> = student.layers[l]
+                .mlp
+                .up_proj
+                .weight
+                .val()
+                .into_data()
+                .try_to_vec()
+                .unwrap();
+            let u_t: Vec<f32> = layer
+                .mlp
+                .up_proj
+                .weight
+                .val()
+                .into_data()
+                .try_to_vec()
+                .unwrap();
+            let kept: Vec<usize> = (0..20)
+                .map(|js| {
+                    (0..48)
+                        .find(|&jt| (0..32).all(|i| u_t[i * 48 + jt] == g_s[i * 20 + js]))
+                        .unwrap()
+                })
+                .collect();
+            let w = layer.mlp.down_proj.weight.val();
+            let mut v: Vec<f32> = w.into_data().try_to_vec().unwrap();
+            for j in (0..48).filter(|j| !kept.contains(j)) {
+                v[j * 32..(j + 1) * 32].iter_mut().for_each(|x| *x = 0.0);
+            }
+            layer.mlp.down_proj.weight =
+                Param::from_tensor(Tensor::from_data(TensorData::new(v, [48, 32]), &device));
+        }
+        let ids = Tensor::<2, Int>::from_data(
+            TensorData::new(vec![1i64, 5, 9, 13, 2, 7], [1, 6]),
+            &device,
+        );
+        let want: Vec<f32> = reference
+            .forward(ids.clone())
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let got: Vec<f32> = student.forward(ids).into_data().try_to_vec().unwrap();
+        for (a, b) in want.iter().zip(&got) {
+            assert!((a - b).abs() <= 1e-5, "{a} vs {b}");
+        }
     }
 }

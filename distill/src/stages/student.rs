@@ -78,6 +78,19 @@ pub fn student_start(
                     dir.display()
                 ))
             })?;
+            let model = match cut.intermediate_size {
+                None => model,
+                Some(width) => {
+                    let inter = teacher.config().intermediate_size;
+                    model.narrow_mlp(width).ok_or_else(|| {
+                        Error::invalid(format!(
+                            "`student.from_teacher.intermediate_size` is {width}, but the \
+                             teacher in `{}` has {inter} MLP channels; keep at most {inter}",
+                            dir.display()
+                        ))
+                    })?
+                }
+            };
             (model, tok)
         }
         (None, None) => {
