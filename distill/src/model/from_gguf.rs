@@ -39,7 +39,7 @@ pub fn starts_with_magic(path: &Path) -> bool {
 /// `general.file_type` of the GGUF file at `path` (llama.cpp's numbering: 0 F32, 1 F16, 2 Q4_0,
 /// 7 Q8_0, ...), when it says.
 pub fn file_type(path: &Path) -> Result<Option<u32>> {
-    let g = Gguf::open(path)?;
+    let g = Gguf::open_metadata(path)?;
     Ok(g.metadata
         .get("general.file_type")
         .and_then(Value::as_u64)
@@ -391,7 +391,7 @@ fn pre_tokenizer(pre: &str) -> Option<Json> {
 /// The tokenizer of the GGUF file at `path`, rebuilt from its `tokenizer.ggml.*` metadata, with
 /// its special tokens and `tokenizer.chat_template`.
 pub fn tokenizer(path: &Path) -> Result<Tokenizer> {
-    let g = Gguf::open(path)?;
+    let g = Gguf::open_metadata(path)?;
     tokenizer_of(&g, path)
 }
 

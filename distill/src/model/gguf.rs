@@ -168,7 +168,10 @@ pub struct Gguf {
     pub metadata: BTreeMap<String, Value>,
     /// The tensor table, in file order.
     pub tensors: Vec<TensorInfo>,
+    /// The whole file, or (from [`Gguf::open_metadata`]) only its start.
     data: Vec<u8>,
+    /// Whether `data` is the whole file, so tensors can be read.
+    complete: bool,
 }
 
 /// A cursor over the file's bytes that names what it was reading when the bytes ran out.
@@ -273,10 +276,44 @@ impl Gguf {
             path: path.to_path_buf(),
             source: e,
         })?;
-        Gguf::parse(path, data)
+        let len = data.len() as u64;
+        Gguf::parse(path, data, len)
     }
 
-    fn parse(path: &Path, data: Vec<u8>) -> Result<Gguf> {
+    /// Reads only the header, metadata and tensor table (what a tokenizer or a file type needs),
+    /// not the tensors' data: a start of the file big enough to hold them, checked against the
+    /// file's length. [`Gguf::dequantize`] then refuses to read.
+    pub fn open_metadata(path: &Path) -> Result<Gguf> {
+        Gguf::open_start(path, 16 << 20)
+    }
+
+    /// [`Gguf::open_metadata`] reading `first` bytes first, four times more at each retry.
+    fn open_start(path: &Path, first: u64) -> Result<Gguf> {
+        use std::io::Read;
+        let read_error = |e| Error::Read {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        let mut file = std::fs::File::open(path).map_err(read_error)?;
+        let len = file.metadata().map_err(read_error)?.len();
+        let mut data = Vec::new();
+        let mut want = first.max(1);
+        loop {
+            let more = want.min(len) - data.len() as u64;
+            (&mut file)
+                .take(more)
+                .read_to_end(&mut data)
+                .map_err(read_error)?;
+            match Gguf::parse(path, data.clone(), len) {
+                // Too short a start reads as a truncated file: read more, up to the whole file.
+                Err(_) if (data.len() as u64) < len => want = want.saturating_mul(4),
+                result => return result,
+            }
+        }
+    }
+
+    /// Parses `data`, the first bytes of a file of `len` bytes (all of them when equal).
+    fn parse(path: &Path, data: Vec<u8>, len: u64) -> Result<Gguf> {
         let mut r = Reader {
             bytes: &data,
             at: 0,
@@ -354,7 +391,7 @@ impl Gguf {
             let start = data_start.checked_add(offset);
             let end = start.and_then(|s| s.checked_add(bytes));
             match (start, end) {
-                (Some(start), Some(end)) if end <= data.len() as u64 => tensors.push(TensorInfo {
+                (Some(start), Some(end)) if end <= len => tensors.push(TensorInfo {
                     name,
                     dims,
                     kind,
@@ -367,7 +404,7 @@ impl Gguf {
                          {offset} of the data, past the end of the file ({} bytes); the file \
                          is truncated, or its size disagrees with its shape",
                         type_name(id),
-                        data.len()
+                        len
                     )));
                 }
             }
@@ -377,6 +414,7 @@ impl Gguf {
             version,
             metadata,
             tensors,
+            complete: data.len() as u64 == len,
             data,
         })
     }
@@ -389,6 +427,12 @@ impl Gguf {
     /// A tensor's values as f32, in GGUF's order (the first dimension fastest, so a matrix
     /// `[columns, rows]` comes row by row).
     pub fn dequantize(&self, t: &TensorInfo) -> Result<Vec<f32>> {
+        if !self.complete {
+            return Err(Error::invalid(format!(
+                "`{}` was opened for its metadata only; its tensors were not read",
+                self.path.display()
+            )));
+        }
         let bytes = &self.data[t.start as usize..(t.start + t.bytes) as usize];
         let half = |b: &[u8]| half::f16::from_le_bytes([b[0], b[1]]).to_f32();
         let n = t.len() as usize;
@@ -615,7 +659,45 @@ mod tests {
     }
 
     fn parse(bytes: Vec<u8>) -> Result<Gguf> {
-        Gguf::parse(Path::new("model.gguf"), bytes)
+        let len = bytes.len() as u64;
+        Gguf::parse(Path::new("model.gguf"), bytes, len)
+    }
+
+    /// Opened for its metadata, a file gives the same header and tensor table without reading
+    /// the tensors, and refuses to dequantize; a truncated one is still refused.
+    #[test]
+    fn the_metadata_alone_reads_like_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.gguf");
+        let mut w = sample();
+        // A tensor whose data far outweighs the table before it.
+        w.tensor("big", &[4096], 0, &[0u8; 16384]);
+        let bytes = w.bytes(3);
+        std::fs::write(&path, &bytes).unwrap();
+        let (whole, head) = (
+            Gguf::open(&path).unwrap(),
+            Gguf::open_metadata(&path).unwrap(),
+        );
+        assert_eq!(head.metadata, whole.metadata);
+        assert_eq!(head.tensors, whole.tensors);
+        let t = &whole.tensors[0];
+        assert!(whole.dequantize(t).is_ok());
+        // The sample is far below the first read's 16 MiB: all of it was read, so it is whole.
+        assert!(head.dequantize(t).is_ok());
+        // From a start of 64 bytes, grown until the table fits, short of the tensors' data.
+        let part = Gguf::open_start(&path, 64).unwrap();
+        assert_eq!(part.tensors, whole.tensors);
+        assert!(
+            part.data.len() < bytes.len(),
+            "{} of {}",
+            part.data.len(),
+            bytes.len()
+        );
+        let e = part.dequantize(t).unwrap_err().to_string();
+        assert!(e.contains("metadata only"), "{e}");
+        std::fs::write(&path, &bytes[..bytes.len() - 8]).unwrap();
+        let e = Gguf::open_metadata(&path).unwrap_err().to_string();
+        assert!(e.contains("truncated"), "{e}");
     }
 
     #[test]
