@@ -256,7 +256,12 @@ fn served_greedy(server: &Server, prompt: &[u32], n: usize) -> Vec<u32> {
     });
     let (status, body) = http(&server.addr, "POST", "/v1/completions", &req.to_string());
     assert_eq!(status, 200, "{body}");
-    json(&body)["choices"][0]["logprobs"]["tokens"]
+    token_ids(&json(&body))
+}
+
+/// The ids of a completion's `logprobs.tokens`, returned as `token_id:N`.
+fn token_ids(v: &serde_json::Value) -> Vec<u32> {
+    v["choices"][0]["logprobs"]["tokens"]
         .as_array()
         .unwrap()
         .iter()
@@ -405,18 +410,7 @@ fn the_server_answers_like_openai_and_matches_transformers_greedy() {
     let (status, body) = http(&server.addr, "POST", "/v1/completions", &req.to_string());
     assert_eq!(status, 200, "{body}");
     let v = json(&body);
-    let tokens: Vec<u32> = v["choices"][0]["logprobs"]["tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            t.as_str()
-                .unwrap()
-                .trim_start_matches("token_id:")
-                .parse()
-                .unwrap()
-        })
-        .collect();
+    let tokens = token_ids(&v);
     assert_eq!(tokens, expected[1]);
     assert_eq!(v["usage"]["completion_tokens"], expected[1].len());
     assert_eq!(

@@ -56,13 +56,7 @@ impl QuantWeights {
         let quant = |name: &str, t: Tensor<2>| -> crate::Result<QuantMatrix> {
             let (v, k, n) = host(t);
             check(name, k)?;
-            let w = v.get();
-            let mut rows = vec![0.0f32; k * n];
-            for i in 0..k {
-                for j in 0..n {
-                    rows[j * k + i] = w[i * n + j];
-                }
-            }
+            let rows = super::checkpoint::transpose(v.get(), k, n);
             Ok(QuantMatrix::quantize(kind, &rows, n, k))
         };
         let mut layers = Vec::with_capacity(model.layers.len());

@@ -468,6 +468,20 @@ mod cut_tests {
         assert!(teacher.cut(&[]).is_none() && teacher.cut(&[4]).is_none());
     }
 
+    /// For each column of the narrowed `[32, 20]` projection, the column of the full `[32, 48]`
+    /// one it came from.
+    fn kept_channels(full: &Proj, narrow: &Proj) -> Vec<usize> {
+        let host = |p: &Proj| -> Vec<f32> { p.weight.val().into_data().try_to_vec().unwrap() };
+        let (f, n) = (host(full), host(narrow));
+        (0..20)
+            .map(|js| {
+                (0..48)
+                    .find(|&jt| (0..32).all(|i| f[i * 48 + jt] == n[i * 20 + js]))
+                    .unwrap()
+            })
+            .collect()
+    }
+
     /// A narrowed MLP computes what the full one computes with the dropped channels' rows of
     /// the down projection zeroed, and keeps the channels of largest weight.
     #[test]
@@ -494,57 +508,16 @@ mod cut_tests {
         assert_eq!(student.config().intermediate_size, 20);
         assert!(teacher.narrow_mlp(0).is_none() && teacher.narrow_mlp(49).is_none());
         // Which channels survived: those whose gate column reappears in the student.
-        let gate_t: Vec<f32> = teacher.layers[0]
-            .mlp
-            .gate_proj
-            .weight
-            .val()
-            .into_data()
-            .try_to_vec()
-            .unwrap();
-        let gate_s: Vec<f32> = student.layers[0]
-            .mlp
-            .gate_proj
-            .weight
-            .val()
-            .into_data()
-            .try_to_vec()
-            .unwrap();
-        let kept: Vec<usize> = (0..20)
-            .map(|js| {
-                (0..48)
-                    .find(|&jt| (0..32).all(|i| gate_t[i * 48 + jt] == gate_s[i * 20 + js]))
-                    .unwrap()
-            })
-            .collect();
+        let kept = kept_channels(
+            &teacher.layers[0].mlp.gate_proj,
+            &student.layers[0].mlp.gate_proj,
+        );
         assert!(kept.windows(2).all(|w| w[0] < w[1]), "in order: {kept:?}");
         assert!(kept.contains(&5) && !kept.contains(&7), "{kept:?}");
         // The reference: the teacher with the dropped channels' down rows zeroed, per layer.
         let mut reference = teacher.clone();
         for (l, layer) in reference.layers.iter_mut().enumerate() {
-            let g_s: Vec<f32> = student.layers[l]
-                .mlp
-                .up_proj
-                .weight
-                .val()
-                .into_data()
-                .try_to_vec()
-                .unwrap();
-            let u_t: Vec<f32> = layer
-                .mlp
-                .up_proj
-                .weight
-                .val()
-                .into_data()
-                .try_to_vec()
-                .unwrap();
-            let kept: Vec<usize> = (0..20)
-                .map(|js| {
-                    (0..48)
-                        .find(|&jt| (0..32).all(|i| u_t[i * 48 + jt] == g_s[i * 20 + js]))
-                        .unwrap()
-                })
-                .collect();
+            let kept = kept_channels(&layer.mlp.up_proj, &student.layers[l].mlp.up_proj);
             let w = layer.mlp.down_proj.weight.val();
             let mut v: Vec<f32> = w.into_data().try_to_vec().unwrap();
             for j in (0..48).filter(|j| !kept.contains(j)) {
