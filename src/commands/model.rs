@@ -22,6 +22,14 @@ fn load(dir: &Path, device: &str) -> Result<Model> {
 }
 
 fn tokenizer(dir: &Path) -> Result<Tokenizer> {
+    if !dir.exists() {
+        return Err(BadInput(format!(
+            "`{}` does not exist; give a checkpoint directory (config.json, model.safetensors, \
+             tokenizer.json) or a `.gguf` file",
+            dir.display()
+        ))
+        .into());
+    }
     if !is_gguf(dir) && !dir.join("tokenizer.json").is_file() {
         return Err(BadInput(format!(
             "`{}` has no tokenizer.json, so text cannot be encoded\n\nhint: pass token ids with `--ids 1,2,3`",

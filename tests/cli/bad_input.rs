@@ -614,6 +614,13 @@ fn cases() -> Vec<Case> {
             absent: &["out"],
         },
         Case {
+            name: "serve a model file that does not exist",
+            setup: |_| args(&["serve", "--model", "missing.gguf"]),
+            code: 2,
+            needles: &["missing.gguf", "does not exist"],
+            absent: &[],
+        },
+        Case {
             name: "serve with an unknown weight type",
             setup: |_| {
                 let m = fixture("llama-gqa");
