@@ -11,13 +11,13 @@ pub enum Error {
     /// The annotation database could not be opened, read or written.
     #[error("Annotation database `{path}`: {message}")]
     Store {
-        /// The database file.
+        /// The database file (or the PostgreSQL server's URL).
         path: PathBuf,
         /// What failed, in words.
         message: String,
-        /// SQLite's own error.
+        /// The database's own error.
         #[source]
-        source: Option<rusqlite::Error>,
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 
     /// The database is in use by another process for longer than the busy timeout.

@@ -17,25 +17,31 @@
 //! candidates twice adds nothing. Two rows with the same prompt become one item with two
 //! candidates, shown side by side for an A/B preference.
 
+use std::error::Error as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use crate::error::{Error, Result};
 
-/// The file name of the store inside a set or a run directory.
+mod db;
 mod decisions;
 mod items;
 mod migrations;
 mod queue;
+#[doc(hidden)]
+pub mod testing;
 
-pub use decisions::{Stored, Verdict};
+pub use db::{PASSWORD_ENV, is_postgres_url, redact};
+pub use decisions::{Stored, Verdict, new_key};
 pub use items::{Candidate, Item};
 pub use queue::{
     CLAIM_LEASE, Filter, Progress, QUEUE_SEED, ShapeTally, arrange, is_live, item_score, numbers,
     shape_score,
 };
+
+use db::{Conn, Ctx, DbError, Fail, Sql, values};
 
 /// The file name of the store inside a set or a run directory.
 pub const DB_FILE: &str = datasets::rundir::layout::ANNOTATIONS;
@@ -43,10 +49,40 @@ pub const DB_FILE: &str = datasets::rundir::layout::ANNOTATIONS;
 /// How long a write waits for another process holding the database before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Where a store lives: a SQLite file, or a PostgreSQL database that a team shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite file (`annotations.db` in a set or a run directory).
+    File(PathBuf),
+    /// A PostgreSQL URL without a password (`postgres://USER@HOST:PORT/DATABASE`).
+    Postgres(String),
+}
+
+impl Location {
+    /// A PostgreSQL URL, or else the path of a SQLite file.
+    pub fn parse(spec: &str) -> Location {
+        if is_postgres_url(spec) {
+            Location::Postgres(spec.to_string())
+        } else {
+            Location::File(PathBuf::from(spec))
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::File(p) => write!(f, "{}", p.display()),
+            Location::Postgres(url) => f.write_str(&redact(url)),
+        }
+    }
+}
+
 /// The annotation database.
 #[derive(Debug)]
 pub struct Store {
-    conn: Connection,
+    conn: Conn,
+    /// The file, or the server's URL (what messages name).
     path: PathBuf,
 }
 
@@ -68,6 +104,30 @@ impl Store {
         Self::open_with(path, false)
     }
 
+    /// Opens the store at `location`; a SQLite file is created when `create` says so, a
+    /// PostgreSQL store always is (its tables, in the database the URL names).
+    pub fn open_at(location: &Location, create: bool) -> Result<Store> {
+        match location {
+            Location::File(path) if create => Store::open(path.clone()),
+            Location::File(path) => Store::open_existing(path.clone()),
+            Location::Postgres(url) => Store::connect(url),
+        }
+    }
+
+    /// Connects to the PostgreSQL store at `url` (no password in it: it is read from
+    /// `PGPASSWORD`), creating its tables when the database has none.
+    pub fn connect(url: &str) -> Result<Store> {
+        let config = db::Pg::config(url)?;
+        let path = PathBuf::from(redact(url));
+        let pg = db::Pg::connect(config).map_err(|e| classify(&path, "cannot connect", e))?;
+        let mut store = Store {
+            conn: Conn::Postgres(Box::new(std::sync::Mutex::new(pg))),
+            path,
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
     fn open_with(path: PathBuf, create: bool) -> Result<Store> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
             && !parent.is_dir()
@@ -85,99 +145,136 @@ impl Store {
             flags |= OpenFlags::SQLITE_OPEN_CREATE;
         }
         let conn = Connection::open_with_flags(&path, flags)
-            .map_err(|e| classify(&path, "cannot open it", e))?;
-        let mut store = Store { conn, path };
-        store.configure()?;
+            .map_err(|e| classify(&path, "cannot open it", e.into()))?;
+        configure(&conn, &path)?;
+        let mut store = Store {
+            conn: Conn::Sqlite(conn),
+            path,
+        };
         store.migrate()?;
         Ok(store)
     }
 
-    fn configure(&mut self) -> Result<()> {
-        let path = self.path.clone();
-        self.conn
-            .busy_timeout(BUSY_TIMEOUT)
-            .map_err(|e| classify(&path, "cannot set the busy timeout", e))?;
-        // WAL lets readers (a second annotator, `stats`) work while one writes; FULL makes each
-        // commit fsync the log, which is the durability promise.
-        let mode: String = self
-            .conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(|e| classify(&path, "cannot switch to WAL mode", e))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(Error::Store {
-                path,
-                message: format!("the file system does not support WAL mode (got `{mode}`)"),
-                source: None,
-            });
-        }
-        self.conn
-            .execute_batch(
-                "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA trusted_schema = OFF;",
-            )
-            .map_err(|e| classify(&path, "cannot configure it", e))?;
-        Ok(())
+    /// Whether the store is on a PostgreSQL server.
+    pub fn is_postgres(&self) -> bool {
+        self.conn.is_postgres()
     }
 
     /// How long a write waits for another process's write before failing with
     /// [`Error::Locked`] (default 10 s).
     pub fn set_busy_timeout(&mut self, timeout: Duration) -> Result<()> {
-        self.conn
-            .busy_timeout(timeout)
-            .map_err(self.err("cannot set the busy timeout"))
+        match &self.conn {
+            Conn::Sqlite(c) => c
+                .busy_timeout(timeout)
+                .map_err(|e| classify(&self.path, "cannot set the busy timeout", e.into())),
+            Conn::Postgres(_) => {
+                let ms = timeout.as_millis().max(1) as i64;
+                self.write(|tx| {
+                    tx.batch(&format!("SET lock_timeout = {ms}"))
+                        .ctx("cannot set the lock timeout")
+                })
+            }
+        }
     }
 
-    /// The database file.
+    /// The database file, or the server's URL (without a password).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn err<'a>(&'a self, what: &'a str) -> impl Fn(rusqlite::Error) -> Error + 'a {
-        move |e| classify(&self.path, what, e)
+    /// Runs a read, turning a database failure into the store's error.
+    fn read<T>(&self, f: impl FnMut(&mut dyn Sql) -> std::result::Result<T, Fail>) -> Result<T> {
+        self.conn.read(f).map_err(|e| self.fail(e))
     }
 
-    /// Starts an IMMEDIATE transaction (the write lock taken now, not at the first write), and
-    /// hands back the path beside it for the transaction's error messages.
-    fn immediate(&mut self) -> Result<(rusqlite::Transaction<'_>, &Path)> {
-        let Store { conn, path } = self;
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| classify(path, "cannot start a transaction", e))?;
-        Ok((tx, path))
+    /// Runs a write transaction (see [`Conn::write`]).
+    fn write<T>(
+        &mut self,
+        f: impl FnMut(&mut dyn Sql) -> std::result::Result<T, Fail>,
+    ) -> Result<T> {
+        let out = self.conn.write(f);
+        out.map_err(|e| self.fail(e))
+    }
+
+    fn fail(&self, e: Fail) -> Error {
+        match e {
+            Fail::Db { what, source } => classify(&self.path, &what, source),
+            Fail::Other(e) => e,
+        }
     }
 
     /// Stores a meta value (for example the fingerprint of the set the items came from).
     pub fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
-        self.conn
-            .execute(
+        self.write(|tx| {
+            tx.exec(
                 "INSERT INTO meta (key, value) VALUES (?1, ?2)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![key, value],
+                values![key, value],
             )
-            .map_err(self.err("cannot write meta"))?;
+            .ctx("cannot write meta")
+        })?;
         Ok(())
     }
 
     /// Reads a meta value.
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
-        self.conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()
-            .map_err(self.err("cannot read meta"))
+        self.read(|db| {
+            match db
+                .row("SELECT value FROM meta WHERE key = ?1", values![key])
+                .ctx("cannot read meta")?
+            {
+                Some(r) => Ok(Some(r.text(0).ctx("cannot read meta")?)),
+                None => Ok(None),
+            }
+        })
     }
 
-    /// `PRAGMA integrity_check`: `ok`, or what SQLite found wrong.
+    /// `ok`, or what the database found wrong: SQLite's `PRAGMA integrity_check`; on PostgreSQL,
+    /// the server checks its own pages, so this checks that the store's tables answer.
     pub fn integrity_check(&self) -> Result<String> {
-        let mut stmt = self
-            .conn
-            .prepare("PRAGMA integrity_check")
-            .map_err(self.err("cannot check integrity"))?;
-        let lines = stmt
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(self.err("cannot check integrity"))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(self.err("cannot check integrity"))?;
-        Ok(lines.join("\n"))
+        let postgres = self.is_postgres();
+        self.read(|db| {
+            if postgres {
+                db.rows(
+                    "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM items)",
+                    &[],
+                )
+                .ctx("cannot check integrity")?;
+                return Ok("ok".to_string());
+            }
+            let lines = db
+                .rows("PRAGMA integrity_check", &[])
+                .ctx("cannot check integrity")?;
+            let mut out = Vec::new();
+            for l in &lines {
+                out.push(l.text(0).ctx("cannot check integrity")?);
+            }
+            Ok(out.join("\n"))
+        })
     }
+}
+
+fn configure(conn: &Connection, path: &Path) -> Result<()> {
+    let err = |what: &'static str| move |e: rusqlite::Error| classify(path, what, e.into());
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(err("cannot set the busy timeout"))?;
+    // WAL lets readers (a second annotator, `stats`) work while one writes; FULL makes each
+    // commit fsync the log, which is the durability promise.
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(err("cannot switch to WAL mode"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::Store {
+            path: path.to_path_buf(),
+            message: format!("the file system does not support WAL mode (got `{mode}`)"),
+            source: None,
+        });
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA trusted_schema = OFF;",
+    )
+    .map_err(err("cannot configure it"))?;
+    Ok(())
 }
 
 fn check_annotator(annotator: &str) -> Result<()> {
@@ -195,10 +292,16 @@ pub fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
-/// Turns SQLite's error into one that says what to do: locked, not a database, or a failure.
-fn classify(path: &Path, what: &str, e: rusqlite::Error) -> Error {
-    if let rusqlite::Error::SqliteFailure(f, message) = &e {
-        match f.code {
+/// Turns the database's error into one that says what to do: locked, not a database, a lost
+/// server, or a failure.
+fn classify(path: &Path, what: &str, e: DbError) -> Error {
+    let store = |message: String, e: DbError| Error::Store {
+        path: path.to_path_buf(),
+        message,
+        source: Some(Box::new(e)),
+    };
+    match &e {
+        DbError::Sqlite(rusqlite::Error::SqliteFailure(f, message)) => match f.code {
             ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
                 return Error::Locked {
                     path: path.to_path_buf(),
@@ -211,32 +314,68 @@ fn classify(path: &Path, what: &str, e: rusqlite::Error) -> Error {
                 };
             }
             ErrorCode::DiskFull => {
-                return Error::Store {
-                    path: path.to_path_buf(),
-                    message: format!(
+                return store(
+                    format!(
                         "{what}: the disk is full\n\nhint: free some space; nothing was half-written, and the decisions already saved are safe"
                     ),
-                    source: Some(e),
-                };
+                    e,
+                );
             }
             ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied => {
-                return Error::Store {
-                    path: path.to_path_buf(),
-                    message: format!(
-                        "{what}: {}\n\nhint: check that the file and its directory are writable",
-                        message.clone().unwrap_or_else(|| f.to_string())
+                let detail = message.clone().unwrap_or_else(|| f.to_string());
+                return store(
+                    format!(
+                        "{what}: {detail}\n\nhint: check that the file and its directory are writable"
                     ),
-                    source: Some(e),
-                };
+                    e,
+                );
             }
             _ => {}
+        },
+        DbError::Postgres(pg) => {
+            if let Some(db) = pg.as_db_error() {
+                let code = db.code().code();
+                let detail = format!("{} ({code})", db.message());
+                let hint = match code {
+                    "55P03" => {
+                        return Error::Locked {
+                            path: path.to_path_buf(),
+                        };
+                    }
+                    "28P01" | "28000" => Some(format!(
+                        "set the password in the environment variable {PASSWORD_ENV}, and check the user in the URL"
+                    )),
+                    "3D000" => Some(
+                        "create the database first (`createdb NAME`), or name one that exists in the URL"
+                            .to_string(),
+                    ),
+                    "42501" => Some(
+                        "the user needs the right to create tables in the database (or its schema) the first time"
+                            .to_string(),
+                    ),
+                    _ => None,
+                };
+                let message = match hint {
+                    Some(h) => format!("{what}: {detail}\n\nhint: {h}"),
+                    None => format!("{what}: {detail}"),
+                };
+                return store(message, e);
+            }
+            if e.is_connection_lost() || pg.source().is_some() {
+                let detail = pg
+                    .source()
+                    .map_or_else(|| pg.to_string(), ToString::to_string);
+                return store(
+                    format!(
+                        "{what}: the PostgreSQL server cannot be reached ({detail})\n\nhint: check that the server runs and the URL's host and port are right; nothing was half-written, and what was saved before is safe"
+                    ),
+                    e,
+                );
+            }
         }
+        _ => {}
     }
-    Error::Store {
-        path: path.to_path_buf(),
-        message: what.to_string(),
-        source: Some(e),
-    }
+    store(what.to_string(), e)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! Crash test of the annotation store: a scripted annotator process is SIGKILLed at random moments
-//! across 2,000 decisions; every decision it had acknowledged is in the database afterwards, the
-//! derived `decisions` table agrees with the event log, and `PRAGMA integrity_check` says ok.
+//! Crash test of the annotation store, on SQLite and on PostgreSQL: a scripted annotator process
+//! is SIGKILLed at random moments across 2,000 decisions; every decision it had acknowledged is in
+//! the database afterwards, none is there twice, the derived `decisions` table agrees with the
+//! event log, and the integrity check says ok.
 //!
 //! The test binary is its own annotator: [`crash_child`] returns at once unless `CHILD_ENV` names
 //! a database, in which case it decides items from the queue and prints one `ACK` line per
@@ -16,10 +17,12 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use annotate::store::{Location, testing};
 use annotate::{Candidate, Item, QueueOrder, Store, Verdict};
 use datasets::{Decision, Message};
 
-/// Names the database the child works on; absent, [`crash_child`] does nothing.
+/// Names the store the child works on (a file or a PostgreSQL URL); absent, [`crash_child`] does
+/// nothing.
 const CHILD_ENV: &str = "WORKBENCH_CRASH_CHILD";
 /// The child test's name, as `--exact` wants it.
 const CHILD_TEST: &str = "crash_child";
@@ -62,10 +65,11 @@ fn corrected_text(seq: i64) -> String {
 /// in a child process. It returns at once when `WORKBENCH_CRASH_CHILD` is not set.
 #[test]
 fn crash_child() {
-    let Some(db) = std::env::var_os(CHILD_ENV) else {
+    let Ok(db) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let mut store = Store::open_existing(db).expect("the child opens the store");
+    let mut store =
+        Store::open_at(&Location::parse(&db), false).expect("the child opens the store");
     let mut undone: HashSet<String> = HashSet::new();
     let mut out = std::io::stdout().lock();
     loop {
@@ -145,13 +149,45 @@ struct Event {
     undoes: Option<i64>,
 }
 
-fn read_log(db: &Path) -> HashMap<i64, Event> {
+fn read_log(at: &Location) -> HashMap<i64, Event> {
+    const SQL: &str =
+        "SELECT seq, kind, item_id, annotator, decision, corrected, undoes FROM events";
+    match at {
+        Location::File(db) => read_sqlite_log(db, SQL),
+        Location::Postgres(url) => {
+            let mut config: postgres::Config = url.parse().expect("the test URL parses");
+            if let Ok(p) = std::env::var("PGPASSWORD") {
+                config.password(p);
+            }
+            let mut c = config
+                .connect(postgres::NoTls)
+                .expect("the log's server answers");
+            c.query(SQL, &[])
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r.get(0),
+                        Event {
+                            kind: r.get(1),
+                            item_id: r.get(2),
+                            annotator: r.get(3),
+                            decision: r.get(4),
+                            corrected: r.get(5),
+                            undoes: r.get(6),
+                        },
+                    )
+                })
+                .collect()
+        }
+    }
+}
+
+fn read_sqlite_log(db: &Path, sql: &str) -> HashMap<i64, Event> {
     let conn =
         rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .expect("the log opens read-only");
-    let mut stmt = conn
-        .prepare("SELECT seq, kind, item_id, annotator, decision, corrected, undoes FROM events")
-        .unwrap();
+    let mut stmt = conn.prepare(sql).unwrap();
     stmt.query_map([], |r| {
         Ok((
             r.get(0)?,
@@ -187,13 +223,13 @@ struct Tally {
 
 /// Reopens the store after a kill and checks every acknowledgement so far against it.
 fn check(
-    db: &Path,
+    db: &Location,
     seq_of: &HashMap<String, i64>,
     acks: &[(i64, String, String)],
     undos: &HashMap<String, usize>,
     replay: bool,
 ) -> HashMap<i64, Event> {
-    let store = Store::open_existing(db).expect("the store reopens after a kill");
+    let store = Store::open_at(db, false).expect("the store reopens after a kill");
     assert_eq!(store.integrity_check().unwrap(), "ok");
     let decisions = store.decisions().unwrap();
     if replay {
@@ -261,12 +297,28 @@ fn acknowledged_decisions_survive_sigkill() {
     if std::env::var_os(CHILD_ENV).is_some() {
         return;
     }
-    let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join(annotate::store::DB_FILE);
+    survive_sigkill(&Location::File(dir.path().join(annotate::store::DB_FILE)));
+}
+
+/// The same on PostgreSQL: a killed child's connection ends mid-transaction (the server rolls it
+/// back) or after its commit, never half-way.
+#[test]
+fn acknowledged_decisions_survive_sigkill_on_postgres() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return;
+    }
+    let Some(pg) = testing::postgres("crash") else {
+        return;
+    };
+    survive_sigkill(&Location::Postgres(pg.url.clone()));
+}
+
+fn survive_sigkill(db: &Location) {
+    let started = Instant::now();
     let mut seq_of = HashMap::new();
     {
-        let mut store = Store::open(&db).unwrap();
+        let mut store = Store::open_at(db, true).unwrap();
         let items: Vec<Item> = (0..ITEMS)
             .map(|i| {
                 let prompt = format!("prompt {i}: what is {i} squared?");
@@ -301,7 +353,7 @@ fn acknowledged_decisions_survive_sigkill() {
         );
         let mut child = Command::new(&exe)
             .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, &db)
+            .env(CHILD_ENV, db_spec(db))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -373,7 +425,7 @@ fn acknowledged_decisions_survive_sigkill() {
         // Replaying the log is quadratic in its length: every third round and the last one.
         let replay = tally.rounds % 3 == 0 || acks.len() >= TARGET_ACKS;
         tally.replays += usize::from(replay);
-        let log = check(&db, &seq_of, &acks, &undos, replay);
+        let log = check(db, &seq_of, &acks, &undos, replay);
         if let Some(item) = in_flight {
             tally.in_decide += 1;
             let last_ack = acks.last().map_or(0, |a| a.0);
@@ -384,12 +436,17 @@ fn acknowledged_decisions_survive_sigkill() {
         }
     }
 
-    let store = Store::open_existing(&db).unwrap();
-    let log = read_log(&db);
+    let store = Store::open_at(db, false).unwrap();
+    let log = read_log(db);
     eprintln!(
-        "crash test: {} rounds, {} SIGKILLs ({} inside decide, {} of them after its commit was \
+        "crash test on {}: {} rounds, {} SIGKILLs ({} inside decide, {} of them after its commit was \
          written), {} acknowledged decisions and {} undos, {} events in the log, {} decisions in \
          force, {} replays compared, {:.1} s",
+        if store.is_postgres() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
         tally.rounds,
         tally.kills,
         tally.in_decide,
@@ -405,4 +462,12 @@ fn acknowledged_decisions_survive_sigkill() {
         tally.kills > 0,
         "no child was killed: the test proved nothing"
     );
+}
+
+/// What the child is told to open.
+fn db_spec(at: &Location) -> String {
+    match at {
+        Location::File(p) => p.display().to_string(),
+        Location::Postgres(url) => url.clone(),
+    }
 }

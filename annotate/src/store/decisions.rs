@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 
 use datasets::{Annotation, Decision, Preference};
-use rusqlite::{OptionalExtension, params};
 
-use super::{Store, check_annotator, classify, now_micros};
+use super::db::{Ctx, DbError, Fail, Row, values};
+use super::{Store, check_annotator, now_micros};
 use crate::error::{Error, Result};
 
 /// What an expert decided on one item, before it is stored.
@@ -54,52 +54,78 @@ pub(super) const EVENT_COLUMNS: &str =
     "e.seq, e.item_id, e.annotator, e.decision, e.rating, e.corrected,
     e.preference, e.labels, e.comment, e.duration_ms, e.created_at";
 
-pub(super) fn stored_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {
-    let bad = |i: usize, what: String| {
-        rusqlite::Error::FromSqlConversionFailure(
-            i,
-            rusqlite::types::Type::Text,
-            Box::<dyn std::error::Error + Send + Sync>::from(what),
-        )
-    };
-    let decision: String = r.get(3)?;
-    let preference: Option<String> = r.get(6)?;
-    let labels: String = r.get(7)?;
+pub(super) fn stored_from_row(r: &Row) -> std::result::Result<Stored, DbError> {
+    let decision = r.text(3)?;
+    let preference = r.opt_text(6)?;
+    let labels = r.text(7)?;
     Ok(Stored {
-        event: r.get(0)?,
+        event: r.int(0)?,
         annotation: Annotation {
-            item_id: r.get(1)?,
-            annotator: r.get(2)?,
+            item_id: r.text(1)?,
+            annotator: r.text(2)?,
             decision: Decision::parse(&decision)
-                .ok_or_else(|| bad(3, format!("unknown decision `{decision}`")))?,
-            rating: r.get::<_, Option<i64>>(4)?.map(|v| v as u8),
-            corrected: r.get(5)?,
+                .ok_or_else(|| DbError::Decode(format!("unknown decision `{decision}`")))?,
+            rating: r.opt_int(4)?.map(|v| v as u8),
+            corrected: r.opt_text(5)?,
             preference: match preference {
                 Some(p) => Some(
                     Preference::parse(&p)
-                        .ok_or_else(|| bad(6, format!("unknown preference `{p}`")))?,
+                        .ok_or_else(|| DbError::Decode(format!("unknown preference `{p}`")))?,
                 ),
                 None => None,
             },
-            labels: serde_json::from_str(&labels).map_err(|e| bad(7, e.to_string()))?,
-            comment: r.get(8)?,
-            duration_ms: r.get::<_, i64>(9)? as u64,
-            created_at: r.get(10)?,
+            labels: serde_json::from_str(&labels)
+                .map_err(|e| DbError::Decode(format!("labels are not a JSON list: {e}")))?,
+            comment: r.opt_text(8)?,
+            duration_ms: r.int(9)? as u64,
+            created_at: r.int(10)?,
         },
     })
 }
 
+/// A new idempotency key: unique per process, time and call.
+pub fn new_key() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = blake3::Hasher::new();
+    h.update(b"workbench event key");
+    h.update(&std::process::id().to_le_bytes());
+    h.update(&now_micros().to_le_bytes());
+    h.update(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    h.update(&nanos.to_le_bytes());
+    h.update(format!("{:?}", std::thread::current().id()).as_bytes());
+    h.finalize().to_hex()[..32].to_string()
+}
+
 impl Store {
     /// Records `verdict` by `annotator` on item `item_id` and returns its event number once the
-    /// transaction is committed (and, with `synchronous=FULL`, on disk).
+    /// transaction is committed (and, with `synchronous=FULL` or PostgreSQL's
+    /// `synchronous_commit`, on disk).
     pub fn decide(&mut self, item_id: &str, annotator: &str, verdict: &Verdict) -> Result<i64> {
-        self.decide_at(item_id, annotator, verdict, now_micros())
+        self.decide_keyed(&new_key(), item_id, annotator, verdict, now_micros())
     }
 
     /// [`Store::decide`] with an explicit time (microseconds since the epoch), for tests and
     /// imports of decisions made elsewhere.
     pub fn decide_at(
         &mut self,
+        item_id: &str,
+        annotator: &str,
+        verdict: &Verdict,
+        created_at: i64,
+    ) -> Result<i64> {
+        self.decide_keyed(&new_key(), item_id, annotator, verdict, created_at)
+    }
+
+    /// [`Store::decide_at`] under an idempotency key: a decision sent again with the same key
+    /// (after a lost connection, when it is not known whether the first one was committed) is
+    /// recorded once, and its first event number is returned.
+    pub fn decide_keyed(
+        &mut self,
+        key: &str,
         item_id: &str,
         annotator: &str,
         verdict: &Verdict,
@@ -119,117 +145,151 @@ impl Store {
         }
         let labels = serde_json::to_string(&verdict.labels)
             .map_err(|e| Error::invalid(format!("cannot encode labels: {e}")))?;
-        let (tx, path) = self.immediate()?;
-        let e = |what: &'static str| move |err| classify(path, what, err);
-        let exists: bool = tx
-            .query_row("SELECT 1 FROM items WHERE id = ?1", [item_id], |_| Ok(true))
-            .optional()
-            .map_err(e("cannot read an item"))?
-            .unwrap_or(false);
-        if !exists {
-            return Err(Error::invalid(format!(
-                "No item `{item_id}` in `{}`",
-                path.display()
-            )));
-        }
-        tx.execute(
-            "INSERT INTO events (kind, item_id, annotator, decision, rating, corrected, preference,
-                 labels, comment, duration_ms, created_at)
-             VALUES ('decide', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
-                item_id,
-                annotator,
-                decision.as_str(),
-                verdict.rating,
-                verdict.corrected,
-                verdict.preference.map(Preference::as_str),
-                labels,
-                verdict.comment,
-                verdict.duration_ms as i64,
-                created_at,
-            ],
-        )
-        .map_err(e("cannot record the decision"))?;
-        let event = tx.last_insert_rowid();
-        tx.execute(
-            "INSERT INTO decisions (item_id, annotator, event, decision) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (item_id, annotator) DO UPDATE
-                 SET event = excluded.event, decision = excluded.decision",
-            params![item_id, annotator, event, decision.as_str()],
-        )
-        .map_err(e("cannot record the decision"))?;
-        tx.execute(
-            "DELETE FROM claims WHERE item_id = ?1 AND annotator = ?2",
-            params![item_id, annotator],
-        )
-        .map_err(e("cannot release the claim"))?;
-        tx.commit().map_err(e("cannot commit the decision"))?;
-        Ok(event)
+        let path = self.path.display().to_string();
+        self.write(|tx| {
+            if let Some(event) = keyed_event(tx, key, item_id, annotator)? {
+                return Ok(event);
+            }
+            if tx
+                .row("SELECT 1 FROM items WHERE id = ?1", values![item_id])
+                .ctx("cannot read an item")?
+                .is_none()
+            {
+                return Err(Fail::Other(Error::invalid(format!(
+                    "No item `{item_id}` in `{path}`"
+                ))));
+            }
+            let event = tx
+                .row(
+                    "INSERT INTO events (kind, item_id, annotator, decision, rating, corrected,
+                         preference, labels, comment, duration_ms, created_at, key)
+                     VALUES ('decide', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     RETURNING seq",
+                    values![
+                        item_id,
+                        annotator,
+                        decision.as_str(),
+                        verdict.rating.map(i64::from),
+                        verdict.corrected.as_ref(),
+                        verdict.preference.map(Preference::as_str),
+                        &labels,
+                        verdict.comment.as_ref(),
+                        verdict.duration_ms as i64,
+                        created_at,
+                        key,
+                    ],
+                )
+                .ctx("cannot record the decision")?
+                .map(|r| r.int(0))
+                .transpose()
+                .ctx("cannot record the decision")?
+                .ok_or_else(|| Fail::Other(Error::invalid("the decision got no event number")))?;
+            tx.exec(
+                "INSERT INTO decisions (item_id, annotator, event, decision) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (item_id, annotator) DO UPDATE
+                     SET event = excluded.event, decision = excluded.decision",
+                values![item_id, annotator, event, decision.as_str()],
+            )
+            .ctx("cannot record the decision")?;
+            tx.exec(
+                "DELETE FROM claims WHERE item_id = ?1 AND annotator = ?2",
+                values![item_id, annotator],
+            )
+            .ctx("cannot release the claim")?;
+            Ok(event)
+        })
     }
 
     /// Takes back `annotator`'s most recent decision that is still in force. Returns the item it
     /// was on, or `None` when there is nothing to undo.
     pub fn undo(&mut self, annotator: &str) -> Result<Option<String>> {
+        self.undo_keyed(&new_key(), annotator)
+    }
+
+    /// [`Store::undo`] under an idempotency key: an undo sent again with the same key takes back
+    /// one decision, not two.
+    pub fn undo_keyed(&mut self, key: &str, annotator: &str) -> Result<Option<String>> {
         check_annotator(annotator)?;
-        let (tx, path) = self.immediate()?;
-        let e = |what: &'static str| move |err| classify(path, what, err);
-        let last: Option<(i64, String)> = tx
-            .query_row(
-                &format!("SELECT e.seq, e.item_id FROM events e {ACTIVE_DECIDE} AND e.annotator = ?1 ORDER BY e.seq DESC LIMIT 1"),
-                [annotator],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+        self.write(|tx| {
+            if let Some(r) = tx
+                .row(
+                    "SELECT item_id, annotator FROM events WHERE key = ?1",
+                    values![key],
+                )
+                .ctx("cannot read the event log")?
+            {
+                let (item, by) = (
+                    r.text(0).ctx("cannot read the event log")?,
+                    r.text(1).ctx("cannot read the event log")?,
+                );
+                return if by == annotator {
+                    Ok(Some(item))
+                } else {
+                    Err(Fail::Other(key_reused(key)))
+                };
+            }
+            let last = tx
+                .row(
+                    &format!("SELECT e.seq, e.item_id FROM events e {ACTIVE_DECIDE} AND e.annotator = ?1 ORDER BY e.seq DESC LIMIT 1"),
+                    values![annotator],
+                )
+                .ctx("cannot find the last decision")?;
+            let Some(last) = last else {
+                return Ok(None);
+            };
+            let (event, item_id) = (
+                last.int(0).ctx("cannot find the last decision")?,
+                last.text(1).ctx("cannot find the last decision")?,
+            );
+            tx.exec(
+                "INSERT INTO events (kind, item_id, annotator, undoes, created_at, key)
+                 VALUES ('undo', ?1, ?2, ?3, ?4, ?5)",
+                values![&item_id, annotator, event, now_micros(), key],
             )
-            .optional()
-            .map_err(e("cannot find the last decision"))?;
-        let Some((event, item_id)) = last else {
-            return Ok(None);
-        };
-        tx.execute(
-            "INSERT INTO events (kind, item_id, annotator, undoes, created_at)
-             VALUES ('undo', ?1, ?2, ?3, ?4)",
-            params![item_id, annotator, event, now_micros()],
-        )
-        .map_err(e("cannot record the undo"))?;
-        // The decision in force is now the latest earlier one on the same item, if any.
-        let previous: Option<(i64, String)> = tx
-            .query_row(
-                &format!(
-                    "SELECT e.seq, e.decision FROM events e {ACTIVE_DECIDE}
-                     AND e.annotator = ?1 AND e.item_id = ?2 ORDER BY e.seq DESC LIMIT 1"
+            .ctx("cannot record the undo")?;
+            // The decision in force is now the latest earlier one on the same item, if any.
+            let previous = tx
+                .row(
+                    &format!(
+                        "SELECT e.seq, e.decision FROM events e {ACTIVE_DECIDE}
+                         AND e.annotator = ?1 AND e.item_id = ?2 ORDER BY e.seq DESC LIMIT 1"
+                    ),
+                    values![annotator, &item_id],
+                )
+                .ctx("cannot find the previous decision")?;
+            match previous {
+                Some(p) => tx.exec(
+                    "UPDATE decisions SET event = ?3, decision = ?4 WHERE item_id = ?1 AND annotator = ?2",
+                    values![
+                        &item_id,
+                        annotator,
+                        p.int(0).ctx("cannot find the previous decision")?,
+                        p.text(1).ctx("cannot find the previous decision")?
+                    ],
                 ),
-                params![annotator, item_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(e("cannot find the previous decision"))?;
-        match previous {
-            Some((prev, decision)) => tx.execute(
-                "UPDATE decisions SET event = ?3, decision = ?4 WHERE item_id = ?1 AND annotator = ?2",
-                params![item_id, annotator, prev, decision],
-            ),
-            None => tx.execute(
-                "DELETE FROM decisions WHERE item_id = ?1 AND annotator = ?2",
-                params![item_id, annotator],
-            ),
-        }
-        .map_err(e("cannot record the undo"))?;
-        tx.commit().map_err(e("cannot commit the undo"))?;
-        Ok(Some(item_id))
+                None => tx.exec(
+                    "DELETE FROM decisions WHERE item_id = ?1 AND annotator = ?2",
+                    values![&item_id, annotator],
+                ),
+            }
+            .ctx("cannot record the undo")?;
+            Ok(Some(item_id))
+        })
     }
 
     /// `annotator`'s decision in force on `item_id`.
     pub fn current(&self, item_id: &str, annotator: &str) -> Result<Option<Stored>> {
-        self.conn
-            .query_row(
+        Ok(self
+            .stored_query(
                 &format!(
                     "SELECT {EVENT_COLUMNS} FROM decisions d JOIN events e ON e.seq = d.event
                      WHERE d.item_id = ?1 AND d.annotator = ?2"
                 ),
-                params![item_id, annotator],
-                stored_from_row,
-            )
-            .optional()
-            .map_err(self.err("cannot read a decision"))
+                values![item_id, annotator],
+                "cannot read a decision",
+            )?
+            .into_iter()
+            .next())
     }
 
     /// Every annotator's decision in force on `item_id`, in event order.
@@ -239,7 +299,7 @@ impl Store {
                 "SELECT {EVENT_COLUMNS} FROM decisions d JOIN events e ON e.seq = d.event
                  WHERE d.item_id = ?1 ORDER BY e.seq"
             ),
-            [item_id],
+            values![item_id],
             "cannot read decisions",
         )
     }
@@ -250,7 +310,7 @@ impl Store {
             &format!(
                 "SELECT {EVENT_COLUMNS} FROM decisions d JOIN events e ON e.seq = d.event ORDER BY e.seq"
             ),
-            [],
+            &[],
             "cannot read decisions",
         )
     }
@@ -266,7 +326,7 @@ impl Store {
                      AND NOT EXISTS (SELECT 1 FROM events u WHERE u.undoes = f.seq))
                  ORDER BY e.seq"
             ),
-            [],
+            &[],
             "cannot replay the event log",
         )
     }
@@ -274,34 +334,70 @@ impl Store {
     pub(super) fn stored_query(
         &self,
         sql: &str,
-        params: impl rusqlite::Params,
+        params: &[super::db::Value],
         what: &str,
     ) -> Result<Vec<Stored>> {
-        let mut stmt = self.conn.prepare_cached(sql).map_err(self.err(what))?;
-        stmt.query_map(params, stored_from_row)
-            .map_err(self.err(what))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(self.err(what))
+        self.read(|db| {
+            db.rows(sql, params)
+                .ctx(what)?
+                .iter()
+                .map(|r| stored_from_row(r).ctx(what))
+                .collect()
+        })
     }
 
     /// The times (microseconds since the epoch) of every decision made (skips aside), per
     /// annotator, in order: what items/hour is measured on.
     pub fn decision_times(&self) -> Result<HashMap<String, Vec<i64>>> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT annotator, created_at FROM events
-                 WHERE kind = 'decide' AND decision != 'skip' ORDER BY seq",
-            )
-            .map_err(self.err("cannot read events"))?;
-        let mut out: HashMap<String, Vec<i64>> = HashMap::new();
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(self.err("cannot read events"))?;
-        for row in rows {
-            let (annotator, at) = row.map_err(self.err("cannot read events"))?;
-            out.entry(annotator).or_default().push(at);
-        }
-        Ok(out)
+        let what = "cannot read events";
+        self.read(|db| {
+            let mut out: HashMap<String, Vec<i64>> = HashMap::new();
+            for r in db
+                .rows(
+                    "SELECT annotator, created_at FROM events
+                     WHERE kind = 'decide' AND decision != 'skip' ORDER BY seq",
+                    &[],
+                )
+                .ctx(what)?
+            {
+                out.entry(r.text(0).ctx(what)?)
+                    .or_default()
+                    .push(r.int(1).ctx(what)?);
+            }
+            Ok(out)
+        })
     }
+}
+
+/// The event recorded under `key`, if any; an error if it is not `annotator`'s decision on
+/// `item_id` (a key is one decision's, never reused).
+fn keyed_event(
+    tx: &mut dyn super::db::Sql,
+    key: &str,
+    item_id: &str,
+    annotator: &str,
+) -> std::result::Result<Option<i64>, Fail> {
+    let what = "cannot read the event log";
+    let Some(r) = tx
+        .row(
+            "SELECT seq, item_id, annotator, kind FROM events WHERE key = ?1",
+            values![key],
+        )
+        .ctx(what)?
+    else {
+        return Ok(None);
+    };
+    if r.text(1).ctx(what)? != item_id
+        || r.text(2).ctx(what)? != annotator
+        || r.text(3).ctx(what)? != "decide"
+    {
+        return Err(Fail::Other(key_reused(key)));
+    }
+    Ok(Some(r.int(0).ctx(what)?))
+}
+
+fn key_reused(key: &str) -> Error {
+    Error::invalid(format!(
+        "The idempotency key `{key}` already belongs to another event: a key is one decision's\n\nhint: make a new key for each decision (`annotate::store::new_key`)"
+    ))
 }

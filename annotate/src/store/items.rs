@@ -3,9 +3,9 @@
 
 use datasets::record::IdHasher;
 use datasets::{Message, Preference};
-use rusqlite::{OptionalExtension, params};
 
-use super::{Store, classify};
+use super::Store;
+use super::db::{Ctx, DbError, Fail, Row, Value, values};
 use crate::error::{Error, Result};
 
 /// One output shown to the expert.
@@ -78,23 +78,22 @@ pub(super) const ITEM_COLUMNS: &str =
     "i.seq, i.id, i.prompt, i.messages, i.output_a, i.model_a, i.output_b,
     i.model_b, i.reference, i.logprob, i.entropy, i.disagreement";
 
-pub(super) fn item_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
-    let messages: String = r.get(3)?;
+pub(super) fn item_from_row(r: &Row) -> std::result::Result<Item, DbError> {
+    let messages = r.text(3)?;
     let candidate =
         |text: Option<String>, model: Option<String>| text.map(|text| Candidate { text, model });
     Ok(Item {
-        seq: r.get(0)?,
-        id: r.get(1)?,
-        prompt: r.get(2)?,
-        messages: serde_json::from_str(&messages).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
-        })?,
-        a: candidate(r.get(4)?, r.get(5)?),
-        b: candidate(r.get(6)?, r.get(7)?),
-        reference: r.get(8)?,
-        logprob: r.get(9)?,
-        entropy: r.get(10)?,
-        disagreement: r.get(11)?,
+        seq: r.int(0)?,
+        id: r.text(1)?,
+        prompt: r.text(2)?,
+        messages: serde_json::from_str(&messages)
+            .map_err(|e| DbError::Decode(format!("messages are not JSON: {e}")))?,
+        a: candidate(r.opt_text(4)?, r.opt_text(5)?),
+        b: candidate(r.opt_text(6)?, r.opt_text(7)?),
+        reference: r.opt_text(8)?,
+        logprob: r.opt_real(9)?,
+        entropy: r.opt_real(10)?,
+        disagreement: r.opt_real(11)?,
     })
 }
 
@@ -104,114 +103,104 @@ impl Store {
     /// decided on keeps the outputs they saw: a decision never comes to refer to text nobody was
     /// shown. Returns how many items were new.
     pub fn add_items(&mut self, items: impl IntoIterator<Item = Item>) -> Result<u64> {
-        let (tx, path) = self.immediate()?;
-        let e = |what: &'static str| move |err| classify(path, what, err);
-        let mut added = 0u64;
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO items (id, prompt, messages, output_a, model_a, output_b, model_b,
-                         reference, logprob, entropy, disagreement)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-                     ON CONFLICT (id) DO NOTHING",
-                )
-                .map_err(e("cannot prepare the import"))?;
-            let mut second = tx
-                .prepare_cached(
-                    "UPDATE items SET output_b = ?2, model_b = ?3
-                     WHERE id = ?1 AND output_b IS NULL AND output_a IS NOT NULL AND output_a != ?2
-                       AND NOT EXISTS (SELECT 1 FROM events e WHERE e.item_id = ?1)",
-                )
-                .map_err(e("cannot prepare the import"))?;
-            let mut first = tx
-                .prepare_cached(
-                    "UPDATE items SET output_a = ?2, model_a = ?3 WHERE id = ?1 AND output_a IS NULL
-                       AND NOT EXISTS (SELECT 1 FROM events e WHERE e.item_id = ?1)",
-                )
-                .map_err(e("cannot prepare the import"))?;
-            let mut unindex = tx
-                .prepare_cached(
-                    "DELETE FROM items_text WHERE rowid = (SELECT seq FROM items WHERE id = ?1)",
-                )
-                .map_err(e("cannot prepare the import"))?;
-            let mut index = tx
-                .prepare_cached(
-                    "INSERT INTO items_text (rowid, prompt, output_a, output_b)
-                     SELECT seq, prompt, output_a, output_b FROM items WHERE id = ?1",
-                )
-                .map_err(e("cannot prepare the import"))?;
-            for item in items {
-                let messages = serde_json::to_string(&item.messages)
-                    .map_err(|err| Error::invalid(format!("cannot encode messages: {err}")))?;
-                let n = insert
-                    .execute(params![
-                        item.id,
-                        item.prompt,
-                        messages,
-                        item.a.as_ref().map(|c| &c.text),
-                        item.a.as_ref().and_then(|c| c.model.as_ref()),
-                        item.b.as_ref().map(|c| &c.text),
-                        item.b.as_ref().and_then(|c| c.model.as_ref()),
-                        item.reference,
-                        item.logprob,
-                        item.entropy,
-                        item.disagreement,
-                    ])
-                    .map_err(e("cannot add an item"))?;
-                added += n as u64;
+        let items: Vec<(Item, String)> = items
+            .into_iter()
+            .map(|item| {
+                serde_json::to_string(&item.messages)
+                    .map(|m| (item, m))
+                    .map_err(|err| Error::invalid(format!("cannot encode messages: {err}")))
+            })
+            .collect::<Result<_>>()?;
+        // SQLite's search index (FTS5) is kept in step here; PostgreSQL searches by a scan.
+        let fts = !self.is_postgres();
+        self.write(|tx| {
+            let e = "cannot add an item";
+            let mut added = 0u64;
+            for (item, messages) in &items {
+                let n = tx
+                    .exec(
+                        "INSERT INTO items (id, prompt, messages, output_a, model_a, output_b, model_b,
+                             reference, logprob, entropy, disagreement)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                         ON CONFLICT (id) DO NOTHING",
+                        values![
+                            &item.id,
+                            &item.prompt,
+                            messages,
+                            item.a.as_ref().map(|c| &c.text),
+                            item.a.as_ref().and_then(|c| c.model.as_ref()),
+                            item.b.as_ref().map(|c| &c.text),
+                            item.b.as_ref().and_then(|c| c.model.as_ref()),
+                            item.reference.as_ref(),
+                            item.logprob,
+                            item.entropy,
+                            item.disagreement,
+                        ],
+                    )
+                    .ctx(e)?;
+                added += n;
                 let mut changed = n > 0;
                 if n == 0
                     && let Some(a) = &item.a
                 {
-                    let filled = first
-                        .execute(params![item.id, a.text, a.model])
-                        .map_err(e("cannot add an item"))?;
+                    let params = values![&item.id, &a.text, a.model.as_ref()];
+                    let filled = tx
+                        .exec(
+                            "UPDATE items SET output_a = ?2, model_a = ?3 WHERE id = ?1 AND output_a IS NULL
+                               AND NOT EXISTS (SELECT 1 FROM events e WHERE e.item_id = ?1)",
+                            params,
+                        )
+                        .ctx(e)?;
                     changed = filled > 0
-                        || second
-                            .execute(params![item.id, a.text, a.model])
-                            .map_err(e("cannot add an item"))?
+                        || tx
+                            .exec(
+                                "UPDATE items SET output_b = ?2, model_b = ?3
+                                 WHERE id = ?1 AND output_b IS NULL AND output_a IS NOT NULL AND output_a != ?2
+                                   AND NOT EXISTS (SELECT 1 FROM events e WHERE e.item_id = ?1)",
+                                params,
+                            )
+                            .ctx(e)?
                             > 0;
-                    if changed {
-                        unindex
-                            .execute([&item.id])
-                            .map_err(e("cannot index an item"))?;
+                    if changed && fts {
+                        tx.exec(
+                            "DELETE FROM items_text WHERE rowid = (SELECT seq FROM items WHERE id = ?1)",
+                            values![&item.id],
+                        )
+                        .ctx("cannot index an item")?;
                     }
                 }
-                if changed {
-                    index
-                        .execute([&item.id])
-                        .map_err(e("cannot index an item"))?;
+                if changed && fts {
+                    tx.exec(
+                        "INSERT INTO items_text (rowid, prompt, output_a, output_b)
+                         SELECT seq, prompt, output_a, output_b FROM items WHERE id = ?1",
+                        values![&item.id],
+                    )
+                    .ctx("cannot index an item")?;
                 }
             }
-        }
-        tx.commit().map_err(e("cannot commit the import"))?;
-        Ok(added)
+            Ok::<_, Fail>(added)
+        })
     }
 
     /// The item with content id `id`.
     pub fn item(&self, id: &str) -> Result<Option<Item>> {
-        self.conn
-            .query_row(
+        Ok(self
+            .items_query(
                 &format!("SELECT {ITEM_COLUMNS} FROM items i WHERE i.id = ?1"),
-                [id],
-                item_from_row,
-            )
-            .optional()
-            .map_err(self.err("cannot read an item"))
+                values![id],
+            )?
+            .into_iter()
+            .next())
     }
 
-    pub(super) fn items_query(
-        &self,
-        sql: &str,
-        params: impl rusqlite::Params,
-    ) -> Result<Vec<Item>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(sql)
-            .map_err(self.err("cannot read items"))?;
-        stmt.query_map(params, item_from_row)
-            .map_err(self.err("cannot read items"))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(self.err("cannot read items"))
+    pub(super) fn items_query(&self, sql: &str, params: &[Value]) -> Result<Vec<Item>> {
+        let what = "cannot read items";
+        self.read(|db| {
+            db.rows(sql, params)
+                .ctx(what)?
+                .iter()
+                .map(|r| item_from_row(r).ctx(what))
+                .collect()
+        })
     }
 }

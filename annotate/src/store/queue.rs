@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use datasets::Decision;
 use datasets::config::QueueOrder;
-use rusqlite::params;
 
+use super::db::{Ctx, Fail, values};
 use super::items::{ITEM_COLUMNS, Item};
-use super::{Store, check_annotator, classify, now_micros};
+use super::{Store, check_annotator, now_micros};
 use crate::error::{Error, Result};
 
 /// How long a claim on the item an annotator has on screen lasts without a decision. A claim of
@@ -230,42 +230,49 @@ impl Store {
         now: i64,
     ) -> Result<bool> {
         check_annotator(annotator)?;
-        let (tx, path) = self.immediate()?;
-        let e = |what: &'static str| move |err| classify(path, what, err);
-        let taken: i64 = tx
-            .query_row(
-                "SELECT (SELECT count(*) FROM decisions
-                         WHERE item_id = ?1 AND annotator != ?2 AND decision != 'skip')
-                      + (SELECT count(*) FROM claims
-                         WHERE item_id = ?1 AND annotator != ?2 AND expires_at > ?3)",
-                params![item_id, annotator, now],
-                |r| r.get(0),
+        self.write(|tx| {
+            let taken = tx
+                .row(
+                    "SELECT (SELECT count(*) FROM decisions
+                             WHERE item_id = ?1 AND annotator != ?2 AND decision != 'skip')
+                          + (SELECT count(*) FROM claims
+                             WHERE item_id = ?1 AND annotator != ?2 AND expires_at > ?3)",
+                    values![item_id, annotator, now],
+                )
+                .ctx("cannot read the claims")?
+                .map(|r| r.int(0))
+                .transpose()
+                .ctx("cannot read the claims")?
+                .unwrap_or(0);
+            if taken >= i64::from(overlap) {
+                return Ok(false);
+            }
+            tx.exec(
+                "DELETE FROM claims WHERE annotator = ?1 OR expires_at <= ?2",
+                values![annotator, now],
             )
-            .map_err(e("cannot read the claims"))?;
-        if taken >= i64::from(overlap) {
-            return Ok(false);
-        }
-        tx.execute(
-            "DELETE FROM claims WHERE annotator = ?1 OR expires_at <= ?2",
-            params![annotator, now],
-        )
-        .map_err(e("cannot release old claims"))?;
-        tx.execute(
-            "INSERT INTO claims (item_id, annotator, expires_at) VALUES (?1, ?2, ?3)",
-            params![item_id, annotator, now + CLAIM_LEASE.as_micros() as i64],
-        )
-        .map_err(e("cannot claim the item"))?;
-        tx.commit().map_err(e("cannot commit the claim"))?;
-        Ok(true)
+            .ctx("cannot release old claims")?;
+            // ON CONFLICT: the same claim again (a retry after a lost connection) is one claim.
+            tx.exec(
+                "INSERT INTO claims (item_id, annotator, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (item_id, annotator) DO UPDATE SET expires_at = excluded.expires_at",
+                values![item_id, annotator, now + CLAIM_LEASE.as_micros() as i64],
+            )
+            .ctx("cannot claim the item")?;
+            Ok::<_, Fail>(true)
+        })
     }
 
     /// Ends `annotator`'s claim (they quit): the item goes back to the others' queues.
     pub fn release(&mut self, annotator: &str) -> Result<()> {
-        let (tx, path) = self.immediate()?;
-        tx.execute("DELETE FROM claims WHERE annotator = ?1", [annotator])
-            .map_err(|e| classify(path, "cannot release the claim", e))?;
-        tx.commit()
-            .map_err(|e| classify(path, "cannot commit the release", e))
+        self.write(|tx| {
+            tx.exec(
+                "DELETE FROM claims WHERE annotator = ?1",
+                values![annotator],
+            )
+            .ctx("cannot release the claim")?;
+            Ok(())
+        })
     }
 
     /// The next items for `annotator` to review, best first: items they have not decided, that
@@ -291,8 +298,8 @@ impl Store {
         );
         let now = now_micros();
         let mut items = if matches!(order, QueueOrder::Random | QueueOrder::Ranked) {
-            // Ordered here, over every waiting item (LIMIT -1 is none in SQLite).
-            let mut all = self.items_query(&fresh, params![annotator, overlap, -1i64, now])?;
+            // Ordered here, over every waiting item.
+            let mut all = self.items_query(&fresh, values![annotator, overlap, i64::MAX, now])?;
             let seed = self.queue_seed()?;
             let tallies = if order == QueueOrder::Ranked {
                 self.shape_tallies()?
@@ -303,7 +310,7 @@ impl Store {
             all.truncate(limit);
             all
         } else {
-            self.items_query(&fresh, params![annotator, overlap, limit as i64, now])?
+            self.items_query(&fresh, values![annotator, overlap, limit as i64, now])?
         };
         if items.len() < limit {
             let skipped = format!(
@@ -316,7 +323,7 @@ impl Store {
                  ORDER BY d.event LIMIT ?3"
             );
             let more = (limit - items.len()) as i64;
-            items.extend(self.items_query(&skipped, params![annotator, overlap, more, now])?);
+            items.extend(self.items_query(&skipped, values![annotator, overlap, more, now])?);
         }
         Ok(items)
     }
@@ -338,18 +345,18 @@ impl Store {
 
     /// Decisions in force (skips aside, every annotator) per shape of prompt.
     pub fn shape_tallies(&self) -> Result<std::collections::HashMap<String, ShapeTally>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
+        let what = "cannot read decisions";
+        let rows = self.read(|db| {
+            db.rows(
                 "SELECT i.prompt, d.decision FROM decisions d JOIN items i ON i.id = d.item_id
                  WHERE d.decision != 'skip'",
+                &[],
             )
-            .map_err(self.err("cannot read decisions"))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-            .map_err(self.err("cannot read decisions"))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(self.err("cannot read decisions"))?;
+            .ctx(what)?
+            .iter()
+            .map(|r| Ok((r.text(0).ctx(what)?, r.text(1).ctx(what)?)))
+            .collect::<std::result::Result<Vec<_>, Fail>>()
+        })?;
         let mut tallies = std::collections::HashMap::<String, ShapeTally>::new();
         for (prompt, decision) in rows {
             let t = tallies.entry(datasets::text::shape(&prompt)).or_default();
@@ -374,7 +381,7 @@ impl Store {
         match filter {
             Filter::All => self.items_query(
                 &format!("SELECT {ITEM_COLUMNS} FROM items i ORDER BY i.seq LIMIT ?1 OFFSET ?2"),
-                params![limit, offset],
+                values![limit, offset],
             ),
             Filter::Decided(decision) => self.items_query(
                 &format!(
@@ -382,7 +389,7 @@ impl Store {
                      WHERE d.annotator = ?1 AND d.decision = ?2
                      ORDER BY d.event DESC LIMIT ?3 OFFSET ?4"
                 ),
-                params![annotator, decision.as_str(), limit, offset],
+                values![annotator, decision.as_str(), limit, offset],
             ),
             Filter::Conflicts => self.items_query(
                 &format!(
@@ -391,96 +398,91 @@ impl Store {
                          GROUP BY item_id HAVING count(DISTINCT decision) > 1)
                      ORDER BY i.seq LIMIT ?1 OFFSET ?2"
                 ),
-                params![limit, offset],
+                values![limit, offset],
             ),
             // Three characters or more: the trigram index (case-insensitive like LIKE for
-            // ASCII). Shorter: a scan, as a trigram index cannot answer it.
-            Filter::Search(text) if text.chars().count() >= 3 => self.items_query(
-                &format!(
-                    "SELECT {ITEM_COLUMNS} FROM (
+            // ASCII). Shorter, or on PostgreSQL: a scan, as a trigram index cannot answer it.
+            Filter::Search(text) if text.chars().count() >= 3 && !self.is_postgres() => self
+                .items_query(
+                    &format!(
+                        "SELECT {ITEM_COLUMNS} FROM (
                          SELECT rowid AS seq FROM items_text WHERE items_text MATCH ?1
                          ORDER BY rowid LIMIT ?2 OFFSET ?3) m
                      JOIN items i ON i.seq = m.seq
                      ORDER BY i.seq"
-                ),
-                params![fts_phrase(text), limit, offset],
-            ),
-            Filter::Search(text) => {
-                let pattern = like_pattern(text);
-                self.items_query(
-                    &format!(
-                        "SELECT {ITEM_COLUMNS} FROM items i
-                         WHERE i.prompt LIKE ?1 ESCAPE '\\' OR i.output_a LIKE ?1 ESCAPE '\\'
-                            OR i.output_b LIKE ?1 ESCAPE '\\'
-                         ORDER BY i.seq LIMIT ?2 OFFSET ?3"
                     ),
-                    params![pattern, limit, offset],
-                )
-            }
+                    values![fts_phrase(text), limit, offset],
+                ),
+            Filter::Search(text) => self.items_query(
+                &format!(
+                    "SELECT {ITEM_COLUMNS} FROM items i WHERE {} ORDER BY i.seq LIMIT ?2 OFFSET ?3",
+                    self.like_clause()
+                ),
+                values![like_pattern(text), limit, offset],
+            ),
+        }
+    }
+
+    /// Items whose prompt or candidates contain the pattern `?1` (case-insensitive: SQLite's
+    /// LIKE is for ASCII, PostgreSQL's ILIKE for every letter).
+    fn like_clause(&self) -> &'static str {
+        if self.is_postgres() {
+            "i.prompt ILIKE ?1 ESCAPE '\\' OR i.output_a ILIKE ?1 ESCAPE '\\'
+             OR i.output_b ILIKE ?1 ESCAPE '\\'"
+        } else {
+            "i.prompt LIKE ?1 ESCAPE '\\' OR i.output_a LIKE ?1 ESCAPE '\\'
+             OR i.output_b LIKE ?1 ESCAPE '\\'"
         }
     }
 
     /// How many items [`Store::list`] pages through for `annotator` and `filter`.
     pub fn count(&self, annotator: &str, filter: &Filter) -> Result<u64> {
-        let (sql, params): (&str, Vec<String>) = match filter {
+        let like = format!("SELECT count(*) FROM items i WHERE {}", self.like_clause());
+        let (sql, params): (&str, Vec<super::db::Value>) = match filter {
             Filter::All => ("SELECT count(*) FROM items", vec![]),
             Filter::Decided(decision) => (
                 "SELECT count(*) FROM decisions WHERE annotator = ?1 AND decision = ?2",
-                vec![annotator.to_string(), decision.as_str().to_string()],
+                vec![annotator.into(), decision.as_str().into()],
             ),
             Filter::Conflicts => (
                 "SELECT count(*) FROM (SELECT item_id FROM decisions WHERE decision != 'skip'
-                 GROUP BY item_id HAVING count(DISTINCT decision) > 1)",
+                 GROUP BY item_id HAVING count(DISTINCT decision) > 1) c",
                 vec![],
             ),
-            Filter::Search(text) if text.chars().count() >= 3 => (
+            Filter::Search(text) if text.chars().count() >= 3 && !self.is_postgres() => (
                 "SELECT count(*) FROM items_text WHERE items_text MATCH ?1",
-                vec![fts_phrase(text)],
+                vec![fts_phrase(text).into()],
             ),
-            Filter::Search(text) => (
-                "SELECT count(*) FROM items i
-                 WHERE i.prompt LIKE ?1 ESCAPE '\\' OR i.output_a LIKE ?1 ESCAPE '\\'
-                    OR i.output_b LIKE ?1 ESCAPE '\\'",
-                vec![like_pattern(text)],
-            ),
+            Filter::Search(text) => (like.as_str(), vec![like_pattern(text).into()]),
         };
-        let n: i64 = self
-            .conn
-            .prepare_cached(sql)
-            .and_then(|mut stmt| {
-                stmt.query_row(rusqlite::params_from_iter(params.iter()), |r| r.get(0))
-            })
-            .map_err(self.err("cannot count items"))?;
-        Ok(n as u64)
+        self.count_query(sql, &params, "cannot count items")
+    }
+
+    fn count_query(&self, sql: &str, params: &[super::db::Value], what: &str) -> Result<u64> {
+        self.read(|db| {
+            let n = match db.row(sql, params).ctx(what)? {
+                Some(r) => r.int(0).ctx(what)?,
+                None => 0,
+            };
+            Ok(n as u64)
+        })
     }
 
     /// Progress counts for `annotator` with `overlap` annotators wanted per item.
     pub fn progress(&self, annotator: &str, overlap: u32) -> Result<Progress> {
-        let items: i64 = self
-            .conn
-            .query_row("SELECT count(*) FROM items", [], |r| r.get(0))
-            .map_err(self.err("cannot count items"))?;
-        let complete: i64 = self
-            .conn
-            .query_row(
-                "SELECT count(*) FROM (SELECT item_id FROM decisions WHERE decision != 'skip'
-                 GROUP BY item_id HAVING count(*) >= ?1)",
-                [overlap],
-                |r| r.get(0),
-            )
-            .map_err(self.err("cannot count decisions"))?;
-        let mine: i64 = self
-            .conn
-            .query_row(
-                "SELECT count(*) FROM decisions WHERE annotator = ?1 AND decision != 'skip'",
-                [annotator],
-                |r| r.get(0),
-            )
-            .map_err(self.err("cannot count decisions"))?;
         Ok(Progress {
-            items: items as u64,
-            complete: complete as u64,
-            mine: mine as u64,
+            items: self.count_query("SELECT count(*) FROM items", &[], "cannot count items")?,
+            complete: self.count_query(
+                "SELECT count(*) FROM (SELECT item_id FROM decisions WHERE decision != 'skip'
+                 GROUP BY item_id HAVING count(*) >= ?1) c",
+                values![overlap],
+                "cannot count decisions",
+            )?,
+            mine: self.count_query(
+                "SELECT count(*) FROM decisions WHERE annotator = ?1 AND decision != 'skip'",
+                values![annotator],
+                "cannot count decisions",
+            )?,
         })
     }
 }

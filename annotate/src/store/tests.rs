@@ -17,9 +17,88 @@ fn item(prompt: &str, output: Option<&str>, disagreement: Option<f64>) -> Item {
     item
 }
 
-fn store_with(n: usize) -> (tempfile::TempDir, Store, Vec<String>) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path().join(DB_FILE)).unwrap();
+/// Which database a test runs on: each test below runs on both (see [`on_both`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A new, empty store's place: a temporary directory, or a schema of its own on the test
+/// PostgreSQL server (see [`testing`]).
+pub(super) struct Fresh {
+    _dir: Option<tempfile::TempDir>,
+    _pg: Option<testing::TestDb>,
+    pub(super) at: Location,
+}
+
+impl Fresh {
+    /// `None` when the test is on PostgreSQL and no server is configured (outside CI).
+    pub(super) fn new(b: Backend, name: &str) -> Option<Fresh> {
+        match b {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let at = Location::File(dir.path().join(DB_FILE));
+                Some(Fresh {
+                    _dir: Some(dir),
+                    _pg: None,
+                    at,
+                })
+            }
+            Backend::Postgres => {
+                let db = testing::postgres(name)?;
+                Some(Fresh {
+                    at: Location::Postgres(db.url.clone()),
+                    _dir: None,
+                    _pg: Some(db),
+                })
+            }
+        }
+    }
+
+    /// A connection to the store (a second one is a second annotator).
+    pub(super) fn open(&self) -> Store {
+        Store::open_at(&self.at, true).unwrap()
+    }
+}
+
+/// Runs each named test `fn NAME(b: Backend)` as `NAME::sqlite` and `NAME::postgres`.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(super::Backend::Sqlite)
+            }
+            #[test]
+            fn postgres() {
+                super::$name(super::Backend::Postgres)
+            }
+        }
+    )*};
+}
+
+on_both!(
+    importing_the_same_items_twice_adds_nothing,
+    a_second_output_for_a_prompt_becomes_candidate_b,
+    a_decided_item_keeps_the_outputs_its_deciders_saw,
+    the_random_order_is_seeded_and_reproducible,
+    the_ranked_order_goes_where_experts_correct,
+    decisions_undo_and_the_queue,
+    undo_reveals_the_earlier_decision_on_the_same_item,
+    bad_decisions_are_refused_and_change_nothing,
+    the_event_log_is_append_only,
+    search_and_filters,
+    a_second_writer_waits_and_a_reader_never_blocks,
+    a_claimed_item_leaves_the_others_queues_until_decided_released_or_expired,
+    two_annotators_racing_through_one_queue_never_take_the_same_item_at_overlap_1,
+    search_finds_what_a_scan_finds,
+    a_decision_sent_twice_under_one_key_is_recorded_once,
+    the_store_equals_an_in_memory_model,
+);
+
+fn store_with(f: &Fresh, n: usize) -> (Store, Vec<String>) {
+    let mut store = f.open();
     let items: Vec<Item> = (0..n)
         .map(|i| {
             item(
@@ -31,33 +110,36 @@ fn store_with(n: usize) -> (tempfile::TempDir, Store, Vec<String>) {
         .collect();
     let ids = items.iter().map(|i| i.id.clone()).collect();
     assert_eq!(store.add_items(items).unwrap(), n as u64);
-    (dir, store, ids)
+    (store, ids)
 }
 
 #[test]
 fn the_store_is_wal_with_full_sync_and_migrated() {
-    let (_dir, store, _) = store_with(1);
-    let mode: String = store
-        .conn
+    let f = Fresh::new(Backend::Sqlite, "wal").unwrap();
+    let (store, _) = store_with(&f, 1);
+    let Conn::Sqlite(conn) = &store.conn else {
+        unreachable!()
+    };
+    let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
-    let sync: i64 = store
-        .conn
+    let sync: i64 = conn
         .query_row("PRAGMA synchronous", [], |r| r.get(0))
         .unwrap();
     assert_eq!(sync, 2, "FULL");
-    let version: i64 = store
-        .conn
+    let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, MIGRATIONS.len() as i64);
     assert_eq!(store.integrity_check().unwrap(), "ok");
 }
 
-#[test]
-fn importing_the_same_items_twice_adds_nothing() {
-    let (_dir, mut store, _) = store_with(5);
+fn importing_the_same_items_twice_adds_nothing(b: Backend) {
+    let Some(f) = Fresh::new(b, "importing_the_same_items_twice_adds_nothing") else {
+        return;
+    };
+    let (mut store, _) = store_with(&f, 5);
     let again: Vec<Item> = (0..5)
         .map(|i| item(&format!("prompt {i}"), Some(&format!("out {i}")), None))
         .collect();
@@ -70,9 +152,11 @@ fn importing_the_same_items_twice_adds_nothing() {
     );
 }
 
-#[test]
-fn a_second_output_for_a_prompt_becomes_candidate_b() {
-    let (_dir, mut store, ids) = store_with(2);
+fn a_second_output_for_a_prompt_becomes_candidate_b(b: Backend) {
+    let Some(f) = Fresh::new(b, "a_second_output_for_a_prompt_becomes_candidate_b") else {
+        return;
+    };
+    let (mut store, ids) = store_with(&f, 2);
     let mut other = item("prompt 1", Some("another answer"), None);
     other.a.as_mut().unwrap().model = Some("student".into());
     assert_eq!(store.add_items([other]).unwrap(), 0);
@@ -87,9 +171,11 @@ fn a_second_output_for_a_prompt_becomes_candidate_b() {
 
 /// From a review: a later import filled in candidate A or B on an item that already had
 /// decisions, so an old accept would have exported text nobody saw.
-#[test]
-fn a_decided_item_keeps_the_outputs_its_deciders_saw() {
-    let (_dir, mut store, _) = store_with(0);
+fn a_decided_item_keeps_the_outputs_its_deciders_saw(b: Backend) {
+    let Some(f) = Fresh::new(b, "a_decided_item_keeps_the_outputs_its_deciders_saw") else {
+        return;
+    };
+    let (mut store, _) = store_with(&f, 0);
     let bare = item("prompt only", None, None);
     let id = bare.id.clone();
     store.add_items([bare.clone()]).unwrap();
@@ -111,15 +197,17 @@ fn ids_of(q: &[Item]) -> Vec<String> {
     q.iter().map(|i| i.id.clone()).collect()
 }
 
-#[test]
-fn the_random_order_is_seeded_and_reproducible() {
-    let (dir, store, ids) = store_with(40);
+fn the_random_order_is_seeded_and_reproducible(b: Backend) {
+    let Some(f) = Fresh::new(b, "the_random_order_is_seeded_and_reproducible") else {
+        return;
+    };
+    let (store, ids) = store_with(&f, 40);
     let first = ids_of(&store.queue("ana", QueueOrder::Random, 1, 40).unwrap());
     assert_eq!(first.len(), 40);
     assert_ne!(first, ids, "shuffled, not in file order");
     // The same seed gives the same order, from a fresh connection too.
     drop(store);
-    let mut store = Store::open_existing(dir.path().join(DB_FILE)).unwrap();
+    let mut store = Store::open_at(&f.at, false).unwrap();
     assert_eq!(
         ids_of(&store.queue("ana", QueueOrder::Random, 1, 40).unwrap()),
         first
@@ -148,10 +236,11 @@ fn the_random_order_is_seeded_and_reproducible() {
     assert_eq!(sorted, all, "every item once");
 }
 
-#[test]
-fn the_ranked_order_goes_where_experts_correct() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path().join(DB_FILE)).unwrap();
+fn the_ranked_order_goes_where_experts_correct(b: Backend) {
+    let Some(f) = Fresh::new(b, "the_ranked_order_goes_where_experts_correct") else {
+        return;
+    };
+    let mut store = f.open();
     // Two kinds of prompt: slash dates (the larger group) and month names.
     let mut items = Vec::new();
     for i in 0..12 {
@@ -207,9 +296,11 @@ fn the_ranked_order_goes_where_experts_correct() {
     assert_eq!(q.len(), 18);
 }
 
-#[test]
-fn decisions_undo_and_the_queue() {
-    let (_dir, mut store, ids) = store_with(4);
+fn decisions_undo_and_the_queue(b: Backend) {
+    let Some(f) = Fresh::new(b, "decisions_undo_and_the_queue") else {
+        return;
+    };
+    let (mut store, ids) = store_with(&f, 4);
     // Highest disagreement first.
     let q = store.queue("ana", QueueOrder::Disagreement, 1, 10).unwrap();
     assert_eq!(
@@ -248,9 +339,11 @@ fn decisions_undo_and_the_queue() {
     );
 }
 
-#[test]
-fn undo_reveals_the_earlier_decision_on_the_same_item() {
-    let (_dir, mut store, ids) = store_with(1);
+fn undo_reveals_the_earlier_decision_on_the_same_item(b: Backend) {
+    let Some(f) = Fresh::new(b, "undo_reveals_the_earlier_decision_on_the_same_item") else {
+        return;
+    };
+    let (mut store, ids) = store_with(&f, 1);
     store
         .decide(&ids[0], "ana", &Verdict::of(Decision::Reject))
         .unwrap();
@@ -271,9 +364,11 @@ fn undo_reveals_the_earlier_decision_on_the_same_item() {
     assert_eq!(now.decision, Decision::Reject);
 }
 
-#[test]
-fn bad_decisions_are_refused_and_change_nothing() {
-    let (_dir, mut store, ids) = store_with(1);
+fn bad_decisions_are_refused_and_change_nothing(b: Backend) {
+    let Some(f) = Fresh::new(b, "bad_decisions_are_refused_and_change_nothing") else {
+        return;
+    };
+    let (mut store, ids) = store_with(&f, 1);
     for (id, who, verdict) in [
         ("nope", "ana", Verdict::of(Decision::Accept)),
         (ids[0].as_str(), "", Verdict::of(Decision::Accept)),
@@ -295,24 +390,40 @@ fn bad_decisions_are_refused_and_change_nothing() {
     assert!(store.decisions().unwrap().is_empty());
 }
 
-#[test]
-fn the_event_log_is_append_only() {
-    let (_dir, mut store, ids) = store_with(1);
+fn the_event_log_is_append_only(b: Backend) {
+    let Some(f) = Fresh::new(b, "the_event_log_is_append_only") else {
+        return;
+    };
+    let (mut store, ids) = store_with(&f, 1);
     store
         .decide(&ids[0], "ana", &Verdict::of(Decision::Accept))
         .unwrap();
-    assert!(store.conn.execute("DELETE FROM events", []).is_err());
-    assert!(
-        store
-            .conn
-            .execute("UPDATE events SET decision = 'reject'", [])
-            .is_err()
-    );
+    for sql in [
+        "DELETE FROM events",
+        "UPDATE events SET decision = 'reject'",
+    ] {
+        let e = store
+            .write(|tx| tx.exec(sql, &[]).ctx("changing the log"))
+            .unwrap_err();
+        assert!(format!("{e:?}").contains("append-only"), "{sql}: {e:?}");
+    }
+    if b == Backend::Postgres {
+        let e = store
+            .write(|tx| {
+                tx.exec("TRUNCATE events CASCADE", &[])
+                    .ctx("changing the log")
+            })
+            .unwrap_err();
+        assert!(format!("{e:?}").contains("append-only"), "{e:?}");
+    }
+    assert_eq!(store.decisions().unwrap().len(), 1);
 }
 
-#[test]
-fn search_and_filters() {
-    let (_dir, mut store, ids) = store_with(12);
+fn search_and_filters(b: Backend) {
+    let Some(f) = Fresh::new(b, "search_and_filters") else {
+        return;
+    };
+    let (mut store, ids) = store_with(&f, 12);
     store
         .decide(&ids[5], "ana", &Verdict::of(Decision::Reject))
         .unwrap();
@@ -375,10 +486,12 @@ fn a_file_that_is_not_a_database_is_a_clear_error() {
     assert!(e.is_bad_input());
 }
 
-#[test]
-fn a_second_writer_waits_and_a_reader_never_blocks() {
-    let (dir, mut store, ids) = store_with(3);
-    let mut other = Store::open(dir.path().join(DB_FILE)).unwrap();
+fn a_second_writer_waits_and_a_reader_never_blocks(b: Backend) {
+    let Some(f) = Fresh::new(b, "a_second_writer_waits_and_a_reader_never_blocks") else {
+        return;
+    };
+    let (mut store, ids) = store_with(&f, 3);
+    let mut other = f.open();
     store
         .decide(&ids[0], "ana", &Verdict::of(Decision::Accept))
         .unwrap();
@@ -389,9 +502,14 @@ fn a_second_writer_waits_and_a_reader_never_blocks() {
     assert_eq!(other.progress("ben", 1).unwrap().complete, 2);
 }
 
-#[test]
-fn a_claimed_item_leaves_the_others_queues_until_decided_released_or_expired() {
-    let (_dir, mut store, ids) = store_with(3);
+fn a_claimed_item_leaves_the_others_queues_until_decided_released_or_expired(b: Backend) {
+    let Some(f) = Fresh::new(
+        b,
+        "a_claimed_item_leaves_the_others_queues_until_decided_released_or_expired",
+    ) else {
+        return;
+    };
+    let (mut store, ids) = store_with(&f, 3);
     let top = |s: &Store, who: &str, overlap: u32| {
         s.queue(who, QueueOrder::Disagreement, overlap, 1).unwrap()[0]
             .id
@@ -427,16 +545,20 @@ fn a_claimed_item_leaves_the_others_queues_until_decided_released_or_expired() {
     assert!(store.claim(&ids[0], "fay", 1).unwrap());
 }
 
-#[test]
-fn two_annotators_racing_through_one_queue_never_take_the_same_item_at_overlap_1() {
+fn two_annotators_racing_through_one_queue_never_take_the_same_item_at_overlap_1(b: Backend) {
+    let Some(f) = Fresh::new(
+        b,
+        "two_annotators_racing_through_one_queue_never_take_the_same_item_at_overlap_1",
+    ) else {
+        return;
+    };
     // Two connections (as two terminals) take the top of their queue, claim it, decide it;
     // without claims both would often decide the same item.
-    let (dir, _store, ids) = store_with(40);
-    let path = dir.path().join(DB_FILE);
+    let (_store, ids) = store_with(&f, 40);
     let worker = |who: &'static str| {
-        let path = path.clone();
+        let at = f.at.clone();
         std::thread::spawn(move || {
-            let mut s = Store::open(&path).unwrap();
+            let mut s = Store::open_at(&at, true).unwrap();
             let mut mine = Vec::new();
             loop {
                 let q = s.queue(who, QueueOrder::Disagreement, 1, 1).unwrap();
@@ -459,10 +581,11 @@ fn two_annotators_racing_through_one_queue_never_take_the_same_item_at_overlap_1
     assert_eq!(all, want, "every item decided exactly once");
 }
 
-#[test]
-fn search_through_the_index_finds_what_a_scan_finds() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path().join(DB_FILE)).unwrap();
+fn search_finds_what_a_scan_finds(b: Backend) {
+    let Some(f) = Fresh::new(b, "search") else {
+        return;
+    };
+    let mut store = f.open();
     let texts = [
         "The Quick brown fox",
         "a \"quoted\" answer",
@@ -514,9 +637,11 @@ fn search_through_the_index_finds_what_a_scan_finds() {
             .collect();
         assert_eq!(got, want, "search {query:?}");
     }
-    // Three characters or more go through the index, not a scan of `items`.
-    let plan: Vec<String> = store
-        .conn
+    // On SQLite, three characters or more go through the index, not a scan of `items`.
+    let Conn::Sqlite(conn) = &store.conn else {
+        return;
+    };
+    let plan: Vec<String> = conn
         .prepare(
             "EXPLAIN QUERY PLAN SELECT i.seq FROM (
                  SELECT rowid AS seq FROM items_text WHERE items_text MATCH '\"fox\"'
@@ -567,56 +692,280 @@ fn op() -> impl Strategy<Value = Op> {
 
 const WHO: [&str; 3] = ["ana", "ben", "chen"];
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+/// Random decide / undo sequences across annotators: the store's state equals an in-memory
+/// model's, through the maintained table and through a replay of the log.
+fn the_store_equals_an_in_memory_model(b: Backend) {
+    let cases = if b == Backend::Postgres { 16 } else { 48 };
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(&proptest::collection::vec(op(), 1..60), |ops| {
+            model_check(b, &ops)
+        })
+        .unwrap();
+}
 
-    /// Random decide / undo sequences across annotators: the store's state equals an in-memory
-    /// model's, through the maintained table and through a replay of the log.
-    #[test]
-    fn the_store_equals_an_in_memory_model(ops in proptest::collection::vec(op(), 1..60)) {
-        let (_dir, mut store, ids) = store_with(6);
-        // The model: the event log as a list of (item, who, decision, undone).
-        let mut log: Vec<(usize, usize, Decision, bool)> = Vec::new();
-        for (n, op) in ops.iter().enumerate() {
-            match *op {
-                Op::Decide { item, who, decision } => {
-                    let verdict = Verdict {
-                        corrected: (decision == Decision::Edit).then(|| format!("fix {n}")),
-                        ..Verdict::of(decision)
-                    };
-                    store.decide(&ids[item], WHO[who], &verdict).unwrap();
-                    log.push((item, who, decision, false));
-                }
-                Op::Undo { who } => {
-                    let expected = log.iter().rposition(|e| e.1 == who && !e.3);
-                    let got = store.undo(WHO[who]).unwrap();
-                    prop_assert_eq!(got, expected.map(|i| ids[log[i].0].clone()));
-                    if let Some(i) = expected { log[i].3 = true; }
-                }
+fn model_check(b: Backend, ops: &[Op]) -> Result<(), TestCaseError> {
+    let Some(f) = Fresh::new(b, "model") else {
+        return Ok(());
+    };
+    let (mut store, ids) = store_with(&f, 6);
+    // The model: the event log as a list of (item, who, decision, undone).
+    let mut log: Vec<(usize, usize, Decision, bool)> = Vec::new();
+    for (n, op) in ops.iter().enumerate() {
+        match *op {
+            Op::Decide {
+                item,
+                who,
+                decision,
+            } => {
+                let verdict = Verdict {
+                    corrected: (decision == Decision::Edit).then(|| format!("fix {n}")),
+                    ..Verdict::of(decision)
+                };
+                store.decide(&ids[item], WHO[who], &verdict).unwrap();
+                log.push((item, who, decision, false));
             }
-        }
-        let mut model: BTreeMap<(String, String), Decision> = BTreeMap::new();
-        for (item, who, decision, undone) in &log {
-            if !undone {
-                model.insert((ids[*item].clone(), WHO[*who].to_string()), *decision);
-            }
-        }
-        let as_map = |stored: Vec<Stored>| -> BTreeMap<(String, String), Decision> {
-            stored.into_iter().map(|s| ((s.annotation.item_id, s.annotation.annotator), s.annotation.decision)).collect()
-        };
-        prop_assert_eq!(&as_map(store.decisions().unwrap()), &model);
-        prop_assert_eq!(&as_map(store.replay().unwrap()), &model);
-        for (w, who) in WHO.iter().enumerate() {
-            let decided = model.iter().filter(|((_, a), d)| a == who && **d != Decision::Skip).count();
-            prop_assert_eq!(store.progress(who, 1).unwrap().mine, decided as u64);
-            let queue = store.queue(who, QueueOrder::File, 2, 100).unwrap();
-            for it in &queue {
-                let idx = ids.iter().position(|x| x == &it.id).unwrap();
-                let mine = model.get(&(it.id.clone(), who.to_string()));
-                prop_assert!(mine.is_none() || mine == Some(&Decision::Skip), "{w}");
-                let others = model.iter().filter(|((i, _), d)| i == &ids[idx] && **d != Decision::Skip).count();
-                prop_assert!(others < 2);
+            Op::Undo { who } => {
+                let expected = log.iter().rposition(|e| e.1 == who && !e.3);
+                let got = store.undo(WHO[who]).unwrap();
+                prop_assert_eq!(got, expected.map(|i| ids[log[i].0].clone()));
+                if let Some(i) = expected {
+                    log[i].3 = true;
+                }
             }
         }
     }
+    let mut model: BTreeMap<(String, String), Decision> = BTreeMap::new();
+    for (item, who, decision, undone) in &log {
+        if !undone {
+            model.insert((ids[*item].clone(), WHO[*who].to_string()), *decision);
+        }
+    }
+    let as_map = |stored: Vec<Stored>| -> BTreeMap<(String, String), Decision> {
+        stored
+            .into_iter()
+            .map(|s| {
+                (
+                    (s.annotation.item_id, s.annotation.annotator),
+                    s.annotation.decision,
+                )
+            })
+            .collect()
+    };
+    prop_assert_eq!(&as_map(store.decisions().unwrap()), &model);
+    prop_assert_eq!(&as_map(store.replay().unwrap()), &model);
+    for (w, who) in WHO.iter().enumerate() {
+        let decided = model
+            .iter()
+            .filter(|((_, a), d)| a == who && **d != Decision::Skip)
+            .count();
+        prop_assert_eq!(store.progress(who, 1).unwrap().mine, decided as u64);
+        let queue = store.queue(who, QueueOrder::File, 2, 100).unwrap();
+        for it in &queue {
+            let idx = ids.iter().position(|x| x == &it.id).unwrap();
+            let mine = model.get(&(it.id.clone(), who.to_string()));
+            prop_assert!(mine.is_none() || mine == Some(&Decision::Skip), "{w}");
+            let others = model
+                .iter()
+                .filter(|((i, _), d)| i == &ids[idx] && **d != Decision::Skip)
+                .count();
+            prop_assert!(others < 2);
+        }
+    }
+    Ok(())
+}
+
+fn a_decision_sent_twice_under_one_key_is_recorded_once(b: Backend) {
+    let Some(f) = Fresh::new(b, "keyed") else {
+        return;
+    };
+    let (mut store, ids) = store_with(&f, 2);
+    let v = Verdict::of(Decision::Accept);
+    let first = store.decide_keyed("k1", &ids[0], "ana", &v, 10).unwrap();
+    // Sent again (the first reply was lost): the same event, nothing new.
+    assert_eq!(
+        store.decide_keyed("k1", &ids[0], "ana", &v, 11).unwrap(),
+        first
+    );
+    // From a second connection too, as a restarted app would.
+    let mut other = f.open();
+    assert_eq!(
+        other.decide_keyed("k1", &ids[0], "ana", &v, 12).unwrap(),
+        first
+    );
+    assert_eq!(store.decisions().unwrap().len(), 1);
+    // A key is one decision's: used for another item or annotator it is refused.
+    for (item, who) in [(&ids[1], "ana"), (&ids[0], "ben")] {
+        let e = store.decide_keyed("k1", item, who, &v, 13).unwrap_err();
+        assert!(e.to_string().contains("already belongs"), "{e}");
+    }
+    // An undo under a key takes back one decision however often it is sent.
+    store.decide_keyed("k2", &ids[1], "ana", &v, 14).unwrap();
+    assert_eq!(
+        store.undo_keyed("u1", "ana").unwrap().as_deref(),
+        Some(ids[1].as_str())
+    );
+    assert_eq!(
+        store.undo_keyed("u1", "ana").unwrap().as_deref(),
+        Some(ids[1].as_str())
+    );
+    let left: Vec<String> = store
+        .decisions()
+        .unwrap()
+        .into_iter()
+        .map(|s| s.annotation.item_id)
+        .collect();
+    assert_eq!(left, [ids[0].clone()]);
+}
+
+#[test]
+fn the_postgres_store_is_migrated_once_and_commits_synchronously() {
+    let Some(db) = testing::postgres("migrated") else {
+        return;
+    };
+    // Four annotators connect at once to an empty database: one migrates, none fails.
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let url = db.url.clone();
+            std::thread::spawn(move || Store::connect(&url).map(|_| ()))
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap().unwrap();
+    }
+    let mut c = db.client();
+    let versions: Vec<i64> = c
+        .query("SELECT version FROM workbench_schema", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, [super::migrations::PG_MIGRATIONS.len() as i64]);
+    let store = Store::connect(&db.url).unwrap();
+    assert!(store.is_postgres());
+    assert_eq!(store.integrity_check().unwrap(), "ok");
+    let sync: String = store
+        .read(|db| {
+            db.row("SHOW synchronous_commit", &[])
+                .ctx("reading")?
+                .unwrap()
+                .text(0)
+                .ctx("reading")
+        })
+        .unwrap();
+    assert_eq!(sync, "on");
+}
+
+#[test]
+fn a_postgres_schema_with_other_tables_is_not_ours() {
+    let Some(db) = testing::postgres("foreign") else {
+        return;
+    };
+    db.client()
+        .batch_execute("CREATE TABLE invoices (id BIGINT)")
+        .unwrap();
+    let e = Store::connect(&db.url).unwrap_err();
+    assert!(e.to_string().contains("did not make"), "{e}");
+}
+
+#[test]
+fn a_password_in_the_url_is_refused_and_never_shown() {
+    let e = Store::connect("postgres://ana:s3cret@127.0.0.1:1/wb").unwrap_err();
+    let text = e.to_string();
+    assert!(e.is_bad_input(), "{text}");
+    assert!(text.contains(PASSWORD_ENV), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
+    assert_eq!(
+        redact("postgres://ana:s3cret@db:5432/wb"),
+        "postgres://ana:***@db:5432/wb"
+    );
+    assert_eq!(redact("postgres://ana@db/wb"), "postgres://ana@db/wb");
+    // Nobody listens on port 1: one clear error, no panic.
+    let e = Store::connect("postgres://ana@127.0.0.1:1/wb").unwrap_err();
+    assert!(e.to_string().contains("cannot be reached"), "{e}");
+}
+
+#[test]
+fn a_connection_killed_mid_decision_loses_nothing_and_duplicates_nothing() {
+    let Some(db) = testing::postgres("killed") else {
+        return;
+    };
+    // Its own application name, so the killer below reaches this test's connections only.
+    let app = format!("wb_killed_{}", &new_key()[..8]);
+    let mut store = Store::connect(&format!("{}&application_name={app}", db.url)).unwrap();
+    let items: Vec<Item> = (0..30)
+        .map(|i| item(&format!("prompt {i}"), Some("out"), None))
+        .collect();
+    let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
+    store.add_items(items).unwrap();
+    let mut killer = db.client();
+    for (n, id) in ids.iter().enumerate() {
+        // Every third decision, the server ends this store's backend (as a restart or a
+        // dropped network would) right before the decision is sent.
+        if n % 3 == 0 {
+            let pid = store.conn.pg().unwrap().backend_pid().unwrap();
+            killer
+                .execute("SELECT pg_terminate_backend($1)", &[&pid])
+                .unwrap();
+        }
+        store
+            .decide(id, "ana", &Verdict::of(Decision::Accept))
+            .unwrap();
+    }
+    assert_eq!(store.decisions().unwrap().len(), 30);
+    let events: i64 = killer
+        .query_one("SELECT count(*) FROM events", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(events, 30, "none twice");
+    // Killed at any moment, the commit itself included, by a second connection while decisions
+    // go on: each acknowledged decision is there once (a commit whose reply was lost is found
+    // again by its key).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let kills = {
+        let stop = stop.clone();
+        let mut killer = db.client();
+        std::thread::spawn(move || {
+            let mut n = 0u32;
+            let mut wait = 1u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // 5 to 45 ms apart: time for a reconnect (and a decision or two) in between.
+                wait = (wait * 7 + 3) % 41;
+                std::thread::sleep(std::time::Duration::from_millis(5 + wait));
+                let rows = killer
+                    .query(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                         WHERE application_name = $1",
+                        &[&app],
+                    )
+                    .unwrap();
+                n += rows.len() as u32;
+            }
+            n
+        })
+    };
+    let more: Vec<Item> = (0..60)
+        .map(|i| item(&format!("later {i}"), Some("out"), None))
+        .collect();
+    let more_ids: Vec<String> = more.iter().map(|i| i.id.clone()).collect();
+    store.add_items(more).unwrap();
+    for id in &more_ids {
+        store
+            .decide(id, "ben", &Verdict::of(Decision::Reject))
+            .unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let kills = kills.join().unwrap();
+    assert!(kills > 0, "the killer never reached the store's connection");
+    let events: i64 = db
+        .client()
+        .query_one("SELECT count(*) FROM events", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(events, 90, "{kills} kills: every decision once");
+    assert_eq!(store.replay().unwrap().len(), 90);
 }
