@@ -213,6 +213,10 @@ pub struct ReviewArgs {
     /// takes it: `--set run.name=human`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
+    /// Keep the decisions in a PostgreSQL store that a team shares, `postgres://USER@HOST:PORT/DB`
+    /// (the password in PGPASSWORD), instead of `annotations.db` (default: `annotate.store`).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
 }
 
 /// `--order`: the names of [`QueueOrder`], listed in `--help` and suggested on a typo.
@@ -235,6 +239,19 @@ pub enum AnnotateCommand {
         /// Print as JSON on stdout.
         #[arg(long)]
         json: bool,
+        /// Read a PostgreSQL store, `postgres://USER@HOST:PORT/DB` (default: `annotate.store`).
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
+    },
+    /// Copy a store's items and decisions into another: SQLite to PostgreSQL or back. Each event
+    /// is added once, however often the import runs.
+    ImportStore {
+        /// The store to read: a database file, a run or set directory, or a postgres:// URL.
+        #[arg(value_name = "FROM")]
+        from: String,
+        /// The store to add to (made when missing): the same kinds as FROM.
+        #[arg(value_name = "TO")]
+        to: String,
     },
 }
 
@@ -345,6 +362,10 @@ pub enum DatasetsCommand {
         /// What to export.
         #[arg(long, value_enum)]
         kind: KindArg,
+        /// Read the decisions from a PostgreSQL store, `postgres://USER@HOST:PORT/DB` (default:
+        /// the run's `annotate.store`, else its `annotations.db`).
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
         #[command(flatten)]
         set: SetArgs,
     },

@@ -16,11 +16,18 @@
 //!   ([`Store::open_existing`], `App::new`, which loads the counts and a 50-item page of the queue
 //!   by disagreement, and one draw into a `TestBackend`), in a fresh process so that the import's memory does not count (median time of 3 runs, largest
 //!   peak RSS). The page cache is warm: the import has just written the file.
+//!
+//! With `WORKBENCH_PG_URL` set (`eval "$(scripts/postgres.sh start)"` makes a throwaway server on
+//! loopback), the same on PostgreSQL, each in a schema of its own, with `pg_` after `annotate_`
+//! in the figure names, and one more: `annotate_pg_decide4_p50` / `_p99` / `_max`, four
+//! annotators deciding at once on four connections (claim, then decide, as the app does), each
+//! call timed from its start to its commit's return.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use annotate::store::{Location, testing};
 use annotate::{Candidate, Item, QueueOrder, Store, Verdict};
 use datasets::tasks::Rng;
 use datasets::{Decision, Message};
@@ -44,7 +51,7 @@ const CHILD_ARG: &str = "--open-child";
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some(CHILD_ARG) {
-        open_child(Path::new(&args[1]));
+        open_child(&Location::parse(&args[1]));
         return;
     }
     let items = args
@@ -64,8 +71,32 @@ fn main() {
     println!("stores under {}", base.display());
 
     fsync_baseline(&base);
-    decide_latency(&base);
-    scale(&base, items);
+    let dir = temp_dir(&base, "annotate-decide-");
+    decide_latency(
+        &Location::File(dir.path().join(annotate::store::DB_FILE)),
+        "annotate",
+    );
+    let dir = temp_dir(&base, "annotate-scale-");
+    scale(
+        &Location::File(dir.path().join(annotate::store::DB_FILE)),
+        "annotate",
+        items,
+    );
+    if std::env::var_os(testing::URL_ENV).is_none() {
+        println!(
+            "PostgreSQL: skipped ({} is not set; `eval \"$(scripts/postgres.sh start)\"` starts a throwaway server)",
+            testing::URL_ENV
+        );
+        return;
+    }
+    let pg = testing::postgres("bench_decide").unwrap();
+    decide_latency(&Location::Postgres(pg.url.clone()), "annotate_pg");
+    drop(pg);
+    let pg = testing::postgres("bench_decide4").unwrap();
+    decide_concurrently(&Location::Postgres(pg.url.clone()), 4);
+    drop(pg);
+    let pg = testing::postgres("bench_scale").unwrap();
+    scale(&Location::Postgres(pg.url.clone()), "annotate_pg", items);
 }
 
 const WORDS: [&str; 16] = [
@@ -162,9 +193,8 @@ fn fsync_baseline(base: &Path) {
     );
 }
 
-fn decide_latency(base: &Path) {
-    let dir = temp_dir(base, "annotate-decide-");
-    let mut store = Store::open(dir.path().join(annotate::store::DB_FILE)).unwrap();
+fn decide_latency(at: &Location, name: &str) {
+    let mut store = Store::open_at(at, true).unwrap();
     let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
     let items: Vec<Item> = (0..LATENCY_ITEMS).map(|i| item(&mut rng, i)).collect();
     let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
@@ -179,18 +209,12 @@ fn decide_latency(base: &Path) {
     }
     times.sort_by(f64::total_cmp);
     println!(
-        "decide: {DECIDES} calls on {LATENCY_ITEMS} items, mean {:.3} ms",
+        "{name}: decide: {DECIDES} calls on {LATENCY_ITEMS} items, mean {:.3} ms",
         times.iter().sum::<f64>() / times.len() as f64
     );
-    println!("FIGURE annotate_decide_p50 {:.3} ms", quantile(&times, 0.5));
-    println!(
-        "FIGURE annotate_decide_p99 {:.3} ms",
-        quantile(&times, 0.99)
-    );
-    println!(
-        "FIGURE annotate_decide_max {:.3} ms",
-        times[times.len() - 1]
-    );
+    println!("FIGURE {name}_decide_p50 {:.3} ms", quantile(&times, 0.5));
+    println!("FIGURE {name}_decide_p99 {:.3} ms", quantile(&times, 0.99));
+    println!("FIGURE {name}_decide_max {:.3} ms", times[times.len() - 1]);
 
     let mut times = Vec::with_capacity(UNDOS);
     for _ in 0..UNDOS {
@@ -200,16 +224,79 @@ fn decide_latency(base: &Path) {
         assert!(undone.is_some());
     }
     times.sort_by(f64::total_cmp);
-    println!("FIGURE annotate_undo_p50 {:.3} ms", quantile(&times, 0.5));
-    println!("FIGURE annotate_undo_p99 {:.3} ms", quantile(&times, 0.99));
+    println!("FIGURE {name}_undo_p50 {:.3} ms", quantile(&times, 0.5));
+    println!("FIGURE {name}_undo_p99 {:.3} ms", quantile(&times, 0.99));
     assert_eq!(store.integrity_check().unwrap(), "ok");
 }
 
-fn scale(base: &Path, n: usize) {
-    let dir = temp_dir(base, "annotate-scale-");
-    let db = dir.path().join(annotate::store::DB_FILE);
+/// `annotators` threads, each with its own connection, take the top of their queue, claim it and
+/// decide it, as the app does, until each made `DECIDES / annotators` decisions; the decide calls
+/// are timed.
+fn decide_concurrently(at: &Location, annotators: usize) {
+    let mut store = Store::open_at(at, true).unwrap();
+    let mut rng = Rng::new(0x2545_F491_4F6C_DD1D);
+    store
+        .add_items((0..LATENCY_ITEMS).map(|i| item(&mut rng, i)))
+        .unwrap();
+    drop(store);
+    let per = DECIDES / annotators;
+    let start = std::sync::Arc::new(std::sync::Barrier::new(annotators));
+    let threads: Vec<_> = (0..annotators)
+        .map(|a| {
+            let at = at.clone();
+            let start = start.clone();
+            std::thread::spawn(move || {
+                let who = format!("bench-{a}");
+                let mut store = Store::open_at(&at, false).unwrap();
+                let mut times = Vec::with_capacity(per);
+                start.wait();
+                while times.len() < per {
+                    let q = store.queue(&who, QueueOrder::Disagreement, 1, 1).unwrap();
+                    let it = q.first().expect("items left");
+                    if !store.claim(&it.id, &who, 1).unwrap() {
+                        continue;
+                    }
+                    let t = Instant::now();
+                    store.decide(&it.id, &who, &verdict(times.len())).unwrap();
+                    times.push(ms(t.elapsed()));
+                }
+                times
+            })
+        })
+        .collect();
+    let mut times: Vec<f64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    times.sort_by(f64::total_cmp);
+    let store = Store::open_at(at, false).unwrap();
+    assert_eq!(
+        store.decisions().unwrap().len(),
+        per * annotators,
+        "each item once"
+    );
+    println!(
+        "annotate_pg: {annotators} annotators at once, {} decisions, mean {:.3} ms",
+        times.len(),
+        times.iter().sum::<f64>() / times.len() as f64
+    );
+    println!(
+        "FIGURE annotate_pg_decide{annotators}_p50 {:.3} ms",
+        quantile(&times, 0.5)
+    );
+    println!(
+        "FIGURE annotate_pg_decide{annotators}_p99 {:.3} ms",
+        quantile(&times, 0.99)
+    );
+    println!(
+        "FIGURE annotate_pg_decide{annotators}_max {:.3} ms",
+        times[times.len() - 1]
+    );
+}
+
+fn scale(db: &Location, name: &str, n: usize) {
     {
-        let mut store = Store::open(&db).unwrap();
+        let mut store = Store::open_at(db, true).unwrap();
         let mut rng = Rng::new(0xD1B5_4A32_D192_ED03);
         let t = Instant::now();
         let mut start = 0;
@@ -220,9 +307,9 @@ fn scale(base: &Path, n: usize) {
             start = end;
         }
         let secs = t.elapsed().as_secs_f64();
-        println!("scale: {n} items imported in {secs:.1} s, {BATCH} per add_items");
+        println!("{name}: scale: {n} items imported in {secs:.1} s, {BATCH} per add_items");
         println!(
-            "FIGURE annotate_insert_1m_items_per_s {:.0} items/s",
+            "FIGURE {name}_insert_1m_items_per_s {:.0} items/s",
             n as f64 / secs
         );
         // `/` in the app: a first page of matches, for a rare text (one item's number), a
@@ -242,11 +329,11 @@ fn scale(base: &Path, n: usize) {
                 )
                 .unwrap();
             println!(
-                "scale: search {query:?} found {} (first page) in {:.1} ms",
+                "{name}: scale: search {query:?} found {} (first page) in {:.1} ms",
                 found.len(),
                 ms(t.elapsed())
             );
-            println!("FIGURE annotate_search_1m_{what} {:.1} ms", ms(t.elapsed()));
+            println!("FIGURE {name}_search_1m_{what} {:.1} ms", ms(t.elapsed()));
         }
         // A session being resumed: the top of the queue has been worked through.
         let queue = store
@@ -256,20 +343,30 @@ fn scale(base: &Path, n: usize) {
             store.decide(&it.id, ANNOTATOR, &verdict(i)).unwrap();
         }
     }
-    let bytes: u64 = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().metadata().unwrap().len())
-        .sum();
-    println!(
-        "scale: database {:.0} MiB with {} decisions",
-        bytes as f64 / (1024.0 * 1024.0),
-        SCALE_DECISIONS.min(n)
-    );
+    if let Location::File(db) = db {
+        let bytes: u64 = std::fs::read_dir(db.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        println!(
+            "{name}: scale: database {:.0} MiB with {} decisions",
+            bytes as f64 / (1024.0 * 1024.0),
+            SCALE_DECISIONS.min(n)
+        );
+    }
+    let spec = match db {
+        Location::File(p) => p.display().to_string(),
+        Location::Postgres(url) => url.clone(),
+    };
 
     let exe = std::env::current_exe().unwrap();
     let mut runs: Vec<Vec<f64>> = (0..OPEN_RUNS)
         .map(|_| {
-            let out = Command::new(&exe).arg(CHILD_ARG).arg(&db).output().unwrap();
+            let out = Command::new(&exe)
+                .arg(CHILD_ARG)
+                .arg(&spec)
+                .output()
+                .unwrap();
             assert!(
                 out.status.success(),
                 "the first-frame child failed:\n{}",
@@ -286,7 +383,7 @@ fn scale(base: &Path, n: usize) {
         })
         .collect();
     println!(
-        "scale: first frame on {n} items, {OPEN_RUNS} runs: {}",
+        "{name}: scale: first frame on {n} items, {OPEN_RUNS} runs: {}",
         runs.iter()
             .map(|r| format!(
                 "{:.1} ms (open {:.1}, app {:.1}, draw {:.1}) / {:.1} MiB",
@@ -297,17 +394,17 @@ fn scale(base: &Path, n: usize) {
     );
     let rss = runs.iter().map(|r| r[1]).fold(0.0, f64::max);
     runs.sort_by(|a, b| a[0].total_cmp(&b[0]));
-    println!("FIGURE annotate_open_1m {:.1} ms", runs[runs.len() / 2][0]);
-    println!("FIGURE annotate_open_1m_rss {rss:.1} MiB");
+    println!("FIGURE {name}_open_1m {:.1} ms", runs[runs.len() / 2][0]);
+    println!("FIGURE {name}_open_1m_rss {rss:.1} MiB");
 }
 
 /// The child: the app's first frame, timed step by step, with this process's peak RSS:
 /// `OPEN <total ms> <peak RSS MiB> <open ms> <app ms> <draw ms>`. The app is the real one
 /// (`App::new` loads the first page of the queue and the counts); the frame is drawn into a
 /// 120 × 40 `TestBackend`, which is what a terminal gets minus the bytes on the wire.
-fn open_child(db: &Path) {
+fn open_child(db: &Location) {
     let t = Instant::now();
-    let store = Store::open_existing(db).unwrap();
+    let store = Store::open_at(db, false).unwrap();
     let opened = t.elapsed();
     let options = annotate::app::Options {
         annotator: ANNOTATOR.into(),

@@ -1,9 +1,11 @@
 //! The terminal app: `App` owns the store, the list being reviewed and a [`Mode`], routes keys by
 //! mode, and draws itself.
 //!
-//! The promise the app keeps: a decision key writes the decision through [`Store::decide`]
+//! The promise the app keeps: a decision key writes the decision through [`Store::decide_keyed`]
 //! (committed and fsynced) *before* the screen moves to the next item; when the write fails, the
-//! item stays on screen with the error, and nothing is marked saved.
+//! item stays on screen marked NOT SAVED, and nothing is marked saved. A decision that failed for
+//! the database's sake (a lost connection, a lock) is kept as pending and tried again every few
+//! seconds under the same idempotency key, so however often it is sent it is recorded once.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -151,7 +153,24 @@ pub struct App {
     /// Tests fix the clock: each decision is this long after the one before.
     fixed_step: Option<Duration>,
     quit: bool,
+    /// A decision the store could not take yet, tried again under its key.
+    pending: Option<Pending>,
 }
+
+/// A decision not saved yet: what it is, under which idempotency key, and since when.
+#[derive(Debug, Clone)]
+struct Pending {
+    item_id: String,
+    verdict: Verdict,
+    key: String,
+    what: String,
+    since: Instant,
+    last_try: Instant,
+    error: String,
+}
+
+/// How long a pending decision waits between tries.
+const RETRY_EVERY: Duration = Duration::from_secs(3);
 
 impl App {
     /// Opens the review on `store`.
@@ -177,6 +196,7 @@ impl App {
             started: Instant::now(),
             fixed_step: None,
             quit: false,
+            pending: None,
         };
         app.refresh()?;
         Ok(app)
@@ -208,6 +228,11 @@ impl App {
             terminal
                 .draw(|f| f.render_widget(&*self, f.area()))
                 .map_err(Error::Terminal)?;
+            // With a decision pending, wake up to try it again.
+            if self.pending.is_some() && !event::poll(RETRY_EVERY / 3).map_err(Error::Terminal)? {
+                self.tick()?;
+                continue;
+            }
             match event::read().map_err(Error::Terminal)? {
                 Event::Key(key) if key.kind != KeyEventKind::Release => self.handle_key(key)?,
                 // A resize redraws on the next turn of the loop.
@@ -565,8 +590,43 @@ impl App {
             return Ok(false);
         }
         let what = stored_summary(item, &verdict);
-        match self.store.decide(&id, &self.opts.annotator, &verdict) {
+        // The same decision again (the expert pressed the key again while it was pending) goes
+        // under the same key: recorded once even if an earlier try was committed unseen.
+        // (The time spent on the item grows between tries; it is not part of the decision.)
+        let same = |p: &Pending| {
+            p.item_id == id
+                && Verdict {
+                    duration_ms: 0,
+                    ..p.verdict.clone()
+                } == Verdict {
+                    duration_ms: 0,
+                    ..verdict.clone()
+                }
+        };
+        match self.pending.as_ref().filter(|p| same(p)) {
+            Some(p) => {
+                let p = p.clone();
+                self.save(p.item_id, p.verdict, p.key, p.what)
+            }
+            None => self.save(id, verdict, crate::store::new_key(), what),
+        }
+    }
+
+    /// Sends a decision; on success the screen moves on, on a database failure the decision
+    /// stays pending.
+    fn save(&mut self, id: String, verdict: Verdict, key: String, what: String) -> Result<bool> {
+        let now = crate::store::now_micros();
+        match self
+            .store
+            .decide_keyed(&key, &id, &self.opts.annotator, &verdict, now)
+        {
             Ok(event) => {
+                let retried = self.pending.take().is_some_and(|p| p.key == key);
+                let what = if retried {
+                    format!("{what}, after the store came back")
+                } else {
+                    what
+                };
                 let at = match self.fixed_step {
                     Some(step) => step * (self.session.len() as u32 + 1),
                     None => self.started.elapsed(),
@@ -588,11 +648,65 @@ impl App {
                 Ok(false)
             }
             Err(e) => {
-                // Locked, disk full, read-only: the decision is not acknowledged; the item stays.
-                self.status = Status::Warn(format!("NOT SAVED: {}", first_line(&e)));
+                // Lost connection, locked, disk full, read-only: the decision is not
+                // acknowledged; the item stays, and the decision is tried again under its key.
+                let error = first_line(&e);
+                let since = match &self.pending {
+                    Some(p) if p.key == key => p.since,
+                    _ => Instant::now(),
+                };
+                self.pending = Some(Pending {
+                    item_id: id,
+                    verdict,
+                    key,
+                    what,
+                    since,
+                    last_try: Instant::now(),
+                    error: error.clone(),
+                });
+                self.status = Status::Warn(self.offline_message());
                 Ok(false)
             }
         }
+    }
+
+    /// What the status line says while a decision is pending.
+    fn offline_message(&self) -> String {
+        match &self.pending {
+            Some(p) => format!(
+                "NOT SAVED ({}): working offline for {} s, trying again every {} s; the item stays until it is saved: {}",
+                p.what,
+                p.since.elapsed().as_secs(),
+                RETRY_EVERY.as_secs(),
+                p.error
+            ),
+            None => String::new(),
+        }
+    }
+
+    /// Tries a pending decision again when it is time, unless the expert is busy in an editor
+    /// or an overlay (their next decision key tries it as well).
+    pub fn tick(&mut self) -> Result<()> {
+        let Some(p) = &self.pending else {
+            return Ok(());
+        };
+        if p.last_try.elapsed() < RETRY_EVERY || !matches!(self.mode, Mode::Review) {
+            if p.last_try.elapsed() >= Duration::from_secs(1) {
+                self.status = Status::Warn(self.offline_message());
+            }
+            return Ok(());
+        }
+        let p = p.clone();
+        if self.save(p.item_id, p.verdict, p.key, p.what)? {
+            // Saved while the item may no longer be the one on screen: back to the queue's top.
+            self.load_current()?;
+        }
+        Ok(())
+    }
+
+    /// Whether a decision waits to be saved.
+    pub fn has_pending(&self) -> bool {
+        self.pending.is_some()
     }
 
     fn undo(&mut self) -> Result<()> {

@@ -28,6 +28,7 @@ use crate::error::{Error, Result};
 mod db;
 mod decisions;
 mod items;
+mod log;
 mod migrations;
 mod queue;
 #[doc(hidden)]
@@ -36,6 +37,7 @@ pub mod testing;
 pub use db::{PASSWORD_ENV, is_postgres_url, redact};
 pub use decisions::{Stored, Verdict, new_key};
 pub use items::{Candidate, Item};
+pub use log::{LogEvent, Moved};
 pub use queue::{
     CLAIM_LEASE, Filter, Progress, QUEUE_SEED, ShapeTally, arrange, is_live, item_score, numbers,
     shape_score,

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use annotate::app::{self, Options};
-use annotate::store::{DB_FILE, Store};
+use annotate::store::{DB_FILE, Location, Store, is_postgres_url};
 use anyhow::Result;
 use datasets::config::{AnnotateConfig, Config, Override};
 use datasets::export::is_run_dir;
@@ -16,8 +16,8 @@ use datasets::text::count;
 
 /// Where a review's database and items are, and how it is set up.
 pub struct Target {
-    /// The annotation database.
-    pub db: PathBuf,
+    /// The annotation store: the database file, or `annotate.store`'s PostgreSQL URL.
+    pub store: Location,
     /// The set whose rows are the items (none when the target is the database itself).
     pub items: Option<PathBuf>,
     /// `[annotate]` of the run's config, or the defaults.
@@ -29,10 +29,37 @@ pub struct Target {
     pub seed: Option<u64>,
 }
 
-/// Resolves a run directory, a config file, a set directory, a data file or a database file.
-/// With `need_items`, a run without a set to review is an error that says how to make one.
-/// `overrides` (`--set`) apply to the config of a config file or a run directory.
-pub fn resolve(target: &Path, need_items: bool, overrides: &[Override]) -> Result<Target> {
+/// Resolves a run directory, a config file, a set directory, a data file, a database file or a
+/// PostgreSQL URL. With `need_items`, a run without a set to review is an error that says how to
+/// make one. `overrides` (`--set`) apply to the config of a config file or a run directory.
+/// `store` (`--store`) wins over the config's `annotate.store` and the file beside the items.
+pub fn resolve(
+    target: &Path,
+    need_items: bool,
+    overrides: &[Override],
+    store: Option<&str>,
+) -> Result<Target> {
+    let mut t = resolve_target(target, need_items, overrides)?;
+    if let Some(url) = store {
+        datasets::config::check_store_url(url).map_err(|m| BadInput(format!("`--store` {m}")))?;
+        t.store = Location::Postgres(url.to_string());
+    } else if let Some(url) = &t.config.store {
+        t.store = Location::Postgres(url.clone());
+    }
+    Ok(t)
+}
+
+fn resolve_target(target: &Path, need_items: bool, overrides: &[Override]) -> Result<Target> {
+    if let Some(url) = target.to_str().filter(|t| is_postgres_url(t)) {
+        datasets::config::check_store_url(url).map_err(|m| BadInput(format!("The store {m}")))?;
+        return Ok(Target {
+            store: Location::Postgres(url.to_string()),
+            items: None,
+            config: AnnotateConfig::default(),
+            bases: vec![],
+            seed: None,
+        });
+    }
     let run_items = |run: &Path| -> Result<Option<PathBuf>> {
         match annotate::import::run_items(run) {
             Ok(p) => Ok(Some(p)),
@@ -56,7 +83,7 @@ pub fn resolve(target: &Path, need_items: bool, overrides: &[Override]) -> Resul
         let run = loaded.run_dir();
         let config_dir = loaded.path.parent().unwrap_or(Path::new(".")).to_path_buf();
         return Ok(Target {
-            db: run.join(DB_FILE),
+            store: Location::File(run.join(DB_FILE)),
             items: run_items(&run)?,
             seed: Some(loaded.config.run.seed),
             config: loaded.config.annotate,
@@ -69,7 +96,7 @@ pub fn resolve(target: &Path, need_items: bool, overrides: &[Override]) -> Resul
         let loaded = datasets::rundir::load_config(target, overrides)?;
         let config_dir = loaded.path.parent().unwrap_or(Path::new(".")).to_path_buf();
         return Ok(Target {
-            db: target.join(DB_FILE),
+            store: Location::File(target.join(DB_FILE)),
             items: run_items(target)?,
             seed: Some(loaded.config.run.seed),
             config: loaded.config.annotate,
@@ -87,7 +114,7 @@ pub fn resolve(target: &Path, need_items: bool, overrides: &[Override]) -> Resul
     }
     if target.is_file() && ext == "db" {
         return Ok(Target {
-            db: target.to_path_buf(),
+            store: Location::File(target.to_path_buf()),
             items: None,
             config: AnnotateConfig::default(),
             bases: vec![],
@@ -104,7 +131,7 @@ pub fn resolve(target: &Path, need_items: bool, overrides: &[Override]) -> Resul
         target.with_file_name(format!("{stem}.{DB_FILE}"))
     };
     Ok(Target {
-        db,
+        store: Location::File(db),
         items: Some(target.to_path_buf()),
         config: AnnotateConfig::default(),
         bases: vec![],
@@ -121,7 +148,7 @@ fn default_annotator() -> String {
 
 /// Opens the store and brings the target's items into it (once per version of the files).
 pub fn open_store(out: &Output, target: &Target) -> Result<Store> {
-    let mut store = Store::open(&target.db)?;
+    let mut store = Store::open_at(&target.store, true)?;
     if let Some(seed) = target.seed {
         annotate::import::set_queue_seed(&mut store, seed)?;
     }
@@ -143,20 +170,22 @@ pub fn open_store(out: &Output, target: &Target) -> Result<Store> {
 }
 
 pub fn run(out: &Output, args: AnnotateArgs) -> Result<()> {
-    if let Some(AnnotateCommand::Stats {
-        target,
-        overlap,
-        json,
-    }) = args.command
-    {
-        return stats(out, &target, overlap, json);
+    match args.command {
+        Some(AnnotateCommand::Stats {
+            target,
+            overlap,
+            json,
+            store,
+        }) => return stats(out, &target, overlap, json, store.as_deref()),
+        Some(AnnotateCommand::ImportStore { from, to }) => return import_store(out, &from, &to),
+        None => {}
     }
     let target_path = args
         .target
         .expect("clap requires a target without a subcommand");
     let review = args.review;
     let overrides = super::parse_overrides(&review.overrides)?;
-    let target = resolve(&target_path, true, &overrides)?;
+    let target = resolve(&target_path, true, &overrides, review.store.as_deref())?;
     let overlap = review.overlap.unwrap_or(target.config.overlap);
     if overlap == 0 {
         return Err(BadInput("`--overlap 0`: an item needs at least 1 annotator".into()).into());
@@ -216,7 +245,7 @@ pub fn run(out: &Output, args: AnnotateArgs) -> Result<()> {
         count(progress.mine, "decision"),
         thousands(progress.complete),
         count(progress.items, "item"),
-        target.db.display()
+        target.store
     ));
     if is_run_dir(&target_path) {
         out.hint(format!(
@@ -232,9 +261,15 @@ pub fn run(out: &Output, args: AnnotateArgs) -> Result<()> {
     Ok(())
 }
 
-fn stats(out: &Output, target: &Path, overlap: Option<u32>, json: bool) -> Result<()> {
-    let t = resolve(target, false, &[])?;
-    let store = Store::open_existing(&t.db)?;
+fn stats(
+    out: &Output,
+    target: &Path,
+    overlap: Option<u32>,
+    json: bool,
+    store: Option<&str>,
+) -> Result<()> {
+    let t = resolve(target, false, &[], store)?;
+    let store = Store::open_at(&t.store, false)?;
     let overlap = overlap.unwrap_or(t.config.overlap).max(1);
     let stats = annotate::stats::stats(&store, overlap)?;
     if json {
@@ -244,5 +279,50 @@ fn stats(out: &Output, target: &Path, overlap: Option<u32>, json: bool) -> Resul
         text.push('\n');
         out.data(&text)?;
     }
+    Ok(())
+}
+
+/// Where `import-store` reads or writes: a PostgreSQL URL, a database file, or the
+/// `annotations.db` of a run or set directory.
+fn store_at(spec: &str) -> Result<Location> {
+    if is_postgres_url(spec) {
+        datasets::config::check_store_url(spec).map_err(|m| BadInput(format!("`{spec}` {m}")))?;
+        return Ok(Location::Postgres(spec.to_string()));
+    }
+    let path = PathBuf::from(spec);
+    Ok(Location::File(if path.is_dir() {
+        path.join(DB_FILE)
+    } else {
+        path
+    }))
+}
+
+fn import_store(out: &Output, from: &str, to: &str) -> Result<()> {
+    let (from_at, to_at) = (store_at(from)?, store_at(to)?);
+    if from_at == to_at {
+        return Err(BadInput(format!(
+            "`import-store` reads and writes the same store `{from_at}`\n\nhint: name two stores: FROM (a database file, a run directory or a postgres:// URL) and TO"
+        ))
+        .into());
+    }
+    if let Location::File(p) = &from_at
+        && !p.is_file()
+    {
+        return Err(BadInput(format!(
+            "`{}` does not exist: there is no store to read\n\nhint: FROM is a database file (`annotations.db`), a run or set directory holding one, or a postgres:// URL",
+            p.display()
+        ))
+        .into());
+    }
+    let source = Store::open_at(&from_at, false)?;
+    let mut target = Store::open_at(&to_at, true)?;
+    let moved = target.import_store(&source)?;
+    out.say(format!(
+        "Imported `{from_at}` into `{to_at}`: {} ({} new), {} ({} new; the others it had already)",
+        count(moved.items, "item"),
+        thousands(moved.items_added),
+        count(moved.events, "event"),
+        thousands(moved.events_added)
+    ));
     Ok(())
 }

@@ -180,6 +180,7 @@ pub fn run(out: &Output, cmd: DatasetsCommand) -> Result<()> {
             annotations,
             kind,
             set,
+            store,
         } => {
             let kind = kind_of(kind);
             let options = set_options(
@@ -196,18 +197,23 @@ pub fn run(out: &Output, cmd: DatasetsCommand) -> Result<()> {
                     input.display()
                 ),
             )?;
-            let db = if annotations {
-                super::annotate::resolve(&input, false, &[])?.db
+            let is_run = datasets::export::is_run_dir(&input);
+            let db = if annotations || is_run || store.is_some() {
+                super::annotate::resolve(&input, false, &[], store.as_deref())?.store
             } else {
-                input.join(annotate::store::DB_FILE)
+                annotate::store::Location::File(input.join(annotate::store::DB_FILE))
             };
-            let from_run = datasets::export::is_run_dir(&input) && db.is_file();
+            let has_store = match &db {
+                annotate::store::Location::File(p) => p.is_file(),
+                annotate::store::Location::Postgres(_) => true,
+            };
+            let from_run = is_run && has_store;
             if annotations || (from_run && matches!(kind, Kind::Sft | Kind::Preference)) {
-                let store = annotate::Store::open_existing(&db)?;
+                let store = annotate::Store::open_at(&db, false)?;
                 let report = annotate::feedback::export(&store, kind, &set.out, options)?;
                 out.say(format!(
                     "Exported the experts' feedback in `{}` ({} in force) into `{}`: {}",
-                    db.display(),
+                    db,
                     count(report.decisions, "decision"),
                     set.out.display(),
                     describe(&report.set)

@@ -50,7 +50,7 @@ pub fn run(out: &Output, args: RunArgs) -> Result<()> {
     if loaded.config.annotate.simulated_expert {
         stages::review::simulated_review(out, &loaded, &run)?;
     }
-    let decisions = stages::review::expert_decisions(&run)?;
+    let decisions = stages::review::expert_decisions(&loaded, &run)?;
     if decisions == 0 {
         let rows = stages::eval::eval_stage(out, &loaded, &run)?;
         out.data(&distill::evaluate::markdown(&rows))?;
@@ -72,7 +72,7 @@ pub fn run(out: &Output, args: RunArgs) -> Result<()> {
     out.say(format!(
         "expert review: {} in force in `{}`",
         datasets::text::count(decisions, "decision"),
-        run.path().join(annotate::store::DB_FILE).display()
+        stages::review::run_store(&loaded.config.annotate, run.path())
     ));
     stages::finetune::finetune_stage(out, &loaded, &run, false)?;
     stages::curve::curve_stage(out, &loaded, &run)?;

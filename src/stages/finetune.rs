@@ -16,7 +16,7 @@ pub fn finetune_stage(
     resume: bool,
 ) -> Result<()> {
     let c = &loaded.config;
-    let (sft, preference) = super::review::export_feedback(out, run)?;
+    let (sft, preference) = super::review::export_feedback(out, loaded, run)?;
     let decisions = sft.len() + preference.len();
     if decisions < c.finetune.min_decisions {
         out.say(format!(

@@ -40,12 +40,11 @@ struct RowsWritten {
     rows: u64,
 }
 
-fn expert_use(run: &RunDir) -> Result<Option<ExpertUse>> {
-    let db = run.path().join(annotate::store::DB_FILE);
-    if !db.is_file() {
+fn expert_use(loaded: &datasets::config::LoadedConfig, run: &RunDir) -> Result<Option<ExpertUse>> {
+    let at = super::review::run_store(&loaded.config.annotate, run.path());
+    let Some(store) = super::review::existing_store(&at)? else {
         return Ok(None);
-    }
-    let store = annotate::Store::open_existing(&db)?;
+    };
     let mut e = ExpertUse::default();
     for d in store.decisions()? {
         let a = d.annotation;
@@ -223,7 +222,7 @@ pub fn write_report(
             }
         }
     }
-    let expert = expert_use(run)?;
+    let expert = expert_use(loaded, run)?;
     if let Some(e) = &expert {
         provenance.push((
             "expert decisions".into(),

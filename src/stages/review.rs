@@ -2,19 +2,40 @@
 //! decisions in force, and their export to `runs/<name>/feedback/` as training sets. People
 //! review with `workbench annotate` (see `src/commands/annotate.rs`).
 
+use std::path::Path;
+
+use annotate::store::{DB_FILE, Location, Store};
 use anyhow::Result;
-use datasets::config::LoadedConfig;
+use datasets::config::{AnnotateConfig, LoadedConfig};
 use datasets::rundir::{RunDir, layout};
 
 use crate::BadInput;
 use crate::output::Output;
+
+/// Where a run's expert decisions are: `annotate.store` (PostgreSQL), else `annotations.db` in
+/// the run directory.
+pub fn run_store(annotate: &AnnotateConfig, run: &Path) -> Location {
+    match &annotate.store {
+        Some(url) => Location::Postgres(url.clone()),
+        None => Location::File(run.join(DB_FILE)),
+    }
+}
+
+/// The store at `at` when there is one to read: a database file that exists, or a server
+/// (where an empty store is made).
+pub fn existing_store(at: &Location) -> Result<Option<Store>> {
+    match at {
+        Location::File(p) if !p.is_file() => Ok(None),
+        _ => Ok(Some(Store::open_at(at, false)?)),
+    }
+}
 
 /// The **simulated expert** (not a person) reviews the run's candidates, up to the budget; its
 /// decisions are stored under its own name and said to be simulated.
 pub fn simulated_review(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Result<()> {
     use annotate::simulated::{self, SIMULATED_EXPERT};
     let c = &loaded.config;
-    let mut store = annotate::Store::open(run.path().join(annotate::store::DB_FILE))?;
+    let mut store = Store::open_at(&run_store(&c.annotate, run.path()), true)?;
     annotate::import::set_queue_seed(&mut store, c.run.seed)?;
     let items = annotate::import::run_items(run.path())?;
     annotate::import::import(&mut store, &items, &mut |_| {})?;
@@ -54,13 +75,11 @@ pub fn simulated_review(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Re
     Ok(())
 }
 
-/// Expert decisions in force (skips aside) in the run's annotation database; 0 without one.
-pub fn expert_decisions(run: &RunDir) -> Result<u64> {
-    let db = run.path().join(annotate::store::DB_FILE);
-    if !db.is_file() {
+/// Expert decisions in force (skips aside) in the run's annotation store; 0 without one.
+pub fn expert_decisions(loaded: &LoadedConfig, run: &RunDir) -> Result<u64> {
+    let Some(store) = existing_store(&run_store(&loaded.config.annotate, run.path()))? else {
         return Ok(0);
-    }
-    let store = annotate::Store::open_existing(&db)?;
+    };
     Ok(store
         .decisions()?
         .iter()
@@ -68,31 +87,29 @@ pub fn expert_decisions(run: &RunDir) -> Result<u64> {
         .count() as u64)
 }
 
-/// The experts' decisions out of `runs/<name>/annotations.db` into `runs/<name>/feedback/`
-/// (`sft/` and `preference/`), read back as rows.
+/// The experts' decisions out of the run's store (`runs/<name>/annotations.db`, or
+/// `annotate.store`) into `runs/<name>/feedback/` (`sft/` and `preference/`), read back as rows.
 pub fn export_feedback(
     out: &Output,
+    loaded: &LoadedConfig,
     run: &RunDir,
 ) -> Result<(Vec<datasets::SftRow>, Vec<datasets::PreferenceRow>)> {
-    let db = run.path().join(annotate::store::DB_FILE);
-    if !db.is_file() {
+    let db = run_store(&loaded.config.annotate, run.path());
+    let Some(store) = existing_store(&db)? else {
         return Err(BadInput(format!(
-            "There are no expert decisions for this run yet (no `{}`)\n\nhint: review with \
+            "There are no expert decisions for this run yet (no `{db}`)\n\nhint: review with \
              `workbench annotate {}`",
-            db.display(),
             run.path().display()
         ))
         .into());
-    }
-    let store = annotate::Store::open_existing(&db)?;
+    };
     let dir = run.path().join(layout::FEEDBACK);
     let options = |kind: &str| datasets::SetOptions {
         replace: true,
         card: datasets::card::CardInfo {
             title: format!("Expert feedback ({kind})"),
             description: format!(
-                "The experts' decisions in `{}` as {kind} rows, in TRL's columns.",
-                db.display()
+                "The experts' decisions in `{db}` as {kind} rows, in TRL's columns."
             ),
             ..Default::default()
         },

@@ -805,6 +805,69 @@ fn cases() -> Vec<Case> {
             needles: &["annotations.db", "held by another process", "retry"],
             absent: &[],
         },
+        Case {
+            name: "a store URL with a password in it",
+            setup: |sb| {
+                sb.write("items.jsonl", JSONL);
+                args(&[
+                    "annotate",
+                    "stats",
+                    "items.jsonl",
+                    "--store",
+                    "postgres://ana:hunter2@127.0.0.1:1/wb",
+                ])
+            },
+            code: 2,
+            needles: &["--store", "password", "PGPASSWORD"],
+            absent: &[],
+        },
+        Case {
+            name: "annotate.store that is not a PostgreSQL URL",
+            setup: |sb| {
+                let c = tiny_config(sb, "st", "[annotate]\nstore = \"team.db\"\n");
+                args(&["run", p(&c)])
+            },
+            code: 2,
+            needles: &[
+                "annotate.store",
+                "team.db",
+                "postgres://USER@HOST:PORT/DATABASE",
+            ],
+            absent: &["runs/st"],
+        },
+        Case {
+            name: "a PostgreSQL store nobody answers at",
+            setup: |sb| {
+                sb.write("items.jsonl", JSONL);
+                args(&[
+                    "annotate",
+                    "stats",
+                    "items.jsonl",
+                    "--store",
+                    "postgres://ana@127.0.0.1:1/wb",
+                ])
+            },
+            code: 1,
+            needles: &["127.0.0.1:1", "cannot be reached", "hint:"],
+            absent: &[],
+        },
+        Case {
+            name: "import-store from a store that does not exist",
+            setup: |_| args(&["annotate", "import-store", "nothing.db", "copy.db"]),
+            code: 2,
+            needles: &["nothing.db", "does not exist", "FROM"],
+            absent: &["copy.db"],
+        },
+        Case {
+            name: "import-store into the store it reads",
+            setup: |sb| {
+                sb.write("a.db", b"");
+                args(&["annotate", "import-store", "a.db", "a.db"])
+            },
+            code: 2,
+            needles: &["same store", "a.db"],
+            absent: &[],
+        },
         // ---- the machine ----
         Case {
             name: "the disk fills up",

@@ -434,3 +434,98 @@ fn the_loop_runs_on_files_with_a_ranked_queue_and_a_learning_curve() {
         again.stderr
     );
 }
+
+/// The loop with its decisions in a PostgreSQL store (`annotate.store`): the simulated expert's
+/// decisions go to the server, not to `annotations.db`; the fine-tune, the report, `annotate
+/// stats` and `datasets export` read them there; `annotate import-store` moves them into a
+/// SQLite file and adds nothing the second time.
+#[test]
+fn a_run_keeps_its_decisions_in_a_postgres_store() {
+    let Some(pg) = ::annotate::store::testing::postgres("run_store") else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let cfg = tiny_config(
+        &sb,
+        "team",
+        &format!(
+            "[annotate]\nsimulated_expert = true\nbudget = 6\nstore = \"{}\"\n\n[finetune.train]\nsteps = 2\nbatch_size = 8\n",
+            pg.url
+        ),
+    );
+    let cfg = cfg.to_str().unwrap();
+    let text = std::fs::read_to_string(cfg).unwrap();
+    std::fs::write(
+        cfg,
+        text.replace("eval_size = 12\n", "eval_size = 12\nreview_size = 8\n"),
+    )
+    .unwrap();
+    let r = sb.run(&["run", cfg]).ok();
+    assert!(
+        r.stderr.contains("6 of the budget of 6 spent"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("6 decisions in force in `postgres://"),
+        "{}",
+        r.stderr
+    );
+    let run = sb.join("runs/team");
+    assert!(
+        !run.join("annotations.db").exists(),
+        "the decisions are on the server"
+    );
+    let md = std::fs::read_to_string(run.join("report/report.md")).unwrap();
+    assert!(md.contains("6 (simulated expert)"), "{md}");
+    let store = ::annotate::Store::connect(&pg.url).unwrap();
+    assert_eq!(store.decisions().unwrap().len(), 6);
+    drop(store);
+    let s = sb
+        .run(&["annotate", "stats", "runs/team", "--json"])
+        .ok()
+        .json();
+    assert_eq!(s["annotators"][0]["decided"].as_u64(), Some(6), "{s}");
+    let s = sb
+        .run(&["annotate", "stats", &pg.url, "--json"])
+        .ok()
+        .json();
+    assert_eq!(s["annotators"][0]["decided"].as_u64(), Some(6), "{s}");
+    let out = sb
+        .run(&[
+            "datasets",
+            "export",
+            "runs/team",
+            "--kind",
+            "sft",
+            "--out",
+            "sft",
+            "--json",
+        ])
+        .ok();
+    assert!(out.stderr.contains("postgres://"), "{}", out.stderr);
+    assert_eq!(out.json()["rows"], 6);
+    // Moved into a SQLite file, and again: every event once.
+    let first = sb
+        .run(&["annotate", "import-store", &pg.url, "copy.db"])
+        .ok();
+    assert!(first.stderr.contains("6 events (6 new"), "{}", first.stderr);
+    let again = sb
+        .run(&["annotate", "import-store", &pg.url, "copy.db"])
+        .ok();
+    assert!(again.stderr.contains("6 events (0 new"), "{}", again.stderr);
+    let copy = ::annotate::Store::open_existing(sb.join("copy.db")).unwrap();
+    assert_eq!(copy.decisions().unwrap().len(), 6);
+    // A password in the URL is refused, and not echoed.
+    let bad = sb
+        .run(&[
+            "annotate",
+            "stats",
+            "runs/team",
+            "--store",
+            "postgres://ana:hunter2@127.0.0.1:1/db",
+        ])
+        .bad_input();
+    assert!(bad.stderr.contains("PGPASSWORD"), "{}", bad.stderr);
+    assert!(!bad.stderr.contains("hunter2"), "{}", bad.stderr);
+}

@@ -355,11 +355,29 @@ fn a_decision_the_store_refuses_is_not_acknowledged() {
     let text = screen(&f.app);
     assert!(text.contains("NOT SAVED"), "{text}");
     assert!(!text.contains("✓ saved"), "{text}");
-    other.execute_batch("ROLLBACK").unwrap();
+    assert!(f.app.has_pending());
+    // Pressed again while still refused: the same decision under the same key.
+    let key = f.app.pending.as_ref().unwrap().key.clone();
     press(&mut f.app, "x");
+    assert_eq!(f.app.pending.as_ref().unwrap().key, key);
+    assert_eq!(f.app.item().unwrap().id, first);
+    // The app says it works offline, and tries again on its own once the wait is over.
+    f.app.tick().unwrap();
+    assert!(screen(&f.app).contains("working offline"));
+    other.execute_batch("ROLLBACK").unwrap();
+    f.app.pending.as_mut().unwrap().last_try -= RETRY_EVERY;
+    f.app.tick().unwrap();
+    assert!(!f.app.has_pending());
     assert_ne!(f.app.item().unwrap().id, first);
-    assert!(screen(&f.app).contains("✓ saved"));
+    let text = screen(&f.app);
+    assert!(
+        text.contains("✓ saved") && text.contains("after the store came back"),
+        "{text}"
+    );
     assert_eq!(f.app.store().decisions().unwrap().len(), 1);
+    let log = f.app.store().events().unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].key, key);
 }
 
 /// Any terminal size draws without a panic, down to a single cell (a resize redraws at the new

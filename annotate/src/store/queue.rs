@@ -20,11 +20,15 @@ pub const QUEUE_SEED: &str = "queue_seed";
 
 /// The ORDER BY of a queue `order`; `random` and `ranked` are ordered after the query (see
 /// [`arrange`]).
-pub(super) fn order_sql(order: QueueOrder) -> &'static str {
-    match order {
-        QueueOrder::Disagreement => "i.disagreement DESC, i.seq",
-        QueueOrder::Entropy => "i.entropy DESC, i.seq",
-        QueueOrder::File | QueueOrder::Random | QueueOrder::Ranked => "i.seq",
+/// PostgreSQL sorts NULL first in a descending order, SQLite last: `NULLS LAST` there gives
+/// SQLite's order, through the index made for it.
+pub(super) fn order_sql(order: QueueOrder, postgres: bool) -> &'static str {
+    match (order, postgres) {
+        (QueueOrder::Disagreement, false) => "i.disagreement DESC, i.seq",
+        (QueueOrder::Disagreement, true) => "i.disagreement DESC NULLS LAST, i.seq",
+        (QueueOrder::Entropy, false) => "i.entropy DESC, i.seq",
+        (QueueOrder::Entropy, true) => "i.entropy DESC NULLS LAST, i.seq",
+        (QueueOrder::File | QueueOrder::Random | QueueOrder::Ranked, _) => "i.seq",
     }
 }
 
@@ -294,7 +298,7 @@ impl Store {
                  + (SELECT count(*) FROM claims c
                     WHERE c.item_id = i.id AND c.annotator != ?1 AND c.expires_at > ?4) < ?2
              ORDER BY {} LIMIT ?3",
-            order_sql(order)
+            order_sql(order, self.is_postgres())
         );
         let now = now_micros();
         let mut items = if matches!(order, QueueOrder::Random | QueueOrder::Ranked) {

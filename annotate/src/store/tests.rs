@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use super::migrations::MIGRATIONS;
 use super::*;
 use datasets::config::QueueOrder;
-use datasets::{Decision, Message};
+use datasets::{Annotation, Decision, Message};
 
 fn item(prompt: &str, output: Option<&str>, disagreement: Option<f64>) -> Item {
     let mut item = Item::new(prompt.into(), vec![Message::new("user", prompt)]);
@@ -94,6 +94,7 @@ on_both!(
     two_annotators_racing_through_one_queue_never_take_the_same_item_at_overlap_1,
     search_finds_what_a_scan_finds,
     a_decision_sent_twice_under_one_key_is_recorded_once,
+    items_without_a_score_come_last_in_a_scored_order,
     the_store_equals_an_in_memory_model,
 );
 
@@ -968,4 +969,117 @@ fn a_connection_killed_mid_decision_loses_nothing_and_duplicates_nothing() {
         .get(0);
     assert_eq!(events, 90, "{kills} kills: every decision once");
     assert_eq!(store.replay().unwrap().len(), 90);
+}
+
+/// SQLite to PostgreSQL and back: every event once, the same decisions in force, and a move run
+/// again adds nothing.
+#[test]
+fn a_store_moves_to_postgres_and_back_without_losing_or_duplicating_an_event() {
+    let sqlite = Fresh::new(Backend::Sqlite, "from").unwrap();
+    let Some(pg) = Fresh::new(Backend::Postgres, "moved") else {
+        return;
+    };
+    let (mut from, ids) = store_with(&sqlite, 8);
+    crate::import::set_queue_seed(&mut from, 7).unwrap();
+    let edit = Verdict {
+        corrected: Some("fixed, as typed  ".into()),
+        rating: Some(2),
+        labels: vec!["l1".into()],
+        comment: Some("why".into()),
+        duration_ms: 1234,
+        ..Verdict::of(Decision::Edit)
+    };
+    from.decide(&ids[0], "ana", &edit).unwrap();
+    from.decide(&ids[1], "ana", &Verdict::of(Decision::Reject))
+        .unwrap();
+    from.decide(&ids[1], "ben", &Verdict::of(Decision::Accept))
+        .unwrap();
+    from.decide(&ids[2], "ana", &Verdict::of(Decision::Skip))
+        .unwrap();
+    from.undo("ana").unwrap();
+    from.decide(&ids[3], "ben", &Verdict::of(Decision::Accept))
+        .unwrap();
+    // An event written before keys existed (a store made by an older workbench).
+    if let Conn::Sqlite(c) = &from.conn {
+        c.execute(
+            "INSERT INTO events (kind, item_id, annotator, decision, labels, created_at)
+             VALUES ('decide', ?1, 'cat', 'accept', '[]', 5)",
+            [&ids[4]],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO decisions (item_id, annotator, event, decision)
+             VALUES (?1, 'cat', last_insert_rowid(), 'accept')",
+            [&ids[4]],
+        )
+        .unwrap();
+    }
+    let strip =
+        |s: Vec<Stored>| -> Vec<Annotation> { s.into_iter().map(|s| s.annotation).collect() };
+    let keys =
+        |s: &Store| -> Vec<String> { s.events().unwrap().into_iter().map(|e| e.key).collect() };
+
+    let mut to = pg.open();
+    let moved = to.import_store(&from).unwrap();
+    assert_eq!(
+        (
+            moved.items,
+            moved.items_added,
+            moved.events,
+            moved.events_added
+        ),
+        (8, 8, 7, 7)
+    );
+    assert_eq!(
+        strip(to.decisions().unwrap()),
+        strip(from.decisions().unwrap())
+    );
+    assert_eq!(strip(to.replay().unwrap()), strip(to.decisions().unwrap()));
+    assert_eq!(keys(&to), keys(&from));
+    assert_eq!(to.queue_seed().unwrap(), 7);
+    // Again: nothing new.
+    let again = to.import_store(&from).unwrap();
+    assert_eq!((again.items_added, again.events_added), (0, 0));
+    assert_eq!(to.events().unwrap().len(), 7);
+    // New decisions on PostgreSQL, then back into the SQLite file: only those are added.
+    to.decide(&ids[5], "dan", &Verdict::of(Decision::Accept))
+        .unwrap();
+    to.undo("ben").unwrap();
+    let back = from.import_store(&to).unwrap();
+    assert_eq!(
+        (back.items_added, back.events, back.events_added),
+        (0, 9, 2)
+    );
+    assert_eq!(
+        strip(from.decisions().unwrap()),
+        strip(to.decisions().unwrap())
+    );
+    assert_eq!(
+        strip(from.replay().unwrap()),
+        strip(from.decisions().unwrap())
+    );
+    assert_eq!(keys(&from), keys(&to));
+}
+
+fn items_without_a_score_come_last_in_a_scored_order(b: Backend) {
+    let Some(f) = Fresh::new(b, "nulls") else {
+        return;
+    };
+    let mut store = f.open();
+    let mut none = item("no score", Some("o"), None);
+    none.entropy = None;
+    let mut low = item("low", Some("o"), Some(0.1));
+    low.entropy = Some(0.1);
+    let mut high = item("high", Some("o"), Some(0.9));
+    high.entropy = Some(0.9);
+    store.add_items([none, low, high]).unwrap();
+    for order in [QueueOrder::Disagreement, QueueOrder::Entropy] {
+        let q: Vec<String> = store
+            .queue("ana", order, 1, 10)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.prompt)
+            .collect();
+        assert_eq!(q, ["high", "low", "no score"], "{order:?}");
+    }
 }

@@ -90,6 +90,11 @@ pub struct AnnotateConfig {
     /// the eval set. Six fine-tunes more than the run's one.
     #[serde(default)]
     pub curve: bool,
+    /// Where the experts' decisions live. Unset: `annotations.db` in the run directory (SQLite,
+    /// one machine). A PostgreSQL URL, `postgres://USER@HOST:PORT/DATABASE`, for a team of
+    /// experts on several machines; the password is read from `PGPASSWORD`, never from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
 }
 
 fn default_budget() -> u64 {
@@ -109,6 +114,7 @@ impl Default for AnnotateConfig {
             simulated_expert: false,
             budget: default_budget(),
             curve: false,
+            store: None,
         }
     }
 }
@@ -121,6 +127,33 @@ impl AnnotateConfig {
                 "is 0; expected at least 1 annotator per item".into(),
             ));
         }
+        if let Some(url) = &self.store {
+            check_store_url(url).map_err(|m| ("annotate.store".to_string(), m))?;
+        }
         Ok(())
     }
+}
+
+/// A store URL names a PostgreSQL server and holds no password (configs are copied into run
+/// directories and shown in logs).
+pub fn check_store_url(url: &str) -> Result<(), String> {
+    let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    else {
+        return Err(format!(
+            "is `{}`; expected a PostgreSQL URL, postgres://USER@HOST:PORT/DATABASE (leave it unset for `annotations.db` in the run directory)",
+            crate::text::inert_line(url)
+        ));
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    if let Some((auth, _)) = authority.rsplit_once('@')
+        && auth.contains(':')
+    {
+        return Err(
+            "holds a password; leave it out of the URL (configs are copied into run directories and logs) and set it in the environment variable PGPASSWORD"
+                .into(),
+        );
+    }
+    Ok(())
 }
