@@ -199,6 +199,12 @@ pub fn synthetic_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Res
     if !summary.hosts.is_empty() {
         out.say(format!("  prompts sent to: {}", summary.hosts.join(", ")));
     }
+    // Per server of a fleet: what it answered, how fast, and whether it was taken out.
+    if summary.servers.len() > 1 {
+        for s in &summary.servers {
+            out.say(fleet_line(s, summary.seconds));
+        }
+    }
     if summary.retries > 0 {
         out.say(format!(
             "  {} failed attempts were retried",
@@ -209,4 +215,33 @@ pub fn synthetic_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Res
         out.say("  token ids are approximate: the server returned token strings, mapped through `teacher.tokenizer`");
     }
     Ok(())
+}
+
+/// One server's line in the stage's summary.
+pub fn fleet_line(s: &distill::teacher::fleet::ServerStats, seconds: f64) -> String {
+    let mut line = format!(
+        "  {}: {} answered, {} failed of {} requests; {} tokens, {:.1} tokens/s over the stage",
+        s.host,
+        thousands(s.answered),
+        thousands(s.failed),
+        thousands(s.requests),
+        thousands(s.tokens),
+        if seconds > 0.0 {
+            s.tokens as f64 / seconds
+        } else {
+            0.0
+        }
+    );
+    if s.taken_out > 0 {
+        line.push_str(&format!(
+            "; taken out {}× after {} failures in a row, brought back {}× by a health check",
+            s.taken_out,
+            distill::teacher::fleet::TAKE_OUT_AFTER,
+            s.brought_back
+        ));
+    }
+    if s.out_at_end {
+        line.push_str("; out of the fleet at the end");
+    }
+    line
 }

@@ -648,7 +648,7 @@ fn prompts_come_from_any_file_with_a_column_mapping() {
 }
 
 #[test]
-fn a_fleet_of_servers_shares_the_work_round_robin() {
+fn a_fleet_of_servers_shares_the_work() {
     let sb = Sandbox::new();
     let a = FakeServer::start(State::default());
     let b = FakeServer::start(State::default());
@@ -665,6 +665,107 @@ fn a_fleet_of_servers_shares_the_work_round_robin() {
     for server in [&a, &b] {
         assert!(run.stderr.contains(&server.addr), "{}", run.stderr);
     }
+}
+
+/// Three servers, one down and one slow: every prompt is answered once; the one down is taken
+/// out after three failures in a row and brought back by a health check once it is up; the slow
+/// one gets less work than the fast one (least outstanding requests first); and the summary's
+/// per-server figures are what each server saw.
+#[test]
+fn a_fleet_routes_around_a_failing_server_and_brings_it_back() {
+    let sb = Sandbox::new();
+    let fast = FakeServer::start(State {
+        delay: std::time::Duration::from_millis(80),
+        ..Default::default()
+    });
+    let slow = FakeServer::start(State {
+        delay: std::time::Duration::from_millis(400),
+        ..Default::default()
+    });
+    let down = FakeServer::start(State {
+        down: true,
+        delay: std::time::Duration::from_millis(40),
+        ..Default::default()
+    });
+    let cfg = fake_config(&sb, "fleet3", &fast, "max_retries = 8\n");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(
+            &format!("base_url = \"{}\"", fast.base_url()),
+            &format!(
+                "base_url = [\"{}\", \"{}\", \"{}\"]",
+                down.base_url(),
+                slow.base_url(),
+                fast.base_url()
+            ),
+        )
+        .replace("concurrency = 2", "concurrency = 3")
+        .replace("limit = 20", "limit = 50");
+    std::fs::write(&cfg, text).unwrap();
+    // The server comes up once it has failed three times (and so been taken out).
+    let state = down.state.clone();
+    let watcher = std::thread::spawn(move || {
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(20) {
+            {
+                let mut s = state.lock().unwrap();
+                if s.errors_sent >= 3 {
+                    s.down = false;
+                    return true;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        false
+    });
+    let run = sb.run(&["generate", cfg.to_str().unwrap()]).ok();
+    assert!(watcher.join().unwrap(), "the failing server never failed");
+    let stage: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(sb.join("runs/fleet3/synthetic/STAGE.json")).unwrap(),
+    )
+    .unwrap();
+    let summary = &stage["summary"];
+    let asked = summary["asked"].as_u64().unwrap();
+    let answered: Vec<u64> = [&down, &slow, &fast]
+        .iter()
+        .map(|s| s.with(|s| s.answered as u64))
+        .collect();
+    assert_eq!(
+        answered.iter().sum::<u64>(),
+        asked,
+        "every prompt answered once"
+    );
+    let servers = summary["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 3);
+    for (i, server) in [&down, &slow, &fast].iter().enumerate() {
+        let (received, sent_errors, answered) =
+            server.with(|s| (s.received as u64, s.errors_sent as u64, s.answered as u64));
+        let s = &servers[i];
+        assert_eq!(s["host"], server.addr.as_str());
+        assert_eq!(s["requests"].as_u64(), Some(received), "{s}");
+        assert_eq!(s["answered"].as_u64(), Some(answered), "{s}");
+        assert_eq!(s["failed"].as_u64(), Some(sent_errors), "{s}");
+        assert!(
+            run.stderr
+                .contains(&format!("{}: {answered} answered", server.addr)),
+            "{}",
+            run.stderr
+        );
+    }
+    let d = &servers[0];
+    assert!(d["failed"].as_u64().unwrap() >= 3, "{d}");
+    assert_eq!(d["taken_out"], 1, "{d}");
+    assert_eq!(d["brought_back"], 1, "{d}");
+    assert!(
+        d["answered"].as_u64().unwrap() > 0,
+        "it worked again once back: {d}"
+    );
+    assert!(down.with(|s| s.health_checks) >= 1);
+    assert!(
+        answered[2] > answered[1],
+        "the fast server did more than the slow one: {answered:?}"
+    );
+    assert!(run.stderr.contains("taken out 1×"), "{}", run.stderr);
 }
 
 #[test]

@@ -37,6 +37,12 @@ pub struct State {
     pub delay: Duration,
     /// Answer without logprobs, as a server that does not support them.
     pub no_logprobs: bool,
+    /// Down: every request, health checks included, gets a 500.
+    pub down: bool,
+    /// `GET /v1/models` requests received (a fleet's health checks).
+    pub health_checks: usize,
+    /// Error replies sent to generation requests.
+    pub errors_sent: usize,
 }
 
 pub struct FakeServer {
@@ -105,6 +111,30 @@ fn handle(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         }
         let mut body = vec![0u8; length];
         reader.read_exact(&mut body)?;
+        if first.starts_with("GET ") && first.contains("/models") {
+            let down = {
+                let mut s = state.lock().unwrap();
+                s.health_checks += 1;
+                s.down
+            };
+            let (status, body) = if down {
+                (
+                    "500 Internal Server Error",
+                    r#"{"error": {"message": "down"}}"#,
+                )
+            } else {
+                (
+                    "200 OK",
+                    r#"{"object": "list", "data": [{"id": "fake", "object": "model"}]}"#,
+                )
+            };
+            write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )?;
+            continue;
+        }
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         let prompt = v["messages"]
             .as_array()
@@ -117,7 +147,14 @@ fn handle(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             let mut s = state.lock().unwrap();
             s.received += 1;
             *s.per_prompt.entry(prompt.clone()).or_default() += 1;
-            let fault = s.plan.pop_front().or(s.after).unwrap_or(Fault::Ok);
+            let fault = if s.down {
+                Fault::Internal
+            } else {
+                s.plan.pop_front().or(s.after).unwrap_or(Fault::Ok)
+            };
+            if fault != Fault::Ok {
+                s.errors_sent += 1;
+            }
             let key_ok = match &s.key {
                 None => true,
                 Some(k) => auth.as_deref() == Some(&format!("Bearer {k}")),

@@ -55,7 +55,7 @@ pub enum TeacherWeights {
 pub enum OneOrMany {
     /// One base URL.
     One(String),
-    /// A fleet, used round-robin.
+    /// A fleet: the least busy server first, a failing one taken out until a health check passes.
     Many(Vec<String>),
 }
 
@@ -92,8 +92,9 @@ pub struct TeacherConfig {
     /// the rounded weights).
     #[serde(default, skip_serializing_if = "is_f32")]
     pub weights: TeacherWeights,
-    /// `openai`: the server's base URL (`http://127.0.0.1:8000/v1`), or a list of them used
-    /// round-robin.
+    /// `openai`: the server's base URL (`http://127.0.0.1:8000/v1`), or a fleet of them: each
+    /// request goes to the server with the fewest outstanding, and one that fails 3 times in a
+    /// row is taken out until a health check (`GET models`) passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<OneOrMany>,
     /// `openai`: the model name the server knows.

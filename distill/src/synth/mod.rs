@@ -118,6 +118,9 @@ pub struct Summary {
     pub hosts: Vec<String>,
     /// Failed attempts that were retried.
     pub retries: u64,
+    /// What each server of the teacher's fleet did in this run (an `openai` teacher).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<crate::teacher::fleet::ServerStats>,
     /// `exact`, or `approximate` when token strings were mapped to ids through a tokenizer.
     pub token_ids: String,
     /// Whether rows carry the teacher–student disagreement score.
@@ -887,6 +890,7 @@ pub fn run(
         usage_this_run: paid,
         hosts,
         retries: stats.retries,
+        servers: stats.servers.clone(),
         token_ids: token_ids.into(),
         disagreement: with_disagreement,
         seconds: t0.elapsed().as_secs_f64(),

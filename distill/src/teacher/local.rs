@@ -210,6 +210,7 @@ impl Teacher for LocalTeacher {
             requests: self.requests,
             retries: 0,
             hosts: Vec::new(),
+            servers: Vec::new(),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! answer so that a rerun or a resume never asks twice.
 
 pub mod cache;
+pub mod fleet;
 pub mod grade;
 pub mod local;
 pub mod openai;
@@ -84,6 +85,8 @@ pub struct TeacherStats {
     pub retries: u64,
     /// Hosts that received prompts.
     pub hosts: Vec<String>,
+    /// What each server of an `openai` teacher's fleet did (none for a local teacher).
+    pub servers: Vec<fleet::ServerStats>,
 }
 
 /// Something that answers prompts.

@@ -2,7 +2,8 @@
 //!
 //! Chat or completions with `logprobs` / `top_logprobs`; bounded concurrency; retries with
 //! exponential backoff and jitter on connection errors, timeouts, 408, 409, 429 and 5xx
-//! (honouring `Retry-After`); several base URLs used round-robin. Token ids come from the server
+//! (honouring `Retry-After`); several base URLs as a fleet (see [`super::fleet`]: the least busy
+//! server first, a failing one taken out until a health check passes). Token ids come from the server
 //! when it returns them as `token_id:N` (vLLM's `return_tokens_as_token_ids`, which the
 //! workbench's own server honours too); otherwise token strings are mapped through a tokenizer
 //! and the answer is marked approximate.
@@ -18,7 +19,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use datasets::TopLogprob;
@@ -32,6 +33,7 @@ use tokio::sync::Semaphore;
 use crate::data::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
+use super::fleet::{Fleet, TAKE_OUT_AFTER};
 use super::{Request, Response, Teacher, TeacherStats, entropy_from_topk, now_micros};
 
 /// The API key, kept out of `Debug` and `Display`.
@@ -64,8 +66,7 @@ fn host_of(url: &reqwest::Url) -> String {
 
 struct Shared {
     client: reqwest::Client,
-    urls: Vec<(reqwest::Url, String)>,
-    next: AtomicUsize,
+    fleet: Arc<Fleet>,
     model: String,
     api: ApiKind,
     key: Option<Secret>,
@@ -185,8 +186,7 @@ impl OpenAiTeacher {
         Ok(OpenAiTeacher {
             shared: Arc::new(Shared {
                 client,
-                urls,
-                next: AtomicUsize::new(0),
+                fleet: Arc::new(Fleet::new(urls)),
                 model: model.clone(),
                 api: config.api,
                 key,
@@ -533,6 +533,7 @@ impl Teacher for OpenAiTeacher {
                 .lock()
                 .map(|h| h.clone())
                 .unwrap_or_default(),
+            servers: self.shared.fleet.stats(),
         }
     }
 }
@@ -541,6 +542,9 @@ impl Teacher for OpenAiTeacher {
 struct Failure {
     retry: bool,
     after: Option<Duration>,
+    /// The server is alive but asks for time (408, 409, 429): not a failure of the server's
+    /// making, so it does not count towards taking it out of the fleet.
+    busy: bool,
     message: String,
 }
 
@@ -550,6 +554,7 @@ impl Failure {
         Failure {
             retry: false,
             after: None,
+            busy: false,
             message: message.into(),
         }
     }
@@ -575,23 +580,33 @@ async fn call_with(
 ) -> std::result::Result<Response, Failure> {
     let mut attempt = 0u32;
     loop {
-        let (url, host) = &s.urls[s.next.fetch_add(1, Ordering::Relaxed) % s.urls.len()];
+        start_health_checks(s);
+        let lease = s.fleet.lease();
+        let (url, host) = (lease.server().url.clone(), lease.server().host.clone());
         {
             let mut hosts = s
                 .used_hosts
                 .lock()
                 .map_err(|_| Failure::fatal("lock poisoned"))?;
-            if !hosts.contains(host) {
+            if !hosts.contains(&host) {
                 hosts.push(host.clone());
             }
         }
         s.requests.fetch_add(1, Ordering::Relaxed);
-        let failure = match attempt_once(s, url, path, body, read).await {
+        let failure = match attempt_once(s, &url, path, body, read).await {
             Ok(mut response) => {
-                response.host = Some(host.clone());
+                lease.answered(response.completion_tokens);
+                response.host = Some(host);
                 return Ok(response);
             }
-            Err(f) => f,
+            Err(f) => {
+                if lease.failed(f.retry && !f.busy) {
+                    tracing::warn!(
+                        "teacher {host}: taken out of the fleet after {TAKE_OUT_AFTER} failures in a row; a health check (GET models) brings it back"
+                    );
+                }
+                f
+            }
         };
         if !failure.retry || attempt >= s.max_retries {
             let tries = attempt + 1;
@@ -622,6 +637,33 @@ async fn call_with(
         s.retries.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(wait).await;
         attempt += 1;
+    }
+}
+
+/// Runs the health checks that are due, in the background: `GET {base}models`, which every
+/// OpenAI-compatible server answers.
+fn start_health_checks(s: &Shared) {
+    for i in s.fleet.due_checks() {
+        let fleet = s.fleet.clone();
+        let client = s.client.clone();
+        let key = s.key.clone();
+        let Ok(url) = fleet.servers()[i].url.join("models") else {
+            fleet.checked(i, false);
+            continue;
+        };
+        tokio::spawn(async move {
+            let mut req = client.get(url).timeout(Duration::from_secs(5));
+            if let Some(key) = &key {
+                req = req.bearer_auth(&key.0);
+            }
+            let healthy = req.send().await.is_ok_and(|r| r.status().is_success());
+            if fleet.checked(i, healthy) {
+                tracing::info!(
+                    "teacher {}: back in the fleet (its health check passed)",
+                    fleet.servers()[i].host
+                );
+            }
+        });
     }
 }
 
@@ -730,6 +772,7 @@ async fn attempt_once(
     let url = base.join(path).map_err(|e| Failure {
         retry: false,
         after: None,
+        busy: false,
         message: format!("bad URL: {e}"),
     })?;
     let mut req = s.client.post(url).json(body);
@@ -739,6 +782,7 @@ async fn attempt_once(
     let transport = |e: reqwest::Error| Failure {
         retry: true,
         after: None,
+        busy: false,
         message: if e.is_timeout() {
             "no answer within `teacher.timeout_secs`".to_string()
         } else if e.is_connect() {
@@ -768,12 +812,14 @@ async fn attempt_once(
         return Err(Failure {
             retry,
             after,
+            busy: matches!(code, 408 | 409 | 429),
             message,
         });
     }
     let v: Value = serde_json::from_slice(&bytes).map_err(|e| Failure {
         retry: true,
         after: None,
+        busy: false,
         message: format!("the answer is not valid JSON ({e})"),
     })?;
     read(&v)
@@ -805,6 +851,7 @@ fn parse(s: &Shared, v: &Value) -> std::result::Result<Response, Failure> {
     parse_answer(s, v).map_err(|message| Failure {
         retry: true,
         after: None,
+        busy: false,
         message,
     })
 }
