@@ -1,8 +1,8 @@
 //! The annotation store's latencies: decision → durable, undo, and the first frame on a store of a
 //! million items.
 //!
-//! `cargo bench -p workbench-annotate --bench store [-- --items N]` (or `ANNOTATE_BENCH_ITEMS=N`;
-//! the default is 1,000,000). The stores live on the real disk, under `CARGO_TARGET_TMPDIR`
+//! `cargo bench -p workbench-annotate --bench store [-- --items N] [--postgres-only]` (or
+//! `ANNOTATE_BENCH_ITEMS=N`; the default is 1,000,000). The stores live on the real disk, under `CARGO_TARGET_TMPDIR`
 //! (`target/tmp`) when cargo sets it, else the system temp directory, since a store on tmpfs would
 //! time memory copies instead of fsyncs. Prints `FIGURE <name> <value> <unit>` lines:
 //!
@@ -71,17 +71,10 @@ fn main() {
     println!("stores under {}", base.display());
 
     fsync_baseline(&base);
-    let dir = temp_dir(&base, "annotate-decide-");
-    decide_latency(
-        &Location::File(dir.path().join(annotate::store::DB_FILE)),
-        "annotate",
-    );
-    let dir = temp_dir(&base, "annotate-scale-");
-    scale(
-        &Location::File(dir.path().join(annotate::store::DB_FILE)),
-        "annotate",
-        items,
-    );
+    let postgres_only = args.iter().any(|a| a == "--postgres-only");
+    if !postgres_only {
+        sqlite(&base, items);
+    }
     if std::env::var_os(testing::URL_ENV).is_none() {
         println!(
             "PostgreSQL: skipped ({} is not set; `eval \"$(scripts/postgres.sh start)\"` starts a throwaway server)",
@@ -97,6 +90,20 @@ fn main() {
     drop(pg);
     let pg = testing::postgres("bench_scale").unwrap();
     scale(&Location::Postgres(pg.url.clone()), "annotate_pg", items);
+}
+
+fn sqlite(base: &Path, items: usize) {
+    let dir = temp_dir(base, "annotate-decide-");
+    decide_latency(
+        &Location::File(dir.path().join(annotate::store::DB_FILE)),
+        "annotate",
+    );
+    let dir = temp_dir(base, "annotate-scale-");
+    scale(
+        &Location::File(dir.path().join(annotate::store::DB_FILE)),
+        "annotate",
+        items,
+    );
 }
 
 const WORDS: [&str; 16] = [

@@ -380,7 +380,8 @@ impl Pg {
     pub(crate) fn config(url: &str) -> Result<postgres::Config> {
         let mut config = postgres::Config::from_str(url).map_err(|e| {
             Error::invalid(format!(
-                "`{url}` is not a PostgreSQL URL ({e})\n\nhint: write it as postgres://USER@HOST:PORT/DATABASE"
+                "`{}` is not a PostgreSQL URL ({e})\n\nhint: write it as postgres://USER@HOST:PORT/DATABASE",
+                redact(url)
             ))
         })?;
         if config.get_password().is_some() {
@@ -613,12 +614,13 @@ pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let (auth, host) = match rest.split_once('@') {
-        Some((auth, host)) if !auth.contains('/') => (auth, host),
-        _ => return url.to_string(),
-    };
-    match auth.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    match authority.rsplit_once('@') {
+        Some((auth, host)) if auth.contains(':') => {
+            let user = auth.split_once(':').map_or(auth, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        _ => url.to_string(),
     }
 }

@@ -846,6 +846,16 @@ fn the_postgres_store_is_migrated_once_and_commits_synchronously() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(versions, [super::migrations::PG_MIGRATIONS.len() as i64]);
+    // Search goes through trigram indexes where the server has pg_trgm (the test server does).
+    let trigram: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema()
+             AND indexname LIKE '%_trgm'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(trigram, 3);
     let store = Store::connect(&db.url).unwrap();
     assert!(store.is_postgres());
     assert_eq!(store.integrity_check().unwrap(), "ok");
@@ -885,6 +895,10 @@ fn a_password_in_the_url_is_refused_and_never_shown() {
         "postgres://ana:***@db:5432/wb"
     );
     assert_eq!(redact("postgres://ana@db/wb"), "postgres://ana@db/wb");
+    assert_eq!(
+        redact("postgres://ana:p@ss@db/wb?x=a@b"),
+        "postgres://ana:***@db/wb?x=a@b"
+    );
     // Nobody listens on port 1: one clear error, no panic.
     let e = Store::connect("postgres://ana@127.0.0.1:1/wb").unwrap_err();
     assert!(e.to_string().contains("cannot be reached"), "{e}");
