@@ -234,7 +234,7 @@ impl App {
                 continue;
             }
             match event::read().map_err(Error::Terminal)? {
-                Event::Key(key) if key.kind != KeyEventKind::Release => self.handle_key(key)?,
+                Event::Key(key) if key.kind != KeyEventKind::Release => self.on_key(key)?,
                 // A resize redraws on the next turn of the loop.
                 _ => {}
             }
@@ -325,6 +325,23 @@ impl App {
     }
 
     /// Handles one key press: the component in focus first, then the review's own keys.
+    /// [`Self::handle_key`], staying open when the store fails (a server gone, a lock held): the
+    /// status line says so, what was saved is safe, and the key can be pressed again. Only a
+    /// failure of the terminal ends the app.
+    pub fn on_key(&mut self, key: KeyEvent) -> Result<()> {
+        match self.handle_key(key) {
+            Ok(()) => Ok(()),
+            Err(e @ Error::Terminal(_)) => Err(e),
+            Err(e) => {
+                self.status = Status::Warn(format!(
+                    "the store did not answer ({}); what was saved is safe: press the key again to retry",
+                    first_line(&e)
+                ));
+                Ok(())
+            }
+        }
+    }
+
     pub fn handle_key(&mut self, key: KeyEvent) -> Result<()> {
         if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
             self.quit = true;

@@ -683,3 +683,62 @@ fn text_of_disputed_width_is_drawn_escaped() {
     let d = decided(&f, 0);
     assert_eq!((d.decision, d.corrected), (Decision::Accept, None));
 }
+
+/// On a PostgreSQL store whose tables go away mid-review (as when the server is down for longer
+/// than the store's reconnects): reading keys leave the app open with a message, a decision stays
+/// pending and NOT SAVED, and once the tables are back the pending decision saves once.
+#[test]
+fn the_app_stays_open_while_the_store_is_away() {
+    let Some(db) = crate::store::testing::postgres("app_away") else {
+        return;
+    };
+    let mut store = Store::connect(&db.url).unwrap();
+    let items: Vec<Item> = (0..4)
+        .map(|i| item(&format!("prompt {i}"), Some("out"), None, i as f64))
+        .collect();
+    store.add_items(items).unwrap();
+    let opts = Options {
+        annotator: "ana".into(),
+        order: QueueOrder::Disagreement,
+        overlap: 1,
+        guidelines: None,
+        title: "team".into(),
+    };
+    let mut app = App::new(store, opts, Theme::plain()).unwrap();
+    let first = app.item().unwrap().id.clone();
+    let mut admin = db.client();
+    admin
+        .batch_execute("ALTER TABLE decisions RENAME TO decisions_away")
+        .unwrap();
+    // A decision now is pending, and the item stays.
+    app.on_key(key(KeyCode::Char('x'))).unwrap();
+    assert!(app.has_pending(), "{}", screen(&app));
+    assert_eq!(app.item().unwrap().id, first);
+    assert!(screen(&app).contains("NOT SAVED"));
+    // `f` lists what was decided: it cannot be read, and the app says so instead of quitting.
+    app.on_key(key(KeyCode::Char('f'))).unwrap();
+    assert!(
+        screen(&app).contains("the store did not answer"),
+        "{}",
+        screen(&app)
+    );
+    admin
+        .batch_execute("ALTER TABLE decisions_away RENAME TO decisions")
+        .unwrap();
+    app.pending.as_mut().unwrap().last_try -= RETRY_EVERY;
+    app.tick().unwrap();
+    assert!(!app.has_pending(), "{}", screen(&app));
+    let decided: Vec<String> = app
+        .store()
+        .decisions()
+        .unwrap()
+        .into_iter()
+        .map(|d| d.annotation.item_id)
+        .collect();
+    assert_eq!(decided, [first]);
+    let events: i64 = admin
+        .query_one("SELECT count(*) FROM events", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(events, 1);
+}

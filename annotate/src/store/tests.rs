@@ -940,6 +940,11 @@ fn a_connection_killed_mid_decision_loses_nothing_and_duplicates_nothing() {
     // Killed at any moment, the commit itself included, by a second connection while decisions
     // go on: each acknowledged decision is there once (a commit whose reply was lost is found
     // again by its key).
+    let more: Vec<Item> = (0..60)
+        .map(|i| item(&format!("later {i}"), Some("out"), None))
+        .collect();
+    let more_ids: Vec<String> = more.iter().map(|i| i.id.clone()).collect();
+    store.add_items(more).unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let kills = {
         let stop = stop.clone();
@@ -948,9 +953,10 @@ fn a_connection_killed_mid_decision_loses_nothing_and_duplicates_nothing() {
             let mut n = 0u32;
             let mut wait = 1u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                // 5 to 45 ms apart: time for a reconnect (and a decision or two) in between.
-                wait = (wait * 7 + 3) % 41;
-                std::thread::sleep(std::time::Duration::from_millis(5 + wait));
+                // 20 to 80 ms apart: time for a reconnect (and a decision or two) in between,
+                // even on a loaded machine.
+                wait = (wait * 7 + 3) % 61;
+                std::thread::sleep(std::time::Duration::from_millis(20 + wait));
                 let rows = killer
                     .query(
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
@@ -963,11 +969,6 @@ fn a_connection_killed_mid_decision_loses_nothing_and_duplicates_nothing() {
             n
         })
     };
-    let more: Vec<Item> = (0..60)
-        .map(|i| item(&format!("later {i}"), Some("out"), None))
-        .collect();
-    let more_ids: Vec<String> = more.iter().map(|i| i.id.clone()).collect();
-    store.add_items(more).unwrap();
     for id in &more_ids {
         store
             .decide(id, "ben", &Verdict::of(Decision::Reject))
