@@ -297,10 +297,14 @@ pub fn now_micros() -> i64 {
 /// Turns the database's error into one that says what to do: locked, not a database, a lost
 /// server, or a failure.
 fn classify(path: &Path, what: &str, e: DbError) -> Error {
+    // PostgreSQL's words are in the message already: its error is not chained a second time.
     let store = |message: String, e: DbError| Error::Store {
         path: path.to_path_buf(),
         message,
-        source: Some(Box::new(e)),
+        source: match e {
+            DbError::Postgres(_) => None,
+            e => Some(Box::new(e)),
+        },
     };
     match &e {
         DbError::Sqlite(rusqlite::Error::SqliteFailure(f, message)) => match f.code {

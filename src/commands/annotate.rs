@@ -51,7 +51,8 @@ pub fn resolve(
 
 fn resolve_target(target: &Path, need_items: bool, overrides: &[Override]) -> Result<Target> {
     if let Some(url) = target.to_str().filter(|t| is_postgres_url(t)) {
-        datasets::config::check_store_url(url).map_err(|m| BadInput(format!("The store {m}")))?;
+        datasets::config::check_store_url(url)
+            .map_err(|m| BadInput(format!("The store URL {m}")))?;
         return Ok(Target {
             store: Location::Postgres(url.to_string()),
             items: None,
@@ -317,8 +318,13 @@ fn import_store(out: &Output, from: &str, to: &str) -> Result<()> {
     let source = Store::open_at(&from_at, false)?;
     let mut target = Store::open_at(&to_at, true)?;
     let moved = target.import_store(&source)?;
+    let had = if moved.events_added < moved.events {
+        "; the others it had already"
+    } else {
+        ""
+    };
     out.say(format!(
-        "Imported `{from_at}` into `{to_at}`: {} ({} new), {} ({} new; the others it had already)",
+        "Imported `{from_at}` into `{to_at}`: {} ({} new), {} ({} new{had})",
         count(moved.items, "item"),
         thousands(moved.items_added),
         count(moved.events, "event"),
