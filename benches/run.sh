@@ -121,12 +121,14 @@ if [ "$only" = all ] || [ "$only" = annotate ]; then
 # < 300 ms): a throwaway server unless WORKBENCH_PG_URL names one.
 started_pg=""
 if [ -z "${WORKBENCH_PG_URL:-}" ]; then
-  eval "$(scripts/postgres.sh start)"
+  pg_env="$(scripts/postgres.sh start)"
+  eval "$pg_env"
   started_pg=1
+  trap 'scripts/postgres.sh stop' EXIT
 fi
 echo "+ cargo bench -p workbench-annotate --bench store" >&2
 cargo bench -p workbench-annotate --bench store 2>/dev/null | tee "$dir/annotate.txt" >&2
-if [ -n "$started_pg" ]; then scripts/postgres.sh stop; fi
+if [ -n "$started_pg" ]; then scripts/postgres.sh stop; trap - EXIT; fi
 fi
 
 if [ "$only" = all ] || [ "$only" = demo ]; then

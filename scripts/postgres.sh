@@ -36,9 +36,14 @@ start() {
     command -v apt-get >/dev/null 2>&1 \
       || die "PostgreSQL's server (initdb, pg_ctl) is not installed and apt-get is not here to install it; install Debian's postgresql package"
     local sudo=""
-    [ "$(id -u)" = 0 ] || sudo="sudo"
+    if [ "$(id -u)" != 0 ]; then
+      command -v sudo >/dev/null 2>&1 \
+        || die "PostgreSQL's server is not installed, and installing it needs root: run \`sudo apt-get install postgresql\` first"
+      sudo="sudo"
+    fi
     echo "installing Debian's postgresql package..." >&2
-    $sudo apt-get update -qq >&2 && $sudo apt-get install -y -qq postgresql >/dev/null
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
     bin="$(find_bin)" || die "the postgresql package installed no initdb"
   fi
   if [ "$(id -u)" = 0 ] && ! id workbench-pg >/dev/null 2>&1; then
@@ -59,8 +64,12 @@ start() {
   as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
     -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c max_connections=200 -c fsync=on -c synchronous_commit=on" \
     start >&2 || { cat "$dir/server.log" >&2; die "the server did not start (log above)"; }
-  PGPASSWORD="$password" "$bin/psql" -h 127.0.0.1 -p "$port" -U workbench -d postgres -qAt \
-    -c "CREATE DATABASE workbench" >&2 || die "cannot create the database"
+  if ! PGPASSWORD="$password" "$bin/psql" -h 127.0.0.1 -p "$port" -U workbench -d postgres -qAt \
+    -c "CREATE DATABASE workbench" >&2; then
+    as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >&2 || true
+    rm -rf "$dir"
+    die "cannot create the database (the server is stopped and removed)"
+  fi
   echo "export WORKBENCH_PG_DIR='$dir'"
   echo "export WORKBENCH_PG_URL='postgres://workbench@127.0.0.1:$port/workbench'"
   echo "export PGPASSWORD='$password'"

@@ -155,6 +155,10 @@ pub struct App {
     quit: bool,
     /// A decision the store could not take yet, tried again under its key.
     pending: Option<Pending>,
+    /// `q` was pressed with a decision pending: the next `q` quits without it.
+    quit_armed: bool,
+    /// The key of an undo that failed, sent again with the next `u`.
+    undo_key: Option<String>,
 }
 
 /// A decision not saved yet: what it is, under which idempotency key, and since when.
@@ -197,6 +201,8 @@ impl App {
             fixed_step: None,
             quit: false,
             pending: None,
+            quit_armed: false,
+            undo_key: None,
         };
         app.refresh()?;
         Ok(app)
@@ -230,7 +236,9 @@ impl App {
                 .map_err(Error::Terminal)?;
             // With a decision pending, wake up to try it again.
             if self.pending.is_some() && !event::poll(RETRY_EVERY / 3).map_err(Error::Terminal)? {
-                self.tick()?;
+                if let Err(e) = self.tick() {
+                    self.reload_failed(&e)?;
+                }
                 continue;
             }
             match event::read().map_err(Error::Terminal)? {
@@ -423,7 +431,7 @@ impl App {
 
     fn review_key(&mut self, key: KeyEvent) -> Result<()> {
         match key.code {
-            KeyCode::Char('q') => self.quit = true,
+            KeyCode::Char('q') => self.quit_key()?,
             KeyCode::Char('a') => {
                 self.commit(Decision::Accept, None)?;
             }
@@ -625,7 +633,14 @@ impl App {
                 let p = p.clone();
                 self.save(p.item_id, p.verdict, p.key, p.what)
             }
-            None => self.save(id, verdict, crate::store::new_key(), what),
+            None => {
+                // Another decision waits: it goes first, and the new one only once it is saved,
+                // so none is dropped and they reach the store in the order they were made.
+                if !self.flush_pending()? {
+                    return Ok(false);
+                }
+                self.save(id, verdict, crate::store::new_key(), what)
+            }
         }
     }
 
@@ -650,13 +665,14 @@ impl App {
                 };
                 self.session.push(at);
                 self.status = Status::Saved { event, what };
-                if self.view != View::Queue {
-                    // Browsing a list: stay on the item just re-decided when it still matches,
-                    // else on the one that took its place.
-                    self.refresh()?;
-                } else {
+                if self.view == View::Queue {
                     self.cursor = 0;
-                    self.refresh()?;
+                }
+                // Browsing a list: stay on the item just re-decided when it still matches, else
+                // on the one that took its place. The decision is saved whatever the reload
+                // does: a failed reload must not invite the same key again.
+                if let Err(e) = self.refresh() {
+                    self.reload_failed(&e)?;
                 }
                 Ok(true)
             }
@@ -714,10 +730,69 @@ impl App {
             return Ok(());
         }
         let p = p.clone();
-        if self.save(p.item_id, p.verdict, p.key, p.what)? {
-            // Saved while the item may no longer be the one on screen: back to the queue's top.
-            self.load_current()?;
+        if self.save(p.item_id, p.verdict, p.key, p.what)?
+            && let Err(e) = self.load_current()
+        {
+            self.reload_failed(&e)?;
         }
+        Ok(())
+    }
+
+    /// Tries the pending decision (if any) now. Returns whether nothing is pending any more;
+    /// when it still cannot be saved the status line says so, and the caller does not go on.
+    fn flush_pending(&mut self) -> Result<bool> {
+        let Some(p) = self.pending.clone() else {
+            return Ok(true);
+        };
+        if self.save(p.item_id, p.verdict, p.key, p.what)? {
+            return Ok(true);
+        }
+        let (what, since) = self.pending.as_ref().map_or((String::new(), 0), |p| {
+            (p.what.clone(), p.since.elapsed().as_secs())
+        });
+        self.status = Status::Warn(format!(
+            "nothing else is sent before the decision NOT SAVED yet ({what}); offline {since} s, trying again every {} s",
+            RETRY_EVERY.as_secs()
+        ));
+        Ok(false)
+    }
+
+    /// `q`: quits, unless a decision is still not saved; then once more quits without it.
+    fn quit_key(&mut self) -> Result<()> {
+        if self.quit_armed || self.flush_pending()? {
+            self.quit = true;
+            return Ok(());
+        }
+        self.quit_armed = true;
+        let what = self
+            .pending
+            .as_ref()
+            .map_or(String::new(), |p| p.what.clone());
+        self.status = Status::Warn(format!(
+            "q again quits WITHOUT the decision NOT SAVED yet ({what}); the app tries it every {} s",
+            RETRY_EVERY.as_secs()
+        ));
+        Ok(())
+    }
+
+    /// A reload after a saved write failed: the write stands; the status line keeps what was
+    /// saved and says the list is stale. Only a terminal failure ends the app.
+    fn reload_failed(&mut self, e: &Error) -> Result<()> {
+        if let Error::Terminal(_) = e {
+            return Err(Error::Terminal(std::io::Error::other(first_line(e))));
+        }
+        let note = format!("the list could not be reloaded ({})", first_line(e));
+        self.status = match std::mem::replace(&mut self.status, Status::None) {
+            Status::Saved { event, what } => Status::Saved {
+                event,
+                what: format!("{what}; {note}"),
+            },
+            Status::Info(m) => Status::Info(format!("{m}; {note}")),
+            other => {
+                drop(other);
+                Status::Warn(note)
+            }
+        };
         Ok(())
     }
 
@@ -727,34 +802,61 @@ impl App {
     }
 
     fn undo(&mut self) -> Result<()> {
-        match self.store.undo(&self.opts.annotator) {
+        // A pending decision is the last one made: it is saved (or found saved) first, so the
+        // undo takes back what the expert last decided.
+        if !self.flush_pending()? {
+            return Ok(());
+        }
+        // One key per undo asked for: pressed again after a failure whose commit landed, it
+        // takes back one decision, not two.
+        let key = self
+            .undo_key
+            .get_or_insert_with(crate::store::new_key)
+            .clone();
+        match self.store.undo_keyed(&key, &self.opts.annotator) {
             Ok(Some(id)) => {
+                self.undo_key = None;
+                self.session.pop();
                 self.view = View::Queue;
                 self.cursor = 0;
-                self.refresh()?;
-                match self.items.iter().position(|i| i.id == id) {
-                    Some(pos) => self.cursor = pos,
-                    None => {
-                        // Others completed it meanwhile: show it anyway, first.
-                        if let Some(item) = self.store.item(&id)? {
-                            self.items.insert(0, item);
-                            self.items.truncate(PAGE);
-                        }
-                    }
-                }
-                // The item is this annotator's to redo whatever others hold: claimed when
-                // there is room, shown either way.
-                let _ = self
-                    .store
-                    .claim(&id, &self.opts.annotator, self.opts.overlap);
-                self.show_current()?;
-                self.session.pop();
                 self.status = Status::Info("undone: your last decision is taken back".into());
+                if let Err(e) = self.undone(&id) {
+                    self.reload_failed(&e)?;
+                }
             }
-            Ok(None) => self.status = Status::Info("nothing to undo".into()),
-            Err(e) => self.status = Status::Warn(format!("undo NOT saved: {}", first_line(&e))),
+            Ok(None) => {
+                self.undo_key = None;
+                self.status = Status::Info("nothing to undo".into());
+            }
+            Err(e) => {
+                self.status = Status::Warn(format!(
+                    "undo NOT saved: {}; press u again to retry (it takes back one decision however often it is sent)",
+                    first_line(&e)
+                ))
+            }
         }
         Ok(())
+    }
+
+    /// Shows the item an undo gave back.
+    fn undone(&mut self, id: &str) -> Result<()> {
+        self.refresh()?;
+        match self.items.iter().position(|i| i.id == id) {
+            Some(pos) => self.cursor = pos,
+            None => {
+                // Others completed it meanwhile: show it anyway, first.
+                if let Some(item) = self.store.item(id)? {
+                    self.items.insert(0, item);
+                    self.items.truncate(PAGE);
+                }
+            }
+        }
+        // The item is this annotator's to redo whatever others hold: claimed when there is
+        // room, shown either way.
+        let _ = self
+            .store
+            .claim(id, &self.opts.annotator, self.opts.overlap);
+        self.show_current()
     }
 
     /// Decisions per hour of active time in this session, as `annotate stats` counts them: the

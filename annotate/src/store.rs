@@ -367,7 +367,7 @@ fn classify(path: &Path, what: &str, e: DbError) -> Error {
                 };
                 return store(message, e);
             }
-            if e.is_connection_lost() || pg.source().is_some() {
+            if e.is_connection_lost() {
                 let detail = pg
                     .source()
                     .map_or_else(|| pg.to_string(), ToString::to_string);

@@ -742,3 +742,49 @@ fn the_app_stays_open_while_the_store_is_away() {
         .get(0);
     assert_eq!(events, 1);
 }
+
+/// With a decision pending, nothing else overtakes or drops it: another decision waits for it,
+/// an undo saves it first and then takes it back, and `q` warns before quitting without it.
+#[test]
+fn a_pending_decision_is_never_dropped_or_overtaken() {
+    let mut f = demo();
+    f.app
+        .store
+        .set_busy_timeout(Duration::from_millis(50))
+        .unwrap();
+    let first = f.app.item().unwrap().id.clone();
+    let other = rusqlite::Connection::open(f.app.store().path()).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    press(&mut f.app, "x");
+    assert!(f.app.has_pending());
+    // `n` moves on; a second decision is not sent while the first waits.
+    press(&mut f.app, "n");
+    let second = f.app.item().unwrap().id.clone();
+    assert_ne!(second, first);
+    press(&mut f.app, "s");
+    assert!(
+        screen(&f.app).contains("nothing else is sent before"),
+        "{}",
+        screen(&f.app)
+    );
+    assert_eq!(f.app.pending.as_ref().unwrap().item_id, first);
+    // `q` warns, and does not quit yet.
+    press(&mut f.app, "q");
+    assert!(!f.app.quit);
+    assert!(
+        screen(&f.app).contains("q again quits WITHOUT"),
+        "{}",
+        screen(&f.app)
+    );
+    // The store is back: `u` saves the pending decision, then takes it back.
+    other.execute_batch("ROLLBACK").unwrap();
+    press(&mut f.app, "u");
+    assert!(!f.app.has_pending());
+    let log = f.app.store().events().unwrap();
+    assert_eq!(
+        log.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+        ["decide", "undo"]
+    );
+    assert_eq!(log[0].item_id, first);
+    assert!(f.app.store().decisions().unwrap().is_empty());
+}

@@ -398,7 +398,13 @@ impl Pg {
         {
             config.user(&user);
         }
-        config.connect_timeout(CONNECT_TIMEOUT);
+        // A network that drops packets silently is noticed in seconds, not in the kernel's
+        // quarter of an hour: the app then says it works offline.
+        config
+            .connect_timeout(CONNECT_TIMEOUT)
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
+            .tcp_user_timeout(Duration::from_secs(15));
         if config.get_application_name().is_none() {
             config.application_name("workbench annotate");
         }
@@ -611,16 +617,5 @@ fn with_reconnects<T>(
 
 /// `url` with any password in it replaced by `***`, for messages.
 pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    match authority.rsplit_once('@') {
-        Some((auth, host)) if auth.contains(':') => {
-            let user = auth.split_once(':').map_or(auth, |(u, _)| u);
-            format!("{scheme}://{user}:***@{host}{tail}")
-        }
-        _ => url.to_string(),
-    }
+    datasets::config::redact_store_url(url)
 }

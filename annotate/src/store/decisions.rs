@@ -213,16 +213,17 @@ impl Store {
         self.write(|tx| {
             if let Some(r) = tx
                 .row(
-                    "SELECT item_id, annotator FROM events WHERE key = ?1",
+                    "SELECT item_id, annotator, kind FROM events WHERE key = ?1",
                     values![key],
                 )
                 .ctx("cannot read the event log")?
             {
-                let (item, by) = (
+                let (item, by, kind) = (
                     r.text(0).ctx("cannot read the event log")?,
                     r.text(1).ctx("cannot read the event log")?,
+                    r.text(2).ctx("cannot read the event log")?,
                 );
-                return if by == annotator {
+                return if by == annotator && kind == "undo" {
                     Ok(Some(item))
                 } else {
                     Err(Fail::Other(key_reused(key)))

@@ -895,10 +895,23 @@ fn a_password_in_the_url_is_refused_and_never_shown() {
         "postgres://ana:***@db:5432/wb"
     );
     assert_eq!(redact("postgres://ana@db/wb"), "postgres://ana@db/wb");
-    assert_eq!(
-        redact("postgres://ana:p@ss@db/wb?x=a@b"),
-        "postgres://ana:***@db/wb?x=a@b"
-    );
+    for (url, shown) in [
+        ("postgres://ana:p@ss@db/wb", "postgres://ana:***@db/wb"),
+        (
+            "postgres://ana:a/b?c@db:5432/wb",
+            "postgres://ana:***@db:5432/wb",
+        ),
+        (
+            "postgres://ana@db/wb?password=s3cret&x=1",
+            "postgres://ana@db/wb?password=***&x=1",
+        ),
+        ("postgress://ana:s3cret@db/wb", "postgress://ana:***@db/wb"),
+    ] {
+        assert_eq!(redact(url), shown);
+        assert!(datasets::config::check_store_url(url).is_err(), "{url}");
+    }
+    let e = datasets::config::check_store_url("postgress://ana:s3cret@db/wb").unwrap_err();
+    assert!(!e.contains("s3cret"), "{e}");
     // Nobody listens on port 1: one clear error, no panic.
     let e = Store::connect("postgres://ana@127.0.0.1:1/wb").unwrap_err();
     assert!(e.to_string().contains("cannot be reached"), "{e}");

@@ -137,23 +137,54 @@ impl AnnotateConfig {
 /// A store URL names a PostgreSQL server and holds no password (configs are copied into run
 /// directories and shown in logs).
 pub fn check_store_url(url: &str) -> Result<(), String> {
-    let Some(rest) = url
-        .strip_prefix("postgres://")
-        .or_else(|| url.strip_prefix("postgresql://"))
-    else {
+    if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
         return Err(format!(
             "is `{}`; expected a PostgreSQL URL, postgres://USER@HOST:PORT/DATABASE (leave it unset for `annotations.db` in the run directory)",
-            crate::text::inert_line(url)
+            crate::text::inert_line(&redact_store_url(url))
         ));
-    };
-    let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    if let Some((auth, _)) = authority.rsplit_once('@')
-        && auth.contains(':')
-    {
+    }
+    if redact_store_url(url) != url {
         return Err(
             "holds a password; leave it out of the URL (configs are copied into run directories and logs) and set it in the environment variable PGPASSWORD"
                 .into(),
         );
     }
     Ok(())
+}
+
+/// `url` with any password in it replaced by `***`: in the user part (`user:secret@host`,
+/// the last `@` before the path ends it) and in a `password=` parameter.
+pub fn redact_store_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    // The user part ends at the last `@` before the path, so an `@`, `/` or `?` in a
+    // password stays in it.
+    let (mut authority, mut tail) = match rest.rfind('@') {
+        Some(at) => {
+            let end = rest[at..].find(['/', '?']).map_or(rest.len(), |e| at + e);
+            (rest[..end].to_string(), rest[end..].to_string())
+        }
+        None => {
+            let end = rest.find(['/', '?']).unwrap_or(rest.len());
+            (rest[..end].to_string(), rest[end..].to_string())
+        }
+    };
+    if let Some(at) = authority.rfind('@')
+        && let Some(colon) = authority[..at].find(':')
+    {
+        authority = format!("{}:***{}", &authority[..colon], &authority[at..]);
+    }
+    if let Some(q) = tail.find('?') {
+        let query: Vec<String> = tail[q + 1..]
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        tail = format!("{}?{}", &tail[..q], query.join("&"));
+    }
+    format!("{scheme}{authority}{tail}")
 }

@@ -18,7 +18,7 @@ use crate::set::Splits;
 
 mod annotate;
 pub mod memory;
-pub use annotate::{AnnotateConfig, QueueOrder, check_store_url};
+pub use annotate::{AnnotateConfig, QueueOrder, check_store_url, redact_store_url};
 mod generate;
 mod train;
 pub use generate::{

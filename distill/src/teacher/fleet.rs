@@ -121,7 +121,14 @@ impl Lease<'_> {
     pub fn answered(self, tokens: u64) {
         self.server.answered.fetch_add(1, Ordering::Relaxed);
         self.server.tokens.fetch_add(tokens, Ordering::Relaxed);
-        self.server.health().failures = 0;
+        let mut h = self.server.health();
+        h.failures = 0;
+        // With every server out, requests go to them anyway: an answer brings its server back.
+        if h.out {
+            h.out = false;
+            h.brought_back += 1;
+            h.wait = CHECK_FIRST;
+        }
     }
 
     /// A failure; `server_fault` when the server (not the request) is to blame, which counts
@@ -353,5 +360,7 @@ mod tests {
         let l = f.lease();
         l.answered(3);
         assert_eq!(f.stats().iter().map(|s| s.tokens).sum::<u64>(), 3);
+        // The server that answered is back in the rotation.
+        assert_eq!(f.servers().iter().filter(|s| s.is_in()).count(), 1);
     }
 }
