@@ -334,18 +334,25 @@ fn conflicts_view_shows_the_other_annotators() {
     insta::assert_snapshot!("conflicts", screen(&f.app));
 }
 
-/// When the store cannot take a decision (another process holds the write lock past the busy
-/// timeout), the item stays on screen marked NOT SAVED; once the lock is gone the same key saves.
-#[test]
-fn a_decision_the_store_refuses_is_not_acknowledged() {
+/// The demo with a second connection holding the store's write lock (roll it back to let
+/// writes through), and a busy timeout short enough that a write fails at once.
+fn demo_locked() -> (Fixture, rusqlite::Connection) {
     let mut f = demo();
     f.app
         .store
         .set_busy_timeout(Duration::from_millis(50))
         .unwrap();
-    let first = f.app.item().unwrap().id.clone();
     let other = rusqlite::Connection::open(f.app.store().path()).unwrap();
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    (f, other)
+}
+
+/// When the store cannot take a decision (another process holds the write lock past the busy
+/// timeout), the item stays on screen marked NOT SAVED; once the lock is gone the same key saves.
+#[test]
+fn a_decision_the_store_refuses_is_not_acknowledged() {
+    let (mut f, other) = demo_locked();
+    let first = f.app.item().unwrap().id.clone();
     press(&mut f.app, "x");
     assert_eq!(
         f.app.item().unwrap().id,
@@ -747,14 +754,8 @@ fn the_app_stays_open_while_the_store_is_away() {
 /// an undo saves it first and then takes it back, and `q` warns before quitting without it.
 #[test]
 fn a_pending_decision_is_never_dropped_or_overtaken() {
-    let mut f = demo();
-    f.app
-        .store
-        .set_busy_timeout(Duration::from_millis(50))
-        .unwrap();
+    let (mut f, other) = demo_locked();
     let first = f.app.item().unwrap().id.clone();
-    let other = rusqlite::Connection::open(f.app.store().path()).unwrap();
-    other.execute_batch("BEGIN IMMEDIATE").unwrap();
     press(&mut f.app, "x");
     assert!(f.app.has_pending());
     // `n` moves on; a second decision is not sent while the first waits.
