@@ -480,9 +480,11 @@ impl<C: postgres::GenericClient> Sql for PgSql<'_, C> {
     }
 }
 
-/// The key of the advisory lock every write transaction takes: PostgreSQL's counterpart of
-/// SQLite's one writer at a time, which the claims and the undo rely on.
-const WRITE_LOCK: i64 = 0x776f_726b_6265_6e63;
+/// The advisory lock every write transaction takes: PostgreSQL's counterpart of SQLite's one
+/// writer at a time, which the claims and the undo rely on. Its first half says it is the
+/// workbench's; its second is the store's schema, so stores in different schemas of one database
+/// do not wait for each other.
+const WRITE_LOCK: i32 = 0x776f_726b;
 
 /// How often, and how long apart, a lost connection is tried again before the error reaches
 /// the user (who sees the decision as not saved, and can try again).
@@ -562,9 +564,12 @@ impl Conn {
                         .transaction()
                         .map_err(DbError::from)
                         .ctx("cannot start a transaction")?;
-                    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
-                        .map_err(DbError::from)
-                        .ctx("cannot take the write lock")?;
+                    tx.execute(
+                        "SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))",
+                        &[&WRITE_LOCK],
+                    )
+                    .map_err(DbError::from)
+                    .ctx("cannot take the write lock")?;
                     let out = f(&mut PgSql {
                         client: &mut tx,
                         statements,

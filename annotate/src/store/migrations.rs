@@ -293,6 +293,10 @@ fn migrate_postgres(
     for (i, sql) in PG_MIGRATIONS.iter().enumerate().skip(version as usize) {
         tx.batch(sql).ctx(&format!("migration {} failed", i + 1))?;
         if i == 0 {
+            // The extension is the database's, not the schema's: stores made at once in two
+            // schemas take turns here (a lock of the one-key space, apart from the stores').
+            tx.batch("SELECT pg_advisory_xact_lock(8606395292590254947)")
+                .ctx("migration 1 failed")?;
             tx.batch("SAVEPOINT trigram").ctx("migration 1 failed")?;
             if let Err(e) = tx.batch(PG_TRIGRAM) {
                 tracing::warn!(
