@@ -61,6 +61,15 @@ pub enum Location {
 }
 
 impl Location {
+    /// Whether there is a store here to read: a database file that exists, or a server (where
+    /// an empty store is made).
+    pub fn exists(&self) -> bool {
+        match self {
+            Location::File(p) => p.is_file(),
+            Location::Postgres(_) => true,
+        }
+    }
+
     /// A PostgreSQL URL, or else the path of a SQLite file.
     pub fn parse(spec: &str) -> Location {
         if is_postgres_url(spec) {

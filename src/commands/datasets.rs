@@ -203,11 +203,7 @@ pub fn run(out: &Output, cmd: DatasetsCommand) -> Result<()> {
             } else {
                 annotate::store::Location::File(input.join(annotate::store::DB_FILE))
             };
-            let has_store = match &db {
-                annotate::store::Location::File(p) => p.is_file(),
-                annotate::store::Location::Postgres(_) => true,
-            };
-            let from_run = is_run && has_store;
+            let from_run = is_run && db.exists();
             if annotations || (from_run && matches!(kind, Kind::Sft | Kind::Preference)) {
                 let store = annotate::Store::open_at(&db, false)?;
                 let report = annotate::feedback::export(&store, kind, &set.out, options)?;

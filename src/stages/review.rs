@@ -24,10 +24,10 @@ pub fn run_store(annotate: &AnnotateConfig, run: &Path) -> Location {
 /// The store at `at` when there is one to read: a database file that exists, or a server
 /// (where an empty store is made).
 pub fn existing_store(at: &Location) -> Result<Option<Store>> {
-    match at {
-        Location::File(p) if !p.is_file() => Ok(None),
-        _ => Ok(Some(Store::open_at(at, false)?)),
+    if !at.exists() {
+        return Ok(None);
     }
+    Ok(Some(Store::open_at(at, false)?))
 }
 
 /// The **simulated expert** (not a person) reviews the run's candidates, up to the budget; its

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
+pub use datasets::config::redact_store_url as redact;
+
 use crate::error::{Error, Result};
 
 /// A value passed to or read from a query.
@@ -203,6 +205,15 @@ pub(crate) trait Sql {
     /// The first row, if any.
     fn row(&mut self, sql: &str, params: &[Value]) -> std::result::Result<Option<Row>, DbError> {
         Ok(self.rows(sql, params)?.into_iter().next())
+    }
+
+    /// The first column of the first row as a whole number: a count, a version, a `RETURNING
+    /// seq` (`None` without a row, or for NULL).
+    fn number(&mut self, sql: &str, params: &[Value]) -> std::result::Result<Option<i64>, DbError> {
+        match self.row(sql, params)? {
+            Some(r) => r.opt_int(0),
+            None => Ok(None),
+        }
     }
 }
 
@@ -618,9 +629,4 @@ fn with_reconnects<T>(
             other => return other,
         }
     }
-}
-
-/// `url` with any password in it replaced by `***`, for messages.
-pub fn redact(url: &str) -> String {
-    datasets::config::redact_store_url(url)
 }

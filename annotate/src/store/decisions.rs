@@ -160,7 +160,7 @@ impl Store {
                 ))));
             }
             let event = tx
-                .row(
+                .number(
                     "INSERT INTO events (kind, item_id, annotator, decision, rating, corrected,
                          preference, labels, comment, duration_ms, created_at, key)
                      VALUES ('decide', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -179,9 +179,6 @@ impl Store {
                         key,
                     ],
                 )
-                .ctx("cannot record the decision")?
-                .map(|r| r.int(0))
-                .transpose()
                 .ctx("cannot record the decision")?
                 .ok_or_else(|| Fail::Other(Error::invalid("the decision got no event number")))?;
             tx.exec(

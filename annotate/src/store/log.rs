@@ -182,7 +182,7 @@ fn append(tx: &mut dyn Sql, events: &[LogEvent], source: &str) -> std::result::R
             None => None,
         };
         let seq = tx
-            .row(
+            .number(
                 "INSERT INTO events (kind, item_id, annotator, decision, rating, corrected,
                      preference, labels, comment, duration_ms, undoes, created_at, key)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
@@ -203,9 +203,6 @@ fn append(tx: &mut dyn Sql, events: &[LogEvent], source: &str) -> std::result::R
                     &e.key,
                 ],
             )
-            .ctx(what)?
-            .map(|r| r.int(0))
-            .transpose()
             .ctx(what)?
             .ok_or_else(|| Fail::Other(Error::invalid("an imported event got no number")))?;
         seq_of.insert(e.seq, seq);

@@ -209,11 +209,7 @@ fn migrate_sqlite(
     foreign: &dyn Fn() -> Fail,
 ) -> std::result::Result<(), Fail> {
     let version = tx
-        .rows("PRAGMA user_version", &[])
-        .ctx("cannot read its version")?
-        .first()
-        .map(|r| r.int(0))
-        .transpose()
+        .number("PRAGMA user_version", &[])
         .ctx("cannot read its version")?
         .unwrap_or(0);
     let known = MIGRATIONS.len() as i64;
@@ -223,11 +219,7 @@ fn migrate_sqlite(
     if version == 0 {
         // A database someone else made (another program's tables) is not ours to change.
         let tables = tx
-            .rows("SELECT count(*) FROM sqlite_schema", &[])
-            .ctx("cannot read its schema")?
-            .first()
-            .map(|r| r.int(0))
-            .transpose()
+            .number("SELECT count(*) FROM sqlite_schema", &[])
             .ctx("cannot read its schema")?
             .unwrap_or(0);
         if tables > 0 {
@@ -248,26 +240,20 @@ fn migrate_postgres(
     foreign: &dyn Fn() -> Fail,
 ) -> std::result::Result<(), Fail> {
     let ours = tx
-        .row(
+        .number(
             "SELECT count(*) FROM information_schema.tables
              WHERE table_schema = current_schema() AND table_name = 'workbench_schema'",
             &[],
         )
         .ctx("cannot read its schema")?
-        .map(|r| r.int(0))
-        .transpose()
-        .ctx("cannot read its schema")?
         .unwrap_or(0);
     if ours == 0 {
         // A database (or schema) holding someone else's tables is not ours to change.
         let tables = tx
-            .row(
+            .number(
                 "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()",
                 &[],
             )
-            .ctx("cannot read its schema")?
-            .map(|r| r.int(0))
-            .transpose()
             .ctx("cannot read its schema")?
             .unwrap_or(0);
         if tables > 0 {
@@ -279,12 +265,8 @@ fn migrate_postgres(
             .ctx("cannot create the schema table")?;
     }
     let version = tx
-        .row("SELECT max(version) FROM workbench_schema", &[])
+        .number("SELECT max(version) FROM workbench_schema", &[])
         .ctx("cannot read its version")?
-        .map(|r| r.opt_int(0))
-        .transpose()
-        .ctx("cannot read its version")?
-        .flatten()
         .unwrap_or(0);
     let known = PG_MIGRATIONS.len() as i64;
     if version > known {

@@ -243,16 +243,13 @@ impl Store {
                     .ctx("cannot claim the item")?;
             }
             let taken = tx
-                .row(
+                .number(
                     "SELECT (SELECT count(*) FROM decisions
                              WHERE item_id = ?1 AND annotator != ?2 AND decision != 'skip')
                           + (SELECT count(*) FROM claims
                              WHERE item_id = ?1 AND annotator != ?2 AND expires_at > ?3)",
                     values![item_id, annotator, now],
                 )
-                .ctx("cannot read the claims")?
-                .map(|r| r.int(0))
-                .transpose()
                 .ctx("cannot read the claims")?
                 .unwrap_or(0);
             if taken >= i64::from(overlap) {
@@ -475,13 +472,7 @@ impl Store {
     }
 
     fn count_query(&self, sql: &str, params: &[super::db::Value], what: &str) -> Result<u64> {
-        self.read(|db| {
-            let n = match db.row(sql, params).ctx(what)? {
-                Some(r) => r.int(0).ctx(what)?,
-                None => 0,
-            };
-            Ok(n as u64)
-        })
+        self.read(|db| Ok(db.number(sql, params).ctx(what)?.unwrap_or(0) as u64))
     }
 
     /// Progress counts for `annotator` with `overlap` annotators wanted per item.
