@@ -41,8 +41,7 @@ pub fn resolve(
 ) -> Result<Target> {
     let mut t = resolve_target(target, need_items, overrides)?;
     if let Some(url) = store {
-        datasets::config::check_store_url(url).map_err(|m| BadInput(format!("`--store` {m}")))?;
-        t.store = Location::Postgres(url.to_string());
+        t.store = postgres_at(url, "`--store`")?;
     } else if let Some(url) = &t.config.store {
         t.store = Location::Postgres(url.clone());
     }
@@ -51,10 +50,8 @@ pub fn resolve(
 
 fn resolve_target(target: &Path, need_items: bool, overrides: &[Override]) -> Result<Target> {
     if let Some(url) = target.to_str().filter(|t| is_postgres_url(t)) {
-        datasets::config::check_store_url(url)
-            .map_err(|m| BadInput(format!("The store URL {m}")))?;
         return Ok(Target {
-            store: Location::Postgres(url.to_string()),
+            store: postgres_at(url, "The store URL")?,
             items: None,
             config: AnnotateConfig::default(),
             bases: vec![],
@@ -287,8 +284,7 @@ fn stats(
 /// `annotations.db` of a run or set directory.
 fn store_at(spec: &str) -> Result<Location> {
     if is_postgres_url(spec) {
-        datasets::config::check_store_url(spec).map_err(|m| BadInput(format!("`{spec}` {m}")))?;
-        return Ok(Location::Postgres(spec.to_string()));
+        return postgres_at(spec, "The store URL");
     }
     let path = PathBuf::from(spec);
     Ok(Location::File(if path.is_dir() {
@@ -296,6 +292,13 @@ fn store_at(spec: &str) -> Result<Location> {
     } else {
         path
     }))
+}
+
+/// A PostgreSQL store's place, once its URL is checked (no password in it); `what` names it in
+/// the message, which never shows the URL itself.
+fn postgres_at(url: &str, what: &str) -> Result<Location> {
+    datasets::config::check_store_url(url).map_err(|m| BadInput(format!("{what} {m}")))?;
+    Ok(Location::Postgres(url.to_string()))
 }
 
 fn import_store(out: &Output, from: &str, to: &str) -> Result<()> {

@@ -528,4 +528,14 @@ fn a_run_keeps_its_decisions_in_a_postgres_store() {
         .bad_input();
     assert!(bad.stderr.contains("PGPASSWORD"), "{}", bad.stderr);
     assert!(!bad.stderr.contains("hunter2"), "{}", bad.stderr);
+    let bad = sb
+        .run(&[
+            "annotate",
+            "import-store",
+            "postgres://ana:hunter2@127.0.0.1:1/db",
+            "other.db",
+        ])
+        .bad_input();
+    assert!(bad.stderr.contains("PGPASSWORD"), "{}", bad.stderr);
+    assert!(!bad.stderr.contains("hunter2"), "{}", bad.stderr);
 }
