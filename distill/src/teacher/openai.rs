@@ -77,7 +77,6 @@ struct Shared {
     backoff_max: Duration,
     requests: AtomicU64,
     retries: AtomicU64,
-    used_hosts: std::sync::Mutex<Vec<String>>,
     /// How the servers score tokens: [`SHAPE_UNKNOWN`] until one answers.
     score_shape: AtomicU8,
 }
@@ -197,7 +196,6 @@ impl OpenAiTeacher {
                 backoff_max: Duration::from_millis(config.backoff_max_ms.max(config.backoff_ms)),
                 requests: AtomicU64::new(0),
                 retries: AtomicU64::new(0),
-                used_hosts: std::sync::Mutex::new(Vec::new()),
                 score_shape: AtomicU8::new(SHAPE_UNKNOWN),
             }),
             runtime,
@@ -524,16 +522,17 @@ impl Teacher for OpenAiTeacher {
     }
 
     fn stats(&self) -> TeacherStats {
+        let servers = self.shared.fleet.stats();
         TeacherStats {
             requests: self.shared.requests.load(Ordering::Relaxed),
             retries: self.shared.retries.load(Ordering::Relaxed),
-            hosts: self
-                .shared
-                .used_hosts
-                .lock()
-                .map(|h| h.clone())
-                .unwrap_or_default(),
-            servers: self.shared.fleet.stats(),
+            // Hosts that received prompts: the fleet counts what each was sent.
+            hosts: servers
+                .iter()
+                .filter(|s| s.requests > 0)
+                .map(|s| s.host.clone())
+                .collect(),
+            servers,
         }
     }
 }
@@ -583,15 +582,6 @@ async fn call_with(
         start_health_checks(s);
         let lease = s.fleet.lease();
         let (url, host) = (lease.server().url.clone(), lease.server().host.clone());
-        {
-            let mut hosts = s
-                .used_hosts
-                .lock()
-                .map_err(|_| Failure::fatal("lock poisoned"))?;
-            if !hosts.contains(&host) {
-                hosts.push(host.clone());
-            }
-        }
         s.requests.fetch_add(1, Ordering::Relaxed);
         let failure = match attempt_once(s, &url, path, body, read).await {
             Ok(mut response) => {
