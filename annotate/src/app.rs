@@ -237,7 +237,7 @@ impl App {
             // With a decision pending, wake up to try it again.
             if self.pending.is_some() && !event::poll(RETRY_EVERY / 3).map_err(Error::Terminal)? {
                 if let Err(e) = self.tick() {
-                    self.reload_failed(&e)?;
+                    self.reload_failed(&e);
                 }
                 continue;
             }
@@ -672,7 +672,7 @@ impl App {
                 // on the one that took its place. The decision is saved whatever the reload
                 // does: a failed reload must not invite the same key again.
                 if let Err(e) = self.refresh() {
-                    self.reload_failed(&e)?;
+                    self.reload_failed(&e);
                 }
                 Ok(true)
             }
@@ -733,7 +733,7 @@ impl App {
         if self.save(p.item_id, p.verdict, p.key, p.what)?
             && let Err(e) = self.load_current()
         {
-            self.reload_failed(&e)?;
+            self.reload_failed(&e);
         }
         Ok(())
     }
@@ -776,11 +776,8 @@ impl App {
     }
 
     /// A reload after a saved write failed: the write stands; the status line keeps what was
-    /// saved and says the list is stale. Only a terminal failure ends the app.
-    fn reload_failed(&mut self, e: &Error) -> Result<()> {
-        if let Error::Terminal(_) = e {
-            return Err(Error::Terminal(std::io::Error::other(first_line(e))));
-        }
+    /// saved and says the list is stale.
+    fn reload_failed(&mut self, e: &Error) {
         let note = format!("the list could not be reloaded ({})", first_line(e));
         self.status = match std::mem::replace(&mut self.status, Status::None) {
             Status::Saved { event, what } => Status::Saved {
@@ -788,12 +785,8 @@ impl App {
                 what: format!("{what}; {note}"),
             },
             Status::Info(m) => Status::Info(format!("{m}; {note}")),
-            other => {
-                drop(other);
-                Status::Warn(note)
-            }
+            _ => Status::Warn(note),
         };
-        Ok(())
     }
 
     /// Whether a decision waits to be saved.
@@ -821,7 +814,7 @@ impl App {
                 self.cursor = 0;
                 self.status = Status::Info("undone: your last decision is taken back".into());
                 if let Err(e) = self.undone(&id) {
-                    self.reload_failed(&e)?;
+                    self.reload_failed(&e);
                 }
             }
             Ok(None) => {
