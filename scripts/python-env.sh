@@ -24,7 +24,17 @@ if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
   rm -rf "$venv"
   "$python" -m venv "$venv" >&2
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir -r "$req" >&2
+  # Lines after a `# --no-deps` line are installed apart, without their dependencies: for
+  # packages whose pins conflict with the rest but whose code needs only what is listed above.
+  main_req="$(mktemp)"
+  nodeps_req="$(mktemp)"
+  awk -v main="$main_req" -v nodeps="$nodeps_req" \
+    '/^# --no-deps/ {apart = 1; next} {print > (apart ? nodeps : main)}' "$req"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir -r "$main_req" >&2
+  if grep -q '^[^#[:space:]]' "$nodeps_req"; then
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps -r "$nodeps_req" >&2
+  fi
+  rm -f "$main_req" "$nodeps_req"
   touch "$venv/.complete"
 fi
 echo "$venv/bin/python"

@@ -278,6 +278,17 @@ pub enum KindArg {
     Sft,
     /// Preference pairs (TRL: `prompt`/`chosen`/`rejected`).
     Preference,
+    /// The teacher's top-k logprobs for a distributed trainer's knowledge distillation, in the
+    /// layout `--format` names (export only).
+    Kd,
+}
+
+/// The trainer whose precomputed-teacher-logits layout a KD export writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KdFormatArg {
+    /// Axolotl: `type: axolotl.integrations.kd.chat_template` (`messages`, `logprobs`,
+    /// `target_token_ids`).
+    Axolotl,
 }
 
 /// Duplicate removal.
@@ -366,6 +377,14 @@ pub enum DatasetsCommand {
         /// the run's `annotate.store`, else its `annotations.db`).
         #[arg(long, value_name = "URL")]
         store: Option<String>,
+        /// With `--kind kd`: the trainer whose layout to write.
+        #[arg(long, value_enum, value_name = "TRAINER")]
+        format: Option<KdFormatArg>,
+        /// With `--kind kd`: the teacher's tokenizer and chat template, as the trainer will load
+        /// them (a folder with `tokenizer.json`, or a `.gguf` file; default: the run's local
+        /// teacher).
+        #[arg(long, value_name = "PATH")]
+        tokenizer: Option<PathBuf>,
         #[command(flatten)]
         set: SetArgs,
     },

@@ -191,14 +191,16 @@ pub fn render(
     for s in &summary.splits {
         writeln!(
             y,
-            "  - name: {}\n    num_examples: {}",
+            "  - name: {}\n    num_bytes: {}\n    num_examples: {}",
             scalar(&s.name),
+            s.memory_bytes,
             s.rows
         )
         .ok();
     }
     let download: u64 = summary.splits.iter().map(|s| s.bytes).sum();
-    writeln!(y, "  download_size: {download}").ok();
+    let memory: u64 = summary.splits.iter().map(|s| s.memory_bytes).sum();
+    writeln!(y, "  download_size: {download}\n  dataset_size: {memory}").ok();
     y.push_str("---\n\n");
 
     writeln!(y, "# {}\n", info.title).ok();

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use arrow_array::{
-    Array, ArrayRef, Float32Array, GenericListArray, ListArray, RecordBatch, StringArray,
-    StructArray, TimestampMicrosecondArray, UInt8Array, UInt32Array, UInt64Array,
+    Array, ArrayRef, Float32Array, GenericListArray, Int64Array, ListArray, RecordBatch,
+    StringArray, StructArray, TimestampMicrosecondArray, UInt8Array, UInt32Array, UInt64Array,
 };
 use arrow_buffer::{NullBuffer, OffsetBuffer};
 use arrow_cast::{CastOptions, cast_with_options};
@@ -458,3 +458,68 @@ impl TextOrMessages {
         }
     }
 }
+
+/// Row access into a `list<list<T>>` column of numbers (per position, per rank).
+pub struct NestedColumn<A> {
+    outer: ListArray,
+    inner: ListArray,
+    values: A,
+}
+
+macro_rules! nested_reader {
+    ($fn_name:ident, $array:ty, $native:ty, $dt:expr, $expected:literal) => {
+        impl NestedColumn<$array> {
+            /// The rows of row `i` (empty when null).
+            pub fn get(&self, i: usize) -> Vec<Vec<$native>> {
+                if self.outer.is_null(i) {
+                    return Vec::new();
+                }
+                let (o, n) = (self.outer.offsets(), self.inner.offsets());
+                (o[i] as usize..o[i + 1] as usize)
+                    .map(|j| self.values.values()[n[j] as usize..n[j + 1] as usize].to_vec())
+                    .collect()
+            }
+        }
+
+        #[doc = concat!("Reads a column of ", $expected, "; `None` when absent.")]
+        pub fn $fn_name(
+            batch: &RecordBatch,
+            name: &str,
+        ) -> Result<Option<NestedColumn<$array>>, ColumnError> {
+            let Some(array) = find(batch, name) else {
+                return Ok(None);
+            };
+            let item = |dt: DataType| DataType::List(Arc::new(Field::new("element", dt, true)));
+            let cast = cast_to(array, &item(item($dt)), name, $expected)?;
+            let outer = downcast::<ListArray>(&cast, name)?.clone();
+            let inner = downcast::<ListArray>(outer.values(), name)?.clone();
+            if first_null(inner.nulls()).is_some() || first_null(inner.values().nulls()).is_some() {
+                return Err(ColumnError::new(
+                    name,
+                    concat!("holds a null inside a row; expected ", $expected),
+                ));
+            }
+            let values = downcast::<$array>(inner.values(), name)?.clone();
+            Ok(Some(NestedColumn {
+                outer,
+                inner,
+                values,
+            }))
+        }
+    };
+}
+
+nested_reader!(
+    nested_f32s,
+    Float32Array,
+    f32,
+    DataType::Float32,
+    "lists of lists of float32"
+);
+nested_reader!(
+    nested_i64s,
+    Int64Array,
+    i64,
+    DataType::Int64,
+    "lists of lists of int64"
+);

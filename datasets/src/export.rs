@@ -46,7 +46,7 @@ pub fn is_run_dir(dir: &Path) -> bool {
 /// The set inside a run directory that an export of `kind` reads.
 pub fn run_set(run: &Path, kind: Kind) -> Result<PathBuf> {
     let (rel, made_by) = match kind {
-        Kind::Sample => ("synthetic", "`workbench generate`"),
+        Kind::Sample | Kind::KdAxolotl => ("synthetic", "`workbench generate`"),
         Kind::Sft => ("feedback/sft", "expert review (`workbench annotate`)"),
         Kind::Preference => (
             "feedback/preference",
@@ -188,6 +188,11 @@ pub fn export(
         Kind::Annotation => {
             return Err(Error::invalid(
                 "Annotations are not exported as a set; export `--kind sft` or `--kind preference`",
+            ));
+        }
+        Kind::KdAxolotl => {
+            return Err(Error::invalid(
+                "A KD export needs the trainer's tokenizer; use `crate::kd::export_kd`",
             ));
         }
     }

@@ -592,6 +592,11 @@ pub fn import(
                 "Annotations are not imported from files; they come from the annotation database",
             ));
         }
+        Kind::KdAxolotl => {
+            return Err(Error::invalid(
+                "A KD set is written for other trainers (`datasets export --kind kd`), not imported; import the samples it was made from",
+            ));
+        }
     };
     let reports = filters.reports();
     if kept == 0 && rows_read > 0 {

@@ -17,6 +17,7 @@ pub mod export;
 pub mod import;
 pub mod inspect;
 pub mod jsonl;
+pub mod kd;
 pub mod metrics;
 pub mod parquet;
 pub mod prepare;
@@ -29,7 +30,8 @@ pub mod text;
 
 pub use error::{ColumnError, Error, Result};
 pub use record::{
-    Annotation, Decision, Message, Preference, PreferenceRow, Record, Sample, SftRow, TopLogprob,
+    Annotation, Decision, KdAxolotlRow, Message, Preference, PreferenceRow, Record, Sample, SftRow,
+    TopLogprob,
 };
 pub use schema::Kind;
 pub use set::{Set, SetOptions, SetSummary, SetWriter, Splits};

@@ -38,6 +38,10 @@ pub enum Kind {
     Sft,
     /// Preference pairs in TRL's layout.
     Preference,
+    /// Teacher logprobs for knowledge distillation in Axolotl's layout (`messages`, `logprobs`,
+    /// `target_token_ids`).
+    #[serde(rename = "kd-axolotl")]
+    KdAxolotl,
 }
 
 impl Kind {
@@ -48,6 +52,7 @@ impl Kind {
             Kind::Annotation => "annotation",
             Kind::Sft => "sft",
             Kind::Preference => "preference",
+            Kind::KdAxolotl => "kd-axolotl",
         }
     }
 
@@ -58,6 +63,7 @@ impl Kind {
             "annotation" | "annotations" => Some(Kind::Annotation),
             "sft" => Some(Kind::Sft),
             "preference" | "preferences" => Some(Kind::Preference),
+            "kd-axolotl" => Some(Kind::KdAxolotl),
             _ => None,
         }
     }
@@ -69,6 +75,7 @@ impl Kind {
             Kind::Annotation => annotation_schema(),
             Kind::Sft => sft_schema(),
             Kind::Preference => preference_schema(),
+            Kind::KdAxolotl => kd_axolotl_schema(),
         }
     }
 }
@@ -205,13 +212,42 @@ pub fn preference_schema() -> SchemaRef {
     )
 }
 
+/// **kd-axolotl**: the conversation ending with the teacher's answer, and per position of its
+/// tokenized form (right-aligned to its end) the teacher's top-k next-token logprobs and their
+/// token ids, as Axolotl's `axolotl.integrations.kd.chat_template` strategy reads them.
+pub fn kd_axolotl_schema() -> SchemaRef {
+    with_version(
+        vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("messages", messages_type(), false),
+            Field::new(
+                "logprobs",
+                list_of(list_of(DataType::Float32, false), false),
+                false,
+            ),
+            Field::new(
+                "target_token_ids",
+                list_of(list_of(DataType::Int64, false), false),
+                false,
+            ),
+        ],
+        Kind::KdAxolotl,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_schema_carries_its_version_and_kind() {
-        for kind in [Kind::Sample, Kind::Annotation, Kind::Sft, Kind::Preference] {
+        for kind in [
+            Kind::Sample,
+            Kind::Annotation,
+            Kind::Sft,
+            Kind::Preference,
+            Kind::KdAxolotl,
+        ] {
             let schema = kind.schema();
             assert_eq!(schema.metadata()[META_SCHEMA_VERSION], SCHEMA_VERSION);
             assert_eq!(schema.metadata()[META_KIND], kind.as_str());

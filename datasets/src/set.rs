@@ -183,6 +183,8 @@ pub struct SplitSummary {
     pub rows: u64,
     /// Bytes on disk.
     pub bytes: u64,
+    /// Bytes of its rows as Arrow arrays in memory (the Hub's `num_bytes`).
+    pub memory_bytes: u64,
     /// Its shard files, relative to the set directory.
     pub files: Vec<PathBuf>,
 }
@@ -202,6 +204,7 @@ pub struct SetSummary {
 
 struct SplitWriter {
     name: String,
+    memory_bytes: u64,
     current: Option<ParquetWriter>,
     shards: Vec<FileSummary>,
 }
@@ -228,6 +231,7 @@ impl SetWriter {
             .into_iter()
             .map(|name| SplitWriter {
                 name,
+                memory_bytes: 0,
                 current: None,
                 shards: Vec::new(),
             })
@@ -318,6 +322,7 @@ impl SetWriter {
         }
         let writer = s.current.as_mut().expect("created above");
         writer.write(batch)?;
+        s.memory_bytes += batch.get_array_memory_size() as u64;
         if writer.estimated_size() >= self.options.shard_bytes {
             let done = s.current.take().expect("open");
             s.shards.push(done.finish()?);
@@ -369,6 +374,7 @@ impl SetWriter {
                 name: s.name.clone(),
                 rows,
                 bytes,
+                memory_bytes: s.memory_bytes,
                 files,
             });
         }

@@ -1,27 +1,210 @@
 //! `workbench datasets import | export | inspect`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use datasets::card::CardInfo;
 use datasets::decontam::Decontaminator;
 use datasets::dedup::{ExactDedup, FilterReport, NearDedup};
 use datasets::import::{Filters, Source, parse_mapping};
+use datasets::kd::{ChatTokens, KdFormat};
 use datasets::parquet::WriteOptions;
 use datasets::set::SetSummary;
 use datasets::text::{count, inert_line};
 use datasets::{Kind, Sample, SetOptions, Splits};
+use distill::data::tokenizer::Tokenizer;
 
 use crate::BadInput;
-use crate::cli::{DatasetsCommand, DedupArg, KindArg, SetArgs};
+use crate::cli::{DatasetsCommand, DedupArg, KdFormatArg, KindArg, SetArgs};
 use crate::output::{Output, thousands};
 
-fn kind_of(k: KindArg) -> Kind {
-    match k {
+fn kind_of(k: KindArg) -> Result<Kind> {
+    Ok(match k {
         KindArg::Samples => Kind::Sample,
         KindArg::Sft => Kind::Sft,
         KindArg::Preference => Kind::Preference,
+        KindArg::Kd => {
+            return Err(BadInput(
+                "`--kind kd` writes teacher logprobs for another trainer and is only exported; \
+                 import the samples instead (`--kind samples`)"
+                    .into(),
+            )
+            .into());
+        }
+    })
+}
+
+/// The trainer's tokenization, from the teacher's tokenizer and chat template.
+struct TrainerTokens {
+    tok: Tokenizer,
+    eos: u32,
+}
+
+impl ChatTokens for TrainerTokens {
+    fn chat_ids(
+        &self,
+        messages: &[datasets::Message],
+        add_generation_prompt: bool,
+    ) -> std::result::Result<Vec<u32>, String> {
+        let text = self
+            .tok
+            .apply_chat_template(messages, add_generation_prompt)
+            .map_err(|e| e.to_string())?;
+        self.tok.encode(&text, false).map_err(|e| e.to_string())
     }
+
+    fn eos_id(&self) -> u32 {
+        self.eos
+    }
+}
+
+/// The tokenizer a KD export lays the teacher's rows against: `--tokenizer`, else the run's
+/// local teacher.
+fn kd_tokenizer(input: &Path, given: Option<&Path>) -> Result<(PathBuf, TrainerTokens)> {
+    let path = match given {
+        Some(p) => p.to_path_buf(),
+        None if datasets::export::is_run_dir(input) => {
+            let loaded = datasets::rundir::load_config(input, &[])?;
+            match distill::stages::teacher::teacher_dir(&loaded, input) {
+                Some(dir) => dir,
+                None => {
+                    return Err(BadInput(format!(
+                        "The run `{}` has an `openai` teacher, so the tokenizer its token ids \
+                         come from is not here\n\nhint: pass the teacher's tokenizer with \
+                         `--tokenizer PATH` (a folder with tokenizer.json, or a .gguf file)",
+                        input.display()
+                    ))
+                    .into());
+                }
+            }
+        }
+        None => {
+            return Err(BadInput(format!(
+                "A KD export of `{}` needs the teacher's tokenizer: the rows are laid against the \
+                 conversation as the trainer tokenizes it\n\nhint: pass `--tokenizer PATH` (a \
+                 folder with tokenizer.json, or a .gguf file), or export a run directory",
+                input.display()
+            ))
+            .into());
+        }
+    };
+    if !path.exists() {
+        return Err(BadInput(format!(
+            "The tokenizer `{}` does not exist\n\nhint: pass the teacher's checkpoint folder \
+             (with tokenizer.json) or its .gguf file to `--tokenizer`",
+            path.display()
+        ))
+        .into());
+    }
+    let tok = Tokenizer::from_dir(&path)?;
+    if tok.chat_template().is_none() {
+        return Err(BadInput(format!(
+            "The tokenizer `{}` has no chat template, and the trainer renders each conversation \
+             with it\n\nhint: add `chat_template` to its tokenizer_config.json, or pass a \
+             tokenizer that has one",
+            path.display()
+        ))
+        .into());
+    }
+    let Some(eos) = tok.eos_id() else {
+        return Err(BadInput(format!(
+            "The tokenizer `{}` has no end-of-sequence token, which ends every answer\n\nhint: \
+             set `eos_token` in its tokenizer_config.json",
+            path.display()
+        ))
+        .into());
+    };
+    Ok((path, TrainerTokens { tok, eos }))
+}
+
+/// `datasets export --kind kd`.
+fn export_kd(
+    out: &Output,
+    input: &Path,
+    format: KdFormatArg,
+    tokenizer: Option<&Path>,
+    set: &SetArgs,
+) -> Result<()> {
+    let format = match format {
+        KdFormatArg::Axolotl => KdFormat::Axolotl,
+    };
+    if !input.exists() {
+        return Err(BadInput(format!(
+            "`{}` does not exist; expected a run directory (`runs/NAME`) or a sample set",
+            input.display()
+        ))
+        .into());
+    }
+    let (tok_path, tok) = kd_tokenizer(input, tokenizer)?;
+    let name = input
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut options = set_options(
+        set,
+        format!("{name} (teacher logprobs for Axolotl)"),
+        axolotl_card(&set.out, &tok_path),
+    )?;
+    options.card.tags.push("knowledge-distillation".into());
+    options
+        .card
+        .provenance
+        .push(("tokenizer".into(), format!("`{}`", tok_path.display())));
+    let bar = out.progress("export", "rows", None);
+    let report = datasets::kd::export_kd(input, format, &set.out, options, &tok, &mut |n| {
+        bar.set_position(n)
+    })?;
+    bar.finish_and_clear();
+    if let Some(why) = &report.skipped_reason {
+        out.say(format!("Left out {}", inert_line(why)));
+    }
+    out.say(format!(
+        "Exported the teacher logprobs of `{}` for Axolotl into `{}`: {}",
+        report.source.display(),
+        set.out.display(),
+        describe(&report.set)
+    ));
+    if set.json {
+        out.json(&report)?;
+    } else {
+        out.hint(format!(
+            "train from it with Axolotl: the config is in `{}`",
+            set.out.join("README.md").display()
+        ));
+    }
+    Ok(())
+}
+
+/// The dataset card's description of an Axolotl KD export: what the columns are and the config
+/// that trains from them.
+fn axolotl_card(out: &Path, tokenizer: &Path) -> String {
+    format!(
+        "The teacher's top-k logprobs for knowledge distillation with \
+         [Axolotl](https://github.com/axolotl-ai-cloud/axolotl) (`axolotl.integrations.kd`), \
+         written by `workbench datasets export --kind kd --format axolotl`. Each row is a \
+         conversation ending with the teacher's answer (`messages`); `logprobs` and \
+         `target_token_ids` hold, for each position of the conversation as the teacher's chat \
+         template tokenizes it (laid against its end), the teacher's top-k for the next token. \
+         The student must share the teacher's vocabulary (`{tok}`).\n\n\
+         ```yaml\n\
+         base_model: STUDENT  # shares the teacher's tokenizer\n\
+         chat_template: tokenizer_default\n\
+         plugins:\n  - axolotl.integrations.kd.KDPlugin\n\
+         kd_trainer: true\n\
+         kd_ce_alpha: 0.1\n\
+         kd_alpha: 0.9\n\
+         kd_temperature: 1.0\n\
+         datasets:\n\
+         \x20 - path: {out}\n\
+         \x20   split: train\n\
+         \x20   type: axolotl.integrations.kd.chat_template\n\
+         \x20   field_messages: messages\n\
+         \x20   logprobs_field: logprobs\n\
+         \x20   temperature: 1.0\n\
+         ```",
+        tok = tokenizer.display(),
+        out = out.display(),
+    )
 }
 
 fn set_options(args: &SetArgs, title: String, description: String) -> Result<SetOptions> {
@@ -139,7 +322,7 @@ pub fn run(out: &Output, cmd: DatasetsCommand) -> Result<()> {
             let report = datasets::import::import(
                 &source,
                 &set.out,
-                kind.map(kind_of),
+                kind.map(kind_of).transpose()?,
                 filters,
                 options,
                 &mut |n| bar.set_position(n),
@@ -181,8 +364,27 @@ pub fn run(out: &Output, cmd: DatasetsCommand) -> Result<()> {
             kind,
             set,
             store,
+            format,
+            tokenizer,
         } => {
-            let kind = kind_of(kind);
+            if kind == KindArg::Kd {
+                if annotations || store.is_some() {
+                    return Err(BadInput(
+                        "`--kind kd` exports the synthetic set's teacher logprobs, not the \
+                         experts' decisions; drop `--annotations` / `--store`"
+                            .into(),
+                    )
+                    .into());
+                }
+                let format = format.unwrap_or(KdFormatArg::Axolotl);
+                return export_kd(out, &input, format, tokenizer.as_deref(), &set);
+            }
+            if format.is_some() || tokenizer.is_some() {
+                return Err(
+                    BadInput("`--format` and `--tokenizer` go with `--kind kd`".into()).into(),
+                );
+            }
+            let kind = kind_of(kind)?;
             let options = set_options(
                 &set,
                 format!(

@@ -1389,6 +1389,113 @@ fn cases() -> Vec<Case> {
             needles: &["`set` is a set the workbench wrote", "`notes.txt`"],
             absent: &[],
         },
+        // ---- `datasets export --kind kd` ----
+        Case {
+            name: "a KD export of a set without the teacher's tokenizer",
+            setup: |sb| {
+                sb.write("ok.jsonl", JSONL);
+                sb.run(&["datasets", "import", "ok.jsonl", "--out", "set"])
+                    .ok();
+                args(&["datasets", "export", "set", "--kind", "kd", "--out", "kd"])
+            },
+            code: 2,
+            needles: &["`set` needs the teacher's tokenizer", "`--tokenizer PATH`"],
+            absent: &["kd"],
+        },
+        Case {
+            name: "a KD export whose --tokenizer does not exist",
+            setup: |sb| {
+                sb.write("ok.jsonl", JSONL);
+                sb.run(&["datasets", "import", "ok.jsonl", "--out", "set"])
+                    .ok();
+                args(&[
+                    "datasets",
+                    "export",
+                    "set",
+                    "--kind",
+                    "kd",
+                    "--tokenizer",
+                    "nowhere",
+                    "--out",
+                    "kd",
+                ])
+            },
+            code: 2,
+            needles: &["`nowhere` does not exist", "`--tokenizer`"],
+            absent: &["kd"],
+        },
+        Case {
+            name: "a KD export with a tokenizer that has no chat template",
+            setup: |sb| {
+                sb.write("ok.jsonl", JSONL);
+                sb.run(&["datasets", "import", "ok.jsonl", "--out", "set"])
+                    .ok();
+                let m = copy_model(sb, "llama-gqa", "m");
+                args(&[
+                    "datasets",
+                    "export",
+                    "set",
+                    "--kind",
+                    "kd",
+                    "--tokenizer",
+                    p(&m),
+                    "--out",
+                    "kd",
+                ])
+            },
+            code: 2,
+            needles: &["has no chat template", "chat_template"],
+            absent: &["kd"],
+        },
+        Case {
+            name: "a KD export of samples without teacher logprobs",
+            setup: |sb| {
+                sb.write("ok.jsonl", JSONL);
+                sb.run(&["datasets", "import", "ok.jsonl", "--out", "set"])
+                    .ok();
+                args(&[
+                    "datasets",
+                    "export",
+                    "set",
+                    "--kind",
+                    "kd",
+                    "--tokenizer",
+                    p(&fixture("llama-gqa")),
+                    "--out",
+                    "kd",
+                ])
+            },
+            code: 2,
+            needles: &["no sample to export with teacher logprobs", "all 2 samples"],
+            absent: &["kd"],
+        },
+        Case {
+            name: "--format without --kind kd",
+            setup: |sb| {
+                sb.write("ok.jsonl", JSONL);
+                sb.run(&["datasets", "import", "ok.jsonl", "--out", "set"])
+                    .ok();
+                args(&[
+                    "datasets", "export", "set", "--kind", "sft", "--format", "axolotl", "--out",
+                    "sft",
+                ])
+            },
+            code: 2,
+            needles: &["`--format` and `--tokenizer` go with `--kind kd`"],
+            absent: &["sft"],
+        },
+        Case {
+            name: "an import as --kind kd",
+            setup: |sb| {
+                sb.write("ok.jsonl", JSONL);
+                args(&[
+                    "datasets", "import", "ok.jsonl", "--kind", "kd", "--out", "kd",
+                ])
+            },
+            code: 2,
+            needles: &["`--kind kd`", "only exported", "`--kind samples`"],
+            absent: &["kd"],
+        },
         Case {
             name: "model convert --force onto a folder the workbench did not make",
             setup: |sb| {

@@ -607,3 +607,97 @@ fn the_import_summary_counts_in_words() {
         r.stderr
     );
 }
+
+/// A run whose teacher has written its synthetic set (tiny models: seconds). Returns the config.
+pub fn run_with_synthetic_set(sb: &Sandbox, name: &str) -> std::path::PathBuf {
+    let cfg = crate::common::tiny_config(sb, name, "");
+    let c = cfg.to_str().unwrap();
+    sb.run(&["teacher", "train", c]).ok();
+    sb.run(&["generate", c]).ok();
+    cfg
+}
+
+/// A KD export for Axolotl: one row per sample, each laid against the end of the conversation
+/// as the teacher's chat template tokenizes it, the teacher's own top-k where it graded the next
+/// token. From the run (its local teacher's tokenizer) and from the set with `--tokenizer`, the
+/// same rows.
+#[test]
+fn a_kd_export_lays_the_teachers_next_token_rows_for_axolotl() {
+    let sb = Sandbox::new();
+    run_with_synthetic_set(&sb, "kd");
+    let r = sb
+        .run(&[
+            "datasets", "export", "runs/kd", "--kind", "kd", "--format", "axolotl", "--out", "kd",
+            "--json",
+        ])
+        .ok();
+    assert!(
+        r.stderr
+            .contains("Exported the teacher logprobs of `runs/kd/synthetic` for Axolotl"),
+        "{}",
+        r.stderr
+    );
+    let report = r.json();
+    assert_eq!(report["kind"], "kd-axolotl");
+    let samples: Vec<datasets::Sample> = datasets::Set::open(sb.join("runs/kd/synthetic"))
+        .unwrap()
+        .read_all(None)
+        .unwrap();
+    let rows: Vec<datasets::KdAxolotlRow> = datasets::Set::open(sb.join("kd"))
+        .unwrap()
+        .read_all(None)
+        .unwrap();
+    assert_eq!(report["rows_read"].as_u64().unwrap(), samples.len() as u64);
+    assert_eq!(
+        rows.len() as u64 + report["skipped"].as_u64().unwrap(),
+        samples.len() as u64
+    );
+    assert!(rows.len() * 2 > samples.len(), "most samples fit: {report}");
+    let tok = distill::data::tokenizer::Tokenizer::from_dir(&sb.join("runs/kd/teacher")).unwrap();
+    let eos = tok.eos_id().unwrap() as i64;
+    for row in &rows {
+        let s = samples.iter().find(|s| s.id == row.id).unwrap();
+        let n = s.completion_ids.len();
+        let last = row.messages.last().unwrap();
+        assert_eq!(
+            (last.role.as_str(), Some(&last.content)),
+            ("assistant", s.completion.as_ref())
+        );
+        // The plain template closes the answer with EOS: the teacher's rows, then one for the
+        // last position, or two when the answer was cut short of EOS.
+        let ended = s.completion_ids.last().map(|&i| i as i64) == Some(eos);
+        assert_eq!(
+            row.logprobs.len(),
+            n + if ended { 1 } else { 2 },
+            "{}",
+            row.id
+        );
+        for (j, top) in s.teacher_topk.iter().enumerate() {
+            let mut top = top.clone();
+            top.sort_by(|a, b| b.logprob.total_cmp(&a.logprob));
+            let ids: Vec<i64> = top.iter().map(|t| t.id as i64).collect();
+            assert_eq!(row.target_token_ids[j], ids, "{} position {j}", row.id);
+            assert_eq!(row.logprobs[j][0], top[0].logprob.max(-80.0));
+        }
+        let end = row.target_token_ids.last().unwrap();
+        assert_eq!((end[0], row.logprobs.last().unwrap()[0]), (eos, 0.0));
+    }
+    // The set itself, with the teacher's tokenizer named: the same rows.
+    sb.run(&[
+        "datasets",
+        "export",
+        "runs/kd/synthetic",
+        "--kind",
+        "kd",
+        "--tokenizer",
+        "runs/kd/teacher",
+        "--out",
+        "kd2",
+    ])
+    .ok();
+    let again: Vec<datasets::KdAxolotlRow> = datasets::Set::open(sb.join("kd2"))
+        .unwrap()
+        .read_all(None)
+        .unwrap();
+    assert_eq!(again, rows);
+}

@@ -587,3 +587,27 @@ fn quantized_gguf_files_give_transformers_logits() {
         );
     }
 }
+
+/// A KD export loads in Axolotl's own KD dataset code (the strategy its `type:` names, its
+/// collator and its top-k KD loss) with the teacher's tokenizer through transformers, and
+/// teaches what the teacher said about each next token.
+#[test]
+fn a_kd_export_trains_in_axolotls_own_kd_code() {
+    let Some(py) = torch_python() else { return };
+    let sb = Sandbox::new();
+    crate::datasets::run_with_synthetic_set(&sb, "kd");
+    sb.run(&[
+        "datasets", "export", "runs/kd", "--kind", "kd", "--format", "axolotl", "--out", "kd",
+    ])
+    .ok();
+    let out = run_python(
+        &py,
+        "check_axolotl_kd.py",
+        &[
+            &sb.join("kd"),
+            &sb.join("runs/kd/teacher"),
+            &sb.join("runs/kd/synthetic"),
+        ],
+    );
+    assert!(out.contains("axolotl kd ok"), "{out}");
+}

@@ -17,10 +17,12 @@ use serde::{Deserialize, Serialize};
 use crate::columns;
 
 mod fields;
+mod kd;
 use crate::error::{ColumnError, Error, Result};
 use crate::schema::{self, Kind};
 pub use fields::{BatchFields, RowFields, TextOrConv};
 use fields::{at_row, cell_text, cell_value};
+pub use kd::KdAxolotlRow;
 
 /// One chat message.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
