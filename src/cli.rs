@@ -289,6 +289,9 @@ pub enum KdFormatArg {
     /// Axolotl: `type: axolotl.integrations.kd.chat_template` (`messages`, `logprobs`,
     /// `target_token_ids`).
     Axolotl,
+    /// DistillKit, offline and `prepacked`: conversations packed into rows of `--sequence-len`
+    /// tokens (`input_ids`, `attention_mask`, `labels`, `token_ids`, `top_values`).
+    Distillkit,
 }
 
 /// Duplicate removal.
@@ -385,6 +388,9 @@ pub enum DatasetsCommand {
         /// teacher).
         #[arg(long, value_name = "PATH")]
         tokenizer: Option<PathBuf>,
+        /// With `--format distillkit`: tokens per packed row (DistillKit's `sequence_length`).
+        #[arg(long, value_name = "N")]
+        sequence_len: Option<usize>,
         #[command(flatten)]
         set: SetArgs,
     },

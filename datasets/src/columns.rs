@@ -523,3 +523,38 @@ nested_reader!(
     DataType::Int64,
     "lists of lists of int64"
 );
+
+/// Row access into a `list<int64>` column.
+pub struct I64ListColumn {
+    list: ListArray,
+    values: Int64Array,
+}
+
+impl I64ListColumn {
+    /// The values of row `i` (empty when null).
+    pub fn get(&self, i: usize) -> Vec<i64> {
+        if self.list.is_null(i) {
+            return Vec::new();
+        }
+        let o = self.list.offsets();
+        self.values.values()[o[i] as usize..o[i + 1] as usize].to_vec()
+    }
+}
+
+/// Reads a list of signed 64-bit integers (any integer list); `None` when absent.
+pub fn i64_lists(batch: &RecordBatch, name: &str) -> Result<Option<I64ListColumn>, ColumnError> {
+    let Some(array) = find(batch, name) else {
+        return Ok(None);
+    };
+    let to = DataType::List(Arc::new(Field::new("element", DataType::Int64, true)));
+    let cast = cast_to(array, &to, name, "a list of integers")?;
+    let list = downcast::<ListArray>(&cast, name)?.clone();
+    if first_null(list.values().nulls()).is_some() {
+        return Err(ColumnError::new(
+            name,
+            "holds a null inside a row; expected integers",
+        ));
+    }
+    let values = downcast::<Int64Array>(list.values(), name)?.clone();
+    Ok(Some(I64ListColumn { list, values }))
+}

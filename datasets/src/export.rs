@@ -46,7 +46,9 @@ pub fn is_run_dir(dir: &Path) -> bool {
 /// The set inside a run directory that an export of `kind` reads.
 pub fn run_set(run: &Path, kind: Kind) -> Result<PathBuf> {
     let (rel, made_by) = match kind {
-        Kind::Sample | Kind::KdAxolotl => ("synthetic", "`workbench generate`"),
+        Kind::Sample | Kind::KdAxolotl | Kind::KdDistillKit => {
+            ("synthetic", "`workbench generate`")
+        }
         Kind::Sft => ("feedback/sft", "expert review (`workbench annotate`)"),
         Kind::Preference => (
             "feedback/preference",
@@ -190,7 +192,7 @@ pub fn export(
                 "Annotations are not exported as a set; export `--kind sft` or `--kind preference`",
             ));
         }
-        Kind::KdAxolotl => {
+        Kind::KdAxolotl | Kind::KdDistillKit => {
             return Err(Error::invalid(
                 "A KD export needs the trainer's tokenizer; use `crate::kd::export_kd`",
             ));

@@ -592,7 +592,7 @@ pub fn import(
                 "Annotations are not imported from files; they come from the annotation database",
             ));
         }
-        Kind::KdAxolotl => {
+        Kind::KdAxolotl | Kind::KdDistillKit => {
             return Err(Error::invalid(
                 "A KD set is written for other trainers (`datasets export --kind kd`), not imported; import the samples it was made from",
             ));

@@ -19,6 +19,13 @@
 //! others are left out and counted, since their rows would teach the student the wrong tokens.
 //! Axolotl masks a row by the label at its own position, so it leaves out the teacher's
 //! distribution for the answer's first token (at the last prompt position).
+//!
+//! **DistillKit** (offline, `prepacked: true`): conversations tokenized the same way are packed
+//! into rows of `sequence_len` tokens (the last padded), with per position the same next-token
+//! rows (`token_ids`, `top_values`: DistillKit's uncompressed layout) and `labels` holding the
+//! answer tokens (-100 elsewhere); DistillKit compares the row at `t` with the student's logits at
+//! `t` where the label at `t` is not -100, as Axolotl does. Every column is numeric: DistillKit
+//! stacks each one into a tensor.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -27,7 +34,7 @@ use crate::error::{Error, Result};
 use crate::export::{ExportReport, is_run_dir, run_set};
 use crate::import::Source;
 use crate::jsonl::Mapping;
-use crate::record::{KdAxolotlRow, Message, Sample, TopLogprob};
+use crate::record::{KdAxolotlRow, KdDistillKitRow, Message, Sample, TopLogprob};
 use crate::schema::Kind;
 use crate::set::{SetOptions, SetWriter};
 use crate::text::count;
@@ -42,6 +49,11 @@ pub const LOGPROB_FLOOR: f32 = -80.0;
 pub enum KdFormat {
     /// Axolotl's `axolotl.integrations.kd.chat_template` datasets.
     Axolotl,
+    /// DistillKit's offline datasets, packed into rows of `sequence_len` tokens.
+    DistillKit {
+        /// Tokens per row (DistillKit's `sequence_length`).
+        sequence_len: usize,
+    },
 }
 
 impl KdFormat {
@@ -49,6 +61,7 @@ impl KdFormat {
     pub fn kind(self) -> Kind {
         match self {
             KdFormat::Axolotl => Kind::KdAxolotl,
+            KdFormat::DistillKit { .. } => Kind::KdDistillKit,
         }
     }
 }
@@ -76,6 +89,8 @@ pub enum Misfit {
     NoLogprobs,
     /// The conversation does not tokenize to the teacher's prompt and answer tokens.
     Retokenized,
+    /// The conversation is longer than a packed row.
+    TooLong,
 }
 
 impl Misfit {
@@ -86,6 +101,7 @@ impl Misfit {
             Misfit::Retokenized => {
                 "whose conversation, tokenized with the chat template, does not give the teacher's tokens"
             }
+            Misfit::TooLong => "longer than `--sequence-len` tokens",
         }
     }
 }
@@ -119,11 +135,43 @@ fn certain_row(token: u32, k: usize) -> (Vec<f32>, Vec<i64>) {
     (logprobs, ids)
 }
 
-/// The Axolotl row of one sample, or why it has none.
-pub fn axolotl_row(
-    s: &Sample,
+/// A sample's conversation as the trainer tokenizes it, with the teacher's tokens found in it.
+pub struct Aligned<'a> {
+    sample: &'a Sample,
+    /// The conversation, ending with the teacher's answer.
+    pub messages: Vec<Message>,
+    /// Its tokens: the prompt's, the answer's (the teacher's ids), what the template adds.
+    pub chat: Vec<u32>,
+    /// Where the answer starts in `chat`.
+    pub answer_start: usize,
+    /// The fewest top-k entries the teacher gave at any answer position.
+    pub k: usize,
+    eos: u32,
+}
+
+impl Aligned<'_> {
+    /// Whether position `t` holds an answer token (one the teacher wrote).
+    pub fn is_answer(&self, t: usize) -> bool {
+        (self.answer_start..self.answer_start + self.sample.completion_ids.len()).contains(&t)
+    }
+
+    /// The row at position `t` (of `k` entries): the teacher's top-k for the token after `t`
+    /// where the teacher wrote it, else certain of the next token (EOS after the end).
+    pub fn row(&self, t: usize, k: usize) -> (Vec<f32>, Vec<i64>) {
+        if self.is_answer(t + 1) {
+            teacher_row(&self.sample.teacher_topk[t + 1 - self.answer_start], k)
+        } else {
+            certain_row(self.chat.get(t + 1).copied().unwrap_or(self.eos), k)
+        }
+    }
+}
+
+/// Tokenizes a sample's conversation as the trainer will and finds the teacher's tokens in it,
+/// or says why they cannot be used.
+pub fn align<'a>(
+    s: &'a Sample,
     tok: &dyn ChatTokens,
-) -> Result<std::result::Result<KdAxolotlRow, Misfit>> {
+) -> Result<std::result::Result<Aligned<'a>, Misfit>> {
     let Some(completion) = &s.completion else {
         return Ok(Err(Misfit::NoCompletion));
     };
@@ -148,25 +196,107 @@ pub fn axolotl_row(
     if !chat.starts_with(&prompt) || !chat[p..].starts_with(&s.completion_ids) {
         return Ok(Err(Misfit::Retokenized));
     }
-    let mut logprobs = Vec::with_capacity(chat.len() + 1 - p);
-    let mut target_token_ids = Vec::with_capacity(logprobs.capacity());
-    // With an empty prompt no position precedes the first answer token.
-    for t in p.saturating_sub(1)..chat.len() {
-        let next = t + 1;
-        let (l, ids) = if next >= p && next < p + n {
-            teacher_row(&s.teacher_topk[next - p], k)
-        } else {
-            certain_row(chat.get(next).copied().unwrap_or(tok.eos_id()), k)
-        };
-        logprobs.push(l);
-        target_token_ids.push(ids);
-    }
+    Ok(Ok(Aligned {
+        sample: s,
+        messages,
+        chat,
+        answer_start: p,
+        k,
+        eos: tok.eos_id(),
+    }))
+}
+
+/// The Axolotl row of one sample, or why it has none: rows from the last prompt position (none
+/// precedes an empty prompt) to the end of the conversation.
+pub fn axolotl_row(
+    s: &Sample,
+    tok: &dyn ChatTokens,
+) -> Result<std::result::Result<KdAxolotlRow, Misfit>> {
+    let a = match align(s, tok)? {
+        Ok(a) => a,
+        Err(why) => return Ok(Err(why)),
+    };
+    let (logprobs, target_token_ids) = (a.answer_start.saturating_sub(1)..a.chat.len())
+        .map(|t| a.row(t, a.k))
+        .unzip();
     Ok(Ok(KdAxolotlRow {
         id: s.id.clone(),
-        messages,
+        messages: a.messages,
         logprobs,
         target_token_ids,
     }))
+}
+
+/// Packs aligned conversations into DistillKit rows of `len` tokens, each row's entries `k`.
+pub struct Packer {
+    len: usize,
+    k: usize,
+    pad: u32,
+    current: KdDistillKitRow,
+    done: Vec<KdDistillKitRow>,
+}
+
+impl Packer {
+    /// A packer of rows of `len` tokens with `k` entries per position, padded with `pad`.
+    pub fn new(len: usize, k: usize, pad: u32) -> Self {
+        Packer {
+            len,
+            k,
+            pad,
+            current: KdDistillKitRow::new(vec![], vec![], vec![], vec![], vec![]),
+            done: Vec::new(),
+        }
+    }
+
+    /// Adds a conversation (at most `len` tokens), starting a new row when it does not fit.
+    pub fn push(&mut self, a: &Aligned) {
+        debug_assert!(a.chat.len() <= self.len);
+        if self.current.input_ids.len() + a.chat.len() > self.len {
+            self.flush();
+        }
+        let r = &mut self.current;
+        for (t, &id) in a.chat.iter().enumerate() {
+            let (values, ids) = a.row(t, self.k);
+            r.input_ids.push(i64::from(id));
+            r.attention_mask.push(1);
+            r.labels
+                .push(if a.is_answer(t) { i64::from(id) } else { -100 });
+            r.token_ids.push(ids);
+            r.top_values.push(values);
+        }
+    }
+
+    /// Pads the row being filled to `len` and closes it.
+    pub fn flush(&mut self) {
+        if self.current.input_ids.is_empty() {
+            return;
+        }
+        let r = &mut self.current;
+        let (values, ids) = certain_row(self.pad, self.k);
+        while r.input_ids.len() < self.len {
+            r.input_ids.push(i64::from(self.pad));
+            r.attention_mask.push(0);
+            r.labels.push(-100);
+            r.token_ids.push(ids.clone());
+            r.top_values.push(values.clone());
+        }
+        let r = std::mem::replace(
+            &mut self.current,
+            KdDistillKitRow::new(vec![], vec![], vec![], vec![], vec![]),
+        );
+        self.done.push(KdDistillKitRow::new(
+            r.input_ids,
+            r.attention_mask,
+            r.labels,
+            r.token_ids,
+            r.top_values,
+        ));
+    }
+
+    /// The rows closed so far.
+    pub fn take(&mut self) -> Vec<KdDistillKitRow> {
+        std::mem::take(&mut self.done)
+    }
 }
 
 /// Exports the samples of `input` (a sample set, a data file, or a run directory's synthetic
@@ -200,18 +330,55 @@ pub fn export_kd(
     let mut writer = SetWriter::create(out, kind, options)?;
     let mut read = 0u64;
     let mut misfits: BTreeMap<Misfit, u64> = BTreeMap::new();
-    source.for_each::<Sample>(1024, |rows| {
-        read += rows.len() as u64;
-        progress(read);
-        let mut kept = Vec::with_capacity(rows.len());
-        for s in &rows {
-            match axolotl_row(s, tok)? {
-                Ok(row) => kept.push(row),
-                Err(why) => *misfits.entry(why).or_default() += 1,
-            }
+    let mut count_misfit = |why: Misfit| *misfits.entry(why).or_default() += 1;
+    match format {
+        KdFormat::Axolotl => {
+            source.for_each::<Sample>(1024, |rows| {
+                read += rows.len() as u64;
+                progress(read);
+                let mut kept = Vec::with_capacity(rows.len());
+                for s in &rows {
+                    match axolotl_row(s, tok)? {
+                        Ok(row) => kept.push(row),
+                        Err(why) => count_misfit(why),
+                    }
+                }
+                writer.write(&kept)
+            })?;
         }
-        writer.write(&kept)
-    })?;
+        KdFormat::DistillKit { sequence_len } => {
+            // Every position of every row has the same number of entries (DistillKit stacks
+            // them into one tensor): the fewest the teacher gave in any conversation that fits.
+            let mut k = usize::MAX;
+            source.for_each::<Sample>(1024, |rows| {
+                for s in &rows {
+                    if let Ok(a) = align(s, tok)?
+                        && a.chat.len() <= sequence_len
+                    {
+                        k = k.min(a.k);
+                    }
+                }
+                Ok(())
+            })?;
+            // (No conversation fits: nothing is packed, and the export fails below.)
+            let k = if k == usize::MAX { 1 } else { k };
+            let mut packer = Packer::new(sequence_len, k, tok.eos_id());
+            source.for_each::<Sample>(1024, |rows| {
+                read += rows.len() as u64;
+                progress(read);
+                for s in &rows {
+                    match align(s, tok)? {
+                        Ok(a) if a.chat.len() <= sequence_len => packer.push(&a),
+                        Ok(_) => count_misfit(Misfit::TooLong),
+                        Err(why) => count_misfit(why),
+                    }
+                }
+                writer.write(&packer.take())
+            })?;
+            packer.flush();
+            writer.write(&packer.take())?;
+        }
+    }
     let skipped: u64 = misfits.values().sum();
     if skipped == read {
         // Nothing is written: the set's temp folder goes when the writer drops.
@@ -221,9 +388,14 @@ pub fn export_kd(
             .map(|m| m.describe())
             .unwrap_or("in it");
         return Err(Error::invalid(format!(
-            "`{}` has no sample to export with teacher logprobs: all {} are {why}\n\nhint: a KD export needs the synthetic set of a run whose teacher returned logprobs (`generate.top_logprobs` above 0), tokenized by the teacher's tokenizer (`--tokenizer`)",
+            "`{}` has no sample to export with teacher logprobs: all {} are {why}\n\nhint: a KD export needs the synthetic set of a run whose teacher returned logprobs (`generate.top_logprobs` above 0), tokenized by the teacher's tokenizer (`--tokenizer`){}",
             path.display(),
             count(read, "sample"),
+            if misfits.contains_key(&Misfit::TooLong) {
+                ", in rows long enough for a conversation (`--sequence-len`)"
+            } else {
+                ""
+            }
         )));
     }
     let skipped_reason = (skipped > 0).then(|| {
@@ -358,5 +530,73 @@ mod tests {
         assert_eq!(axolotl_row(&s, &Chars).unwrap(), Err(Misfit::NoLogprobs));
         s.completion = None;
         assert_eq!(axolotl_row(&s, &Chars).unwrap(), Err(Misfit::NoCompletion));
+    }
+
+    /// Two conversations, `B a x B` (P = 2, answer `x B`) and `B c y z` (answer cut short: the
+    /// template adds `B`), packed into rows of 10: both fit in one, then padding.
+    #[test]
+    fn distillkit_rows_pack_conversations_with_labels_on_the_answers() {
+        let one = sample(
+            "a",
+            "x",
+            "xB",
+            vec![
+                top(&[('x', -0.1), ('q', -2.5)]),
+                top(&[('B', -0.2), ('x', -1.7)]),
+            ],
+        );
+        let two = sample(
+            "c",
+            "yz",
+            "yz",
+            vec![
+                top(&[('y', -0.3), ('z', -1.4), ('w', -5.0)]),
+                top(&[('z', -0.4), ('y', -1.1)]),
+            ],
+        );
+        let mut packer = Packer::new(10, 2, 'B' as u32);
+        for s in [&one, &two] {
+            packer.push(&align(s, &Chars).unwrap().unwrap());
+        }
+        packer.flush();
+        let rows = packer.take();
+        assert_eq!(rows.len(), 1);
+        let r = &rows[0];
+        let text: String = r.input_ids.iter().map(|&i| i as u8 as char).collect();
+        assert_eq!(text, "BaxBBcyzBB");
+        assert_eq!(r.attention_mask, [1, 1, 1, 1, 1, 1, 1, 1, 1, 0]);
+        let id = |c: char| c as i64;
+        assert_eq!(
+            r.labels,
+            [
+                -100,
+                -100,
+                id('x'),
+                id('B'),
+                -100,
+                -100,
+                id('y'),
+                id('z'),
+                -100,
+                -100
+            ]
+        );
+        let first = |t: usize| (r.token_ids[t][0], r.top_values[t][0]);
+        // Position 1 (`a`) predicts `x`, position 2 predicts `B`: the teacher's rows.
+        assert_eq!(r.token_ids[1], vec![id('x'), id('q')]);
+        assert_eq!(first(2), (id('B'), -0.2));
+        // After the first conversation's EOS: certain of EOS (the conversation ended).
+        assert_eq!(first(3), (id('B'), 0.0));
+        assert_eq!(r.token_ids[5], vec![id('y'), id('z')], "k = 2 of 3");
+        assert_eq!(first(6), (id('z'), -0.4));
+        // `z` predicts the template's EOS, which the teacher did not grade.
+        assert_eq!(first(7), (id('B'), 0.0));
+        assert_eq!(r.token_ids[9], vec![id('B'), 0], "padding");
+        // A third conversation that does not fit starts a new row.
+        packer.push(&align(&one, &Chars).unwrap().unwrap());
+        packer.push(&align(&two, &Chars).unwrap().unwrap());
+        packer.push(&align(&one, &Chars).unwrap().unwrap());
+        packer.flush();
+        assert_eq!(packer.take().len(), 2);
     }
 }

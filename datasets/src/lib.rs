@@ -30,8 +30,8 @@ pub mod text;
 
 pub use error::{ColumnError, Error, Result};
 pub use record::{
-    Annotation, Decision, KdAxolotlRow, Message, Preference, PreferenceRow, Record, Sample, SftRow,
-    TopLogprob,
+    Annotation, Decision, KdAxolotlRow, KdDistillKitRow, Message, Preference, PreferenceRow,
+    Record, Sample, SftRow, TopLogprob,
 };
 pub use schema::Kind;
 pub use set::{Set, SetOptions, SetSummary, SetWriter, Splits};

@@ -42,6 +42,10 @@ pub enum Kind {
     /// `target_token_ids`).
     #[serde(rename = "kd-axolotl")]
     KdAxolotl,
+    /// Teacher logprobs for knowledge distillation in DistillKit's prepacked layout
+    /// (`input_ids`, `attention_mask`, `labels`, `token_ids`, `top_values`).
+    #[serde(rename = "kd-distillkit")]
+    KdDistillKit,
 }
 
 impl Kind {
@@ -53,6 +57,7 @@ impl Kind {
             Kind::Sft => "sft",
             Kind::Preference => "preference",
             Kind::KdAxolotl => "kd-axolotl",
+            Kind::KdDistillKit => "kd-distillkit",
         }
     }
 
@@ -64,6 +69,7 @@ impl Kind {
             "sft" => Some(Kind::Sft),
             "preference" | "preferences" => Some(Kind::Preference),
             "kd-axolotl" => Some(Kind::KdAxolotl),
+            "kd-distillkit" => Some(Kind::KdDistillKit),
             _ => None,
         }
     }
@@ -76,6 +82,7 @@ impl Kind {
             Kind::Sft => sft_schema(),
             Kind::Preference => preference_schema(),
             Kind::KdAxolotl => kd_axolotl_schema(),
+            Kind::KdDistillKit => kd_distillkit_schema(),
         }
     }
 }
@@ -235,6 +242,32 @@ pub fn kd_axolotl_schema() -> SchemaRef {
     )
 }
 
+/// **kd-distillkit**: conversations packed into rows of one length, with per position the
+/// teacher's top-k next-token logprobs (`top_values`) and their ids (`token_ids`), as
+/// DistillKit's offline (`prepacked`) training reads them. Every column is numeric, since
+/// DistillKit stacks each one into a tensor.
+pub fn kd_distillkit_schema() -> SchemaRef {
+    let ints = || list_of(DataType::Int64, false);
+    with_version(
+        vec![
+            Field::new("input_ids", ints(), false),
+            Field::new("attention_mask", ints(), false),
+            Field::new("labels", ints(), false),
+            Field::new(
+                "token_ids",
+                list_of(list_of(DataType::Int64, false), false),
+                false,
+            ),
+            Field::new(
+                "top_values",
+                list_of(list_of(DataType::Float32, false), false),
+                false,
+            ),
+        ],
+        Kind::KdDistillKit,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +280,7 @@ mod tests {
             Kind::Sft,
             Kind::Preference,
             Kind::KdAxolotl,
+            Kind::KdDistillKit,
         ] {
             let schema = kind.schema();
             assert_eq!(schema.metadata()[META_SCHEMA_VERSION], SCHEMA_VERSION);

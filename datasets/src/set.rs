@@ -267,7 +267,8 @@ impl SetWriter {
         if rows.is_empty() {
             return Ok(());
         }
-        self.write_batch(&R::to_batch(rows)?)
+        let batch = R::to_batch(rows)?;
+        self.route(&batch, |i| rows[i].id())
     }
 
     /// Writes a batch of this set's schema, routing each row to its split by its `id`.
@@ -293,9 +294,23 @@ impl SetWriter {
                 )
                 .at(self.dir.dest(), None)
             })?;
+        self.route(batch, |i| {
+            if arrow_array::Array::is_null(ids, i) {
+                ""
+            } else {
+                ids.value(i)
+            }
+        })
+    }
+
+    /// Writes `batch`, each row to the split its id (`id(row)`) goes to.
+    fn route<'a>(&mut self, batch: &RecordBatch, id: impl Fn(usize) -> &'a str) -> Result<()> {
+        if self.splits.len() == 1 {
+            return self.write_to(0, batch);
+        }
         let mut routes: Vec<Vec<u32>> = vec![Vec::new(); self.splits.len()];
-        for (i, id) in ids.iter().enumerate() {
-            routes[self.options.splits.assign(id.unwrap_or(""))].push(i as u32);
+        for i in 0..batch.num_rows() {
+            routes[self.options.splits.assign(id(i))].push(i as u32);
         }
         for (split, rows) in routes.into_iter().enumerate() {
             if rows.is_empty() {

@@ -117,17 +117,17 @@ fn kd_tokenizer(input: &Path, given: Option<&Path>) -> Result<(PathBuf, TrainerT
     Ok((path, TrainerTokens { tok, eos }))
 }
 
+/// Tokens per packed row of a DistillKit export unless `--sequence-len` says otherwise.
+const DISTILLKIT_SEQUENCE_LEN: usize = 2048;
+
 /// `datasets export --kind kd`.
 fn export_kd(
     out: &Output,
     input: &Path,
-    format: KdFormatArg,
+    format: KdFormat,
     tokenizer: Option<&Path>,
     set: &SetArgs,
 ) -> Result<()> {
-    let format = match format {
-        KdFormatArg::Axolotl => KdFormat::Axolotl,
-    };
     if !input.exists() {
         return Err(BadInput(format!(
             "`{}` does not exist; expected a run directory (`runs/NAME`) or a sample set",
@@ -140,10 +140,17 @@ fn export_kd(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let (trainer, card) = match format {
+        KdFormat::Axolotl => ("Axolotl", axolotl_card(&set.out, &tok_path)),
+        KdFormat::DistillKit { sequence_len } => (
+            "DistillKit",
+            distillkit_card(&set.out, &tok_path, tok.tok.vocab_size(), sequence_len),
+        ),
+    };
     let mut options = set_options(
         set,
-        format!("{name} (teacher logprobs for Axolotl)"),
-        axolotl_card(&set.out, &tok_path),
+        format!("{name} (teacher logprobs for {trainer})"),
+        card,
     )?;
     options.card.tags.push("knowledge-distillation".into());
     options
@@ -159,7 +166,7 @@ fn export_kd(
         out.say(format!("Left out {}", inert_line(why)));
     }
     out.say(format!(
-        "Exported the teacher logprobs of `{}` for Axolotl into `{}`: {}",
+        "Exported the teacher logprobs of `{}` for {trainer} into `{}`: {}",
         report.source.display(),
         set.out.display(),
         describe(&report.set)
@@ -168,11 +175,56 @@ fn export_kd(
         out.json(&report)?;
     } else {
         out.hint(format!(
-            "train from it with Axolotl: the config is in `{}`",
+            "train from it with {trainer}: the config is in `{}`",
             set.out.join("README.md").display()
         ));
     }
     Ok(())
+}
+
+/// The dataset card's description of a DistillKit KD export: what the columns are and the
+/// config that trains from them.
+fn distillkit_card(out: &Path, tokenizer: &Path, vocab: usize, sequence_len: usize) -> String {
+    format!(
+        "The teacher's top-k logprobs for offline knowledge distillation with \
+         [DistillKit](https://github.com/arcee-ai/DistillKit), written by `workbench datasets \
+         export --kind kd --format distillkit`. Conversations (each ending with the teacher's \
+         answer, tokenized with the teacher's chat template) are packed into rows of \
+         {sequence_len} tokens (`input_ids`, `attention_mask` 0 on the padding); `token_ids` and \
+         `top_values` hold, for each position, the teacher's top-k for the next token, \
+         uncompressed; `labels` holds the answer tokens and -100 elsewhere, so only the \
+         answers are learned. The student must share the teacher's vocabulary (`{tok}`). The \
+         `logprob_compressor` below only gives the vocabulary size: the rows are not \
+         compressed.\n\n\
+         ```yaml\n\
+         model: STUDENT  # shares the teacher's tokenizer\n\
+         output_path: ./distilled\n\
+         sequence_length: {sequence_len}\n\
+         dataset:\n\
+         \x20 train_dataset:\n\
+         \x20   repo_id: {out}\n\
+         \x20   split: train\n\
+         \x20 prepacked: true\n\
+         teacher:\n\
+         \x20 kind: dataset\n\
+         \x20 logprob_compressor:\n\
+         \x20   d: {vocab}\n\
+         \x20   k: 1\n\
+         \x20   exact_k: 1\n\
+         \x20   residual_bins: []\n\
+         loss_functions:\n\
+         \x20 - function: cross_entropy\n\
+         \x20   weight: 0.5\n\
+         \x20 - function: kl\n\
+         \x20   weight: 0.5\n\
+         \x20   temperature: 1.0\n\
+         \x20   missing_probability_handling: zero\n\
+         training_args:\n\
+         \x20 remove_unused_columns: false\n\
+         ```",
+        tok = tokenizer.display(),
+        out = out.display(),
+    )
 }
 
 /// The dataset card's description of an Axolotl KD export: what the columns are and the config
@@ -366,6 +418,7 @@ pub fn run(out: &Output, cmd: DatasetsCommand) -> Result<()> {
             store,
             format,
             tokenizer,
+            sequence_len,
         } => {
             if kind == KindArg::Kd {
                 if annotations || store.is_some() {
@@ -376,13 +429,35 @@ pub fn run(out: &Output, cmd: DatasetsCommand) -> Result<()> {
                     )
                     .into());
                 }
-                let format = format.unwrap_or(KdFormatArg::Axolotl);
+                let format = match (format.unwrap_or(KdFormatArg::Axolotl), sequence_len) {
+                    (KdFormatArg::Axolotl, None) => KdFormat::Axolotl,
+                    (KdFormatArg::Axolotl, Some(_)) => {
+                        return Err(BadInput(
+                            "`--sequence-len` sets the length of DistillKit's packed rows; \
+                             Axolotl packs its own (`sequence_len` in its config)\n\nhint: \
+                             drop `--sequence-len`, or add `--format distillkit`"
+                                .into(),
+                        )
+                        .into());
+                    }
+                    (KdFormatArg::Distillkit, n) => {
+                        let sequence_len = n.unwrap_or(DISTILLKIT_SEQUENCE_LEN);
+                        if sequence_len == 0 {
+                            return Err(BadInput(
+                                "`--sequence-len 0`: a packed row needs at least one token".into(),
+                            )
+                            .into());
+                        }
+                        KdFormat::DistillKit { sequence_len }
+                    }
+                };
                 return export_kd(out, &input, format, tokenizer.as_deref(), &set);
             }
-            if format.is_some() || tokenizer.is_some() {
-                return Err(
-                    BadInput("`--format` and `--tokenizer` go with `--kind kd`".into()).into(),
-                );
+            if format.is_some() || tokenizer.is_some() || sequence_len.is_some() {
+                return Err(BadInput(
+                    "`--format`, `--tokenizer` and `--sequence-len` go with `--kind kd`".into(),
+                )
+                .into());
             }
             let kind = kind_of(kind)?;
             let options = set_options(

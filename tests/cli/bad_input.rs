@@ -1470,6 +1470,60 @@ fn cases() -> Vec<Case> {
             absent: &["kd"],
         },
         Case {
+            name: "a KD export for Axolotl with --sequence-len",
+            setup: |sb| {
+                sb.write("ok.jsonl", JSONL);
+                sb.run(&["datasets", "import", "ok.jsonl", "--out", "set"])
+                    .ok();
+                args(&[
+                    "datasets",
+                    "export",
+                    "set",
+                    "--kind",
+                    "kd",
+                    "--sequence-len",
+                    "512",
+                    "--tokenizer",
+                    p(&fixture("llama-gqa")),
+                    "--out",
+                    "kd",
+                ])
+            },
+            code: 2,
+            needles: &[
+                "`--sequence-len`",
+                "DistillKit's packed rows",
+                "--format distillkit",
+            ],
+            absent: &["kd"],
+        },
+        Case {
+            name: "a KD export for DistillKit with --sequence-len 0",
+            setup: |sb| {
+                sb.write("ok.jsonl", JSONL);
+                sb.run(&["datasets", "import", "ok.jsonl", "--out", "set"])
+                    .ok();
+                args(&[
+                    "datasets",
+                    "export",
+                    "set",
+                    "--kind",
+                    "kd",
+                    "--format",
+                    "distillkit",
+                    "--sequence-len",
+                    "0",
+                    "--tokenizer",
+                    p(&fixture("llama-gqa")),
+                    "--out",
+                    "kd",
+                ])
+            },
+            code: 2,
+            needles: &["`--sequence-len 0`", "at least one token"],
+            absent: &["kd"],
+        },
+        Case {
             name: "--format without --kind kd",
             setup: |sb| {
                 sb.write("ok.jsonl", JSONL);
@@ -1481,7 +1535,7 @@ fn cases() -> Vec<Case> {
                 ])
             },
             code: 2,
-            needles: &["`--format` and `--tokenizer` go with `--kind kd`"],
+            needles: &["`--format`, `--tokenizer` and `--sequence-len` go with `--kind kd`"],
             absent: &["sft"],
         },
         Case {

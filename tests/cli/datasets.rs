@@ -620,9 +620,9 @@ pub fn run_with_synthetic_set(sb: &Sandbox, name: &str) -> std::path::PathBuf {
 /// A KD export for Axolotl: one row per sample, each laid against the end of the conversation
 /// as the teacher's chat template tokenizes it, the teacher's own top-k where it graded the next
 /// token. From the run (its local teacher's tokenizer) and from the set with `--tokenizer`, the
-/// same rows.
+/// same rows. For DistillKit, the same conversations packed into rows of one length.
 #[test]
-fn a_kd_export_lays_the_teachers_next_token_rows_for_axolotl() {
+fn a_kd_export_lays_the_teachers_next_token_rows_for_axolotl_and_distillkit() {
     let sb = Sandbox::new();
     run_with_synthetic_set(&sb, "kd");
     let r = sb
@@ -700,4 +700,70 @@ fn a_kd_export_lays_the_teachers_next_token_rows_for_axolotl() {
         .read_all(None)
         .unwrap();
     assert_eq!(again, rows);
+
+    // DistillKit: conversations packed into rows of one length, labels on the answers only.
+    let r = sb
+        .run(&[
+            "datasets",
+            "export",
+            "runs/kd",
+            "--kind",
+            "kd",
+            "--format",
+            "distillkit",
+            "--sequence-len",
+            "256",
+            "--out",
+            "dk",
+        ])
+        .ok();
+    assert!(r.stderr.contains("for DistillKit"), "{}", r.stderr);
+    let packed: Vec<datasets::KdDistillKitRow> = datasets::Set::open(sb.join("dk"))
+        .unwrap()
+        .read_all(None)
+        .unwrap();
+    assert!(packed.len() < rows.len(), "several conversations per row");
+    let answers: usize = rows
+        .iter()
+        .map(|r| {
+            samples
+                .iter()
+                .find(|s| s.id == r.id)
+                .unwrap()
+                .completion_ids
+                .len()
+        })
+        .sum();
+    let labelled: usize = packed
+        .iter()
+        .map(|r| r.labels.iter().filter(|&&l| l >= 0).count())
+        .sum();
+    assert_eq!(labelled, answers, "every answer token, once");
+    for r in &packed {
+        assert_eq!(r.input_ids.len(), 256);
+        assert!(r.token_ids.iter().all(|t| t.len() == r.token_ids[0].len()));
+    }
+    // A conversation longer than the rows is left out and counted.
+    let r = sb
+        .run(&[
+            "datasets",
+            "export",
+            "runs/kd",
+            "--kind",
+            "kd",
+            "--format",
+            "distillkit",
+            "--sequence-len",
+            "8",
+            "--out",
+            "short",
+        ])
+        .bad_input();
+    assert!(
+        r.stderr.contains("longer than `--sequence-len` tokens")
+            && r.stderr.contains("`--sequence-len`"),
+        "{}",
+        r.stderr
+    );
+    assert!(!sb.join("short").exists());
 }

@@ -22,7 +22,7 @@ use crate::error::{ColumnError, Error, Result};
 use crate::schema::{self, Kind};
 pub use fields::{BatchFields, RowFields, TextOrConv};
 use fields::{at_row, cell_text, cell_value};
-pub use kd::KdAxolotlRow;
+pub use kd::{KdAxolotlRow, KdDistillKitRow};
 
 /// One chat message.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
