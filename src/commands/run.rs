@@ -19,6 +19,7 @@ pub fn run(out: &Output, args: RunArgs) -> Result<()> {
     loaded
         .config
         .check_run(&loaded.path.display().to_string())?;
+    stages::export::check_gguf(&loaded)?;
     let run = RunDir::open(&loaded, args.force)?;
     tracing::info!(
         "run `{}` in `{}` (config hash {})",
@@ -54,6 +55,12 @@ pub fn run(out: &Output, args: RunArgs) -> Result<()> {
     if decisions == 0 {
         let rows = stages::eval::eval_stage(out, &loaded, &run)?;
         out.data(&distill::evaluate::markdown(&rows))?;
+        stages::export::gguf_stage(
+            out,
+            &loaded,
+            &run,
+            &run.stage_dir(layout::STUDENT).join(layout::FINAL),
+        )?;
         out.say(format!(
             "Expert review next: there are no expert decisions for this run yet, so `run` stops \
              here. Review in the terminal with `workbench annotate {}`, then run `{}` again: it \
@@ -78,6 +85,7 @@ pub fn run(out: &Output, args: RunArgs) -> Result<()> {
     stages::curve::curve_stage(out, &loaded, &run)?;
     let rows = stages::eval::eval_stage(out, &loaded, &run)?;
     out.data(&distill::evaluate::markdown(&rows))?;
+    stages::export::gguf_stage(out, &loaded, &run, &stages::training::final_student(&run))?;
     let report = run.path().join(layout::REPORT);
     out.say(format!(
         "Done. The report: `{}` (and `report.html`). The sets, each in the Hugging Face layout \

@@ -1,6 +1,6 @@
 //! The stages of `workbench run`, one file each, in the loop's order: [`data`] → [`teacher`] →
 //! [`synthetic`] → [`student`] (and the gold-only baseline) → [`candidates`] → [`review`] →
-//! [`finetune`] → [`curve`] (when asked) → [`eval`] (and the [`report`]). [`training`] holds what the training stages
+//! [`finetune`] → [`curve`] (when asked) → [`eval`] (and the [`report`]) → [`export`] (when asked). [`training`] holds what the training stages
 //! share.
 //!
 //! Each stage has a folder in the run directory (named in [`datasets::rundir::layout`]) that
@@ -12,6 +12,7 @@ pub mod candidates;
 pub mod curve;
 pub mod data;
 pub mod eval;
+pub mod export;
 pub mod finetune;
 pub mod report;
 pub mod review;

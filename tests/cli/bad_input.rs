@@ -1362,6 +1362,30 @@ fn cases() -> Vec<Case> {
             needles: &["run.seed", "expected a non-negative integer"],
             absent: &[],
         },
+        Case {
+            name: "export.gguf with a type the GGUF export does not write",
+            setup: |sb| {
+                let c = tiny_config(sb, "q5", "[export]\ngguf = \"q5_k\"\n");
+                args(&["run", p(&c)])
+            },
+            code: 2,
+            needles: &["export.gguf", "\"q5_k\"", "\"q8_0\""],
+            absent: &["runs/q5"],
+        },
+        Case {
+            name: "export.gguf for a student on the run's own tokenizer",
+            setup: |sb| {
+                let c = tiny_config(sb, "own", "[export]\ngguf = \"q8_0\"\n");
+                args(&["run", p(&c)])
+            },
+            code: 2,
+            needles: &[
+                "`export.gguf`",
+                "the tokenizer this run trains",
+                "student.path",
+            ],
+            absent: &["runs/own"],
+        },
         // ---- `--force` replaces only what the workbench made ----
         Case {
             name: "--force onto a folder the workbench did not make",

@@ -456,3 +456,40 @@ fn the_commands_run_prints_work_as_printed() {
     );
     assert!(!sb.join("runs/human").exists());
 }
+
+/// `export.gguf`: a run whose student is pretrained ends with the student as a GGUF file, which
+/// reads back with the student's own logits; a run whose student would use the tokenizer the run
+/// trains (which llama.cpp cannot run) is refused before anything is made.
+#[test]
+fn a_run_writes_its_student_as_gguf_when_asked() {
+    let sb = Sandbox::new();
+    let cfg = crate::common::fixture_student_config(&sb);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{text}\n[export]\ngguf = \"f32\"\n")).unwrap();
+    let r = sb
+        .run(&["run", cfg.to_str().unwrap(), "--set", "distill.loss=\"ce\""])
+        .ok();
+    let gguf = sb.join("runs/vocab/vocab.f32.gguf");
+    assert!(
+        r.stderr.contains("as GGUF (f32)") && r.stderr.contains("llama-server -m"),
+        "{}",
+        r.stderr
+    );
+    let ids = [1, 17, 42, 99, 3];
+    let ours = sb.logits(&sb.join("runs/vocab/student/final"), &ids);
+    let back = sb.logits(&gguf, &ids);
+    for (a, b) in ours.iter().flatten().zip(back.iter().flatten()) {
+        assert!((a - b).abs() <= 1e-5, "{a} vs {b}");
+    }
+    // A student on the run's own tokenizer: refused before the run directory exists.
+    let own = tiny_config(&sb, "own", "[export]\ngguf = \"q8_0\"\n");
+    let r = sb.run(&["run", own.to_str().unwrap()]).bad_input();
+    assert!(
+        r.stderr.contains("`export.gguf`")
+            && r.stderr.contains("the tokenizer this run trains")
+            && r.stderr.contains("student.path"),
+        "{}",
+        r.stderr
+    );
+    assert!(!sb.join("runs/own").exists());
+}

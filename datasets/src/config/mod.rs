@@ -316,7 +316,16 @@ pub struct ExportConfig {
     /// Licence identifier written into dataset cards (`apache-2.0`, `cc-by-4.0`, `other`, ...).
     #[serde(default = "default_license")]
     pub license: String,
+    /// Also write the final student as a GGUF file for llama.cpp, Ollama or LM Studio, its
+    /// matrices stored as `f32`, `f16`, `q8_0` or `q4_0`: `runs/NAME/NAME.TYPE.gguf`. Needs a
+    /// student whose tokenizer llama.cpp can run (a pretrained one: `student.path`, or
+    /// `student.from_teacher` with a pretrained teacher).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gguf: Option<String>,
 }
+
+/// The GGUF types `export.gguf` takes.
+pub const GGUF_TYPES: [&str; 4] = ["f32", "f16", "q8_0", "q4_0"];
 
 fn default_splits() -> BTreeMap<String, f64> {
     BTreeMap::from([("train".to_string(), 1.0)])
@@ -342,6 +351,7 @@ impl Default for ExportConfig {
             row_group_rows: default_row_group_rows(),
             zstd_level: default_zstd_level(),
             license: default_license(),
+            gguf: None,
         }
     }
 }
@@ -987,6 +997,17 @@ impl Config {
             return Err(err(
                 "export.zstd_level",
                 format!("is {}; expected 1 to 22", e.zstd_level),
+            ));
+        }
+        if let Some(kind) = &e.gguf
+            && !GGUF_TYPES.contains(&kind.as_str())
+        {
+            return Err(err(
+                "export.gguf",
+                format!(
+                    "is \"{kind}\"; expected one of {}",
+                    GGUF_TYPES.map(|t| format!("\"{t}\"")).join(", ")
+                ),
             ));
         }
         Ok(())

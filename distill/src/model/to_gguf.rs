@@ -203,8 +203,9 @@ fn pre_name(file: &Json) -> Option<&'static str> {
     }
 }
 
-/// Adds the `tokenizer.*` metadata of a byte-level BPE tokenizer.
-fn tokenizer_metadata(w: &mut Writer, tok: &Tokenizer, vocab_size: usize) -> Result<()> {
+/// The serialized tokenizer and llama.cpp's name for its pre-tokenizer, or why llama.cpp
+/// cannot encode text as it does.
+fn llama_cpp_form(tok: &Tokenizer) -> Result<(Json, &'static str)> {
     let fail = |message: String| Error::Tokenizer {
         path: None,
         message,
@@ -226,11 +227,25 @@ fn tokenizer_metadata(w: &mut Writer, tok: &Tokenizer, vocab_size: usize) -> Res
     let pre = pre_name(&file).ok_or_else(|| {
         fail(format!(
             "its pre-tokenizer ({}) splits text in a way llama.cpp has no name for, so llama.cpp \
-             would encode prompts differently\n\nhint: GGUF export takes tokenizers that split \
-             as GPT-2 does (`BpeSplit::Words`) or as SmolLM does (digits apart, then GPT-2)",
+             would encode prompts differently\n\nhint: GGUF export takes byte-level BPE \
+             tokenizers that split text as GPT-2 or SmolLM do (pretrained ones such as \
+             SmolLM's); the tokenizer a run trains for itself keeps words together, which \
+             llama.cpp cannot",
             file["pre_tokenizer"]
         ))
     })?;
+    Ok((file, pre))
+}
+
+/// Checks that llama.cpp can encode text as `tok` does, so a GGUF file of it works.
+pub fn check_tokenizer(tok: &Tokenizer) -> Result<()> {
+    llama_cpp_form(tok).map(|_| ())
+}
+
+/// Adds the `tokenizer.*` metadata of a byte-level BPE tokenizer.
+fn tokenizer_metadata(w: &mut Writer, tok: &Tokenizer, vocab_size: usize) -> Result<()> {
+    let (file, pre) = llama_cpp_form(tok)?;
+    let model = &file["model"];
     let mut tokens = vec![String::new(); vocab_size];
     let mut types = vec![1i32; vocab_size];
     for (token, id) in tok.inner().get_vocab(true) {
