@@ -28,10 +28,11 @@ if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
   # packages whose pins conflict with the rest but whose code needs only what is listed above.
   main_req="$(mktemp)"
   nodeps_req="$(mktemp)"
+  trap 'rm -f "$main_req" "$nodeps_req"' EXIT
   awk -v main="$main_req" -v nodeps="$nodeps_req" \
     '/^# --no-deps/ {apart = 1; next} {print > (apart ? nodeps : main)}' "$req"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir -r "$main_req" >&2
-  if grep -q '^[^#[:space:]]' "$nodeps_req"; then
+  if grep -q '^[[:space:]]*[^#[:space:]]' "$nodeps_req"; then
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps -r "$nodeps_req" >&2
   fi
   rm -f "$main_req" "$nodeps_req"

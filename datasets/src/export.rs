@@ -75,7 +75,8 @@ pub fn run_set(run: &Path, kind: Kind) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn stored_kind(source: &Source) -> Option<Kind> {
+/// The kind the workbench recorded in the source's files, if it wrote them.
+pub(crate) fn stored_kind(source: &Source) -> Option<Kind> {
     let first = match source.format {
         Format::Parquet => source.path.clone(),
         Format::Set => crate::set::Set::open(&source.path)

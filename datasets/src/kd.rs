@@ -12,18 +12,22 @@
 //!   own top-k for the next answer token;
 //! - at positions whose next token the teacher did not grade (what the chat template adds after
 //!   the answer, and the last position, which has no next token) the token that follows (EOS at
-//!   the end) with log-probability 0, as the cross-entropy label would have it.
+//!   the end) with log-probability 0: the token the trainers' cross-entropy learns there too,
+//!   since both learn the whole assistant turn as the template closes it.
 //!
-//! A row is exported only when the trainer's tokenization of the conversation reproduces the
-//! teacher's tokens where the rows place them (the prompt's tokens, then the answer's ids);
+//! A row is exported only when the trainer's tokenization of the conversation holds the
+//! teacher's answer ids right after the prompt as the template renders it for generation;
 //! others are left out and counted, since their rows would teach the student the wrong tokens.
+//! (The prompt ids the teacher saw are not stored, so a teacher that rendered the prompt with
+//! another template goes unnoticed.)
 //! Axolotl masks a row by the label at its own position, so it leaves out the teacher's
 //! distribution for the answer's first token (at the last prompt position).
 //!
 //! **DistillKit** (offline, `prepacked: true`): conversations tokenized the same way are packed
 //! into rows of `sequence_len` tokens (the last padded), with per position the same next-token
 //! rows (`token_ids`, `top_values`: DistillKit's uncompressed layout) and `labels` holding the
-//! answer tokens (-100 elsewhere); DistillKit compares the row at `t` with the student's logits at
+//! assistant turn's tokens (the answer and what the template closes it with; -100 elsewhere).
+//! DistillKit reads packed sets of at least two rows per split. It compares the row at `t` with the student's logits at
 //! `t` where the label at `t` is not -100, as Axolotl does. Every column is numeric: DistillKit
 //! stacks each one into a tensor.
 
@@ -31,7 +35,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::export::{ExportReport, is_run_dir, run_set};
+use crate::export::{ExportReport, is_run_dir, run_set, stored_kind};
 use crate::import::Source;
 use crate::jsonl::Mapping;
 use crate::record::{KdAxolotlRow, KdDistillKitRow, Message, Sample, TopLogprob};
@@ -150,6 +154,12 @@ pub struct Aligned<'a> {
 }
 
 impl Aligned<'_> {
+    /// Whether position `t` is in the assistant turn: the answer or what the template closes it
+    /// with (the tokens trainers learn).
+    pub fn is_turn(&self, t: usize) -> bool {
+        t >= self.answer_start && t < self.chat.len()
+    }
+
     /// Whether position `t` holds an answer token (one the teacher wrote).
     pub fn is_answer(&self, t: usize) -> bool {
         (self.answer_start..self.answer_start + self.sample.completion_ids.len()).contains(&t)
@@ -183,7 +193,9 @@ pub fn align<'a>(
     let tokenize = |messages: &[Message], generation: bool| {
         tok.chat_ids(messages, generation).map_err(|e| {
             Error::invalid(format!(
-                "Cannot tokenize the conversation of sample {}: {e}",
+                "Cannot tokenize the conversation of sample {}: {e}\n\nhint: the tokenizer's chat \
+                 template (`--tokenizer`, else the run's teacher) must render a user message and \
+                 an assistant answer; fix it, or pass a tokenizer whose template does",
                 s.id
             ))
         })
@@ -206,25 +218,28 @@ pub fn align<'a>(
     }))
 }
 
-/// The Axolotl row of one sample, or why it has none: rows from the last prompt position (none
-/// precedes an empty prompt) to the end of the conversation.
+impl Aligned<'_> {
+    /// The Axolotl row: rows from the last prompt position (none precedes an empty prompt) to
+    /// the end of the conversation.
+    pub fn axolotl_row(self) -> KdAxolotlRow {
+        let (logprobs, target_token_ids) = (self.answer_start.saturating_sub(1)..self.chat.len())
+            .map(|t| self.row(t, self.k))
+            .unzip();
+        KdAxolotlRow {
+            id: self.sample.id.clone(),
+            messages: self.messages,
+            logprobs,
+            target_token_ids,
+        }
+    }
+}
+
+/// The Axolotl row of one sample, or why it has none.
 pub fn axolotl_row(
     s: &Sample,
     tok: &dyn ChatTokens,
 ) -> Result<std::result::Result<KdAxolotlRow, Misfit>> {
-    let a = match align(s, tok)? {
-        Ok(a) => a,
-        Err(why) => return Ok(Err(why)),
-    };
-    let (logprobs, target_token_ids) = (a.answer_start.saturating_sub(1)..a.chat.len())
-        .map(|t| a.row(t, a.k))
-        .unzip();
-    Ok(Ok(KdAxolotlRow {
-        id: s.id.clone(),
-        messages: a.messages,
-        logprobs,
-        target_token_ids,
-    }))
+    Ok(align(s, tok)?.map(Aligned::axolotl_row))
 }
 
 /// Packs aligned conversations into DistillKit rows of `len` tokens, each row's entries `k`.
@@ -260,7 +275,7 @@ impl Packer {
             r.input_ids.push(i64::from(id));
             r.attention_mask.push(1);
             r.labels
-                .push(if a.is_answer(t) { i64::from(id) } else { -100 });
+                .push(if a.is_turn(t) { i64::from(id) } else { -100 });
             r.token_ids.push(ids);
             r.top_values.push(values);
         }
@@ -299,14 +314,25 @@ impl Packer {
     }
 }
 
+/// What a KD export holds, for its dataset card (the trainer's config in it).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KdStats {
+    /// Tokens in the longest conversation exported.
+    pub longest: usize,
+    /// The fewest top-k entries at any position.
+    pub k: usize,
+}
+
 /// Exports the samples of `input` (a sample set, a data file, or a run directory's synthetic
-/// set) with their teacher logprobs in `format` at `out`.
+/// set) with their teacher logprobs in `format` at `out`; `card` gives the dataset card's
+/// description from what was exported.
 pub fn export_kd(
     input: &Path,
     format: KdFormat,
     out: &Path,
     options: SetOptions,
     tok: &dyn ChatTokens,
+    card: &dyn Fn(&KdStats) -> String,
     progress: &mut dyn FnMut(u64),
 ) -> Result<ExportReport> {
     let path = if is_run_dir(input) {
@@ -315,9 +341,13 @@ pub fn export_kd(
         input.to_path_buf()
     };
     let source = Source::open(&path, Mapping::new())?;
-    if source.detect_kind()? == Kind::Preference {
+    let found = match stored_kind(&source) {
+        Some(kind) => kind,
+        None => source.detect_kind()?,
+    };
+    if found != Kind::Sample {
         return Err(Error::invalid(format!(
-            "`{}` holds preference pairs; a KD export needs samples with teacher logprobs (a run's `synthetic` set)",
+            "`{}` holds {found} rows; a KD export needs samples with teacher logprobs (a run's `synthetic` set)",
             path.display()
         )));
     }
@@ -326,11 +356,16 @@ pub fn export_kd(
         .card
         .provenance
         .insert(0, ("exported from".into(), format!("`{}`", path.display())));
+    let splits = options.splits.clone();
     let kind = format.kind();
     let mut writer = SetWriter::create(out, kind, options)?;
     let mut read = 0u64;
     let mut misfits: BTreeMap<Misfit, u64> = BTreeMap::new();
     let mut count_misfit = |why: Misfit| *misfits.entry(why).or_default() += 1;
+    let mut stats = KdStats {
+        longest: 0,
+        k: usize::MAX,
+    };
     match format {
         KdFormat::Axolotl => {
             source.for_each::<Sample>(1024, |rows| {
@@ -338,8 +373,12 @@ pub fn export_kd(
                 progress(read);
                 let mut kept = Vec::with_capacity(rows.len());
                 for s in &rows {
-                    match axolotl_row(s, tok)? {
-                        Ok(row) => kept.push(row),
+                    match align(s, tok)? {
+                        Ok(a) => {
+                            stats.longest = stats.longest.max(a.chat.len());
+                            stats.k = stats.k.min(a.k);
+                            kept.push(a.axolotl_row());
+                        }
                         Err(why) => count_misfit(why),
                     }
                 }
@@ -349,20 +388,27 @@ pub fn export_kd(
         KdFormat::DistillKit { sequence_len } => {
             // Every position of every row has the same number of entries (DistillKit stacks
             // them into one tensor): the fewest the teacher gave in any conversation that fits.
-            let mut k = usize::MAX;
             source.for_each::<Sample>(1024, |rows| {
                 for s in &rows {
                     if let Ok(a) = align(s, tok)?
                         && a.chat.len() <= sequence_len
                     {
-                        k = k.min(a.k);
+                        stats.k = stats.k.min(a.k);
+                        stats.longest = stats.longest.max(a.chat.len());
                     }
                 }
                 Ok(())
             })?;
             // (No conversation fits: nothing is packed, and the export fails below.)
-            let k = if k == usize::MAX { 1 } else { k };
+            let k = if stats.k == usize::MAX { 1 } else { stats.k };
             let mut packer = Packer::new(sequence_len, k, tok.eos_id());
+            let mut per_split = vec![0u64; splits.names().len()];
+            let mut write = |rows: Vec<KdDistillKitRow>| {
+                for r in &rows {
+                    per_split[splits.assign(&r.id)] += 1;
+                }
+                writer.write(&rows)
+            };
             source.for_each::<Sample>(1024, |rows| {
                 read += rows.len() as u64;
                 progress(read);
@@ -373,24 +419,50 @@ pub fn export_kd(
                         Err(why) => count_misfit(why),
                     }
                 }
-                writer.write(&packer.take())
+                write(packer.take())
             })?;
             packer.flush();
-            writer.write(&packer.take())?;
+            write(packer.take())?;
+            let names = splits.names();
+            if let Some((name, n)) = names
+                .iter()
+                .zip(&per_split)
+                .find(|(_, n)| **n < 2)
+                .filter(|_| misfits.values().sum::<u64>() < read)
+            {
+                // Nothing is written: the set's temp folder goes when the writer drops.
+                return Err(Error::invalid(format!(
+                    "The conversations of `{}` pack into {} of {sequence_len} tokens in split \
+                     `{name}`, and DistillKit reads a packed split of at least 2 rows\n\nhint: \
+                     pack into shorter rows (`--sequence-len`; the longest conversation has {} \
+                     tokens), or use fewer splits",
+                    path.display(),
+                    count(*n, "row"),
+                    stats.longest,
+                )));
+            }
         }
     }
     let skipped: u64 = misfits.values().sum();
+    let reasons = misfits
+        .iter()
+        .map(|(m, n)| format!("{} {}", count(*n, "sample"), m.describe()))
+        .collect::<Vec<_>>()
+        .join("; ");
     if skipped == read {
         // Nothing is written: the set's temp folder goes when the writer drops.
-        let why = misfits
-            .keys()
-            .next()
-            .map(|m| m.describe())
-            .unwrap_or("in it");
         return Err(Error::invalid(format!(
-            "`{}` has no sample to export with teacher logprobs: all {} are {why}\n\nhint: a KD export needs the synthetic set of a run whose teacher returned logprobs (`generate.top_logprobs` above 0), tokenized by the teacher's tokenizer (`--tokenizer`){}",
+            "`{}` has no sample to export with teacher logprobs: of {}, {}\n\nhint: a KD export \
+             needs the synthetic set of a run whose teacher returned logprobs \
+             (`generate.top_logprobs` above 0), tokenized by the teacher's tokenizer \
+             (`--tokenizer`){}",
             path.display(),
             count(read, "sample"),
+            if reasons.is_empty() {
+                "none is there".to_string()
+            } else {
+                reasons
+            },
             if misfits.contains_key(&Misfit::TooLong) {
                 ", in rows long enough for a conversation (`--sequence-len`)"
             } else {
@@ -398,19 +470,14 @@ pub fn export_kd(
             }
         )));
     }
-    let skipped_reason = (skipped > 0).then(|| {
-        misfits
-            .iter()
-            .map(|(m, n)| format!("{} {}", count(*n, "sample"), m.describe()))
-            .collect::<Vec<_>>()
-            .join("; ")
-    });
+    let skipped_reason = (skipped > 0).then_some(reasons);
     if let Some(reason) = &skipped_reason {
         writer
             .card_mut()
             .provenance
             .push(("rows left out".into(), reason.clone()));
     }
+    writer.card_mut().description = card(&stats);
     let set = writer.finish()?;
     Ok(ExportReport {
         source: path,
@@ -577,7 +644,7 @@ mod tests {
                 -100,
                 id('y'),
                 id('z'),
-                -100,
+                id('B'),
                 -100
             ]
         );

@@ -337,7 +337,12 @@ impl SetWriter {
         }
         let writer = s.current.as_mut().expect("created above");
         writer.write(batch)?;
-        s.memory_bytes += batch.get_array_memory_size() as u64;
+        // The bytes the rows take, not the buffers' capacity (slices share theirs).
+        s.memory_bytes += batch
+            .columns()
+            .iter()
+            .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0) as u64)
+            .sum::<u64>();
         if writer.estimated_size() >= self.options.shard_bytes {
             let done = s.current.take().expect("open");
             s.shards.push(done.finish()?);

@@ -7,7 +7,7 @@ use datasets::card::CardInfo;
 use datasets::decontam::Decontaminator;
 use datasets::dedup::{ExactDedup, FilterReport, NearDedup};
 use datasets::import::{Filters, Source, parse_mapping};
-use datasets::kd::{ChatTokens, KdFormat};
+use datasets::kd::{ChatTokens, KdFormat, KdStats};
 use datasets::parquet::WriteOptions;
 use datasets::set::SetSummary;
 use datasets::text::{count, inert_line};
@@ -119,6 +119,9 @@ fn kd_tokenizer(input: &Path, given: Option<&Path>) -> Result<(PathBuf, TrainerT
 
 /// Tokens per packed row of a DistillKit export unless `--sequence-len` says otherwise.
 const DISTILLKIT_SEQUENCE_LEN: usize = 2048;
+/// The longest packed row a DistillKit export writes: far beyond what trainers take, and short
+/// enough that the padding of one row fits in memory.
+const MAX_SEQUENCE_LEN: usize = 1 << 20;
 
 /// `datasets export --kind kd`.
 fn export_kd(
@@ -140,17 +143,21 @@ fn export_kd(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let (trainer, card) = match format {
-        KdFormat::Axolotl => ("Axolotl", axolotl_card(&set.out, &tok_path)),
-        KdFormat::DistillKit { sequence_len } => (
-            "DistillKit",
-            distillkit_card(&set.out, &tok_path, tok.tok.vocab_size(), sequence_len),
-        ),
+    let trainer = match format {
+        KdFormat::Axolotl => "Axolotl",
+        KdFormat::DistillKit { .. } => "DistillKit",
+    };
+    let vocab = tok.tok.vocab_size();
+    let card = |stats: &KdStats| match format {
+        KdFormat::Axolotl => axolotl_card(&set.out, &tok_path, stats),
+        KdFormat::DistillKit { sequence_len } => {
+            distillkit_card(&set.out, &tok_path, vocab, sequence_len, stats)
+        }
     };
     let mut options = set_options(
         set,
         format!("{name} (teacher logprobs for {trainer})"),
-        card,
+        String::new(),
     )?;
     options.card.tags.push("knowledge-distillation".into());
     options
@@ -158,9 +165,10 @@ fn export_kd(
         .provenance
         .push(("tokenizer".into(), format!("`{}`", tok_path.display())));
     let bar = out.progress("export", "rows", None);
-    let report = datasets::kd::export_kd(input, format, &set.out, options, &tok, &mut |n| {
-        bar.set_position(n)
-    })?;
+    let report =
+        datasets::kd::export_kd(input, format, &set.out, options, &tok, &card, &mut |n| {
+            bar.set_position(n)
+        })?;
     bar.finish_and_clear();
     if let Some(why) = &report.skipped_reason {
         out.say(format!("Left out {}", inert_line(why)));
@@ -184,7 +192,13 @@ fn export_kd(
 
 /// The dataset card's description of a DistillKit KD export: what the columns are and the
 /// config that trains from them.
-fn distillkit_card(out: &Path, tokenizer: &Path, vocab: usize, sequence_len: usize) -> String {
+fn distillkit_card(
+    out: &Path,
+    tokenizer: &Path,
+    vocab: usize,
+    sequence_len: usize,
+    stats: &KdStats,
+) -> String {
     format!(
         "The teacher's top-k logprobs for offline knowledge distillation with \
          [DistillKit](https://github.com/arcee-ai/DistillKit), written by `workbench datasets \
@@ -192,8 +206,9 @@ fn distillkit_card(out: &Path, tokenizer: &Path, vocab: usize, sequence_len: usi
          answer, tokenized with the teacher's chat template) are packed into rows of \
          {sequence_len} tokens (`input_ids`, `attention_mask` 0 on the padding); `token_ids` and \
          `top_values` hold, for each position, the teacher's top-k for the next token, \
-         uncompressed; `labels` holds the answer tokens and -100 elsewhere, so only the \
-         answers are learned. The student must share the teacher's vocabulary (`{tok}`). The \
+         uncompressed ({k} per position); `labels` holds the tokens of each assistant turn (the \
+         answer and what the template closes it with) and -100 elsewhere, so only the answers \
+         are learned. The student must share the teacher's vocabulary (`{tok}`). The \
          `logprob_compressor` below only gives the vocabulary size: the rows are not \
          compressed.\n\n\
          ```yaml\n\
@@ -209,8 +224,8 @@ fn distillkit_card(out: &Path, tokenizer: &Path, vocab: usize, sequence_len: usi
          \x20 kind: dataset\n\
          \x20 logprob_compressor:\n\
          \x20   d: {vocab}\n\
-         \x20   k: 1\n\
-         \x20   exact_k: 1\n\
+         \x20   k: {k}\n\
+         \x20   exact_k: {k}\n\
          \x20   residual_bins: []\n\
          loss_functions:\n\
          \x20 - function: cross_entropy\n\
@@ -224,12 +239,13 @@ fn distillkit_card(out: &Path, tokenizer: &Path, vocab: usize, sequence_len: usi
          ```",
         tok = tokenizer.display(),
         out = out.display(),
+        k = stats.k,
     )
 }
 
 /// The dataset card's description of an Axolotl KD export: what the columns are and the config
 /// that trains from them.
-fn axolotl_card(out: &Path, tokenizer: &Path) -> String {
+fn axolotl_card(out: &Path, tokenizer: &Path, stats: &KdStats) -> String {
     format!(
         "The teacher's top-k logprobs for knowledge distillation with \
          [Axolotl](https://github.com/axolotl-ai-cloud/axolotl) (`axolotl.integrations.kd`), \
@@ -241,6 +257,7 @@ fn axolotl_card(out: &Path, tokenizer: &Path) -> String {
          ```yaml\n\
          base_model: STUDENT  # shares the teacher's tokenizer\n\
          chat_template: tokenizer_default\n\
+         sequence_len: {sequence_len}  # the longest conversation has {longest} tokens\n\
          plugins:\n  - axolotl.integrations.kd.KDPlugin\n\
          kd_trainer: true\n\
          kd_ce_alpha: 0.1\n\
@@ -256,6 +273,9 @@ fn axolotl_card(out: &Path, tokenizer: &Path) -> String {
          ```",
         tok = tokenizer.display(),
         out = out.display(),
+        longest = stats.longest,
+        // Axolotl drops conversations longer than `sequence_len` (512 unless set).
+        sequence_len = stats.longest.next_multiple_of(64).max(512),
     )
 }
 
@@ -442,10 +462,11 @@ pub fn run(out: &Output, cmd: DatasetsCommand) -> Result<()> {
                     }
                     (KdFormatArg::Distillkit, n) => {
                         let sequence_len = n.unwrap_or(DISTILLKIT_SEQUENCE_LEN);
-                        if sequence_len == 0 {
-                            return Err(BadInput(
-                                "`--sequence-len 0`: a packed row needs at least one token".into(),
-                            )
+                        if !(1..=MAX_SEQUENCE_LEN).contains(&sequence_len) {
+                            return Err(BadInput(format!(
+                                "`--sequence-len {sequence_len}`: a packed row holds 1 to \
+                                 {MAX_SEQUENCE_LEN} tokens"
+                            ))
                             .into());
                         }
                         KdFormat::DistillKit { sequence_len }

@@ -1490,7 +1490,10 @@ fn cases() -> Vec<Case> {
                 ])
             },
             code: 2,
-            needles: &["no sample to export with teacher logprobs", "all 2 samples"],
+            needles: &[
+                "no sample to export with teacher logprobs",
+                "of 2 samples, 2 samples without a completion",
+            ],
             absent: &["kd"],
         },
         Case {
@@ -1544,7 +1547,7 @@ fn cases() -> Vec<Case> {
                 ])
             },
             code: 2,
-            needles: &["`--sequence-len 0`", "at least one token"],
+            needles: &["`--sequence-len 0`", "1 to 1048576 tokens"],
             absent: &["kd"],
         },
         Case {

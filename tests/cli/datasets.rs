@@ -723,22 +723,20 @@ fn a_kd_export_lays_the_teachers_next_token_rows_for_axolotl_and_distillkit() {
         .read_all(None)
         .unwrap();
     assert!(packed.len() < rows.len(), "several conversations per row");
-    let answers: usize = rows
+    // Labels on each assistant turn: the answer, and the EOS the template adds to one cut short.
+    let turns: usize = rows
         .iter()
         .map(|r| {
-            samples
-                .iter()
-                .find(|s| s.id == r.id)
-                .unwrap()
-                .completion_ids
-                .len()
+            let s = samples.iter().find(|s| s.id == r.id).unwrap();
+            let ended = s.completion_ids.last().map(|&i| i as i64) == Some(eos);
+            s.completion_ids.len() + usize::from(!ended)
         })
         .sum();
     let labelled: usize = packed
         .iter()
         .map(|r| r.labels.iter().filter(|&&l| l >= 0).count())
         .sum();
-    assert_eq!(labelled, answers, "every answer token, once");
+    assert_eq!(labelled, turns, "every assistant turn's token, once");
     for r in &packed {
         assert_eq!(r.input_ids.len(), 256);
         assert!(r.token_ids.iter().all(|t| t.len() == r.token_ids[0].len()));
@@ -766,4 +764,28 @@ fn a_kd_export_lays_the_teachers_next_token_rows_for_axolotl_and_distillkit() {
         r.stderr
     );
     assert!(!sb.join("short").exists());
+    // Everything in one packed row: DistillKit cannot read a split of fewer than 2.
+    let r = sb
+        .run(&[
+            "datasets",
+            "export",
+            "runs/kd",
+            "--kind",
+            "kd",
+            "--format",
+            "distillkit",
+            "--sequence-len",
+            "65536",
+            "--out",
+            "one",
+        ])
+        .bad_input();
+    assert!(
+        r.stderr
+            .contains("pack into 1 row of 65536 tokens in split `train`")
+            && r.stderr.contains("at least 2 rows"),
+        "{}",
+        r.stderr
+    );
+    assert!(!sb.join("one").exists());
 }

@@ -9,7 +9,8 @@ where `labels[t] >= 0` (its `kl` loss). This script:
 
 - packs the synthetic set again, independently (the teacher's chat template through
   transformers, conversations in order, a new row when one does not fit), and checks every row's
-  tokens, attention mask and labels against it;
+  tokens, attention mask and labels (the assistant turn: the answer and what the template closes
+  it with) against it;
 - checks that every labelled position whose next token the teacher wrote holds the teacher's
   top-k for that token;
 - computes the loss for a student that says what the teacher said at every position (~0) and for
@@ -37,7 +38,14 @@ distillkit = os.environ.get("WORKBENCH_DISTILLKIT")
 if distillkit:
     sys.path.insert(0, distillkit)
 
-rows = datasets.load_dataset(export_dir, split="train")
+try:
+    from distillkit.configuration import HfRepoDataset
+    from distillkit.main import _load_dataset
+
+    # DistillKit's own loading of a `repo_id` with `prepacked: true`.
+    rows = _load_dataset(HfRepoDataset(repo_id=export_dir, split="train"), None, None, None, prepacked=True)
+except ImportError:
+    rows = datasets.load_dataset(export_dir, split="train")
 assert set(rows.column_names) == {"input_ids", "attention_mask", "labels", "token_ids", "top_values"}, rows.column_names
 batch = {key: torch.tensor(rows[key]) for key in rows.column_names}  # collate_packed_batch
 b, length = batch["input_ids"].shape
@@ -79,7 +87,7 @@ for r, start, chat, p, s in placed:
     for j, token in enumerate(chat):
         want_ids[r, start + j] = token
         want_mask[r, start + j] = 1
-        if p <= j < p + n:
+        if j >= p:
             want_labels[r, start + j] = token
         if p <= j + 1 < p + n:
             teacher_next[(r, start + j)] = sorted(s["teacher_topk"][j + 1 - p], key=lambda e: -e["logprob"])
