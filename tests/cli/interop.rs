@@ -654,3 +654,74 @@ fn a_kd_export_trains_in_distillkits_offline_layout() {
         );
     }
 }
+
+/// A GGUF file with a SentencePiece BPE vocabulary (`tokenizer.ggml.model = llama`, as Llama 2,
+/// Mistral and TinyLlama files carry it; written by llama.cpp's `gguf` package) gets a tokenizer
+/// that encodes as llama.cpp does on the same file: spaces as `▁`, the space prefix, merges by
+/// score, bytes for characters the vocabulary lacks, special tokens in the text; and decodes
+/// back to the text.
+#[test]
+fn sentencepiece_gguf_tokenizers_encode_as_llama_cpp_does() {
+    use distill::data::tokenizer::Tokenizer;
+    let (Some(py), Some(llama)) = (python(), llama_python()) else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let src = root().join("distill/tests/fixtures/models/llama-gqa");
+    let file = sb.join("spm.gguf");
+    let out = run_python_args(
+        &py,
+        "hf_to_gguf.py",
+        &[
+            src.as_os_str(),
+            file.as_os_str(),
+            OsStr::new("f32"),
+            sb.join("spm-ref").as_os_str(),
+            OsStr::new("spm"),
+        ],
+    );
+    assert!(out.contains("gguf written"), "{out}");
+    let texts = [
+        "The quick brown fox jumps over the lazy dog.",
+        "Hello world! The answer is 42, isn't it?",
+        "  leading spaces\nand new\tlines\r\n  trailing ",
+        "Über naïve café: 日本語のテキスト",
+        "bytes for what the vocabulary lacks: 👩‍🔬 ∑ ß",
+        "special tokens inside: <s>the student</s> answers",
+        "",
+    ];
+    let spec = sb.write(
+        "inputs.json",
+        serde_json::json!({"inputs": [], "max_new_tokens": 0, "texts": texts, "sequences": []})
+            .to_string(),
+    );
+    let out = run_python(&llama, "llama_cpp_greedy.py", &[&file, &spec]);
+    let got: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let want: Vec<Vec<u32>> = serde_json::from_value(got["tokens"].clone()).unwrap();
+    let tok = Tokenizer::from_dir(&file).unwrap();
+    for (text, want) in texts.iter().zip(&want) {
+        let ours = tok.encode(text, false).unwrap();
+        assert_eq!(&ours, want, "{text:?}");
+        if !text.contains("<s>") {
+            assert_eq!(&tok.decode(&ours, false).unwrap(), text, "{text:?}");
+        }
+    }
+    let with_bos = tok.encode(texts[0], true).unwrap();
+    assert_eq!(with_bos[0], 1, "BOS first, as llama.cpp adds it");
+    assert_eq!(&with_bos[1..], &want[0][..]);
+    // Converted to a Hub directory, its tokenizer.json encodes alike.
+    let dir = sb.join("spm-converted");
+    sb.run(&[
+        "model",
+        "convert",
+        "--model",
+        file.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ])
+    .ok();
+    let converted = Tokenizer::from_dir(&dir).unwrap();
+    for (text, want) in texts.iter().zip(&want) {
+        assert_eq!(&converted.encode(text, false).unwrap(), want, "{text:?}");
+    }
+}

@@ -1,7 +1,7 @@
 """Writes a Hub checkpoint as a GGUF file with llama.cpp's own `gguf` package, laid out as
 llama.cpp's `convert_hf_to_gguf.py` lays it out, and a Hub directory holding the same weights.
 
-Usage: hf_to_gguf.py SRC_DIR OUT.gguf TYPE REF_DIR
+Usage: hf_to_gguf.py SRC_DIR OUT.gguf TYPE REF_DIR [spm]
 
 SRC_DIR is a Hub checkpoint (config.json, model.safetensors, tokenizer.json, optionally
 tokenizer_config.json and chat_template.jinja) of a Llama, Mistral or Qwen2 model with a
@@ -10,6 +10,11 @@ tensors stay F32, as llama.cpp keeps them). As the converter does, Llama and Mis
 written as the `llama` architecture with the query and key rows of each head interleaved (llama.cpp
 rotates adjacent pairs), Qwen2 as `qwen2` unchanged; the tokenizer goes in as `tokenizer.ggml.*`
 (`gpt2` model, `gpt-2` pre-tokenizer, merges, token types, special token ids).
+
+With `spm`, the tokenizer goes in as a SentencePiece BPE vocabulary instead (`llama` model, as
+Llama 2, Mistral and TinyLlama files carry it): `<unk>`, `<s>`, `</s>`, the 256 byte tokens, then
+pieces learned by BPE on a small built-in text (scores falling in merge order) and its characters,
+`▁` for spaces, padded with unused tokens to the model's vocabulary size.
 
 REF_DIR gets config.json and an f32 model.safetensors of the weights the GGUF file holds after
 rounding and quantization, under the Hub's names and in the Hub's order: the checkpoint a reader
@@ -26,6 +31,7 @@ import gguf
 from gguf import GGMLQuantizationType as Q
 
 src, out, kind, ref = sys.argv[1:5]
+spm = sys.argv[5:6] == ["spm"]
 TYPES = {"f32": Q.F32, "f16": Q.F16, "q8_0": Q.Q8_0, "q4_0": Q.Q4_0, "q4_1": Q.Q4_1}
 qtype = TYPES[kind]
 
@@ -96,32 +102,87 @@ if head_dim != hidden // heads:
 w.add_vocab_size(config["vocab_size"])
 w.add_file_type({"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7}[kind])
 
-tok = json.load(open(os.path.join(src, "tokenizer.json")))
-vocab = tok["model"]["vocab"]
-tokens = [None] * len(vocab)
-for t, i in vocab.items():
-    tokens[i] = t
-types = [gguf.TokenType.NORMAL] * len(tokens)
-for a in tok.get("added_tokens", []):
-    types[a["id"]] = gguf.TokenType.CONTROL if a["special"] else gguf.TokenType.USER_DEFINED
-merges = [m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]]
-w.add_tokenizer_model("gpt2")
-w.add_tokenizer_pre("gpt-2")
-w.add_token_list(tokens)
-w.add_token_types(types)
-w.add_token_merges(merges)
-tok_config_path = os.path.join(src, "tokenizer_config.json")
-tok_config = json.load(open(tok_config_path)) if os.path.exists(tok_config_path) else {}
-for role, add in [("bos", w.add_bos_token_id), ("eos", w.add_eos_token_id), ("pad", w.add_pad_token_id)]:
-    name = tok_config.get(f"{role}_token")
-    if isinstance(name, dict):
-        name = name.get("content")
-    if name in vocab:
-        add(vocab[name])
-w.add_add_bos_token(bool(tok_config.get("add_bos_token", False)))
-template_path = os.path.join(src, "chat_template.jinja")
-if os.path.exists(template_path):
-    w.add_chat_template(open(template_path).read())
+
+
+def spm_vocab(size):
+    """A SentencePiece BPE vocabulary of `size` pieces: tokens, scores, types."""
+    from collections import Counter
+
+    text = (
+        "The quick brown fox jumps over the lazy dog. Hello world! The answer is 42, isn't it? "
+        "Distillation turns a large teacher into a small student, and experts review the answers "
+        "the student gives. Normalise the date: 3rd of March 2021 is 2021-03-03. "
+        "Über naïve café déjà vu, 日本語のテキスト, and the teacher's answer again."
+    )
+    words = ["\u2581" + w for w in text.split(" ") if w]
+    seqs = [list(w) for w in words]
+    chars = sorted({c for w in words for c in w})
+    merged = []
+    while len(merged) < size - 3 - 256 - len(chars):
+        counts = Counter((a, b) for q in seqs for a, b in zip(q, q[1:]))
+        if not counts:
+            break
+        (a, b), _ = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
+        if a + b not in merged:
+            merged.append(a + b)
+        for q in seqs:
+            i = 0
+            while i < len(q) - 1:
+                if q[i] == a and q[i + 1] == b:
+                    q[i : i + 2] = [a + b]
+                i += 1
+    T = gguf.TokenType
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)] + merged + chars
+    scores = [0.0] * 259 + [-float(i) for i in range(len(merged))]
+    scores += [-float(len(merged) + i) for i in range(len(chars))]
+    types = [T.UNKNOWN, T.CONTROL, T.CONTROL] + [T.BYTE] * 256 + [T.NORMAL] * (len(merged) + len(chars))
+    while len(tokens) < size:
+        tokens.append(f"<unused{len(tokens)}>")
+        scores.append(-1e9)
+        types.append(T.UNUSED)
+    assert len(tokens) == size, (len(tokens), size)
+    return tokens, scores, types
+
+
+if spm:
+    tokens, scores, types = spm_vocab(config["vocab_size"])
+    w.add_tokenizer_model("llama")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_unk_token_id(0)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_add_bos_token(True)
+    w.add_add_space_prefix(True)
+else:
+    tok = json.load(open(os.path.join(src, "tokenizer.json")))
+    vocab = tok["model"]["vocab"]
+    tokens = [None] * len(vocab)
+    for t, i in vocab.items():
+        tokens[i] = t
+    types = [gguf.TokenType.NORMAL] * len(tokens)
+    for a in tok.get("added_tokens", []):
+        types[a["id"]] = gguf.TokenType.CONTROL if a["special"] else gguf.TokenType.USER_DEFINED
+    merges = [m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]]
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt-2")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    tok_config_path = os.path.join(src, "tokenizer_config.json")
+    tok_config = json.load(open(tok_config_path)) if os.path.exists(tok_config_path) else {}
+    for role, add in [("bos", w.add_bos_token_id), ("eos", w.add_eos_token_id), ("pad", w.add_pad_token_id)]:
+        name = tok_config.get(f"{role}_token")
+        if isinstance(name, dict):
+            name = name.get("content")
+        if name in vocab:
+            add(vocab[name])
+    w.add_add_bos_token(bool(tok_config.get("add_bos_token", False)))
+    template_path = os.path.join(src, "chat_template.jinja")
+    if os.path.exists(template_path):
+        w.add_chat_template(open(template_path).read())
 
 names = {
     "model.embed_tokens.weight": "token_embd.weight",

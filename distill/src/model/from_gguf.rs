@@ -360,8 +360,47 @@ pub(crate) fn reorder_heads(
 }
 
 /// GGUF token types (`tokenizer.ggml.token_type`).
+const NORMAL: u64 = 1;
+const UNKNOWN: u64 = 2;
 const CONTROL: u64 = 3;
 const USER_DEFINED: u64 = 4;
+
+/// SentencePiece's space, `▁`.
+const SPACE: &str = "\u{2581}";
+
+/// The BPE merges that make a SentencePiece BPE vocabulary encode as SentencePiece (and
+/// llama.cpp) do: wherever two adjacent pieces join into a normal piece of the vocabulary, the
+/// join with the highest score goes first (the leftmost among equals). So every split of every
+/// normal piece into two pieces of the vocabulary is a merge, ranked by the joined piece's score,
+/// and within one piece by the ids of its parts (as transformers' converter orders them).
+fn spm_merges(tokens: &[String], types: &[u64], scores: &[f64]) -> Vec<Json> {
+    let ids: std::collections::HashMap<&str, usize> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.as_str(), i))
+        .collect();
+    let mut merges: Vec<(f64, usize, usize, usize, &str, &str)> = Vec::new();
+    for (id, piece) in tokens.iter().enumerate() {
+        if types.get(id).copied().unwrap_or(NORMAL) != NORMAL {
+            continue;
+        }
+        let score = scores.get(id).copied().unwrap_or(0.0);
+        for (at, _) in piece.char_indices().skip(1) {
+            let (left, right) = piece.split_at(at);
+            if let (Some(&l), Some(&r)) = (ids.get(left), ids.get(right)) {
+                merges.push((score, id, l, r, left, right));
+            }
+        }
+    }
+    merges.sort_by(|a, b| {
+        b.0.total_cmp(&a.0)
+            .then((a.1, a.2, a.3).cmp(&(b.1, b.2, b.3)))
+    });
+    merges
+        .into_iter()
+        .map(|(_, _, _, _, l, r)| json!([l, r]))
+        .collect()
+}
 
 /// The pre-tokenizer llama.cpp names `tokenizer.ggml.pre`, as a `tokenizer.json` fragment.
 fn pre_tokenizer(pre: &str) -> Option<Json> {
@@ -416,42 +455,23 @@ fn tokenizer_of(g: &Gguf, path: &Path) -> Result<Tokenizer> {
         }
     };
     let model = meta("model").and_then(Value::as_str).unwrap_or("");
-    if model != "gpt2" {
+    if model != "gpt2" && model != "llama" {
         return Err(fail(format!(
             "its tokenizer is `{model}` (`tokenizer.ggml.model`); the workbench rebuilds \
-             byte-level BPE tokenizers (`gpt2`) from GGUF\n\nhint: put the model's Hub \
-             tokenizer.json beside the weights: convert with `workbench model convert --model \
-             FILE.gguf --out DIR`, then copy tokenizer.json (and tokenizer_config.json) into DIR"
+             byte-level BPE (`gpt2`) and SentencePiece BPE (`llama`) tokenizers from GGUF\n\n\
+             hint: put the model's Hub tokenizer.json beside the weights: convert with \
+             `workbench model convert --model FILE.gguf --out DIR`, then copy tokenizer.json (and \
+             tokenizer_config.json) into DIR"
         )));
     }
     let tokens = strings("tokens")?;
     if tokens.is_empty() {
         return Err(fail("has no `tokenizer.ggml.tokens`".into()));
     }
-    let merges = strings("merges")?;
-    let pre_name = meta("pre").and_then(Value::as_str).unwrap_or("default");
-    let pre = pre_tokenizer(pre_name).ok_or_else(|| {
-        fail(format!(
-            "its pre-tokenizer is `{pre_name}` (`tokenizer.ggml.pre`), which the workbench \
-             does not know; it knows default, gpt-2, smollm, llama-bpe and qwen2"
-        ))
-    })?;
     let types: Vec<u64> = match meta("token_type") {
         Some(Value::Array(items)) => items.iter().map(|v| v.as_u64().unwrap_or(1)).collect(),
         _ => Vec::new(),
     };
-    let mut vocab = serde_json::Map::new();
-    let mut added = Vec::new();
-    for (id, token) in tokens.iter().enumerate() {
-        vocab.insert(token.clone(), json!(id));
-        let kind = types.get(id).copied().unwrap_or(1);
-        if kind == CONTROL || kind == USER_DEFINED {
-            added.push(json!({
-                "id": id, "content": token, "single_word": false, "lstrip": false,
-                "rstrip": false, "normalized": kind == USER_DEFINED, "special": kind == CONTROL,
-            }));
-        }
-    }
     let id = |k: &str| meta(k).and_then(Value::as_u64).map(|v| v as u32);
     let name_of = |i: Option<u32>| i.and_then(|i| tokens.get(i as usize).cloned());
     let (bos, eos, pad) = (
@@ -459,39 +479,112 @@ fn tokenizer_of(g: &Gguf, path: &Path) -> Result<Tokenizer> {
         id("eos_token_id"),
         id("padding_token_id"),
     );
-    let add_bos = matches!(meta("add_bos_token"), Some(Value::Bool(true)));
-    let byte_level_post = json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true});
-    let post = match (add_bos, name_of(bos)) {
-        (true, Some(b)) => json!({"type": "Sequence", "processors": [
-            byte_level_post,
-            {"type": "TemplateProcessing",
-             "single": [{"SpecialToken": {"id": b, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
-             "pair": [{"SpecialToken": {"id": b, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
-                      {"SpecialToken": {"id": b, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
-             "special_tokens": {b.clone(): {"id": b, "ids": [bos], "tokens": [b]}}},
-        ]}),
-        _ => byte_level_post,
+    // llama.cpp adds BOS to SentencePiece vocabularies unless told otherwise.
+    let add_bos = match meta("add_bos_token") {
+        Some(Value::Bool(b)) => *b,
+        _ => model == "llama",
     };
-    let file = json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": added,
-        "normalizer": null,
-        "pre_tokenizer": pre,
-        "post_processor": post,
-        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
-        "model": {
-            "type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
-            "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
-            "ignore_merges": false, "vocab": vocab, "merges": merges,
-        },
-    });
+    let bos_template = |b: &str| {
+        json!({"type": "TemplateProcessing",
+         "single": [{"SpecialToken": {"id": b, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+         "pair": [{"SpecialToken": {"id": b, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                  {"SpecialToken": {"id": b, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+         "special_tokens": {b: {"id": b, "ids": [bos], "tokens": [b]}}})
+    };
+    let mut vocab = serde_json::Map::new();
+    let mut added = Vec::new();
+    for (id, token) in tokens.iter().enumerate() {
+        vocab.insert(token.clone(), json!(id));
+        let kind = types.get(id).copied().unwrap_or(1);
+        if kind == CONTROL || kind == USER_DEFINED || (model == "llama" && kind == UNKNOWN) {
+            added.push(json!({
+                "id": id, "content": token, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": kind == USER_DEFINED, "special": kind != USER_DEFINED,
+            }));
+        }
+    }
+    let file = if model == "llama" {
+        let scores: Vec<f64> = match meta("scores") {
+            Some(Value::Array(items)) => items.iter().map(|v| v.as_f64().unwrap_or(0.0)).collect(),
+            _ => Vec::new(),
+        };
+        let space_prefix = !matches!(meta("add_space_prefix"), Some(Value::Bool(false)));
+        let unk = name_of(id("unknown_token_id")).unwrap_or_else(|| "<unk>".into());
+        let normalizer = if space_prefix {
+            json!({"type": "Sequence", "normalizers": [
+                {"type": "Prepend", "prepend": SPACE},
+                {"type": "Replace", "pattern": {"String": " "}, "content": SPACE},
+            ]})
+        } else {
+            json!({"type": "Replace", "pattern": {"String": " "}, "content": SPACE})
+        };
+        let mut decoders = vec![
+            json!({"type": "Replace", "pattern": {"String": SPACE}, "content": " "}),
+            json!({"type": "ByteFallback"}),
+            json!({"type": "Fuse"}),
+        ];
+        if space_prefix {
+            decoders.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
+        }
+        json!({
+            "version": "1.0",
+            "truncation": null,
+            "padding": null,
+            "added_tokens": added,
+            "normalizer": normalizer,
+            "pre_tokenizer": null,
+            "post_processor": match (add_bos, name_of(bos)) {
+                (true, Some(b)) => bos_template(&b),
+                _ => Json::Null,
+            },
+            "decoder": {"type": "Sequence", "decoders": decoders},
+            "model": {
+                "type": "BPE", "dropout": null, "unk_token": unk, "continuing_subword_prefix": null,
+                "end_of_word_suffix": null, "fuse_unk": true, "byte_fallback": true,
+                "ignore_merges": false, "vocab": vocab,
+                "merges": spm_merges(&tokens, &types, &scores),
+            },
+        })
+    } else {
+        let merges = strings("merges")?;
+        let pre_name = meta("pre").and_then(Value::as_str).unwrap_or("default");
+        let pre = pre_tokenizer(pre_name).ok_or_else(|| {
+            fail(format!(
+                "its pre-tokenizer is `{pre_name}` (`tokenizer.ggml.pre`), which the workbench \
+                 does not know; it knows default, gpt-2, smollm, llama-bpe and qwen2"
+            ))
+        })?;
+        let byte_level_post = json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true});
+        let post = match (add_bos, name_of(bos)) {
+            (true, Some(b)) => json!({"type": "Sequence", "processors": [
+                byte_level_post,
+                bos_template(&b),
+            ]}),
+            _ => byte_level_post,
+        };
+        json!({
+            "version": "1.0",
+            "truncation": null,
+            "padding": null,
+            "added_tokens": added,
+            "normalizer": null,
+            "pre_tokenizer": pre,
+            "post_processor": post,
+            "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+            "model": {
+                "type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
+                "ignore_merges": false, "vocab": vocab, "merges": merges,
+            },
+        })
+    };
     let special = SpecialTokens {
         bos: name_of(bos),
         eos: name_of(eos),
         pad: name_of(pad),
-        unk: None,
+        unk: (model == "llama")
+            .then(|| name_of(id("unknown_token_id")))
+            .flatten(),
     };
     let mut tok = Tokenizer::from_json(&file.to_string(), special, path)?;
     if let Some(source) = g
