@@ -725,3 +725,96 @@ fn sentencepiece_gguf_tokenizers_encode_as_llama_cpp_does() {
         assert_eq!(&converted.encode(text, false).unwrap(), want, "{text:?}");
     }
 }
+
+/// Llama 3's rope scaling goes into GGUF as llama.cpp's converter writes it (the divisor of each
+/// frequency, `rope_freqs.weight`) and comes back as the same scaling: our logits from the GGUF
+/// equal those of the checkpoint, llama.cpp's equal ours on a sequence long enough for the
+/// scaled frequencies to matter, and a conversion back writes the same rope parameters.
+#[test]
+fn llama3_rope_scaling_travels_through_gguf_as_llama_cpp_reads_it() {
+    let Some(py) = llama_python() else { return };
+    let sb = Sandbox::new();
+    let src = root().join("distill/tests/fixtures/models/llama-gqa");
+    let dir = sb.join("llama3");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in [
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    // Head dim 16, theta 10,000: two of the eight frequencies fall between kept and scaled.
+    config["rope_parameters"] = serde_json::json!({
+        "rope_theta": 10000.0, "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+        "high_freq_factor": 8.0, "original_max_position_embeddings": 2048,
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let file = sb.join("llama3.gguf");
+    sb.run(&[
+        "model",
+        "convert",
+        "--model",
+        dir.to_str().unwrap(),
+        "--out",
+        file.to_str().unwrap(),
+    ])
+    .ok();
+    let seq: Vec<u32> = (0..100).map(|i| (i * 37 + 11) % 512).collect();
+    let ours = sb.logits(&dir, &seq);
+    let back = sb.logits(&file, &seq);
+    let plain = sb.logits(&src, &seq);
+    let gap = |a: &[Vec<f64>], b: &[Vec<f64>]| {
+        a.iter()
+            .flatten()
+            .zip(b.iter().flatten())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
+    };
+    assert!(gap(&ours, &back) <= 1e-5, "{}", gap(&ours, &back));
+    assert!(gap(&ours, &plain) > 1e-3, "the scaling changes the logits");
+    let spec = sb.write(
+        "inputs.json",
+        serde_json::json!({"inputs": [], "max_new_tokens": 0, "texts": [], "sequences": [seq]})
+            .to_string(),
+    );
+    let out = run_python(&py, "llama_cpp_greedy.py", &[&file, &spec]);
+    let got: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let theirs: Vec<Vec<Vec<f64>>> = serde_json::from_value(got["logits"].clone()).unwrap();
+    assert!(
+        gap(&ours, &theirs[0]) <= 1e-4,
+        "llama.cpp's logits differ by {}",
+        gap(&ours, &theirs[0])
+    );
+    let converted = sb.join("llama3-back");
+    sb.run(&[
+        "model",
+        "convert",
+        "--model",
+        file.to_str().unwrap(),
+        "--out",
+        converted.to_str().unwrap(),
+    ])
+    .ok();
+    let again: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(converted.join("config.json")).unwrap())
+            .unwrap();
+    let rope = &again["rope_parameters"];
+    assert_eq!(
+        (
+            &rope["rope_type"],
+            &rope["factor"],
+            &rope["high_freq_factor"],
+            &rope["original_max_position_embeddings"]
+        ),
+        (
+            &serde_json::json!("llama3"),
+            &serde_json::json!(8.0),
+            &serde_json::json!(8.0),
+            &serde_json::json!(2048)
+        ),
+        "{again}"
+    );
+}

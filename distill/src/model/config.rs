@@ -538,6 +538,37 @@ mod tests {
                "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2})
     }
 
+    /// GGUF carries Llama 3's rope scaling as the divisor of each frequency; Llama 3.1's and 3.2's
+    /// parameters come back from them exactly, and divisors no Llama 3 scaling gives do not.
+    #[test]
+    fn llama3_rope_scaling_comes_back_from_its_frequency_divisors() {
+        let mut v = base();
+        v["hidden_size"] = json!(2048);
+        v["num_attention_heads"] = json!(16);
+        v["rope_theta"] = json!(500000.0);
+        for (factor, high, original) in [(8.0, 4.0, 8192), (32.0, 4.0, 8192), (16.0, 8.0, 4096)] {
+            v["rope_scaling"] = json!({"rope_type": "llama3", "factor": factor, "low_freq_factor": 1.0,
+                                       "high_freq_factor": high, "original_max_position_embeddings": original});
+            let c = parse(v.clone()).unwrap();
+            let factors = crate::model::rope_factors(&c);
+            assert_eq!(factors.len(), 64);
+            assert_eq!(
+                crate::model::llama3_from_factors(&c, &factors),
+                Some(c.rope_scaling.clone()),
+                "{factor} {high} {original}"
+            );
+        }
+        let c = parse(v.clone()).unwrap();
+        let mut odd = crate::model::rope_factors(&c);
+        odd[40] *= 1.5;
+        assert_eq!(crate::model::llama3_from_factors(&c, &odd), None);
+        assert_eq!(crate::model::llama3_from_factors(&c, &odd[..10]), None);
+        assert_eq!(
+            crate::model::llama3_from_factors(&c, &[1.0; 64]),
+            Some(RopeScaling::Default)
+        );
+    }
+
     #[test]
     fn both_rope_layouts_are_read() {
         let mut old = base();

@@ -159,15 +159,6 @@ pub fn config(g: &Gguf, path: &Path) -> Result<ModelConfig> {
             ));
         }
     };
-    if g.tensor("rope_freqs.weight").is_some() {
-        return Err(error(
-            path,
-            "carries per-frequency rope factors (`rope_freqs.weight`, Llama 3.1's scaling), \
-             which the workbench does not read from GGUF\n\nhint: load the Hub checkpoint \
-             (config.json + safetensors) instead"
-                .into(),
-        ));
-    }
     let embed = g.tensor("token_embd.weight").ok_or_else(|| {
         error(
             path,
@@ -184,7 +175,7 @@ pub fn config(g: &Gguf, path: &Path) -> Result<ModelConfig> {
             .and_then(Value::as_u64)
             .map(|v| v as u32)
     };
-    let config = ModelConfig {
+    let mut config = ModelConfig {
         model_type,
         vocab_size,
         hidden_size: hidden,
@@ -215,6 +206,21 @@ pub fn config(g: &Gguf, path: &Path) -> Result<ModelConfig> {
         pad_token_id: token_id("padding_token_id"),
         dtype: "float32".into(),
     };
+    // Llama 3's scaling travels as the divisors it applies to each frequency.
+    if let Some(info) = g.tensor("rope_freqs.weight") {
+        let factors = g.dequantize(info)?;
+        config.rope_scaling = super::llama3_from_factors(&config, &factors).ok_or_else(|| {
+            error(
+                path,
+                format!(
+                    "carries per-frequency rope factors (`rope_freqs.weight`, {} values) that \
+                     Llama 3's rope scaling does not give, and the workbench implements no \
+                     other\n\nhint: load the Hub checkpoint (config.json + safetensors) instead",
+                    factors.len()
+                ),
+            )
+        })?;
+    }
     config
         .validate()
         .map_err(|m| error(path, format!("describes an impossible model: {m}")))?;

@@ -75,6 +75,102 @@ impl KvCache {
     }
 }
 
+/// The divisor the config's rope scaling applies to each rotary frequency (1 where it keeps
+/// one): what GGUF files store as `rope_freqs.weight` for Llama 3's scaling.
+pub fn rope_factors(config: &ModelConfig) -> Vec<f32> {
+    let unscaled = ModelConfig {
+        rope_scaling: RopeScaling::Default,
+        ..config.clone()
+    };
+    inv_freq(&unscaled)
+        .iter()
+        .zip(inv_freq(config))
+        .map(|(base, scaled)| (base / scaled) as f32)
+        .collect()
+}
+
+/// Llama 3's rope scaling from the divisors it applies (`rope_freqs.weight`), or `None` when
+/// no such scaling gives them. The divisors fix only the ratios of its parameters, so
+/// `low_freq_factor` is taken as 1 (as every Llama 3 model has it); the result is checked by
+/// computing the divisors again.
+pub fn llama3_from_factors(config: &ModelConfig, factors: &[f32]) -> Option<RopeScaling> {
+    let d = config.head_dim;
+    if factors.len() != d / 2 || factors.iter().any(|f| !f.is_finite() || *f <= 0.0) {
+        return None;
+    }
+    let factor = factors.iter().copied().fold(1.0f32, f32::max) as f64;
+    if factor <= 1.0 {
+        return Some(RopeScaling::Default);
+    }
+    let wavelen =
+        |i: usize| 2.0 * std::f64::consts::PI * config.rope_theta.powf((2 * i) as f64 / d as f64);
+    // Between the kept and the fully scaled frequencies, `smooth` falls linearly in
+    // 1 / wavelength: smooth = original / wavelength / (high - low) - low / (high - low).
+    let tol = 1e-4;
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    for (i, &f) in factors.iter().enumerate() {
+        let f = f as f64;
+        if f > 1.0 + tol && f < factor * (1.0 - tol) {
+            xs.push(1.0 / wavelen(i));
+            ys.push((1.0 / f - 1.0 / factor) / (1.0 - 1.0 / factor));
+        }
+    }
+    let (a, b) = if xs.len() >= 2 {
+        let n = xs.len() as f64;
+        let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
+        let sxy: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+        let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
+        let a = sxy / sxx;
+        (a, my - a * mx)
+    } else {
+        // Too few frequencies in between to fit: put the borders halfway between the last kept
+        // (or smoothed) frequency and the next one.
+        let last_kept = (0..d / 2)
+            .filter(|&i| (factors[i] as f64) < 1.0 + tol)
+            .map(wavelen);
+        let first_full = (0..d / 2)
+            .filter(|&i| (factors[i] as f64) > factor * (1.0 - tol))
+            .map(wavelen);
+        let high_wavelen = last_kept.fold(0.0, f64::max);
+        let low_wavelen = first_full.fold(f64::INFINITY, f64::min);
+        if !(high_wavelen > 0.0 && low_wavelen.is_finite() && low_wavelen > high_wavelen) {
+            return None;
+        }
+        // With low = 1: original = low_wavelen, high = original / high_wavelen.
+        let original = low_wavelen;
+        let high = original / high_wavelen;
+        (original / (high - 1.0), -1.0 / (high - 1.0))
+    };
+    if !(a > 0.0 && b < 0.0) {
+        return None;
+    }
+    let high = 1.0 - 1.0 / b;
+    let original = (-a / b).round();
+    if !(original >= 1.0 && original < usize::MAX as f64) {
+        return None;
+    }
+    // The parameters as a config would write them (the fit carries float32 noise), else as fit.
+    let round = |x: f64| (x * 1e3).round() / 1e3;
+    [(round(factor), round(high)), (factor, high)]
+        .into_iter()
+        .map(|(factor, high_freq_factor)| RopeScaling::Llama3 {
+            factor,
+            low_freq_factor: 1.0,
+            high_freq_factor,
+            original_max_position_embeddings: original as usize,
+        })
+        .find(|scaling| {
+            let again = rope_factors(&ModelConfig {
+                rope_scaling: scaling.clone(),
+                ..config.clone()
+            });
+            again
+                .iter()
+                .zip(factors)
+                .all(|(x, y)| ((x - y) / y).abs() <= 1e-4)
+        })
+}
+
 /// The rotary inverse frequencies, with the config's scaling applied.
 fn inv_freq(config: &ModelConfig) -> Vec<f64> {
     let d = config.head_dim;

@@ -348,13 +348,8 @@ pub fn gguf_bytes(
             w.str(&key("rope.scaling.type"), "linear");
             w.f32(&key("rope.scaling.factor"), *factor);
         }
-        RopeScaling::Llama3 { .. } => {
-            return Err(Error::invalid(
-                "the model uses Llama 3's rope scaling, which GGUF carries as a precomputed \
-                 `rope_freqs.weight` tensor the workbench does not write yet; export it as a \
-                 Hub checkpoint and convert that with llama.cpp's `convert_hf_to_gguf.py`",
-            ));
-        }
+        // GGUF carries it as the divisor of each frequency (`rope_freqs.weight`, below).
+        RopeScaling::Llama3 { .. } => {}
     }
     if let Some(tok) = tok {
         tokenizer_metadata(&mut w, tok, c.vocab_size)?;
@@ -396,6 +391,16 @@ pub fn gguf_bytes(
             GgufType::Q4_0 => quantize_q4_0(&values),
         };
         w.tensor(&target, &shape, store.id(), &bytes);
+    }
+    if let RopeScaling::Llama3 { .. } = c.rope_scaling {
+        let factors = super::rope_factors(c);
+        let bytes: Vec<u8> = factors.iter().flat_map(|x| x.to_le_bytes()).collect();
+        w.tensor(
+            "rope_freqs.weight",
+            &[factors.len()],
+            GgufType::F32.id(),
+            &bytes,
+        );
     }
     Ok(w.finish())
 }
