@@ -659,7 +659,8 @@ fn a_kd_export_trains_in_distillkits_offline_layout() {
 /// Mistral and TinyLlama files carry it; written by llama.cpp's `gguf` package) gets a tokenizer
 /// that encodes as llama.cpp does on the same file: spaces as `▁`, the space prefix, merges by
 /// score, bytes for characters the vocabulary lacks, special tokens in the text; and decodes
-/// back to the text.
+/// back to the text. Converted to a Hub directory and written back to GGUF, llama.cpp encodes
+/// with it as with the original.
 #[test]
 fn sentencepiece_gguf_tokenizers_encode_as_llama_cpp_does() {
     use distill::data::tokenizer::Tokenizer;
@@ -724,6 +725,20 @@ fn sentencepiece_gguf_tokenizers_encode_as_llama_cpp_does() {
     for (text, want) in texts.iter().zip(&want) {
         assert_eq!(&converted.encode(text, false).unwrap(), want, "{text:?}");
     }
+    // And written back to GGUF, llama.cpp encodes with it as with the original file.
+    let back = sb.join("spm-back.gguf");
+    sb.run(&[
+        "model",
+        "convert",
+        "--model",
+        dir.to_str().unwrap(),
+        "--out",
+        back.to_str().unwrap(),
+    ])
+    .ok();
+    let out = run_python(&llama, "llama_cpp_greedy.py", &[&back, &spec]);
+    let again: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(again["tokens"], got["tokens"]);
 }
 
 /// Llama 3's rope scaling goes into GGUF as llama.cpp's converter writes it (the divisor of each

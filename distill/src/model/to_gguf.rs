@@ -141,6 +141,15 @@ impl Writer {
         }
     }
 
+    fn f32s(&mut self, key: &str, v: &[f32]) {
+        self.key(key, 9);
+        self.kv.extend(6u32.to_le_bytes());
+        self.kv.extend((v.len() as u64).to_le_bytes());
+        for x in v {
+            self.kv.extend(x.to_le_bytes());
+        }
+    }
+
     /// A tensor of Hub shape `shape` (slowest dimension first), its bytes already encoded.
     fn tensor(&mut self, name: &str, shape: &[usize], kind: u32, bytes: &[u8]) {
         put_string(&mut self.infos, name);
@@ -203,9 +212,51 @@ fn pre_name(file: &Json) -> Option<&'static str> {
     }
 }
 
-/// The serialized tokenizer and llama.cpp's name for its pre-tokenizer, or why llama.cpp
-/// cannot encode text as it does.
-fn llama_cpp_form(tok: &Tokenizer) -> Result<(Json, &'static str)> {
+/// How llama.cpp encodes as a tokenizer does.
+enum LlamaCppVocab {
+    /// Byte-level BPE (`gpt2`) with llama.cpp's name for its pre-tokenizer.
+    Bpe(&'static str),
+    /// SentencePiece BPE (`llama`): `▁` for spaces, byte fallback; with or without a space put
+    /// before the text.
+    Spm { space_prefix: bool },
+}
+
+/// Whether a `tokenizer.json` is SentencePiece BPE as llama.cpp runs it (spaces as `▁`, byte
+/// fallback), and if so whether it puts a space before the text.
+fn spm_form(file: &Json) -> Option<bool> {
+    let model = &file["model"];
+    if model["type"] != "BPE" || model["byte_fallback"] != true {
+        return None;
+    }
+    let parts = |j: &Json, list: &str| -> Vec<Json> {
+        match j[list].as_array() {
+            Some(items) => items.clone(),
+            None if j.is_object() => vec![j.clone()],
+            None => vec![],
+        }
+    };
+    let normalizers = parts(&file["normalizer"], "normalizers");
+    let escapes = normalizers.iter().any(|n| {
+        n["type"] == "Replace" && n["pattern"]["String"] == " " && n["content"] == "\u{2581}"
+    });
+    let prepends = normalizers
+        .iter()
+        .any(|n| n["type"] == "Prepend" && n["prepend"] == "\u{2581}");
+    let metaspace = parts(&file["pre_tokenizer"], "pretokenizers")
+        .into_iter()
+        .find(|p| p["type"] == "Metaspace");
+    match (escapes, metaspace) {
+        (true, None) => Some(prepends),
+        (false, Some(m)) if m["split"] != true => Some(match m["prepend_scheme"].as_str() {
+            Some(scheme) => scheme != "never",
+            None => m["add_prefix_space"] != false,
+        }),
+        _ => None,
+    }
+}
+
+/// The serialized tokenizer and how llama.cpp encodes as it does, or why llama.cpp cannot.
+fn llama_cpp_form(tok: &Tokenizer) -> Result<(Json, LlamaCppVocab)> {
     let fail = |message: String| Error::Tokenizer {
         path: None,
         message,
@@ -216,11 +267,14 @@ fn llama_cpp_form(tok: &Tokenizer) -> Result<(Json, &'static str)> {
             .map_err(|e| fail(format!("cannot serialize the tokenizer: {e}")))?,
     )
     .map_err(|e| fail(format!("cannot read the serialized tokenizer: {e}")))?;
+    if let Some(space_prefix) = spm_form(&file) {
+        return Ok((file, LlamaCppVocab::Spm { space_prefix }));
+    }
     let model = &file["model"];
     if model["type"] != "BPE" || file["decoder"]["type"] != "ByteLevel" {
         return Err(fail(
-            "only byte-level BPE tokenizers go into GGUF (`tokenizer.ggml.model = gpt2`); this \
-             one is not"
+            "only byte-level BPE (`tokenizer.ggml.model = gpt2`) and SentencePiece BPE \
+             (`llama`) tokenizers go into GGUF; this one is neither"
                 .into(),
         ));
     }
@@ -234,7 +288,27 @@ fn llama_cpp_form(tok: &Tokenizer) -> Result<(Json, &'static str)> {
             file["pre_tokenizer"]
         ))
     })?;
-    Ok((file, pre))
+    Ok((file, LlamaCppVocab::Bpe(pre)))
+}
+
+/// SentencePiece scores that make llama.cpp's merging (the adjacent pair whose join scores
+/// highest goes first) follow the BPE merges: a piece scores minus the rank of the first merge
+/// that makes it; pieces no merge makes score below all of those.
+fn spm_scores(tokens: &[String], types: &[i32], merges: &[(String, String)]) -> Vec<f32> {
+    let mut first: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (rank, (l, r)) in merges.iter().enumerate() {
+        first.entry(format!("{l}{r}")).or_insert(rank);
+    }
+    tokens
+        .iter()
+        .zip(types)
+        .enumerate()
+        .map(|(id, (t, &kind))| match first.get(t) {
+            _ if kind != 1 => 0.0,
+            Some(&rank) => -(rank as f32),
+            None => -((merges.len() + id) as f32),
+        })
+        .collect()
 }
 
 /// Checks that llama.cpp can encode text as `tok` does, so a GGUF file of it works.
@@ -242,9 +316,9 @@ pub fn check_tokenizer(tok: &Tokenizer) -> Result<()> {
     llama_cpp_form(tok).map(|_| ())
 }
 
-/// Adds the `tokenizer.*` metadata of a byte-level BPE tokenizer.
+/// Adds the `tokenizer.*` metadata of a byte-level or SentencePiece BPE tokenizer.
 fn tokenizer_metadata(w: &mut Writer, tok: &Tokenizer, vocab_size: usize) -> Result<()> {
-    let (file, pre) = llama_cpp_form(tok)?;
+    let (file, form) = llama_cpp_form(tok)?;
     let model = &file["model"];
     let mut tokens = vec![String::new(); vocab_size];
     let mut types = vec![1i32; vocab_size];
@@ -265,26 +339,54 @@ fn tokenizer_metadata(w: &mut Writer, tok: &Tokenizer, vocab_size: usize) -> Res
             types[id as usize] = if added["special"] == true { 3 } else { 4 };
         }
     }
-    let merges: Vec<String> = model["merges"]
+    let merges: Vec<(String, String)> = model["merges"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|m| match m {
-            Json::String(s) => Some(s.clone()),
-            Json::Array(pair) => Some(
-                pair.iter()
-                    .filter_map(Json::as_str)
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ),
+            Json::String(s) => s
+                .split_once(' ')
+                .map(|(l, r)| (l.to_string(), r.to_string())),
+            Json::Array(pair) => match pair.as_slice() {
+                [Json::String(l), Json::String(r)] => Some((l.clone(), r.clone())),
+                _ => None,
+            },
             _ => None,
         })
         .collect();
-    w.str("tokenizer.ggml.model", "gpt2");
-    w.str("tokenizer.ggml.pre", pre);
-    w.strs("tokenizer.ggml.tokens", &tokens);
-    w.i32s("tokenizer.ggml.token_type", &types);
-    w.strs("tokenizer.ggml.merges", &merges);
+    match form {
+        LlamaCppVocab::Bpe(pre) => {
+            w.str("tokenizer.ggml.model", "gpt2");
+            w.str("tokenizer.ggml.pre", pre);
+            w.strs("tokenizer.ggml.tokens", &tokens);
+            w.i32s("tokenizer.ggml.token_type", &types);
+            let merges: Vec<String> = merges.iter().map(|(l, r)| format!("{l} {r}")).collect();
+            w.strs("tokenizer.ggml.merges", &merges);
+        }
+        LlamaCppVocab::Spm { space_prefix } => {
+            // Byte fallback tokens are `<0xXX>`; llama.cpp finds them by their type.
+            for (t, kind) in tokens.iter().zip(types.iter_mut()) {
+                let byte = t.len() == 6 && t.starts_with("<0x") && t.ends_with('>');
+                if byte && *kind == 1 {
+                    *kind = 6;
+                }
+            }
+            let unk = model["unk_token"]
+                .as_str()
+                .and_then(|u| tokens.iter().position(|t| t == u));
+            if let Some(id) = unk {
+                types[id] = 2;
+                w.u32("tokenizer.ggml.unknown_token_id", id as u32);
+            }
+            let scores = spm_scores(&tokens, &types, &merges);
+            w.str("tokenizer.ggml.model", "llama");
+            w.str("tokenizer.ggml.pre", "default");
+            w.strs("tokenizer.ggml.tokens", &tokens);
+            w.f32s("tokenizer.ggml.scores", &scores);
+            w.i32s("tokenizer.ggml.token_type", &types);
+            w.bool("tokenizer.ggml.add_space_prefix", space_prefix);
+        }
+    }
     if let Some(id) = tok.bos_id() {
         w.u32("tokenizer.ggml.bos_token_id", id);
     }
@@ -420,6 +522,32 @@ pub fn save(model: &Model, tok: Option<&Tokenizer>, path: &Path, kind: GgufType)
 mod tests {
     use super::*;
     use crate::model::gguf::{Gguf, TensorType};
+    use serde_json::json;
+
+    /// SentencePiece BPE is recognised in both of transformers' layouts (a normalizer that
+    /// escapes spaces, or a Metaspace pre-tokenizer), with its space prefix; byte-level BPE and
+    /// a SentencePiece model without byte fallback are not.
+    #[test]
+    fn sentencepiece_tokenizers_are_recognised_in_both_layouts() {
+        let bpe = json!({"type": "BPE", "byte_fallback": true});
+        let escape = json!({"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"});
+        let prepend = json!({"type": "Prepend", "prepend": "\u{2581}"});
+        let legacy = json!({"model": bpe, "normalizer": {"type": "Sequence", "normalizers": [prepend, escape]}});
+        assert_eq!(spm_form(&legacy), Some(true));
+        let bare = json!({"model": bpe, "normalizer": escape});
+        assert_eq!(spm_form(&bare), Some(false));
+        let meta = |scheme: &str| {
+            json!({"model": bpe, "normalizer": null, "pre_tokenizer": {"type": "Metaspace",
+                   "replacement": "\u{2581}", "prepend_scheme": scheme, "split": false}})
+        };
+        assert_eq!(spm_form(&meta("first")), Some(true));
+        assert_eq!(spm_form(&meta("never")), Some(false));
+        let no_fallback =
+            json!({"model": {"type": "BPE", "byte_fallback": false}, "normalizer": escape});
+        assert_eq!(spm_form(&no_fallback), None);
+        let byte_level = json!({"model": {"type": "BPE"}, "pre_tokenizer": {"type": "ByteLevel"}});
+        assert_eq!(spm_form(&byte_level), None);
+    }
 
     #[test]
     fn quantizers_match_llama_cpps_reference_on_known_blocks() {
