@@ -36,7 +36,12 @@ fn main() {
         .chain(sets.gold.iter().filter_map(|s| s.reference.clone()))
         .collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let tok = recipe::train_tokenizer(&refs, env("VOCAB", 512)).unwrap();
+    let tok = recipe::train_tokenizer(
+        &refs,
+        env("VOCAB", 512),
+        distill::data::tokenizer::BpeSplit::Digits,
+    )
+    .unwrap();
     let ex = |s: &datasets::Sample| {
         recipe::example(&tok, &s.prompt, s.reference.as_deref().unwrap(), None).unwrap()
     };

@@ -45,11 +45,11 @@ pub fn plain_chat_template() -> Result<ChatTemplate> {
     ChatTemplate::new(PLAIN_CHAT_TEMPLATE, Some("the plain chat template".into()))
 }
 
-/// Trains the run's byte-level BPE on `texts` (`vocab_size` at most, digits apart, merges across
-/// words: see [`BpeSplit::Digits`]), with [`END`] as BOS, EOS and padding and the
+/// Trains the run's byte-level BPE on `texts` (`vocab_size` at most, split as `split` says:
+/// [`BpeSplit::Digits`] unless asked), with [`END`] as BOS, EOS and padding and the
 /// [`PLAIN_CHAT_TEMPLATE`]; encoding with special tokens starts with BOS.
-pub fn train_tokenizer(texts: &[&str], vocab_size: usize) -> Result<Tokenizer> {
-    let mut tok = Tokenizer::train_bpe(texts.to_vec(), vocab_size, &[END], BpeSplit::Digits)?;
+pub fn train_tokenizer(texts: &[&str], vocab_size: usize, split: BpeSplit) -> Result<Tokenizer> {
+    let mut tok = Tokenizer::train_bpe(texts.to_vec(), vocab_size, &[END], split)?;
     tok.set_special_tokens(SpecialTokens {
         bos: Some(END.into()),
         eos: Some(END.into()),
@@ -217,7 +217,7 @@ mod tests {
             "March 3, '21 → ISO",
             "Ünïcödé dates: 3 März 2021",
         ];
-        train_tokenizer(&texts, 400).unwrap()
+        train_tokenizer(&texts, 400, BpeSplit::Digits).unwrap()
     }
 
     /// The plain chat template must not change a single training id: a model trained before it

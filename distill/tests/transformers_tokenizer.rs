@@ -103,7 +103,9 @@ fn the_runs_own_tokenizer_encodes_like_transformers() {
         })
         .collect();
     let refs: Vec<&str> = corpus.iter().map(String::as_str).collect();
-    let tok = distill::recipe::train_tokenizer(&refs, 400).unwrap();
+    let tok =
+        distill::recipe::train_tokenizer(&refs, 400, distill::data::tokenizer::BpeSplit::Digits)
+            .unwrap();
     let dir = tempfile::tempdir().unwrap();
     tok.save_dir(dir.path()).unwrap();
     let mut encodings = Vec::new();

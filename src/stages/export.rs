@@ -41,10 +41,17 @@ pub fn check_gguf(loaded: &LoadedConfig) -> Result<()> {
         ))
     };
     let Some(path) = pretrained_tokenizer(loaded) else {
+        let c = &loaded.config;
+        if c.teacher.tokenizer_split == Some(datasets::config::TokenizerSplit::Words) {
+            // The run's own tokenizer, split as SmolLM's is: llama.cpp runs it.
+            return Ok(());
+        }
         return Err(refuse(
             "the student will use the tokenizer this run trains for itself, which keeps words \
-             together for its small models; llama.cpp has no pre-tokenizer that splits text so, \
-             and would encode every prompt as other tokens\n\nhint: start the student from a \
+             together for its small models (`teacher.tokenizer_split = \"digits\"`, the \
+             default); llama.cpp has no pre-tokenizer that splits text so, and would encode \
+             every prompt as other tokens\n\nhint: set `teacher.tokenizer_split = \"words\"` \
+             (a tokenizer llama.cpp runs; prompts take more tokens), start the student from a \
              pretrained model (`student.path`, or `student.from_teacher` with a pretrained \
              `teacher.path`), or drop `export.gguf` and serve the student with `workbench serve`"
                 .into(),

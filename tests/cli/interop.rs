@@ -833,3 +833,47 @@ fn llama3_rope_scaling_travels_through_gguf_as_llama_cpp_reads_it() {
         "{again}"
     );
 }
+
+/// A run whose own tokenizer splits words apart (`teacher.tokenizer_split = "words"`, SmolLM's
+/// split) writes its student as GGUF (`export.gguf`), and llama.cpp encodes the run's prompts
+/// with that file as the run does and gives the student's logits.
+#[test]
+fn a_run_with_a_words_tokenizer_exports_a_gguf_llama_cpp_runs() {
+    use distill::data::tokenizer::Tokenizer;
+    let Some(py) = llama_python() else { return };
+    let sb = Sandbox::new();
+    let cfg = crate::common::tiny_config(
+        &sb,
+        "words",
+        "[teacher]\ntokenizer_split = \"words\"\n\n[export]\ngguf = \"f32\"\n",
+    );
+    sb.run(&["run", cfg.to_str().unwrap()]).ok();
+    let file = sb.join("runs/words/words.f32.gguf");
+    let student = sb.join("runs/words/student/final");
+    let tok = Tokenizer::from_dir(&student).unwrap();
+    let texts = [
+        "Normalise the date: 3rd of March 2021",
+        "What is 12 + 30? It's 42, isn't it?",
+    ];
+    let seq = tok.encode(texts[0], true).unwrap();
+    let spec = sb.write(
+        "inputs.json",
+        serde_json::json!({"inputs": [], "max_new_tokens": 0, "texts": texts, "sequences": [seq]})
+            .to_string(),
+    );
+    let out = run_python(&py, "llama_cpp_greedy.py", &[&file, &spec]);
+    let got: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let tokens: Vec<Vec<u32>> = serde_json::from_value(got["tokens"].clone()).unwrap();
+    for (text, t) in texts.iter().zip(&tokens) {
+        assert_eq!(t, &tok.encode(text, false).unwrap(), "{text:?}");
+    }
+    let theirs: Vec<Vec<Vec<f64>>> = serde_json::from_value(got["logits"].clone()).unwrap();
+    let ours = sb.logits(&student, &seq);
+    let worst = ours
+        .iter()
+        .flatten()
+        .zip(theirs[0].iter().flatten())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(worst <= 1e-4, "llama.cpp's logits differ by {worst}");
+}

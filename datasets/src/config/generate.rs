@@ -8,6 +8,16 @@ use serde::{Deserialize, Serialize};
 use super::train::{Architecture, TrainConfig};
 use super::{DedupMode, SourceConfig};
 
+/// Where the merges of the run's own tokenizer stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenizerSplit {
+    /// Every digit apart; merges cross spaces and punctuation.
+    Digits,
+    /// Every digit apart, and words, punctuation and spaces apart as GPT-2 splits them.
+    Words,
+}
+
 /// Which kind of teacher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -146,6 +156,12 @@ pub struct TeacherConfig {
     /// run's texts and shared by the teacher and the student.
     #[serde(default = "super::train::default_vocab_size")]
     pub vocab_size: usize,
+    /// `workbench teacher train`: where the merges of the run's tokenizer stop. `digits` (the
+    /// default): every digit apart and merges across words, so a constant instruction is a few
+    /// tokens, which small task models learn fastest. `words`: digits apart and words apart too,
+    /// as SmolLM's tokenizer splits, which llama.cpp runs, so `export.gguf` can write the student.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer_split: Option<TokenizerSplit>,
     /// `workbench teacher train`: the teacher's shape.
     #[serde(default = "super::train::default_teacher_architecture")]
     pub architecture: Architecture,
@@ -205,6 +221,7 @@ impl Default for TeacherConfig {
             price_input_per_mtok: None,
             price_output_per_mtok: None,
             vocab_size: super::train::default_vocab_size(),
+            tokenizer_split: None,
             architecture: super::train::default_teacher_architecture(),
             train: super::train::default_teacher_train(),
         }

@@ -22,8 +22,8 @@ pub use annotate::{AnnotateConfig, QueueOrder, check_store_url, redact_store_url
 mod generate;
 mod train;
 pub use generate::{
-    ApiKind, GenerateConfig, OneOrMany, TeacherConfig, TeacherKind, TeacherWeights, Validator,
-    Verifier,
+    ApiKind, GenerateConfig, OneOrMany, TeacherConfig, TeacherKind, TeacherWeights, TokenizerSplit,
+    Validator, Verifier,
 };
 pub use train::{
     Architecture, DistillConfig, DistillLoss, DistillVariant, DivergenceKind, EvalConfig,
@@ -318,8 +318,9 @@ pub struct ExportConfig {
     pub license: String,
     /// Also write the final student as a GGUF file for llama.cpp, Ollama or LM Studio, its
     /// matrices stored as `f32`, `f16`, `q8_0` or `q4_0`: `runs/NAME/NAME.TYPE.gguf`. Needs a
-    /// student whose tokenizer llama.cpp can run (a pretrained one: `student.path`, or
-    /// `student.from_teacher` with a pretrained teacher).
+    /// student whose tokenizer llama.cpp can run: a pretrained one (`student.path`, or
+    /// `student.from_teacher` with a pretrained teacher), or the run's own with
+    /// `teacher.tokenizer_split = "words"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gguf: Option<String>,
 }

@@ -49,6 +49,9 @@ pub enum BpeSplit {
     /// For small task models: a constant instruction becomes a few tokens, and numbers are
     /// copied digit by digit, which a tiny model learns far faster than multi-digit tokens.
     Digits,
+    /// Every digit apart, then GPT-2's split: SmolLM's pre-tokenizer, which llama.cpp runs
+    /// (`smollm`), so a model on it goes into GGUF.
+    DigitsThenWords,
 }
 
 /// The named special tokens of `tokenizer_config.json`, as text.
@@ -227,6 +230,10 @@ impl Tokenizer {
             BpeSplit::Digits => PreTokenizerWrapper::Sequence(Sequence::new(vec![
                 PreTokenizerWrapper::Digits(Digits::new(true)),
                 PreTokenizerWrapper::ByteLevel(byte_level.use_regex(false)),
+            ])),
+            BpeSplit::DigitsThenWords => PreTokenizerWrapper::Sequence(Sequence::new(vec![
+                PreTokenizerWrapper::Digits(Digits::new(true)),
+                PreTokenizerWrapper::ByteLevel(byte_level),
             ])),
         };
         inner

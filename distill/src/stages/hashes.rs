@@ -16,11 +16,15 @@ pub(crate) fn hash_with(c: &Config, sections: &[&str], extra: &serde_json::Value
 /// how it is later asked, so changing `teacher.batch_size` keeps it).
 pub fn teacher_hash(c: &Config) -> String {
     let t = &c.teacher;
-    let keys = serde_json::json!({
+    let mut keys = serde_json::json!({
         "vocab_size": t.vocab_size,
         "architecture": t.architecture,
         "train": t.train,
     });
+    // Only when set, so a config without it keeps its hash.
+    if let Some(split) = t.tokenizer_split {
+        keys["tokenizer_split"] = serde_json::json!(split);
+    }
     hash_with(c, &["run", "data"], &keys)
 }
 

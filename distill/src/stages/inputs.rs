@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use datasets::config::Config;
+use datasets::config::{Config, TokenizerSplit};
 use datasets::{Sample, Set};
 
-use crate::data::tokenizer::Tokenizer;
+use crate::data::tokenizer::{BpeSplit, Tokenizer};
 use crate::recipe::EvalSet;
 use crate::recipe::{self};
 use crate::train::data::Example;
@@ -96,7 +96,11 @@ pub fn run_tokenizer(c: &Config, data: &RunData) -> Result<Tokenizer> {
         ));
     }
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    recipe::train_tokenizer(&refs, c.teacher.vocab_size)
+    let split = match c.teacher.tokenizer_split {
+        None | Some(TokenizerSplit::Digits) => BpeSplit::Digits,
+        Some(TokenizerSplit::Words) => BpeSplit::DigitsThenWords,
+    };
+    recipe::train_tokenizer(&refs, c.teacher.vocab_size, split)
 }
 
 /// Training examples from gold rows, and the rows left out and why.
