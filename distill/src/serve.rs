@@ -504,11 +504,21 @@ fn request_id(prefix: &str) -> String {
     format!("{prefix}-{:016x}", rand_seed())
 }
 
-/// The raw bytes of a token: byte-level BPE tokens map back through GPT-2's byte alphabet.
+/// The raw bytes of a token: byte-level BPE tokens map back through GPT-2's byte alphabet;
+/// SentencePiece pieces spell a space `▁` and a fallback byte `<0xXX>`.
 fn token_bytes(tokenizer: &Tokenizer, id: u32) -> Vec<u8> {
     let Some(piece) = tokenizer.id_to_token(id) else {
         return Vec::new();
     };
+    if let Some(hex) = piece.strip_prefix("<0x").and_then(|p| p.strip_suffix('>'))
+        && hex.len() == 2
+        && let Ok(b) = u8::from_str_radix(hex, 16)
+    {
+        return vec![b];
+    }
+    if piece.contains('\u{2581}') {
+        return piece.replace('\u{2581}', " ").into_bytes();
+    }
     let mut bytes = Vec::with_capacity(piece.len());
     for c in piece.chars() {
         match byte_of_char(c) {
@@ -692,7 +702,7 @@ async fn completions(
         deadline,
         move |tok, row, g, scores| {
             let prompt = &rows[row];
-            let mut text = tok.decode(&g.ids, true).unwrap_or_default();
+            let mut text = tok.decode_continuation(&g.ids, true).unwrap_or_default();
             if echo {
                 text = tok.decode(prompt, true).unwrap_or_default() + &text;
             }
@@ -1040,7 +1050,7 @@ async fn chat(
                     .map(|((&t, &lp), top)| chat_logprob_entry(tok, t, lp, top, as_ids)).collect::<Vec<_>>()})
             });
             json!({
-                "message": {"role": "assistant", "content": tok.decode(&visible, true).unwrap_or_default()},
+                "message": {"role": "assistant", "content": tok.decode_continuation(&visible, true).unwrap_or_default()},
                 "finish_reason": finish_reason(g.finish),
                 "logprobs": logprobs,
             })
@@ -1171,7 +1181,9 @@ fn async_stream(
                         top,
                     }) => {
                         st.ids[row].push(id);
-                        let text = tok.decode(&st.ids[row], true).unwrap_or_default();
+                        let text = tok
+                            .decode_continuation(&st.ids[row], true)
+                            .unwrap_or_default();
                         let safe = safe_prefix_len(&text, &stops);
                         let delta = if safe > st.sent[row] {
                             text[st.sent[row]..safe].to_string()
@@ -1184,7 +1196,7 @@ fn async_stream(
                     }
                     Some(Progress::Done(out, _)) => {
                         for (row, g) in out.iter().enumerate() {
-                            let text = tok.decode(&g.ids, true).unwrap_or_default();
+                            let text = tok.decode_continuation(&g.ids, true).unwrap_or_default();
                             let delta = text.get(st.sent[row]..).unwrap_or("").to_string();
                             let v = chunk(&tok, row, delta, None, Some(finish_reason(g.finish)));
                             st.pending.push_back(Event::default().data(v.to_string()));

@@ -1373,6 +1373,20 @@ fn cases() -> Vec<Case> {
             absent: &["runs/q5"],
         },
         Case {
+            name: "teacher.tokenizer_split with a pretrained teacher",
+            setup: |sb| {
+                let c = tiny_config(
+                    sb,
+                    "split",
+                    "[teacher]\npath = \"somewhere\"\ntokenizer_split = \"words\"\n",
+                );
+                args(&["run", p(&c)])
+            },
+            code: 2,
+            needles: &["teacher.tokenizer_split", "trains no tokenizer of its own"],
+            absent: &["runs/split"],
+        },
+        Case {
             name: "export.gguf for a student on the run's own tokenizer",
             setup: |sb| {
                 let c = tiny_config(sb, "own", "[export]\ngguf = \"q8_0\"\n");

@@ -684,6 +684,7 @@ fn sentencepiece_gguf_tokenizers_encode_as_llama_cpp_does() {
     assert!(out.contains("gguf written"), "{out}");
     let texts = [
         "The quick brown fox jumps over the lazy dog.",
+        "user-defined tokens match anywhere: a<|user|>b qqqq xqqqy",
         "Hello world! The answer is 42, isn't it?",
         "  leading spaces\nand new\tlines\r\n  trailing ",
         "Über naïve café: 日本語のテキスト",
@@ -703,7 +704,7 @@ fn sentencepiece_gguf_tokenizers_encode_as_llama_cpp_does() {
     for (text, want) in texts.iter().zip(&want) {
         let ours = tok.encode(text, false).unwrap();
         assert_eq!(&ours, want, "{text:?}");
-        if !text.contains("<s>") {
+        if !text.contains('<') {
             assert_eq!(&tok.decode(&ours, false).unwrap(), text, "{text:?}");
         }
     }
@@ -739,6 +740,21 @@ fn sentencepiece_gguf_tokenizers_encode_as_llama_cpp_does() {
     let out = run_python(&llama, "llama_cpp_greedy.py", &[&back, &spec]);
     let again: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(again["tokens"], got["tokens"]);
+    // Served, a completion keeps the spaces its pieces start with, and its tokens add up to it.
+    let server = Server::start(&file);
+    let req = serde_json::json!({"prompt": "The quick brown", "max_tokens": 8, "temperature": 0, "logprobs": 1});
+    let (status, body) =
+        crate::model::http(&server.addr, "POST", "/v1/completions", &req.to_string());
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let text = v["choices"][0]["text"].as_str().unwrap();
+    let tokens: String = v["choices"][0]["logprobs"]["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(tokens, text, "{body}");
 }
 
 /// Llama 3's rope scaling goes into GGUF as llama.cpp's converter writes it (the divisor of each

@@ -14,7 +14,7 @@ rotates adjacent pairs), Qwen2 as `qwen2` unchanged; the tokenizer goes in as `t
 With `spm`, the tokenizer goes in as a SentencePiece BPE vocabulary instead (`llama` model, as
 Llama 2, Mistral and TinyLlama files carry it): `<unk>`, `<s>`, `</s>`, the 256 byte tokens, then
 pieces learned by BPE on a small built-in text (scores falling in merge order) and its characters,
-`▁` for spaces, padded with unused tokens to the model's vocabulary size.
+`▁` for spaces, two user-defined tokens, padded with unused tokens to the model's vocabulary size.
 
 REF_DIR gets config.json and an f32 model.safetensors of the weights the GGUF file holds after
 rounding and quantization, under the Hub's names and in the Hub's order: the checkpoint a reader
@@ -136,6 +136,11 @@ def spm_vocab(size):
     scores = [0.0] * 259 + [-float(i) for i in range(len(merged))]
     scores += [-float(len(merged) + i) for i in range(len(chars))]
     types = [T.UNKNOWN, T.CONTROL, T.CONTROL] + [T.BYTE] * 256 + [T.NORMAL] * (len(merged) + len(chars))
+    # User-defined tokens, which llama.cpp matches in the raw text, wherever they are.
+    for user in ["<|user|>", "qqq"]:
+        tokens.append(user)
+        scores.append(0.0)
+        types.append(T.USER_DEFINED)
     while len(tokens) < size:
         tokens.append(f"<unused{len(tokens)}>")
         scores.append(-1e9)

@@ -18,6 +18,11 @@ pub enum TokenizerSplit {
     Words,
 }
 
+/// Whether a `tokenizer_split` is the default's, so configs that spell it out keep their hash.
+fn splits_as_default(split: &Option<TokenizerSplit>) -> bool {
+    matches!(split, None | Some(TokenizerSplit::Digits))
+}
+
 /// Which kind of teacher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -160,7 +165,7 @@ pub struct TeacherConfig {
     /// default): every digit apart and merges across words, so a constant instruction is a few
     /// tokens, which small task models learn fastest. `words`: digits apart and words apart too,
     /// as SmolLM's tokenizer splits, which llama.cpp runs, so `export.gguf` can write the student.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "splits_as_default")]
     pub tokenizer_split: Option<TokenizerSplit>,
     /// `workbench teacher train`: the teacher's shape.
     #[serde(default = "super::train::default_teacher_architecture")]
@@ -412,6 +417,14 @@ impl TeacherConfig {
 
     /// Checks what types alone cannot; `Err((key, message))`.
     pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.tokenizer_split.is_some() && (self.path.is_some() || self.tokenizer.is_some()) {
+            return Err((
+                "teacher.tokenizer_split",
+                "is set, but the run trains no tokenizer of its own: it uses the one of \
+                 `teacher.path` (or `teacher.tokenizer`); remove `tokenizer_split`"
+                    .into(),
+            ));
+        }
         match self.kind {
             TeacherKind::Local => {
                 if self.batch_size == 0 {

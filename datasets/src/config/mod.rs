@@ -1028,7 +1028,12 @@ impl Config {
     /// Hash of the settings one stage depends on (`sections` of the resolved config, plus the
     /// seed), so changing `[eval]` does not redo the teacher.
     pub fn stage_hash(&self, sections: &[&str]) -> String {
-        let value = toml::Value::try_from(self).expect("the config serialises");
+        let mut value = toml::Value::try_from(self).expect("the config serialises");
+        // The GGUF file is written from the final student after every stage: no stage depends
+        // on whether or how it is asked for.
+        if let Some(export) = value.get_mut("export").and_then(toml::Value::as_table_mut) {
+            export.remove("gguf");
+        }
         let mut h = blake3::Hasher::new();
         h.update(&self.run.seed.to_le_bytes());
         for s in sections {

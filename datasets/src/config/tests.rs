@@ -131,6 +131,14 @@ fn stage_hashes_only_move_with_their_sections() {
     let b = load(MINIMAL, &["export.license=mit"]).unwrap();
     assert_eq!(a.stage_hash(&["data"]), b.stage_hash(&["data"]));
     assert_ne!(a.stage_hash(&["export"]), b.stage_hash(&["export"]));
+    // The GGUF export comes after every stage: asking for it redoes none.
+    let g = load(MINIMAL, &["export.gguf=\"q8_0\""]).unwrap();
+    assert_eq!(a.stage_hash(&["export"]), g.stage_hash(&["export"]));
+    // Spelling out the default tokenizer split keeps every hash.
+    let d = load(MINIMAL, &["teacher.tokenizer_split=\"digits\""]).unwrap();
+    assert_eq!(a.hash(), d.hash());
+    let w = load(MINIMAL, &["teacher.tokenizer_split=\"words\""]).unwrap();
+    assert_ne!(a.stage_hash(&["teacher"]), w.stage_hash(&["teacher"]));
 }
 
 #[test]

@@ -374,6 +374,27 @@ impl Tokenizer {
             .map_err(|e| self.error(format!("cannot decode ids: {e}")))
     }
 
+    /// The text of `ids` that follow other text (a completion after its prompt). A
+    /// SentencePiece decoder drops the space the first piece starts with (`▁`), since at the
+    /// start of a text it is the space the encoder put there; after other text it is a real one,
+    /// and is kept.
+    pub fn decode_continuation(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
+        let text = self.decode(ids, skip_special_tokens)?;
+        let added = self.inner.get_added_vocabulary();
+        let first = ids
+            .iter()
+            .filter_map(|&id| self.id_to_token(id))
+            .find(|piece| {
+                !(piece.is_empty() || skip_special_tokens && added.is_special_token(piece))
+            });
+        Ok(match first {
+            Some(piece) if piece.starts_with('\u{2581}') && !text.starts_with(' ') => {
+                format!(" {text}")
+            }
+            _ => text,
+        })
+    }
+
     /// One more than the largest id, added tokens included: the rows an embedding table needs.
     pub fn vocab_size(&self) -> usize {
         self.vocab_size

@@ -505,7 +505,10 @@ fn tokenizer_of(g: &Gguf, path: &Path) -> Result<Tokenizer> {
         if kind == CONTROL || kind == USER_DEFINED || (model == "llama" && kind == UNKNOWN) {
             added.push(json!({
                 "id": id, "content": token, "single_word": false, "lstrip": false,
-                "rstrip": false, "normalized": kind == USER_DEFINED, "special": kind != USER_DEFINED,
+                "rstrip": false,
+                // llama.cpp matches a SentencePiece file's user-defined tokens in the raw text.
+                "normalized": kind == USER_DEFINED && model != "llama",
+                "special": kind != USER_DEFINED,
             }));
         }
     }
@@ -515,6 +518,21 @@ fn tokenizer_of(g: &Gguf, path: &Path) -> Result<Tokenizer> {
             _ => Vec::new(),
         };
         let space_prefix = !matches!(meta("add_space_prefix"), Some(Value::Bool(false)));
+        let mut normal_scores = scores
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| types.get(i).copied().unwrap_or(NORMAL) == NORMAL)
+            .map(|(_, s)| s.to_bits());
+        if let Some(first) = normal_scores.next()
+            && normal_scores.all(|s| s == first)
+        {
+            tracing::warn!(
+                "{}: every piece of its SentencePiece vocabulary has the same score, so llama.cpp \
+                 merges the leftmost pair first where the rebuilt tokenizer merges in vocabulary \
+                 order; where two merges compete, they encode differently",
+                path.display()
+            );
+        }
         let unk = name_of(id("unknown_token_id")).unwrap_or_else(|| "<unk>".into());
         let normalizer = if space_prefix {
             json!({"type": "Sequence", "normalizers": [

@@ -281,10 +281,10 @@ fn llama_cpp_form(tok: &Tokenizer) -> Result<(Json, LlamaCppVocab)> {
     let pre = pre_name(&file).ok_or_else(|| {
         fail(format!(
             "its pre-tokenizer ({}) splits text in a way llama.cpp has no name for, so llama.cpp \
-             would encode prompts differently\n\nhint: GGUF export takes byte-level BPE \
-             tokenizers that split text as GPT-2 or SmolLM do (pretrained ones such as \
-             SmolLM's); the tokenizer a run trains for itself keeps words together, which \
-             llama.cpp cannot",
+             would encode prompts differently\n\nhint: GGUF export takes SentencePiece BPE \
+             and byte-level BPE tokenizers that split text as GPT-2 or SmolLM do (pretrained \
+             ones such as SmolLM's); the tokenizer a run trains for itself keeps words together \
+             unless `teacher.tokenizer_split = \"words\"`, which llama.cpp runs",
             file["pre_tokenizer"]
         ))
     })?;

@@ -21,8 +21,8 @@ pub fn teacher_hash(c: &Config) -> String {
         "architecture": t.architecture,
         "train": t.train,
     });
-    // Only when set, so a config without it keeps its hash.
-    if let Some(split) = t.tokenizer_split {
+    // Only when not the default, so a config without it keeps its hash.
+    if let Some(split @ datasets::config::TokenizerSplit::Words) = t.tokenizer_split {
         keys["tokenizer_split"] = serde_json::json!(split);
     }
     hash_with(c, &["run", "data"], &keys)
