@@ -363,9 +363,25 @@ fn from_pg(row: &postgres::Row) -> std::result::Result<Row, DbError> {
     Ok(Row(out))
 }
 
-/// `?N` placeholders as PostgreSQL's `$N` (the store's SQL has no `?` elsewhere).
+/// `?N` placeholders as PostgreSQL's `$N`: a `?` followed by a digit, outside quoted text
+/// (`'…'` literals and `"…"` names), so a literal question mark stays one.
 pub(crate) fn dollar_placeholders(sql: &str) -> String {
-    sql.replace('?', "$")
+    let mut out = String::with_capacity(sql.len());
+    let mut quote: Option<char> = None;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (None, '\'' | '"') => quote = Some(c),
+            (Some(q), _) if c == q => quote = None,
+            (None, '?') if chars.peek().is_some_and(char::is_ascii_digit) => {
+                out.push('$');
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// A PostgreSQL connection with its prepared statements.
@@ -628,5 +644,23 @@ fn with_reconnects<T>(
             }
             other => return other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_become_dollars_outside_quoted_text() {
+        assert_eq!(
+            super::dollar_placeholders(
+                "SELECT ?1, '?2 and ?', \"a?3\" FROM t WHERE x = ?10 OR y = ?"
+            ),
+            "SELECT $1, '?2 and ?', \"a?3\" FROM t WHERE x = $10 OR y = ?"
+        );
+        // A doubled quote inside a literal closes and reopens it: still inside.
+        assert_eq!(
+            super::dollar_placeholders("'it''s ?1' || ?2"),
+            "'it''s ?1' || $2"
+        );
     }
 }
