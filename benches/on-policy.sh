@@ -17,6 +17,10 @@
 #
 #   benches/on-policy.sh [SEED...]      (default: 17 18 19)
 #
+# EXTRA_SETS="KEY=VALUE ..." adds `--set`s to every command (e.g. a narrower student:
+# "student.architecture.hidden_size=32"); CONTINUED_ONLY=1 trains only the off- and on-policy
+# students continued from the off-policy one (batch 32), on every seed.
+#
 # Release build; about 8 minutes per seed on 2 cores, 10 more for the first. BENCH_DIR sets where
 # the runs go. Not a test: nothing here asserts a number. See benches/README.md for the last
 # results.
@@ -43,6 +47,7 @@ for seed in "${seeds[@]}"; do
   cp -r configs "$work/"
   wb() { (cd "$work" && "$root/target/release/workbench" "$@"); }
   base=(--set "run.seed=$seed" --set annotate.simulated_expert=false)
+  for kv in ${EXTRA_SETS:-}; do base+=(--set "$kv"); done
   echo "+ workbench run configs/demo.toml ${base[*]}" >&2
   wb run configs/demo.toml "${base[@]}" >"$work/run.md" 2>"$work/run.log" \
     || { cat "$work/run.log" >&2; exit 1; }
@@ -79,6 +84,7 @@ PY
   from="student.path=$work/off-policy-student $continued"
   mode "off-policy, forward KL" "the off-policy student" "$from"
   mode "on-policy 1, reverse KL" "the off-policy student" "$from distill.on_policy=1.0 distill.divergence=reverse_kl"
+  [ "${CONTINUED_ONLY:-0}" = 1 ] && continue
   mode "on-policy 1, reverse KL, batch 8" "the off-policy student" "$from distill.on_policy=1.0 distill.divergence=reverse_kl distill.train.batch_size=8"
   if [ "$first" = 1 ]; then
     mode "on-policy 0.5, forward KL" "random" "distill.on_policy=0.5"
@@ -113,6 +119,8 @@ for m in modes:
 for seed, r in sorted(by.items()):
     off = r[("off-policy, forward KL", "the off-policy student")]["exact_match"]
     for name in ["on-policy 1, reverse KL", "on-policy 1, reverse KL, batch 8"]:
+        if (name, "the off-policy student") not in r:
+            continue
         on = r[(name, "the off-policy student")]
         print(f"FIGURE seed {seed} continued: {name} minus off-policy {100 * (on['exact_match'] - off):+.1f} points ({on['graded']:,} tokens graded)")
     cut = "2 of the teacher's 4 layers"
