@@ -558,6 +558,26 @@ mod tests {
                 "{factor} {high} {original}"
             );
         }
+        // Too few frequencies in between to fit (head dim 16: one, then none): borders put in
+        // the gaps give the same divisors, if not the same parameters.
+        for (high, original) in [(4.0, 1000), (1.4, 300)] {
+            let mut small = base();
+            small["rope_theta"] = json!(10000.0);
+            small["rope_scaling"] = json!({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                           "high_freq_factor": high, "original_max_position_embeddings": original});
+            let c = parse(small).unwrap();
+            let factors = crate::model::rope_factors(&c);
+            let back = crate::model::llama3_from_factors(&c, &factors).expect("a scaling");
+            let again = crate::model::rope_factors(&ModelConfig {
+                rope_scaling: back,
+                ..c.clone()
+            });
+            let same = again
+                .iter()
+                .zip(&factors)
+                .all(|(a, b)| (a - b).abs() <= 1e-3 * b);
+            assert!(same, "{high} {original}: {again:?} {factors:?}");
+        }
         let c = parse(v.clone()).unwrap();
         let mut odd = crate::model::rope_factors(&c);
         odd[40] *= 1.5;

@@ -123,32 +123,68 @@ pub fn llama3_from_factors(config: &ModelConfig, factors: &[f32]) -> Option<Rope
         let a = sxy / sxx;
         (a, my - a * mx)
     } else {
-        // Too few frequencies in between to fit: put the borders halfway between the last kept
-        // (or smoothed) frequency and the next one.
-        let last_kept = (0..d / 2)
-            .filter(|&i| (factors[i] as f64) < 1.0 + tol)
-            .map(wavelen);
-        let first_full = (0..d / 2)
-            .filter(|&i| (factors[i] as f64) > factor * (1.0 - tol))
-            .map(wavelen);
-        let high_wavelen = last_kept.fold(0.0, f64::max);
-        let low_wavelen = first_full.fold(f64::INFINITY, f64::min);
-        if !(high_wavelen > 0.0 && low_wavelen.is_finite() && low_wavelen > high_wavelen) {
+        // Too few frequencies in between to fit: with low = 1, `original` is the border of the
+        // fully scaled wavelengths, put between the last not fully scaled one and the first
+        // fully scaled one; `high` comes from the one frequency in between, or else from the
+        // border of the kept ones, put between likewise.
+        let (mut kept, mut not_kept, mut not_full, mut full) =
+            (0.0f64, f64::INFINITY, 0.0f64, f64::INFINITY);
+        for (i, &f) in factors.iter().enumerate() {
+            let (f, w) = (f as f64, wavelen(i));
+            if f < 1.0 + tol {
+                kept = kept.max(w);
+            } else {
+                not_kept = not_kept.min(w);
+            }
+            if f > factor * (1.0 - tol) {
+                full = full.min(w);
+            } else {
+                not_full = not_full.max(w);
+            }
+        }
+        if !full.is_finite() || !not_kept.is_finite() {
             return None;
         }
-        // With low = 1: original = low_wavelen, high = original / high_wavelen.
-        let original = low_wavelen;
-        let high = original / high_wavelen;
+        // With no frequency in between the two gaps are the same: the kept border goes a third
+        // of the way, the fully scaled one two thirds.
+        let (original, high) = match (xs.first(), ys.first()) {
+            // The kept border halfway to the one in between, whose smoothing then fixes
+            // `original`: y = (original x - 1) / (original / border - 1).
+            (Some(&x), Some(&y)) => {
+                let border = (kept + not_kept) / 2.0;
+                let original = (1.0 - y) / (x - y / border);
+                (original, original / border)
+            }
+            _ => {
+                let original = not_full + (full - not_full) * 2.0 / 3.0;
+                (original, original / (kept + (not_kept - kept) / 3.0))
+            }
+        };
+        if !(high > 1.0 && original.is_finite()) {
+            return None;
+        }
         (original / (high - 1.0), -1.0 / (high - 1.0))
     };
     if !(a > 0.0 && b < 0.0) {
         return None;
     }
-    let high = 1.0 - 1.0 / b;
     let original = (-a / b).round();
     if !(original >= 1.0 && original < usize::MAX as f64) {
         return None;
     }
+    // `original` is a whole number of positions: `high` again from the frequencies in between,
+    // with it rounded (smooth = (original x - 1) / (high - 1)).
+    let high = if xs.is_empty() {
+        1.0 - 1.0 / b
+    } else {
+        let n = xs.len() as f64;
+        1.0 + xs
+            .iter()
+            .zip(&ys)
+            .map(|(x, y)| (original * x - 1.0) / y)
+            .sum::<f64>()
+            / n
+    };
     // The parameters as a config would write them (the fit carries float32 noise), else as fit.
     let round = |x: f64| (x * 1e3).round() / 1e3;
     [(round(factor), round(high)), (factor, high)]
