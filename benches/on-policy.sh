@@ -17,6 +17,10 @@
 #
 #   benches/on-policy.sh [SEED...]      (default: 17 18 19)
 #
+# TASK=sums runs the same on a task with long answers and many right ones instead of the demo:
+# running sums written out step by step in any order, graded on the sum (benches/sums.py makes
+# the data from the seed, benches/configs/sums.toml is the config).
+#
 # EXTRA_SETS="KEY=VALUE ..." adds `--set`s to every command (e.g. a narrower student:
 # "student.architecture.hidden_size=32"); CONTINUED_ONLY=1 trains only the off- and on-policy
 # students continued from the off-policy one (batch 32), on every seed.
@@ -38,6 +42,12 @@ mkdir -p "$dir"
 echo "building workbench (release)..." >&2
 cargo build --release >&2
 root="$PWD"
+case "${TASK:-demo}" in
+  demo) name=demo ;;
+  sums) name=sums ;;
+  *) echo "benches/on-policy.sh: TASK is demo or sums, not '$TASK'" >&2; exit 2 ;;
+esac
+config="configs/$name.toml"
 continued="distill.baseline=false distill.train.steps=600 distill.train.lr=1e-3 distill.train.warmup=10 distill.train.eval_every=100 distill.train.checkpoint_every=100"
 : >"$dir/modes.jsonl"
 first=1
@@ -45,14 +55,18 @@ for seed in "${seeds[@]}"; do
   work="$dir/on-policy-$seed"
   rm -rf "$work" && mkdir -p "$work"
   cp -r configs "$work/"
+  if [ "$name" = sums ]; then
+    cp benches/configs/sums.toml "$work/configs/"
+    python3 benches/sums.py --out "$work/configs/sums-data" --seed "$seed" --order any --digits 1
+  fi
   wb() { (cd "$work" && "$root/target/release/workbench" "$@"); }
   base=(--set "run.seed=$seed" --set annotate.simulated_expert=false)
   for kv in ${EXTRA_SETS:-}; do base+=(--set "$kv"); done
-  echo "+ workbench run configs/demo.toml ${base[*]}" >&2
-  wb run configs/demo.toml "${base[@]}" >"$work/run.md" 2>"$work/run.log" \
+  echo "+ workbench run $config ${base[*]}" >&2
+  wb run "$config" "${base[@]}" >"$work/run.md" 2>"$work/run.log" \
     || { cat "$work/run.log" >&2; exit 1; }
   record() { # NAME START SETS: the eval of the student the last command trained
-    wb eval configs/demo.toml "${base[@]}" "${@:4}" --force --json >"$work/eval.json" 2>"$work/eval.log" \
+    wb eval "$config" "${base[@]}" "${@:4}" --force --json >"$work/eval.json" 2>"$work/eval.log" \
       || { cat "$work/eval.log" >&2; exit 1; }
     python3 - "$work" "$seed" "$1" "$2" "$3" >>"$dir/modes.jsonl" <<'PY'
 import json, sys
@@ -74,13 +88,13 @@ PY
   mode() { # NAME START SETS
     local sets=() kv
     for kv in $3; do sets+=(--set "$kv"); done
-    echo "+ workbench distill configs/demo.toml ${base[*]} ${sets[*]} --force" >&2
-    wb distill configs/demo.toml "${base[@]}" "${sets[@]}" --force >/dev/null 2>"$work/distill.log" \
+    echo "+ workbench distill $config ${base[*]} ${sets[*]} --force" >&2
+    wb distill "$config" "${base[@]}" "${sets[@]}" --force >/dev/null 2>"$work/distill.log" \
       || { cat "$work/distill.log" >&2; exit 1; }
     record "$1" "$2" "$3" "${sets[@]}"
   }
   record "off-policy, forward KL (the demo)" "random" ""
-  cp -r "$work/runs/demo/student/final" "$work/off-policy-student"
+  cp -r "$work/runs/$name/student/final" "$work/off-policy-student"
   from="student.path=$work/off-policy-student $continued"
   mode "off-policy, forward KL" "the off-policy student" "$from"
   mode "on-policy 1, reverse KL" "the off-policy student" "$from distill.on_policy=1.0 distill.divergence=reverse_kl"
@@ -90,10 +104,10 @@ PY
     mode "on-policy 0.5, forward KL" "random" "distill.on_policy=0.5"
     mode "on-policy 1, reverse KL" "random" "distill.on_policy=1.0 distill.divergence=reverse_kl"
     mode "on-policy 1 after step 1000, forward KL" "random" "distill.on_policy=1.0 distill.on_policy_after=1000"
-    cut="run.name=cut teacher.path=$work/runs/demo/teacher student.from_teacher.layers=2"
+    cut="run.name=cut teacher.path=$work/runs/$name/teacher student.from_teacher.layers=2"
     cutsets=(); for kv in $cut; do cutsets+=(--set "$kv"); done
-    echo "+ workbench run configs/demo.toml ${base[*]} ${cutsets[*]}" >&2
-    wb run configs/demo.toml "${base[@]}" "${cutsets[@]}" >"$work/cut.md" 2>"$work/cut.log" \
+    echo "+ workbench run $config ${base[*]} ${cutsets[*]}" >&2
+    wb run "$config" "${base[@]}" "${cutsets[@]}" >"$work/cut.md" 2>"$work/cut.log" \
       || { cat "$work/cut.log" >&2; exit 1; }
     record "off-policy, forward KL" "2 of the teacher's 4 layers" "$cut" "${cutsets[@]}"
     mode "on-policy 1, reverse KL" "2 of the teacher's 4 layers" "$cut distill.baseline=false distill.on_policy=1.0 distill.divergence=reverse_kl"

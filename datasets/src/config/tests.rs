@@ -213,3 +213,28 @@ fn type_errors_speak_toml_not_rust() {
         }
     }
 }
+
+/// `last_number` grades an answer on its result, the way GSM8K graders read one: the last
+/// number, one spelling of it, whatever came before.
+#[test]
+fn last_number_keeps_the_result_alone() {
+    let c = load(MINIMAL, &["eval.normalize=[\"trim\", \"last_number\"]"]).unwrap();
+    let n = |t: &str| Normalize::apply(&c.eval.normalize, t);
+    assert_eq!(n("31 + 18 = 49, 49 + 25 = 74, so the sum is 74"), "74");
+    assert_eq!(n("74"), n("18 + 31 = 49, 49 + 25 = 74, so the sum is 74."));
+    assert_eq!(n("The answer is 1,234."), "1234");
+    assert_eq!(n("it is -0,012.50 degrees"), "-12.5");
+    assert_eq!(n("-0.0"), "0");
+    assert_eq!(n("3.4.5"), "4.5");
+    assert_eq!(
+        n("2021-03-03"),
+        "-3",
+        "a date is not one number: use `trim` alone for dates"
+    );
+    assert_eq!(n("  no number here "), "no number here");
+    assert_ne!(n("so the sum is 75"), n("so the sum is 74"));
+    assert_eq!(
+        Normalize::describe(&c.eval.normalize),
+        "after trimming surrounding spaces and keeping the last number"
+    );
+}

@@ -738,6 +738,10 @@ pub enum Normalize {
     Whitespace,
     /// Drop punctuation.
     Punctuation,
+    /// Keep the last number alone, as GSM8K graders read answers (`so the sum is 1,234.` →
+    /// `1234`), so an answer is graded on its result whatever way it took there. A text with no
+    /// number is left as it is.
+    LastNumber,
 }
 
 impl Normalize {
@@ -748,6 +752,7 @@ impl Normalize {
             Normalize::Lowercase => "lowercasing",
             Normalize::Whitespace => "collapsing whitespace",
             Normalize::Punctuation => "dropping punctuation",
+            Normalize::LastNumber => "keeping the last number",
         }
     }
 
@@ -771,10 +776,53 @@ impl Normalize {
                 Normalize::Lowercase => s.to_lowercase(),
                 Normalize::Whitespace => s.split_whitespace().collect::<Vec<_>>().join(" "),
                 Normalize::Punctuation => s.chars().filter(|c| !c.is_ascii_punctuation()).collect(),
+                Normalize::LastNumber => last_number(&s).unwrap_or(s),
             };
         }
         s
     }
+}
+
+/// The last number in `text`, written one way: thousands commas dropped, no leading zeros, no
+/// trailing zeros after the point (`-0,012.50` → `-12.5`). `None` without a digit.
+fn last_number(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let end = b.iter().rposition(u8::is_ascii_digit)? + 1;
+    let mut start = end - 1;
+    let (mut point, mut comma) = (false, false);
+    while start > 0 {
+        let c = b[start - 1];
+        let digit_before = start >= 2 && b[start - 2].is_ascii_digit();
+        if c.is_ascii_digit() {
+            start -= 1;
+        } else if c == b',' && digit_before {
+            comma = true;
+            start -= 1;
+        } else if c == b'.' && digit_before && !point && !comma {
+            point = true;
+            start -= 1;
+        } else {
+            break;
+        }
+    }
+    let negative = start > 0 && b[start - 1] == b'-';
+    let number: String = text[start..end].chars().filter(|&c| c != ',').collect();
+    let (whole, fraction) = number.split_once('.').unwrap_or((&number, ""));
+    let whole = match whole.trim_start_matches('0') {
+        "" => "0",
+        w => w,
+    };
+    let fraction = fraction.trim_end_matches('0');
+    let mut out = String::new();
+    if negative && (whole != "0" || !fraction.is_empty()) {
+        out.push('-');
+    }
+    out.push_str(whole);
+    if !fraction.is_empty() {
+        out.push('.');
+        out.push_str(fraction);
+    }
+    Some(out)
 }
 
 /// `[eval]`
@@ -782,7 +830,7 @@ impl Normalize {
 #[serde(deny_unknown_fields)]
 pub struct EvalConfig {
     /// Steps applied to answers and references before they are compared: `trim`, `lowercase`,
-    /// `whitespace`, `punctuation`.
+    /// `whitespace`, `punctuation`, `last_number` (answers graded on their result alone).
     #[serde(default = "default_normalize")]
     pub normalize: Vec<Normalize>,
     /// Tokens a model may write per eval prompt (greedy).

@@ -1,0 +1,86 @@
+"""Data for the long-answer distillation benchmark: running sums written out step by step.
+
+Usage: sums.py --out DIR [--seed 17] [--order prompt|any]
+
+A prompt lists three to five two-digit numbers; the answer adds them one at a time and ends with
+the sum:
+
+    Add up: 31, 18, 25, 12
+    31 + 18 = 49, 49 + 25 = 74, 74 + 12 = 86, so the sum is 86
+
+About 45 tokens an answer with digits tokenized apart, four times the demo's dates: a wrong carry
+early on makes every later partial sum wrong, so the student's own mistakes compound.
+
+With `--order prompt` every answer adds the numbers in the order the prompt lists them, so each
+prompt has one right answer (exact match grades it). With `--order any` the gold answers add
+them in a random order: a prompt has many right answers, all ending in the same sum (graded on
+the last number, `eval.normalize = ["last_number"]`), and a student's own way through a sum can
+differ from its teacher's.
+
+Writes gold.jsonl (3,000 rows: prompt, completion), prompts.jsonl (5,000: prompt), eval.jsonl
+(600: prompt, completion, always in the prompt's order) and review.jsonl (200), each its own
+random stream of the seed, so growing one set does not change another.
+"""
+
+import argparse
+import json
+import os
+import random
+
+
+def sample(rng, digits):
+    lo, hi = (1, 10) if digits == 1 else (10, 100)
+    n = rng.randrange(4, 8) if digits == 1 else rng.randrange(3, 6)
+    return [rng.randrange(lo, hi) for _ in range(n)]
+
+
+def prompt(terms):
+    return "Add up: " + ", ".join(map(str, terms))
+
+
+def answer(terms):
+    total, steps = terms[0], []
+    for t in terms[1:]:
+        steps.append(f"{total} + {t} = {total + t}")
+        total += t
+    return ", ".join(steps) + f", so the sum is {total}"
+
+
+def write(path, rows):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def main():
+    ap = argparse.ArgumentParser(usage=__doc__.split("Usage: ")[1].split("\n\n")[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--seed", type=int, default=17)
+    ap.add_argument("--order", choices=["prompt", "any"], default="prompt")
+    ap.add_argument("--digits", type=int, choices=[1, 2], default=2)
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    sizes = {"gold": 3000, "prompts": 5000, "eval": 600, "review": 200}
+    for k, (name, n) in enumerate(sizes.items()):
+        rng = random.Random(a.seed * 10 + k)
+        rows = []
+        for _ in range(n):
+            terms = sample(rng, a.digits)
+            row = {"prompt": prompt(terms)}
+            if name == "gold":
+                order = terms[:]
+                if a.order == "any":
+                    rng.shuffle(order)
+                row["completion"] = answer(order)
+            elif name != "prompts":
+                row["completion"] = answer(terms)
+            rows.append(row)
+        write(os.path.join(a.out, f"{name}.jsonl"), rows)
+
+
+if __name__ == "__main__":
+    main()
