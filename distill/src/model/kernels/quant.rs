@@ -4,9 +4,11 @@
 //! product an integer dot product scaled by the two blocks' scales.
 //!
 //! Decoding reads every weight once per step, so at batch 1 its speed is memory bandwidth: 8-bit
-//! weights move a quarter of f32's bytes and 4-bit ones an eighth. The integer dot products use
-//! AVX2 (`vpmaddubsw`, `vpmaddwd`) where the CPU has it, chosen at run time, and plain Rust
-//! otherwise; both give the same integers, and the scaled sums differ only in float rounding.
+//! weights move a quarter of f32's bytes and 4-bit ones an eighth. The integer dot products are
+//! chosen at run time: AVX-512 VNNI or AVX-VNNI (`vpdpbusd`, one instruction per 32 products)
+//! where the CPU has either, else AVX2 (`vpmaddubsw` then `vpmaddwd`), else plain Rust. All of
+//! them give the same integers; the SIMD ones sum them in the same order, so they give the same
+//! floats, and the plain one differs from them only in float rounding.
 //!
 //! Scales are kept as f32 beside the quantized values (rather than f16 inside each block, as
 //! GGUF stores them): the values are the same, and the inner loop converts nothing.
@@ -137,10 +139,21 @@ impl QuantMatrix {
     /// `out[r × nb + (j - n0)] = x_r · row j` for `j` in `n0..n0 + nb`, every row `r` of the
     /// quantized activations `x`.
     pub fn block(&self, x: &QuantRows, n0: usize, nb: usize, out: &mut [f32]) {
+        self.block_with(isa(), x, n0, nb, out)
+    }
+
+    /// `block` with the integer dot product of `isa`, which the CPU must have.
+    fn block_with(&self, isa: Isa, x: &QuantRows, n0: usize, nb: usize, out: &mut [f32]) {
         assert_eq!(x.k, self.k, "quant block: depth");
         assert_eq!(out.len(), x.m * nb, "quant block: output size");
+        debug_assert!(available().contains(&isa), "quant block: {isa:?} on this CPU");
+        assert!(
+            n0 + nb <= self.n,
+            "quant block: rows {n0}..{} of {}",
+            n0 + nb,
+            self.n
+        );
         let nbk = self.k / BLOCK;
-        let avx2 = has_avx2();
         let per_row = match self.kind {
             QuantKind::Q8_0 => self.k,
             QuantKind::Q4_0 => self.k / 2,
@@ -157,11 +170,18 @@ impl QuantMatrix {
             let mut r = 0;
             // Four activation rows against each weight block while it is in registers.
             #[cfg(target_arch = "x86_64")]
-            if avx2 {
+            if isa != Isa::Portable {
                 while r + 4 <= x.m {
                     let rows = [row(r), row(r + 1), row(r + 2), row(r + 3)];
-                    // SAFETY: AVX2 and FMA are present; every slice holds `nbk` whole blocks.
-                    let dots = unsafe { x86::dot4(self.kind, scales, wq, rows) };
+                    // SAFETY: the CPU has `isa` (checked at run time); every slice holds `nbk`
+                    // whole blocks.
+                    let dots = unsafe {
+                        match isa {
+                            Isa::Avx512Vnni => x86_avx512vnni::dot4(self.kind, scales, wq, rows),
+                            Isa::AvxVnni => x86_avxvnni::dot4(self.kind, scales, wq, rows),
+                            _ => x86_avx2::dot4(self.kind, scales, wq, rows),
+                        }
+                    };
                     for (i, d) in dots.into_iter().enumerate() {
                         out[(r + i) * nb + j - n0] = d;
                     }
@@ -171,8 +191,8 @@ impl QuantMatrix {
             for r in r..x.m {
                 let (xs, xq) = row(r);
                 out[r * nb + j - n0] = match self.kind {
-                    QuantKind::Q8_0 => dot_q8_0(avx2, scales, wq, xs, xq),
-                    QuantKind::Q4_0 => dot_q4_0(avx2, scales, wq, xs, xq),
+                    QuantKind::Q8_0 => dot_q8_0(isa, scales, wq, xs, xq),
+                    QuantKind::Q4_0 => dot_q4_0(isa, scales, wq, xs, xq),
                 };
             }
         }
@@ -216,25 +236,56 @@ impl QuantRows {
     }
 }
 
-fn has_avx2() -> bool {
+/// The integer dot product a CPU runs, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isa {
+    /// `vpdpbusd` on 256-bit registers, EVEX-encoded (AVX-512 VNNI with AVX-512 VL).
+    Avx512Vnni,
+    /// `vpdpbusd` on 256-bit registers, VEX-encoded (AVX-VNNI, on CPUs without AVX-512).
+    AvxVnni,
+    /// `vpmaddubsw` then `vpmaddwd`.
+    Avx2,
+    /// Plain Rust.
+    Portable,
+}
+
+/// Every integer dot product this CPU can run, best first (`Portable` last, always there).
+fn available() -> Vec<Isa> {
+    let mut found = Vec::new();
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx2") && has!("fma") {
+            if has!("avx512vnni") && has!("avx512vl") {
+                found.push(Isa::Avx512Vnni);
+            }
+            if has!("avxvnni") {
+                found.push(Isa::AvxVnni);
+            }
+            found.push(Isa::Avx2);
+        }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    found.push(Isa::Portable);
+    found
+}
+
+/// The best integer dot product of this CPU, detected once.
+fn isa() -> Isa {
+    static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+    *BEST.get_or_init(|| available()[0])
 }
 
 /// `Σ_blocks ws·xs·Σ wq·xq` for Q8_0 weights.
-fn dot_q8_0(avx2: bool, ws: &[f32], wq: &[u8], xs: &[f32], xq: &[i8]) -> f32 {
+fn dot_q8_0(isa: Isa, ws: &[f32], wq: &[u8], xs: &[f32], xq: &[i8]) -> f32 {
+    // SAFETY (every arm): the CPU has `isa` (checked at run time); the slices hold whole blocks.
     #[cfg(target_arch = "x86_64")]
-    if avx2 {
-        // SAFETY: AVX2 and FMA are present (checked at run time); the slices hold whole blocks.
-        return unsafe { x86::dot_q8_0(ws, wq, xs, xq) };
+    match isa {
+        Isa::Avx512Vnni => return unsafe { x86_avx512vnni::dot_q8_0(ws, wq, xs, xq) },
+        Isa::AvxVnni => return unsafe { x86_avxvnni::dot_q8_0(ws, wq, xs, xq) },
+        Isa::Avx2 => return unsafe { x86_avx2::dot_q8_0(ws, wq, xs, xq) },
+        Isa::Portable => {}
     }
-    let _ = avx2;
+    let _ = isa;
     let mut acc = 0.0f32;
     for (b, (&w, &x)) in ws.iter().zip(xs).enumerate() {
         let sum: i32 = wq[b * BLOCK..(b + 1) * BLOCK]
@@ -248,13 +299,16 @@ fn dot_q8_0(avx2: bool, ws: &[f32], wq: &[u8], xs: &[f32], xq: &[i8]) -> f32 {
 }
 
 /// `Σ_blocks ws·xs·Σ (wq - 8)·xq` for Q4_0 weights.
-fn dot_q4_0(avx2: bool, ws: &[f32], wq: &[u8], xs: &[f32], xq: &[i8]) -> f32 {
+fn dot_q4_0(isa: Isa, ws: &[f32], wq: &[u8], xs: &[f32], xq: &[i8]) -> f32 {
+    // SAFETY (every arm): as for `dot_q8_0`.
     #[cfg(target_arch = "x86_64")]
-    if avx2 {
-        // SAFETY: as for `dot_q8_0`.
-        return unsafe { x86::dot_q4_0(ws, wq, xs, xq) };
+    match isa {
+        Isa::Avx512Vnni => return unsafe { x86_avx512vnni::dot_q4_0(ws, wq, xs, xq) },
+        Isa::AvxVnni => return unsafe { x86_avxvnni::dot_q4_0(ws, wq, xs, xq) },
+        Isa::Avx2 => return unsafe { x86_avx2::dot_q4_0(ws, wq, xs, xq) },
+        Isa::Portable => {}
     }
-    let _ = avx2;
+    let _ = isa;
     let mut acc = 0.0f32;
     for (b, (&w, &x)) in ws.iter().zip(xs).enumerate() {
         let (v, q) = (&wq[b * 16..(b + 1) * 16], &xq[b * BLOCK..(b + 1) * BLOCK]);
@@ -268,109 +322,134 @@ fn dot_q4_0(avx2: bool, ws: &[f32], wq: &[u8], xs: &[f32], xq: &[i8]) -> f32 {
     acc
 }
 
+/// The SIMD kernels, once per instruction set: `$features` is what they are compiled for, and
+/// `$dot` turns 32 unsigned bytes `$ax` and 32 signed bytes `$sw` into eight i32 lanes, each the
+/// sum of four consecutive products.
 #[cfg(target_arch = "x86_64")]
-mod x86 {
-    use std::arch::x86_64::*;
+macro_rules! x86_kernels {
+    ($name:ident, $features:literal, |$ax:ident, $sw:ident| $dot:expr) => {
+        mod $name {
+            use std::arch::x86_64::*;
 
-    use super::{BLOCK, QuantKind};
+            use super::{BLOCK, QuantKind};
 
-    /// The eight lanes of `v` added.
-    #[target_feature(enable = "avx2,fma")]
-    fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        _mm_cvtss_f32(s)
-    }
+            /// The eight lanes of `v` added.
+            #[target_feature(enable = $features)]
+            fn hsum(v: __m256) -> f32 {
+                let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+                let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+                let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+                _mm_cvtss_f32(s)
+            }
 
-    /// The 32 products `w·x` of one block, summed in pairs then fours as eight i32 lanes, as
-    /// floats. `vpmaddubsw` takes unsigned × signed bytes, so `x`'s sign moves onto `w`.
-    #[target_feature(enable = "avx2,fma")]
-    fn block_dot(w: __m256i, x: __m256i) -> __m256 {
-        let ax = _mm256_sign_epi8(x, x);
-        let sw = _mm256_sign_epi8(w, x);
-        let pairs = _mm256_maddubs_epi16(ax, sw);
-        _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
-    }
+            /// The 32 products `w·x` of one block, summed in fours as eight i32 lanes, as floats.
+            /// The byte products take unsigned × signed bytes, so `x`'s sign moves onto `w`.
+            #[target_feature(enable = $features)]
+            fn block_dot(w: __m256i, x: __m256i) -> __m256 {
+                let $ax = _mm256_sign_epi8(x, x);
+                let $sw = _mm256_sign_epi8(w, x);
+                _mm256_cvtepi32_ps($dot)
+            }
 
-    /// The 32 weights of block `b` as signed bytes (Q4_0's nibbles unpacked and offset).
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn weights(kind: QuantKind, wq: &[u8], b: usize) -> __m256i {
-        match kind {
-            // SAFETY (both arms): block `b` lies inside `wq`, as the callers check.
-            QuantKind::Q8_0 => unsafe {
-                _mm256_loadu_si256(wq.as_ptr().add(b * BLOCK) as *const __m256i)
-            },
-            QuantKind::Q4_0 => {
-                let raw = unsafe { _mm_loadu_si128(wq.as_ptr().add(b * 16) as *const __m128i) };
+            /// The 32 weights of block `b` as signed bytes (Q4_0's nibbles unpacked and offset).
+            #[target_feature(enable = $features)]
+            unsafe fn weights(kind: QuantKind, wq: &[u8], b: usize) -> __m256i {
+                match kind {
+                    // SAFETY (both arms): block `b` lies inside `wq`, as the callers check.
+                    QuantKind::Q8_0 => unsafe {
+                        _mm256_loadu_si256(wq.as_ptr().add(b * BLOCK) as *const __m256i)
+                    },
+                    QuantKind::Q4_0 => {
+                        let raw =
+                            unsafe { _mm_loadu_si128(wq.as_ptr().add(b * 16) as *const __m128i) };
+                        let low = _mm_set1_epi8(0x0F);
+                        let lo = _mm_and_si128(raw, low);
+                        let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), low);
+                        _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8))
+                    }
+                }
+            }
+
+            /// One weight row against four activation rows.
+            #[target_feature(enable = $features)]
+            pub unsafe fn dot4(
+                kind: QuantKind,
+                ws: &[f32],
+                wq: &[u8],
+                rows: [(&[f32], &[i8]); 4],
+            ) -> [f32; 4] {
+                let mut acc = [_mm256_setzero_ps(); 4];
+                for b in 0..ws.len() {
+                    // SAFETY: block `b` lies inside every slice.
+                    let w = unsafe { weights(kind, wq, b) };
+                    for (i, (xs, xq)) in rows.iter().enumerate() {
+                        let x = unsafe {
+                            _mm256_loadu_si256(xq.as_ptr().add(b * BLOCK) as *const __m256i)
+                        };
+                        let d = _mm256_set1_ps(ws[b] * xs[b]);
+                        acc[i] = _mm256_fmadd_ps(d, block_dot(w, x), acc[i]);
+                    }
+                }
+                acc.map(|a| hsum(a))
+            }
+
+            #[target_feature(enable = $features)]
+            pub unsafe fn dot_q8_0(ws: &[f32], wq: &[u8], xs: &[f32], xq: &[i8]) -> f32 {
+                let mut acc = _mm256_setzero_ps();
+                for b in 0..ws.len() {
+                    // SAFETY: block `b` lies inside both slices (32 bytes each).
+                    let (w, x) = unsafe {
+                        (
+                            _mm256_loadu_si256(wq.as_ptr().add(b * BLOCK) as *const __m256i),
+                            _mm256_loadu_si256(xq.as_ptr().add(b * BLOCK) as *const __m256i),
+                        )
+                    };
+                    let d = _mm256_set1_ps(ws[b] * xs[b]);
+                    acc = _mm256_fmadd_ps(d, block_dot(w, x), acc);
+                }
+                hsum(acc)
+            }
+
+            #[target_feature(enable = $features)]
+            pub unsafe fn dot_q4_0(ws: &[f32], wq: &[u8], xs: &[f32], xq: &[i8]) -> f32 {
+                let mut acc = _mm256_setzero_ps();
                 let low = _mm_set1_epi8(0x0F);
-                let lo = _mm_and_si128(raw, low);
-                let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), low);
-                _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8))
+                let eight = _mm256_set1_epi8(8);
+                for b in 0..ws.len() {
+                    // SAFETY: block `b` lies inside both slices (16 and 32 bytes).
+                    let (raw, x) = unsafe {
+                        (
+                            _mm_loadu_si128(wq.as_ptr().add(b * 16) as *const __m128i),
+                            _mm256_loadu_si256(xq.as_ptr().add(b * BLOCK) as *const __m256i),
+                        )
+                    };
+                    let lo = _mm_and_si128(raw, low);
+                    let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), low);
+                    let w = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), eight);
+                    let d = _mm256_set1_ps(ws[b] * xs[b]);
+                    acc = _mm256_fmadd_ps(d, block_dot(w, x), acc);
+                }
+                hsum(acc)
             }
         }
-    }
-
-    /// One weight row against four activation rows.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot4(
-        kind: QuantKind,
-        ws: &[f32],
-        wq: &[u8],
-        rows: [(&[f32], &[i8]); 4],
-    ) -> [f32; 4] {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        for b in 0..ws.len() {
-            // SAFETY: block `b` lies inside every slice.
-            let w = unsafe { weights(kind, wq, b) };
-            for (i, (xs, xq)) in rows.iter().enumerate() {
-                let x = unsafe { _mm256_loadu_si256(xq.as_ptr().add(b * BLOCK) as *const __m256i) };
-                let d = _mm256_set1_ps(ws[b] * xs[b]);
-                acc[i] = _mm256_fmadd_ps(d, block_dot(w, x), acc[i]);
-            }
-        }
-        acc.map(|a| hsum(a))
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_q8_0(ws: &[f32], wq: &[u8], xs: &[f32], xq: &[i8]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        for b in 0..ws.len() {
-            // SAFETY: block `b` lies inside both slices (32 bytes each).
-            let (w, x) = unsafe {
-                (
-                    _mm256_loadu_si256(wq.as_ptr().add(b * BLOCK) as *const __m256i),
-                    _mm256_loadu_si256(xq.as_ptr().add(b * BLOCK) as *const __m256i),
-                )
-            };
-            let d = _mm256_set1_ps(ws[b] * xs[b]);
-            acc = _mm256_fmadd_ps(d, block_dot(w, x), acc);
-        }
-        hsum(acc)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_q4_0(ws: &[f32], wq: &[u8], xs: &[f32], xq: &[i8]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        let low = _mm_set1_epi8(0x0F);
-        let eight = _mm256_set1_epi8(8);
-        for b in 0..ws.len() {
-            // SAFETY: block `b` lies inside both slices (16 and 32 bytes).
-            let (raw, x) = unsafe {
-                (
-                    _mm_loadu_si128(wq.as_ptr().add(b * 16) as *const __m128i),
-                    _mm256_loadu_si256(xq.as_ptr().add(b * BLOCK) as *const __m256i),
-                )
-            };
-            let lo = _mm_and_si128(raw, low);
-            let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), low);
-            let w = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), eight);
-            let d = _mm256_set1_ps(ws[b] * xs[b]);
-            acc = _mm256_fmadd_ps(d, block_dot(w, x), acc);
-        }
-        hsum(acc)
-    }
+    };
 }
+
+// `vpmaddubsw` adds byte products in pairs to i16 (at most 2·127·127, so it never saturates),
+// `vpmaddwd` the pairs to i32.
+#[cfg(target_arch = "x86_64")]
+x86_kernels!(x86_avx2, "avx2,fma", |ax, sw| _mm256_madd_epi16(
+    _mm256_maddubs_epi16(ax, sw),
+    _mm256_set1_epi16(1)
+));
+#[cfg(target_arch = "x86_64")]
+x86_kernels!(x86_avx512vnni, "avx2,fma,avx512vnni,avx512vl", |ax, sw| {
+    _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sw)
+});
+#[cfg(target_arch = "x86_64")]
+x86_kernels!(x86_avxvnni, "avx2,fma,avxvnni", |ax, sw| {
+    _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), ax, sw)
+});
 
 #[cfg(test)]
 mod tests {
@@ -408,11 +487,15 @@ mod tests {
                     let ws = &q.scales[j * nbk..(j + 1) * nbk];
                     scalar[r * 3 + j - 1] = match kind {
                         QuantKind::Q8_0 => {
-                            dot_q8_0(false, ws, &q.values[j * k..(j + 1) * k], xs, xv)
+                            dot_q8_0(Isa::Portable, ws, &q.values[j * k..(j + 1) * k], xs, xv)
                         }
-                        QuantKind::Q4_0 => {
-                            dot_q4_0(false, ws, &q.values[j * k / 2..(j + 1) * k / 2], xs, xv)
-                        }
+                        QuantKind::Q4_0 => dot_q4_0(
+                            Isa::Portable,
+                            ws,
+                            &q.values[j * k / 2..(j + 1) * k / 2],
+                            xs,
+                            xv,
+                        ),
                     };
                 }
             }
@@ -452,6 +535,57 @@ mod tests {
                     (got - exact).abs() <= bound,
                     "{kind:?}: {got} vs exact {exact}"
                 );
+            }
+        }
+    }
+
+    /// Every integer dot product the CPU has gives the same floats as AVX2 (the same i32 lanes,
+    /// scaled and added in the same order), and the portable path's up to float rounding. Which
+    /// ones ran is printed: a CPU without AVX-512 VNNI or AVX-VNNI checks only the others.
+    #[test]
+    fn every_instruction_set_gives_the_same_products() {
+        // Seven rows: one group of four on the SIMD paths, three alone; blocks with the
+        // extremes a Q8_0 value takes (±127), where a saturating byte product would show.
+        let (n, k, m) = (6, 160, 7);
+        let mut w = values(n * k, 4);
+        let mut x = values(m * k, 5);
+        for i in (0..w.len()).step_by(7) {
+            w[i] = if i % 2 == 0 { 1.0 } else { -1.0 };
+        }
+        for i in (0..x.len()).step_by(5) {
+            x[i] = if i % 3 == 0 { -1.0 } else { 1.0 };
+        }
+        let xq = QuantRows::of(&x, m, k);
+        let isas = available();
+        eprintln!(
+            "integer dot products on this CPU: {isas:?}{}",
+            if isas.contains(&Isa::Avx512Vnni) || isas.contains(&Isa::AvxVnni) {
+                ""
+            } else {
+                " (no VNNI here: the VNNI kernels are checked on CPUs that have it)"
+            }
+        );
+        for kind in [QuantKind::Q8_0, QuantKind::Q4_0] {
+            let q = QuantMatrix::quantize(kind, &w, n, k);
+            let run = |isa| {
+                let mut out = vec![0.0; m * n];
+                q.block_with(isa, &xq, 0, n, &mut out);
+                out
+            };
+            let portable = run(Isa::Portable);
+            let simd: Vec<(Isa, Vec<f32>)> = isas
+                .iter()
+                .filter(|&&i| i != Isa::Portable)
+                .map(|&i| (i, run(i)))
+                .collect();
+            for (isa, out) in &simd {
+                for (i, (a, b)) in out.iter().zip(&portable).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                        "{kind:?} {isa:?} [{i}]: {a} vs portable {b}"
+                    );
+                }
+                assert_eq!(out, &simd[0].1, "{kind:?}: {isa:?} against {:?}", simd[0].0);
             }
         }
     }
