@@ -1,15 +1,16 @@
 """Data for the long-answer distillation benchmark: running sums written out step by step.
 
-Usage: sums.py --out DIR [--seed 17] [--order prompt|any]
+Usage: sums.py --out DIR [--seed 17] [--order prompt|any] [--digits 1|2]
 
-A prompt lists three to five two-digit numbers; the answer adds them one at a time and ends with
-the sum:
+A prompt lists numbers; the answer adds them one at a time and ends with the sum:
 
-    Add up: 31, 18, 25, 12
-    31 + 18 = 49, 49 + 25 = 74, 74 + 12 = 86, so the sum is 86
+    Add up: 7, 2, 8, 3, 7, 5, 6
+    7 + 2 = 9, 9 + 8 = 17, 17 + 3 = 20, 20 + 7 = 27, 27 + 5 = 32, 32 + 6 = 38, so the sum is 38
 
-About 45 tokens an answer with digits tokenized apart, four times the demo's dates: a wrong carry
-early on makes every later partial sum wrong, so the student's own mistakes compound.
+`--digits 1` (what `TASK=sums benches/on-policy.sh` uses) lists four to seven digits, about 45
+tokens an answer with digits tokenized apart, four times the demo's dates; `--digits 2` lists
+three to five two-digit numbers, which the demo-sized teacher does not learn to copy. A wrong
+partial sum makes every later one wrong, so the student's own mistakes compound.
 
 With `--order prompt` every answer adds the numbers in the order the prompt lists them, so each
 prompt has one right answer (exact match grades it). With `--order any` the gold answers add
