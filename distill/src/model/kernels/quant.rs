@@ -146,7 +146,10 @@ impl QuantMatrix {
     fn block_with(&self, isa: Isa, x: &QuantRows, n0: usize, nb: usize, out: &mut [f32]) {
         assert_eq!(x.k, self.k, "quant block: depth");
         assert_eq!(out.len(), x.m * nb, "quant block: output size");
-        debug_assert!(available().contains(&isa), "quant block: {isa:?} on this CPU");
+        debug_assert!(
+            available().contains(&isa),
+            "quant block: {isa:?} on this CPU"
+        );
         assert!(
             n0 + nb <= self.n,
             "quant block: rows {n0}..{} of {}",
