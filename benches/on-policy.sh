@@ -19,7 +19,9 @@
 #
 # TASK=sums runs the same on a task with long answers and many right ones instead of the demo:
 # running sums written out step by step in any order, graded on the sum (benches/sums.py makes
-# the data from the seed, benches/configs/sums.toml is the config).
+# the data from the seed, benches/configs/sums.toml is the config). SUMS_CORRECTIONS=P makes a share
+# P of the gold answers' steps a slip caught at once ("6 + 2 = 10, no, 8"), so the teacher
+# learns to grade a wrong partial sum.
 #
 # EXTRA_SETS="KEY=VALUE ..." adds `--set`s to every command (e.g. a narrower student:
 # "student.architecture.hidden_size=32"); CONTINUED_ONLY=1 trains only the off- and on-policy
@@ -57,7 +59,8 @@ for seed in "${seeds[@]}"; do
   cp -r configs "$work/"
   if [ "$name" = sums ]; then
     cp benches/configs/sums.toml "$work/configs/"
-    python3 benches/sums.py --out "$work/configs/sums-data" --seed "$seed" --order any --digits 1
+    python3 benches/sums.py --out "$work/configs/sums-data" --seed "$seed" --order any --digits 1 \
+      --corrections "${SUMS_CORRECTIONS:-0}"
   fi
   wb() { (cd "$work" && "$root/target/release/workbench" "$@"); }
   base=(--set "run.seed=$seed" --set annotate.simulated_expert=false)

@@ -39,10 +39,16 @@ def prompt(terms):
     return "Add up: " + ", ".join(map(str, terms))
 
 
-def answer(terms):
+def answer(terms, rng=None, corrections=0.0):
     total, steps = terms[0], []
     for t in terms[1:]:
-        steps.append(f"{total} + {t} = {total + t}")
+        step = f"{total} + {t} = {total + t}"
+        if corrections > 0 and rng.random() < corrections:
+            # A slip as people make them (off by one or two, or a carry missed), caught at once.
+            slip = total + t + rng.choice([-2, -1, 1, 2, -10, 10])
+            if slip >= 0:
+                step = f"{total} + {t} = {slip}, no, {total + t}"
+        steps.append(step)
         total += t
     return ", ".join(steps) + f", so the sum is {total}"
 
@@ -63,6 +69,7 @@ def main():
     ap.add_argument("--seed", type=int, default=17)
     ap.add_argument("--order", choices=["prompt", "any"], default="prompt")
     ap.add_argument("--digits", type=int, choices=[1, 2], default=2)
+    ap.add_argument("--corrections", type=float, default=0.0)
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     sizes = {"gold": 3000, "prompts": 5000, "eval": 600, "review": 200}
@@ -76,7 +83,7 @@ def main():
                 order = terms[:]
                 if a.order == "any":
                     rng.shuffle(order)
-                row["completion"] = answer(order)
+                row["completion"] = answer(order, rng, a.corrections)
             elif name != "prompts":
                 row["completion"] = answer(terms)
             rows.append(row)
