@@ -19,9 +19,9 @@
 #
 # TASK=sums runs the same on a task with long answers and many right ones instead of the demo:
 # running sums written out step by step in any order, graded on the sum (benches/sums.py makes
-# the data from the seed, benches/configs/sums.toml is the config). SUMS_CORRECTIONS=P makes a share
-# P of the gold answers' steps a slip caught at once ("6 + 2 = 10, no, 8"), so the teacher
-# learns to grade a wrong partial sum.
+# the data from the seed, benches/configs/sums.toml is the config). SUMS_CORRECTIONS=P makes a
+# share P of the gold answers' steps a slip caught at once ("6 + 2 = 10, no, 8"), so the
+# teacher learns to grade a wrong partial sum.
 #
 # EXTRA_SETS="KEY=VALUE ..." adds `--set`s to every command (e.g. a narrower student:
 # "student.architecture.hidden_size=32"); CONTINUED_ONLY=1 trains only the off- and on-policy
@@ -96,7 +96,9 @@ PY
       || { cat "$work/distill.log" >&2; exit 1; }
     record "$1" "$2" "$3" "${sets[@]}"
   }
-  record "off-policy, forward KL (the demo)" "random" ""
+  recipe="the demo"
+  [ "$name" = sums ] && recipe="the task's recipe"
+  record "off-policy, forward KL ($recipe)" "random" ""
   cp -r "$work/runs/$name/student/final" "$work/off-policy-student"
   from="student.path=$work/off-policy-student $continued"
   mode "off-policy, forward KL" "the off-policy student" "$from"

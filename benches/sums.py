@@ -1,6 +1,6 @@
 """Data for the long-answer distillation benchmark: running sums written out step by step.
 
-Usage: sums.py --out DIR [--seed 17] [--order prompt|any] [--digits 1|2]
+Usage: sums.py --out DIR [--seed 17] [--order prompt|any] [--digits 1|2] [--corrections P]
 
 A prompt lists numbers; the answer adds them one at a time and ends with the sum:
 
@@ -17,6 +17,10 @@ prompt has one right answer (exact match grades it). With `--order any` the gold
 them in a random order: a prompt has many right answers, all ending in the same sum (graded on
 the last number, `eval.normalize = ["last_number"]`), and a student's own way through a sum can
 differ from its teacher's.
+
+`--corrections P` makes a share P of the gold answers' steps a slip caught at once
+(`6 + 2 = 10, no, 8, 8 + 3 = 11, ...`): a teacher trained on them has seen wrong partial sums and
+what follows one, so it can grade a student's own slips. The other sets are unchanged.
 
 Writes gold.jsonl (3,000 rows: prompt, completion), prompts.jsonl (5,000: prompt), eval.jsonl
 (600: prompt, completion, always in the prompt's order) and review.jsonl (200), each its own

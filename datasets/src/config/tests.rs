@@ -226,11 +226,20 @@ fn last_number_keeps_the_result_alone() {
     assert_eq!(n("it is -0,012.50 degrees"), "-12.5");
     assert_eq!(n("-0.0"), "0");
     assert_eq!(n("3.4.5"), "4.5");
+    assert_eq!(n("it fell to -4."), "-4");
+    assert_eq!(n("5-3"), "3", "a minus between numbers is not a sign");
     assert_eq!(
         n("2021-03-03"),
-        "-3",
-        "a date is not one number: use `trim` alone for dates"
+        "3",
+        "a date is not one number: grade dates on `trim`"
     );
+    assert_eq!(
+        n("the digits 7,2,8"),
+        "8",
+        "a comma before one digit is a list's"
+    );
+    assert_eq!(n("12,345,678 and 1,234,5"), "5");
+    assert_eq!(n("007"), "7");
     assert_eq!(n("  no number here "), "no number here");
     assert_ne!(n("so the sum is 75"), n("so the sum is 74"));
     assert_eq!(

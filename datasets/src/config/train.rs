@@ -784,28 +784,33 @@ impl Normalize {
 }
 
 /// The last number in `text`, written one way: thousands commas dropped, no leading zeros, no
-/// trailing zeros after the point (`-0,012.50` → `-12.5`). `None` without a digit.
+/// trailing zeros after the point (`-0,012.50` → `-12.5`). A comma counts as a thousands
+/// separator only before three digits (`7,2,8` ends in `8`), and a minus as a sign only where no
+/// letter or digit comes right before it (`2021-03-03` ends in `3`). `None` without a digit.
 fn last_number(text: &str) -> Option<String> {
     let b = text.as_bytes();
     let end = b.iter().rposition(u8::is_ascii_digit)? + 1;
-    let mut start = end - 1;
-    let (mut point, mut comma) = (false, false);
+    let mut start = end;
+    // Digits since the last separator, reading leftwards.
+    let (mut group, mut point, mut comma) = (0, false, false);
     while start > 0 {
         let c = b[start - 1];
         let digit_before = start >= 2 && b[start - 2].is_ascii_digit();
         if c.is_ascii_digit() {
-            start -= 1;
-        } else if c == b',' && digit_before {
+            group += 1;
+        } else if c == b',' && digit_before && group == 3 {
             comma = true;
-            start -= 1;
+            group = 0;
         } else if c == b'.' && digit_before && !point && !comma {
             point = true;
-            start -= 1;
+            group = 0;
         } else {
             break;
         }
+        start -= 1;
     }
-    let negative = start > 0 && b[start - 1] == b'-';
+    let negative =
+        start > 0 && b[start - 1] == b'-' && !(start >= 2 && b[start - 2].is_ascii_alphanumeric());
     let number: String = text[start..end].chars().filter(|&c| c != ',').collect();
     let (whole, fraction) = number.split_once('.').unwrap_or((&number, ""));
     let whole = match whole.trim_start_matches('0') {
