@@ -241,6 +241,7 @@ impl QuantRows {
 
 /// The integer dot product a CPU runs, best first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 enum Isa {
     /// `vpdpbusd` on 256-bit registers, EVEX-encoded (AVX-512 VNNI with AVX-512 VL).
     Avx512Vnni,
