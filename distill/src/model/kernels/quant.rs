@@ -193,10 +193,7 @@ impl QuantMatrix {
             }
             for r in r..x.m {
                 let (xs, xq) = row(r);
-                out[r * nb + j - n0] = match self.kind {
-                    QuantKind::Q8_0 => dot_q8_0(isa, scales, wq, xs, xq),
-                    QuantKind::Q4_0 => dot_q4_0(isa, scales, wq, xs, xq),
-                };
+                out[r * nb + j - n0] = dot(isa, self.kind, scales, wq, xs, xq);
             }
         }
     }
@@ -279,17 +276,26 @@ fn isa() -> Isa {
     *BEST.get_or_init(|| available()[0])
 }
 
-/// `Σ_blocks ws·xs·Σ wq·xq` for Q8_0 weights.
-fn dot_q8_0(isa: Isa, ws: &[f32], wq: &[u8], xs: &[f32], xq: &[i8]) -> f32 {
+/// One weight row against one activation row: `Σ_blocks ws·xs·Σ w·xq`, with the integer dot
+/// product of `isa`.
+fn dot(isa: Isa, kind: QuantKind, ws: &[f32], wq: &[u8], xs: &[f32], xq: &[i8]) -> f32 {
     // SAFETY (every arm): the CPU has `isa` (checked at run time); the slices hold whole blocks.
     #[cfg(target_arch = "x86_64")]
     match isa {
-        Isa::Avx512Vnni => return unsafe { x86_avx512vnni::dot_q8_0(ws, wq, xs, xq) },
-        Isa::AvxVnni => return unsafe { x86_avxvnni::dot_q8_0(ws, wq, xs, xq) },
-        Isa::Avx2 => return unsafe { x86_avx2::dot_q8_0(ws, wq, xs, xq) },
+        Isa::Avx512Vnni => return unsafe { x86_avx512vnni::dot(kind, ws, wq, xs, xq) },
+        Isa::AvxVnni => return unsafe { x86_avxvnni::dot(kind, ws, wq, xs, xq) },
+        Isa::Avx2 => return unsafe { x86_avx2::dot(kind, ws, wq, xs, xq) },
         Isa::Portable => {}
     }
     let _ = isa;
+    match kind {
+        QuantKind::Q8_0 => dot_q8_0(ws, wq, xs, xq),
+        QuantKind::Q4_0 => dot_q4_0(ws, wq, xs, xq),
+    }
+}
+
+/// `Σ_blocks ws·xs·Σ wq·xq` for Q8_0 weights, in plain Rust.
+fn dot_q8_0(ws: &[f32], wq: &[u8], xs: &[f32], xq: &[i8]) -> f32 {
     let mut acc = 0.0f32;
     for (b, (&w, &x)) in ws.iter().zip(xs).enumerate() {
         let sum: i32 = wq[b * BLOCK..(b + 1) * BLOCK]
@@ -302,17 +308,8 @@ fn dot_q8_0(isa: Isa, ws: &[f32], wq: &[u8], xs: &[f32], xq: &[i8]) -> f32 {
     acc
 }
 
-/// `Σ_blocks ws·xs·Σ (wq - 8)·xq` for Q4_0 weights.
-fn dot_q4_0(isa: Isa, ws: &[f32], wq: &[u8], xs: &[f32], xq: &[i8]) -> f32 {
-    // SAFETY (every arm): as for `dot_q8_0`.
-    #[cfg(target_arch = "x86_64")]
-    match isa {
-        Isa::Avx512Vnni => return unsafe { x86_avx512vnni::dot_q4_0(ws, wq, xs, xq) },
-        Isa::AvxVnni => return unsafe { x86_avxvnni::dot_q4_0(ws, wq, xs, xq) },
-        Isa::Avx2 => return unsafe { x86_avx2::dot_q4_0(ws, wq, xs, xq) },
-        Isa::Portable => {}
-    }
-    let _ = isa;
+/// `Σ_blocks ws·xs·Σ (wq - 8)·xq` for Q4_0 weights, in plain Rust.
+fn dot_q4_0(ws: &[f32], wq: &[u8], xs: &[f32], xq: &[i8]) -> f32 {
     let mut acc = 0.0f32;
     for (b, (&w, &x)) in ws.iter().zip(xs).enumerate() {
         let (v, q) = (&wq[b * 16..(b + 1) * 16], &xq[b * BLOCK..(b + 1) * BLOCK]);
@@ -397,8 +394,24 @@ macro_rules! x86_kernels {
                 acc.map(|a| hsum(a))
             }
 
+            /// One weight row against one activation row.
             #[target_feature(enable = $features)]
-            pub unsafe fn dot_q8_0(ws: &[f32], wq: &[u8], xs: &[f32], xq: &[i8]) -> f32 {
+            pub unsafe fn dot(
+                kind: QuantKind,
+                ws: &[f32],
+                wq: &[u8],
+                xs: &[f32],
+                xq: &[i8],
+            ) -> f32 {
+                // SAFETY: as the caller's.
+                match kind {
+                    QuantKind::Q8_0 => unsafe { dot_q8_0(ws, wq, xs, xq) },
+                    QuantKind::Q4_0 => unsafe { dot_q4_0(ws, wq, xs, xq) },
+                }
+            }
+
+            #[target_feature(enable = $features)]
+            unsafe fn dot_q8_0(ws: &[f32], wq: &[u8], xs: &[f32], xq: &[i8]) -> f32 {
                 let mut acc = _mm256_setzero_ps();
                 for b in 0..ws.len() {
                     // SAFETY: block `b` lies inside both slices (32 bytes each).
@@ -415,7 +428,7 @@ macro_rules! x86_kernels {
             }
 
             #[target_feature(enable = $features)]
-            pub unsafe fn dot_q4_0(ws: &[f32], wq: &[u8], xs: &[f32], xq: &[i8]) -> f32 {
+            unsafe fn dot_q4_0(ws: &[f32], wq: &[u8], xs: &[f32], xq: &[i8]) -> f32 {
                 let mut acc = _mm256_setzero_ps();
                 let low = _mm_set1_epi8(0x0F);
                 let eight = _mm256_set1_epi8(8);
@@ -490,16 +503,10 @@ mod tests {
                     );
                     let ws = &q.scales[j * nbk..(j + 1) * nbk];
                     scalar[r * 3 + j - 1] = match kind {
-                        QuantKind::Q8_0 => {
-                            dot_q8_0(Isa::Portable, ws, &q.values[j * k..(j + 1) * k], xs, xv)
+                        QuantKind::Q8_0 => dot_q8_0(ws, &q.values[j * k..(j + 1) * k], xs, xv),
+                        QuantKind::Q4_0 => {
+                            dot_q4_0(ws, &q.values[j * k / 2..(j + 1) * k / 2], xs, xv)
                         }
-                        QuantKind::Q4_0 => dot_q4_0(
-                            Isa::Portable,
-                            ws,
-                            &q.values[j * k / 2..(j + 1) * k / 2],
-                            xs,
-                            xv,
-                        ),
                     };
                 }
             }
