@@ -75,6 +75,8 @@ def main():
     ap.add_argument("--digits", type=int, choices=[1, 2], default=2)
     ap.add_argument("--corrections", type=float, default=0.0)
     a = ap.parse_args()
+    if not 0.0 <= a.corrections <= 1.0:
+        ap.error(f"--corrections is a share of the steps, from 0 to 1, not {a.corrections}")
     os.makedirs(a.out, exist_ok=True)
     sizes = {"gold": 3000, "prompts": 5000, "eval": 600, "review": 200}
     for k, (name, n) in enumerate(sizes.items()):
