@@ -15,13 +15,19 @@
 # time, and the teacher tokens it took: the synthetic set's completion tokens (every mode here
 # learns from it, or from a student that did) plus the positions the teacher graded in training.
 #
+# From the same student, also speculative on-policy (`distill.replace_below = 0.1`, λ = 0.5,
+# greedy samples): the teacher replaces each sampled token it gives under 10% by its own, and the
+# student writes on from there (SKD).
+#
 #   benches/on-policy.sh [SEED...]      (default: 17 18 19)
 #
 # TASK=sums runs the same on a task with long answers and many right ones instead of the demo:
 # running sums written out step by step in any order, graded on the sum (benches/sums.py makes
 # the data from the seed, benches/configs/sums.toml is the config). SUMS_CORRECTIONS=P makes a
 # share P of the gold answers' steps a slip caught at once ("6 + 2 = 10, no, 8"), so the
-# teacher learns to grade a wrong partial sum.
+# teacher learns to grade a wrong partial sum. On the sums, a control beside them: off-policy
+# continued on a synthetic set six times as large (30,000 prompts, a run of its own with the same
+# teacher), so it has about as many teacher tokens as speculative on-policy grades.
 #
 # EXTRA_SETS="KEY=VALUE ..." adds `--set`s to every command (e.g. a narrower student:
 # "student.architecture.hidden_size=32"); CONTINUED_ONLY=1 trains only the off- and on-policy
@@ -59,8 +65,10 @@ for seed in "${seeds[@]}"; do
   cp -r configs "$work/"
   if [ "$name" = sums ]; then
     cp benches/configs/sums.toml "$work/configs/"
-    python3 benches/sums.py --out "$work/configs/sums-data" --seed "$seed" --order any --digits 1 \
-      --corrections "${SUMS_CORRECTIONS:-0}"
+    for set in sums-data:5000 sums-data-more:30000; do
+      python3 benches/sums.py --out "$work/configs/${set%%:*}" --seed "$seed" --order any \
+        --digits 1 --corrections "${SUMS_CORRECTIONS:-0}" --prompts "${set##*:}"
+    done
   fi
   wb() { (cd "$work" && "$root/target/release/workbench" "$@"); }
   base=(--set "run.seed=$seed" --set annotate.simulated_expert=false)
@@ -82,7 +90,7 @@ synthetic = json.loads((run / "synthetic" / "STAGE.json").read_text())["summary"
 student = json.loads((run / "student" / "STAGE.json").read_text())["summary"]
 print(json.dumps({
     "seed": seed, "mode": name, "start": start, "sets": sets,
-    "exact_match": em["distilled"], "gold_only": em["gold-only"], "teacher": em["teacher"],
+    "exact_match": em["distilled"], "gold_only": em.get("gold-only"), "teacher": em["teacher"],
     "seconds": student["seconds"], "steps": student["steps"],
     "generated": synthetic["usage"]["completion_tokens"], "graded": student["teacher_tokens"],
 }))
@@ -103,6 +111,15 @@ PY
   from="student.path=$work/off-policy-student $continued"
   mode "off-policy, forward KL" "the off-policy student" "$from"
   mode "on-policy 1, reverse KL" "the off-policy student" "$from distill.on_policy=1.0 distill.divergence=reverse_kl"
+  mode "speculative on-policy 0.5, greedy" "the off-policy student" "$from distill.on_policy=0.5 distill.sample_temperature=0 distill.replace_below=0.1"
+  if [ "$name" = sums ]; then
+    more="run.name=more data.prompts.path=sums-data-more/prompts.jsonl data.max_removed_share=1 teacher.path=$work/runs/$name/teacher $from"
+    moresets=(); for kv in $more; do moresets+=(--set "$kv"); done
+    echo "+ workbench run $config ${base[*]} ${moresets[*]}" >&2
+    wb run "$config" "${base[@]}" "${moresets[@]}" >"$work/more.md" 2>"$work/more.log" \
+      || { cat "$work/more.log" >&2; exit 1; }
+    record "off-policy, forward KL, 6× the synthetic set" "the off-policy student" "$more" "${moresets[@]}"
+  fi
   [ "${CONTINUED_ONLY:-0}" = 1 ] && continue
   mode "on-policy 1, reverse KL, batch 8" "the off-policy student" "$from distill.on_policy=1.0 distill.divergence=reverse_kl distill.train.batch_size=8"
   if [ "$first" = 1 ]; then
@@ -137,11 +154,15 @@ for m in modes:
     by[m["seed"]][(m["mode"], m["start"])] = m
 for seed, r in sorted(by.items()):
     off = r[("off-policy, forward KL", "the off-policy student")]["exact_match"]
-    for name in ["on-policy 1, reverse KL", "on-policy 1, reverse KL, batch 8"]:
+    for name in ["on-policy 1, reverse KL", "on-policy 1, reverse KL, batch 8", "speculative on-policy 0.5, greedy"]:
         if (name, "the off-policy student") not in r:
             continue
         on = r[(name, "the off-policy student")]
         print(f"FIGURE seed {seed} continued: {name} minus off-policy {100 * (on['exact_match'] - off):+.1f} points ({on['graded']:,} tokens graded)")
+    more = r.get(("off-policy, forward KL, 6× the synthetic set", "the off-policy student"))
+    spec = r.get(("speculative on-policy 0.5, greedy", "the off-policy student"))
+    if more and spec:
+        print(f"FIGURE seed {seed} continued: speculative on-policy 0.5, greedy minus off-policy on 6× the synthetic set {100 * (spec['exact_match'] - more['exact_match']):+.1f} points ({spec['graded']:,} tokens graded against {more['generated']:,} generated)")
     cut = "2 of the teacher's 4 layers"
     if ("on-policy 1, reverse KL", cut) in r:
         on, off = r[("on-policy 1, reverse KL", cut)], r[("off-policy, forward KL", cut)]

@@ -1,6 +1,7 @@
 """Data for the long-answer distillation benchmark: running sums written out step by step.
 
 Usage: sums.py --out DIR [--seed 17] [--order prompt|any] [--digits 1|2] [--corrections P]
+                [--prompts N]
 
 A prompt lists numbers; the answer adds them one at a time and ends with the sum:
 
@@ -22,7 +23,7 @@ differ from its teacher's.
 (`6 + 2 = 10, no, 8, 8 + 3 = 11, ...`): a teacher trained on them has seen wrong partial sums and
 what follows one, so it can grade a student's own slips. The other sets are unchanged.
 
-Writes gold.jsonl (3,000 rows: prompt, completion), prompts.jsonl (5,000: prompt), eval.jsonl
+Writes gold.jsonl (3,000 rows: prompt, completion), prompts.jsonl (`--prompts`, 5,000 unless told: prompt), eval.jsonl
 (600: prompt, completion, always in the prompt's order) and review.jsonl (200), each its own
 random stream of the seed, so growing one set does not change another.
 """
@@ -74,11 +75,14 @@ def main():
     ap.add_argument("--order", choices=["prompt", "any"], default="prompt")
     ap.add_argument("--digits", type=int, choices=[1, 2], default=2)
     ap.add_argument("--corrections", type=float, default=0.0)
+    ap.add_argument("--prompts", type=int, default=5000)
     a = ap.parse_args()
     if not 0.0 <= a.corrections <= 1.0:
         ap.error(f"--corrections is a share of the steps, from 0 to 1, not {a.corrections}")
+    if a.prompts < 1:
+        ap.error(f"--prompts is how many prompts to write, at least 1, not {a.prompts}")
     os.makedirs(a.out, exist_ok=True)
-    sizes = {"gold": 3000, "prompts": 5000, "eval": 600, "review": 200}
+    sizes = {"gold": 3000, "prompts": a.prompts, "eval": 600, "review": 200}
     for k, (name, n) in enumerate(sizes.items()):
         rng = random.Random(a.seed * 10 + k)
         rows = []

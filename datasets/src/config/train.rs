@@ -492,6 +492,14 @@ pub struct DistillConfig {
     /// grades on noise teach little; one that already answers roughly is what on-policy corrects.
     #[serde(default, skip_serializing_if = "is_zero_steps")]
     pub on_policy_after: usize,
+    /// Speculative on-policy sampling (0, the default: off): a token the student samples that
+    /// the teacher gives less than this probability (or leaves out of its top-k) is replaced by
+    /// the teacher's most likely token, and the student writes on from there. A weak student's
+    /// samples then stay on paths the teacher can grade, instead of running on past its first
+    /// mistake (SKD). Each replacement has the teacher check the row again, so it grades more
+    /// tokens.
+    #[serde(default, skip_serializing_if = "is_zero_share")]
+    pub replace_below: f64,
     /// How the students are trained.
     #[serde(default = "default_distill_train", deserialize_with = "distill_train")]
     pub train: TrainConfig,
@@ -540,6 +548,9 @@ pub struct DistillVariant {
     /// `on_policy_after` for this student.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_policy_after: Option<usize>,
+    /// `replace_below` for this student.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace_below: Option<f64>,
 }
 
 fn default_sample_temperature() -> f64 {
@@ -548,6 +559,10 @@ fn default_sample_temperature() -> f64 {
 
 fn is_zero_steps(n: &usize) -> bool {
     *n == 0
+}
+
+fn is_zero_share(x: &f64) -> bool {
+    *x == 0.0
 }
 
 /// The smallest `distill.temperature` accepted.
@@ -587,6 +602,7 @@ impl Default for DistillConfig {
             sample_temperature: default_sample_temperature(),
             max_new_tokens: None,
             on_policy_after: 0,
+            replace_below: 0.0,
             train: default_distill_train(),
             compare: Vec::new(),
         }
@@ -607,6 +623,7 @@ impl DistillConfig {
             sample_temperature: v.sample_temperature.unwrap_or(self.sample_temperature),
             max_new_tokens: v.max_new_tokens.or(self.max_new_tokens),
             on_policy_after: v.on_policy_after.unwrap_or(self.on_policy_after),
+            replace_below: v.replace_below.unwrap_or(self.replace_below),
             compare: Vec::new(),
             ..self.clone()
         }
@@ -704,6 +721,27 @@ impl DistillConfig {
                     "is {}, not below `distill.train.steps` ({}), so the student would never \
                      write a batch; lower it, or set `distill.on_policy = 0`",
                     self.on_policy_after, self.train.steps
+                ),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.replace_below) {
+            return Err((
+                "distill.replace_below".into(),
+                format!(
+                    "is {}; expected a probability from 0 (off: the student's samples as they \
+                     are) to below 1 (0.1 replaces the tokens the teacher gives under 10%)",
+                    self.replace_below
+                ),
+            ));
+        }
+        if self.replace_below > 0.0 && self.on_policy == 0.0 {
+            return Err((
+                "distill.replace_below".into(),
+                format!(
+                    "is {}, but `distill.on_policy` is 0, so the student samples nothing for the \
+                     teacher to replace; set `distill.on_policy` above 0, or leave \
+                     `replace_below` out",
+                    self.replace_below
                 ),
             ));
         }

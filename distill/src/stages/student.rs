@@ -279,7 +279,14 @@ pub fn distill_student(
                     } else {
                         String::new()
                     }
-                )
+                ) + &if d.replace_below > 0.0 {
+                    format!(
+                        ", the tokens it gives under {} replaced by its own",
+                        d.replace_below
+                    )
+                } else {
+                    String::new()
+                }
             } else {
                 String::new()
             }
@@ -300,6 +307,7 @@ pub fn distill_student(
                 _ => max_positions,
             },
             after: d.on_policy_after,
+            replace_below: d.replace_below,
         });
     }
     let model_dir = stage_dir.join(layout::FINAL);

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Model, checkpoint};
 use crate::{Error, Result};
 use data::{Example, batch};
+use datasets::TopLogprob;
 use loss::Divergence;
 
 /// What the student learns from.
@@ -117,6 +118,11 @@ pub struct OnPolicy {
     /// Steps of off-policy distillation before the student writes any batch: a student must
     /// first be able to write something the teacher's grades can correct.
     pub after: usize,
+    /// Speculative sampling (0: off): a sampled token the teacher gives less than this
+    /// probability (or leaves out of its top-k) is replaced by the teacher's most likely token,
+    /// and the student writes on from there. So a weak student's batches stay on paths the
+    /// teacher can grade, instead of running on past its first mistake.
+    pub replace_below: f64,
 }
 
 /// Whether micro-batch `micro` of `step` is written by the student.
@@ -175,6 +181,172 @@ fn sample_completions(
             }
         })
         .collect())
+}
+
+/// The teacher's view of a sampled token: its logprob for the token (`None`: outside the top-k
+/// it gave) and the token it finds most likely.
+struct Check {
+    logprob: Option<f32>,
+    best: u32,
+}
+
+/// What grades the samples during training: a grader's top-k, or the frozen teacher itself.
+enum Judge<'a> {
+    Grader(&'a mut crate::teacher::grade::Grader),
+    Frozen(&'a Model),
+}
+
+impl Judge<'_> {
+    /// Per row, per completion token, the teacher's check, and the top-k a grader gave (to be
+    /// the rows' grades without asking again).
+    #[allow(clippy::type_complexity)]
+    fn check(
+        &mut self,
+        rows: &[Example],
+    ) -> Result<(Vec<Vec<Check>>, Option<Vec<Vec<Vec<TopLogprob>>>>)> {
+        match self {
+            Judge::Grader(g) => {
+                let tops = g.grade(rows)?;
+                let checks = rows
+                    .iter()
+                    .zip(&tops)
+                    .map(|(e, top)| {
+                        e.ids[e.prompt_len..]
+                            .iter()
+                            .zip(top)
+                            .map(|(&id, t)| Check {
+                                logprob: t.iter().find(|x| x.id == id).map(|x| x.logprob),
+                                best: t.first().map_or(id, |x| x.id),
+                            })
+                            .collect()
+                    })
+                    .collect();
+                Ok((checks, Some(tops)))
+            }
+            Judge::Frozen(model) => {
+                let checks = rows
+                    .iter()
+                    .map(|e| {
+                        let scored = crate::generate::score(model, &e.ids, 1)?;
+                        Ok(scored[e.prompt_len.saturating_sub(1)..]
+                            .iter()
+                            .map(|s| Check {
+                                logprob: Some(s.logprob),
+                                best: s.top.first().map_or(s.id, |t| t.id),
+                            })
+                            .collect())
+                    })
+                    .collect::<Result<_>>()?;
+                Ok((checks, None))
+            }
+        }
+    }
+}
+
+/// Speculative sampling (SKD): the student writes, the teacher checks each token, the first
+/// token it rejects is replaced by its own, and the student writes on from there, until every
+/// row ends (or has its tokens). Returns the rows, their grades when a grader gave them (each
+/// row's last round, which covers it: a grade depends only on the tokens before it), and the
+/// completion tokens the teacher checked on the way, beyond the final rows'.
+#[allow(clippy::type_complexity)]
+fn speculative_completions(
+    model: &Model,
+    picked: &[&Example],
+    p: &OnPolicy,
+    seed: u64,
+    step: usize,
+    micro: usize,
+    judge: &mut Judge<'_>,
+) -> Result<(Vec<Example>, Option<Vec<Vec<Vec<TopLogprob>>>>, usize)> {
+    let floor = p.replace_below.ln() as f32;
+    let mut rows: Vec<Example> = picked
+        .iter()
+        .map(|e| Example {
+            prompt_len: e.prompt_len,
+            ids: e.ids[..e.prompt_len].to_vec(),
+            topk: None,
+            rejected: None,
+            weights: None,
+        })
+        .collect();
+    let budget: Vec<usize> = rows
+        .iter()
+        .map(|e| {
+            p.max_new_tokens
+                .min(p.max_positions.saturating_sub(e.prompt_len))
+                .max(1)
+        })
+        .collect();
+    let mut grades: Vec<Vec<Vec<TopLogprob>>> = vec![Vec::new(); rows.len()];
+    let mut graded = 0usize;
+    let mut live: Vec<usize> = (0..rows.len()).collect();
+    let mut round = 0usize;
+    let inner = model.valid();
+    while !live.is_empty() {
+        let prompts: Vec<Vec<u32>> = live.iter().map(|&i| rows[i].ids.clone()).collect();
+        let left: Vec<usize> = live
+            .iter()
+            .map(|&i| budget[i] - rows[i].completion_len())
+            .collect();
+        let options = crate::generate::GenerateOptions {
+            max_new_tokens: left.iter().copied().max().unwrap_or(1),
+            temperature: p.temperature,
+            row_seeds: live
+                .iter()
+                .map(|&i| {
+                    crate::recipe::seed_of(
+                        seed,
+                        &format!("on-policy sample\0{step}\0{micro}\0{i}\0{round}"),
+                    )
+                })
+                .collect(),
+            logprobs: 0,
+            eos_ids: p.eos_ids.clone(),
+            ..Default::default()
+        };
+        let generated = crate::generate::generate(&inner, &prompts, &options, None)?;
+        for ((&i, g), n) in live.iter().zip(generated).zip(&left) {
+            rows[i].ids.extend(g.ids.into_iter().take(*n));
+        }
+        let asked: Vec<Example> = live.iter().map(|&i| rows[i].clone()).collect();
+        graded += asked.iter().map(Example::completion_len).sum::<usize>();
+        let (checks, tops) = judge.check(&asked)?;
+        let mut next = Vec::new();
+        for (j, &i) in live.iter().enumerate() {
+            let done_before = prev_len(&rows[i], &grades[i]);
+            let row = &mut rows[i];
+            let rejected = checks[j]
+                .iter()
+                .enumerate()
+                .skip(done_before)
+                .find(|(_, c)| c.logprob.is_none_or(|lp| lp < floor));
+            let mut keep = row.completion_len();
+            if let Some((at, c)) = rejected {
+                keep = at + 1;
+                row.ids.truncate(row.prompt_len + keep);
+                row.ids[row.prompt_len + at] = c.best;
+                if !p.eos_ids.contains(&c.best) && keep < budget[i] {
+                    next.push(i);
+                }
+            }
+            if let Some(tops) = &tops {
+                grades[i] = tops[j][..keep].to_vec();
+            } else {
+                grades[i] = vec![Vec::new(); keep];
+            }
+        }
+        live = next;
+        round += 1;
+    }
+    let finals: usize = rows.iter().map(Example::completion_len).sum();
+    let grades = matches!(judge, Judge::Grader(_)).then_some(grades);
+    Ok((rows, grades, graded.saturating_sub(finals)))
+}
+
+/// Completion tokens of `row` the teacher has already passed in an earlier round (its grades
+/// there end with the token it put in, which it need not check again).
+fn prev_len(row: &Example, grades: &[Vec<TopLogprob>]) -> usize {
+    grades.len().min(row.completion_len())
 }
 
 impl Default for TrainOptions {
@@ -577,9 +749,26 @@ pub fn train(
                 let teacher_here = frozen.is_some() || grader.is_some();
                 let sampled = match &o.on_policy {
                     Some(p) if teacher_here && on_policy_draw(p, o.seed, step, m) => {
-                        let mut rows = sample_completions(&model, &picked, p, o.seed, step, m)?;
-                        if let Some(g) = grader.as_deref_mut() {
-                            let tops = g.grade(&rows)?;
+                        let (mut rows, tops) = if p.replace_below > 0.0 {
+                            let mut judge = match (grader.as_deref_mut(), frozen) {
+                                (Some(g), _) => Judge::Grader(g),
+                                (None, Some(t)) => Judge::Frozen(t),
+                                (None, None) => unreachable!("teacher_here"),
+                            };
+                            let (rows, tops, checked) = speculative_completions(
+                                &model, &picked, p, o.seed, step, m, &mut judge,
+                            )?;
+                            graded += checked;
+                            (rows, tops)
+                        } else {
+                            let rows = sample_completions(&model, &picked, p, o.seed, step, m)?;
+                            let tops = match grader.as_deref_mut() {
+                                Some(g) => Some(g.grade(&rows)?),
+                                None => None,
+                            };
+                            (rows, tops)
+                        };
+                        if let Some(tops) = tops {
                             for (row, top) in rows.iter_mut().zip(tops) {
                                 row.topk = Some(top);
                             }

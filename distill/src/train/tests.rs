@@ -487,6 +487,7 @@ fn distill_options(steps: usize, lambda: Option<f64>) -> TrainOptions {
             eos_ids: vec![2],
             max_positions: 64,
             after: 0,
+            replace_below: 0.0,
         }),
         ..options(steps)
     }
