@@ -277,7 +277,10 @@ fn speculative_completions(
                 .max(1)
         })
         .collect();
+    // Per row: the teacher's grades so far, and how many completion tokens it has passed (kept
+    // or put in itself), which later rounds need not check again.
     let mut grades: Vec<Vec<Vec<TopLogprob>>> = vec![Vec::new(); rows.len()];
+    let mut passed = vec![0usize; rows.len()];
     let mut graded = 0usize;
     let mut live: Vec<usize> = (0..rows.len()).collect();
     let mut round = 0usize;
@@ -288,16 +291,27 @@ fn speculative_completions(
             .iter()
             .map(|&i| budget[i] - rows[i].completion_len())
             .collect();
+        // Rows of different lengths share a decoder: the longest must still fit.
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
         let options = crate::generate::GenerateOptions {
-            max_new_tokens: left.iter().copied().max().unwrap_or(1),
+            max_new_tokens: left
+                .iter()
+                .copied()
+                .max()
+                .unwrap_or(1)
+                .min(p.max_positions.saturating_sub(longest))
+                .max(1),
             temperature: p.temperature,
+            // The first round draws what plain on-policy sampling draws, so a teacher that
+            // replaces nothing leaves the student's samples as they were.
             row_seeds: live
                 .iter()
                 .map(|&i| {
-                    crate::recipe::seed_of(
-                        seed,
-                        &format!("on-policy sample\0{step}\0{micro}\0{i}\0{round}"),
-                    )
+                    let label = match round {
+                        0 => format!("on-policy sample\0{step}\0{micro}\0{i}"),
+                        r => format!("on-policy sample\0{step}\0{micro}\0{i}\0{r}"),
+                    };
+                    crate::recipe::seed_of(seed, &label)
                 })
                 .collect(),
             logprobs: 0,
@@ -313,26 +327,25 @@ fn speculative_completions(
         let (checks, tops) = judge.check(&asked)?;
         let mut next = Vec::new();
         for (j, &i) in live.iter().enumerate() {
-            let done_before = prev_len(&rows[i], &grades[i]);
             let row = &mut rows[i];
-            let rejected = checks[j]
+            if let Some((at, c)) = checks[j]
                 .iter()
                 .enumerate()
-                .skip(done_before)
-                .find(|(_, c)| c.logprob.is_none_or(|lp| lp < floor));
-            let mut keep = row.completion_len();
-            if let Some((at, c)) = rejected {
-                keep = at + 1;
-                row.ids.truncate(row.prompt_len + keep);
+                .skip(passed[i])
+                .find(|(_, c)| c.logprob.is_none_or(|lp| lp < floor))
+            {
+                row.ids.truncate(row.prompt_len + at + 1);
                 row.ids[row.prompt_len + at] = c.best;
-                if !p.eos_ids.contains(&c.best) && keep < budget[i] {
-                    next.push(i);
-                }
             }
+            passed[i] = row.completion_len();
             if let Some(tops) = &tops {
-                grades[i] = tops[j][..keep].to_vec();
-            } else {
-                grades[i] = vec![Vec::new(); keep];
+                grades[i] = tops[j][..passed[i]].to_vec();
+            }
+            let ended = row.ids[row.prompt_len..]
+                .last()
+                .is_some_and(|t| p.eos_ids.contains(t));
+            if !ended && passed[i] < budget[i] {
+                next.push(i);
             }
         }
         live = next;
@@ -341,12 +354,6 @@ fn speculative_completions(
     let finals: usize = rows.iter().map(Example::completion_len).sum();
     let grades = matches!(judge, Judge::Grader(_)).then_some(grades);
     Ok((rows, grades, graded.saturating_sub(finals)))
-}
-
-/// Completion tokens of `row` the teacher has already passed in an earlier round (its grades
-/// there end with the token it put in, which it need not check again).
-fn prev_len(row: &Example, grades: &[Vec<TopLogprob>]) -> usize {
-    grades.len().min(row.completion_len())
 }
 
 impl Default for TrainOptions {

@@ -549,6 +549,133 @@ fn on_policy_learns_from_the_teachers_grades_and_resumes_exactly() {
     }
 }
 
+fn speculative(replace_below: f64) -> OnPolicy {
+    OnPolicy {
+        lambda: 1.0,
+        temperature: 1.0,
+        max_new_tokens: 6,
+        eos_ids: vec![2],
+        max_positions: 64,
+        after: 0,
+        replace_below,
+    }
+}
+
+/// With a threshold near 1 the teacher keeps only the tokens it is sure of, which are its own
+/// greedy choices, and writes the rest: the rows are the teacher's greedy answers, whether the
+/// frozen teacher or a grader (its top-k) checks them. The grades returned are the final rows'.
+#[test]
+fn speculative_sampling_near_one_writes_the_teachers_greedy_answers() {
+    use crate::teacher::grade::Grader;
+    let tmp = tempfile::tempdir().unwrap();
+    let init = initial(tmp.path());
+    let teacher = copy_teacher(tmp.path(), &init).valid();
+    let cpu = crate::backend::cpu();
+    let student = checkpoint::load(&init, &cpu).unwrap();
+    let rows = examples(8, 3);
+    let picked: Vec<&Example> = rows.iter().collect();
+    let p = speculative(0.999_999);
+    let prompts: Vec<Vec<u32>> = rows
+        .iter()
+        .map(|e| e.ids[..e.prompt_len].to_vec())
+        .collect();
+    let greedy = crate::generate::generate(
+        &teacher,
+        &prompts,
+        &crate::generate::GenerateOptions {
+            max_new_tokens: 6,
+            temperature: 0.0,
+            eos_ids: vec![2],
+            ..Default::default()
+        },
+        None,
+    )
+    .unwrap();
+    let (by_model, none, checked) =
+        speculative_completions(&student, &picked, &p, 5, 1, 0, &mut Judge::Frozen(&teacher))
+            .unwrap();
+    assert!(none.is_none());
+    assert!(checked > 0, "an untrained student's tokens were replaced");
+    for (row, g) in by_model.iter().zip(&greedy) {
+        assert_eq!(row.ids[row.prompt_len..], g.ids[..]);
+    }
+    let mut grader = Grader::Local {
+        model: teacher.clone(),
+        k: 5,
+    };
+    let (by_grader, grades, _) = speculative_completions(
+        &student,
+        &picked,
+        &p,
+        5,
+        1,
+        0,
+        &mut Judge::Grader(&mut grader),
+    )
+    .unwrap();
+    let ids = |r: &[Example]| r.iter().map(|e| e.ids.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&by_grader), ids(&by_model));
+    assert_eq!(grades.unwrap(), grader.grade(&by_grader).unwrap());
+}
+
+/// A teacher that replaces nothing leaves the student's samples exactly as plain on-policy
+/// sampling draws them, and checks each row once.
+#[test]
+fn speculative_sampling_that_replaces_nothing_is_plain_on_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let init = initial(tmp.path());
+    let teacher = copy_teacher(tmp.path(), &init).valid();
+    let cpu = crate::backend::cpu();
+    let student = checkpoint::load(&init, &cpu)
+        .unwrap()
+        .fork(&cpu.clone().autodiff());
+    let rows = examples(8, 3);
+    let picked: Vec<&Example> = rows.iter().collect();
+    let p = speculative(1e-30);
+    let plain = sample_completions(&student, &picked, &p, 5, 3, 1).unwrap();
+    let (spec, _, checked) =
+        speculative_completions(&student, &picked, &p, 5, 3, 1, &mut Judge::Frozen(&teacher))
+            .unwrap();
+    assert_eq!(checked, 0);
+    for (a, b) in spec.iter().zip(&plain) {
+        assert_eq!(a.ids, b.ids);
+    }
+}
+
+/// Speculative on-policy training counts the teacher's extra checks in its graded tokens, and a
+/// paused run resumes on the same curve.
+#[test]
+fn speculative_on_policy_counts_its_checks_and_resumes_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let init = initial(tmp.path());
+    let teacher = copy_teacher(tmp.path(), &init);
+    let mut o = distill_options(12, Some(1.0));
+    o.lr = 1e-2;
+    let plain = distill_run(&o, &teacher, &init, None, false);
+    if let Some(p) = o.on_policy.as_mut() {
+        p.replace_below = 0.3;
+    }
+    let whole = distill_run(&o, &teacher, &init, None, false);
+    let graded = |t: &Trained| t.log.iter().map(|s| s.graded).sum::<usize>();
+    assert!(
+        graded(&whole) > graded(&plain),
+        "{} vs {}",
+        graded(&whole),
+        graded(&plain)
+    );
+    let ckpt = tmp.path().join("checkpoints");
+    let mut paused = o.clone();
+    paused.pause_after = Some(6);
+    o.checkpoint_every = 3;
+    paused.checkpoint_every = 3;
+    distill_run(&paused, &teacher, &init, Some(&ckpt), false);
+    let rest = distill_run(&o, &teacher, &init, Some(&ckpt), true);
+    for (a, b) in rest.log.iter().zip(&whole.log) {
+        assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "step {}", a.step);
+        assert_eq!(a.graded, b.graded, "step {}", a.step);
+    }
+}
+
 /// A distillation run graded by `grader` instead of a frozen model.
 fn graded_run(
     o: &TrainOptions,
