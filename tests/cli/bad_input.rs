@@ -1185,6 +1185,32 @@ fn cases() -> Vec<Case> {
             absent: &[],
         },
         Case {
+            name: "a speculative threshold of one",
+            setup: |sb| {
+                let c = tiny_config(sb, "specone", "[distill]\non_policy = 1.0\n");
+                args(&["config", "check", p(&c), "--set", "distill.replace_below=1"])
+            },
+            code: 2,
+            needles: &["distill.replace_below", "is 1", "below 1"],
+            absent: &[],
+        },
+        Case {
+            name: "a speculative threshold without on-policy batches",
+            setup: |sb| {
+                let c = tiny_config(sb, "specoff", "");
+                args(&[
+                    "config",
+                    "check",
+                    p(&c),
+                    "--set",
+                    "distill.replace_below=0.1",
+                ])
+            },
+            code: 2,
+            needles: &["distill.replace_below", "`distill.on_policy` is 0"],
+            absent: &[],
+        },
+        Case {
             name: "a distillation mode to compare with a value out of range",
             setup: |sb| {
                 let c = tiny_config(

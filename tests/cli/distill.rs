@@ -439,13 +439,16 @@ fn run_distils_on_policy_with_a_local_teacher() {
         &sb,
         "onpol",
         "[[distill.compare]]\nname = \"on-policy\"\non_policy = 1.0\ndivergence = \"reverse_kl\"\n\
-         max_new_tokens = 8\n\n[eval]\nmax_new_tokens = 12\n",
+         max_new_tokens = 8\n\n[[distill.compare]]\nname = \"speculative\"\non_policy = 1.0\n\
+         replace_below = 0.3\nmax_new_tokens = 8\n\n[eval]\nmax_new_tokens = 12\n",
     );
     let r = sb.run(&["run", cfg.to_str().unwrap()]).ok();
     assert!(
         r.stderr.contains("reverse KL, top-20")
             && r.stderr
-                .contains("on-policy 1 at T=1, graded by the local teacher's top-k"),
+                .contains("on-policy 1 at T=1, graded by the local teacher's top-k")
+            && r.stderr
+                .contains("the tokens it gives under 0.3 replaced by its own"),
         "{}",
         r.stderr
     );
@@ -454,6 +457,7 @@ fn run_distils_on_policy_with_a_local_teacher() {
         "| gold-only |",
         "| distilled |",
         "| distilled (on-policy) |",
+        "| distilled (speculative) |",
     ] {
         assert!(r.stdout.contains(model), "{model}: {}", r.stdout);
     }
@@ -474,6 +478,12 @@ fn run_distils_on_policy_with_a_local_teacher() {
     assert_eq!(fit("student")["teacher_tokens"], 0);
     let graded = fit("student-on-policy")["teacher_tokens"].as_u64().unwrap();
     assert!(graded > 0);
+    assert!(
+        fit("student-speculative")["teacher_tokens"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     let report = std::fs::read_to_string(sb.join("runs/onpol/report/report.md")).unwrap();
     assert!(report.contains("Distillation modes"), "{report}");
     assert!(
