@@ -225,10 +225,13 @@ impl Fleet {
     pub fn lease(&self) -> Lease<'_> {
         let n = self.servers.len();
         let start = self.turn.fetch_add(1, Ordering::Relaxed) % n;
-        let any_in = self.servers.iter().any(Server::is_in);
+        // One look at who is in: another request may take a server out meanwhile, and a second
+        // look could then find none in after the first found one.
+        let ins: Vec<bool> = self.servers.iter().map(Server::is_in).collect();
+        let any_in = ins.contains(&true);
         let pick = (0..n)
             .map(|k| (start + k) % n)
-            .filter(|&i| !any_in || self.servers[i].is_in())
+            .filter(|&i| !any_in || ins[i])
             .min_by_key(|&i| self.servers[i].outstanding.load(Ordering::Relaxed))
             .expect("a fleet has a server");
         let server = &self.servers[pick];
