@@ -30,10 +30,11 @@
 # teacher), so it has about as many teacher tokens as speculative on-policy grades.
 #
 # EXTRA_SETS="KEY=VALUE ..." adds `--set`s to every command (e.g. a narrower student:
-# "student.architecture.hidden_size=32"); CONTINUED_ONLY=1 trains only the off- and on-policy
-# students continued from the off-policy one (batch 32), on every seed.
+# "student.architecture.hidden_size=32"); CONTINUED_ONLY=1 trains only the off-policy,
+# on-policy and speculative students continued from the off-policy one (batch 32, and the sums'
+# control), on every seed.
 #
-# Release build; about 8 minutes per seed on 2 cores, 10 more for the first. BENCH_DIR sets where
+# Release build; about 9 minutes per seed on 2 cores, 10 more for the first. BENCH_DIR sets where
 # the runs go. Not a test: nothing here asserts a number. See benches/README.md for the last
 # results.
 set -euo pipefail
