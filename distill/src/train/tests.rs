@@ -771,4 +771,23 @@ fn on_policy_over_http_equals_the_local_teacher() {
     for (a, b) in there.log.iter().zip(&again.log) {
         assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "step {}", a.step);
     }
+    // Speculative sampling over HTTP replaces the tokens the local teacher replaces: the same
+    // rows, so the same teacher tokens and loss curve.
+    if let Some(p) = o.on_policy.as_mut() {
+        p.replace_below = 0.3;
+    }
+    let here = graded_run(&o, &mut local, &init);
+    let (there, asked) = remote(&o);
+    assert!(asked > 0);
+    for (a, b) in here.log.iter().zip(&there.log) {
+        assert_eq!(a.graded, b.graded, "step {}", a.step);
+        let tol = 1e-4 * a.loss.abs().max(1.0);
+        assert!(
+            (a.loss - b.loss).abs() <= tol,
+            "step {}: {} vs {}",
+            a.step,
+            a.loss,
+            b.loss
+        );
+    }
 }
