@@ -105,6 +105,14 @@ PY
       || { cat "$work/distill.log" >&2; exit 1; }
     record "$1" "$2" "$3" "${sets[@]}"
   }
+  own_run() { # FILE NAME START SETS: a `workbench run` of its own (logs FILE.md, FILE.log)
+    local sets=() kv
+    for kv in $4; do sets+=(--set "$kv"); done
+    echo "+ workbench run $config ${base[*]} ${sets[*]}" >&2
+    wb run "$config" "${base[@]}" "${sets[@]}" >"$work/$1.md" 2>"$work/$1.log" \
+      || { cat "$work/$1.log" >&2; exit 1; }
+    record "$2" "$3" "$4" "${sets[@]}"
+  }
   recipe="the demo"
   [ "$name" = sums ] && recipe="the task's recipe"
   record "off-policy, forward KL ($recipe)" "random" ""
@@ -115,11 +123,7 @@ PY
   mode "speculative on-policy 0.5, greedy" "the off-policy student" "$from distill.on_policy=0.5 distill.sample_temperature=0 distill.replace_below=0.1"
   if [ "$name" = sums ]; then
     more="run.name=more data.prompts.path=sums-data-more/prompts.jsonl data.max_removed_share=1 teacher.path=$work/runs/$name/teacher $from"
-    moresets=(); for kv in $more; do moresets+=(--set "$kv"); done
-    echo "+ workbench run $config ${base[*]} ${moresets[*]}" >&2
-    wb run "$config" "${base[@]}" "${moresets[@]}" >"$work/more.md" 2>"$work/more.log" \
-      || { cat "$work/more.log" >&2; exit 1; }
-    record "off-policy, forward KL, 6× the synthetic set" "the off-policy student" "$more" "${moresets[@]}"
+    own_run more "off-policy, forward KL, 6× the synthetic set" "the off-policy student" "$more"
   fi
   [ "${CONTINUED_ONLY:-0}" = 1 ] && continue
   mode "on-policy 1, reverse KL, batch 8" "the off-policy student" "$from distill.on_policy=1.0 distill.divergence=reverse_kl distill.train.batch_size=8"
@@ -128,11 +132,7 @@ PY
     mode "on-policy 1, reverse KL" "random" "distill.on_policy=1.0 distill.divergence=reverse_kl"
     mode "on-policy 1 after step 1000, forward KL" "random" "distill.on_policy=1.0 distill.on_policy_after=1000"
     cut="run.name=cut teacher.path=$work/runs/$name/teacher student.from_teacher.layers=2"
-    cutsets=(); for kv in $cut; do cutsets+=(--set "$kv"); done
-    echo "+ workbench run $config ${base[*]} ${cutsets[*]}" >&2
-    wb run "$config" "${base[@]}" "${cutsets[@]}" >"$work/cut.md" 2>"$work/cut.log" \
-      || { cat "$work/cut.log" >&2; exit 1; }
-    record "off-policy, forward KL" "2 of the teacher's 4 layers" "$cut" "${cutsets[@]}"
+    own_run cut "off-policy, forward KL" "2 of the teacher's 4 layers" "$cut"
     mode "on-policy 1, reverse KL" "2 of the teacher's 4 layers" "$cut distill.baseline=false distill.on_policy=1.0 distill.divergence=reverse_kl"
   fi
   first=0

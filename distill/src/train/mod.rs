@@ -134,6 +134,34 @@ fn on_policy_draw(p: &OnPolicy, seed: u64, step: usize, micro: usize) -> bool {
     ((h >> 11) as f64 / (1u64 << 53) as f64) < p.lambda
 }
 
+/// The generator seed of row `i`'s sample at `step`: round 0 is plain on-policy sampling, later
+/// rounds are speculative sampling's, after the teacher replaced a token. So a teacher that
+/// replaces nothing leaves the student's samples as plain sampling draws them.
+fn sample_seed(seed: u64, step: usize, micro: usize, i: usize, round: usize) -> u64 {
+    let label = match round {
+        0 => format!("on-policy sample\0{step}\0{micro}\0{i}"),
+        r => format!("on-policy sample\0{step}\0{micro}\0{i}\0{r}"),
+    };
+    crate::recipe::seed_of(seed, &label)
+}
+
+/// How the student samples on-policy: `max_new_tokens` (at least 1) at the set temperature,
+/// one seed per row.
+fn sample_options(
+    p: &OnPolicy,
+    max_new_tokens: usize,
+    row_seeds: Vec<u64>,
+) -> crate::generate::GenerateOptions {
+    crate::generate::GenerateOptions {
+        max_new_tokens: max_new_tokens.max(1),
+        temperature: p.temperature,
+        row_seeds,
+        logprobs: 0,
+        eos_ids: p.eos_ids.clone(),
+        ..Default::default()
+    }
+}
+
 /// The picked rows' prompts with completions sampled from `model` (the student at this step).
 fn sample_completions(
     model: &Model,
@@ -152,18 +180,10 @@ fn sample_completions(
         .map(|q| p.max_positions.saturating_sub(q.len()))
         .min()
         .unwrap_or(0);
-    let options = crate::generate::GenerateOptions {
-        max_new_tokens: p.max_new_tokens.min(room).max(1),
-        temperature: p.temperature,
-        row_seeds: (0..prompts.len())
-            .map(|i| {
-                crate::recipe::seed_of(seed, &format!("on-policy sample\0{step}\0{micro}\0{i}"))
-            })
-            .collect(),
-        logprobs: 0,
-        eos_ids: p.eos_ids.clone(),
-        ..Default::default()
-    };
+    let seeds = (0..prompts.len())
+        .map(|i| sample_seed(seed, step, micro, i, 0))
+        .collect();
+    let options = sample_options(p, p.max_new_tokens.min(room), seeds);
     let inner = model.valid();
     let generated = crate::generate::generate(&inner, &prompts, &options, None)?;
     Ok(prompts
@@ -293,31 +313,14 @@ fn speculative_completions(
             .collect();
         // Rows of different lengths share a decoder: the longest must still fit.
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
-        let options = crate::generate::GenerateOptions {
-            max_new_tokens: left
-                .iter()
-                .copied()
-                .max()
-                .unwrap_or(1)
-                .min(p.max_positions.saturating_sub(longest))
-                .max(1),
-            temperature: p.temperature,
-            // The first round draws what plain on-policy sampling draws, so a teacher that
-            // replaces nothing leaves the student's samples as they were.
-            row_seeds: live
-                .iter()
-                .map(|&i| {
-                    let label = match round {
-                        0 => format!("on-policy sample\0{step}\0{micro}\0{i}"),
-                        r => format!("on-policy sample\0{step}\0{micro}\0{i}\0{r}"),
-                    };
-                    crate::recipe::seed_of(seed, &label)
-                })
+        let most = left.iter().copied().max().unwrap_or(1);
+        let options = sample_options(
+            p,
+            most.min(p.max_positions.saturating_sub(longest)),
+            live.iter()
+                .map(|&i| sample_seed(seed, step, micro, i, round))
                 .collect(),
-            logprobs: 0,
-            eos_ids: p.eos_ids.clone(),
-            ..Default::default()
-        };
+        );
         let generated = crate::generate::generate(&inner, &prompts, &options, None)?;
         for ((&i, g), n) in live.iter().zip(generated).zip(&left) {
             rows[i].ids.extend(g.ids.into_iter().take(*n));
