@@ -26,8 +26,8 @@
 # the data from the seed, benches/configs/sums.toml is the config). SUMS_CORRECTIONS=P makes a
 # share P of the gold answers' steps a slip caught at once ("6 + 2 = 10, no, 8"), so the
 # teacher learns to grade a wrong partial sum. On the sums, a control beside them: off-policy
-# continued on a synthetic set six times as large (30,000 prompts, a run of its own with the same
-# teacher), so it has about as many teacher tokens as speculative on-policy grades.
+# continued on a larger synthetic set (a run of its own with the same teacher), with as many
+# prompts as give it the teacher tokens speculative on-policy took (generated and graded).
 #
 # EXTRA_SETS="KEY=VALUE ..." adds `--set`s to every command (e.g. a narrower student:
 # "student.architecture.hidden_size=32"); CONTINUED_ONLY=1 trains only the off-policy,
@@ -66,10 +66,11 @@ for seed in "${seeds[@]}"; do
   cp -r configs "$work/"
   if [ "$name" = sums ]; then
     cp benches/configs/sums.toml "$work/configs/"
-    for set in sums-data:5000 sums-data-more:30000; do
-      python3 benches/sums.py --out "$work/configs/${set%%:*}" --seed "$seed" --order any \
-        --digits 1 --corrections "${SUMS_CORRECTIONS:-0}" --prompts "${set##*:}"
-    done
+    sums() { # DIR PROMPTS: the task's data
+      python3 benches/sums.py --out "$work/configs/$1" --seed "$seed" --order any \
+        --digits 1 --corrections "${SUMS_CORRECTIONS:-0}" --prompts "$2"
+    }
+    sums sums-data 5000
   fi
   wb() { (cd "$work" && "$root/target/release/workbench" "$@"); }
   base=(--set "run.seed=$seed" --set annotate.simulated_expert=false)
@@ -122,8 +123,18 @@ PY
   mode "on-policy 1, reverse KL" "the off-policy student" "$from distill.on_policy=1.0 distill.divergence=reverse_kl"
   mode "speculative on-policy 0.5, greedy" "the off-policy student" "$from distill.on_policy=0.5 distill.sample_temperature=0 distill.replace_below=0.1"
   if [ "$name" = sums ]; then
+    # As many prompts as give the teacher tokens speculative on-policy took, at the synthetic
+    # set's tokens per prompt.
+    prompts=$(python3 - "$dir/modes.jsonl" "$seed" <<'PY'
+import json, math, sys
+modes = [json.loads(l) for l in open(sys.argv[1]).read().splitlines()]
+spec = [m for m in modes if m["seed"] == int(sys.argv[2]) and m["mode"].startswith("speculative")][-1]
+print(math.ceil(5000 * (spec["generated"] + spec["graded"]) / spec["generated"]))
+PY
+)
+    sums sums-data-more "$prompts"
     more="run.name=more data.prompts.path=sums-data-more/prompts.jsonl data.max_removed_share=1 teacher.path=$work/runs/$name/teacher $from"
-    own_run more "off-policy, forward KL, 6× the synthetic set" "the off-policy student" "$more"
+    own_run more "off-policy, forward KL, as many teacher tokens" "the off-policy student" "$more"
   fi
   [ "${CONTINUED_ONLY:-0}" = 1 ] && continue
   mode "on-policy 1, reverse KL, batch 8" "the off-policy student" "$from distill.on_policy=1.0 distill.divergence=reverse_kl distill.train.batch_size=8"
@@ -160,10 +171,10 @@ for seed, r in sorted(by.items()):
             continue
         on = r[(name, "the off-policy student")]
         print(f"FIGURE seed {seed} continued: {name} minus off-policy {100 * (on['exact_match'] - off):+.1f} points ({on['graded']:,} tokens graded)")
-    more = r.get(("off-policy, forward KL, 6× the synthetic set", "the off-policy student"))
+    more = r.get(("off-policy, forward KL, as many teacher tokens", "the off-policy student"))
     spec = r.get(("speculative on-policy 0.5, greedy", "the off-policy student"))
     if more and spec:
-        print(f"FIGURE seed {seed} continued: speculative on-policy 0.5, greedy minus off-policy on 6× the synthetic set {100 * (spec['exact_match'] - more['exact_match']):+.1f} points ({spec['graded']:,} tokens graded against {more['generated']:,} generated)")
+        print(f"FIGURE seed {seed} continued: speculative on-policy 0.5, greedy minus off-policy with as many teacher tokens {100 * (spec['exact_match'] - more['exact_match']):+.1f} points ({spec['generated'] + spec['graded']:,} teacher tokens against {more['generated']:,})")
     cut = "2 of the teacher's 4 layers"
     if ("on-policy 1, reverse KL", cut) in r:
         on, off = r[("on-policy 1, reverse KL", cut)], r[("off-policy, forward KL", cut)]

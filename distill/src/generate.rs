@@ -286,6 +286,126 @@ fn stop_at(ids: &[u32], stops: &[String], decode: &dyn Fn(&[u32]) -> String) -> 
     Some(keep)
 }
 
+/// Checks that every prompt has tokens from the model's vocabulary and fits with `new_tokens[i]`
+/// more (the last entry serves every later row); returns the padding token.
+fn check_prompts(model: &Model, prompts: &[Vec<u32>], new_tokens: &[usize]) -> Result<u32> {
+    if let Some(i) = prompts.iter().position(Vec::is_empty) {
+        return Err(Error::invalid(format!(
+            "Prompt {i} has no tokens; generation needs at least one"
+        )));
+    }
+    let config = model.config();
+    let vocab = config.vocab_size as u32;
+    if let Some((i, id)) = prompts
+        .iter()
+        .enumerate()
+        .find_map(|(i, p)| p.iter().find(|&&t| t >= vocab).map(|t| (i, *t)))
+    {
+        return Err(Error::invalid(format!(
+            "Prompt {i} has token id {id}, outside the model's vocabulary of {vocab}; is the tokenizer the model's?"
+        )));
+    }
+    let limit = config
+        .sliding_window
+        .unwrap_or(usize::MAX)
+        .min(config.max_position_embeddings);
+    let new = |i: usize| new_tokens[i.min(new_tokens.len().saturating_sub(1))];
+    if let Some((i, p)) = prompts
+        .iter()
+        .enumerate()
+        .max_by_key(|(i, p)| p.len() + new(*i))
+        .filter(|(i, p)| p.len() + new(*i) > limit)
+    {
+        return Err(Error::invalid(format!(
+            "A prompt of {} tokens plus {} new tokens exceeds the model's {limit} positions",
+            p.len(),
+            new(i)
+        )));
+    }
+    Ok(config
+        .pad_token_id
+        .or(config.eos_token_ids.first().copied())
+        .unwrap_or(0))
+}
+
+/// Rows decoding together: the prompts left-padded into one batch, then one token per row per
+/// step, a finished row's keys masked as padding.
+struct Batch<'a> {
+    engine: Engine<'a>,
+    /// Per row, the attention bias of every key so far.
+    bias: Vec<Vec<f32>>,
+    any_padding: bool,
+    /// Per row, the position of its next token.
+    next_pos: Vec<usize>,
+}
+
+impl<'a> Batch<'a> {
+    /// Prefills the prompts with room for `new_tokens` more per row; returns the batch and the
+    /// logits of each row's last prompt token, `[batch × vocab]`.
+    fn prefill(
+        model: &'a Model,
+        prompts: &[Vec<u32>],
+        new_tokens: usize,
+        pad: u32,
+    ) -> Result<(Self, Vec<f32>)> {
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let mut flat = Vec::with_capacity(prompts.len() * longest);
+        let mut positions = Vec::with_capacity(prompts.len());
+        let mut bias: Vec<Vec<f32>> = Vec::with_capacity(prompts.len());
+        for p in prompts {
+            let padding = longest - p.len();
+            flat.extend(std::iter::repeat_n(pad, padding));
+            flat.extend_from_slice(p);
+            positions.push(
+                (0..longest)
+                    .map(|j| j.saturating_sub(padding))
+                    .collect::<Vec<_>>(),
+            );
+            let mut row = vec![PAD_BIAS; padding];
+            row.extend(std::iter::repeat_n(0.0, p.len()));
+            bias.push(row);
+        }
+        let any_padding = prompts.iter().any(|p| p.len() != longest);
+        let mut engine = Engine::new(model, prompts.len(), longest + new_tokens);
+        let logits = engine.step(&flat, &positions, any_padding.then_some(bias.as_slice()))?;
+        let batch = Batch {
+            engine,
+            bias,
+            any_padding,
+            next_pos: prompts.iter().map(Vec::len).collect(),
+        };
+        Ok((batch, logits))
+    }
+
+    /// Feeds `next[row]` to every row (a `done` row's becomes a padding key); returns the logits
+    /// after it.
+    fn advance(&mut self, next: &[u32], done: &[bool]) -> Result<Vec<f32>> {
+        for (r, row) in self.bias.iter_mut().enumerate() {
+            row.push(if done[r] { PAD_BIAS } else { 0.0 });
+        }
+        let pos: Vec<Vec<usize>> = self.next_pos.iter().map(|&p| vec![p]).collect();
+        self.next_pos.iter_mut().for_each(|p| *p += 1);
+        let need_bias = self.any_padding || done.iter().any(|&d| d);
+        self.engine
+            .step(next, &pos, need_bias.then_some(self.bias.as_slice()))
+    }
+}
+
+/// Per row, a generator seeded by `row_seeds` (else `seed + row`).
+fn row_rngs(options: &GenerateOptions, rows: usize) -> Vec<Rng> {
+    (0..rows)
+        .map(|i| {
+            Rng::new(
+                options
+                    .row_seeds
+                    .get(i)
+                    .copied()
+                    .unwrap_or_else(|| options.seed.wrapping_add(i as u64)),
+            )
+        })
+        .collect()
+}
+
 /// Generates a continuation for every prompt (token ids), in one batch.
 pub fn generate(
     model: &Model,
@@ -320,76 +440,16 @@ pub fn generate_with(
     if prompts.is_empty() {
         return Ok(Vec::new());
     }
-    if let Some(i) = prompts.iter().position(Vec::is_empty) {
-        return Err(Error::invalid(format!(
-            "Prompt {i} has no tokens; generation needs at least one"
-        )));
-    }
     if !options.stop.is_empty() && decode.is_none() {
         return Err(Error::invalid(
             "Stop strings need a tokenizer to decode the output",
         ));
     }
+    let pad = check_prompts(model, prompts, &[options.max_new_tokens])?;
     let config = model.config();
-    let vocab = config.vocab_size as u32;
-    if let Some((i, id)) = prompts
-        .iter()
-        .enumerate()
-        .find_map(|(i, p)| p.iter().find(|&&t| t >= vocab).map(|t| (i, *t)))
-    {
-        return Err(Error::invalid(format!(
-            "Prompt {i} has token id {id}, outside the model's vocabulary of {vocab}; is the tokenizer the model's?"
-        )));
-    }
-    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    let limit = config
-        .sliding_window
-        .unwrap_or(usize::MAX)
-        .min(config.max_position_embeddings);
-    if longest + options.max_new_tokens > limit {
-        return Err(Error::invalid(format!(
-            "A prompt of {longest} tokens plus {} new tokens exceeds the model's {limit} positions",
-            options.max_new_tokens
-        )));
-    }
     let b = prompts.len();
-    let pad = config
-        .pad_token_id
-        .or(config.eos_token_ids.first().copied())
-        .unwrap_or(0);
-
-    // Prefill: left-padded prompts.
-    let mut flat = Vec::with_capacity(b * longest);
-    let mut positions = Vec::with_capacity(b);
-    let mut bias: Vec<Vec<f32>> = Vec::with_capacity(b);
-    for p in prompts {
-        let padding = longest - p.len();
-        flat.extend(std::iter::repeat_n(pad, padding));
-        flat.extend_from_slice(p);
-        positions.push(
-            (0..longest)
-                .map(|j| j.saturating_sub(padding))
-                .collect::<Vec<_>>(),
-        );
-        let mut row = vec![PAD_BIAS; padding];
-        row.extend(std::iter::repeat_n(0.0, p.len()));
-        bias.push(row);
-    }
-    let any_padding = prompts.iter().any(|p| p.len() != longest);
-    let mut engine = Engine::new(model, b, longest + options.max_new_tokens);
-    let mut logits = engine.step(&flat, &positions, any_padding.then_some(bias.as_slice()))?;
-
-    let mut rngs: Vec<Rng> = (0..b)
-        .map(|i| {
-            Rng::new(
-                options
-                    .row_seeds
-                    .get(i)
-                    .copied()
-                    .unwrap_or_else(|| options.seed.wrapping_add(i as u64)),
-            )
-        })
-        .collect();
+    let (mut batch, mut logits) = Batch::prefill(model, prompts, options.max_new_tokens, pad)?;
+    let mut rngs = row_rngs(options, b);
     let mut out: Vec<Generated> = (0..b)
         .map(|_| Generated {
             ids: Vec::new(),
@@ -400,13 +460,12 @@ pub fn generate_with(
         })
         .collect();
     let mut done = vec![false; b];
-    let mut next_pos: Vec<usize> = prompts.iter().map(Vec::len).collect();
     for _ in 0..options.max_new_tokens {
         let host = std::mem::take(&mut logits);
         let v = config.vocab_size;
         // The distribution, the choice and the top-k of every live row, rows in parallel (each
         // row has its own generator, so the result does not depend on the split).
-        let picked: Vec<Option<Pick>> = engine.rows(b, |r| {
+        let picked: Vec<Option<Pick>> = batch.engine.rows(b, |r| {
             (!done[r]).then(|| {
                 let row = &host[r * v..(r + 1) * v];
                 let step = log_softmax(row);
@@ -455,14 +514,124 @@ pub fn generate_with(
         if done.iter().all(|&d| d) {
             break;
         }
-        // Decode step: one token per row at its own position.
-        for (r, row) in bias.iter_mut().enumerate() {
-            row.push(if done[r] { PAD_BIAS } else { 0.0 });
+        logits = batch.advance(&next, &done)?;
+    }
+    Ok(out)
+}
+
+/// A teacher that checks each token as the student writes it (speculative sampling, SKD): a
+/// token it gives less than `floor` (a logprob), or leaves out of its top `top_k` when that is
+/// set, is replaced by its most likely token before the student writes the next.
+pub struct Checker<'a> {
+    /// The teacher. It shares the student's vocabulary.
+    pub teacher: &'a Model,
+    /// The least logprob the teacher keeps a student's token at.
+    pub floor: f32,
+    /// The teacher's top-k returned at every written token, as a grader gives them; a token
+    /// outside them is replaced too. 0: none returned, only `floor` decides.
+    pub top_k: usize,
+    /// The seed of row `row`'s generator after its `n`-th replacement (`n` ≥ 1): the student
+    /// samples on from there as from a new prompt.
+    pub reseed: &'a (dyn Fn(usize, usize) -> u64 + Sync),
+}
+
+/// What one prompt produced under a [`Checker`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    /// The written tokens, the teacher's replacements among them.
+    pub ids: Vec<u32>,
+    /// The teacher's top-k at each written token (empty lists when `top_k` is 0).
+    pub top: Vec<Vec<TopLogprob>>,
+    /// How many tokens the teacher replaced.
+    pub replaced: usize,
+}
+
+/// The student continues every prompt under the options (temperature, seeds, EOS), row `i` for
+/// at most `budgets[i]` tokens, while `checker`'s teacher decodes the same tokens beside it,
+/// its KV cache in step with the student's: each token is checked once, as it is written, and
+/// the teacher's top-k there is its grade.
+pub fn generate_checked(
+    student: &Model,
+    prompts: &[Vec<u32>],
+    budgets: &[usize],
+    options: &GenerateOptions,
+    checker: &Checker<'_>,
+) -> Result<Vec<Checked>> {
+    let b = prompts.len();
+    if b == 0 {
+        return Ok(Vec::new());
+    }
+    if budgets.len() != b {
+        return Err(Error::invalid(format!(
+            "{} token budgets for {b} prompts; give one per prompt",
+            budgets.len()
+        )));
+    }
+    let (sv, tv) = (
+        student.config().vocab_size,
+        checker.teacher.config().vocab_size,
+    );
+    if sv != tv {
+        return Err(Error::invalid(format!(
+            "The teacher's vocabulary has {tv} tokens and the student's {sv}; a teacher checks a student's tokens only with the same tokenizer"
+        )));
+    }
+    let steps = budgets.iter().copied().max().unwrap_or(0);
+    let spad = check_prompts(student, prompts, budgets)?;
+    let tpad = check_prompts(checker.teacher, prompts, budgets)?;
+    let (mut students, mut s_logits) = Batch::prefill(student, prompts, steps, spad)?;
+    let (mut teachers, mut t_logits) = Batch::prefill(checker.teacher, prompts, steps, tpad)?;
+    let mut rngs = row_rngs(options, b);
+    let mut out: Vec<Checked> = (0..b)
+        .map(|_| Checked {
+            ids: Vec::new(),
+            top: Vec::new(),
+            replaced: 0,
+        })
+        .collect();
+    let mut done: Vec<bool> = budgets.iter().map(|&n| n == 0).collect();
+    let keep = checker.top_k.max(1);
+    while !done.iter().all(|&d| d) {
+        let (s_host, t_host) = (std::mem::take(&mut s_logits), std::mem::take(&mut t_logits));
+        // Per live row: the student's token, the teacher's top-k there, whether the teacher
+        // replaced it, and the row's generator after the draw.
+        let picked: Vec<Option<(u32, Vec<TopLogprob>, bool, Rng)>> = students.engine.rows(b, |r| {
+            (!done[r]).then(|| {
+                let row = &s_host[r * sv..(r + 1) * sv];
+                let mut rng = rngs[r].clone();
+                let id = choose(row, &log_softmax(row), options, &mut rng);
+                let judged = log_softmax(&t_host[r * tv..(r + 1) * tv]);
+                let top = top_k(&judged.logprobs, keep);
+                let outside = checker.top_k > 0 && !top.iter().any(|t| t.id == id);
+                let rejected = outside || judged.logprobs[id as usize] < checker.floor;
+                let id = if rejected { top[0].id } else { id };
+                (id, top, rejected, rng)
+            })
+        });
+        let mut next = Vec::with_capacity(b);
+        for (r, picked) in picked.into_iter().enumerate() {
+            let Some((id, top, rejected, rng)) = picked else {
+                next.push(spad);
+                continue;
+            };
+            let row = &mut out[r];
+            row.ids.push(id);
+            row.top
+                .push(if checker.top_k > 0 { top } else { Vec::new() });
+            rngs[r] = if rejected {
+                row.replaced += 1;
+                Rng::new((checker.reseed)(r, row.replaced))
+            } else {
+                rng
+            };
+            done[r] = options.eos_ids.contains(&id) || row.ids.len() >= budgets[r];
+            next.push(id);
         }
-        let pos: Vec<Vec<usize>> = next_pos.iter().map(|&p| vec![p]).collect();
-        next_pos.iter_mut().for_each(|p| *p += 1);
-        let need_bias = any_padding || done.iter().any(|&d| d);
-        logits = engine.step(&next, &pos, need_bias.then_some(bias.as_slice()))?;
+        if done.iter().all(|&d| d) {
+            break;
+        }
+        s_logits = students.advance(&next, &done)?;
+        t_logits = teachers.advance(&next, &done)?;
     }
     Ok(out)
 }

@@ -263,11 +263,41 @@ impl Judge<'_> {
     }
 }
 
-/// Speculative sampling (SKD): the student writes, the teacher checks each token, the first
-/// token it rejects is replaced by its own, and the student writes on from there, until every
-/// row ends (or has its tokens). Returns the rows, their grades when a grader gave them (each
-/// row's last round, which covers it: a grade depends only on the tokens before it), and the
-/// completion tokens the teacher checked on the way, beyond the final rows'.
+/// The rows' token budgets: `max_new_tokens`, or what the positions leave after the prompt
+/// (at least 1).
+fn budgets(rows: &[Example], p: &OnPolicy) -> Vec<usize> {
+    rows.iter()
+        .map(|e| {
+            p.max_new_tokens
+                .min(p.max_positions.saturating_sub(e.prompt_len))
+                .max(1)
+        })
+        .collect()
+}
+
+/// The picked rows' prompts, without completions.
+fn prompts_of(picked: &[&Example]) -> Vec<Example> {
+    picked
+        .iter()
+        .map(|e| Example {
+            prompt_len: e.prompt_len,
+            ids: e.ids[..e.prompt_len].to_vec(),
+            topk: None,
+            rejected: None,
+            weights: None,
+        })
+        .collect()
+}
+
+/// Speculative sampling (SKD): the student writes, the teacher checks each token, a token it
+/// rejects is replaced by its own, and the student writes on from there, until every row ends
+/// (or has its tokens). Returns the rows, their grades when a grader gave them, and the
+/// completion tokens the teacher checked on the way beyond the final rows'.
+///
+/// A teacher loaded here decodes beside the student and checks each token once, as it is
+/// written ([`speculative_lockstep`]); a server checks whole samples, so the student writes
+/// rounds and the teacher checks each again ([`speculative_rounds`]). Both write the same rows
+/// up to float rounding.
 #[allow(clippy::type_complexity)]
 fn speculative_completions(
     model: &Model,
@@ -278,25 +308,72 @@ fn speculative_completions(
     micro: usize,
     judge: &mut Judge<'_>,
 ) -> Result<(Vec<Example>, Option<Vec<Vec<Vec<TopLogprob>>>>, usize)> {
+    let (teacher, k) = match judge {
+        Judge::Frozen(t) => (*t, 0),
+        Judge::Grader(crate::teacher::grade::Grader::Local { model, k }) => (&*model, (*k).max(1)),
+        Judge::Grader(_) => return speculative_rounds(model, picked, p, seed, step, micro, judge),
+    };
+    let (rows, tops) = speculative_lockstep(model, teacher, k, picked, p, seed, step, micro)?;
+    Ok((rows, tops, 0))
+}
+
+/// Speculative sampling with the teacher decoding beside the student: every token is checked
+/// once. With `k` > 0 the teacher's top-k at each token is returned as the rows' grades (and a
+/// token outside it is replaced, as a grader's check does).
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+fn speculative_lockstep(
+    model: &Model,
+    teacher: &Model,
+    k: usize,
+    picked: &[&Example],
+    p: &OnPolicy,
+    seed: u64,
+    step: usize,
+    micro: usize,
+) -> Result<(Vec<Example>, Option<Vec<Vec<Vec<TopLogprob>>>>)> {
+    let mut rows = prompts_of(picked);
+    let budget = budgets(&rows, p);
+    let prompts: Vec<Vec<u32>> = rows.iter().map(|e| e.ids.clone()).collect();
+    let reseed = |i: usize, n: usize| sample_seed(seed, step, micro, i, n);
+    let teacher = teacher.valid();
+    let checker = crate::generate::Checker {
+        teacher: &teacher,
+        floor: p.replace_below.ln() as f32,
+        top_k: k,
+        reseed: &reseed,
+    };
+    let options = sample_options(
+        p,
+        budget.iter().copied().max().unwrap_or(1),
+        (0..rows.len()).map(|i| reseed(i, 0)).collect(),
+    );
+    let written =
+        crate::generate::generate_checked(&model.valid(), &prompts, &budget, &options, &checker)?;
+    let mut tops = Vec::with_capacity(rows.len());
+    for (row, w) in rows.iter_mut().zip(written) {
+        row.ids.extend(w.ids);
+        tops.push(w.top);
+    }
+    Ok((rows, (k > 0).then_some(tops)))
+}
+
+/// Speculative sampling in rounds, for a teacher that checks whole samples: the student writes
+/// each row to its end, the teacher checks it, the first token it rejects is replaced, and the
+/// student writes that row on in the next round. Returns the grades of each row's last round
+/// (which covers it: a grade depends only on the tokens before it).
+#[allow(clippy::type_complexity)]
+fn speculative_rounds(
+    model: &Model,
+    picked: &[&Example],
+    p: &OnPolicy,
+    seed: u64,
+    step: usize,
+    micro: usize,
+    judge: &mut Judge<'_>,
+) -> Result<(Vec<Example>, Option<Vec<Vec<Vec<TopLogprob>>>>, usize)> {
     let floor = p.replace_below.ln() as f32;
-    let mut rows: Vec<Example> = picked
-        .iter()
-        .map(|e| Example {
-            prompt_len: e.prompt_len,
-            ids: e.ids[..e.prompt_len].to_vec(),
-            topk: None,
-            rejected: None,
-            weights: None,
-        })
-        .collect();
-    let budget: Vec<usize> = rows
-        .iter()
-        .map(|e| {
-            p.max_new_tokens
-                .min(p.max_positions.saturating_sub(e.prompt_len))
-                .max(1)
-        })
-        .collect();
+    let mut rows = prompts_of(picked);
+    let budget = budgets(&rows, p);
     // Per row: the teacher's grades so far, and how many completion tokens it has passed (kept
     // or put in itself), which later rounds need not check again.
     let mut grades: Vec<Vec<Vec<TopLogprob>>> = vec![Vec::new(); rows.len()];
