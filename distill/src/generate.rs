@@ -751,6 +751,49 @@ mod tests {
         assert!(a.iter().all(|&id| id >= 47), "only the top 3 of 50");
     }
 
+    /// A checker needs one budget per prompt and a teacher with the student's vocabulary; the
+    /// messages say which.
+    #[test]
+    fn checked_generation_refuses_a_mismatched_teacher_or_budgets() {
+        let cpu = crate::backend::cpu();
+        let config = |vocab| crate::model::ModelConfig::llama(vocab, 16, 32, 1, 2, 1, 32, false);
+        let student = config(24).init(&cpu);
+        let other = config(30).init(&cpu);
+        let reseed = |_: usize, n: usize| n as u64;
+        let checker = |teacher| Checker {
+            teacher,
+            floor: -1.0,
+            top_k: 3,
+            reseed: &reseed,
+        };
+        let prompts = vec![vec![1, 5, 6], vec![1, 7]];
+        let options = GenerateOptions::default();
+        let err = generate_checked(&student, &prompts, &[4], &options, &checker(&student));
+        assert!(
+            err.unwrap_err()
+                .to_string()
+                .contains("1 token budgets for 2 prompts")
+        );
+        let err = generate_checked(&student, &prompts, &[4, 4], &options, &checker(&other));
+        assert!(
+            err.unwrap_err()
+                .to_string()
+                .contains("vocabulary has 30 tokens")
+        );
+        let err = generate_checked(&student, &prompts, &[4, 40], &options, &checker(&student));
+        assert!(
+            err.unwrap_err()
+                .to_string()
+                .contains("exceeds the model's 32 positions")
+        );
+        // Each row stops at its own budget, and a top-k is kept per written token.
+        let out = generate_checked(&student, &prompts, &[2, 5], &options, &checker(&student));
+        let out = out.unwrap();
+        assert_eq!((out[0].ids.len(), out[1].ids.len()), (2, 5));
+        assert!(out.iter().all(|c| c.top.len() == c.ids.len()));
+        assert!(out.iter().flat_map(|c| &c.top).all(|t| t.len() == 3));
+    }
+
     #[test]
     fn stop_strings_cut_before_the_text() {
         let decode = |ids: &[u32]| {
