@@ -496,8 +496,8 @@ pub struct DistillConfig {
     /// the teacher gives less than this probability (or leaves out of its top-k) is replaced by
     /// the teacher's most likely token, and the student writes on from there. A weak student's
     /// samples then stay on paths the teacher can grade, instead of running on past its first
-    /// mistake (SKD). Each replacement has the teacher check the row again, so it grades more
-    /// tokens.
+    /// mistake (SKD). A local teacher checks each token once, as the student writes it; a
+    /// server checks whole samples, each again after a replacement, so it grades more tokens.
     #[serde(default, skip_serializing_if = "is_zero_share")]
     pub replace_below: f64,
     /// How the students are trained.
