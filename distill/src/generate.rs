@@ -535,6 +535,10 @@ pub struct Checker<'a> {
     pub reseed: &'a (dyn Fn(usize, usize) -> u64 + Sync),
 }
 
+/// A live row's step under a [`Checker`]: the token kept, the teacher's top-k there, whether
+/// the teacher replaced the student's token, and the row's generator after the draw.
+type CheckedPick = (u32, Vec<TopLogprob>, bool, Rng);
+
 /// What one prompt produced under a [`Checker`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checked {
@@ -593,9 +597,7 @@ pub fn generate_checked(
     let keep = checker.top_k.max(1);
     while !done.iter().all(|&d| d) {
         let (s_host, t_host) = (std::mem::take(&mut s_logits), std::mem::take(&mut t_logits));
-        // Per live row: the student's token, the teacher's top-k there, whether the teacher
-        // replaced it, and the row's generator after the draw.
-        let picked: Vec<Option<(u32, Vec<TopLogprob>, bool, Rng)>> = students.engine.rows(b, |r| {
+        let picked: Vec<Option<CheckedPick>> = students.engine.rows(b, |r| {
             (!done[r]).then(|| {
                 let row = &s_host[r * sv..(r + 1) * sv];
                 let mut rng = rngs[r].clone();
