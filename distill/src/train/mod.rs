@@ -289,6 +289,10 @@ fn prompts_of(picked: &[&Example]) -> Vec<Example> {
         .collect()
 }
 
+/// Speculatively sampled rows, their grades when a grader gave them, and the completion tokens
+/// the teacher checked on the way beyond the final rows'.
+type Speculated = (Vec<Example>, Option<Vec<Vec<Vec<TopLogprob>>>>, usize);
+
 /// Speculative sampling (SKD): the student writes, the teacher checks each token, a token it
 /// rejects is replaced by its own, and the student writes on from there, until every row ends
 /// (or has its tokens). Returns the rows, their grades when a grader gave them, and the
@@ -298,7 +302,6 @@ fn prompts_of(picked: &[&Example]) -> Vec<Example> {
 /// written ([`speculative_lockstep`]); a server checks whole samples, so the student writes
 /// rounds and the teacher checks each again ([`speculative_rounds`]). Both write the same rows
 /// up to float rounding.
-#[allow(clippy::type_complexity)]
 fn speculative_completions(
     model: &Model,
     picked: &[&Example],
@@ -307,7 +310,7 @@ fn speculative_completions(
     step: usize,
     micro: usize,
     judge: &mut Judge<'_>,
-) -> Result<(Vec<Example>, Option<Vec<Vec<Vec<TopLogprob>>>>, usize)> {
+) -> Result<Speculated> {
     let (teacher, k) = match judge {
         Judge::Frozen(t) => (*t, 0),
         Judge::Grader(crate::teacher::grade::Grader::Local { model, k }) => (&*model, (*k).max(1)),
@@ -361,7 +364,6 @@ fn speculative_lockstep(
 /// each row to its end, the teacher checks it, the first token it rejects is replaced, and the
 /// student writes that row on in the next round. Returns the grades of each row's last round
 /// (which covers it: a grade depends only on the tokens before it).
-#[allow(clippy::type_complexity)]
 fn speculative_rounds(
     model: &Model,
     picked: &[&Example],
@@ -370,7 +372,7 @@ fn speculative_rounds(
     step: usize,
     micro: usize,
     judge: &mut Judge<'_>,
-) -> Result<(Vec<Example>, Option<Vec<Vec<Vec<TopLogprob>>>>, usize)> {
+) -> Result<Speculated> {
     let floor = p.replace_below.ln() as f32;
     let mut rows = prompts_of(picked);
     let budget = budgets(&rows, p);
