@@ -215,6 +215,20 @@ fn choose(logits: &[f32], step: &Step, options: &GenerateOptions, rng: &mut Rng)
     cand.last().map_or(0, |c| c.0)
 }
 
+/// Picks the next token from logits alone, normalising them only when it samples: greedy
+/// choice needs no distribution.
+fn choose_from_logits(logits: &[f32], options: &GenerateOptions, rng: &mut Rng) -> u32 {
+    let step = if options.temperature <= 0.0 {
+        Step {
+            logprobs: Vec::new(),
+            entropy: 0.0,
+        }
+    } else {
+        log_softmax(logits)
+    };
+    choose(logits, &step, options, rng)
+}
+
 /// A row's sampled token: its distribution, the id, the top-k, and the row's generator after it.
 type Pick = (Step, u32, Vec<TopLogprob>, Rng);
 
@@ -601,7 +615,7 @@ pub fn generate_checked(
             (!done[r]).then(|| {
                 let row = &s_host[r * sv..(r + 1) * sv];
                 let mut rng = rngs[r].clone();
-                let id = choose(row, &log_softmax(row), options, &mut rng);
+                let id = choose_from_logits(row, options, &mut rng);
                 let judged = log_softmax(&t_host[r * tv..(r + 1) * tv]);
                 let top = top_k(&judged.logprobs, keep);
                 let outside = checker.top_k > 0 && !top.iter().any(|t| t.id == id);

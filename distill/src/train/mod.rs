@@ -171,10 +171,8 @@ fn sample_completions(
     step: usize,
     micro: usize,
 ) -> Result<Vec<Example>> {
-    let prompts: Vec<Vec<u32>> = picked
-        .iter()
-        .map(|e| e.ids[..e.prompt_len].to_vec())
-        .collect();
+    let mut rows = prompts_of(picked);
+    let prompts: Vec<Vec<u32>> = rows.iter().map(|e| e.ids.clone()).collect();
     let room = prompts
         .iter()
         .map(|q| p.max_positions.saturating_sub(q.len()))
@@ -184,23 +182,11 @@ fn sample_completions(
         .map(|i| sample_seed(seed, step, micro, i, 0))
         .collect();
     let options = sample_options(p, p.max_new_tokens.min(room), seeds);
-    let inner = model.valid();
-    let generated = crate::generate::generate(&inner, &prompts, &options, None)?;
-    Ok(prompts
-        .into_iter()
-        .zip(generated)
-        .map(|(mut ids, g)| {
-            let prompt_len = ids.len();
-            ids.extend(g.ids);
-            Example {
-                prompt_len,
-                ids,
-                topk: None,
-                rejected: None,
-                weights: None,
-            }
-        })
-        .collect())
+    let generated = crate::generate::generate(&model.valid(), &prompts, &options, None)?;
+    for (row, g) in rows.iter_mut().zip(generated) {
+        row.ids.extend(g.ids);
+    }
+    Ok(rows)
 }
 
 /// The teacher's view of a sampled token: its logprob for the token (`None`: outside the top-k
@@ -316,14 +302,13 @@ fn speculative_completions(
         Judge::Grader(crate::teacher::grade::Grader::Local { model, k }) => (&*model, (*k).max(1)),
         Judge::Grader(_) => return speculative_rounds(model, picked, p, seed, step, micro, judge),
     };
-    let (rows, tops) = speculative_lockstep(model, teacher, k, picked, p, seed, step, micro)?;
-    Ok((rows, tops, 0))
+    speculative_lockstep(model, teacher, k, picked, p, seed, step, micro)
 }
 
 /// Speculative sampling with the teacher decoding beside the student: every token is checked
 /// once. With `k` > 0 the teacher's top-k at each token is returned as the rows' grades (and a
-/// token outside it is replaced, as a grader's check does).
-#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+/// token outside it is replaced, as a grader's check does). No token is checked twice.
+#[allow(clippy::too_many_arguments)]
 fn speculative_lockstep(
     model: &Model,
     teacher: &Model,
@@ -333,7 +318,7 @@ fn speculative_lockstep(
     seed: u64,
     step: usize,
     micro: usize,
-) -> Result<(Vec<Example>, Option<Vec<Vec<Vec<TopLogprob>>>>)> {
+) -> Result<Speculated> {
     let mut rows = prompts_of(picked);
     let budget = budgets(&rows, p);
     let prompts: Vec<Vec<u32>> = rows.iter().map(|e| e.ids.clone()).collect();
@@ -357,7 +342,7 @@ fn speculative_lockstep(
         row.ids.extend(w.ids);
         tops.push(w.top);
     }
-    Ok((rows, (k > 0).then_some(tops)))
+    Ok((rows, (k > 0).then_some(tops), 0))
 }
 
 /// Speculative sampling in rounds, for a teacher that checks whole samples: the student writes
