@@ -110,7 +110,7 @@ pub struct ServeArgs {
     /// Address to listen on; loopback by default (the data stays on this machine).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: std::net::SocketAddr,
-    /// Model id clients use (default: the directory name).
+    /// Model id clients use (default: the directory or file name).
     #[arg(long)]
     pub name: Option<String>,
     /// Most tokens one request may generate.
@@ -128,7 +128,8 @@ pub struct ServeArgs {
     pub device: String,
     /// Weights generation reads on the CPU: `f32`, or `q8_0` / `q4_0` (8- and 4-bit blocks with
     /// integer dot products, as llama.cpp computes them); `auto` (the default) is the GGUF
-    /// file's own type when it is Q8_0 or Q4_0, else f32. Scoring prompts stays f32.
+    /// file's own type when it is Q8_0 or Q4_0, else f32 (always f32 off the CPU). Scoring prompts
+    /// stays f32.
     #[arg(long, default_value = "auto", value_name = "auto|f32|q8_0|q4_0")]
     pub quantize: String,
 }

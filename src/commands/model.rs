@@ -222,9 +222,11 @@ fn chat_template_of(spec: &str) -> Result<ChatTemplate> {
 }
 
 /// `--quantize auto|f32|q8_0|q4_0` of `serve`: what the decoder reads.
-fn serve_weights(spec: &str, model: &Path) -> Result<Option<QuantKind>> {
+fn serve_weights(spec: &str, model: &Path, device: &str) -> Result<Option<QuantKind>> {
     Ok(match spec.to_ascii_lowercase().as_str() {
         "f32" => None,
+        // Only the CPU decoder reads quantized weights; other devices compute in f32.
+        "auto" if device != "cpu" => None,
         "q8_0" => Some(QuantKind::Q8_0),
         "q4_0" => Some(QuantKind::Q4_0),
         "auto" if is_gguf(model) => match distill::model::from_gguf::file_type(model)? {
@@ -243,13 +245,13 @@ fn serve_weights(spec: &str, model: &Path) -> Result<Option<QuantKind>> {
 }
 
 pub fn serve(out: &Output, args: ServeArgs) -> Result<()> {
-    let weights = serve_weights(&args.quantize, &args.model)?;
+    let weights = serve_weights(&args.quantize, &args.model, &args.device)?;
     let tok = tokenizer(&args.model)?;
     let mut model = load(&args.model, &args.device)?;
     if weights.is_some() && args.device != "cpu" {
         return Err(BadInput(format!(
             "`--quantize {}` runs on the CPU decoder; `--device {}` computes in f32\n\nhint: \
-             leave out `--quantize` (or give `f32`) on that device",
+             leave out `--quantize` (or give `auto` or `f32`) on that device",
             args.quantize, args.device
         ))
         .into());
@@ -313,4 +315,33 @@ pub fn serve(out: &Output, args: ServeArgs) -> Result<()> {
         ));
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `auto` reads quantized weights only where the CPU decoder runs; an explicit type is kept
+    /// on any device, for `serve` to refuse off the CPU.
+    #[test]
+    fn auto_weights_are_f32_off_the_cpu() {
+        // The file is not read off the CPU: `auto` is f32 there whatever the file holds.
+        let file = Path::new("missing.q8_0.gguf");
+        assert_eq!(serve_weights("auto", file, "cuda:0").unwrap(), None);
+        assert_eq!(serve_weights("AUTO", file, "wgpu").unwrap(), None);
+        assert_eq!(
+            serve_weights("auto", Path::new("dir"), "cpu").unwrap(),
+            None
+        );
+        assert_eq!(
+            serve_weights("q8_0", file, "cuda:0").unwrap(),
+            Some(QuantKind::Q8_0)
+        );
+        assert_eq!(
+            serve_weights("Q4_0", file, "cpu").unwrap(),
+            Some(QuantKind::Q4_0)
+        );
+        assert_eq!(serve_weights("f32", file, "cpu").unwrap(), None);
+        assert!(serve_weights("int3", file, "cpu").is_err());
+    }
 }

@@ -96,7 +96,9 @@ pub struct TeacherConfig {
     /// train` writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
-    /// `local`: where to run: `cpu`, `cuda:N` or `wgpu` (with those features).
+    /// Where the run's models compute: the local teacher, and the student's training, the
+    /// fine-tune, eval and review candidates, whatever the teacher's kind. `cpu`, `cuda:N` or
+    /// `wgpu` (with those features).
     #[serde(default = "default_device")]
     pub device: String,
     /// `local`: prompts generated together in one batch.

@@ -953,8 +953,9 @@ pub struct FinetuneConfig {
     #[serde(default = "default_min_decisions")]
     pub min_decisions: usize,
     /// Which student the run ends with: `better` keeps the fine-tuned student only when its exact
-    /// match on the eval set is at least the distilled student's (else the distilled one stays
-    /// the run's final student, and the run says so); `finetuned` always keeps it.
+    /// match (on the validation set when the run holds one out, else on the eval set) is at
+    /// least the distilled student's; otherwise the distilled one stays the run's final student,
+    /// and the run says so. `finetuned` always keeps it.
     #[serde(default)]
     pub keep: KeepStudent,
     /// How the student is fine-tuned.
