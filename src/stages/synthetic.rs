@@ -1,6 +1,8 @@
 //! The synthetic set (`runs/<name>/synthetic/`): the teacher's answers to the prompt pool, with
 //! top-k logprobs, through the response cache (a rerun asks only what it has not been answered).
 
+use std::path::Path;
+
 use anyhow::{Context, Result};
 use datasets::config::{LoadedConfig, TeacherKind};
 use datasets::rundir::{RunDir, layout};
@@ -10,6 +12,7 @@ use distill::teacher::cache::ResponseCache;
 use distill::teacher::local::LocalTeacher;
 use distill::teacher::openai::OpenAiTeacher;
 
+use crate::BadInput;
 use crate::output::{Output, thousands};
 
 fn teacher(loaded: &LoadedConfig, run: &RunDir) -> Result<Box<dyn Teacher>> {
@@ -162,7 +165,6 @@ pub fn synthetic_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Res
             )));
         }
     };
-    stage.finish(serde_json::to_value(&summary)?)?;
     let mut line = format!(
         "generate: {} from {} by `{}` ({} answered from the cache, {} asked)",
         datasets::text::count(summary.rows, "row"),
@@ -214,7 +216,47 @@ pub fn synthetic_stage(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Res
     if summary.token_ids == "approximate" {
         out.say("  token ids are approximate: the server returned token strings, mapped through `teacher.tokenizer`");
     }
+    if summary.rows == 0 {
+        // Nothing is written: the stage's temp folder goes when `stage` drops.
+        return Err(empty_set(&summary, &cache_path).into());
+    }
+    stage.finish(serde_json::to_value(&summary)?)?;
     Ok(())
+}
+
+/// Why a synthetic set came out empty, and what to do: no stage can learn from it.
+fn empty_set(summary: &distill::synth::Summary, cache: &Path) -> BadInput {
+    let removed: Vec<String> = summary
+        .filters
+        .iter()
+        .filter(|f| f.removed > 0)
+        .map(|f| format!("{} {}", f.name, thousands(f.removed)))
+        .collect();
+    let why = if removed.is_empty() {
+        "no prompt was left to ask".to_string()
+    } else {
+        format!("the filters removed every answer ({})", removed.join(", "))
+    };
+    let check = summary
+        .teacher_check
+        .as_ref()
+        .map(|c| {
+            format!(
+                " (it got {:.1}% of the {} prompts right)",
+                100.0 * c.exact_match,
+                c.set
+            )
+        })
+        .unwrap_or_default();
+    BadInput(format!(
+        "The synthetic set would be empty: {why}, so there is nothing to distil\n\n\
+         hint: the answers are kept in `{}`. If they are right but filtered, loosen the filters \
+         (`generate.validator`, `verify`, `min_chars`, ...) and rerun with `--force`: nothing \
+         is asked again. \
+         If the teacher answers wrongly{check}, ask as it was trained: its prompt template \
+         (`generate.template`, `generate.shots`) and `teacher.api`",
+        cache.display()
+    ))
 }
 
 /// One server's line in the stage's summary.

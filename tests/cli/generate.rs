@@ -310,6 +310,44 @@ fn when_retries_run_out_the_error_is_clear_and_answers_are_kept() {
     server.with(|s| assert!(s.per_prompt.values().all(|&n| n == 1), "{:?}", s.per_prompt));
 }
 
+/// A set the filters empty is refused where it is made, with what removed the answers; the
+/// answers stay in the cache, so the rerun with other filters asks nothing again.
+#[test]
+fn a_set_the_filters_empty_is_refused_and_its_answers_kept() {
+    let sb = Sandbox::new();
+    let server = FakeServer::start(State::default());
+    let cfg = fake_config(&sb, "emptied", &server, "");
+    // The fake server's answers (`ans-N`) are no dates.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("[generate]\n", "[generate]\nvalidator = \"iso_date\"\n"),
+    )
+    .unwrap();
+    let r = sb.run(&["generate", cfg.to_str().unwrap()]).bad_input();
+    for needle in [
+        "synthetic set would be empty",
+        "validator 20",
+        "teacher-responses.jsonl",
+        "--force",
+        "generate.template",
+    ] {
+        assert!(r.stderr.contains(needle), "{needle}: {}", r.stderr);
+    }
+    assert!(
+        !sb.join("runs/emptied/synthetic").exists(),
+        "no empty set written"
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let again = sb.run(&["generate", cfg.to_str().unwrap(), "--force"]).ok();
+    assert!(
+        again.stderr.contains("20 answered from the cache, 0 asked"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(rows(&sb.join("runs/emptied")).len(), 20);
+}
+
 #[test]
 fn a_killed_run_resumes_without_repeats_or_gaps() {
     let make = |sb: &Sandbox, server: &FakeServer| {
