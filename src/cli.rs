@@ -313,18 +313,19 @@ pub struct SetArgs {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Split names and shares that add up to 1, e.g. `train=0.9,test=0.1` (rows go by a seeded
-    /// hash of their id).
-    #[arg(long, default_value = "train=1", value_name = "SPLITS")]
-    pub split: String,
-    /// Seed of the split assignment.
-    #[arg(long, default_value_t = 0)]
-    pub split_seed: u64,
+    /// hash of their id). Default: `train=1`; from a run directory, the run's `export.splits`.
+    #[arg(long, value_name = "SPLITS")]
+    pub split: Option<String>,
+    /// Seed of the split assignment. Default: 0; from a run directory, the run's `run.seed`.
+    #[arg(long)]
+    pub split_seed: Option<u64>,
     /// Target size of one Parquet shard, in MiB.
     #[arg(long, default_value_t = 256)]
     pub shard_mib: u64,
     /// Licence written into the dataset card (`apache-2.0`, `cc-by-4.0`, `other`, ...).
-    #[arg(long, default_value = "unknown")]
-    pub license: String,
+    /// Default: `unknown`; from a run directory, the run's `export.license`.
+    #[arg(long)]
+    pub license: Option<String>,
     /// Replace `--out` if it exists and is the workbench's own (a set or checkpoint it wrote, or
     /// an empty directory); anything else is left alone.
     #[arg(long)]

@@ -156,6 +156,7 @@ fn export_kd(
     };
     let mut options = set_options(
         set,
+        run_config(input)?.as_ref(),
         format!("{name} (teacher logprobs for {trainer})"),
         String::new(),
     )?;
@@ -279,22 +280,49 @@ fn axolotl_card(out: &Path, tokenizer: &Path, stats: &KdStats) -> String {
     )
 }
 
-fn set_options(args: &SetArgs, title: String, description: String) -> Result<SetOptions> {
+/// How a set is written: the flags, else (exporting from a run directory, `run`) the run's
+/// `[export]` splits and licence and its seed, else `train=1`, seed 0, licence `unknown`.
+fn set_options(
+    args: &SetArgs,
+    run: Option<&datasets::config::Config>,
+    title: String,
+    description: String,
+) -> Result<SetOptions> {
     if args.shard_mib == 0 {
         return Err(BadInput("`--shard-mib` is 0; a shard needs at least 1 MiB".into()).into());
     }
+    let seed = args.split_seed.or(run.map(|c| c.run.seed)).unwrap_or(0);
+    let splits = match (&args.split, run) {
+        (Some(spec), _) => Splits::parse(spec, seed)?,
+        (None, Some(c)) => c.export.splits(seed),
+        (None, None) => Splits::parse("train=1", seed)?,
+    };
+    let license = match (&args.license, run) {
+        (Some(l), _) => l.clone(),
+        (None, Some(c)) => c.export.license.clone(),
+        (None, None) => "unknown".into(),
+    };
     Ok(SetOptions {
-        splits: Splits::parse(&args.split, args.split_seed)?,
+        splits,
         shard_bytes: args.shard_mib << 20,
         parquet: WriteOptions::default(),
         card: CardInfo {
             title,
             description,
-            license: args.license.clone(),
+            license,
             ..CardInfo::default()
         },
         replace: args.force,
     })
+}
+
+/// The config of the run directory `input`, when it is one: its `[export]` section says how
+/// sets exported from it are written.
+fn run_config(input: &Path) -> Result<Option<datasets::config::Config>> {
+    if !datasets::export::is_run_dir(input) {
+        return Ok(None);
+    }
+    Ok(Some(datasets::rundir::load_config(input, &[])?.config))
 }
 
 fn describe(summary: &SetSummary) -> String {
@@ -368,8 +396,9 @@ pub fn run(out: &Output, cmd: DatasetsCommand) -> Result<()> {
             let source = Source::open(&input, map)?;
             let filters = Filters {
                 exact: (dedup != DedupArg::None).then(ExactDedup::new),
-                near: (dedup == DedupArg::Near)
-                    .then(|| NearDedup::new(near_threshold, shingle_words, set.split_seed)),
+                near: (dedup == DedupArg::Near).then(|| {
+                    NearDedup::new(near_threshold, shingle_words, set.split_seed.unwrap_or(0))
+                }),
                 decontam: match &decontaminate {
                     Some(eval) => {
                         let texts = eval_texts(eval)?;
@@ -384,6 +413,7 @@ pub fn run(out: &Output, cmd: DatasetsCommand) -> Result<()> {
                 .unwrap_or_default();
             let options = set_options(
                 &set,
+                None,
                 name,
                 format!(
                     "Imported from `{}` by `workbench datasets import`.",
@@ -483,6 +513,7 @@ pub fn run(out: &Output, cmd: DatasetsCommand) -> Result<()> {
             let kind = kind_of(kind)?;
             let options = set_options(
                 &set,
+                run_config(&input)?.as_ref(),
                 format!(
                     "{} ({kind})",
                     input

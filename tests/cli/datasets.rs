@@ -617,6 +617,62 @@ pub fn run_with_synthetic_set(sb: &Sandbox, name: &str) -> std::path::PathBuf {
     cfg
 }
 
+/// Exported from a run directory, a set takes the run's `[export]` splits and licence unless the
+/// flags say otherwise; the sets inside the run keep one split.
+#[test]
+fn an_export_from_a_run_takes_its_splits_and_licence() {
+    let sb = Sandbox::new();
+    let cfg = crate::common::tiny_config(
+        &sb,
+        "split",
+        "[export]\nsplits = { train = 0.5, test = 0.5 }\nlicense = \"cc-by-4.0\"\n",
+    );
+    let c = cfg.to_str().unwrap();
+    sb.run(&["teacher", "train", c]).ok();
+    sb.run(&["generate", c]).ok();
+    assert!(
+        parquet_files(&sb.join("runs/split/synthetic"))
+            .iter()
+            .all(|f| f.starts_with("train-")),
+        "{:?}",
+        parquet_files(&sb.join("runs/split/synthetic"))
+    );
+    let shared = [
+        "datasets",
+        "export",
+        "runs/split",
+        "--kind",
+        "samples",
+        "--out",
+    ];
+    let r = sb.run(&[&shared[..], &["from-run"]].concat()).ok();
+    assert!(
+        r.stderr.contains("(test ") && r.stderr.contains(", train "),
+        "{}",
+        r.stderr
+    );
+    let files = parquet_files(&sb.join("from-run"));
+    assert!(files.iter().any(|f| f.starts_with("test-")), "{files:?}");
+    let card = std::fs::read_to_string(sb.join("from-run/README.md")).unwrap();
+    assert!(card.contains("license: cc-by-4.0"), "{card}");
+    // The flags win.
+    sb.run(
+        &[
+            &shared[..],
+            &["flags", "--split", "train=1", "--license", "other"],
+        ]
+        .concat(),
+    )
+    .ok();
+    assert!(
+        parquet_files(&sb.join("flags"))
+            .iter()
+            .all(|f| f.starts_with("train-"))
+    );
+    let card = std::fs::read_to_string(sb.join("flags/README.md")).unwrap();
+    assert!(card.contains("license: other"), "{card}");
+}
+
 /// A KD export for Axolotl: one row per sample, each laid against the end of the conversation
 /// as the teacher's chat template tokenizes it, the teacher's own top-k where it graded the next
 /// token. From the run (its local teacher's tokenizer) and from the set with `--tokenizer`, the

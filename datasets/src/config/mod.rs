@@ -300,8 +300,10 @@ impl Default for DataConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportConfig {
-    /// Split names and shares for exported sets, e.g. `{ train = 0.9, test = 0.1 }`; the shares
-    /// are fractions of the rows and add up to 1.
+    /// Split names and shares of the sets `workbench datasets export RUN` writes unless
+    /// `--split` says otherwise, e.g. `{ train = 0.9, test = 0.1 }`: fractions of the rows (by a
+    /// hash of their id, seeded by `run.seed`) that add up to 1. The sets inside the run keep
+    /// one `train` split.
     #[serde(default = "default_splits")]
     pub splits: BTreeMap<String, f64>,
     /// Target size of one Parquet shard, in MiB.
@@ -313,7 +315,9 @@ pub struct ExportConfig {
     /// zstd level of every Parquet file (1 fastest, 22 smallest).
     #[serde(default = "default_zstd_level")]
     pub zstd_level: i32,
-    /// Licence identifier written into dataset cards (`apache-2.0`, `cc-by-4.0`, `other`, ...).
+    /// Licence identifier written into dataset cards (`apache-2.0`, `cc-by-4.0`, `other`, ...):
+    /// the run's sets, and those `workbench datasets export RUN` writes unless `--license` says
+    /// otherwise.
     #[serde(default = "default_license")]
     pub license: String,
     /// Also write the final student as a GGUF file for llama.cpp, Ollama or LM Studio, its

@@ -948,8 +948,9 @@ pub struct FinetuneConfig {
     /// answer the student wrote already). 1 weighs all tokens alike.
     #[serde(default = "default_corrected_weight")]
     pub corrected_weight: f64,
-    /// Fewer expert decisions than this rarely lift a student and can lower it: the fine-tune
-    /// still runs, but says so before it starts.
+    /// Fewer feedback rows than this (SFT rows and preference pairs together; a correction gives
+    /// one of each) rarely lift a student and can lower it: the fine-tune still runs, but says
+    /// so before it starts.
     #[serde(default = "default_min_decisions")]
     pub min_decisions: usize,
     /// Which student the run ends with: `better` keeps the fine-tuned student only when its exact
