@@ -15,7 +15,7 @@ use crate::evaluate::{EvalRow, params, slice_names};
 use crate::{Error, Result};
 
 /// The expert decisions the fine-tuned student learned from.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ExpertUse {
     /// Decisions in force, skips aside.
     pub decisions: u64,

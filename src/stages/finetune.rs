@@ -36,6 +36,8 @@ pub fn finetune_stage(
             }
         ));
     }
+    // What the fine-tune learns from, for the report: the store may hold more by then.
+    let expert = super::review::expert_use(loaded, run)?;
     let data = distill::stages::inputs::read_data(&run.stage_dir(layout::DATA))?;
     let synthetic_dir = run.stage_dir(layout::SYNTHETIC);
     let run_dir = run.path();
@@ -71,6 +73,10 @@ pub fn finetune_stage(
                 true,
                 report,
             )
+            .map(|summary| distill::train::job::FitSummary {
+                expert: expert.clone(),
+                ..summary
+            })
         }),
     )
 }

@@ -8,7 +8,7 @@ use datasets::prepare::DataSummary;
 use datasets::rundir::RunDir;
 use datasets::rundir::layout;
 use distill::evaluate::EvalRow;
-use distill::report::{ExpertUse, Plot, Report};
+use distill::report::{Plot, Report};
 use distill::train::job::FitSummary;
 
 use crate::output::Output;
@@ -38,28 +38,6 @@ fn stage_name(stage: &str) -> String {
 #[derive(serde::Deserialize)]
 struct RowsWritten {
     rows: u64,
-}
-
-fn expert_use(loaded: &datasets::config::LoadedConfig, run: &RunDir) -> Result<Option<ExpertUse>> {
-    let at = super::review::run_store(&loaded.config.annotate, run.path());
-    let Some(store) = super::review::existing_store(&at)? else {
-        return Ok(None);
-    };
-    let mut e = ExpertUse::default();
-    for d in store.decisions()? {
-        let a = d.annotation;
-        if a.decision == datasets::Decision::Skip {
-            continue;
-        }
-        e.decisions += 1;
-        if a.annotator == annotate::simulated::SIMULATED_EXPERT {
-            e.simulated += 1;
-        }
-        if !e.annotators.contains(&a.annotator) {
-            e.annotators.push(a.annotator);
-        }
-    }
-    Ok((e.decisions > 0).then_some(e))
 }
 
 /// The distilled students side by side, when the config compares modes: how each learned,
@@ -222,8 +200,8 @@ pub fn write_report(
             }
         }
     }
-    let expert = expert_use(loaded, run)?;
-    if let Some(e) = &expert {
+    let in_force = super::review::expert_use(loaded, run)?;
+    if let Some(e) = &in_force {
         provenance.push((
             "expert decisions".into(),
             format!(
@@ -252,16 +230,34 @@ pub fn write_report(
             });
         }
     }
+    // The fine-tuned student's row counts the decisions it learned from, which the store may
+    // have outgrown since.
+    let learned = run
+        .marker(layout::FINETUNED)
+        .and_then(|m| m.summary_as::<FitSummary>())
+        .and_then(|s| s.expert);
+    let mut warnings: Vec<String> = super::student::weak_teacher(run).into_iter().collect();
+    if let (Some(used), Some(now)) = (&learned, &in_force)
+        && used.decisions != now.decisions
+    {
+        warnings.push(format!(
+            "The fine-tuned student learned from {}; the store now holds {} in force. \
+             `workbench finetune {}` trains it on them.",
+            datasets::text::count(used.decisions, "expert decision"),
+            datasets::text::thousands(now.decisions),
+            loaded.path.display()
+        ));
+    }
     let report = Report {
         run: &loaded.config.run.name,
         rows,
         eval_prompts,
         normalize: Normalize::describe(&loaded.config.eval.normalize),
-        expert,
+        expert: learned.or(in_force),
         plots,
         provenance,
         tables,
-        warnings: super::student::weak_teacher(run).into_iter().collect(),
+        warnings,
     };
     let dir = run.path().join(layout::REPORT);
     distill::report::write(&report, &dir)?;

@@ -8,6 +8,7 @@ use annotate::store::{DB_FILE, Location, Store};
 use anyhow::Result;
 use datasets::config::{AnnotateConfig, LoadedConfig};
 use datasets::rundir::{RunDir, layout};
+use distill::report::ExpertUse;
 
 use crate::BadInput;
 use crate::output::Output;
@@ -85,6 +86,30 @@ pub fn expert_decisions(loaded: &LoadedConfig, run: &RunDir) -> Result<u64> {
         .iter()
         .filter(|d| d.annotation.decision != datasets::Decision::Skip)
         .count() as u64)
+}
+
+/// The decisions in force (skips aside) in the run's annotation store, who made them and how
+/// many the simulated expert made; `None` without any.
+pub fn expert_use(loaded: &LoadedConfig, run: &RunDir) -> Result<Option<ExpertUse>> {
+    let at = run_store(&loaded.config.annotate, run.path());
+    let Some(store) = existing_store(&at)? else {
+        return Ok(None);
+    };
+    let mut e = ExpertUse::default();
+    for d in store.decisions()? {
+        let a = d.annotation;
+        if a.decision == datasets::Decision::Skip {
+            continue;
+        }
+        e.decisions += 1;
+        if a.annotator == annotate::simulated::SIMULATED_EXPERT {
+            e.simulated += 1;
+        }
+        if !e.annotators.contains(&a.annotator) {
+            e.annotators.push(a.annotator);
+        }
+    }
+    Ok((e.decisions > 0).then_some(e))
 }
 
 /// The experts' decisions out of the run's store (`runs/<name>/annotations.db`, or

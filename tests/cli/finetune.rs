@@ -102,14 +102,37 @@ fn finetune_learns_from_the_feedback_and_adds_the_distilled_expert_row() {
         corrected: Some("1999-09-09".into()),
         ..::annotate::Verdict::of(datasets::Decision::Edit)
     };
+    let learned = store
+        .decisions()
+        .unwrap()
+        .iter()
+        .filter(|d| d.annotation.decision != datasets::Decision::Skip)
+        .count();
     store.decide(&item.id, "someone", &fix).unwrap();
     drop(store);
+    // Evaluated before the fine-tune catches up: the row counts what the student learned from,
+    // and the report says the store holds more.
+    sb.run(&["eval", c]).ok();
+    let md = std::fs::read_to_string(run.join("report/report.md")).unwrap();
+    assert!(
+        md.contains(&format!("{learned} (simulated expert)")),
+        "{md}"
+    );
+    let outgrown = format!(
+        "learned from {learned} expert decisions; the store now holds {} in force",
+        learned + 1
+    );
+    assert!(md.contains(&outgrown), "{md}");
     let third = sb.run(&["finetune", c]).ok();
     assert!(
         third.stderr.contains("settings changed"),
         "{}",
         third.stderr
     );
+    sb.run(&["eval", c]).ok();
+    let md = std::fs::read_to_string(run.join("report/report.md")).unwrap();
+    assert!(md.contains(&format!("| {} (", learned + 1)), "{md}");
+    assert!(!md.contains("the store now holds"), "{md}");
 }
 
 #[test]

@@ -67,6 +67,10 @@ pub struct FitSummary {
     /// started from, and which of them the run keeps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compared: Option<Comparison>,
+    /// The expert fine-tune only: the decisions it learned from (the store may hold more by
+    /// the time the report is written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expert: Option<crate::report::ExpertUse>,
 }
 
 /// The fine-tuned student against the distilled one, on the eval set, with the same settings.
@@ -267,6 +271,7 @@ pub fn fit(
         teacher_tokens: trained.log.iter().map(|s| s.graded as u64).sum(),
         objective: job.objective,
         compared: None,
+        expert: None,
     })
 }
 
