@@ -73,8 +73,9 @@ pub fn run_models(loaded: &LoadedConfig, run_dir: &Path) -> Vec<(String, PathBuf
         "distilled+expert".to_string(),
         run_dir.join(layout::FINETUNED),
     ));
+    // A checkpoint directory, or a GGUF file (a teacher given as one).
     out.into_iter()
-        .filter(|(_, p)| p.join("config.json").is_file())
+        .filter(|(_, p)| p.join("config.json").is_file() || crate::model::from_gguf::is_gguf(p))
         .collect()
 }
 
@@ -231,10 +232,18 @@ pub fn markdown(rows: &[EvalRow]) -> String {
                 None => s.push_str(" — |"),
             }
         }
+        // No loss where no eval row fits the model's positions.
+        let shown = |x: f64, digits: usize| {
+            if x.is_finite() {
+                format!("{x:.digits$}")
+            } else {
+                "—".to_string()
+            }
+        };
         s.push_str(&format!(
-            " {:.3} | {:.2} | {} | {} | {:.0} |\n",
-            r.loss,
-            r.perplexity,
+            " {} | {} | {} | {} | {:.0} |\n",
+            shown(r.loss, 3),
+            shown(r.perplexity, 2),
             r.agreement
                 .map_or("—".to_string(), |a| format!("{:.1}%", 100.0 * a)),
             params(r.params),

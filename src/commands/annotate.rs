@@ -245,18 +245,31 @@ pub fn run(out: &Output, args: AnnotateArgs) -> Result<()> {
         count(progress.items, "item"),
         target.store
     ));
-    if is_run_dir(&target_path) {
-        out.hint(format!(
-            "export the feedback with `workbench datasets export {} --kind sft --out DIR` (or `--kind preference`)",
-            target_path.display()
-        ));
-    } else {
-        out.hint(format!(
-            "export the feedback with `workbench datasets export {} --annotations --kind sft --out DIR`",
-            target_path.display()
-        ));
-    }
+    out.hint(export_hint(
+        &target_path,
+        review.store.is_some().then_some(&target.store),
+    ));
     Ok(())
+}
+
+/// How to export the feedback of `target` after a review; `store` is the store the review was
+/// told to use (`--store`), which the export must be told too (a URL never holds a password:
+/// it comes from PGPASSWORD).
+fn export_hint(target: &Path, store: Option<&annotate::store::Location>) -> String {
+    let store_flag = store
+        .map(|at| format!(" --store {}", super::shell_word(&at.to_string())))
+        .unwrap_or_default();
+    if is_run_dir(target) {
+        format!(
+            "export the feedback with `workbench datasets export {}{store_flag} --kind sft --out DIR` (or `--kind preference`)",
+            target.display()
+        )
+    } else {
+        format!(
+            "export the feedback with `workbench datasets export {}{store_flag} --annotations --kind sft --out DIR`",
+            target.display()
+        )
+    }
 }
 
 fn stats(
@@ -334,4 +347,25 @@ fn import_store(out: &Output, from: &str, to: &str) -> Result<()> {
         thousands(moved.events_added)
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use annotate::store::Location;
+
+    #[test]
+    fn the_export_hint_names_the_store_of_the_review() {
+        let set = Path::new("reviews/set");
+        assert!(!export_hint(set, None).contains("--store"));
+        let at = Location::Postgres("postgres://ana@db:5432/reviews".into());
+        assert!(
+            export_hint(set, Some(&at)).contains(
+                "workbench datasets export reviews/set --store postgres://ana@db:5432/reviews \
+                 --annotations"
+            ),
+            "{}",
+            export_hint(set, Some(&at))
+        );
+    }
 }

@@ -53,7 +53,7 @@ pub fn run(out: &Output, args: RunArgs) -> Result<()> {
     }
     let decisions = stages::review::expert_decisions(&loaded, &run)?;
     if decisions == 0 {
-        let rows = stages::eval::eval_stage(out, &loaded, &run)?;
+        let rows = stages::eval::eval_stage(out, &loaded, &run, &args.config)?;
         out.data(&distill::evaluate::markdown(&rows))?;
         stages::export::gguf_stage(
             out,
@@ -83,7 +83,7 @@ pub fn run(out: &Output, args: RunArgs) -> Result<()> {
     ));
     stages::finetune::finetune_stage(out, &loaded, &run, false)?;
     stages::curve::curve_stage(out, &loaded, &run)?;
-    let rows = stages::eval::eval_stage(out, &loaded, &run)?;
+    let rows = stages::eval::eval_stage(out, &loaded, &run, &args.config)?;
     out.data(&distill::evaluate::markdown(&rows))?;
     stages::export::gguf_stage(out, &loaded, &run, &stages::training::final_student(&run))?;
     let report = run.path().join(layout::REPORT);

@@ -36,10 +36,12 @@ pub fn check_slices(wanted: &[String], eval: &distill::recipe::EvalSet) -> Resul
 }
 
 /// Evaluates every model the run has and writes `report/eval.md` and `report/eval.json`.
+/// `config` is how the run was asked for, for the commands the report prints.
 pub fn eval_stage(
     out: &Output,
     loaded: &datasets::config::LoadedConfig,
     run: &RunDir,
+    config: &crate::cli::ConfigArgs,
 ) -> Result<Vec<EvalRow>> {
     let data = distill::stages::inputs::read_data(&run.stage_dir(layout::DATA))?;
     check_slices(&loaded.config.eval.slices, &data.eval)?;
@@ -68,6 +70,7 @@ pub fn eval_stage(
         datasets::text::count(data.eval.prompts.len() as u64, "prompt"),
         dir.join("eval.md").display()
     ));
-    super::report::write_report(out, loaded, run, &rows, data.eval.prompts.len())?;
+    let finetune = crate::commands::command_line("finetune", config);
+    super::report::write_report(out, loaded, run, &rows, data.eval.prompts.len(), &finetune)?;
     Ok(rows)
 }

@@ -120,6 +120,7 @@ pub fn write_report(
     run: &RunDir,
     rows: &[EvalRow],
     eval_prompts: usize,
+    finetune: &str,
 ) -> Result<()> {
     let mut plots = Vec::new();
     let mut provenance = vec![
@@ -242,10 +243,9 @@ pub fn write_report(
     {
         warnings.push(format!(
             "The fine-tuned student learned from {}; the store now holds {} in force. \
-             `workbench finetune {}` trains it on them.",
+             `{finetune}` trains it on them.",
             datasets::text::count(used.decisions, "expert decision"),
             datasets::text::thousands(now.decisions),
-            loaded.path.display()
         ));
     }
     let report = Report {

@@ -123,6 +123,10 @@ fn finetune_learns_from_the_feedback_and_adds_the_distilled_expert_row() {
         learned + 1
     );
     assert!(md.contains(&outgrown), "{md}");
+    assert!(
+        md.contains(&format!("`workbench finetune {c}` trains it")),
+        "{md}"
+    );
     let third = sb.run(&["finetune", c]).ok();
     assert!(
         third.stderr.contains("settings changed"),

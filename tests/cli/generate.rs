@@ -48,7 +48,7 @@ fn local_config(sb: &Sandbox, name: &str) -> PathBuf {
 
 /// A GGUF file is a local teacher as it is, and `teacher.weights = "q8_0"` generates with its
 /// 8-bit matrices: a set as complete as the f32 one, with the teacher's answers cached apart (a
-/// rerun in f32 asks again rather than reuse the 8-bit answers).
+/// rerun in f32 asks again rather than reuse the 8-bit answers). `eval` measures it.
 #[test]
 fn a_gguf_teacher_generates_with_its_8_bit_weights() {
     let sb = Sandbox::new();
@@ -83,6 +83,14 @@ fn a_gguf_teacher_generates_with_its_8_bit_weights() {
         f32.stderr
     );
     assert_eq!(rows(&sb.join("runs/gguf")).len(), q8.len());
+    // The file is evaluated as the run's teacher, as a checkpoint directory would be; no eval
+    // prompt fits its 128 positions, so it has no loss to show.
+    let eval = sb.run(&["eval", cfg, "--set", "teacher.weights=f32"]).ok();
+    assert!(
+        eval.stdout.contains("| teacher | 0.0% | — | — |"),
+        "{}",
+        eval.stdout
+    );
 }
 
 #[test]

@@ -134,23 +134,26 @@ pub struct TeacherConfig {
     /// `openai`: seconds one request may take before it is abandoned and retried.
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: f64,
-    /// `openai`: retries of one request after a connection error, a timeout, 408, 409, 429 or
-    /// 5xx, with exponential backoff and jitter (`Retry-After` honoured).
+    /// `openai`: retries of one request after a connection error, a timeout, a malformed
+    /// answer, 408, 409, 429 or 5xx, with exponential backoff and jitter (`Retry-After`
+    /// honoured, up to 600 s).
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
     /// `openai`: the first backoff, in milliseconds; it doubles per retry.
     #[serde(default = "default_backoff_ms")]
     pub backoff_ms: u64,
-    /// `openai`: the longest backoff, in milliseconds.
+    /// `openai`: the longest backoff, in milliseconds (a server's `Retry-After` may ask for
+    /// longer).
     #[serde(default = "default_backoff_max_ms")]
     pub backoff_max_ms: u64,
     /// `openai`: ask for token ids as `token_id:N` (vLLM's `return_tokens_as_token_ids`; the
     /// workbench's own server honours it too). Without ids, returned token strings are mapped
-    /// through the student's tokenizer and the set records that the mapping is approximate.
+    /// through `tokenizer` and the set records that the mapping is approximate.
     #[serde(default = "default_true")]
     pub token_ids: bool,
-    /// The student's tokenizer directory, for mapping token strings to ids when the server does
-    /// not return ids; relative to the config file.
+    /// `openai`: the served model's tokenizer directory, relative to the config file: it maps
+    /// token strings to ids when the server returns no ids, and tells logit KD and on-policy
+    /// distillation the teacher's vocabulary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokenizer: Option<PathBuf>,
     /// Price of a million prompt tokens, in your currency; with it the summary shows the cost.
@@ -298,7 +301,8 @@ pub struct GenerateConfig {
     /// Texts that end a completion.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stop: Vec<String>,
-    /// Self-instruct: new prompts the teacher writes from gold seed tasks before answering.
+    /// Self-instruct: up to this many new prompts the teacher writes from gold seed tasks before
+    /// answering (it is asked at most five times as often; near-duplicates are rejected).
     #[serde(default)]
     pub synthesize: usize,
     /// Self-instruct: seed tasks shown per synthesis request.

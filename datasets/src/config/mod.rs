@@ -192,10 +192,11 @@ pub struct DataConfig {
     /// expert answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<SourceConfig>,
-    /// Duplicate removal in gold and prompt sets.
+    /// Duplicate removal in the gold, prompt and review sets, one state across them (a review
+    /// prompt that is a gold one goes); the eval set gets exact dedup of its own.
     #[serde(default = "default_dedup")]
     pub dedup: DedupMode,
-    /// Jaccard similarity above which two prompts are near-duplicates (0 to 1).
+    /// Jaccard similarity above which two prompts are near-duplicates (above 0, at most 1).
     #[serde(default = "default_near_threshold")]
     pub near_threshold: f64,
     /// Words per shingle for near-duplicate detection.
@@ -209,8 +210,9 @@ pub struct DataConfig {
     /// Words per n-gram for decontamination (GPT-3 used 13); shorter eval items match whole.
     #[serde(default = "default_decontam_ngram")]
     pub decontam_ngram: usize,
-    /// The largest share of a set one filter (dedup, decontamination) may remove before the run
-    /// stops to say so, naming the filter and the counts (0 to 1; 1: never stop). A filter that
+    /// The largest share of the gold, prompt or review set one filter (dedup, decontamination)
+    /// may remove before the run stops to say so, naming the filter and the counts (0 to 1; 1:
+    /// never stop). A filter that
     /// removes most of a set is more often a mistake than a cleaning.
     #[serde(default = "default_max_removed_share")]
     pub max_removed_share: f64,
@@ -845,7 +847,8 @@ impl Config {
         } else if d.gold.is_none() && d.prompts.is_none() {
             return Err(err(
                 "data",
-                "names no data: set `task = \"dates\"`, or `gold` / `prompts` / `eval` sources"
+                "names no data: set `task = \"dates\"`, or a `gold` or `prompts` source (with \
+                 `eval` beside it)"
                     .into(),
             ));
         } else {

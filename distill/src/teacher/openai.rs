@@ -1010,7 +1010,7 @@ fn map_token(
     let Some(tok) = &s.tokenizer else {
         return Err(
             "the server returned token strings, not ids, and `teacher.tokenizer` is not set; \
-             set it to the student's tokenizer directory to map them (approximate), or start \
+             set it to the served model's tokenizer directory to map them (approximate), or start \
              vLLM with `--return-tokens-as-token-ids`"
                 .into(),
         );
