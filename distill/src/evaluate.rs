@@ -45,6 +45,9 @@ pub struct EvalRow {
     pub tokens_per_s: f64,
     /// Eval prompts.
     pub rows: usize,
+    /// Eval prompts that fill the model's positions: it gives them no answer, so they count as
+    /// wrong.
+    pub too_long: usize,
 }
 
 /// The models a run has, in table order: `(name, checkpoint directory)`.
@@ -109,7 +112,11 @@ pub fn evaluate(
         progress(&name);
         let (model, tok) = checkpoint::load_with_tokenizer(&dir, &device)?;
         let t0 = Instant::now();
-        let (answers, tokens) = recipe::answers_counted(
+        let recipe::Answered {
+            answers,
+            tokens,
+            too_long,
+        } = recipe::answers_counted(
             &model,
             &tok,
             &eval.prompts,
@@ -144,6 +151,7 @@ pub fn evaluate(
             params: model.num_params(),
             tokens_per_s: tokens as f64 / seconds.max(1e-9),
             rows: eval.prompts.len(),
+            too_long,
             path: dir,
             model: name.clone(),
         });

@@ -137,17 +137,28 @@ pub fn answers(
     max_new_tokens: usize,
     batch: usize,
 ) -> Result<Vec<String>> {
-    Ok(answers_counted(model, tok, prompts, max_new_tokens, batch)?.0)
+    Ok(answers_counted(model, tok, prompts, max_new_tokens, batch)?.answers)
 }
 
-/// [`answers`], and how many tokens were generated in all.
+/// What [`answers_counted`] gives.
+pub struct Answered {
+    /// One answer per prompt (empty for a prompt that fills the model's positions).
+    pub answers: Vec<String>,
+    /// Tokens generated in all.
+    pub tokens: usize,
+    /// Prompts that fill the model's positions, so they get no answer.
+    pub too_long: usize,
+}
+
+/// [`answers`], how many tokens were generated in all, and how many prompts got no answer as
+/// they fill the model's positions.
 pub fn answers_counted(
     model: &Model,
     tok: &Tokenizer,
     prompts: &[String],
     max_new_tokens: usize,
     batch: usize,
-) -> Result<(Vec<String>, usize)> {
+) -> Result<Answered> {
     let options = GenerateOptions {
         max_new_tokens,
         temperature: 0.0,
@@ -162,6 +173,7 @@ pub fn answers_counted(
         .min(config.max_position_embeddings);
     let mut out = vec![String::new(); prompts.len()];
     let mut tokens = 0;
+    let mut too_long = 0;
     let mut start = 0;
     for chunk in prompts.chunks(batch.max(1)) {
         let ids = chunk
@@ -171,6 +183,7 @@ pub fn answers_counted(
         // A prompt that fills the model's positions gets no answer (an empty one, so it counts
         // as wrong); the others get as many new tokens as fit.
         let fits: Vec<usize> = (0..ids.len()).filter(|&i| ids[i].len() < limit).collect();
+        too_long += ids.len() - fits.len();
         let longest = fits.iter().map(|&i| ids[i].len()).max().unwrap_or(0);
         if !fits.is_empty() {
             let options = GenerateOptions {
@@ -188,7 +201,11 @@ pub fn answers_counted(
         }
         start += chunk.len();
     }
-    Ok((out, tokens))
+    Ok(Answered {
+        answers: out,
+        tokens,
+        too_long,
+    })
 }
 
 /// The share of `answers` equal to `references` after the `normalize` steps.

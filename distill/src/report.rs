@@ -341,6 +341,7 @@ mod tests {
             params: 125_000,
             tokens_per_s: 1000.0,
             rows: 10,
+            too_long: 0,
         }
     }
 

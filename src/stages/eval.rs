@@ -64,6 +64,9 @@ pub fn eval_stage(
     datasets::atomic::write_file(dir.join("eval.md"), md.as_bytes())?;
     let json = serde_json::to_string_pretty(&serde_json::json!({ "rows": rows }))?;
     datasets::atomic::write_file(dir.join("eval.json"), json.as_bytes())?;
+    for r in rows.iter().filter(|r| r.too_long > 0) {
+        out.say(format!("WARNING: {}.", too_long_warning(r)));
+    }
     out.say(format!(
         "eval: {} on {}; table in `{}`",
         datasets::text::count(rows.len() as u64, "model"),
@@ -73,4 +76,17 @@ pub fn eval_stage(
     let finetune = crate::commands::command_line("finetune", config);
     super::report::write_report(out, loaded, run, &rows, data.eval.prompts.len(), &finetune)?;
     Ok(rows)
+}
+
+/// What the table does not show of a model that cannot read some eval prompts whole (a
+/// phrase: the report ends it).
+pub fn too_long_warning(r: &EvalRow) -> String {
+    format!(
+        "`{}` gave no answer to {} of the {} eval prompts: they fill every position the model \
+         has, so they count as wrong. A model with more positions, or shorter eval prompts, is \
+         measured on them all",
+        r.model,
+        datasets::text::thousands(r.too_long as u64),
+        datasets::text::thousands(r.rows as u64),
+    )
 }

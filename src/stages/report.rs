@@ -238,12 +238,17 @@ pub fn write_report(
         .and_then(|m| m.summary_as::<FitSummary>())
         .and_then(|s| s.expert);
     let mut warnings: Vec<String> = super::student::weak_teacher(run).into_iter().collect();
+    warnings.extend(
+        rows.iter()
+            .filter(|r| r.too_long > 0)
+            .map(super::eval::too_long_warning),
+    );
     if let (Some(used), Some(now)) = (&learned, &in_force)
         && used.decisions != now.decisions
     {
         warnings.push(format!(
             "The fine-tuned student learned from {}; the store now holds {} in force. \
-             `{finetune}` trains it on them.",
+             `{finetune}` trains it on them",
             datasets::text::count(used.decisions, "expert decision"),
             datasets::text::thousands(now.decisions),
         ));

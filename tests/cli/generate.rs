@@ -84,13 +84,17 @@ fn a_gguf_teacher_generates_with_its_8_bit_weights() {
     );
     assert_eq!(rows(&sb.join("runs/gguf")).len(), q8.len());
     // The file is evaluated as the run's teacher, as a checkpoint directory would be; no eval
-    // prompt fits its 128 positions, so it has no loss to show.
+    // prompt fits its 128 positions, so it has no loss to show, and that is said.
     let eval = sb.run(&["eval", cfg, "--set", "teacher.weights=f32"]).ok();
     assert!(
         eval.stdout.contains("| teacher | 0.0% | — | — |"),
         "{}",
         eval.stdout
     );
+    let said = "`teacher` gave no answer to 12 of the 12 eval prompts: they fill every position";
+    assert!(eval.stderr.contains(said), "{}", eval.stderr);
+    let md = std::fs::read_to_string(sb.join("runs/gguf/report/report.md")).unwrap();
+    assert!(md.contains(said), "{md}");
 }
 
 #[test]
