@@ -570,9 +570,11 @@ fn finish_reason(f: FinishReason) -> &'static str {
     }
 }
 
-/// Text that is safe to send: everything but a tail that could still become a stop string.
+/// Text that is safe to send: everything but a tail that could still become a stop string, or
+/// a character still being spelled out byte by byte (shown as U+FFFD until its last byte comes,
+/// and then taken back), so nothing sent ever changes.
 fn safe_prefix_len(text: &str, stops: &[String]) -> usize {
-    let mut cut = text.len();
+    let mut cut = text.trim_end_matches('\u{FFFD}').len();
     for stop in stops {
         for k in (1..stop.len()).rev() {
             if stop.is_char_boundary(k) && text.ends_with(&stop[..k]) {
@@ -1186,7 +1188,7 @@ fn async_stream(
                             .unwrap_or_default();
                         let safe = safe_prefix_len(&text, &stops);
                         let delta = if safe > st.sent[row] {
-                            text[st.sent[row]..safe].to_string()
+                            text.get(st.sent[row]..safe).unwrap_or_default().to_string()
                         } else {
                             String::new()
                         };
@@ -1416,5 +1418,10 @@ mod tests {
         assert_eq!(safe_prefix_len("hello\nUs", &stops), 5);
         assert_eq!(safe_prefix_len("hello", &stops), 5);
         assert_eq!(safe_prefix_len("héllo", &[]), "héllo".len());
+        // "é" spelled over two byte tokens: after the first, the decoded text ends in U+FFFD,
+        // which is held back until the character is whole.
+        assert_eq!(safe_prefix_len("caf\u{FFFD}", &[]), 3);
+        assert_eq!(safe_prefix_len("caf\u{FFFD}\u{FFFD}", &stops), 3);
+        assert_eq!(safe_prefix_len("café", &[]), "café".len());
     }
 }

@@ -546,6 +546,25 @@ fn cases() -> Vec<Case> {
             absent: &[],
         },
         Case {
+            name: "a GGUF tensor whose size in bytes overflows",
+            setup: |sb| {
+                let mut b = gguf_bytes(3, "llama", 0);
+                // 2^30 × 2^32 F32 values: a count that fits, bytes that do not.
+                let name = b
+                    .windows(17)
+                    .position(|w| w == b"token_embd.weight")
+                    .unwrap();
+                let dims = name + 17 + 4;
+                b[dims..dims + 8].copy_from_slice(&(1u64 << 30).to_le_bytes());
+                b[dims + 8..dims + 16].copy_from_slice(&(1u64 << 32).to_le_bytes());
+                std::fs::write(sb.join("m.gguf"), b).unwrap();
+                args(&["model", "logits", "--model", "m.gguf", "--ids", "1,2"])
+            },
+            code: 2,
+            needles: &["m.gguf", "token_embd.weight", "more than 2^64 bytes"],
+            absent: &[],
+        },
+        Case {
             name: "a GGUF file of an unsupported version",
             setup: |sb| {
                 std::fs::write(sb.join("m.gguf"), gguf_bytes(7, "llama", 0)).unwrap();
@@ -1646,6 +1665,17 @@ fn cases() -> Vec<Case> {
             code: 2,
             needles: &["runs/theirs/config.toml", "not written by the workbench"],
             absent: &["runs/theirs/data"],
+        },
+        Case {
+            name: "a run directory that holds someone's files but no config.toml",
+            setup: |sb| {
+                let c = tiny_config(sb, "theirs", "");
+                sb.write("runs/theirs/checkpoints/student/notes.txt", "the only copy");
+                args(&["run", p(&c), "--force"])
+            },
+            code: 2,
+            needles: &["runs/theirs", "`checkpoints`", "no `config.toml`"],
+            absent: &["runs/theirs/config.toml", "runs/theirs/data"],
         },
         // ---- splits ----
         Case {

@@ -375,7 +375,7 @@ fn tag_end(source: &str, from: usize, close: &str) -> Option<usize> {
             Some(q) if b == q => quote = None,
             Some(_) => {}
             None if close != "#}" && (b == b'\'' || b == b'"') => quote = Some(b),
-            None if source[i..].starts_with(close) => return Some(i + close.len()),
+            None if bytes[i..].starts_with(close.as_bytes()) => return Some(i + close.len()),
             None => {}
         }
         i += 1;

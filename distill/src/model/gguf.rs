@@ -387,11 +387,11 @@ impl Gguf {
                     type_name(id)
                 )));
             }
-            let bytes = values / per_block * block_bytes;
+            let bytes = (values / per_block).checked_mul(block_bytes);
             let start = data_start.checked_add(offset);
-            let end = start.and_then(|s| s.checked_add(bytes));
-            match (start, end) {
-                (Some(start), Some(end)) if end <= len => tensors.push(TensorInfo {
+            let end = start.and_then(|s| s.checked_add(bytes?));
+            match (start, end, bytes) {
+                (Some(start), Some(end), Some(bytes)) if end <= len => tensors.push(TensorInfo {
                     name,
                     dims,
                     kind,
@@ -400,10 +400,11 @@ impl Gguf {
                 }),
                 _ => {
                     return Err(r.bad(format!(
-                        "the tensor `{name}` ({dims:?}, {}) needs {bytes} bytes at offset \
+                        "the tensor `{name}` ({dims:?}, {}) needs {} bytes at offset \
                          {offset} of the data, past the end of the file ({} bytes); the file \
                          is truncated, or its size disagrees with its shape",
                         type_name(id),
+                        bytes.map_or("more than 2^64".to_string(), |b| b.to_string()),
                         len
                     )));
                 }

@@ -62,6 +62,7 @@ impl ResponseCache {
                 source: e,
             })?;
         }
+        let created = !path.exists();
         let file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -71,6 +72,11 @@ impl ResponseCache {
                 path: path.to_path_buf(),
                 source: e,
             })?;
+        if created {
+            // The new file's name survives a power cut along with the answers synced into it.
+            let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+            datasets::atomic::sync_dir(parent.unwrap_or(Path::new(".")))?;
+        }
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -88,10 +94,18 @@ impl ResponseCache {
                 });
             }
         }
+        let len = file
+            .metadata()
+            .map_err(|e| Error::Read {
+                path: path.to_path_buf(),
+                source: e,
+            })?
+            .len();
         let mut index = HashMap::new();
         let mut reader = BufReader::new(&file);
         let mut offset = 0u64;
         let mut line = Vec::new();
+        let mut number = 0usize;
         loop {
             line.clear();
             let n = reader
@@ -103,30 +117,38 @@ impl ResponseCache {
             if n == 0 {
                 break;
             }
-            // A line without its newline, or one that does not parse, is the tail of a write
-            // that a kill cut short: everything from here on is dropped.
+            number += 1;
             let complete = line.last() == Some(&b'\n');
             let parsed = complete
                 .then(|| serde_json::from_slice::<Line<'_>>(&line).ok())
                 .flatten();
-            let Some(parsed) = parsed else { break };
-            let raw = parsed.response.get();
             // Where the response's JSON sits inside the line: we write lines that end `}\n`.
-            let start = n
-                .checked_sub(2 + raw.len())
-                .filter(|&s| &line[s..s + raw.len()] == raw.as_bytes());
-            let Some(start) = start else { break };
-            index.insert(parsed.key, (offset + start as u64, raw.len(), parsed.exact));
+            let entry = parsed.and_then(|parsed| {
+                let raw = parsed.response.get();
+                let start = n
+                    .checked_sub(2 + raw.len())
+                    .filter(|&s| &line[s..s + raw.len()] == raw.as_bytes())?;
+                Some((parsed.key, (offset + start as u64, raw.len(), parsed.exact)))
+            });
+            let Some((key, at)) = entry else {
+                // The last line, unfinished or unreadable, is the tail of a write a stop cut
+                // short: it is dropped below. One with answers after it is damage, and those
+                // answers were paid for: nothing is dropped.
+                if offset + n as u64 == len {
+                    break;
+                }
+                return Err(Error::invalid(format!(
+                    "The response cache `{}` has a damaged line {number} (at byte {offset}), \
+                     with answers after it; nothing was changed\n\nhint: delete that line (its \
+                     answer is asked again; the others are kept), or move the file away to ask \
+                     every prompt again",
+                    path.display()
+                )));
+            };
+            index.insert(key, at);
             offset += n as u64;
         }
         drop(reader);
-        let len = file
-            .metadata()
-            .map_err(|e| Error::Read {
-                path: path.to_path_buf(),
-                source: e,
-            })?
-            .len();
         let dropped_tail = len - offset;
         if dropped_tail > 0 {
             tracing::warn!(
@@ -312,6 +334,33 @@ mod tests {
         drop(c);
         let c = ResponseCache::open(&path).unwrap();
         assert_eq!(c.len(), 3);
+        assert_eq!(c.get("c").unwrap().unwrap().text, "third");
+    }
+
+    /// A damaged line with answers after it is not a torn tail: the cache refuses to open and
+    /// leaves the file as it was, so no paid answer is dropped.
+    #[test]
+    fn a_damaged_line_before_good_ones_keeps_the_file_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("responses.jsonl");
+        {
+            let mut c = ResponseCache::open(&path).unwrap();
+            c.put("a", &response("first")).unwrap();
+            c.put("b", &response("second")).unwrap();
+            c.put("c", &response("third")).unwrap();
+            c.sync().unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let damaged = format!("{}\n{{not json\n{}\n", lines[0], lines[2]);
+        std::fs::write(&path, &damaged).unwrap();
+        let err = ResponseCache::open(&path).err().unwrap().to_string();
+        assert!(err.contains("damaged line 2"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), damaged);
+        // Deleting the line, as the message says, keeps the rest.
+        std::fs::write(&path, format!("{}\n{}\n", lines[0], lines[2])).unwrap();
+        let c = ResponseCache::open(&path).unwrap();
+        assert_eq!(c.len(), 2);
         assert_eq!(c.get("c").unwrap().unwrap().text, "third");
     }
 

@@ -131,6 +131,20 @@ pub struct Checkpoints {
 pub(crate) fn open_checkpoints(c: &Checkpoints) -> Result<Option<usize>> {
     let hash_file = c.dir.join("HASH");
     let old = std::fs::read_to_string(&hash_file).ok();
+    if old.is_none() && c.dir.exists() {
+        // Checkpoint folders get their HASH before any step: one without is not ours to clear.
+        let empty = std::fs::read_dir(&c.dir)
+            .map(|mut entries| entries.next().is_none())
+            .unwrap_or(false);
+        if !empty {
+            return Err(Error::invalid(format!(
+                "`{}` holds files but no `HASH`, so the workbench did not make it and will not \
+                 clear it for checkpoints; nothing was changed\n\nhint: move it away, or set \
+                 `[run] name` to a run of its own",
+                c.dir.display()
+            )));
+        }
+    }
     if old.as_deref().map(str::trim) != Some(c.hash.as_str()) && c.dir.exists() {
         if c.require_resume && old.is_some() {
             return Err(Error::invalid(format!(
@@ -352,4 +366,46 @@ pub fn model_config(arch: &Architecture, vocab_size: usize) -> ModelConfig {
         arch.max_positions,
         true,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(dir: &std::path::Path, hash: &str) -> Checkpoints {
+        Checkpoints {
+            dir: dir.to_path_buf(),
+            hash: hash.into(),
+            require_resume: false,
+            config_toml: String::new(),
+        }
+    }
+
+    /// Checkpoints of other settings are cleared; a folder the workbench did not make (no
+    /// `HASH`) is left as it is.
+    #[test]
+    fn only_the_workbenchs_own_checkpoints_are_cleared() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("student");
+        assert_eq!(open_checkpoints(&at(&dir, "a")).unwrap(), None);
+        std::fs::write(dir.join("step-3.stale"), "old").unwrap();
+        open_checkpoints(&at(&dir, "b")).unwrap();
+        assert!(
+            !dir.join("step-3.stale").exists(),
+            "other settings: cleared"
+        );
+        let theirs = tmp.path().join("theirs");
+        std::fs::create_dir_all(&theirs).unwrap();
+        std::fs::write(theirs.join("notes.txt"), "the only copy").unwrap();
+        let err = open_checkpoints(&at(&theirs, "a")).unwrap_err().to_string();
+        assert!(err.contains("no `HASH`"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(theirs.join("notes.txt")).unwrap(),
+            "the only copy"
+        );
+        // An empty folder is as good as none.
+        let empty = tmp.path().join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        assert_eq!(open_checkpoints(&at(&empty, "a")).unwrap(), None);
+    }
 }

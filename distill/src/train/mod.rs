@@ -611,6 +611,8 @@ fn save_complete(
         path: final_dir.clone(),
         source: e,
     })?;
+    // The rename survives a power cut before the marker says the step is whole.
+    datasets::atomic::sync_dir(dir)?;
     datasets::atomic::write_file(final_dir.join("COMPLETE"), b"")?;
     Ok(final_dir)
 }

@@ -358,6 +358,24 @@ fn generation_tags_keep_output_and_lines() {
     assert_eq!(out, "a{% generation %}b");
 }
 
+/// Text that is not ASCII inside a tag, a comment or an unclosed tag is read as text: no
+/// panic on a byte inside a character.
+#[test]
+fn tags_around_text_that_is_not_ascii_are_found() {
+    for source in [
+        "{# café — 日本 #}{% generation %}b{% endgeneration %}",
+        "{{ 'é' }}{% if x == «y» %}",
+        "{# never closed é",
+        "{% é",
+    ] {
+        let _ = replace_generation_tags(source);
+    }
+    assert_eq!(
+        replace_generation_tags("{# café #}{% generation %}b{% endgeneration %}"),
+        "{# café #}{% if true %}b{% endif %}"
+    );
+}
+
 #[test]
 fn trailing_newline_is_dropped_like_jinja2() {
     let out = render("x\n", &msgs(&[("user", "x")]), &TemplateContext::default()).unwrap();
