@@ -313,17 +313,20 @@ pub struct SetArgs {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Split names and shares that add up to 1, e.g. `train=0.9,test=0.1` (rows go by a seeded
-    /// hash of their id). Default: `train=1`; from a run directory, the run's `export.splits`.
+    /// hash of their id). Default: `train=1`; exported from a run directory, the run's
+    /// `export.splits`.
     #[arg(long, value_name = "SPLITS")]
     pub split: Option<String>,
-    /// Seed of the split assignment. Default: 0; from a run directory, the run's `run.seed`.
+    /// Seed of the split assignment. Default: 0; exported from a run directory, the run's
+    /// `run.seed`.
     #[arg(long)]
     pub split_seed: Option<u64>,
-    /// Target size of one Parquet shard, in MiB.
-    #[arg(long, default_value_t = 256)]
-    pub shard_mib: u64,
+    /// Target size of one Parquet shard, in MiB. Default: 256; exported from a run directory,
+    /// the run's `export.shard_mib` (and its row groups and zstd level, `export.*`).
+    #[arg(long)]
+    pub shard_mib: Option<u64>,
     /// Licence written into the dataset card (`apache-2.0`, `cc-by-4.0`, `other`, ...).
-    /// Default: `unknown`; from a run directory, the run's `export.license`.
+    /// Default: `unknown`; exported from a run directory, the run's `export.license`.
     #[arg(long)]
     pub license: Option<String>,
     /// Replace `--out` if it exists and is the workbench's own (a set or checkpoint it wrote, or

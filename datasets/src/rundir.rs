@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 ///   candidates/                  the answers put to the experts
 ///   annotations.db               the experts' decisions
 ///   feedback/{sft,preference}/   the decisions as training sets
-///   finetuned/final/             the student after the expert fine-tune
+///   finetuned/                   the student after the expert fine-tune, metrics and plots beside
 ///   report/                      report.md, report.html, eval.json, plots
 /// ```
 ///
@@ -135,12 +135,16 @@ impl RunDir {
         let config_path = dir.join(layout::CONFIG);
         if !config_path.exists() {
             // Every run directory gets its config.toml before anything else, so a folder with
-            // files but none is someone's own: the stages would write (and redo) inside it.
+            // files but none is someone's own: the stages would write (and redo) inside it. An
+            // annotation store (`annotate import-store` into the run to be) is the workbench's.
             let theirs = std::fs::read_dir(&dir)
                 .map_err(|e| Error::read(&dir, e))?
                 .filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .find(|name| !name.starts_with(&format!(".{}.", layout::CONFIG)));
+                .find(|name| {
+                    !name.starts_with(&format!(".{}.", layout::CONFIG))
+                        && !name.starts_with(layout::ANNOTATIONS)
+                });
             if let Some(name) = theirs {
                 return Err(Error::invalid(format!(
                     "`{}` already holds files (`{name}`, ...) but no `{}`, so it is not a run \
@@ -370,6 +374,29 @@ mod tests {
             std::fs::read_to_string(dir.join("config.toml")).unwrap(),
             "my = \"own\"\n"
         );
+    }
+
+    /// A folder with someone's files but no config.toml is not taken over; one holding only
+    /// what the workbench leaves there first (a config write cut short, an imported store) is.
+    #[test]
+    fn a_folder_of_someones_own_files_is_not_taken_for_a_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        let l = loaded(tmp.path(), &[]);
+        let dir = l.run_dir();
+        std::fs::create_dir_all(dir.join("checkpoints")).unwrap();
+        std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+        for force in [false, true] {
+            let e = RunDir::open(&l, force).unwrap_err().to_string();
+            assert!(e.contains("no `config.toml`"), "{e}");
+        }
+        assert!(!dir.join("config.toml").exists());
+        std::fs::remove_file(dir.join("notes.txt")).unwrap();
+        std::fs::remove_dir(dir.join("checkpoints")).unwrap();
+        std::fs::write(dir.join(".config.toml.tmp-1-0"), "cut short").unwrap();
+        std::fs::write(dir.join("annotations.db"), "").unwrap();
+        std::fs::write(dir.join("annotations.db-wal"), "").unwrap();
+        RunDir::open(&l, false).unwrap();
+        assert!(dir.join("config.toml").is_file());
     }
 
     #[test]

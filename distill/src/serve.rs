@@ -1187,12 +1187,14 @@ fn async_stream(
                             .decode_continuation(&st.ids[row], true)
                             .unwrap_or_default();
                         let safe = safe_prefix_len(&text, &stops);
-                        let delta = if safe > st.sent[row] {
-                            text.get(st.sent[row]..safe).unwrap_or_default().to_string()
-                        } else {
-                            String::new()
+                        // What was sent only ever grows: a slice that is not there yet waits.
+                        let delta = match text.get(st.sent[row]..safe) {
+                            Some(d) if safe > st.sent[row] => {
+                                st.sent[row] = safe;
+                                d.to_string()
+                            }
+                            _ => String::new(),
                         };
-                        st.sent[row] = st.sent[row].max(safe);
                         let v = chunk(&tok, row, delta, Some((id, logprob, &top)), None);
                         st.pending.push_back(Event::default().data(v.to_string()));
                     }

@@ -281,16 +281,29 @@ fn axolotl_card(out: &Path, tokenizer: &Path, stats: &KdStats) -> String {
 }
 
 /// How a set is written: the flags, else (exporting from a run directory, `run`) the run's
-/// `[export]` splits and licence and its seed, else `train=1`, seed 0, licence `unknown`.
+/// `[export]` splits, licence and Parquet layout and its seed, else `train=1`, seed 0, licence
+/// `unknown`, 256 MiB shards.
 fn set_options(
     args: &SetArgs,
     run: Option<&datasets::config::Config>,
     title: String,
     description: String,
 ) -> Result<SetOptions> {
-    if args.shard_mib == 0 {
+    if args.shard_mib == Some(0) {
         return Err(BadInput("`--shard-mib` is 0; a shard needs at least 1 MiB".into()).into());
     }
+    let shard_mib = args
+        .shard_mib
+        .or(run.map(|c| c.export.shard_mib))
+        .unwrap_or(256);
+    let parquet = match run {
+        Some(c) => WriteOptions {
+            max_row_group_rows: c.export.row_group_rows,
+            zstd_level: c.export.zstd_level,
+            ..WriteOptions::default()
+        },
+        None => WriteOptions::default(),
+    };
     let seed = args.split_seed.or(run.map(|c| c.run.seed)).unwrap_or(0);
     let splits = match (&args.split, run) {
         (Some(spec), _) => Splits::parse(spec, seed)?,
@@ -304,8 +317,8 @@ fn set_options(
     };
     Ok(SetOptions {
         splits,
-        shard_bytes: args.shard_mib << 20,
-        parquet: WriteOptions::default(),
+        shard_bytes: shard_mib << 20,
+        parquet,
         card: CardInfo {
             title,
             description,

@@ -231,24 +231,29 @@ pub fn write_report(
             });
         }
     }
-    // The fine-tuned student's row counts the decisions it learned from, which the store may
-    // have outgrown since.
-    let learned = run
-        .marker(layout::FINETUNED)
+    // The fine-tuned student's row counts the decisions it learned from; a fine-tune now would
+    // train on other feedback when the store's has changed since.
+    let finetuned = run.marker(layout::FINETUNED);
+    let learned = finetuned
+        .as_ref()
         .and_then(|m| m.summary_as::<FitSummary>())
         .and_then(|s| s.expert);
+    let outdated = match &finetuned {
+        Some(m) => {
+            super::review::finetune_hash_now(loaded, run)?.is_some_and(|h| h != m.stage_hash)
+        }
+        None => false,
+    };
     let mut warnings: Vec<String> = super::student::weak_teacher(run).into_iter().collect();
     warnings.extend(
         rows.iter()
             .filter(|r| r.too_long > 0)
             .map(super::eval::too_long_warning),
     );
-    if let (Some(used), Some(now)) = (&learned, &in_force)
-        && used.decisions != now.decisions
-    {
+    if let (true, Some(used), Some(now)) = (outdated, &learned, &in_force) {
         warnings.push(format!(
-            "The fine-tuned student learned from {}; the store now holds {} in force. \
-             `{finetune}` trains it on them",
+            "The fine-tuned student learned from {}, and the feedback in the store has changed \
+             since ({} in force now). `{finetune}` trains it on the feedback as it is",
             datasets::text::count(used.decisions, "expert decision"),
             datasets::text::thousands(now.decisions),
         ));

@@ -112,6 +112,20 @@ pub fn expert_use(loaded: &LoadedConfig, run: &RunDir) -> Result<Option<ExpertUs
     Ok((e.decisions > 0).then_some(e))
 }
 
+/// The fine-tune's settings hash for the feedback the run's store gives now (what a fine-tune
+/// would train on); `None` without a store.
+pub fn finetune_hash_now(loaded: &LoadedConfig, run: &RunDir) -> Result<Option<String>> {
+    let Some(store) = existing_store(&run_store(&loaded.config.annotate, run.path()))? else {
+        return Ok(None);
+    };
+    let (sft, preference) = annotate::feedback::rows(&store, &store.decisions()?)?;
+    let digest = distill::stages::hashes::feedback_digest(&sft, &preference);
+    Ok(Some(distill::stages::hashes::finetune_hash(
+        &loaded.config,
+        &digest,
+    )))
+}
+
 /// The experts' decisions out of the run's store (`runs/<name>/annotations.db`, or
 /// `annotate.store`) into `runs/<name>/feedback/` (`sft/` and `preference/`), read back as rows.
 pub fn export_feedback(

@@ -561,7 +561,12 @@ fn cases() -> Vec<Case> {
                 args(&["model", "logits", "--model", "m.gguf", "--ids", "1,2"])
             },
             code: 2,
-            needles: &["m.gguf", "token_embd.weight", "more than 2^64 bytes"],
+            needles: &[
+                "m.gguf",
+                "token_embd.weight",
+                "more than 2^64 bytes",
+                "header is damaged",
+            ],
             absent: &[],
         },
         Case {

@@ -119,12 +119,13 @@ fn finetune_learns_from_the_feedback_and_adds_the_distilled_expert_row() {
         "{md}"
     );
     let outgrown = format!(
-        "learned from {learned} expert decisions; the store now holds {} in force",
+        "learned from {learned} expert decisions, and the feedback in the store has changed \
+         since ({} in force now)",
         learned + 1
     );
     assert!(md.contains(&outgrown), "{md}");
     assert!(
-        md.contains(&format!("`workbench finetune {c}` trains it")),
+        md.contains(&format!("`workbench finetune {c}` trains it on")),
         "{md}"
     );
     let third = sb.run(&["finetune", c]).ok();
@@ -136,7 +137,7 @@ fn finetune_learns_from_the_feedback_and_adds_the_distilled_expert_row() {
     sb.run(&["eval", c]).ok();
     let md = std::fs::read_to_string(run.join("report/report.md")).unwrap();
     assert!(md.contains(&format!("| {} (", learned + 1)), "{md}");
-    assert!(!md.contains("the store now holds"), "{md}");
+    assert!(!md.contains("has changed since"), "{md}");
 }
 
 #[test]

@@ -398,14 +398,19 @@ impl Gguf {
                     start,
                     bytes,
                 }),
-                _ => {
+                (_, _, None) => {
                     return Err(r.bad(format!(
-                        "the tensor `{name}` ({dims:?}, {}) needs {} bytes at offset \
-                         {offset} of the data, past the end of the file ({} bytes); the file \
-                         is truncated, or its size disagrees with its shape",
-                        type_name(id),
-                        bytes.map_or("more than 2^64".to_string(), |b| b.to_string()),
-                        len
+                        "the dimensions of the tensor `{name}` ({dims:?}, {}) give more than \
+                         2^64 bytes; the file's header is damaged",
+                        type_name(id)
+                    )));
+                }
+                (_, _, Some(bytes)) => {
+                    return Err(r.bad(format!(
+                        "the tensor `{name}` ({dims:?}, {}) needs {bytes} bytes at offset \
+                         {offset} of the data, past the end of the file ({len} bytes); the \
+                         file is truncated, or its size disagrees with its shape",
+                        type_name(id)
                     )));
                 }
             }

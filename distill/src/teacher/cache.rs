@@ -56,7 +56,9 @@ pub fn key(cache_id: &str, request: &Request) -> String {
 impl ResponseCache {
     /// Opens (creating) the cache at `path`, takes its lock, and indexes what it holds.
     pub fn open(path: &Path) -> Result<ResponseCache> {
-        if let Some(parent) = path.parent() {
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+        let new_parent = parent.is_some_and(|p| !p.exists());
+        if let Some(parent) = parent {
             std::fs::create_dir_all(parent).map_err(|e| Error::Write {
                 path: parent.to_path_buf(),
                 source: e,
@@ -73,9 +75,17 @@ impl ResponseCache {
                 source: e,
             })?;
         if created {
-            // The new file's name survives a power cut along with the answers synced into it.
-            let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-            datasets::atomic::sync_dir(parent.unwrap_or(Path::new(".")))?;
+            // The new file's name (and its new folder's) survives a power cut along with the
+            // answers synced into it.
+            let parent = parent.unwrap_or(Path::new("."));
+            datasets::atomic::sync_dir(parent)?;
+            if new_parent && let Some(grand) = parent.parent() {
+                datasets::atomic::sync_dir(if grand.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    grand
+                })?;
+            }
         }
         match file.try_lock() {
             Ok(()) => {}
@@ -140,8 +150,9 @@ impl ResponseCache {
                 return Err(Error::invalid(format!(
                     "The response cache `{}` has a damaged line {number} (at byte {offset}), \
                      with answers after it; nothing was changed\n\nhint: delete that line (its \
-                     answer is asked again; the others are kept), or move the file away to ask \
-                     every prompt again",
+                     answer is asked again; the others are kept; a power cut can join a good \
+                     answer onto it, which is then asked again too), or move the file away to \
+                     ask every prompt again",
                     path.display()
                 )));
             };

@@ -126,21 +126,43 @@ pub struct Checkpoints {
     pub config_toml: String,
 }
 
+/// Whether `name` is one the workbench gives an entry of a checkpoint folder: its `HASH` and
+/// `config.toml`, a step (`step-N`, `best-step-N`, and their `.tmp` while written), or the
+/// temporary of an atomic write (`.NAME.tmp-PID-N`).
+fn is_checkpoint_entry(name: &str) -> bool {
+    let step = |rest: &str| {
+        let n = rest.strip_suffix(".tmp").unwrap_or(rest);
+        !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+    };
+    matches!(name, "HASH" | "config.toml")
+        || name.strip_prefix("step-").is_some_and(step)
+        || name.strip_prefix("best-step-").is_some_and(step)
+        || [".HASH.", ".config.toml."]
+            .iter()
+            .any(|p| name.starts_with(p))
+}
+
 /// Opens the checkpoint directory: discards checkpoints made under other settings and returns
 /// the newest complete step.
 pub(crate) fn open_checkpoints(c: &Checkpoints) -> Result<Option<usize>> {
     let hash_file = c.dir.join("HASH");
     let old = std::fs::read_to_string(&hash_file).ok();
     if old.is_none() && c.dir.exists() {
-        // Checkpoint folders get their HASH before any step: one without is not ours to clear.
-        let empty = std::fs::read_dir(&c.dir)
-            .map(|mut entries| entries.next().is_none())
-            .unwrap_or(false);
-        if !empty {
+        // Without its HASH (a clear cut short leaves ours so), a folder is cleared only when
+        // everything in it has the names the workbench gives checkpoints.
+        let theirs = std::fs::read_dir(&c.dir)
+            .map_err(|e| Error::Read {
+                path: c.dir.clone(),
+                source: e,
+            })?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|name| !is_checkpoint_entry(name));
+        if let Some(name) = theirs {
             return Err(Error::invalid(format!(
-                "`{}` holds files but no `HASH`, so the workbench did not make it and will not \
-                 clear it for checkpoints; nothing was changed\n\nhint: move it away, or set \
-                 `[run] name` to a run of its own",
+                "`{}` holds `{name}`, which the workbench does not write there, and no `HASH`, \
+                 so it will not clear that folder for checkpoints; nothing was changed\n\nhint: \
+                 move it away, or set `[run] name` to a run of its own",
                 c.dir.display()
             )));
         }
@@ -403,9 +425,17 @@ mod tests {
             std::fs::read_to_string(theirs.join("notes.txt")).unwrap(),
             "the only copy"
         );
-        // An empty folder is as good as none.
+        // An empty folder is as good as none, and so is one a clear cut short left: steps and
+        // temporaries, its HASH already gone.
         let empty = tmp.path().join("empty");
         std::fs::create_dir_all(&empty).unwrap();
         assert_eq!(open_checkpoints(&at(&empty, "a")).unwrap(), None);
+        let cut = tmp.path().join("cut");
+        for entry in ["step-3", "step-6.tmp", "best-step-3"] {
+            std::fs::create_dir_all(cut.join(entry)).unwrap();
+        }
+        std::fs::write(cut.join(".HASH.tmp-1-0"), "a").unwrap();
+        assert_eq!(open_checkpoints(&at(&cut, "b")).unwrap(), None);
+        assert!(!cut.join("step-3").exists());
     }
 }
