@@ -458,7 +458,9 @@ fn export_writes_trl_layouts() {
         "datasets", "export", "sft", "--kind", "sft", "--out", "sft2",
     ])
     .ok();
-    assert_eq!(inspect(&sb, "sft2")["rows"], 2);
+    let (first, again) = (inspect(&sb, "sft"), inspect(&sb, "sft2"));
+    assert_eq!(again["rows"], 2);
+    assert_eq!(again["first_rows"], first["first_rows"]);
     // No preference pairs in a sample set: a clear error.
     let r = sb
         .run(&[

@@ -560,11 +560,16 @@ fn on_policy_against_workbench_serve_trains_the_local_teachers_student() {
             y.loss
         );
     }
-    let stage: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(sb.join("runs/remote/student/STAGE.json")).unwrap(),
-    )
-    .unwrap();
-    assert!(stage.to_string().contains("teacher_tokens"), "{stage}");
+    // The server graded every sampled token, as the local teacher did.
+    let graded = |run: &str| {
+        let stage: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(sb.join(&format!("runs/{run}/student/STAGE.json"))).unwrap(),
+        )
+        .unwrap();
+        stage["summary"]["teacher_tokens"].as_u64().unwrap()
+    };
+    assert!(graded("remote") > 0);
+    assert_eq!(graded("remote"), graded("local"));
 }
 
 /// A student cut from its teacher (`student.from_teacher`): half the teacher's layers, the rest

@@ -203,6 +203,7 @@ fn a_gguf_export_loads_back_with_the_logits_of_its_source() {
                 .ok();
             assert!(r.stderr.contains(&format!("GGUF, {kind}")), "{}", r.stderr);
             let got = logits(&file);
+            assert_eq!(got.len(), want.len(), "{name} {kind}: every logit");
             let worst = got
                 .iter()
                 .zip(&want)
@@ -448,8 +449,10 @@ fn the_server_answers_like_openai_and_matches_transformers_greedy() {
                 || body.contains("\"finish_reason\":\"stop\"")),
         "{body}"
     );
+    // [DONE] once, after the chunk with the finish reason.
+    assert_eq!(body.matches("data: [DONE]").count(), 1, "{body}");
     assert!(
-        body.trim_end().ends_with("data: [DONE]") || body.contains("data: [DONE]"),
+        body.rfind("data: [DONE]") > body.rfind("\"finish_reason\":\""),
         "{body}"
     );
 

@@ -603,7 +603,9 @@ mod tests {
             let t = g.tensor(name).unwrap();
             assert_eq!(t.kind, kind);
             assert_eq!(t.dims, vec![32, 2]);
-            for (a, b) in g.dequantize(t).unwrap().iter().zip(&x) {
+            let back = g.dequantize(t).unwrap();
+            assert_eq!(back.len(), x.len(), "{name}: every value");
+            for (a, b) in back.iter().zip(&x) {
                 assert!((a - b).abs() <= tolerance + 2e-3, "{name}: {a} vs {b}");
             }
         }

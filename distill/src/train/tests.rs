@@ -133,7 +133,17 @@ fn a_paused_run_resumes_on_the_same_loss_curve() {
     let part = run(Some(&ckpt), &first, false, &init);
     assert_eq!(part.log.len(), 6);
     assert_eq!(latest_checkpoint(&ckpt).unwrap().0, 6);
-    let rest = run(Some(&ckpt), &options(12), true, &init);
+    // The resumed run is handed weights of its own: only the checkpoint puts it on the curve.
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let other = initial(&elsewhere);
+    let from_other = run(None, &options(12), false, &other);
+    assert_ne!(
+        from_other.log[0].loss.to_bits(),
+        whole.log[0].loss.to_bits(),
+        "other weights start elsewhere"
+    );
+    let rest = run(Some(&ckpt), &options(12), true, &other);
     // Bit for bit: losses, eval losses, the steps read back from the checkpoint's log and the
     // ones trained after it. Anything the resume got wrong (weights, optimizer moments,
     // schedule, data order) would show here.
@@ -557,7 +567,9 @@ fn resumed_on_the_same_curve(
     let mut paused = o.clone();
     paused.pause_after = Some(pause_after);
     distill_run(&paused, teacher, init, Some(&ckpt), false);
+    assert_eq!(latest_checkpoint(&ckpt).unwrap().0, pause_after);
     let rest = distill_run(&o, teacher, init, Some(&ckpt), true);
+    assert_eq!(rest.log.len(), whole.log.len());
     for (a, b) in rest.log.iter().zip(&whole.log) {
         assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "step {}", a.step);
     }
@@ -611,6 +623,12 @@ fn speculative_sampling_near_one_writes_the_teachers_greedy_answers() {
             .unwrap();
     assert!(none.is_none());
     assert_eq!(checked, 0, "a local teacher checks each token once");
+    assert_eq!(by_model.len(), rows.len());
+    assert_eq!(greedy.len(), rows.len());
+    assert!(
+        greedy.iter().all(|g| !g.ids.is_empty()),
+        "the teacher writes"
+    );
     let own = sample_completions(&student, &picked, &p, 5, 1, 0).unwrap();
     let ids = |r: &[Example]| r.iter().map(|e| e.ids.clone()).collect::<Vec<_>>();
     assert_ne!(
@@ -644,7 +662,12 @@ fn speculative_sampling_near_one_writes_the_teachers_greedy_answers() {
     // The grades are the teacher's top-k as it decoded beside the student: a teacher-forced
     // pass over the rows gives them up to float rounding.
     let (grades, again) = (grades.unwrap(), grader.grade(&by_grader).unwrap());
+    assert_eq!(grades.len(), rows.len());
     assert_eq!(grades.len(), again.len());
+    for (a, b) in grades.iter().zip(&again) {
+        assert_eq!(a.len(), b.len());
+        assert!(!a.is_empty(), "every row is graded");
+    }
     for (a, b) in grades.iter().flatten().zip(again.iter().flatten()) {
         assert_eq!(a.len(), b.len());
         for (x, y) in a.iter().zip(b) {
@@ -675,6 +698,12 @@ fn speculative_sampling_that_replaces_nothing_is_plain_on_policy() {
     let (in_rounds, _, rechecked) =
         speculative_rounds(&student, &picked, &p, 5, 3, 1, &mut Judge::Frozen(&teacher)).unwrap();
     assert_eq!((checked, rechecked), (0, 0));
+    assert_eq!(plain.len(), rows.len());
+    assert_eq!((spec.len(), in_rounds.len()), (plain.len(), plain.len()));
+    assert!(
+        plain.iter().all(|e| e.ids.len() > e.prompt_len),
+        "every row samples"
+    );
     for ((a, b), c) in spec.iter().zip(&plain).zip(&in_rounds) {
         assert_eq!(a.ids, b.ids);
         assert_eq!(c.ids, b.ids);
