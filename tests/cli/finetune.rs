@@ -202,6 +202,10 @@ fn run_with_the_simulated_expert_closes_the_loop() {
     let md = std::fs::read_to_string(run.join("report/report.md")).unwrap();
     assert!(md.contains("| distilled+expert |"), "{md}");
     assert!(md.contains("12 (simulated expert)"), "{md}");
+    assert!(
+        !md.contains("has changed since"),
+        "trained on the feedback there is: {md}"
+    );
     // Provenance from each stage's marker: the data, a training stage, a stage that writes rows.
     for line in [
         "| data: review |",
