@@ -400,6 +400,19 @@ pub fn check_replaceable(dest: &Path) -> Result<()> {
     )))
 }
 
+/// The first entry of `dir` (by name) that `ours` does not claim: what the user keeps there, so
+/// the workbench must not take the folder over. `None` when everything in it is the workbench's.
+pub fn foreign_entry(dir: &Path, ours: impl Fn(&str) -> bool) -> Result<Option<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| Error::read(dir, e))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| !ours(name))
+        .collect();
+    names.sort();
+    Ok(names.into_iter().next())
+}
+
 /// fsyncs every directory under `root` (files are fsynced by their writers).
 fn sync_tree(root: &Path) -> Result<()> {
     let entries = std::fs::read_dir(root).map_err(|e| Error::write(root, e))?;

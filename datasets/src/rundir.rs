@@ -133,28 +133,6 @@ impl RunDir {
         let hash = loaded.config.hash();
         std::fs::create_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;
         let config_path = dir.join(layout::CONFIG);
-        if !config_path.exists() {
-            // Every run directory gets its config.toml before anything else, so a folder with
-            // files but none is someone's own: the stages would write (and redo) inside it. An
-            // annotation store (`annotate import-store` into the run to be) is the workbench's.
-            let theirs = std::fs::read_dir(&dir)
-                .map_err(|e| Error::read(&dir, e))?
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .find(|name| {
-                    !name.starts_with(&format!(".{}.", layout::CONFIG))
-                        && !name.starts_with(layout::ANNOTATIONS)
-                });
-            if let Some(name) = theirs {
-                return Err(Error::invalid(format!(
-                    "`{}` already holds files (`{name}`, ...) but no `{}`, so it is not a run \
-                     directory the workbench made; nothing was changed, even with `--force`\n\n\
-                     hint: set `[run] name` (or `[run] dir`) to a new or empty directory",
-                    dir.display(),
-                    layout::CONFIG
-                )));
-            }
-        }
         if config_path.exists() {
             let existing =
                 std::fs::read_to_string(&config_path).map_err(|e| Error::read(&config_path, e))?;
@@ -180,6 +158,23 @@ impl RunDir {
                     found,
                     expected: hash,
                 });
+            }
+        } else {
+            // Every run directory gets its config.toml before anything else, so a folder with
+            // files but none is someone's own: the stages would write (and redo) inside it. An
+            // annotation store (`annotate import-store` into the run to be) is the workbench's.
+            let temporary = format!(".{}.", layout::CONFIG);
+            let theirs = atomic::foreign_entry(&dir, |name| {
+                name.starts_with(&temporary) || name.starts_with(layout::ANNOTATIONS)
+            })?;
+            if let Some(name) = theirs {
+                return Err(Error::invalid(format!(
+                    "`{}` already holds files (`{name}`, ...) but no `{}`, so it is not a run \
+                     directory the workbench made; nothing was changed, even with `--force`\n\n\
+                     hint: set `[run] name` (or `[run] dir`) to a new or empty directory",
+                    dir.display(),
+                    layout::CONFIG
+                )));
             }
         }
         // The source's absolute path, as a JSON string (a path may hold any character).

@@ -201,7 +201,10 @@ pub fn write_report(
             }
         }
     }
-    let in_force = super::review::expert_use(loaded, run)?;
+    let stored = super::review::store_decisions(loaded, run)?;
+    let in_force = stored
+        .as_ref()
+        .and_then(|(_, decisions)| super::review::expert_use_of(decisions));
     if let Some(e) = &in_force {
         provenance.push((
             "expert decisions".into(),
@@ -238,11 +241,11 @@ pub fn write_report(
         .as_ref()
         .and_then(|m| m.summary_as::<FitSummary>())
         .and_then(|s| s.expert);
-    let outdated = match &finetuned {
-        Some(m) => {
-            super::review::finetune_hash_now(loaded, run)?.is_some_and(|h| h != m.stage_hash)
+    let outdated = match (&finetuned, &stored) {
+        (Some(m), Some((store, decisions))) => {
+            super::review::finetune_hash_of(loaded, store, decisions)? != m.stage_hash
         }
-        None => false,
+        _ => false,
     };
     let mut warnings: Vec<String> = super::student::weak_teacher(run).into_iter().collect();
     warnings.extend(

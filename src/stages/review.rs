@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use annotate::store::{DB_FILE, Location, Store};
+use annotate::store::{DB_FILE, Location, Store, Stored};
 use anyhow::Result;
 use datasets::config::{AnnotateConfig, LoadedConfig};
 use datasets::rundir::{RunDir, layout};
@@ -78,26 +78,32 @@ pub fn simulated_review(out: &Output, loaded: &LoadedConfig, run: &RunDir) -> Re
 
 /// Expert decisions in force (skips aside) in the run's annotation store; 0 without one.
 pub fn expert_decisions(loaded: &LoadedConfig, run: &RunDir) -> Result<u64> {
+    Ok(expert_use(loaded, run)?.map_or(0, |e| e.decisions))
+}
+
+/// The run's annotation store and its decisions in force, read once; `None` without a store.
+pub fn store_decisions(
+    loaded: &LoadedConfig,
+    run: &RunDir,
+) -> Result<Option<(Store, Vec<Stored>)>> {
     let Some(store) = existing_store(&run_store(&loaded.config.annotate, run.path()))? else {
-        return Ok(0);
+        return Ok(None);
     };
-    Ok(store
-        .decisions()?
-        .iter()
-        .filter(|d| d.annotation.decision != datasets::Decision::Skip)
-        .count() as u64)
+    let decisions = store.decisions()?;
+    Ok(Some((store, decisions)))
 }
 
 /// The decisions in force (skips aside) in the run's annotation store, who made them and how
 /// many the simulated expert made; `None` without any.
 pub fn expert_use(loaded: &LoadedConfig, run: &RunDir) -> Result<Option<ExpertUse>> {
-    let at = run_store(&loaded.config.annotate, run.path());
-    let Some(store) = existing_store(&at)? else {
-        return Ok(None);
-    };
+    Ok(store_decisions(loaded, run)?.and_then(|(_, decisions)| expert_use_of(&decisions)))
+}
+
+/// [`expert_use`] of decisions already read.
+pub fn expert_use_of(decisions: &[Stored]) -> Option<ExpertUse> {
     let mut e = ExpertUse::default();
-    for d in store.decisions()? {
-        let a = d.annotation;
+    for d in decisions {
+        let a = &d.annotation;
         if a.decision == datasets::Decision::Skip {
             continue;
         }
@@ -106,24 +112,25 @@ pub fn expert_use(loaded: &LoadedConfig, run: &RunDir) -> Result<Option<ExpertUs
             e.simulated += 1;
         }
         if !e.annotators.contains(&a.annotator) {
-            e.annotators.push(a.annotator);
+            e.annotators.push(a.annotator.clone());
         }
     }
-    Ok((e.decisions > 0).then_some(e))
+    (e.decisions > 0).then_some(e)
 }
 
-/// The fine-tune's settings hash for the feedback the run's store gives now (what a fine-tune
-/// would train on); `None` without a store.
-pub fn finetune_hash_now(loaded: &LoadedConfig, run: &RunDir) -> Result<Option<String>> {
-    let Some(store) = existing_store(&run_store(&loaded.config.annotate, run.path()))? else {
-        return Ok(None);
-    };
-    let (sft, preference) = annotate::feedback::rows(&store, &store.decisions()?)?;
+/// The fine-tune's settings hash for the feedback `decisions` give (what a fine-tune would
+/// train on now).
+pub fn finetune_hash_of(
+    loaded: &LoadedConfig,
+    store: &Store,
+    decisions: &[Stored],
+) -> Result<String> {
+    let (sft, preference) = annotate::feedback::rows(store, decisions)?;
     let digest = distill::stages::hashes::feedback_digest(&sft, &preference);
-    Ok(Some(distill::stages::hashes::finetune_hash(
+    Ok(distill::stages::hashes::finetune_hash(
         &loaded.config,
         &digest,
-    )))
+    ))
 }
 
 /// The experts' decisions out of the run's store (`runs/<name>/annotations.db`, or

@@ -56,9 +56,8 @@ pub fn key(cache_id: &str, request: &Request) -> String {
 impl ResponseCache {
     /// Opens (creating) the cache at `path`, takes its lock, and indexes what it holds.
     pub fn open(path: &Path) -> Result<ResponseCache> {
-        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-        let new_parent = parent.is_some_and(|p| !p.exists());
-        if let Some(parent) = parent {
+        let new_folder = path.parent().is_some_and(|p| !p.exists());
+        if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::Write {
                 path: parent.to_path_buf(),
                 source: e,
@@ -77,14 +76,16 @@ impl ResponseCache {
         if created {
             // The new file's name (and its new folder's) survives a power cut along with the
             // answers synced into it.
-            let parent = parent.unwrap_or(Path::new("."));
-            datasets::atomic::sync_dir(parent)?;
-            if new_parent && let Some(grand) = parent.parent() {
-                datasets::atomic::sync_dir(if grand.as_os_str().is_empty() {
-                    Path::new(".")
-                } else {
-                    grand
-                })?;
+            let absolute = std::path::absolute(path).map_err(|e| Error::Write {
+                path: path.to_path_buf(),
+                source: e,
+            })?;
+            let folders = absolute
+                .ancestors()
+                .skip(1)
+                .take(if new_folder { 2 } else { 1 });
+            for folder in folders {
+                datasets::atomic::sync_dir(folder)?;
             }
         }
         match file.try_lock() {

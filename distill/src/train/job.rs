@@ -150,15 +150,7 @@ pub(crate) fn open_checkpoints(c: &Checkpoints) -> Result<Option<usize>> {
     if old.is_none() && c.dir.exists() {
         // Without its HASH (a clear cut short leaves ours so), a folder is cleared only when
         // everything in it has the names the workbench gives checkpoints.
-        let theirs = std::fs::read_dir(&c.dir)
-            .map_err(|e| Error::Read {
-                path: c.dir.clone(),
-                source: e,
-            })?
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .find(|name| !is_checkpoint_entry(name));
-        if let Some(name) = theirs {
+        if let Some(name) = datasets::atomic::foreign_entry(&c.dir, is_checkpoint_entry)? {
             return Err(Error::invalid(format!(
                 "`{}` holds `{name}`, which the workbench does not write there, and no `HASH`, \
                  so it will not clear that folder for checkpoints; nothing was changed\n\nhint: \
