@@ -1,4 +1,5 @@
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::*;
 use crate::model::ModelConfig;
@@ -765,27 +766,7 @@ fn on_policy_over_http_equals_the_local_teacher() {
     copy_teacher(tmp.path(), &init);
     let teacher_dir = tmp.path().join("teacher");
     let cpu = crate::backend::cpu();
-    let served = checkpoint::load(&teacher_dir, &cpu).unwrap();
-    let tokenizer = crate::data::tokenizer::Tokenizer::train_bpe(
-        ["the copy task"],
-        260,
-        &[],
-        crate::data::tokenizer::BpeSplit::Words,
-    )
-    .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let options = crate::serve::ServeOptions {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        model_name: "copy".into(),
-        max_tokens: 64,
-        max_body_bytes: 1 << 20,
-        timeout: None,
-        model_dir: teacher_dir.clone(),
-    };
-    std::thread::spawn(move || {
-        crate::serve::serve(served, tokenizer, options, |addr| tx.send(addr).unwrap())
-    });
-    let addr = rx.recv().unwrap();
+    let addr = serve_copy_teacher(&teacher_dir);
     let config = datasets::config::TeacherConfig {
         kind: datasets::config::TeacherKind::Openai,
         base_url: Some(datasets::config::OneOrMany::One(format!(
@@ -841,6 +822,140 @@ fn on_policy_over_http_equals_the_local_teacher() {
     }
     let graded = |t: &Trained| t.log.iter().map(|s| s.graded).sum::<usize>();
     assert!(graded(&there) > graded(&here));
+}
+
+/// A server that does not know vLLM's `prompt_logprobs` (OpenAI's own API refuses unknown
+/// fields) is asked once in that shape, then scores in the OpenAI shape, `echo` with
+/// `logprobs`: the student trains as against the local teacher. A proxy in front of `workbench
+/// serve` refuses the field as OpenAI does and passes everything else through.
+#[test]
+fn on_policy_falls_back_to_echo_where_prompt_logprobs_is_refused() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use crate::teacher::Teacher as _;
+    use crate::teacher::cache::ResponseCache;
+    use crate::teacher::grade::Grader;
+    use crate::teacher::openai::OpenAiTeacher;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let init = initial(tmp.path());
+    copy_teacher(tmp.path(), &init);
+    let teacher_dir = tmp.path().join("teacher");
+    let cpu = crate::backend::cpu();
+    let upstream = format!("http://{}/v1/completions", serve_copy_teacher(&teacher_dir));
+
+    #[derive(Clone)]
+    struct Proxy {
+        upstream: String,
+        refused: Arc<AtomicUsize>,
+        echoed: Arc<AtomicUsize>,
+    }
+    async fn completions(
+        axum::extract::State(p): axum::extract::State<Proxy>,
+        axum::Json(body): axum::Json<serde_json::Value>,
+    ) -> (axum::http::StatusCode, String) {
+        if body.get("prompt_logprobs").is_some() {
+            p.refused.fetch_add(1, Ordering::SeqCst);
+            let e = r#"{"error": {"message": "Unrecognized request argument supplied: prompt_logprobs", "type": "invalid_request_error"}}"#;
+            return (axum::http::StatusCode::BAD_REQUEST, e.into());
+        }
+        if body.get("echo") == Some(&serde_json::json!(true)) {
+            p.echoed.fetch_add(1, Ordering::SeqCst);
+        }
+        let answer = reqwest::Client::new()
+            .post(&p.upstream)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = axum::http::StatusCode::from_u16(answer.status().as_u16()).unwrap();
+        (status, answer.text().await.unwrap())
+    }
+    let proxy = Proxy {
+        upstream,
+        refused: Arc::new(AtomicUsize::new(0)),
+        echoed: Arc::new(AtomicUsize::new(0)),
+    };
+    let app = axum::Router::new()
+        .route("/v1/completions", axum::routing::post(completions))
+        .with_state(proxy.clone());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+
+    let config = datasets::config::TeacherConfig {
+        kind: datasets::config::TeacherKind::Openai,
+        base_url: Some(datasets::config::OneOrMany::One(format!(
+            "http://{addr}/v1"
+        ))),
+        model: Some("copy".into()),
+        ..Default::default()
+    };
+    let mut o = distill_options(12, Some(1.0));
+    o.lr = 1e-2;
+    let k = 5;
+    let mut local = Grader::Local {
+        model: checkpoint::load(&teacher_dir, &cpu).unwrap(),
+        k,
+    };
+    let here = graded_run(&o, &mut local, &init);
+    let mut remote = Grader::Remote {
+        teacher: Box::new(OpenAiTeacher::new(&config, None).unwrap()),
+        cache: ResponseCache::open(&tmp.path().join("cache.jsonl")).unwrap(),
+        k,
+    };
+    let there = graded_run(&o, &mut remote, &init);
+    same_curve(&here, &there);
+    assert!(here.log.iter().all(|s| s.graded > 0));
+    // The refusal is learned once (a few requests may be in flight before it lands); every
+    // score then comes from `echo`.
+    let refused = proxy.refused.load(Ordering::SeqCst);
+    let echoed = proxy.echoed.load(Ordering::SeqCst);
+    let Grader::Remote { teacher, .. } = remote else {
+        unreachable!()
+    };
+    assert!(refused >= 1, "the proxy refused nothing");
+    assert!(
+        refused <= 16,
+        "{refused} requests refused: the shape was not learned"
+    );
+    assert_eq!(echoed as u64, teacher.stats().requests - refused as u64);
+    assert!(
+        echoed > refused,
+        "{echoed} scored by `echo`, {refused} refused"
+    );
+}
+
+/// `workbench serve` on loopback with the copy teacher in `dir`, as `copy`; its address.
+fn serve_copy_teacher(dir: &Path) -> std::net::SocketAddr {
+    let served = checkpoint::load(dir, &crate::backend::cpu()).unwrap();
+    let tokenizer = crate::data::tokenizer::Tokenizer::train_bpe(
+        ["the copy task"],
+        260,
+        &[],
+        crate::data::tokenizer::BpeSplit::Words,
+    )
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let options = crate::serve::ServeOptions {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        model_name: "copy".into(),
+        max_tokens: 64,
+        max_body_bytes: 1 << 20,
+        timeout: None,
+        model_dir: dir.to_path_buf(),
+    };
+    std::thread::spawn(move || {
+        crate::serve::serve(served, tokenizer, options, |addr| tx.send(addr).unwrap())
+    });
+    rx.recv().unwrap()
 }
 
 /// Two runs graded by the same teacher, here and over HTTP: the same tokens graded at every
