@@ -520,63 +520,128 @@ mod tests {
         assert!(((g[2] + g[3]) + 0.001).abs() < 1e-4, "{g:?}");
     }
 
+    /// A divergence on the k + 1 outcomes (the teacher's top-k and the tail), in f64 by hand.
+    fn by_hand(z: &[f64], top: &[usize], lp: &[f64], d: Divergence) -> f64 {
+        let q = soft(z, 1.0);
+        let mut p: Vec<f64> = lp.iter().map(|l| l.exp()).collect();
+        p.push(1.0 - p.iter().sum::<f64>());
+        let mut q_k: Vec<f64> = top.iter().map(|&i| q[i]).collect();
+        q_k.push(1.0 - q_k.iter().sum::<f64>());
+        match d {
+            Divergence::ForwardKl => kl(&p, &q_k),
+            Divergence::ReverseKl => kl(&q_k, &p),
+            Divergence::Jsd(beta) => {
+                let m: Vec<f64> = p
+                    .iter()
+                    .zip(&q_k)
+                    .map(|(a, b)| beta * a + (1.0 - beta) * b)
+                    .collect();
+                beta * kl(&p, &m) + (1.0 - beta) * kl(&q_k, &m)
+            }
+        }
+    }
+
+    /// The top-k loss and its gradient, for every divergence (reverse KL is what on-policy
+    /// batches learn from at the student's sampled tokens), against the same divergence computed
+    /// by hand in f64 and differentiated numerically.
     #[test]
-    fn the_topk_gradient_matches_finite_differences() {
-        // KL on the k + 1 outcomes, computed in f64 by hand, differentiated numerically.
+    fn the_topk_loss_and_gradient_match_finite_differences_for_every_divergence() {
         let z0 = [0.4f64, -1.2, 2.1, 0.3, -0.5, 1.0];
         let (top, lp) = ([2usize, 5, 0], [-0.3f64, -2.0, -3.0]);
-        let kl = |z: &[f64]| {
-            let q = soft(z, 1.0);
-            let p: Vec<f64> = lp.iter().map(|l: &f64| l.exp()).collect();
-            let p_tail = 1.0 - p.iter().sum::<f64>();
-            let q_k: Vec<f64> = top.iter().map(|&i| q[i]).collect();
-            let q_tail = 1.0 - q_k.iter().sum::<f64>();
-            p.iter()
-                .zip(&q_k)
-                .map(|(p, q)| p * (p / q).ln())
-                .sum::<f64>()
-                + p_tail * (p_tail / q_tail).ln()
-        };
-        let device = backend::cpu().autodiff();
-        let z = Tensor::<3>::from_data(
-            TensorData::new(z0.iter().map(|&x| x as f32).collect::<Vec<_>>(), [1, 1, 6]),
-            &device,
-        )
-        .require_grad();
-        let loss = topk_kd(
-            z.clone(),
-            Tensor::from_data(
-                TensorData::new(top.iter().map(|&i| i as i64).collect::<Vec<_>>(), [1, 1, 3]),
-                &device,
-            ),
-            Tensor::from_data(
-                TensorData::new(lp.iter().map(|&l| l as f32).collect::<Vec<_>>(), [1, 1, 3]),
-                &device,
-            ),
-            Tensor::ones([1, 1, 3], &device),
-            Tensor::ones([1, 1], &device),
+        for d in [
             Divergence::ForwardKl,
-            1.0,
-        );
-        let value = loss.clone().into_data().try_to_vec::<f32>().unwrap()[0] as f64;
-        assert!((value - kl(&z0)).abs() < 1e-5, "{value} vs {}", kl(&z0));
-        let g = z
-            .grad(&loss.backward())
-            .unwrap()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        for i in 0..6 {
-            let h = 1e-5;
-            let (mut up, mut down) = (z0, z0);
-            up[i] += h;
-            down[i] -= h;
-            let numeric = (kl(&up) - kl(&down)) / (2.0 * h);
-            assert!(
-                (g[i] as f64 - numeric).abs() < 1e-4,
-                "logit {i}: {} vs {numeric}",
-                g[i]
+            Divergence::ReverseKl,
+            Divergence::Jsd(0.3),
+        ] {
+            let device = backend::cpu().autodiff();
+            let z = Tensor::<3>::from_data(
+                TensorData::new(z0.iter().map(|&x| x as f32).collect::<Vec<_>>(), [1, 1, 6]),
+                &device,
+            )
+            .require_grad();
+            let loss = topk_kd(
+                z.clone(),
+                Tensor::from_data(
+                    TensorData::new(top.iter().map(|&i| i as i64).collect::<Vec<_>>(), [1, 1, 3]),
+                    &device,
+                ),
+                Tensor::from_data(
+                    TensorData::new(lp.iter().map(|&l| l as f32).collect::<Vec<_>>(), [1, 1, 3]),
+                    &device,
+                ),
+                Tensor::ones([1, 1, 3], &device),
+                Tensor::ones([1, 1], &device),
+                d,
+                1.0,
             );
+            let value = loss.clone().into_data().try_to_vec::<f32>().unwrap()[0] as f64;
+            let want = by_hand(&z0, &top, &lp, d);
+            assert!((value - want).abs() < 1e-5, "{d:?}: {value} vs {want}");
+            let g = z
+                .grad(&loss.backward())
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
+            for i in 0..6 {
+                let h = 1e-5;
+                let (mut up, mut down) = (z0, z0);
+                up[i] += h;
+                down[i] -= h;
+                let numeric =
+                    (by_hand(&up, &top, &lp, d) - by_hand(&down, &top, &lp, d)) / (2.0 * h);
+                assert!(
+                    (g[i] as f64 - numeric).abs() < 1e-4,
+                    "{d:?}, logit {i}: {} vs {numeric}",
+                    g[i]
+                );
+            }
+            // A step against the gradient brings the student closer to its teacher.
+            let stepped: Vec<f64> = z0
+                .iter()
+                .zip(&g)
+                .map(|(z, g)| z - 0.1 * *g as f64)
+                .collect();
+            assert!(by_hand(&stepped, &top, &lp, d) < want, "{d:?}");
+        }
+    }
+
+    /// An on-policy batch: each row a prompt, the student's sampled tokens and padding. Only the
+    /// sampled positions count: the mean is theirs alone, whatever the teacher's top-k and the
+    /// student's logits hold at the prompt and the padding.
+    #[test]
+    fn the_kd_mean_counts_only_the_sampled_positions() {
+        let z: [[f64; 4]; 4] = [
+            [5.0, -3.0, 0.0, 9.0], // prompt
+            [0.4, -1.2, 2.1, 0.3], // sampled
+            [1.0, 1.0, -2.0, 0.5], // sampled
+            [-7.0, 4.0, 4.0, 0.0], // padding
+        ];
+        let top = [[3usize, 0], [2, 0], [1, 3], [0, 1]];
+        let lp = [[-0.01f64, -6.0], [-0.3, -2.0], [-1.0, -0.7], [-0.1, -3.0]];
+        let mask = [0.0f32, 1.0, 1.0, 0.0];
+        for d in [Divergence::ReverseKl, Divergence::ForwardKl] {
+            let got = scalar(topk_kd(
+                t3(
+                    &z.iter().flatten().map(|&x| x as f32).collect::<Vec<_>>(),
+                    [1, 4, 4],
+                ),
+                ids(
+                    &top.iter().flatten().map(|&i| i as i64).collect::<Vec<_>>(),
+                    [1, 4, 2],
+                ),
+                t3(
+                    &lp.iter().flatten().map(|&l| l as f32).collect::<Vec<_>>(),
+                    [1, 4, 2],
+                ),
+                Tensor::ones([1, 4, 2], &backend::cpu()),
+                Tensor::from_data(TensorData::new(mask.to_vec(), [1, 4]), &backend::cpu()),
+                d,
+                1.0,
+            ));
+            let want =
+                (by_hand(&z[1], &top[1], &lp[1], d) + by_hand(&z[2], &top[2], &lp[2], d)) / 2.0;
+            assert!((got - want).abs() < 1e-5, "{d:?}: {got} vs {want}");
         }
     }
 
