@@ -114,12 +114,15 @@ pub struct AtomicFile {
 }
 
 impl AtomicFile {
-    /// Creates the temporary file beside `dest`.
+    /// Creates the temporary file beside `dest`, and `dest`'s folder if it is missing (as
+    /// [`AtomicDir::create`] does). A failure names `dest`, the path the user gave.
     pub fn create(dest: impl Into<PathBuf>) -> Result<Self> {
         let dest = dest.into();
+        let parent = parent_of(&dest);
+        std::fs::create_dir_all(&parent).map_err(|e| Error::write(&parent, e))?;
         sweep_stale(&dest);
         let temp = temp_sibling(&dest, "tmp");
-        let file = File::create_new(&temp).map_err(|e| Error::write(&temp, e))?;
+        let file = File::create_new(&temp).map_err(|e| Error::write(&dest, e))?;
         Ok(AtomicFile {
             file: Some(file),
             temp,

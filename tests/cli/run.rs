@@ -481,6 +481,34 @@ fn a_run_writes_its_student_as_gguf_when_asked() {
     for (a, b) in ours.iter().flatten().zip(back.iter().flatten()) {
         assert!((a - b).abs() <= 1e-5, "{a} vs {b}");
     }
+    // Asked for 8 bits, the run redoes its export only: the file `model convert` writes byte
+    // for byte (the name in its metadata is the file's).
+    let r = sb
+        .run(&[
+            "run",
+            cfg.to_str().unwrap(),
+            "--set",
+            "distill.loss=\"ce\"",
+            "--set",
+            "export.gguf=\"q8_0\"",
+            "--force",
+        ])
+        .ok();
+    assert!(r.stderr.contains("as GGUF (q8_0)"), "{}", r.stderr);
+    let q8 = sb.join("runs/vocab/vocab.q8_0.gguf");
+    sb.run(&[
+        "model",
+        "convert",
+        "--model",
+        sb.join("runs/vocab/student/final").to_str().unwrap(),
+        "--out",
+        "by-hand/vocab.q8_0.gguf",
+        "--quantize",
+        "q8_0",
+    ])
+    .ok();
+    let by_hand = sb.join("by-hand/vocab.q8_0.gguf");
+    assert!(std::fs::read(&q8).unwrap() == std::fs::read(by_hand).unwrap());
     // A student on the run's own tokenizer: refused before the run directory exists.
     let own = tiny_config(&sb, "own", "[export]\ngguf = \"q8_0\"\n");
     let r = sb.run(&["run", own.to_str().unwrap()]).bad_input();
