@@ -590,6 +590,34 @@ fn cases() -> Vec<Case> {
             absent: &[],
         },
         Case {
+            name: "a GGUF tensor of a type id no GGUF version defines",
+            setup: |sb| {
+                std::fs::write(sb.join("m.gguf"), gguf_bytes(3, "llama", 99)).unwrap();
+                args(&["model", "logits", "--model", "m.gguf", "--ids", "1,2"])
+            },
+            code: 2,
+            needles: &["m.gguf", "token_embd.weight", "type 99", "Q4_K"],
+            absent: &[],
+        },
+        Case {
+            name: "a GGUF tensor whose shape asks for more data than the file holds",
+            setup: |sb| {
+                let mut b = gguf_bytes(3, "llama", 0);
+                // [32, 64] F32 values over the data of [32, 2].
+                let name = b
+                    .windows(17)
+                    .position(|w| w == b"token_embd.weight")
+                    .unwrap();
+                let dims = name + 17 + 4;
+                b[dims + 8..dims + 16].copy_from_slice(&64u64.to_le_bytes());
+                std::fs::write(sb.join("m.gguf"), b).unwrap();
+                args(&["model", "convert", "--model", "m.gguf", "--out", "out"])
+            },
+            code: 2,
+            needles: &["m.gguf", "token_embd.weight", "disagrees with its shape"],
+            absent: &["out"],
+        },
+        Case {
             name: "a GGUF model of an architecture the workbench does not run",
             setup: |sb| {
                 std::fs::write(sb.join("m.gguf"), gguf_bytes(3, "gpt9", 0)).unwrap();
@@ -1190,6 +1218,16 @@ fn cases() -> Vec<Case> {
             },
             code: 2,
             needles: &["distill.on_policy", "is 1.5", "expected a share from 0"],
+            absent: &[],
+        },
+        Case {
+            name: "a negative on-policy share",
+            setup: |sb| {
+                let c = tiny_config(sb, "onpolneg", "");
+                args(&["config", "check", p(&c), "--set", "distill.on_policy=-0.5"])
+            },
+            code: 2,
+            needles: &["distill.on_policy", "is -0.5", "expected a share from 0"],
             absent: &[],
         },
         Case {
@@ -1988,7 +2026,10 @@ fn run_case(case: &Case) -> Result<(), String> {
 #[test]
 fn every_bad_input_gets_one_clear_message_and_leaves_nothing_half_written() {
     let cases = cases();
-    assert!(cases.len() >= 30, "the issue asks for at least 30 cases");
+    assert!(
+        cases.len() >= 30,
+        "at least 30 cases, one per kind of bad input"
+    );
     let failures: Vec<String> = cases
         .iter()
         .filter_map(|c| {

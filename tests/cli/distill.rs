@@ -149,7 +149,7 @@ fn a_killed_teacher_run_resumes_to_the_same_loss_curve() {
     let got = losses(&b.join("runs/resume/teacher/metrics.parquet"));
     assert_eq!(got.len(), want.len());
     for ((s, x), (_, y)) in got.iter().zip(&want) {
-        // Bit for bit, as the issue asks (see distill/src/train/mod.rs).
+        // Bit for bit: a resumed run restores every state it holds (see distill/src/train/mod.rs).
         assert!(x == y, "step {s}: {x} resumed vs {y} uninterrupted");
     }
     // The checkpoints are gone once the stage is done.
