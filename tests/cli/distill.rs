@@ -484,13 +484,31 @@ fn run_distils_on_policy_with_a_local_teacher() {
             .unwrap()
             > 0
     );
+    // The report's comparison: a row per mode, each with the tokens its own stage had graded.
     let report = std::fs::read_to_string(sb.join("runs/onpol/report/report.md")).unwrap();
-    assert!(report.contains("Distillation modes"), "{report}");
-    assert!(
-        report.contains(&format!("+ {} graded)", datasets::text::thousands(graded))),
-        "{report}"
-    );
-    assert!(report.contains("+ 0 graded)"), "{report}");
+    let table = report
+        .split("Distillation modes")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .unwrap_or_else(|| panic!("{report}"));
+    let modes: Vec<&str> = table
+        .lines()
+        .filter(|l| l.starts_with("| distilled"))
+        .collect();
+    assert_eq!(modes.len(), 3, "{table}");
+    for (row, (name, stage)) in modes.iter().zip([
+        ("distilled", "student"),
+        ("distilled (on-policy)", "student-on-policy"),
+        ("distilled (speculative)", "student-speculative"),
+    ]) {
+        let tokens = fit(stage)["teacher_tokens"].as_u64().unwrap();
+        assert!(row.starts_with(&format!("| {name} |")), "{row}");
+        assert!(
+            row.contains(&format!("+ {} graded)", datasets::text::thousands(tokens))),
+            "{row}"
+        );
+        assert!(row.contains('%') && row.contains(" s |"), "{row}");
+    }
 }
 
 /// On-policy distillation against `workbench serve` (the teacher's checkpoint behind it, its
