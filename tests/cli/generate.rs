@@ -47,8 +47,9 @@ fn local_config(sb: &Sandbox, name: &str) -> PathBuf {
 }
 
 /// A GGUF file is a local teacher as it is, and `teacher.weights = "q8_0"` generates with its
-/// 8-bit matrices: a set as complete as the f32 one, with the teacher's answers cached apart (a
-/// rerun in f32 asks again rather than reuse the 8-bit answers). `eval` measures it.
+/// 8-bit matrices: a set as complete as the f32 one, its logprobs those of 8-bit products, with
+/// the teacher's answers cached apart (a rerun in f32 asks again rather than reuse the 8-bit
+/// answers). `eval` measures it.
 #[test]
 fn a_gguf_teacher_generates_with_its_8_bit_weights() {
     let sb = Sandbox::new();
@@ -71,9 +72,24 @@ fn a_gguf_teacher_generates_with_its_8_bit_weights() {
          dedup = \"none\"\n",
     );
     let cfg = cfg.to_str().unwrap();
+    // The teacher's top-k at each row's first answer token (the prompt is the same whatever
+    // the weights, so the two runs grade the same context there), by token id.
+    let logprobs = || -> std::collections::BTreeMap<(String, u32), f32> {
+        let set = datasets::Set::open(sb.join("runs/gguf/synthetic")).unwrap();
+        let samples = set.read_all::<datasets::Sample>(None).unwrap();
+        samples
+            .iter()
+            .flat_map(|s| {
+                s.teacher_topk[0]
+                    .iter()
+                    .map(|x| ((s.id.clone(), x.id), x.logprob))
+            })
+            .collect()
+    };
     sb.run(&["generate", cfg]).ok();
     let q8 = rows(&sb.join("runs/gguf"));
     assert!(!q8.is_empty());
+    let q8_logprobs = logprobs();
     let f32 = sb
         .run(&["generate", cfg, "--set", "teacher.weights=f32", "--force"])
         .ok();
@@ -83,6 +99,17 @@ fn a_gguf_teacher_generates_with_its_8_bit_weights() {
         f32.stderr
     );
     assert_eq!(rows(&sb.join("runs/gguf")).len(), q8.len());
+    // The 8-bit products round the activations to 8 bits too, so the 8-bit teacher's logprobs
+    // differ from the f32 decoder's on the same weights (by up to about 0.14 here).
+    let f32_logprobs = logprobs();
+    let gaps: Vec<f32> = q8_logprobs
+        .iter()
+        .filter_map(|(k, a)| f32_logprobs.get(k).map(|b| (a - b).abs()))
+        .collect();
+    assert!(gaps.len() > q8.len(), "{} shared entries", gaps.len());
+    let worst = gaps.iter().fold(0.0f32, |a, &g| a.max(g));
+    assert!(worst > 0.0, "the teacher ran in f32 both times");
+    assert!(worst < 0.5, "8-bit and f32 logprobs differ by {worst}");
     // The file is evaluated as the run's teacher, as a checkpoint directory would be; no eval
     // prompt fits its 128 positions, so it has no loss to show, and that is said.
     let eval = sb.run(&["eval", cfg, "--set", "teacher.weights=f32"]).ok();

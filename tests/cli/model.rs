@@ -276,52 +276,67 @@ fn token_ids(v: &serde_json::Value) -> Vec<u32> {
         .collect()
 }
 
-/// A Q8_0 GGUF file is served with 8-bit weights by default (`--quantize auto`): its greedy
-/// tokens are those of the quantized decoder, and `--quantize f32` serves the dequantized weights
-/// with the f32 decoder's tokens.
+/// A Q8_0 or Q4_0 GGUF file is served with its quantized weights by default (`--quantize auto`):
+/// its greedy tokens are those of the quantized decoder, and `--quantize f32` serves the
+/// dequantized weights with the f32 decoder's tokens.
 #[test]
-fn a_q8_0_gguf_file_is_served_with_its_8_bit_weights() {
-    let sb = Sandbox::new();
+fn a_quantized_gguf_file_is_served_with_its_quantized_weights() {
+    use distill::model::kernels::quant::QuantKind;
     let src = fixture("llama-gqa");
-    sb.run(&[
-        "model",
-        "convert",
-        "--model",
-        src.to_str().unwrap(),
-        "--out",
-        "m.gguf",
-        "--quantize",
-        "q8_0",
-    ])
-    .ok();
-    let file = sb.join("m.gguf");
-    let (inputs, _) = greedy("llama-gqa");
-    let device = distill::backend::device("cpu").unwrap();
-    let mut model = distill::model::checkpoint::load(&file, &device).unwrap();
-    let options = distill::generate::GenerateOptions {
-        max_new_tokens: 12,
-        temperature: 0.0,
-        eos_ids: Vec::new(),
-        ..Default::default()
-    };
-    let ours = |m: &distill::model::Model| {
-        distill::generate::generate(m, &inputs[2..3], &options, None).unwrap()[0]
-            .ids
-            .clone()
-    };
-    let f32_tokens = ours(&model);
-    model
-        .quantize(Some(distill::model::kernels::quant::QuantKind::Q8_0))
-        .unwrap();
-    let q8_tokens = ours(&model);
-    // This prompt is one where the 8-bit rounding changes the greedy path, so the two servers
-    // are told apart.
-    assert_ne!(q8_tokens, f32_tokens);
-    let served = Server::start_with(&file, &[]);
-    assert_eq!(served_greedy(&served, &inputs[2], 12), q8_tokens);
-    drop(served);
-    let served = Server::start_with(&file, &["--quantize", "f32"]);
-    assert_eq!(served_greedy(&served, &inputs[2], 12), f32_tokens);
+    // The fixture's prompts, and more made up, to find one where the decoders part.
+    let (mut inputs, _) = greedy("llama-gqa");
+    inputs.extend((0..48u32).map(|i| (0..6).map(|k| (i * 37 + k * 101 + 5) % 500).collect()));
+    for (name, kind) in [("q8_0", QuantKind::Q8_0), ("q4_0", QuantKind::Q4_0)] {
+        let sb = Sandbox::new();
+        sb.run(&[
+            "model",
+            "convert",
+            "--model",
+            src.to_str().unwrap(),
+            "--out",
+            "m.gguf",
+            "--quantize",
+            name,
+        ])
+        .ok();
+        let file = sb.join("m.gguf");
+        let device = distill::backend::device("cpu").unwrap();
+        let mut model = distill::model::checkpoint::load(&file, &device).unwrap();
+        let options = distill::generate::GenerateOptions {
+            max_new_tokens: 12,
+            temperature: 0.0,
+            eos_ids: Vec::new(),
+            ..Default::default()
+        };
+        let ours = |m: &distill::model::Model| -> Vec<Vec<u32>> {
+            distill::generate::generate(m, &inputs, &options, None)
+                .unwrap()
+                .into_iter()
+                .map(|g| g.ids)
+                .collect()
+        };
+        let f32_tokens = ours(&model);
+        model.quantize(Some(kind)).unwrap();
+        let quantized = ours(&model);
+        // A prompt where the rounding changes the greedy path, so the two servers are told
+        // apart.
+        let at = (0..inputs.len())
+            .find(|&i| quantized[i] != f32_tokens[i])
+            .unwrap_or_else(|| panic!("{name}: no prompt tells the two decoders apart"));
+        let served = Server::start_with(&file, &[]);
+        assert_eq!(
+            served_greedy(&served, &inputs[at], 12),
+            quantized[at],
+            "{name}"
+        );
+        drop(served);
+        let served = Server::start_with(&file, &["--quantize", "f32"]);
+        assert_eq!(
+            served_greedy(&served, &inputs[at], 12),
+            f32_tokens[at],
+            "{name}"
+        );
+    }
 }
 
 /// A `workbench serve` process on a free loopback port.
