@@ -283,7 +283,9 @@ fn gguf_checkpoints_load_with_the_logits_and_tokenizer_of_their_source() {
     for entry in std::fs::read_dir(&models).unwrap() {
         let src = entry.unwrap().path();
         let name = src.file_name().unwrap().to_string_lossy().into_owned();
-        for kind in ["f32", "f16", "q8_0", "q4_0", "q4_1"] {
+        for kind in [
+            "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q4_k", "q5_k", "q6_k",
+        ] {
             let file = sb.join(&format!("{name}-{kind}.gguf"));
             let reference = sb.join(&format!("{name}-{kind}-ref"));
             let out = run_python(
@@ -554,7 +556,7 @@ fn quantized_gguf_files_give_transformers_logits() {
     for entry in std::fs::read_dir(&models).unwrap() {
         let src = entry.unwrap().path();
         let name = src.file_name().unwrap().to_string_lossy().into_owned();
-        for kind in ["q8_0", "q4_0", "q4_1"] {
+        for kind in ["bf16", "q8_0", "q4_0", "q4_1", "q4_k", "q5_k", "q6_k"] {
             let file = sb.join(&format!("{name}-{kind}.gguf"));
             let reference = sb.join(&format!("{name}-{kind}-ref"));
             run_python(

@@ -5,8 +5,13 @@ Usage: hf_to_gguf.py SRC_DIR OUT.gguf TYPE REF_DIR [spm]
 
 SRC_DIR is a Hub checkpoint (config.json, model.safetensors, tokenizer.json, optionally
 tokenizer_config.json and chat_template.jinja) of a Llama, Mistral or Qwen2 model with a
-byte-level BPE tokenizer. TYPE is f32, f16, q8_0, q4_0 or q4_1: matrices are stored in it (1-D
-tensors stay F32, as llama.cpp keeps them). As the converter does, Llama and Mistral models are
+byte-level BPE tokenizer. TYPE is f32, f16, bf16, q8_0, q4_0, q4_1, q4_k, q5_k or q6_k: matrices
+are stored in it (1-D tensors stay F32, as llama.cpp keeps them).
+
+The K-quants hold blocks of 256 values along a row, wider than these checkpoints' rows: for them
+the model is widened (hidden size 256, heads of 64, MLP 512; the rest of the config kept) and its
+matrices are random K-quant blocks drawn from a fixed seed, scaled to weights under about 0.1,
+since `gguf` quantizes to none of them. The 1-D tensors are random too. As the converter does, Llama and Mistral models are
 written as the `llama` architecture with the query and key rows of each head interleaved (llama.cpp
 rotates adjacent pairs), Qwen2 as `qwen2` unchanged; the tokenizer goes in as `tokenizer.ggml.*`
 (`gpt2` model, `gpt-2` pre-tokenizer, merges, token types, special token ids).
@@ -32,8 +37,20 @@ from gguf import GGMLQuantizationType as Q
 
 src, out, kind, ref = sys.argv[1:5]
 spm = sys.argv[5:6] == ["spm"]
-TYPES = {"f32": Q.F32, "f16": Q.F16, "q8_0": Q.Q8_0, "q4_0": Q.Q4_0, "q4_1": Q.Q4_1}
+TYPES = {
+    "f32": Q.F32,
+    "f16": Q.F16,
+    "bf16": Q.BF16,
+    "q8_0": Q.Q8_0,
+    "q4_0": Q.Q4_0,
+    "q4_1": Q.Q4_1,
+    "q4_k": Q.Q4_K,
+    "q5_k": Q.Q5_K,
+    "q6_k": Q.Q6_K,
+}
+FILE_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7, "q4_k": 15, "q5_k": 17, "q6_k": 18, "bf16": 32}
 qtype = TYPES[kind]
+k_quant = qtype in (Q.Q4_K, Q.Q5_K, Q.Q6_K)
 
 
 def read_safetensors(path):
@@ -78,6 +95,10 @@ def interleave(w, heads):
 
 
 config = json.load(open(os.path.join(src, "config.json")))
+if k_quant:
+    config = dict(config, hidden_size=256, intermediate_size=512)
+    if "head_dim" in config:
+        config["head_dim"] = 256 // config["num_attention_heads"]
 model_type = config["model_type"]
 arch = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2"}[model_type]
 heads = config["num_attention_heads"]
@@ -100,7 +121,7 @@ if head_dim != hidden // heads:
     w.add_key_length(head_dim)
     w.add_value_length(head_dim)
 w.add_vocab_size(config["vocab_size"])
-w.add_file_type({"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7}[kind])
+w.add_file_type(FILE_TYPES[kind])
 
 
 
@@ -205,8 +226,68 @@ layer_names = {
     "mlp.up_proj": "ffn_up",
     "mlp.down_proj": "ffn_down",
 }
+def f16_bytes(v):
+    return np.frombuffer(np.float16(v).tobytes(), np.uint8)
+
+
+def random_k_blocks(rows, cols, t, rng):
+    """Random K-quant blocks for a [rows, cols] matrix, as bytes; their super-block scales set so
+    that every weight is under about 0.1."""
+    block, size = gguf.GGML_QUANT_SIZES[t]
+    raw = rng.integers(0, 256, size=(rows, cols // block, size), dtype=np.uint8)
+    if t == Q.Q6_K:
+        # ql, qh, 16 signed scales, then d: |d · scale · (q − 32)| ≤ 2e-5 · 128 · 32.
+        raw[..., size - 2 :] = f16_bytes(2e-5)
+    else:
+        # d, dmin, then 6-bit scales and mins: d · scale · q − dmin · min, q up to 15 (Q4_K) or
+        # 31 (Q5_K). dmin is d times q's mean, so weights come out of either sign.
+        d, q_mean = (1e-4, 7.5) if t == Q.Q4_K else (5e-5, 15.5)
+        raw[..., 0:2] = f16_bytes(d)
+        raw[..., 2:4] = f16_bytes(d * q_mean)
+    return raw.reshape(rows, cols // block * size)
+
+
+def widened(tensors):
+    """The checkpoint's tensors at the widened config's shapes, random (see the module docs)."""
+    rng = np.random.default_rng(7)
+    hd = config.get("head_dim") or hidden // heads
+    inter = config["intermediate_size"]
+    shapes = {
+        "self_attn.q_proj.weight": (heads * hd, hidden),
+        "self_attn.k_proj.weight": (kv_heads * hd, hidden),
+        "self_attn.v_proj.weight": (kv_heads * hd, hidden),
+        "self_attn.o_proj.weight": (hidden, heads * hd),
+        "self_attn.q_proj.bias": (heads * hd,),
+        "self_attn.k_proj.bias": (kv_heads * hd,),
+        "self_attn.v_proj.bias": (kv_heads * hd,),
+        "mlp.gate_proj.weight": (inter, hidden),
+        "mlp.up_proj.weight": (inter, hidden),
+        "mlp.down_proj.weight": (hidden, inter),
+        "input_layernorm.weight": (hidden,),
+        "post_attention_layernorm.weight": (hidden,),
+    }
+    out = {}
+    for name in tensors:
+        if name in ("model.embed_tokens.weight", "lm_head.weight"):
+            shape = (config["vocab_size"], hidden)
+        elif name == "model.norm.weight":
+            shape = (hidden,)
+        else:
+            shape = shapes[name.split(".", 3)[3]]
+        if len(shape) == 2:
+            out[name] = random_k_blocks(*shape, qtype, rng)
+        elif name.endswith("norm.weight"):
+            out[name] = (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
+        else:
+            out[name] = (0.02 * rng.standard_normal(shape)).astype(np.float32)
+    return out
+
+
 reference = {}
-for name, x in read_safetensors(os.path.join(src, "model.safetensors")).items():
+source = read_safetensors(os.path.join(src, "model.safetensors"))
+if k_quant:
+    source = widened(source)
+for name, x in source.items():
     if name in names:
         target = names[name]
     else:
@@ -218,13 +299,19 @@ for name, x in read_safetensors(os.path.join(src, "model.safetensors")).items():
         stored = x
     elif t == Q.F16:
         stored = x.astype(np.float16)
+    elif k_quant:
+        stored = x
     else:
         stored = gguf.quants.quantize(x, t)
     # Blocks run along rows, so quantizing and then interleaving rows equals the converter's
     # interleaving and then quantizing.
-    reference[name] = x if t == Q.F32 else np.asarray(
-        gguf.quants.dequantize(stored, t) if t != Q.F16 else stored, dtype=np.float32
-    ).reshape(x.shape)
+    if t == Q.F32:
+        reference[name] = x
+    elif t == Q.F16:
+        reference[name] = stored.astype(np.float32)
+    else:
+        values = np.asarray(gguf.quants.dequantize(stored, t), dtype=np.float32)
+        reference[name] = values.reshape(stored.shape[0], -1)
     if arch == "llama" and (".q_proj." in name or ".k_proj." in name):
         n = heads if ".q_proj." in name else kv_heads
         stored = interleave(stored, n)
