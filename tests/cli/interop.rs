@@ -542,8 +542,10 @@ fn gguf_files_we_write_run_in_llama_cpp() {
 }
 
 /// transformers' own GGUF loader (dequantizing with the `gguf` package, undoing llama.cpp's
-/// query/key interleaving itself) gives the logits the workbench gives from the same file, for the
-/// quantized types, on every parity checkpoint laid out as llama.cpp's converter lays it out.
+/// query/key interleaving itself) gives the logits the workbench gives from the same file, for BF16
+/// and the quantized types, on every parity checkpoint laid out as llama.cpp's converter lays it
+/// out (for the K-quants, widened to whole blocks of 256, with random weights: see
+/// `hf_to_gguf.py`).
 #[test]
 fn quantized_gguf_files_give_transformers_logits() {
     let Some(py) = python() else { return };
