@@ -753,7 +753,7 @@ fn graded_run(
 /// On-policy distillation against `workbench serve` (the teacher behind it, scored over HTTP with
 /// `prompt_logprobs`) trains the student that grading by the same checkpoint loaded here does:
 /// the loss curves agree to float tolerance. A second run with the same response cache asks the
-/// server nothing and follows the same curve.
+/// server nothing and follows the same curve, and a run paused and resumed follows it too.
 #[test]
 fn on_policy_over_http_equals_the_local_teacher() {
     use crate::teacher::Teacher as _;
@@ -804,6 +804,30 @@ fn on_policy_over_http_equals_the_local_teacher() {
     assert_eq!(asked, 0, "every score came from the cache");
     for (a, b) in there.log.iter().zip(&again.log) {
         assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "step {}", a.step);
+    }
+    // Paused and resumed, with a cache of its own (the server grades the resumed steps again):
+    // the same samples and grades, so the uninterrupted run's curve bit for bit.
+    let ckpt = tmp.path().join("checkpoints");
+    let mut resumable = o.clone();
+    resumable.checkpoint_every = 3;
+    let mut paused = resumable.clone();
+    paused.pause_after = Some(6);
+    let fresh_cache = tmp.path().join("resume-cache.jsonl");
+    let mut graded_over_http = |o: &TrainOptions, resume: bool| {
+        let mut g = Grader::Remote {
+            teacher: Box::new(OpenAiTeacher::new(&config, None).unwrap()),
+            cache: ResponseCache::open(&fresh_cache).unwrap(),
+            k,
+        };
+        distill_with(o, None, Some(&mut g), &init, Some(&ckpt), resume)
+    };
+    graded_over_http(&paused, false);
+    assert_eq!(latest_checkpoint(&ckpt).unwrap().0, 6);
+    let rest = graded_over_http(&resumable, true);
+    assert_eq!(rest.log.len(), there.log.len());
+    for (a, b) in rest.log.iter().zip(&there.log) {
+        assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "step {}", a.step);
+        assert_eq!(a.graded, b.graded, "step {}", a.step);
     }
     // Speculative sampling over HTTP replaces the tokens the local teacher replaces: the same
     // rows, so the same loss curve. The server checks whole samples, each again after a
