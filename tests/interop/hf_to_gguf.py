@@ -1,7 +1,7 @@
 """Writes a Hub checkpoint as a GGUF file with llama.cpp's own `gguf` package, laid out as
 llama.cpp's `convert_hf_to_gguf.py` lays it out, and a Hub directory holding the same weights.
 
-Usage: hf_to_gguf.py SRC_DIR OUT.gguf TYPE REF_DIR [spm]
+Usage: hf_to_gguf.py SRC_DIR OUT.gguf TYPE REF_DIR [spm] [mistral]
 
 SRC_DIR is a Hub checkpoint (config.json, model.safetensors, tokenizer.json, optionally
 tokenizer_config.json and chat_template.jinja) of a Llama, Mistral or Qwen2 model with a
@@ -21,6 +21,9 @@ Llama 2, Mistral and TinyLlama files carry it): `<unk>`, `<s>`, `</s>`, the 256 
 pieces learned by BPE on a small built-in text (scores falling in merge order) and its characters,
 `▁` for spaces, two user-defined tokens, padded with unused tokens to the model's vocabulary size.
 
+With `mistral`, a Mistral checkpoint is written as the `mistral` architecture (as some converters
+name it), laid out as `llama`.
+
 REF_DIR gets config.json and an f32 model.safetensors of the weights the GGUF file holds after
 rounding and quantization, under the Hub's names and in the Hub's order: the checkpoint a reader
 of the GGUF file must reproduce. Prints "gguf written".
@@ -36,7 +39,8 @@ import gguf
 from gguf import GGMLQuantizationType as Q
 
 src, out, kind, ref = sys.argv[1:5]
-spm = sys.argv[5:6] == ["spm"]
+spm = "spm" in sys.argv[5:]
+mistral_arch = "mistral" in sys.argv[5:]
 TYPES = {
     "f32": Q.F32,
     "f16": Q.F16,
@@ -101,6 +105,8 @@ if k_quant:
         config["head_dim"] = 256 // config["num_attention_heads"]
 model_type = config["model_type"]
 arch = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2"}[model_type]
+if mistral_arch and model_type == "mistral":
+    arch = "mistral"
 heads = config["num_attention_heads"]
 kv_heads = config.get("num_key_value_heads", heads)
 hidden = config["hidden_size"]
@@ -312,7 +318,7 @@ for name, x in source.items():
     else:
         values = np.asarray(gguf.quants.dequantize(stored, t), dtype=np.float32)
         reference[name] = values.reshape(stored.shape[0], -1)
-    if arch == "llama" and (".q_proj." in name or ".k_proj." in name):
+    if arch in ("llama", "mistral") and (".q_proj." in name or ".k_proj." in name):
         n = heads if ".q_proj." in name else kv_heads
         stored = interleave(stored, n)
     w.add_tensor(target, stored, raw_dtype=t if t not in (Q.F32, Q.F16) else None)
