@@ -813,7 +813,7 @@ fn on_policy_over_http_equals_the_local_teacher() {
     let mut paused = resumable.clone();
     paused.pause_after = Some(6);
     let fresh_cache = tmp.path().join("resume-cache.jsonl");
-    let mut graded_over_http = |o: &TrainOptions, resume: bool| {
+    let graded_over_http = |o: &TrainOptions, resume: bool| {
         let mut g = Grader::Remote {
             teacher: Box::new(OpenAiTeacher::new(&config, None).unwrap()),
             cache: ResponseCache::open(&fresh_cache).unwrap(),
