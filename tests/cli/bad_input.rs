@@ -94,6 +94,21 @@ fn gguf_bytes(version: u32, arch: &str, kind: u32) -> Vec<u8> {
     b
 }
 
+/// [`gguf_bytes`] (version 3, `llama`, F32) with its one tensor's dimensions rewritten, its data
+/// left as it is.
+fn gguf_with_dims(d0: u64, d1: u64) -> Vec<u8> {
+    let mut b = gguf_bytes(3, "llama", 0);
+    let name = b
+        .windows(17)
+        .position(|w| w == b"token_embd.weight")
+        .unwrap();
+    // After the name: its number of dimensions (u32), then each dimension (u64).
+    let dims = name + 17 + 4;
+    b[dims..dims + 8].copy_from_slice(&d0.to_le_bytes());
+    b[dims + 8..dims + 16].copy_from_slice(&d1.to_le_bytes());
+    b
+}
+
 /// Rewrites a safetensors file without the tensor `drop` (its bytes cut out, every later offset
 /// moved down), so the file is valid and only that tensor is missing.
 fn drop_tensor(path: &Path, drop: &str) {
@@ -548,15 +563,8 @@ fn cases() -> Vec<Case> {
         Case {
             name: "a GGUF tensor whose size in bytes overflows",
             setup: |sb| {
-                let mut b = gguf_bytes(3, "llama", 0);
                 // 2^30 × 2^32 F32 values: a count that fits, bytes that do not.
-                let name = b
-                    .windows(17)
-                    .position(|w| w == b"token_embd.weight")
-                    .unwrap();
-                let dims = name + 17 + 4;
-                b[dims..dims + 8].copy_from_slice(&(1u64 << 30).to_le_bytes());
-                b[dims + 8..dims + 16].copy_from_slice(&(1u64 << 32).to_le_bytes());
+                let b = gguf_with_dims(1 << 30, 1 << 32);
                 std::fs::write(sb.join("m.gguf"), b).unwrap();
                 args(&["model", "logits", "--model", "m.gguf", "--ids", "1,2"])
             },
@@ -602,15 +610,8 @@ fn cases() -> Vec<Case> {
         Case {
             name: "a GGUF tensor whose shape asks for more data than the file holds",
             setup: |sb| {
-                let mut b = gguf_bytes(3, "llama", 0);
                 // [32, 64] F32 values over the data of [32, 2].
-                let name = b
-                    .windows(17)
-                    .position(|w| w == b"token_embd.weight")
-                    .unwrap();
-                let dims = name + 17 + 4;
-                b[dims + 8..dims + 16].copy_from_slice(&64u64.to_le_bytes());
-                std::fs::write(sb.join("m.gguf"), b).unwrap();
+                std::fs::write(sb.join("m.gguf"), gguf_with_dims(32, 64)).unwrap();
                 args(&["model", "convert", "--model", "m.gguf", "--out", "out"])
             },
             code: 2,

@@ -767,17 +767,8 @@ fn on_policy_over_http_equals_the_local_teacher() {
     let teacher_dir = tmp.path().join("teacher");
     let cpu = crate::backend::cpu();
     let addr = serve_copy_teacher(&teacher_dir);
-    let config = datasets::config::TeacherConfig {
-        kind: datasets::config::TeacherKind::Openai,
-        base_url: Some(datasets::config::OneOrMany::One(format!(
-            "http://{addr}/v1"
-        ))),
-        model: Some("copy".into()),
-        ..Default::default()
-    };
-    let mut o = distill_options(12, Some(1.0));
-    o.lr = 1e-2;
-    let k = 5;
+    let config = copy_teacher_at(addr);
+    let (mut o, k) = (http_options(), 5);
     let mut local = Grader::Local {
         model: checkpoint::load(&teacher_dir, &cpu).unwrap(),
         k,
@@ -914,17 +905,8 @@ fn on_policy_falls_back_to_echo_where_prompt_logprobs_is_refused() {
         });
     });
 
-    let config = datasets::config::TeacherConfig {
-        kind: datasets::config::TeacherKind::Openai,
-        base_url: Some(datasets::config::OneOrMany::One(format!(
-            "http://{addr}/v1"
-        ))),
-        model: Some("copy".into()),
-        ..Default::default()
-    };
-    let mut o = distill_options(12, Some(1.0));
-    o.lr = 1e-2;
-    let k = 5;
+    let config = copy_teacher_at(addr);
+    let (o, k) = (http_options(), 5);
     let mut local = Grader::Local {
         model: checkpoint::load(&teacher_dir, &cpu).unwrap(),
         k,
@@ -955,6 +937,25 @@ fn on_policy_falls_back_to_echo_where_prompt_logprobs_is_refused() {
         echoed > refused,
         "{echoed} scored by `echo`, {refused} refused"
     );
+}
+
+/// An `openai` teacher: the copy teacher served at `addr`.
+fn copy_teacher_at(addr: std::net::SocketAddr) -> datasets::config::TeacherConfig {
+    datasets::config::TeacherConfig {
+        kind: datasets::config::TeacherKind::Openai,
+        base_url: Some(datasets::config::OneOrMany::One(format!(
+            "http://{addr}/v1"
+        ))),
+        model: Some("copy".into()),
+        ..Default::default()
+    }
+}
+
+/// On-policy distillation for the runs graded over HTTP: 12 steps, every batch sampled.
+fn http_options() -> TrainOptions {
+    let mut o = distill_options(12, Some(1.0));
+    o.lr = 1e-2;
+    o
 }
 
 /// `workbench serve` on loopback with the copy teacher in `dir`, as `copy`; its address.
