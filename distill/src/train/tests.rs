@@ -839,10 +839,10 @@ fn on_policy_over_http_equals_the_local_teacher() {
     assert!(graded(&there) > graded(&here));
 }
 
-/// A server that does not know vLLM's `prompt_logprobs` (OpenAI's own API refuses unknown
-/// fields) is asked once in that shape, then scores in the OpenAI shape, `echo` with
-/// `logprobs`: the student trains as against the local teacher. A proxy in front of `workbench
-/// serve` refuses the field as OpenAI does and passes everything else through.
+/// A server that refuses vLLM's `prompt_logprobs` (as OpenAI's API refuses a field it does not
+/// know) is asked once in that shape, then scores in the OpenAI shape, `echo` with `logprobs`:
+/// the student trains as against the local teacher. A proxy in front of `workbench serve` refuses
+/// that one field with OpenAI's error and passes everything else through.
 #[test]
 fn on_policy_falls_back_to_echo_where_prompt_logprobs_is_refused() {
     use std::sync::atomic::{AtomicUsize, Ordering};
