@@ -238,7 +238,8 @@ pub fn run_python_args(python: &Path, script: &str, args: &[&std::ffi::OsStr]) -
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         out.status.success(),
-        "{script} failed:\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        "{script} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
     );
     stdout
 }

@@ -16,7 +16,24 @@ import json
 import sys
 
 import numpy as np
+import llama_cpp.llama_cpp as llama_low
 from llama_cpp import Llama
+
+# Without llama.cpp's extra CPU buffer types: on a CPU with AMX (an Intel Xeon with
+# avx512_vnni and amx_int8, llama-cpp-python 0.3.36) they crash (SIGSEGV) on these tiny models'
+# Q8_0 matrices, in files llama.cpp's own `gguf` package writes as in ours. The plain CPU path
+# reads the same file and computes the same products.
+_default_params = llama_low.llama_model_default_params
+
+
+def _plain_cpu_params():
+    params = _default_params()
+    if hasattr(params, "use_extra_bufts"):
+        params.use_extra_bufts = False
+    return params
+
+
+llama_low.llama_model_default_params = _plain_cpu_params
 
 model, inputs_path = sys.argv[1], sys.argv[2]
 spec = json.load(open(inputs_path))
