@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs the distill crate's unit tests on CPUs this machine is not: the Bochs emulator's models of
+# Runs the distill crate's unit tests on emulated CPUs: the Bochs emulator's models of Intel
 # Intel CPUs with AVX-512 VNNI and AVX-VNNI (`sapphire_rapids`) or AVX-VNNI alone (`arrow_lake`),
 # so the kernels chosen at run time for those instruction sets run somewhere before a user's CPU.
-# Slow (a few minutes for the quantized products, an hour or more for every test) and never part
-# of CI: QEMU's TCG emulates neither AVX-512 nor AVX-VNNI, and no registry ships a Bochs that does.
+# For machines without those instruction sets. Under a minute for the quantized tests, about an
+# hour for every test; never part of CI: QEMU's TCG (11.1) emulates neither AVX-512 nor AVX-VNNI,
+# and no package registry ships a Bochs build that runs a kernel (see BOCHS below).
 #
 #   BOCHS=/path/to/bochs KERNEL=/path/to/vmlinuz scripts/emulated-cpu-tests.sh [MODEL] [FILTER...]
 #
