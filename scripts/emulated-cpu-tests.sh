@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the distill crate's unit tests on emulated CPUs: the Bochs emulator's models of Intel
+# Runs the distill crate's unit tests on emulated CPUs: the Bochs emulator's models of
 # Intel CPUs with AVX-512 VNNI and AVX-VNNI (`sapphire_rapids`) or AVX-VNNI alone (`arrow_lake`),
 # so the kernels chosen at run time for those instruction sets run somewhere before a user's CPU.
 # For machines without those instruction sets. Under a minute for the quantized tests, about an
