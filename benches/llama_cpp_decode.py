@@ -37,6 +37,11 @@ def quiet(level, text, user_data):
 L.llama_log_set(quiet, None)
 L.llama_backend_init()
 mp = L.llama_model_default_params()
+# llama.cpp's extra CPU buffer types (AMX on a CPU that has it) crash on Q8_0 files in this
+# build (llama-cpp-python 0.3.36: SIGSEGV at the first decode, SmolLM2's files included): the
+# plain CPU path runs, with the integer dot products the CPU has (AVX-512 VNNI here too).
+if hasattr(mp, "use_extra_bufts"):
+    mp.use_extra_bufts = False
 model = L.llama_model_load_from_file(a.model.encode(), mp)
 if not model:
     raise SystemExit(f"error: llama.cpp could not load {a.model}")

@@ -20,9 +20,9 @@ import llama_cpp.llama_cpp as llama_low
 from llama_cpp import Llama
 
 # Without llama.cpp's extra CPU buffer types: on a CPU with AMX (an Intel Xeon with
-# avx512_vnni and amx_int8, llama-cpp-python 0.3.36) they crash (SIGSEGV) on these tiny models'
-# Q8_0 matrices, in files llama.cpp's own `gguf` package writes as in ours. The plain CPU path
-# reads the same file and computes the same products.
+# avx512_vnni and amx_int8, llama-cpp-python 0.3.36) they crash (SIGSEGV) on Q8_0 files, those
+# llama.cpp's own `gguf` package writes as ours (and SmolLM2-135M's too, benches/gguf.sh). The
+# plain CPU path reads the same file and computes the same products.
 _default_params = llama_low.llama_model_default_params
 
 
