@@ -41,10 +41,7 @@ pub fn finetune_stage(
     let data = distill::stages::inputs::read_data(&run.stage_dir(layout::DATA))?;
     let synthetic_dir = run.stage_dir(layout::SYNTHETIC);
     let run_dir = run.path();
-    let hash = distill::stages::hashes::finetune_hash(
-        c,
-        &distill::stages::hashes::feedback_digest(&sft, &preference),
-    );
+    let hash = distill::stages::hashes::finetune_hash_on(c, &sft, &preference);
     super::training::training_stage(
         out,
         loaded,

@@ -126,10 +126,10 @@ pub fn finetune_hash_of(
     decisions: &[Stored],
 ) -> Result<String> {
     let (sft, preference) = annotate::feedback::rows(store, decisions)?;
-    let digest = distill::stages::hashes::feedback_digest(&sft, &preference);
-    Ok(distill::stages::hashes::finetune_hash(
+    Ok(distill::stages::hashes::finetune_hash_on(
         &loaded.config,
-        &digest,
+        &sft,
+        &preference,
     ))
 }
 

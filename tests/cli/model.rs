@@ -286,6 +286,20 @@ fn a_quantized_gguf_file_is_served_with_its_quantized_weights() {
     // The fixture's prompts, and more made up, to find one where the decoders part.
     let (mut inputs, _) = greedy("llama-gqa");
     inputs.extend((0..48u32).map(|i| (0..6).map(|k| (i * 37 + k * 101 + 5) % 500).collect()));
+    let device = distill::backend::device("cpu").unwrap();
+    let options = distill::generate::GenerateOptions {
+        max_new_tokens: 12,
+        temperature: 0.0,
+        eos_ids: Vec::new(),
+        ..Default::default()
+    };
+    let ours = |m: &distill::model::Model| -> Vec<Vec<u32>> {
+        distill::generate::generate(m, &inputs, &options, None)
+            .unwrap()
+            .into_iter()
+            .map(|g| g.ids)
+            .collect()
+    };
     for (name, kind) in [("q8_0", QuantKind::Q8_0), ("q4_0", QuantKind::Q4_0)] {
         let sb = Sandbox::new();
         sb.run(&[
@@ -300,21 +314,7 @@ fn a_quantized_gguf_file_is_served_with_its_quantized_weights() {
         ])
         .ok();
         let file = sb.join("m.gguf");
-        let device = distill::backend::device("cpu").unwrap();
         let mut model = distill::model::checkpoint::load(&file, &device).unwrap();
-        let options = distill::generate::GenerateOptions {
-            max_new_tokens: 12,
-            temperature: 0.0,
-            eos_ids: Vec::new(),
-            ..Default::default()
-        };
-        let ours = |m: &distill::model::Model| -> Vec<Vec<u32>> {
-            distill::generate::generate(m, &inputs, &options, None)
-                .unwrap()
-                .into_iter()
-                .map(|g| g.ids)
-                .collect()
-        };
         let f32_tokens = ours(&model);
         model.quantize(Some(kind)).unwrap();
         let quantized = ours(&model);

@@ -60,6 +60,11 @@ pub fn finetune_hash(c: &Config, feedback: &str) -> String {
     hash_with(c, &["run", "data"], &keys)
 }
 
+/// [`finetune_hash`] of a fine-tune on these feedback rows.
+pub fn finetune_hash_on(c: &Config, sft: &[SftRow], preference: &[PreferenceRow]) -> String {
+    finetune_hash(c, &feedback_digest(sft, preference))
+}
+
 /// A digest of the feedback rows (their content ids), for [`finetune_hash`].
 pub fn feedback_digest(sft: &[SftRow], preference: &[PreferenceRow]) -> String {
     let mut h = blake3::Hasher::new();
