@@ -27,6 +27,21 @@ fn parent_of(path: &Path) -> PathBuf {
     }
 }
 
+/// Makes `dest`'s folder where it is missing. A path through a file is named as such: it is the
+/// user's path that is wrong, not the disk.
+fn make_parent(dest: &Path) -> Result<()> {
+    let parent = parent_of(dest);
+    if let Some(file) = parent.ancestors().find(|a| a.is_file()) {
+        return Err(Error::invalid(format!(
+            "`{}` cannot be written: `{}` is a file, not a folder\n\nhint: choose a path inside \
+             a folder",
+            dest.display(),
+            file.display()
+        )));
+    }
+    std::fs::create_dir_all(&parent).map_err(|e| Error::write(&parent, e))
+}
+
 /// The tags of the temporaries beside a destination.
 const TAGS: [&str; 3] = ["tmp", "partial", "old"];
 
@@ -118,8 +133,7 @@ impl AtomicFile {
     /// [`AtomicDir::create`] does). A failure names `dest`, the path the user gave.
     pub fn create(dest: impl Into<PathBuf>) -> Result<Self> {
         let dest = dest.into();
-        let parent = parent_of(&dest);
-        std::fs::create_dir_all(&parent).map_err(|e| Error::write(&parent, e))?;
+        make_parent(&dest)?;
         sweep_stale(&dest);
         let temp = temp_sibling(&dest, "tmp");
         let file = File::create_new(&temp).map_err(|e| Error::write(&dest, e))?;
@@ -211,8 +225,7 @@ impl AtomicDir {
                 check_replaceable(&dest)?;
             }
         }
-        let parent = parent_of(&dest);
-        std::fs::create_dir_all(&parent).map_err(|e| Error::write(&parent, e))?;
+        make_parent(&dest)?;
         sweep_stale(&dest);
         let temp = temp_sibling(&dest, "partial");
         std::fs::create_dir(&temp).map_err(|e| Error::write(&temp, e))?;
@@ -435,6 +448,37 @@ fn sync_tree(root: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file or directory is written into folders made for it; a path through a file is
+    /// refused naming that file, and nothing is made.
+    #[test]
+    fn outputs_get_their_folders_and_paths_through_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        write_file(dir.path().join("new/deeper/x.bin"), b"x").unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("new/deeper/x.bin")).unwrap(),
+            b"x"
+        );
+        AtomicDir::create(dir.path().join("made/set"), false)
+            .unwrap()
+            .commit()
+            .unwrap();
+        assert!(dir.path().join("made/set").is_dir());
+        std::fs::write(dir.path().join("plain"), "mine").unwrap();
+        for e in [
+            write_file(dir.path().join("plain/sub/x.bin"), b"x").unwrap_err(),
+            AtomicDir::create(dir.path().join("plain/set"), false)
+                .err()
+                .unwrap(),
+        ] {
+            let e = e.to_string();
+            assert!(e.contains("is a file, not a folder"), "{e}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("plain")).unwrap(),
+            "mine"
+        );
+    }
 
     #[test]
     fn a_dropped_file_leaves_nothing_behind() {
